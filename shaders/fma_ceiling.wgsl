@@ -1,0 +1,37 @@
+// Register-only FMA loop: the adapter's arithmetic ceiling. Eight independent
+// vec4 chains keep every FMA pipe busy; nothing touches memory until the end.
+
+struct Params {
+    iters: u32,
+    seed: f32,
+}
+
+@group(0) @binding(0) var<storage, read_write> sink: array<f32>;
+@group(0) @binding(1) var<uniform> p: Params;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let s = p.seed + f32(gid.x) * 1e-7;
+    var a0 = vec4<f32>(s, s + 0.1, s + 0.2, s + 0.3);
+    var a1 = a0 + 1.0;
+    var a2 = a0 + 2.0;
+    var a3 = a0 + 3.0;
+    var a4 = a0 + 4.0;
+    var a5 = a0 + 5.0;
+    var a6 = a0 + 6.0;
+    var a7 = a0 + 7.0;
+    let m = vec4<f32>(0.999999);
+    let c = vec4<f32>(1e-6);
+    for (var i = 0u; i < p.iters; i++) {
+        a0 = fma(a0, m, c);
+        a1 = fma(a1, m, c);
+        a2 = fma(a2, m, c);
+        a3 = fma(a3, m, c);
+        a4 = fma(a4, m, c);
+        a5 = fma(a5, m, c);
+        a6 = fma(a6, m, c);
+        a7 = fma(a7, m, c);
+    }
+    let t = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7;
+    sink[gid.x] = t.x + t.y + t.z + t.w;
+}

@@ -1,0 +1,69 @@
+//! Kernel benchmarks: each family offers cases; the runner times them and
+//! reports GFLOP/s, GB/s and the ratio to the FMA ceiling measured in the same run.
+
+use crate::error::Result;
+use crate::gpu::{Dispatch, GpuBuffer, GpuContext};
+
+/// One benchmarked unit of work: the dispatches of one kernel call (or of a
+/// group, e.g. conv forward + both backward kernels) with its FLOPs and bytes.
+pub struct BenchCase {
+    pub name: String,
+    pub shapes: String,
+    pub flops: f64,
+    /// Bytes a perfect kernel must move (each input read once, output written once).
+    pub bytes: f64,
+    pub dispatches: Vec<Dispatch>,
+    /// Buffers the dispatches bind; kept alive for the run.
+    pub buffers: Vec<GpuBuffer>,
+}
+
+impl BenchCase {
+    pub fn new(
+        name: impl Into<String>,
+        shapes: impl Into<String>,
+        flops: f64,
+        bytes: f64,
+        dispatches: Vec<Dispatch>,
+        buffers: Vec<GpuBuffer>,
+    ) -> BenchCase {
+        BenchCase {
+            name: name.into(),
+            shapes: shapes.into(),
+            flops,
+            bytes,
+            dispatches,
+            buffers,
+        }
+    }
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BenchResult {
+    pub name: String,
+    pub shapes: String,
+    pub seconds: f64,
+    pub gflops: f64,
+    pub gbytes_per_s: f64,
+    /// GFLOP/s as a fraction of the adapter's FMA ceiling.
+    pub ceiling_ratio: f64,
+}
+
+/// Times a case: warm-up, then enough repetitions (one submit) for ~`budget` seconds; best of 3.
+pub fn run_case(ctx: &GpuContext, case: &BenchCase, ceiling_gflops: f64, budget: f64) -> Result<BenchResult> {
+    let ds: Vec<&Dispatch> = case.dispatches.iter().collect();
+    let once = ctx.time(&ds, 1)?;
+    let reps = ((budget / 3.0 / once.max(1e-6)) as usize).clamp(1, 1000);
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        best = best.min(ctx.time(&ds, reps)?);
+    }
+    let gflops = case.flops / best / 1e9;
+    Ok(BenchResult {
+        name: case.name.clone(),
+        shapes: case.shapes.clone(),
+        seconds: best,
+        gflops,
+        gbytes_per_s: case.bytes / best / 1e9,
+        ceiling_ratio: gflops / ceiling_gflops,
+    })
+}

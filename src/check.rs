@@ -1,0 +1,245 @@
+//! `vdvae check`: every kernel on the chosen adapter against its CPU reference.
+//!
+//! Each kernel family registers a `check` function that runs its table of shapes
+//! and hands GPU and reference results to [`Checker::compare`], which records
+//! the max abs / rel error and the worst element (llm.c's `validate_result`).
+
+use crate::error::Result;
+use crate::gpu::GpuContext;
+use crate::ops;
+
+/// `|gpu - ref| <= atol + rtol * |ref|`, stated per kernel.
+#[derive(Clone, Copy, Debug)]
+pub struct Tolerance {
+    pub atol: f64,
+    pub rtol: f64,
+}
+
+impl Tolerance {
+    pub const fn new(atol: f64, rtol: f64) -> Tolerance {
+        Tolerance { atol, rtol }
+    }
+    /// Bit-for-bit equality.
+    pub const EXACT: Tolerance = Tolerance::new(0.0, 0.0);
+}
+
+/// The element that came closest to (or furthest past) its tolerance.
+#[derive(Clone, Debug)]
+pub struct Worst {
+    pub index: usize,
+    pub got: f64,
+    pub want: f64,
+}
+
+#[derive(Clone, Debug)]
+pub struct CheckRow {
+    pub family: &'static str,
+    pub kernel: String,
+    pub shapes: String,
+    pub max_abs: f64,
+    pub max_rel: f64,
+    pub tol: Tolerance,
+    pub worst: Option<Worst>,
+    pub pass: bool,
+}
+
+/// How big the table of shapes is: `Quick` for `vdvae check`, `Full` adds the
+/// large cases (the biggest tensor that fits one binding) for kernels-test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CaseSize {
+    Quick,
+    Full,
+}
+
+pub struct Checker<'a> {
+    pub ctx: &'a GpuContext,
+    pub size: CaseSize,
+    /// Deliberately corrupt one element of every GPU result (proves the check can fail).
+    pub perturb: bool,
+    pub rows: Vec<CheckRow>,
+}
+
+impl<'a> Checker<'a> {
+    pub fn new(ctx: &'a GpuContext, size: CaseSize) -> Checker<'a> {
+        Checker {
+            ctx,
+            size,
+            perturb: false,
+            rows: Vec::new(),
+        }
+    }
+
+    pub fn full(&self) -> bool {
+        self.size == CaseSize::Full
+    }
+
+    /// Compares a GPU result with its reference and records a row.
+    pub fn compare(
+        &mut self,
+        family: &'static str,
+        kernel: &str,
+        shapes: &str,
+        got: &[f32],
+        want: &[f32],
+        tol: Tolerance,
+    ) {
+        let mut got = got.to_vec();
+        if self.perturb && !got.is_empty() {
+            let i = got.len() / 2;
+            got[i] += 1e-2 * (1.0 + got[i].abs());
+        }
+        let row = compare_slices(family, kernel, shapes, &got, want, tol);
+        self.rows.push(row);
+    }
+
+    /// Same for integer results (RNG bits, sample indices): exact match required.
+    pub fn compare_u32(&mut self, family: &'static str, kernel: &str, shapes: &str, got: &[u32], want: &[u32]) {
+        let to_f = |v: &[u32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
+        let mut g = to_f(got);
+        if self.perturb && !g.is_empty() {
+            let i = g.len() / 2;
+            g[i] += 1.0;
+        }
+        self.rows
+            .push(compare_f64(family, kernel, shapes, &g, &to_f(want), Tolerance::EXACT));
+    }
+
+    pub fn failures(&self) -> usize {
+        self.rows.iter().filter(|r| !r.pass).count()
+    }
+}
+
+pub fn compare_slices(
+    family: &'static str,
+    kernel: &str,
+    shapes: &str,
+    got: &[f32],
+    want: &[f32],
+    tol: Tolerance,
+) -> CheckRow {
+    let g: Vec<f64> = got.iter().map(|&x| x as f64).collect();
+    let w: Vec<f64> = want.iter().map(|&x| x as f64).collect();
+    compare_f64(family, kernel, shapes, &g, &w, tol)
+}
+
+fn compare_f64(
+    family: &'static str,
+    kernel: &str,
+    shapes: &str,
+    got: &[f64],
+    want: &[f64],
+    tol: Tolerance,
+) -> CheckRow {
+    let mut row = CheckRow {
+        family,
+        kernel: kernel.to_string(),
+        shapes: shapes.to_string(),
+        max_abs: 0.0,
+        max_rel: 0.0,
+        tol,
+        worst: None,
+        pass: got.len() == want.len(),
+    };
+    if !row.pass {
+        row.shapes = format!("{shapes} (length {} != reference {})", got.len(), want.len());
+        row.max_abs = f64::INFINITY;
+        return row;
+    }
+    // The worst element is the one with the largest error relative to its allowance.
+    let mut worst_excess = -1.0;
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let abs = (g - w).abs();
+        let bad = !abs.is_finite() && !(g == w || (g.is_nan() && w.is_nan()));
+        let abs = if bad {
+            f64::INFINITY
+        } else if abs.is_nan() {
+            0.0
+        } else {
+            abs
+        };
+        let rel = if w != 0.0 {
+            abs / w.abs()
+        } else if abs == 0.0 {
+            0.0
+        } else {
+            f64::INFINITY
+        };
+        row.max_abs = row.max_abs.max(abs);
+        row.max_rel = row.max_rel.max(rel);
+        let allowance = tol.atol + tol.rtol * w.abs();
+        let excess = if allowance > 0.0 {
+            abs / allowance
+        } else if abs == 0.0 {
+            0.0
+        } else {
+            f64::INFINITY
+        };
+        if excess > worst_excess {
+            worst_excess = excess;
+            row.worst = Some(Worst {
+                index: i,
+                got: g,
+                want: w,
+            });
+        }
+        if abs > allowance {
+            row.pass = false;
+        }
+    }
+    row
+}
+
+type FamilyCheck = fn(&mut Checker) -> Result<()>;
+
+/// Every kernel family `vdvae check` knows, by name.
+pub fn families() -> Vec<(&'static str, FamilyCheck)> {
+    ops::FAMILIES.to_vec()
+}
+
+/// Runs the families whose name matches `only` (all when `None`).
+pub fn run_checks(checker: &mut Checker, only: Option<&str>) -> Result<()> {
+    let fams = families();
+    if let Some(name) = only {
+        if !fams.iter().any(|(n, _)| *n == name) {
+            let names: Vec<_> = fams.iter().map(|(n, _)| *n).collect();
+            return Err(crate::Error::Input(format!(
+                "no kernel family named {name:?}; the families are: {}",
+                names.join(", ")
+            )));
+        }
+    }
+    for (name, check) in fams {
+        if only.is_none_or(|o| o == name) {
+            check(checker)?;
+        }
+    }
+    Ok(())
+}
+
+/// The table `vdvae check` prints.
+pub fn format_table(rows: &[CheckRow]) -> String {
+    let mut out = format!(
+        "{:<12} {:<28} {:<34} {:>11} {:>11}  {}\n",
+        "family", "kernel", "shapes", "max abs", "max rel", "result"
+    );
+    for r in rows {
+        out += &format!(
+            "{:<12} {:<28} {:<34} {:>11.3e} {:>11.3e}  {}\n",
+            r.family,
+            r.kernel,
+            r.shapes,
+            r.max_abs,
+            r.max_rel,
+            if r.pass { "PASS" } else { "FAIL" }
+        );
+        if !r.pass {
+            if let Some(w) = &r.worst {
+                out += &format!(
+                    "    worst element [{}]: gpu {:.9e} ref {:.9e} (tolerance atol {:e} + rtol {:e}·|ref|)\n",
+                    w.index, w.got, w.want, r.tol.atol, r.tol.rtol
+                );
+            }
+        }
+    }
+    out
+}

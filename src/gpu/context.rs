@@ -1,0 +1,250 @@
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::error::{Error, Result};
+
+/// Which adapter to use: `--adapter NAME|INDEX` or env `VDVAE_ADAPTER`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum AdapterChoice {
+    /// The high-performance one: discrete > integrated > virtual > CPU.
+    #[default]
+    HighPerformance,
+    Index(usize),
+    /// Case-insensitive substring of the adapter name.
+    Name(String),
+}
+
+impl AdapterChoice {
+    pub fn parse(s: &str) -> AdapterChoice {
+        let s = s.trim();
+        if s.is_empty() {
+            AdapterChoice::HighPerformance
+        } else if let Ok(i) = s.parse::<usize>() {
+            AdapterChoice::Index(i)
+        } else {
+            AdapterChoice::Name(s.to_string())
+        }
+    }
+
+    /// `--adapter` if given, else `VDVAE_ADAPTER`, else the default.
+    pub fn from_flag_or_env(flag: Option<&str>) -> AdapterChoice {
+        match flag {
+            Some(s) => AdapterChoice::parse(s),
+            None => std::env::var("VDVAE_ADAPTER")
+                .map(|s| AdapterChoice::parse(&s))
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// What `vdvae info` prints for each adapter.
+#[derive(Clone, Debug)]
+pub struct AdapterSummary {
+    pub index: usize,
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+}
+
+fn summary(index: usize, info: &wgpu::AdapterInfo) -> AdapterSummary {
+    AdapterSummary {
+        index,
+        name: info.name.clone(),
+        backend: format!("{:?}", info.backend),
+        device_type: format!("{:?}", info.device_type),
+        driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+    }
+}
+
+fn instance() -> wgpu::Instance {
+    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle())
+}
+
+fn enumerate(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
+    pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+}
+
+/// Every adapter wgpu can see, in enumeration order (the order `--adapter INDEX` uses).
+pub fn list_adapters() -> Vec<AdapterSummary> {
+    enumerate(&instance())
+        .iter()
+        .enumerate()
+        .map(|(i, a)| summary(i, &a.get_info()))
+        .collect()
+}
+
+fn performance_rank(t: wgpu::DeviceType) -> u32 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 3,
+        wgpu::DeviceType::Other => 4,
+    }
+}
+
+const NO_ADAPTER_FIX: &str = "install a Vulkan driver (on Debian/Ubuntu: \
+`apt-get install mesa-vulkan-drivers`, which provides the lavapipe CPU driver), \
+or run on the CPU reference path with `--device cpu`";
+
+fn choose(adapters: Vec<wgpu::Adapter>, choice: &AdapterChoice) -> Result<(usize, wgpu::Adapter)> {
+    if adapters.is_empty() {
+        return Err(Error::NoAdapter(format!("wgpu found none; {NO_ADAPTER_FIX}")));
+    }
+    let names = || {
+        adapters
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("  [{i}] {}", a.get_info().name))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let index = match choice {
+        AdapterChoice::HighPerformance => (0..adapters.len())
+            .min_by_key(|&i| performance_rank(adapters[i].get_info().device_type))
+            .unwrap(),
+        AdapterChoice::Index(i) if *i < adapters.len() => *i,
+        AdapterChoice::Index(i) => {
+            return Err(Error::NoAdapter(format!(
+                "adapter index {i} does not exist; the adapters are:\n{}",
+                names()
+            )))
+        }
+        AdapterChoice::Name(n) => {
+            let needle = n.to_lowercase();
+            match adapters
+                .iter()
+                .position(|a| a.get_info().name.to_lowercase().contains(&needle))
+            {
+                Some(i) => i,
+                None => {
+                    return Err(Error::NoAdapter(format!(
+                        "no adapter name contains {n:?}; the adapters are:\n{}",
+                        names()
+                    )))
+                }
+            }
+        }
+    };
+    Ok((index, adapters.into_iter().nth(index).unwrap()))
+}
+
+/// Optional features used when the adapter has them.
+pub const OPTIONAL_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY
+    .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)
+    .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS)
+    .union(wgpu::Features::SHADER_F16)
+    .union(wgpu::Features::SUBGROUP);
+
+/// A device on the chosen adapter, with a cache of compiled pipelines.
+pub struct GpuContext {
+    pub adapter_index: usize,
+    pub adapter: AdapterSummary,
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub features: wgpu::Features,
+    pub limits: wgpu::Limits,
+    /// Subgroup size range reported by the adapter (0 when subgroups are absent).
+    pub subgroup_min_size: u32,
+    pub subgroup_max_size: u32,
+    pipelines: Mutex<HashMap<String, Arc<PipelineEntry>>>,
+}
+
+pub(crate) struct PipelineEntry {
+    pub pipeline: wgpu::ComputePipeline,
+    pub layout: wgpu::BindGroupLayout,
+}
+
+impl GpuContext {
+    /// Picks an adapter and opens a device with the adapter's own limits and the
+    /// optional features it has.
+    pub fn new(choice: &AdapterChoice) -> Result<GpuContext> {
+        let instance = instance();
+        let (adapter_index, adapter) = choose(enumerate(&instance), choice)?;
+        let features = adapter.features() & OPTIONAL_FEATURES;
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("vdvae"),
+            required_features: features,
+            required_limits: limits.clone(),
+            ..Default::default()
+        }))
+        .map_err(|e| Error::Gpu(format!("the adapter refused a device: {e}")))?;
+        let info = adapter.get_info();
+        Ok(GpuContext {
+            adapter_index,
+            adapter: summary(adapter_index, &info),
+            device,
+            queue,
+            features,
+            limits,
+            subgroup_min_size: info.subgroup_min_size,
+            subgroup_max_size: info.subgroup_max_size,
+            pipelines: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The default adapter, honouring `VDVAE_ADAPTER`.
+    pub fn from_env() -> Result<GpuContext> {
+        GpuContext::new(&AdapterChoice::from_flag_or_env(None))
+    }
+
+    pub fn has(&self, feature: wgpu::Features) -> bool {
+        self.features.contains(feature)
+    }
+
+    pub(crate) fn cached_pipeline(&self, key: &str) -> Option<Arc<PipelineEntry>> {
+        self.pipelines.lock().unwrap().get(key).cloned()
+    }
+
+    pub(crate) fn store_pipeline(&self, key: String, entry: PipelineEntry) -> Arc<PipelineEntry> {
+        let entry = Arc::new(entry);
+        self.pipelines.lock().unwrap().insert(key, entry.clone());
+        entry
+    }
+
+    /// Number of distinct compiled pipelines (for tests of the cache).
+    pub fn pipeline_count(&self) -> usize {
+        self.pipelines.lock().unwrap().len()
+    }
+
+    /// Records the dispatches into one compute pass, submits once and waits.
+    pub fn run(&self, dispatches: &[&crate::gpu::Dispatch]) -> Result<()> {
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            for d in dispatches {
+                d.record(&mut pass);
+            }
+        }
+        self.queue.submit([encoder.finish()]);
+        self.wait()
+    }
+
+    /// Runs the dispatches `reps` times in one submit; returns seconds per repetition.
+    pub fn time(&self, dispatches: &[&crate::gpu::Dispatch], reps: usize) -> Result<f64> {
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            for _ in 0..reps {
+                for d in dispatches {
+                    d.record(&mut pass);
+                }
+            }
+        }
+        let cmd = encoder.finish();
+        let start = Instant::now();
+        self.queue.submit([cmd]);
+        self.wait()?;
+        Ok(start.elapsed().as_secs_f64() / reps as f64)
+    }
+
+    pub fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| Error::Gpu(format!("waiting for the GPU failed: {e}")))
+    }
+}

@@ -1,0 +1,12 @@
+//! GPU context: adapter choice, device with the adapter's own limits, pipeline
+//! cache, buffers, dispatch recording and readback.
+
+mod buffers;
+mod ceiling;
+mod context;
+mod kernel;
+
+pub use buffers::{BufView, GpuBuffer};
+pub use ceiling::{measure_fma_ceiling, FmaCeiling};
+pub use context::{list_adapters, AdapterChoice, AdapterSummary, GpuContext};
+pub use kernel::{grid_1d, Access, Dispatch, Kernel};

@@ -1,0 +1,10 @@
+//! vdvae: Very Deep VAEs and Ladder VAEs trained on the GPU through wgpu, every
+//! WGSL kernel checked against a plain-Rust CPU reference.
+
+pub mod bench;
+pub mod check;
+pub mod error;
+pub mod gpu;
+pub mod ops;
+
+pub use error::{Error, Result};

@@ -1,0 +1,66 @@
+//! Elementwise ops on flat (NHWC) tensors: GELU (erf form) and its gradient.
+//! WGSL: `shaders/elementwise.wgsl`, `shaders/elementwise_backward.wgsl`.
+
+mod cases;
+pub mod reference;
+
+pub use cases::{bench_cases, check};
+
+use crate::error::{shape_err, Result};
+use crate::gpu::{grid_1d, Access, BufView, Dispatch, GpuContext, Kernel};
+
+pub const GELU_WGSL: &str = include_str!("../../../shaders/gelu.wgsl");
+const FORWARD: &[&str] = &[GELU_WGSL, include_str!("../../../shaders/elementwise.wgsl")];
+const BACKWARD: &[&str] = &[GELU_WGSL, include_str!("../../../shaders/elementwise_backward.wgsl")];
+
+const GELU_FWD: Kernel = Kernel::portable(
+    "gelu_forward",
+    FORWARD,
+    "gelu_forward",
+    &[Access::Read, Access::ReadWrite, Access::Uniform],
+);
+const GELU_BWD: Kernel = Kernel::portable(
+    "gelu_backward",
+    BACKWARD,
+    "gelu_backward",
+    &[Access::Read, Access::Read, Access::ReadWrite, Access::Uniform],
+);
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+}
+
+fn same_len(op: &str, views: &[&BufView<'_>]) -> Result<usize> {
+    let n = views[0].len;
+    if views.iter().any(|v| v.len != n) {
+        let lens: Vec<_> = views.iter().map(|v| v.len).collect();
+        return shape_err(format!("{op}: tensors must have equal lengths, got {lens:?}"));
+    }
+    Ok(n)
+}
+
+/// `y = gelu(x)`.
+pub fn gelu_forward(ctx: &GpuContext, x: BufView<'_>, y: BufView<'_>) -> Result<Dispatch> {
+    let n = same_len("gelu_forward", &[&x, &y])?;
+    ctx.dispatch(
+        &GELU_FWD,
+        &[],
+        &[x, y],
+        bytemuck::bytes_of(&Params { n: n as u32 }),
+        grid_1d(n, 256),
+    )
+}
+
+/// `dx = dy * gelu'(x)`.
+pub fn gelu_backward(ctx: &GpuContext, x: BufView<'_>, dy: BufView<'_>, dx: BufView<'_>) -> Result<Dispatch> {
+    let n = same_len("gelu_backward", &[&x, &dy, &dx])?;
+    ctx.dispatch(
+        &GELU_BWD,
+        &[],
+        &[x, dy, dx],
+        bytemuck::bytes_of(&Params { n: n as u32 }),
+        grid_1d(n, 256),
+    )
+}
