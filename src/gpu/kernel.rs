@@ -23,6 +23,9 @@ pub struct Kernel {
     pub bindings: &'static [Access],
     /// Adapter feature the kernel needs (`wgpu::Features::empty()` for portable ones).
     pub requires: wgpu::Features,
+    /// Compile without naga's per-access bounds checks. Only for kernels whose
+    /// every index is proven in range by the host-side shape checks of their op.
+    pub unchecked: bool,
 }
 
 impl Kernel {
@@ -38,7 +41,20 @@ impl Kernel {
             entry,
             bindings,
             requires: wgpu::Features::empty(),
+            unchecked: false,
         }
+    }
+
+    /// The same kernel compiled without bounds checks (see [`Kernel::unchecked`]).
+    pub const fn without_bounds_checks(mut self) -> Kernel {
+        self.unchecked = true;
+        self
+    }
+
+    /// The same kernel, usable only on adapters with `feature` (e.g. SHADER_F16, SUBGROUP).
+    pub const fn requiring(mut self, feature: wgpu::Features) -> Kernel {
+        self.requires = feature;
+        self
     }
 }
 
@@ -105,16 +121,26 @@ impl GpuContext {
                 kernel.name, kernel.requires, self.adapter.name
             )));
         }
-        let key = format!("{}::{}{:?}", kernel.name, kernel.entry, constants);
+        let key = format!("{}::{}{:?}{}", kernel.name, kernel.entry, constants, kernel.unchecked);
         if let Some(p) = self.cached_pipeline(&key) {
             return Ok(p);
         }
         let source: String = kernel.sources.concat();
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        let desc = wgpu::ShaderModuleDescriptor {
             label: Some(kernel.name),
             source: wgpu::ShaderSource::Wgsl(source.into()),
-        });
+        };
+        let module = if kernel.unchecked {
+            // SAFETY: `unchecked` kernels index only within the ranges their op's
+            // host-side shape checks guarantee (see each op's validation).
+            unsafe {
+                self.device
+                    .create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
+            }
+        } else {
+            self.device.create_shader_module(desc)
+        };
         let layout = self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some(kernel.name),
             entries: &layout_entries(kernel.bindings),

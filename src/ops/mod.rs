@@ -4,7 +4,16 @@
 //!
 //! Tensors are NHWC (channels last); conv weights are `[out, kh, kw, in]`.
 
+pub mod bernoulli;
+pub mod conv2d;
+pub mod dmol;
 pub mod elementwise;
+pub mod groupnorm;
+pub mod matmul;
+pub mod optimizer;
+pub mod reduce;
+pub mod reparam_kl;
+pub mod resample;
 pub mod rng;
 pub mod testdata;
 
@@ -17,7 +26,30 @@ type CheckFn = fn(&mut Checker) -> Result<()>;
 type BenchFn = fn(&GpuContext) -> Result<Vec<BenchCase>>;
 
 /// Every family `vdvae check` and kernels-test run, in dependency order.
-pub const FAMILIES: &[(&str, CheckFn)] = &[("rng", rng::check), ("elementwise", elementwise::check)];
+pub const FAMILIES: &[(&str, CheckFn)] = &[
+    ("rng", rng::check),
+    ("elementwise", elementwise::check),
+    ("resample", resample::check),
+    ("reduce", reduce::check),
+    ("matmul", matmul::check),
+    ("conv2d", conv2d::check),
+    ("groupnorm", groupnorm::check),
+    ("reparam_kl", reparam_kl::check),
+    ("dmol", dmol::check),
+    ("bernoulli", bernoulli::check),
+    ("optimizer", optimizer::check),
+];
 
 /// Every family with benchmark cases.
-pub const BENCHES: &[(&str, BenchFn)] = &[("elementwise", elementwise::bench_cases)];
+pub const BENCHES: &[(&str, BenchFn)] = &[
+    ("matmul", matmul::bench_cases),
+    ("conv2d", conv2d::bench_cases),
+    ("elementwise", elementwise::bench_cases),
+    ("resample", resample::bench_cases),
+    ("reduce", reduce::bench_cases),
+    ("groupnorm", groupnorm::bench_cases),
+    ("reparam_kl", reparam_kl::bench_cases),
+    ("dmol", dmol::bench_cases),
+    ("bernoulli", bernoulli::bench_cases),
+    ("optimizer", optimizer::bench_cases),
+];
