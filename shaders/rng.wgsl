@@ -47,9 +47,10 @@ fn rng_bits(key: RngKey, element: u32) -> vec4<u32> {
     return philox4x32_10(vec4<u32>(element, key.tensor, key.step_lo, key.step_hi), vec2<u32>(key.seed_lo, key.seed_hi));
 }
 
-// Uniform in (0, 1): the top 24 bits, centred in their bin, so never 0 or 1.
+// Uniform in (0, 1): the top 23 bits, centred in their bin, so never 0 or 1
+// (with 24 bits the top bin would round to 1.0 in f32).
 fn rng_uniform_from_bits(b: u32) -> f32 {
-    return (f32(b >> 8u) + 0.5) * 5.9604644775390625e-8;
+    return (f32(b >> 9u) + 0.5) * 1.1920928955078125e-7;
 }
 
 // Natural log for u in (0, 1], written out so every adapter rounds alike

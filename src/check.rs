@@ -243,3 +243,31 @@ pub fn format_table(rows: &[CheckRow]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn within_tolerance_passes_and_reports_errors() {
+        let r = compare_slices("f", "k", "s", &[1.0, 2.0001], &[1.0, 2.0], Tolerance::new(0.0, 1e-4));
+        assert!(r.pass);
+        assert!((r.max_abs - 1e-4).abs() < 1e-6 && r.max_rel > 0.0);
+    }
+
+    #[test]
+    fn the_worst_element_is_reported_on_failure() {
+        let r = compare_slices("f", "k", "s", &[1.0, 5.0, 3.1], &[1.0, 2.0, 3.0], Tolerance::new(1e-3, 0.0));
+        assert!(!r.pass);
+        assert_eq!(r.worst.as_ref().unwrap().index, 1);
+        assert!(format_table(&[r]).contains("worst element [1]"));
+    }
+
+    #[test]
+    fn nan_and_length_mismatch_fail() {
+        assert!(!compare_slices("f", "k", "s", &[f32::NAN], &[1.0], Tolerance::new(1.0, 1.0)).pass);
+        assert!(compare_slices("f", "k", "s", &[f32::NAN], &[f32::NAN], Tolerance::EXACT).pass);
+        assert!(!compare_slices("f", "k", "s", &[1.0], &[1.0, 2.0], Tolerance::new(1.0, 1.0)).pass);
+        assert!(!compare_slices("f", "k", "s", &[f32::INFINITY], &[1.0], Tolerance::new(1.0, 1.0)).pass);
+    }
+}

@@ -248,3 +248,32 @@ impl GpuContext {
             .map_err(|e| Error::Gpu(format!("waiting for the GPU failed: {e}")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adapter_choice_parses_index_name_and_default() {
+        assert_eq!(AdapterChoice::parse("1"), AdapterChoice::Index(1));
+        assert_eq!(AdapterChoice::parse("llvmpipe"), AdapterChoice::Name("llvmpipe".into()));
+        assert_eq!(AdapterChoice::parse("  "), AdapterChoice::HighPerformance);
+    }
+
+    #[test]
+    fn no_adapter_error_names_the_fix() {
+        let err = choose(Vec::new(), &AdapterChoice::HighPerformance).err().unwrap().to_string();
+        assert!(err.contains("mesa-vulkan-drivers") && err.contains("--device cpu"), "{err}");
+    }
+
+    #[test]
+    fn unknown_adapter_name_lists_the_adapters() {
+        let adapters = enumerate(&instance());
+        let n = adapters.len();
+        assert!(n > 0, "these tests need an adapter (install mesa-vulkan-drivers)");
+        let err = choose(adapters, &AdapterChoice::Name("no-such-gpu".into())).err().unwrap().to_string();
+        assert!(err.contains("no-such-gpu") && err.contains("[0]"), "{err}");
+        let err = choose(enumerate(&instance()), &AdapterChoice::Index(n)).err().unwrap().to_string();
+        assert!(err.contains("does not exist"), "{err}");
+    }
+}

@@ -233,3 +233,58 @@ impl GpuContext {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grid_1d_covers_n_within_the_dimension_limit() {
+        for (n, wg) in [(1usize, 64u32), (64, 64), (65, 64), (65535 * 64 + 1, 64), (100_000_000, 256)] {
+            let [x, y, z] = grid_1d(n, wg);
+            assert!(x <= 65535 && y <= 65535 && z == 1);
+            assert!(x as usize * y as usize * wg as usize >= n, "{n}: {x}x{y}");
+        }
+    }
+
+    const BROKEN: Kernel = Kernel::portable(
+        "broken_kernel",
+        &["@compute @workgroup_size(1) fn main() { let x: f32 = undefined_thing; }"],
+        "main",
+        &[],
+    );
+    const TINY: Kernel = Kernel::portable(
+        "tiny_kernel",
+        &["@group(0) @binding(0) var<storage, read_write> o: array<f32>;\n\
+           @compute @workgroup_size(1) fn main() { o[0] = 42.0; }"],
+        "main",
+        &[Access::ReadWrite],
+    );
+
+    #[test]
+    fn a_wgsl_error_names_the_kernel() {
+        let ctx = GpuContext::from_env().expect("an adapter (install mesa-vulkan-drivers)");
+        match ctx.dispatch(&BROKEN, &[], &[], &[], [1, 1, 1]) {
+            Err(Error::Shader { kernel, message }) => {
+                assert!(kernel.contains("broken_kernel"), "{kernel}");
+                assert!(message.contains("undefined_thing"), "{message}");
+            }
+            Err(e) => panic!("expected a shader error, got {e}"),
+            Ok(_) => panic!("a broken kernel compiled"),
+        }
+    }
+
+    #[test]
+    fn pipelines_are_compiled_once_and_reused() {
+        let ctx = GpuContext::from_env().expect("an adapter (install mesa-vulkan-drivers)");
+        let out = ctx.zeros(1);
+        let a = ctx.dispatch(&TINY, &[], &[out.view()], &[], [1, 1, 1]).unwrap();
+        let before = ctx.pipeline_count();
+        let b = ctx.dispatch(&TINY, &[], &[out.view()], &[], [1, 1, 1]).unwrap();
+        assert_eq!(ctx.pipeline_count(), before);
+        ctx.run(&[&a, &b]).unwrap();
+        assert_eq!(ctx.read_f32(&out).unwrap(), vec![42.0]);
+        // The wrong number of buffers is an error, not a panic.
+        assert!(ctx.dispatch(&TINY, &[], &[], &[], [1, 1, 1]).is_err());
+    }
+}

@@ -68,9 +68,10 @@ pub fn philox4x32_10(counter: [u32; 4], key: [u32; 2]) -> [u32; 4] {
     c
 }
 
-/// Uniform in (0, 1) from the top 24 bits, centred in their bin.
+/// Uniform in (0, 1) from the top 23 bits, centred in their bin (24 bits would
+/// let the top bin round to 1.0).
 pub fn uniform_from_bits(b: u32) -> f32 {
-    ((b >> 8) as f32 + 0.5) * 5.960_464_5e-8
+    ((b >> 9) as f32 + 0.5) * 1.192_092_9e-7
 }
 
 /// Box-Muller on the first two words; computed in f64 and rounded once.
@@ -142,7 +143,7 @@ pub fn check(c: &mut Checker) -> Result<()> {
                     c.compare_u32("rng", "rng_bits", &shapes, &c.ctx.read_u32(&out)?, &want);
                 }
                 Fill::Uniform => {
-                    // Exact: the conversion is one multiply of a 24-bit integer.
+                    // Exact: the conversion is one multiply of a 23-bit integer.
                     let got = c.ctx.read_f32(&out)?;
                     c.compare(
                         "rng",
