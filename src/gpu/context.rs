@@ -262,8 +262,14 @@ mod tests {
 
     #[test]
     fn no_adapter_error_names_the_fix() {
-        let err = choose(Vec::new(), &AdapterChoice::HighPerformance).err().unwrap().to_string();
-        assert!(err.contains("mesa-vulkan-drivers") && err.contains("--device cpu"), "{err}");
+        let err = choose(Vec::new(), &AdapterChoice::HighPerformance)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("mesa-vulkan-drivers") && err.contains("--device cpu"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -271,9 +277,15 @@ mod tests {
         let adapters = enumerate(&instance());
         let n = adapters.len();
         assert!(n > 0, "these tests need an adapter (install mesa-vulkan-drivers)");
-        let err = choose(adapters, &AdapterChoice::Name("no-such-gpu".into())).err().unwrap().to_string();
+        let err = choose(adapters, &AdapterChoice::Name("no-such-gpu".into()))
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("no-such-gpu") && err.contains("[0]"), "{err}");
-        let err = choose(enumerate(&instance()), &AdapterChoice::Index(n)).err().unwrap().to_string();
+        let err = choose(enumerate(&instance()), &AdapterChoice::Index(n))
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("does not exist"), "{err}");
     }
 }

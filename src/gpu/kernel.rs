@@ -240,7 +240,13 @@ mod tests {
 
     #[test]
     fn grid_1d_covers_n_within_the_dimension_limit() {
-        for (n, wg) in [(1usize, 64u32), (64, 64), (65, 64), (65535 * 64 + 1, 64), (100_000_000, 256)] {
+        for (n, wg) in [
+            (1usize, 64u32),
+            (64, 64),
+            (65, 64),
+            (65535 * 64 + 1, 64),
+            (100_000_000, 256),
+        ] {
             let [x, y, z] = grid_1d(n, wg);
             assert!(x <= 65535 && y <= 65535 && z == 1);
             assert!(x as usize * y as usize * wg as usize >= n, "{n}: {x}x{y}");

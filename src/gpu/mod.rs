@@ -5,8 +5,10 @@ mod buffers;
 mod ceiling;
 mod context;
 mod kernel;
+mod profiler;
 
 pub use buffers::{BufView, GpuBuffer};
 pub use ceiling::{measure_fma_ceiling, FmaCeiling};
 pub use context::{list_adapters, AdapterChoice, AdapterSummary, GpuContext};
 pub use kernel::{grid_1d, Access, Dispatch, Kernel};
+pub use profiler::KernelTime;
