@@ -5,6 +5,7 @@ pub mod bench;
 pub mod check;
 pub mod error;
 pub mod gpu;
+pub mod model;
 pub mod ops;
 
 pub use error::{Error, Result};

@@ -1,0 +1,8 @@
+//! Model configuration: official hyperparameter names, presets, block strings.
+
+pub mod blocks;
+pub mod config;
+pub mod presets;
+
+pub use config::HParams;
+pub use presets::{preset, PRESETS};
