@@ -1,0 +1,106 @@
+//! Image datasets as uint8 NHWC arrays: MNIST IDX (gzipped or not), CIFAR-10
+//! binary batches, `.npy` arrays. Every malformed file is an error that names
+//! the file and what was wrong.
+
+mod cifar;
+mod idx;
+mod npy;
+
+pub use cifar::read_cifar10;
+pub use idx::read_idx_images;
+pub use npy::read_npy_images;
+
+use crate::error::{Error, Result};
+
+/// `n` images of `h`x`w`x`c` uint8 pixels, NHWC.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ImageSet {
+    pub n: usize,
+    pub h: usize,
+    pub w: usize,
+    pub c: usize,
+    pub pixels: Vec<u8>,
+}
+
+impl ImageSet {
+    pub fn image_len(&self) -> usize {
+        self.h * self.w * self.c
+    }
+
+    pub fn image(&self, i: usize) -> &[u8] {
+        &self.pixels[i * self.image_len()..(i + 1) * self.image_len()]
+    }
+
+    /// Zero-pads every image to `size`x`size`, centred (MNIST 28x28 → 32x32).
+    pub fn pad_to(&self, size: usize) -> Result<ImageSet> {
+        if self.h > size || self.w > size {
+            return Err(Error::Input(format!("images of {}x{} do not fit in {size}x{size}", self.h, self.w)));
+        }
+        let (top, left) = ((size - self.h) / 2, (size - self.w) / 2);
+        let mut pixels = vec![0u8; self.n * size * size * self.c];
+        for i in 0..self.n {
+            for y in 0..self.h {
+                let src = &self.image(i)[y * self.w * self.c..(y + 1) * self.w * self.c];
+                let dst = ((i * size + y + top) * size + left) * self.c;
+                pixels[dst..dst + src.len()].copy_from_slice(src);
+            }
+        }
+        Ok(ImageSet { n: self.n, h: size, w: size, c: self.c, pixels })
+    }
+}
+
+/// File formats `--format` accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DataFormat {
+    /// CIFAR-10 binary batch: per record 1 label byte then 1024 R, 1024 G, 1024 B bytes.
+    Cifar10,
+    /// MNIST/Fashion-MNIST IDX images (`*-images-idx3-ubyte`, optionally `.gz`).
+    Mnist,
+    /// NumPy uint8 array of shape [N, H, W] or [N, H, W, C].
+    Npy,
+}
+
+/// Reads a dataset file in the given format.
+pub fn read_images(path: &str, format: DataFormat) -> Result<ImageSet> {
+    let bytes = read_maybe_gz(path)?;
+    let parsed = match format {
+        DataFormat::Cifar10 => read_cifar10(&bytes),
+        DataFormat::Mnist => read_idx_images(&bytes),
+        DataFormat::Npy => read_npy_images(&bytes),
+    };
+    parsed.map_err(|e| Error::Input(format!("{path}: {e}")))
+}
+
+/// The file's bytes, gunzipped when it starts with the gzip magic.
+pub fn read_maybe_gz(path: &str) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let raw = std::fs::read(path).map_err(|e| Error::Io { path: path.into(), source: e })?;
+    if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .map_err(|e| Error::Input(format!("{path}: corrupt gzip data: {e}")))?;
+        Ok(out)
+    } else {
+        Ok(raw)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn padding_centres_the_image() {
+        let set = ImageSet { n: 1, h: 2, w: 2, c: 1, pixels: vec![1, 2, 3, 4] };
+        let p = set.pad_to(4).unwrap();
+        assert_eq!(p.pixels, vec![0, 0, 0, 0, 0, 1, 2, 0, 0, 3, 4, 0, 0, 0, 0, 0]);
+        assert!(set.pad_to(1).is_err());
+    }
+
+    #[test]
+    fn a_missing_file_names_the_path() {
+        let err = read_images("/no/such/file.bin", DataFormat::Cifar10).unwrap_err().to_string();
+        assert!(err.contains("/no/such/file.bin"), "{err}");
+    }
+}
