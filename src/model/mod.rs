@@ -2,6 +2,7 @@
 
 pub mod blocks;
 pub mod config;
+pub mod params;
 pub mod presets;
 
 pub use config::HParams;
