@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod check;
+pub mod checkpoint;
 pub mod data;
 pub mod error;
 pub mod gpu;

@@ -1,4 +1,4 @@
-//! The loaders on the real files in ../shared (MNIST IDX gz, the CIFAR-10-format fixture).
+//! Loaders on the real files in ../shared: MNIST IDX gz, the official parity fixture (images, config, weights).
 
 use vdvae::data::{read_images, DataFormat};
 
@@ -26,4 +26,14 @@ fn reads_the_parity_fixture_images() {
 fn a_label_file_is_rejected_with_the_reason() {
     let err = read_images(&shared("datasets/mnist/t10k-labels-idx1-ubyte.gz"), DataFormat::Mnist).unwrap_err();
     assert!(err.to_string().contains("label files"), "{err}");
+}
+
+#[test]
+fn the_official_fixture_checkpoint_matches_the_tiny_config() {
+    let h = vdvae::model::HParams::from_json_file(&shared("fixtures/official-vdvae/tiny.json")).unwrap();
+    let specs = vdvae::model::params::param_specs(&h).unwrap();
+    let weights = vdvae::checkpoint::load(&shared("fixtures/official-vdvae/tiny.safetensors")).unwrap();
+    vdvae::checkpoint::check_against(&specs, &weights, "tiny.safetensors").unwrap();
+    let grads = vdvae::checkpoint::load(&shared("fixtures/official-vdvae/grad-posterior-mean.safetensors")).unwrap();
+    vdvae::checkpoint::check_against(&specs, &grads, "grad-posterior-mean.safetensors").unwrap();
 }
