@@ -1,0 +1,57 @@
+// Shared math of the reparam_kl family: the reparameterized sample, the
+// Gaussian KL and the Ladder VAE precision-weighted merge. Included after
+// rng.wgsl and before the family's kernel files.
+
+// Same layout as `Params` in src/ops/reparam_kl/mod.rs.
+struct Params {
+    key: RngKey,
+    n: u32,
+    // 0: z = mu_q + sigma_q * eps, 1: z = mu_q (posterior mean).
+    mode: u32,
+    // 1 when dkl is one value broadcast over every element.
+    dkl_scalar: u32,
+    // ln(temperature) for prior sampling.
+    ln_t: f32,
+}
+
+const MODE_SAMPLE: u32 = 0u;
+
+fn flat_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return gid.x + gid.y * nwg.x * 64u;
+}
+
+fn standard_normal(key: RngKey, i: u32) -> f32 {
+    return rng_normal_from_bits(rng_bits(key, i));
+}
+
+// KL(q || p) = -1/2 + lp - lq + (sigma_q^2 + (mu_q - mu_p)^2) / (2 sigma_p^2), written
+// with exp(2 (lq - lp)) and exp(-2 lp) so neither variance overflows on its own.
+fn gaussian_kl(mq: f32, lq: f32, mp: f32, lp: f32) -> f32 {
+    let d = mq - mp;
+    return -0.5 + lp - lq + 0.5 * (exp(2.0 * (lq - lp)) + d * d * exp(-2.0 * lp));
+}
+
+// The Ladder VAE posterior from the bottom-up (md, ld) and the prior (mp, lp):
+// precisions add, means are precision weighted.
+struct Merged {
+    mu: f32,
+    logsig: f32,
+    // Weights of the bottom-up and prior means: wd = prec_d / (prec_d + prec_p), wp = 1 - wd.
+    wd: f32,
+    wp: f32,
+}
+
+fn ladder_merge(md: f32, ld: f32, mp: f32, lp: f32) -> Merged {
+    // prec_d / prec_p = exp(s); e = exp(-|s|) never overflows.
+    let s = 2.0 * (lp - ld);
+    let e = exp(-abs(s));
+    let big = 1.0 / (1.0 + e);
+    let small = e / (1.0 + e);
+    var m: Merged;
+    m.wd = select(small, big, s >= 0.0);
+    m.wp = select(big, small, s >= 0.0);
+    m.mu = mp + m.wd * (md - mp);
+    // -1/2 ln(prec_d + prec_p) = min(ld, lp) - 1/2 ln(1 + exp(-|s|)).
+    m.logsig = min(ld, lp) - 0.5 * log(1.0 + e);
+    return m;
+}
