@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use vdvae::check::{format_table, run_checks, CaseSize, Checker};
 use vdvae::gpu::{list_adapters, measure_fma_ceiling, AdapterChoice, GpuContext};
+use vdvae::model::{preset, report::plan_training, HParams, PRESETS};
 
 #[derive(Parser)]
 #[command(
@@ -41,6 +42,35 @@ enum Command {
         #[arg(long, hide = true)]
         perturb: bool,
     },
+    /// Parameters, latent layers and planned peak memory of a training step; runs nothing
+    Plan {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Images per step [default: the config's n_batch]
+        #[arg(long)]
+        batch: Option<usize>,
+    },
+}
+
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+struct ModelArgs {
+    /// A named configuration
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(PRESETS))]
+    preset: Option<String>,
+    /// A JSON file of official VDVAE hyperparameters (width, zdim, enc_blocks, ...)
+    #[arg(long)]
+    config: Option<String>,
+}
+
+impl ModelArgs {
+    fn load(&self) -> vdvae::Result<HParams> {
+        match (&self.preset, &self.config) {
+            (Some(p), _) => preset(p),
+            (None, Some(c)) => HParams::from_json_file(c),
+            (None, None) => unreachable!("clap requires --preset or --config"),
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -49,6 +79,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Info { seconds } => info(&choice, seconds),
         Command::Check { kernel, full, perturb } => check(&choice, kernel.as_deref(), full, perturb),
+        Command::Plan { model, batch } => plan(&model, batch),
     };
     match result {
         Ok(code) => code,
@@ -122,4 +153,11 @@ fn check(choice: &AdapterChoice, kernel: Option<&str>, full: bool, perturb: bool
     } else {
         ExitCode::FAILURE
     })
+}
+
+fn plan(model: &ModelArgs, batch: Option<usize>) -> vdvae::Result<ExitCode> {
+    let h = model.load()?;
+    let report = plan_training(&h, batch.unwrap_or(h.n_batch))?;
+    print!("{report}");
+    Ok(ExitCode::SUCCESS)
 }

@@ -4,6 +4,7 @@ pub mod blocks;
 pub mod config;
 pub mod params;
 pub mod presets;
+pub mod report;
 pub mod vdvae;
 
 pub use config::HParams;

@@ -1,0 +1,85 @@
+//! `vdvae plan`: what a model costs before anything runs.
+
+use std::fmt;
+
+use super::config::HParams;
+use super::vdvae::build_vdvae;
+use crate::error::Result;
+use crate::graph::autodiff::append_backward;
+use crate::graph::plan::{plan, MemoryPlan};
+use crate::graph::{Role, Sampling};
+
+/// Binding offset alignment the plan assumes: the largest any adapter requires.
+pub const PLAN_ALIGN: usize = 256;
+
+pub struct PlanReport {
+    pub batch: usize,
+    pub parameters: usize,
+    pub parameter_tensors: usize,
+    pub latent_layers: usize,
+    pub latent_dims: usize,
+    pub forward_nodes: usize,
+    pub backward_nodes: usize,
+    pub memory: MemoryPlan,
+}
+
+/// Builds the training graph (forward + backward) and plans its memory.
+pub fn plan_training(h: &HParams, batch: usize) -> Result<PlanReport> {
+    let mut m = build_vdvae(h, batch, Sampling::Posterior)?;
+    append_backward(&mut m.graph)?;
+    let g = &m.graph;
+    let (parameter_tensors, parameters) = g.count(Role::Param);
+    let latent_dims = h.decoder_layers()?.iter().map(|l| l.res * l.res * h.zdim).sum();
+    Ok(PlanReport {
+        batch,
+        parameters,
+        parameter_tensors,
+        latent_layers: m.kl_per_level.len(),
+        latent_dims,
+        forward_nodes: g.forward_len,
+        backward_nodes: g.nodes.len() - g.forward_len,
+        memory: plan(g, PLAN_ALIGN, true),
+    })
+}
+
+fn mib(bytes: usize) -> String {
+    format!("{:>10.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+impl fmt::Display for PlanReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = &self.memory;
+        writeln!(f, "batch:                  {}", self.batch)?;
+        writeln!(
+            f,
+            "parameters:             {} in {} tensors",
+            self.parameters, self.parameter_tensors
+        )?;
+        writeln!(f, "latent layers:          {}", self.latent_layers)?;
+        writeln!(f, "latent dims per image:  {}", self.latent_dims)?;
+        writeln!(
+            f,
+            "graph nodes:            {} forward, {} backward",
+            self.forward_nodes, self.backward_nodes
+        )?;
+        writeln!(
+            f,
+            "planned peak memory:    {} ({:.2} GiB)",
+            mib(m.total()),
+            m.total() as f64 / (1u64 << 30) as f64
+        )?;
+        for (what, bytes) in [
+            ("weights", m.weights),
+            ("gradients", m.grads),
+            ("optimizer state", m.optimizer),
+            ("EMA weights", m.ema),
+            ("inputs", m.inputs),
+            ("constants", m.constants),
+            ("activations", m.activations),
+            ("workspace", m.workspace),
+        ] {
+            writeln!(f, "  {what:<20} {}", mib(bytes))?;
+        }
+        Ok(())
+    }
+}
