@@ -76,8 +76,10 @@ pub fn lifetimes(g: &Graph) -> Vec<Option<(usize, usize)>> {
 }
 
 /// Places every tensor. `align` is the binding offset alignment in bytes;
-/// `train` adds optimizer state and EMA.
-pub fn plan(g: &Graph, align: usize, train: bool) -> MemoryPlan {
+/// `train` adds optimizer state and EMA. No arena tensor crosses a multiple of
+/// `chunk` bytes, so the arena can be split into buffers of at most `chunk`
+/// (the adapter's max buffer size).
+pub fn plan(g: &Graph, align: usize, chunk: usize, train: bool) -> MemoryPlan {
     let bytes = |t: TensorId| align_up(g.tensors[t].numel() * 4, align);
     let mut placements = vec![
         Placement {
@@ -118,12 +120,20 @@ pub fn plan(g: &Graph, align: usize, train: bool) -> MemoryPlan {
             .map(|&(o, e, _)| (o, e))
             .collect();
         clashes.sort_unstable();
+        // Lowest offset that fits between the clashing tensors and inside one chunk.
+        let fits_chunk = |o: usize| o / chunk == (o + size - 1) / chunk || size > chunk;
         let mut offset = 0;
         for (o, e) in clashes {
+            if !fits_chunk(offset) {
+                offset = offset.div_ceil(chunk) * chunk;
+            }
             if offset + size <= o {
                 break;
             }
             offset = offset.max(e);
+        }
+        if !fits_chunk(offset) {
+            offset = offset.div_ceil(chunk) * chunk;
         }
         placed.push((offset, offset + size, lt));
         arena = arena.max(offset + size);
@@ -165,7 +175,7 @@ mod tests {
             prev = y;
         }
         g.outputs.push(("out".into(), prev));
-        let p = plan(&g, 64, false);
+        let p = plan(&g, 64, usize::MAX, false);
         let life = lifetimes(&g);
         for &a in &ts {
             for &b in &ts {
@@ -178,5 +188,24 @@ mod tests {
         }
         // A chain needs only two live buffers at a time, not six.
         assert_eq!(p.activations, 2 * 64);
+    }
+
+    #[test]
+    fn no_tensor_crosses_a_chunk_boundary() {
+        let mut g = Graph::default();
+        let x = g.tensor("x", vec![40], Role::Input);
+        let a = g.tensor("a", vec![40], Role::Activation);
+        let b = g.tensor("b", vec![40], Role::Activation);
+        let c = g.tensor("c", vec![40], Role::Activation);
+        g.node(Op::Add, vec![x, x], vec![a]);
+        g.node(Op::Add, vec![a, x], vec![b]);
+        g.node(Op::Add, vec![a, b], vec![c]);
+        g.outputs.push(("c".into(), c));
+        // 160-byte tensors in 256-byte chunks: one per chunk.
+        let p = plan(&g, 32, 256, false);
+        for t in [a, b, c] {
+            let pl = p.placements[t];
+            assert_eq!(pl.offset / 256, (pl.offset + pl.bytes - 1) / 256, "{t} crosses: {pl:?}");
+        }
     }
 }
