@@ -179,6 +179,9 @@ pub fn decide(ctx: &GpuContext, cfg: &AdamW, state: BufView<'_>) -> Result<Dispa
 
 /// The AdamW (+ EMA) update of one tensor, applied only when the state says so.
 /// A tensor longer than one storage binding is split into several dispatches.
+/// `cfg` supplies beta1, beta2, eps, weight_decay and ema_rate (so a tensor may
+/// have its own weight decay); its betas must be the ones given to [`decide`],
+/// which computed the bias corrections. Record after `decide`, in the same pass.
 pub fn update(ctx: &GpuContext, cfg: &AdamW, state: BufView<'_>, t: &ParamTensor<'_>) -> Result<Vec<Dispatch>> {
     // Chunks a multiple of 64 elements (256 bytes) keep every chunk's offset aligned.
     let max_chunk = (ctx.limits.max_storage_buffer_binding_size as usize / 4) / 64 * 64;

@@ -87,16 +87,10 @@ fn check_level(c: &mut Checker, cfg: &Reparam, shape: [usize; 4], dkl_scalar: bo
     let n: usize = shape.iter().product();
     let mut rng = TestRng::new(seed);
     let level = Level::random(&mut rng, n);
-    let shapes = format!(
-        "{}x{}x{}x{} {}{}",
-        shape[0],
-        shape[1],
-        shape[2],
-        shape[3],
-        mode_name(cfg),
-        if dkl_scalar { " dkl scalar" } else { "" }
-    );
-    let shapes = shapes.trim_end();
+    let mut parts = vec![format!("{}x{}x{}x{}", shape[0], shape[1], shape[2], shape[3])];
+    parts.extend([mode_name(cfg), if dkl_scalar { "dkl scalar" } else { "" }].map(String::from));
+    parts.retain(|p| !p.is_empty());
+    let shapes = &parts.join(" ");
     let ctx = c.ctx;
     let inputs = LevelBuffers::upload(ctx, &level);
 
