@@ -1,15 +1,192 @@
-//! TODO(helper): the conv2d kernel family. Placeholder so the registry compiles;
-//! the empty check makes kernels-test fail until the family is written.
+//! 2-D convolution, VDVAE's building block: kernel 1x1 or 3x3, stride 1, "same"
+//! padding k/2, NHWC activations `x[N,H,W,Cin]`, OHWI weights `w[Cout,K,K,Cin]`.
+//!
+//! Forward: `y = conv(act(x), w) + bias + residual`, where `act` is the exact
+//! (erf) GELU when `gelu_input` (VDVAE applies GELU before every conv) and the
+//! identity otherwise; bias `[Cout]` and residual `[N,H,W,Cout]` are optional.
+//! Backward: `dx = conv_transpose(dy, w) * act'(x)`, `dw = Σ_pixels dy ⊗ act(x)`
+//! (shifted by the tap), `db = Σ_pixels dy`. The residual's gradient is `dy`
+//! itself, which the graph routes without a kernel.
+//!
+//! Every kernel comes in two paths, both checked against `reference.rs`:
+//! - simple (`shaders/conv2d_*.wgsl`): one invocation per output element, any shape;
+//! - tiled (`codegen.rs`): generated straight-line WGSL, used when the adapter has
+//!   subgroups of at least 8 lanes and the reduction channels are multiples of 4.
+//!   See `codegen.rs` for why it looks the way it does.
+//!
+//! `dw`/`db` overwrite their outputs unless `accumulate` is set, in which case the
+//! new gradient is added to what is there (gradient accumulation over micro-batches).
 
-use crate::bench::BenchCase;
-use crate::check::Checker;
+mod cases;
+mod codegen;
+pub mod reference;
+mod shape;
+mod simple;
+mod tiled;
+
+pub use cases::{bench_cases, check};
+pub use shape::Conv2dShape;
+
 use crate::error::Result;
-use crate::gpu::GpuContext;
+use crate::gpu::{BufView, Dispatch, GpuContext};
 
-pub fn check(_c: &mut Checker) -> Result<()> {
-    Ok(())
+/// Which implementation runs; the public functions pick [`Path::best`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Path {
+    /// One invocation per output element; any shape, any adapter.
+    Simple,
+    /// Register-tiled, subgroup-broadcast kernels (see `codegen.rs`).
+    Tiled,
 }
 
-pub fn bench_cases(_ctx: &GpuContext) -> Result<Vec<BenchCase>> {
-    Ok(vec![])
+impl Path {
+    /// The tiled path for the forward conv when the adapter and shape allow it.
+    pub fn best_forward(ctx: &GpuContext, s: &Conv2dShape) -> Path {
+        if tiled::usable(ctx) && s.cin.is_multiple_of(4) {
+            Path::Tiled
+        } else {
+            Path::Simple
+        }
+    }
+
+    /// The tiled path for dx (a forward conv over Cout) when allowed.
+    pub fn best_backward_input(ctx: &GpuContext, s: &Conv2dShape) -> Path {
+        if tiled::usable(ctx) && s.cout.is_multiple_of(4) {
+            Path::Tiled
+        } else {
+            Path::Simple
+        }
+    }
+
+    /// The tiled path for dw/db when allowed.
+    pub fn best_backward_weight(ctx: &GpuContext, s: &Conv2dShape) -> Path {
+        if tiled::usable(ctx) && s.cin.is_multiple_of(4) && s.cout.is_multiple_of(4) {
+            Path::Tiled
+        } else {
+            Path::Simple
+        }
+    }
+}
+
+/// `y = conv(act(x), w) + bias + residual`. `bias` must be given exactly when
+/// `s.bias`, `residual` exactly when `s.residual`; `residual` may not alias `y`.
+pub fn conv2d_forward(
+    ctx: &GpuContext,
+    s: &Conv2dShape,
+    x: BufView<'_>,
+    w: BufView<'_>,
+    bias: Option<BufView<'_>>,
+    residual: Option<BufView<'_>>,
+    y: BufView<'_>,
+) -> Result<Dispatch> {
+    forward_with(ctx, Path::best_forward(ctx, s), s, x, w, bias, residual, y)
+}
+
+/// [`conv2d_forward`] on a chosen path.
+#[allow(clippy::too_many_arguments)]
+pub fn forward_with(
+    ctx: &GpuContext,
+    path: Path,
+    s: &Conv2dShape,
+    x: BufView<'_>,
+    w: BufView<'_>,
+    bias: Option<BufView<'_>>,
+    residual: Option<BufView<'_>>,
+    y: BufView<'_>,
+) -> Result<Dispatch> {
+    s.check_forward(&x, &w, bias.as_ref(), residual.as_ref(), &y)?;
+    match path {
+        Path::Simple => simple::forward(ctx, s, x, w, bias, residual, y),
+        Path::Tiled => tiled::forward(ctx, s, x, w, bias, residual, y),
+    }
+}
+
+/// `dx = conv_transpose(dy, w) * act'(x)` (x is read only when `s.gelu_input`).
+/// `scratch` holds at least [`Conv2dShape::backward_input_scratch_len`] elements
+/// (the flipped, transposed weights of the tiled path). Returns the dispatches to run in order.
+pub fn conv2d_backward_input(
+    ctx: &GpuContext,
+    s: &Conv2dShape,
+    x: BufView<'_>,
+    w: BufView<'_>,
+    dy: BufView<'_>,
+    scratch: BufView<'_>,
+    dx: BufView<'_>,
+) -> Result<Vec<Dispatch>> {
+    backward_input_with(ctx, Path::best_backward_input(ctx, s), s, x, w, dy, scratch, dx)
+}
+
+/// [`conv2d_backward_input`] on a chosen path.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_input_with(
+    ctx: &GpuContext,
+    path: Path,
+    s: &Conv2dShape,
+    x: BufView<'_>,
+    w: BufView<'_>,
+    dy: BufView<'_>,
+    scratch: BufView<'_>,
+    dx: BufView<'_>,
+) -> Result<Vec<Dispatch>> {
+    s.check_backward_input(&x, &w, &dy, &scratch, &dx)?;
+    match path {
+        Path::Simple => Ok(vec![simple::backward_input(ctx, s, x, w, dy, dx)?]),
+        Path::Tiled => tiled::backward_input(ctx, s, x, w, dy, scratch, dx),
+    }
+}
+
+/// `dw = Σ dy ⊗ act(x)` and, when `db` is given, `db = Σ dy`; both overwrite, or add
+/// to the outputs when `accumulate`. `scratch` holds at least
+/// [`Conv2dShape::backward_weight_scratch_len`] elements (per-split partial sums).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_backward_weight(
+    ctx: &GpuContext,
+    s: &Conv2dShape,
+    x: BufView<'_>,
+    dy: BufView<'_>,
+    scratch: BufView<'_>,
+    dw: BufView<'_>,
+    db: Option<BufView<'_>>,
+    accumulate: bool,
+) -> Result<Vec<Dispatch>> {
+    let path = Path::best_backward_weight(ctx, s);
+    backward_weight_with(ctx, path, s, x, dy, scratch, dw, db, accumulate)
+}
+
+/// [`conv2d_backward_weight`] on a chosen path.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_weight_with(
+    ctx: &GpuContext,
+    path: Path,
+    s: &Conv2dShape,
+    x: BufView<'_>,
+    dy: BufView<'_>,
+    scratch: BufView<'_>,
+    dw: BufView<'_>,
+    db: Option<BufView<'_>>,
+    accumulate: bool,
+) -> Result<Vec<Dispatch>> {
+    s.check_backward_weight(&x, &dy, &scratch, &dw, db.as_ref())?;
+    match path {
+        Path::Simple => {
+            let mut ds = vec![simple::backward_weight(ctx, s, x, dy, dw, accumulate)?];
+            if let Some(db) = db {
+                ds.push(simple::backward_bias(ctx, s, dy, db, accumulate)?);
+            }
+            Ok(ds)
+        }
+        Path::Tiled => tiled::backward_weight(ctx, s, x, dy, scratch, dw, db, accumulate),
+    }
+}
+
+/// `db = Σ_{n,h,w} dy` on its own (overwrites, or adds when `accumulate`).
+pub fn conv2d_backward_bias(
+    ctx: &GpuContext,
+    s: &Conv2dShape,
+    dy: BufView<'_>,
+    db: BufView<'_>,
+    accumulate: bool,
+) -> Result<Dispatch> {
+    s.check_backward_bias(&dy, &db)?;
+    simple::backward_bias(ctx, s, dy, db, accumulate)
 }

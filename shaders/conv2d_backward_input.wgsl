@@ -1,0 +1,50 @@
+// conv2d input gradient, simple path: one invocation per dx[n,ih,iw,ci].
+// dx = sum over taps and co of dy[n, ih-kh+pad, iw-kw+pad, co] * w[co,kh,kw,ci], times
+// gelu'(x) when the forward applied GELU to its input. Included after gelu.wgsl.
+
+override GELU_INPUT: bool = false;
+
+struct Params {
+    n: u32,
+    h: u32,
+    w: u32,
+    cin: u32,
+    cout: u32,
+    k: u32,
+    pad: u32,
+    total: u32,
+}
+
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> wt: array<f32>;
+@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(4) var<uniform> p: Params;
+
+@compute @workgroup_size(64)
+fn conv2d_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 64u;
+    if (i >= p.total) { return; }
+    let ci = i % p.cin;
+    let pix = i / p.cin;
+    let iw = pix % p.w;
+    let ih = (pix / p.w) % p.h;
+    let n = pix / (p.w * p.h);
+    var acc = 0.0;
+    for (var kh = 0u; kh < p.k; kh++) {
+        let oh = ih + p.pad - kh;
+        for (var kw = 0u; kw < p.k; kw++) {
+            let ow = iw + p.pad - kw;
+            if (oh < p.h && ow < p.w) {
+                let yb = ((n * p.h + oh) * p.w + ow) * p.cout;
+                for (var co = 0u; co < p.cout; co++) {
+                    acc = fma(dy[yb + co], wt[((co * p.k + kh) * p.k + kw) * p.cin + ci], acc);
+                }
+            }
+        }
+    }
+    if (GELU_INPUT) {
+        acc *= gelu_grad(x[i]);
+    }
+    dx[i] = acc;
+}

@@ -1,0 +1,42 @@
+// Helpers of the tiled conv2d path: weight flip/transpose for dx, and the sum of
+// the per-split partial weight/bias gradients.
+
+struct Params {
+    cout: u32,
+    kk: u32,
+    cin: u32,
+    total: u32,
+    // Elements in one split's partial sums, and the number of splits.
+    stride: u32,
+    splits: u32,
+    accumulate: u32,
+    pad: u32,
+}
+
+@group(0) @binding(0) var<storage, read> src: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(2) var<uniform> p: Params;
+
+// dst[ci, t, co] = src[co, kk-1-t, ci]: the weights of dx = conv(dy, dst) (taps reversed,
+// in and out channels swapped).
+@compute @workgroup_size(64)
+fn flip_transpose(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 64u;
+    if (i >= p.total) { return; }
+    let co = i % p.cout;
+    let t = (i / p.cout) % p.kk;
+    let ci = i / (p.cout * p.kk);
+    dst[i] = src[(co * p.kk + (p.kk - 1u - t)) * p.cin + ci];
+}
+
+// dst[i] (+)= sum over splits s of src[s * stride + i], for i < total (offset by p.pad into src).
+@compute @workgroup_size(64)
+fn sum_splits(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 64u;
+    if (i >= p.total) { return; }
+    var acc = 0.0;
+    for (var s = 0u; s < p.splits; s++) {
+        acc += src[s * p.stride + p.pad + i];
+    }
+    dst[i] = select(acc, dst[i] + acc, p.accumulate != 0u);
+}

@@ -1,0 +1,273 @@
+//! The conv2d family's table of checked shapes and its benchmark cases.
+
+use super::{reference, Conv2dShape, Path};
+use crate::bench::BenchCase;
+use crate::check::{Checker, Tolerance};
+use crate::error::Result;
+use crate::gpu::{GpuBuffer, GpuContext};
+use crate::ops::testdata::TestRng;
+
+const FAMILY: &str = "conv2d";
+
+/// Tolerance for a result that sums `len` products of inputs bounded by 2 (x, act(x))
+/// and 1 (w, dy). f32 accumulation of `len` such terms errs by about
+/// sqrt(len)·2^-24·max|partial sum| ≲ len·2^-24·2 in the worst ordering; the tiled
+/// and simple kernels sum in different orders, so allow 2^-21 per term (4x margin)
+/// plus rtol 1e-5 for the GELU approximation (erfc error < 1.2e-7).
+fn reduction_tol(len: usize) -> Tolerance {
+    Tolerance::new(len as f64 * 4.8e-7, 1e-5)
+}
+
+/// Every shape in the table, checked on both paths where the tiled one applies.
+fn shapes(full: bool) -> Vec<Conv2dShape> {
+    let s = Conv2dShape::new;
+    let mut v = vec![
+        // Batch 1, a single pixel, every epilogue option.
+        s(1, 1, 1, 4, 4, 3).with_gelu(true).with_bias(true).with_residual(true),
+        // 2x2 image, odd channel counts: the tiled forward does not apply (cin % 4).
+        s(1, 2, 2, 3, 5, 3).with_bias(true),
+        s(2, 5, 7, 8, 4, 3).with_gelu(true).with_residual(true),
+        // Single output / input channel.
+        s(1, 13, 11, 4, 1, 3).with_bias(true),
+        s(2, 5, 7, 1, 8, 3).with_gelu(true),
+        s(1, 13, 11, 12, 33, 3).with_gelu(true).with_bias(true),
+        s(2, 7, 5, 64, 64, 3),
+        // 1x1 convs.
+        s(1, 5, 7, 33, 12, 1).with_bias(true),
+        s(2, 13, 11, 16, 12, 1)
+            .with_gelu(true)
+            .with_bias(true)
+            .with_residual(true),
+        s(1, 1, 1, 5, 1, 1),
+        s(3, 2, 2, 8, 40, 1).with_gelu(true),
+    ];
+    if full {
+        // Large but quick: the bench layer at batch 2 (the simple dw kernel dominates).
+        v.push(
+            s(2, 32, 32, 64, 64, 3)
+                .with_gelu(true)
+                .with_bias(true)
+                .with_residual(true),
+        );
+        v.push(s(2, 32, 32, 64, 96, 1).with_gelu(true).with_bias(true));
+    }
+    v
+}
+
+/// Random inputs of one case (x in [-2, 2], w and dy in [-1, 1]).
+struct Inputs {
+    x: Vec<f32>,
+    w: Vec<f32>,
+    bias: Vec<f32>,
+    residual: Vec<f32>,
+    dy: Vec<f32>,
+    /// Existing gradients, for the accumulate checks.
+    dw0: Vec<f32>,
+    db0: Vec<f32>,
+}
+
+impl Inputs {
+    fn new(s: &Conv2dShape, seed: u64) -> Inputs {
+        let mut rng = TestRng::new(seed);
+        Inputs {
+            x: rng.vec(s.x_len(), -2.0, 2.0),
+            w: rng.vec(s.w_len(), -1.0, 1.0),
+            bias: rng.vec(s.cout, -1.0, 1.0),
+            residual: rng.vec(s.y_len(), -1.0, 1.0),
+            dy: rng.vec(s.y_len(), -1.0, 1.0),
+            dw0: rng.vec(s.w_len(), -1.0, 1.0),
+            db0: rng.vec(s.cout, -1.0, 1.0),
+        }
+    }
+}
+
+fn paths(tiled: bool) -> Vec<Path> {
+    if tiled {
+        vec![Path::Simple, Path::Tiled]
+    } else {
+        vec![Path::Simple]
+    }
+}
+
+fn label(path: Path, kernel: &str) -> String {
+    match path {
+        Path::Simple => kernel.to_string(),
+        Path::Tiled => format!("{kernel} (tiled)"),
+    }
+}
+
+fn describe(s: &Conv2dShape) -> String {
+    let mut d = format!("{}x{}x{}x{} k{} ->{}", s.n, s.h, s.w, s.cin, s.k, s.cout);
+    for (on, tag) in [(s.gelu_input, " gelu"), (s.bias, " b"), (s.residual, " r")] {
+        if on {
+            d += tag;
+        }
+    }
+    d
+}
+
+pub fn check(c: &mut Checker) -> Result<()> {
+    for (i, s) in shapes(c.full()).iter().enumerate() {
+        check_shape(c, s, 100 + i as u64)?;
+    }
+    Ok(())
+}
+
+fn check_shape(c: &mut Checker, s: &Conv2dShape, seed: u64) -> Result<()> {
+    let ctx = c.ctx;
+    let shapes = describe(s);
+    let inp = Inputs::new(s, seed);
+    let (x, w, dy) = (ctx.upload(&inp.x), ctx.upload(&inp.w), ctx.upload(&inp.dy));
+    let bias = ctx.upload(&inp.bias);
+    let residual = ctx.upload(&inp.residual);
+    let taps = s.k * s.k;
+
+    let want = reference::forward(
+        s,
+        &inp.x,
+        &inp.w,
+        s.bias.then_some(&inp.bias[..]),
+        s.residual.then_some(&inp.residual[..]),
+    );
+    let tiled = Path::best_forward(ctx, s) == Path::Tiled;
+    for path in paths(tiled) {
+        let y = ctx.zeros(s.y_len());
+        let bias_view = s.bias.then(|| bias.view());
+        let residual_view = s.residual.then(|| residual.view());
+        let d = super::forward_with(ctx, path, s, x.view(), w.view(), bias_view, residual_view, y.view())?;
+        ctx.run(&[&d])?;
+        let tol = reduction_tol(taps * s.cin + 2);
+        c.compare(FAMILY, &label(path, "forward"), &shapes, &ctx.read_f32(&y)?, &want, tol);
+    }
+
+    let want = reference::backward_input(s, &inp.x, &inp.w, &inp.dy);
+    let scratch = ctx.zeros(s.backward_input_scratch_len());
+    let tiled = Path::best_backward_input(ctx, s) == Path::Tiled;
+    for path in paths(tiled) {
+        let dx = ctx.zeros(s.x_len());
+        let ds = super::backward_input_with(ctx, path, s, x.view(), w.view(), dy.view(), scratch.view(), dx.view())?;
+        ctx.run(&ds.iter().collect::<Vec<_>>())?;
+        let tol = reduction_tol(taps * s.cout);
+        c.compare(
+            FAMILY,
+            &label(path, "backward_input"),
+            &shapes,
+            &ctx.read_f32(&dx)?,
+            &want,
+            tol,
+        );
+    }
+
+    let want_dw = reference::backward_weight(s, &inp.x, &inp.dy);
+    let want_db = reference::backward_bias(s, &inp.dy);
+    let plus = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(p, q)| p + q).collect::<Vec<f32>>();
+    let scratch = ctx.zeros(s.backward_weight_scratch_len());
+    let tiled = Path::best_backward_weight(ctx, s) == Path::Tiled;
+    let dw_tol = reduction_tol(s.pixels() + 1);
+    for path in paths(tiled) {
+        for accumulate in [false, true] {
+            let (dw, db) = if accumulate {
+                (ctx.upload(&inp.dw0), ctx.upload(&inp.db0))
+            } else {
+                (ctx.zeros(s.w_len()), ctx.zeros(s.cout))
+            };
+            let ds = super::backward_weight_with(
+                ctx,
+                path,
+                s,
+                x.view(),
+                dy.view(),
+                scratch.view(),
+                dw.view(),
+                Some(db.view()),
+                accumulate,
+            )?;
+            ctx.run(&ds.iter().collect::<Vec<_>>())?;
+            let (wdw, wdb) = if accumulate {
+                (plus(&want_dw, &inp.dw0), plus(&want_db, &inp.db0))
+            } else {
+                (want_dw.clone(), want_db.clone())
+            };
+            let suffix = if accumulate { " +=" } else { "" };
+            let kernel = label(path, &format!("backward_weight{suffix}"));
+            c.compare(FAMILY, &kernel, &shapes, &ctx.read_f32(&dw)?, &wdw, dw_tol);
+            let kernel = label(path, &format!("backward_bias{suffix}"));
+            c.compare(FAMILY, &kernel, &shapes, &ctx.read_f32(&db)?, &wdb, dw_tol);
+        }
+    }
+    let db = ctx.zeros(s.cout);
+    let d = super::conv2d_backward_bias(ctx, s, dy.view(), db.view(), false)?;
+    ctx.run(&[&d])?;
+    c.compare(FAMILY, "backward_bias", &shapes, &ctx.read_f32(&db)?, &want_db, dw_tol);
+    Ok(())
+}
+
+/// The benchmarked layer: VDVAE's 3x3 at width 64 on 32x32 images, batch 16.
+fn bench_layer(k: usize, gelu: bool) -> Conv2dShape {
+    Conv2dShape::new(16, 32, 32, 64, 64, k).with_gelu(gelu).with_bias(true)
+}
+
+pub fn bench_cases(ctx: &GpuContext) -> Result<Vec<BenchCase>> {
+    let mut cases = Vec::new();
+    for (k, gelu) in [(3, false), (3, true), (1, false)] {
+        let s = bench_layer(k, gelu);
+        let conv = format!("conv{k}x{k}");
+        let g = if gelu { " gelu" } else { "" };
+        let mut rng = TestRng::new(7);
+        let x = ctx.upload(&rng.vec(s.x_len(), -2.0, 2.0));
+        let w = ctx.upload(&rng.vec(s.w_len(), -1.0, 1.0));
+        let bias = ctx.upload(&rng.vec(s.cout, -1.0, 1.0));
+        let dy = ctx.upload(&rng.vec(s.y_len(), -1.0, 1.0));
+        let (y, dx, dw, db) = (
+            ctx.zeros(s.y_len()),
+            ctx.zeros(s.x_len()),
+            ctx.zeros(s.w_len()),
+            ctx.zeros(s.cout),
+        );
+        let scratch_in = ctx.zeros(s.backward_input_scratch_len());
+        let scratch_w = ctx.zeros(s.backward_weight_scratch_len());
+        let shapes = describe(&s);
+        let fwd = || super::conv2d_forward(ctx, &s, x.view(), w.view(), Some(bias.view()), None, y.view());
+        let bwd_in =
+            || super::conv2d_backward_input(ctx, &s, x.view(), w.view(), dy.view(), scratch_in.view(), dx.view());
+        let bwd_w = || {
+            let (sv, dwv, dbv) = (scratch_w.view(), dw.view(), Some(db.view()));
+            super::conv2d_backward_weight(ctx, &s, x.view(), dy.view(), sv, dwv, dbv, false)
+        };
+        let name = |what: &str| format!("{conv} {what}{g}");
+        cases.push(BenchCase::new(
+            name("forward"),
+            &shapes,
+            s.flops(),
+            s.bytes(),
+            vec![fwd()?],
+            vec![],
+        ));
+        let bytes_in = 4.0 * (2 * s.x_len() + s.w_len() + s.y_len()) as f64;
+        cases.push(BenchCase::new(
+            name("dx"),
+            &shapes,
+            s.flops(),
+            bytes_in,
+            bwd_in()?,
+            vec![],
+        ));
+        let bytes_w = 4.0 * (s.x_len() + s.y_len() + s.w_len() + s.cout) as f64;
+        let flops_w = s.flops() + s.y_len() as f64;
+        cases.push(BenchCase::new(
+            name("dw+db"),
+            &shapes,
+            flops_w,
+            bytes_w,
+            bwd_w()?,
+            vec![],
+        ));
+        let mut all = vec![fwd()?];
+        all.extend(bwd_in()?);
+        all.extend(bwd_w()?);
+        let buffers: Vec<GpuBuffer> = vec![x, w, bias, dy, y, dx, dw, db, scratch_in, scratch_w];
+        let (flops, bytes) = (s.flops() + s.backward_flops(), s.bytes() + s.backward_bytes());
+        cases.push(BenchCase::new(name("fwd+bwd"), &shapes, flops, bytes, all, buffers));
+    }
+    Ok(cases)
+}

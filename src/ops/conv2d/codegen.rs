@@ -1,0 +1,379 @@
+//! WGSL generators for the tiled conv kernels.
+//!
+//! Why generated: on lavapipe (Mesa llvmpipe) every storage-buffer load is a
+//! per-lane scalar loop (~45 cycles for one vec4 per 8 lanes), while an FMA is
+//! half a cycle. Kernels must therefore reuse each loaded value dozens of times
+//! from registers. Two tools do that here:
+//! - lanes own *output channels*; the operand shared by all lanes (an input row
+//!   segment) is loaded once, one pixel per lane, and handed to every lane with
+//!   `subgroupBroadcast` (an in-register shuffle);
+//! - the tile is straight-line code with every index constant, so the values
+//!   stay in registers (or LLVM spill slots). WGSL loops over private arrays are
+//!   not unrolled by the driver and run about 3x slower, hence the generator.
+//!
+//! Each generated kernel runs one subgroup of 8 lanes per workgroup (the adapter
+//! must have subgroups of at least 8 lanes).
+
+use std::fmt::Write;
+
+/// What the forward tile writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Epilogue {
+    /// `y = acc (+ bias) (+ residual)`.
+    Store { bias: bool, residual: bool },
+    /// `y = acc * gelu'(extra)`: dx of a conv whose input went through GELU.
+    GeluGrad,
+}
+
+/// One forward tile kernel: `rows * blocks` output rows by `9 - k` output columns
+/// (an 8-pixel input row segment minus the halo) for `8 * couts_per_lane` output
+/// channels. Blocks are computed one after another inside each channel chunk so
+/// their accumulators are live one block at a time while the weights are shared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ForwardTile {
+    pub k: u32,
+    pub rows: u32,
+    pub blocks: u32,
+    pub couts_per_lane: u32,
+    pub gelu_input: bool,
+    pub epilogue: Epilogue,
+}
+
+impl ForwardTile {
+    pub fn cols(&self) -> u32 {
+        9 - self.k
+    }
+
+    pub fn tile_rows(&self) -> u32 {
+        self.rows * self.blocks
+    }
+
+    pub fn couts_per_workgroup(&self) -> u32 {
+        8 * self.couts_per_lane
+    }
+
+    pub fn name(&self) -> String {
+        format!("conv2d_tiled_forward_{self:?}")
+    }
+}
+
+/// Uniform struct of the forward tile (see `tiled.rs` for the Rust side).
+const FORWARD_HEADER: &str = "
+struct Params {
+    n: u32,
+    h: u32,
+    w: u32,
+    cin4: u32,
+    cout: u32,
+    tiles_w: u32,
+    tiles_h: u32,
+    tiles: u32,
+}
+
+@group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> wt: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+// The residual (forward) or the conv's original input (dx epilogue).
+@group(0) @binding(3) var<storage, read> extra: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(5) var<uniform> p: Params;
+
+fn gelu4(v: vec4<f32>) -> vec4<f32> {
+    return vec4<f32>(gelu(v.x), gelu(v.y), gelu(v.z), gelu(v.w));
+}
+";
+
+/// WGSL (after gelu.wgsl) of one forward tile kernel, entry point `main`.
+pub fn forward(t: &ForwardTile) -> String {
+    let (k, cols, cpl) = (t.k, t.cols(), t.couts_per_lane);
+    let pad = k / 2;
+    let in_rows = t.tile_rows() + k - 1;
+    let mut s = String::from(FORWARD_HEADER);
+    let o = &mut s;
+    wl(o, "@compute @workgroup_size(8)");
+    wl(
+        o,
+        "fn main(@builtin(subgroup_invocation_id) lane: u32, @builtin(workgroup_id) wid: vec3<u32>,",
+    );
+    wl(o, "        @builtin(num_workgroups) nwg: vec3<u32>) {");
+    wl(o, "    let tile = wid.x + wid.y * nwg.x;");
+    wl(o, "    if (tile >= p.tiles) { return; }");
+    wl(o, "    let tw = tile % p.tiles_w;");
+    wl(o, "    let th = (tile / p.tiles_w) % p.tiles_h;");
+    wl(o, "    let n = tile / (p.tiles_w * p.tiles_h);");
+    wl(o, &format!("    let oh0 = th * {}u;", t.tile_rows()));
+    wl(o, &format!("    let ow0 = tw * {cols}u;"));
+    wl(
+        o,
+        &format!("    let co_lane = wid.z * {}u + lane;", t.couts_per_workgroup()),
+    );
+    for c in 0..cpl {
+        // Lanes past cout compute a clamped channel and skip the store.
+        wl(o, &format!("    let co{c} = min(co_lane + {}u, p.cout - 1u);", 8 * c));
+    }
+    wl(
+        o,
+        "    // This lane's input column; wrap-around makes the left halo fail `< p.w`.",
+    );
+    wl(o, &format!("    let iw = ow0 + lane - {pad}u;"));
+    for ir in 0..in_rows {
+        wl(o, &format!("    let ih{ir} = oh0 + {ir}u - {pad}u;"));
+        wl(o, &format!("    let ok{ir} = ih{ir} < p.h && iw < p.w;"));
+        wl(
+            o,
+            &format!("    let xb{ir} = select(0u, ((n * p.h + ih{ir}) * p.w + iw) * p.cin4, ok{ir});"),
+        );
+    }
+    for r in 0..t.tile_rows() {
+        for oc in 0..cols {
+            for c in 0..cpl {
+                let init = match t.epilogue {
+                    Epilogue::Store { bias: true, .. } => format!("bias[co{c}]"),
+                    _ => "0.0".to_string(),
+                };
+                wl(o, &format!("    var a{r}_{oc}_{c} = {init};"));
+            }
+        }
+    }
+    wl(o, "    for (var c4 = 0u; c4 < p.cin4; c4++) {");
+    for c in 0..cpl {
+        for tap in 0..k * k {
+            wl(
+                o,
+                &format!(
+                    "        let w{c}_{tap} = wt[(co{c} * {}u + {tap}u) * p.cin4 + c4];",
+                    k * k
+                ),
+            );
+        }
+    }
+    let mut loaded = vec![false; in_rows as usize];
+    for b in 0..t.blocks {
+        for irb in 0..t.rows + k - 1 {
+            let ir = b * t.rows + irb;
+            if !loaded[ir as usize] {
+                loaded[ir as usize] = true;
+                let v = format!("select(vec4<f32>(0.0), x[xb{ir} + c4], ok{ir})");
+                let v = if t.gelu_input { format!("gelu4({v})") } else { v };
+                wl(o, &format!("        let xv{ir} = {v};"));
+            }
+            for ic in 0..8u32 {
+                wl(o, &format!("        {{ let v = subgroupBroadcast(xv{ir}, {ic}u);"));
+                for kh in 0..k {
+                    let Some(r) = irb.checked_sub(kh).filter(|&r| r < t.rows) else {
+                        continue;
+                    };
+                    let r = b * t.rows + r;
+                    for kw in 0..k {
+                        let Some(oc) = ic.checked_sub(kw).filter(|&oc| oc < cols) else {
+                            continue;
+                        };
+                        for c in 0..cpl {
+                            let a = format!("a{r}_{oc}_{c}");
+                            let w = format!("w{c}_{}", kh * k + kw);
+                            wl(
+                                o,
+                                &format!(
+                                    "          {a} = fma(v.x, {w}.x, fma(v.y, {w}.y, fma(v.z, {w}.z, fma(v.w, {w}.w, {a}))));"
+                                ),
+                            );
+                        }
+                    }
+                }
+                wl(o, "        }");
+            }
+        }
+    }
+    wl(o, "    }");
+    for r in 0..t.tile_rows() {
+        for oc in 0..cols {
+            wl(o, &format!("    if (oh0 + {r}u < p.h && ow0 + {oc}u < p.w) {{"));
+            wl(
+                o,
+                &format!("        let q = ((n * p.h + oh0 + {r}u) * p.w + ow0 + {oc}u) * p.cout;"),
+            );
+            for c in 0..cpl {
+                let a = format!("a{r}_{oc}_{c}");
+                let v = match t.epilogue {
+                    Epilogue::Store { residual: true, .. } => format!("{a} + extra[q + co{c}]"),
+                    Epilogue::Store { residual: false, .. } => a,
+                    Epilogue::GeluGrad => format!("{a} * gelu_grad(extra[q + co{c}])"),
+                };
+                wl(
+                    o,
+                    &format!("        if (co_lane + {}u < p.cout) {{ y[q + co{c}] = {v}; }}", 8 * c),
+                );
+            }
+            wl(o, "    }");
+        }
+    }
+    wl(o, "}");
+    s
+}
+
+/// One weight-gradient kernel: a workgroup owns 4 input channels (one vec4) by 32
+/// output channels (4 per lane) for every tap, and sums over its share of
+/// 8-pixel row segments; it writes one split's partial sums (and of db).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct WeightTile {
+    pub k: u32,
+    pub gelu_input: bool,
+}
+
+impl WeightTile {
+    pub fn name(&self) -> String {
+        format!("conv2d_tiled_backward_weight_{self:?}")
+    }
+}
+
+const WEIGHT_HEADER: &str = "
+struct Params {
+    n: u32,
+    h: u32,
+    w: u32,
+    cin4: u32,
+    cout4: u32,
+    segs_w: u32,
+    segments: u32,
+    per_split: u32,
+    // Elements of one split's partial sums (dw then db), and of dw.
+    stride: u32,
+    w_len: u32,
+    pad0: u32,
+    pad1: u32,
+}
+
+@group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> dy: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> partial: array<f32>;
+@group(0) @binding(3) var<uniform> p: Params;
+
+fn gelu4(v: vec4<f32>) -> vec4<f32> {
+    return vec4<f32>(gelu(v.x), gelu(v.y), gelu(v.z), gelu(v.w));
+}
+";
+
+/// WGSL (after gelu.wgsl) of the weight-gradient kernel, entry point `main`.
+pub fn weight(t: &WeightTile) -> String {
+    let k = t.k;
+    let pad = k / 2;
+    let kk = k * k;
+    let in_cols = 8 + k - 1;
+    let loads = in_cols.div_ceil(8);
+    let comps = ["x", "y", "z", "w"];
+    let mut s = String::from(WEIGHT_HEADER);
+    let o = &mut s;
+    wl(o, "@compute @workgroup_size(8)");
+    wl(
+        o,
+        "fn main(@builtin(subgroup_invocation_id) lane: u32, @builtin(workgroup_id) wid: vec3<u32>) {",
+    );
+    wl(o, "    let ci4 = wid.x;");
+    wl(
+        o,
+        "    // This lane's 4 output channels (one vec4 of dy); lanes past cout repeat the last.",
+    );
+    wl(o, "    let co4 = min(wid.y * 8u + lane, p.cout4 - 1u);");
+    wl(o, "    let b0 = wid.z * p.per_split;");
+    wl(o, "    let b1 = min(b0 + p.per_split, p.segments);");
+    for tap in 0..kk {
+        for c in 0..4 {
+            wl(o, &format!("    var a{tap}_{c} = vec4<f32>(0.0);"));
+        }
+    }
+    wl(o, "    var g = vec4<f32>(0.0);");
+    wl(o, "    for (var b = b0; b < b1; b++) {");
+    wl(o, "        let row = b / p.segs_w;");
+    wl(o, "        let ow0 = (b % p.segs_w) * 8u;");
+    wl(o, "        let oh = row % p.h;");
+    wl(o, "        let n = row / p.h;");
+    for q in 0..8 {
+        wl(o, &format!("        let okd{q} = ow0 + {q}u < p.w;"));
+        wl(
+            o,
+            &format!(
+                "        let d{q} = select(vec4<f32>(0.0), dy[select(0u, (row * p.w + ow0 + {q}u) * p.cout4 + co4, okd{q})], okd{q});"
+            ),
+        );
+    }
+    wl(o, "        g += ((d0 + d1) + (d2 + d3)) + ((d4 + d5) + (d6 + d7));");
+    for kh in 0..k {
+        wl(o, &format!("        let ih{kh} = oh + {kh}u - {pad}u;"));
+        for l in 0..loads {
+            wl(
+                o,
+                &format!("        let iw{kh}_{l} = ow0 + lane + {}u - {pad}u;", 8 * l),
+            );
+            wl(
+                o,
+                &format!("        let ok{kh}_{l} = ih{kh} < p.h && iw{kh}_{l} < p.w;"),
+            );
+            let v = format!(
+                "select(vec4<f32>(0.0), x[select(0u, ((n * p.h + ih{kh}) * p.w + iw{kh}_{l}) * p.cin4 + ci4, ok{kh}_{l})], ok{kh}_{l})"
+            );
+            let v = if t.gelu_input { format!("gelu4({v})") } else { v };
+            wl(o, &format!("        let xv{kh}_{l} = {v};"));
+        }
+        for col in 0..in_cols {
+            wl(
+                o,
+                &format!(
+                    "        let xb{kh}_{col} = subgroupBroadcast(xv{kh}_{}, {}u);",
+                    col / 8,
+                    col % 8
+                ),
+            );
+        }
+        // For one tap row and input channel, the 10 broadcast values stay in registers
+        // while each accumulator takes its 8 pixels in a row.
+        for (c, comp) in comps.iter().enumerate() {
+            for kw in 0..k {
+                let tap = kh * k + kw;
+                for q in 0..8 {
+                    wl(
+                        o,
+                        &format!(
+                            "        a{tap}_{c} = fma(vec4<f32>(xb{kh}_{}.{comp}), d{q}, a{tap}_{c});",
+                            q + kw
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    wl(o, "    }");
+    wl(o, "    if (wid.y * 8u + lane < p.cout4) {");
+    wl(o, "        let base = wid.z * p.stride;");
+    wl(o, "        let cin = p.cin4 * 4u;");
+    for j in 0..4 {
+        wl(
+            o,
+            &format!("        let row{j} = base + (co4 * 4u + {j}u) * {kk}u * cin + ci4 * 4u;"),
+        );
+    }
+    for tap in 0..kk {
+        for c in 0..4 {
+            for (j, comp) in comps.iter().enumerate() {
+                wl(
+                    o,
+                    &format!("        partial[row{j} + {tap}u * cin + {c}u] = a{tap}_{c}.{comp};"),
+                );
+            }
+        }
+    }
+    wl(o, "        if (ci4 == 0u) {");
+    for (j, comp) in comps.iter().enumerate() {
+        wl(
+            o,
+            &format!("            partial[base + p.w_len + co4 * 4u + {j}u] = g.{comp};"),
+        );
+    }
+    wl(o, "        }");
+    wl(o, "    }");
+    wl(o, "}");
+    s
+}
+
+fn wl(o: &mut String, line: &str) {
+    let _ = writeln!(o, "{line}");
+}

@@ -1,0 +1,204 @@
+//! The conv's shape, its validation and its FLOP/byte counts.
+
+use crate::error::{shape_err, Result};
+use crate::gpu::BufView;
+
+/// A stride-1, "same"-padded conv: x `[n,h,w,cin]`, w `[cout,k,k,cin]`, y `[n,h,w,cout]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dShape {
+    pub n: usize,
+    pub h: usize,
+    pub w: usize,
+    pub cin: usize,
+    pub cout: usize,
+    /// Kernel size: 1 or 3.
+    pub k: usize,
+    /// Apply exact GELU to x as it is loaded (and its derivative in dx).
+    pub gelu_input: bool,
+    /// Add `bias[cout]` in the epilogue.
+    pub bias: bool,
+    /// Add `residual[n,h,w,cout]` in the epilogue.
+    pub residual: bool,
+}
+
+impl Conv2dShape {
+    pub fn new(n: usize, h: usize, w: usize, cin: usize, cout: usize, k: usize) -> Conv2dShape {
+        Conv2dShape {
+            n,
+            h,
+            w,
+            cin,
+            cout,
+            k,
+            gelu_input: false,
+            bias: false,
+            residual: false,
+        }
+    }
+
+    pub fn with_gelu(mut self, on: bool) -> Conv2dShape {
+        self.gelu_input = on;
+        self
+    }
+
+    pub fn with_bias(mut self, on: bool) -> Conv2dShape {
+        self.bias = on;
+        self
+    }
+
+    pub fn with_residual(mut self, on: bool) -> Conv2dShape {
+        self.residual = on;
+        self
+    }
+
+    pub fn pixels(&self) -> usize {
+        self.n * self.h * self.w
+    }
+
+    pub fn x_len(&self) -> usize {
+        self.pixels() * self.cin
+    }
+
+    pub fn w_len(&self) -> usize {
+        self.cout * self.k * self.k * self.cin
+    }
+
+    pub fn y_len(&self) -> usize {
+        self.pixels() * self.cout
+    }
+
+    /// Multiply-adds of one conv (forward, dx and dw each do this many), times 2.
+    pub fn flops(&self) -> f64 {
+        2.0 * self.pixels() as f64 * (self.cout * self.k * self.k * self.cin) as f64
+    }
+
+    /// Bytes a perfect forward moves: x, w, bias, residual read once, y written once.
+    pub fn bytes(&self) -> f64 {
+        let mut n = self.x_len() + self.w_len() + self.y_len();
+        if self.bias {
+            n += self.cout;
+        }
+        if self.residual {
+            n += self.y_len();
+        }
+        4.0 * n as f64
+    }
+
+    /// FLOPs of dx + dw + db together.
+    pub fn backward_flops(&self) -> f64 {
+        2.0 * self.flops() + self.y_len() as f64
+    }
+
+    /// Bytes a perfect dx + dw + db moves: x, w, dy read, dx, dw, db written.
+    pub fn backward_bytes(&self) -> f64 {
+        4.0 * (2 * self.x_len() + 2 * self.w_len() + self.y_len() + self.cout) as f64
+    }
+
+    /// Elements of the scratch buffer [`super::conv2d_backward_input`] needs.
+    pub fn backward_input_scratch_len(&self) -> usize {
+        self.w_len()
+    }
+
+    /// Elements of the scratch buffer [`super::conv2d_backward_weight`] needs.
+    pub fn backward_weight_scratch_len(&self) -> usize {
+        super::tiled::weight_splits(self) * (self.w_len() + self.cout)
+    }
+
+    /// The rules every kernel relies on (the tiled kernels index without bounds checks).
+    pub fn validate(&self) -> Result<()> {
+        if self.k != 1 && self.k != 3 {
+            return shape_err(format!("conv2d: kernel size must be 1 or 3, got {}", self.k));
+        }
+        if [self.n, self.h, self.w, self.cin, self.cout].contains(&0) {
+            return shape_err(format!("conv2d: every dimension must be at least 1, got {self:?}"));
+        }
+        let largest = self.x_len().max(self.y_len()).max(self.w_len()) as u64;
+        if largest >= u32::MAX as u64 / 2 {
+            return shape_err(format!(
+                "conv2d: a tensor of {largest} elements is too large for 32-bit indexing"
+            ));
+        }
+        Ok(())
+    }
+
+    pub(super) fn check_forward(
+        &self,
+        x: &BufView<'_>,
+        w: &BufView<'_>,
+        bias: Option<&BufView<'_>>,
+        residual: Option<&BufView<'_>>,
+        y: &BufView<'_>,
+    ) -> Result<()> {
+        self.validate()?;
+        expect_len("x", x, self.x_len())?;
+        expect_len("w", w, self.w_len())?;
+        expect_len("y", y, self.y_len())?;
+        expect_optional("bias", self.bias, bias, self.cout)?;
+        expect_optional("residual", self.residual, residual, self.y_len())
+    }
+
+    pub(super) fn check_backward_input(
+        &self,
+        x: &BufView<'_>,
+        w: &BufView<'_>,
+        dy: &BufView<'_>,
+        scratch: &BufView<'_>,
+        dx: &BufView<'_>,
+    ) -> Result<()> {
+        self.validate()?;
+        expect_len("x", x, self.x_len())?;
+        expect_len("w", w, self.w_len())?;
+        expect_len("dy", dy, self.y_len())?;
+        expect_len("dx", dx, self.x_len())?;
+        expect_at_least("scratch", scratch, self.backward_input_scratch_len())
+    }
+
+    pub(super) fn check_backward_weight(
+        &self,
+        x: &BufView<'_>,
+        dy: &BufView<'_>,
+        scratch: &BufView<'_>,
+        dw: &BufView<'_>,
+        db: Option<&BufView<'_>>,
+    ) -> Result<()> {
+        self.validate()?;
+        expect_len("x", x, self.x_len())?;
+        expect_len("dy", dy, self.y_len())?;
+        expect_len("dw", dw, self.w_len())?;
+        if let Some(db) = db {
+            expect_len("db", db, self.cout)?;
+        }
+        expect_at_least("scratch", scratch, self.backward_weight_scratch_len())
+    }
+
+    pub(super) fn check_backward_bias(&self, dy: &BufView<'_>, db: &BufView<'_>) -> Result<()> {
+        self.validate()?;
+        expect_len("dy", dy, self.y_len())?;
+        expect_len("db", db, self.cout)
+    }
+}
+
+fn expect_len(name: &str, v: &BufView<'_>, len: usize) -> Result<()> {
+    if v.len != len {
+        return shape_err(format!("conv2d: {name} has {} elements, the shape needs {len}", v.len));
+    }
+    Ok(())
+}
+
+fn expect_at_least(name: &str, v: &BufView<'_>, len: usize) -> Result<()> {
+    if v.len < len {
+        return shape_err(format!("conv2d: {name} has {} elements, needs at least {len}", v.len));
+    }
+    Ok(())
+}
+
+fn expect_optional(name: &str, wanted: bool, v: Option<&BufView<'_>>, len: usize) -> Result<()> {
+    match (wanted, v) {
+        (true, Some(v)) => expect_len(name, v, len),
+        (false, None) => Ok(()),
+        (true, None) => shape_err(format!("conv2d: the shape says {name}, but no {name} tensor was given")),
+        (false, Some(_)) => shape_err(format!(
+            "conv2d: a {name} tensor was given, but the shape has {name} off"
+        )),
+    }
+}

@@ -1,0 +1,150 @@
+//! The simple path: one invocation per output element, any shape, any adapter.
+//! The readable version of each kernel and the fallback of the tiled path.
+
+use super::Conv2dShape;
+use crate::error::Result;
+use crate::gpu::{grid_1d, Access, BufView, Dispatch, GpuContext, Kernel};
+use crate::ops::elementwise::GELU_WGSL;
+
+use Access::{Read, ReadWrite, Uniform};
+
+const FORWARD: Kernel = Kernel::portable(
+    "conv2d_forward",
+    &[GELU_WGSL, include_str!("../../../shaders/conv2d_forward.wgsl")],
+    "conv2d_forward",
+    &[Read, Read, Read, Read, ReadWrite, Uniform],
+);
+const BACKWARD_INPUT: Kernel = Kernel::portable(
+    "conv2d_backward_input",
+    &[GELU_WGSL, include_str!("../../../shaders/conv2d_backward_input.wgsl")],
+    "conv2d_backward_input",
+    &[Read, Read, Read, ReadWrite, Uniform],
+);
+const WEIGHT_SOURCES: &[&str] = &[GELU_WGSL, include_str!("../../../shaders/conv2d_backward_weight.wgsl")];
+const BACKWARD_WEIGHT: Kernel = Kernel::portable(
+    "conv2d_backward_weight",
+    WEIGHT_SOURCES,
+    "conv2d_backward_weight",
+    &[Read, Read, ReadWrite, Uniform],
+);
+const BACKWARD_BIAS: Kernel = Kernel::portable(
+    "conv2d_backward_bias",
+    WEIGHT_SOURCES,
+    "conv2d_backward_bias",
+    // Binding 0 (x) is declared by the shared module but unused by this entry point.
+    &[Read, Read, ReadWrite, Uniform],
+);
+
+const WG: u32 = 64;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    h: u32,
+    w: u32,
+    cin: u32,
+    cout: u32,
+    k: u32,
+    pad: u32,
+    /// Invocations that do work.
+    total: u32,
+}
+
+fn params(s: &Conv2dShape, total: usize) -> Params {
+    Params {
+        n: s.n as u32,
+        h: s.h as u32,
+        w: s.w as u32,
+        cin: s.cin as u32,
+        cout: s.cout as u32,
+        k: s.k as u32,
+        pad: (s.k / 2) as u32,
+        total: total as u32,
+    }
+}
+
+fn flag(on: bool) -> f64 {
+    if on {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+pub(super) fn forward(
+    ctx: &GpuContext,
+    s: &Conv2dShape,
+    x: BufView<'_>,
+    w: BufView<'_>,
+    bias: Option<BufView<'_>>,
+    residual: Option<BufView<'_>>,
+    y: BufView<'_>,
+) -> Result<Dispatch> {
+    let constants = [
+        ("GELU_INPUT", flag(s.gelu_input)),
+        ("HAS_BIAS", flag(s.bias)),
+        ("HAS_RESIDUAL", flag(s.residual)),
+    ];
+    // Absent optional inputs bind x in their place; the kernel never reads them.
+    let views = [x, w, bias.unwrap_or(x), residual.unwrap_or(x), y];
+    let total = s.y_len();
+    let p = params(s, total);
+    ctx.dispatch(&FORWARD, &constants, &views, bytemuck::bytes_of(&p), grid_1d(total, WG))
+}
+
+pub(super) fn backward_input(
+    ctx: &GpuContext,
+    s: &Conv2dShape,
+    x: BufView<'_>,
+    w: BufView<'_>,
+    dy: BufView<'_>,
+    dx: BufView<'_>,
+) -> Result<Dispatch> {
+    let total = s.x_len();
+    let p = params(s, total);
+    ctx.dispatch(
+        &BACKWARD_INPUT,
+        &[("GELU_INPUT", flag(s.gelu_input))],
+        &[x, w, dy, dx],
+        bytemuck::bytes_of(&p),
+        grid_1d(total, WG),
+    )
+}
+
+pub(super) fn backward_weight(
+    ctx: &GpuContext,
+    s: &Conv2dShape,
+    x: BufView<'_>,
+    dy: BufView<'_>,
+    dw: BufView<'_>,
+    accumulate: bool,
+) -> Result<Dispatch> {
+    let total = s.w_len();
+    let p = params(s, total);
+    let constants = [("GELU_INPUT", flag(s.gelu_input)), ("ACCUMULATE", flag(accumulate))];
+    ctx.dispatch(
+        &BACKWARD_WEIGHT,
+        &constants,
+        &[x, dy, dw],
+        bytemuck::bytes_of(&p),
+        grid_1d(total, WG),
+    )
+}
+
+pub(super) fn backward_bias(
+    ctx: &GpuContext,
+    s: &Conv2dShape,
+    dy: BufView<'_>,
+    db: BufView<'_>,
+    accumulate: bool,
+) -> Result<Dispatch> {
+    let p = params(s, s.cout);
+    ctx.dispatch(
+        &BACKWARD_BIAS,
+        &[("ACCUMULATE", flag(accumulate))],
+        &[dy, dy, db],
+        bytemuck::bytes_of(&p),
+        grid_1d(s.cout, WG),
+    )
+}
