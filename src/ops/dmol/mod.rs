@@ -1,15 +1,362 @@
-//! TODO(helper): the dmol kernel family. Placeholder so the registry compiles;
-//! the empty check makes kernels-test fail until the family is written.
+//! Discretized mixture of logistics (DMoL), the VDVAE image likelihood: per-image
+//! NLL, NLL fused with its gradient, and sampling, exactly as the official
+//! `vae_helpers.py` computes them (see DESIGN.md "Output" and "DMoL layout").
+//! WGSL: `shaders/dmol_common.wgsl`, `dmol_loss.wgsl`, `dmol_loss_grad.wgsl`,
+//! `dmol_reduce.wgsl`, `dmol_sample.wgsl`.
+//!
+//! Tensors are NHWC: `l` is the out_conv output `[N, H, W, M + C*S]` (S = 3M for
+//! RGB, 2M for greyscale), `x` the target `[N, H, W, C]` in [-1, 1].
 
-use crate::bench::BenchCase;
-use crate::check::Checker;
-use crate::error::Result;
-use crate::gpu::GpuContext;
+mod cases;
+mod conditioning;
+pub mod inputs;
+pub mod reference;
 
-pub fn check(_c: &mut Checker) -> Result<()> {
+pub use cases::{bench_cases, check};
+
+use crate::error::{shape_err, Result};
+use crate::gpu::{grid_1d, Access, BufView, Dispatch, GpuContext, Kernel};
+use crate::ops::rng::{RngKey, RNG_WGSL};
+
+const COMMON: &str = include_str!("../../../shaders/dmol_common.wgsl");
+const LOSS: Kernel = Kernel::portable(
+    "dmol_loss",
+    &[COMMON, include_str!("../../../shaders/dmol_loss.wgsl")],
+    "dmol_loss",
+    &[Access::Read, Access::Read, Access::ReadWrite, Access::Uniform],
+);
+const LOSS_GRAD: Kernel = Kernel::portable(
+    "dmol_loss_grad",
+    &[COMMON, include_str!("../../../shaders/dmol_loss_grad.wgsl")],
+    "dmol_loss_grad",
+    &[
+        Access::Read,
+        Access::Read,
+        Access::Read,
+        Access::ReadWrite,
+        Access::ReadWrite,
+        Access::Uniform,
+    ],
+);
+const REDUCE: Kernel = Kernel::portable(
+    "dmol_reduce",
+    &[include_str!("../../../shaders/dmol_reduce.wgsl")],
+    "dmol_reduce",
+    &[Access::Read, Access::ReadWrite, Access::Uniform],
+);
+const SAMPLE: Kernel = Kernel::portable(
+    "dmol_sample",
+    &[RNG_WGSL, COMMON, include_str!("../../../shaders/dmol_sample.wgsl")],
+    "dmol_sample",
+    &[Access::Read, Access::ReadWrite, Access::Uniform],
+);
+
+/// Pixels per workgroup of the loss kernels (one tile of one image).
+const TILE: usize = 64;
+
+/// A sampling uniform U in (0, 1) becomes u = DRAW_LO + DRAW_SPAN * U, i.e.
+/// torch's `uniform_(1e-5, 1 - 1e-5)`; 1 - u is DRAW_LO + DRAW_SPAN * (1 - U).
+pub const DRAW_LO: f32 = 1e-5;
+pub const DRAW_SPAN: f32 = 0.99998;
+
+/// Bit depth of the data the likelihood discretizes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataBits {
+    /// 256 levels: bin half-width 1/255, density fallback - ln 127.5.
+    Eight,
+    /// 32 levels (official `low_bit`, FFHQ-256): half-width 1/31, - ln 15.5.
+    Five,
+}
+
+impl DataBits {
+    pub fn half_bin(self) -> f64 {
+        match self {
+            DataBits::Eight => 1.0 / 255.0,
+            DataBits::Five => 1.0 / 31.0,
+        }
+    }
+
+    pub fn log_half_bins(self) -> f64 {
+        match self {
+            DataBits::Eight => 127.5f64.ln(),
+            DataBits::Five => 15.5f64.ln(),
+        }
+    }
+}
+
+/// Shape of one DMoL op.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DmolSpec {
+    pub n: usize,
+    pub h: usize,
+    pub w: usize,
+    /// 3 (RGB, with coefficients) or 1 (greyscale).
+    pub channels: usize,
+    pub mixtures: usize,
+    pub bits: DataBits,
+}
+
+impl DmolSpec {
+    /// Width of one colour's block of out_conv channels.
+    pub fn stride(&self) -> usize {
+        if self.channels == 3 {
+            3 * self.mixtures
+        } else {
+            2 * self.mixtures
+        }
+    }
+
+    /// out_conv channels: 10M for RGB, 3M for greyscale.
+    pub fn out_channels(&self) -> usize {
+        self.mixtures + self.channels * self.stride()
+    }
+
+    /// N*H*W.
+    pub fn pixels(&self) -> usize {
+        self.n * self.h * self.w
+    }
+
+    pub fn l_len(&self) -> usize {
+        self.pixels() * self.out_channels()
+    }
+
+    pub fn x_len(&self) -> usize {
+        self.pixels() * self.channels
+    }
+
+    fn tiles(&self) -> usize {
+        (self.h * self.w).div_ceil(TILE)
+    }
+
+    /// Length of the scratch buffer `nll` and `nll_grad` need for per-tile sums.
+    pub fn partials_len(&self) -> usize {
+        self.n * self.tiles()
+    }
+
+    /// Philox calls per pixel when sampling: ceil((M + C) / 4).
+    pub fn draw_groups(&self) -> usize {
+        (self.mixtures + self.channels).div_ceil(4)
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "N={} {}x{} C={} M={} {}-bit",
+            self.n,
+            self.h,
+            self.w,
+            self.channels,
+            self.mixtures,
+            match self.bits {
+                DataBits::Eight => 8,
+                DataBits::Five => 5,
+            }
+        )
+    }
+
+    fn validate(&self, op: &str) -> Result<()> {
+        if self.channels != 1 && self.channels != 3 {
+            return shape_err(format!(
+                "{op}: DMoL supports 3 (RGB) or 1 (greyscale) channels, got {}",
+                self.channels
+            ));
+        }
+        if self.n == 0 || self.h == 0 || self.w == 0 || self.mixtures == 0 {
+            return shape_err(format!(
+                "{op}: every dimension must be positive, got {}",
+                self.describe()
+            ));
+        }
+        if self.n > 65535 || self.tiles() > 65535 {
+            return shape_err(format!(
+                "{op}: at most 65535 images and 65535*{TILE} pixels per image, got {}",
+                self.describe()
+            ));
+        }
+        if self.l_len() > u32::MAX as usize || self.pixels() * self.draw_groups() > u32::MAX as usize {
+            return shape_err(format!("{op}: {} needs more than 2^32 indices", self.describe()));
+        }
+        Ok(())
+    }
+}
+
+fn check_len(op: &str, what: &str, view: &BufView<'_>, want: usize) -> Result<()> {
+    if view.len != want {
+        return shape_err(format!("{op}: `{what}` has {} elements, expected {want}", view.len));
+    }
     Ok(())
 }
 
-pub fn bench_cases(_ctx: &GpuContext) -> Result<Vec<BenchCase>> {
-    Ok(vec![])
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct LossParams {
+    pixels: u32,
+    images: u32,
+    channels: u32,
+    mixtures: u32,
+    out_channels: u32,
+    stride: u32,
+    tiles: u32,
+    half_bin: f32,
+    log_half_bins: f32,
+}
+
+impl LossParams {
+    fn new(spec: &DmolSpec) -> LossParams {
+        LossParams {
+            pixels: (spec.h * spec.w) as u32,
+            images: spec.n as u32,
+            channels: spec.channels as u32,
+            mixtures: spec.mixtures as u32,
+            out_channels: spec.out_channels() as u32,
+            stride: spec.stride() as u32,
+            tiles: spec.tiles() as u32,
+            half_bin: spec.bits.half_bin() as f32,
+            log_half_bins: spec.bits.log_half_bins() as f32,
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ReduceParams {
+    images: u32,
+    tiles: u32,
+}
+
+fn reduce(ctx: &GpuContext, spec: &DmolSpec, partials: BufView<'_>, nll: BufView<'_>) -> Result<Dispatch> {
+    let params = ReduceParams {
+        images: spec.n as u32,
+        tiles: spec.tiles() as u32,
+    };
+    ctx.dispatch(
+        &REDUCE,
+        &[],
+        &[partials, nll],
+        bytemuck::bytes_of(&params),
+        [spec.n as u32, 1, 1],
+    )
+}
+
+fn check_loss_views(
+    op: &str,
+    spec: &DmolSpec,
+    l: &BufView,
+    x: &BufView,
+    partials: &BufView,
+    nll: &BufView,
+) -> Result<()> {
+    spec.validate(op)?;
+    check_len(op, "l", l, spec.l_len())?;
+    check_len(op, "x", x, spec.x_len())?;
+    check_len(op, "partials", partials, spec.partials_len())?;
+    check_len(op, "nll", nll, spec.n)
+}
+
+/// `nll[n] = -sum over image n's pixels of log p(x | l)`. `partials` is scratch
+/// of `spec.partials_len()` elements. Two dispatches, to be recorded in order.
+pub fn nll(
+    ctx: &GpuContext,
+    spec: &DmolSpec,
+    l: BufView<'_>,
+    x: BufView<'_>,
+    partials: BufView<'_>,
+    nll: BufView<'_>,
+) -> Result<Vec<Dispatch>> {
+    check_loss_views("dmol nll", spec, &l, &x, &partials, &nll)?;
+    let params = LossParams::new(spec);
+    let grid = [spec.tiles() as u32, spec.n as u32, 1];
+    let main = ctx.dispatch(&LOSS, &[], &[l, x, partials], bytemuck::bytes_of(&params), grid)?;
+    Ok(vec![main, reduce(ctx, spec, partials, nll)?])
+}
+
+/// `nll` as in [`nll`] and, in the same pass, `dl = d(sum_n upstream[n] * nll[n]) / dl`.
+/// Two dispatches, to be recorded in order.
+#[allow(clippy::too_many_arguments)]
+pub fn nll_grad(
+    ctx: &GpuContext,
+    spec: &DmolSpec,
+    l: BufView<'_>,
+    x: BufView<'_>,
+    upstream: BufView<'_>,
+    dl: BufView<'_>,
+    partials: BufView<'_>,
+    nll: BufView<'_>,
+) -> Result<Vec<Dispatch>> {
+    let op = "dmol nll_grad";
+    check_loss_views(op, spec, &l, &x, &partials, &nll)?;
+    check_len(op, "upstream", &upstream, spec.n)?;
+    check_len(op, "dl", &dl, spec.l_len())?;
+    let params = LossParams::new(spec);
+    let grid = [spec.tiles() as u32, spec.n as u32, 1];
+    let main = ctx.dispatch(
+        &LOSS_GRAD,
+        &[],
+        &[l, x, upstream, dl, partials],
+        bytemuck::bytes_of(&params),
+        grid,
+    )?;
+    Ok(vec![main, reduce(ctx, spec, partials, nll)?])
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct SampleParams {
+    key: RngKey,
+    pixels: u32,
+    channels: u32,
+    mixtures: u32,
+    out_channels: u32,
+    stride: u32,
+    groups: u32,
+}
+
+/// Draws `out` (`[N, H, W, C]`, values in [-1, 1]) from the mixture `l` with the
+/// noise of `key`. Pixel p (flat NHW index) uses uniform draws i = 0..M+C, draw i
+/// being word i % 4 of `key.bits(p * spec.draw_groups() + i / 4)`: draws 0..M are
+/// the Gumbel-max uniforms of the mixtures, draw M + c the logistic uniform of colour c.
+pub fn sample(ctx: &GpuContext, spec: &DmolSpec, l: BufView<'_>, key: RngKey, out: BufView<'_>) -> Result<Dispatch> {
+    let op = "dmol sample";
+    spec.validate(op)?;
+    check_len(op, "l", &l, spec.l_len())?;
+    check_len(op, "out", &out, spec.x_len())?;
+    let params = SampleParams {
+        key,
+        pixels: spec.pixels() as u32,
+        channels: spec.channels as u32,
+        mixtures: spec.mixtures as u32,
+        out_channels: spec.out_channels() as u32,
+        stride: spec.stride() as u32,
+        groups: spec.draw_groups() as u32,
+    };
+    ctx.dispatch(
+        &SAMPLE,
+        &[],
+        &[l, out],
+        bytemuck::bytes_of(&params),
+        grid_1d(spec.pixels(), 64),
+    )
+}
+
+/// Samples in [-1, 1] to 8-bit pixels as the official `DmolNet.sample` does:
+/// `(x + 1) * 127.5` clipped to [0, 255] and truncated (no rounding).
+pub fn samples_to_u8(x: &[f32]) -> Vec<u8> {
+    x.iter().map(|&v| ((v + 1.0) * 127.5).clamp(0.0, 255.0) as u8).collect()
+}
+
+/// Nominal work per (pixel, mixture, colour) term, counting each exp/log/tanh as
+/// one FLOP: ~40 for the likelihood, ~25 more for its derivatives and their scaling.
+const FLOPS_PER_TERM_NLL: f64 = 40.0;
+const FLOPS_PER_TERM_GRAD: f64 = 65.0;
+
+pub fn nll_flops(spec: &DmolSpec) -> f64 {
+    (spec.pixels() * spec.mixtures * spec.channels) as f64 * FLOPS_PER_TERM_NLL
+}
+
+pub fn nll_grad_flops(spec: &DmolSpec) -> f64 {
+    (spec.pixels() * spec.mixtures * spec.channels) as f64 * FLOPS_PER_TERM_GRAD
+}
+
+/// Bytes a perfect fused kernel moves: read l, x, upstream; write dl and nll.
+pub fn nll_grad_bytes(spec: &DmolSpec) -> f64 {
+    4.0 * (2 * spec.l_len() + spec.x_len() + 2 * spec.n) as f64
 }
