@@ -1,15 +1,265 @@
-//! TODO(helper): the bernoulli kernel family. Placeholder so the registry compiles;
-//! the empty check makes kernels-test fail until the family is written.
+//! Bernoulli likelihood on logits, for binarized data (targets in {0, 1}, e.g.
+//! binarized MNIST): per-image NLL, NLL fused with its gradient, and sampling.
+//! WGSL: `shaders/bernoulli_common.wgsl`, `bernoulli_loss.wgsl`,
+//! `bernoulli_loss_grad.wgsl`, `bernoulli_reduce.wgsl`, `bernoulli_sample.wgsl`.
+//!
+//! Per element: nll = -[t log sigmoid(l) + (1 - t) log(1 - sigmoid(l))], written
+//! stably as softplus(l) - t l; summed over each image's H*W*C elements (NHWC).
 
-use crate::bench::BenchCase;
-use crate::check::Checker;
-use crate::error::Result;
-use crate::gpu::GpuContext;
+mod cases;
+pub mod reference;
 
-pub fn check(_c: &mut Checker) -> Result<()> {
+pub use cases::{bench_cases, check};
+
+use crate::error::{shape_err, Result};
+use crate::gpu::{grid_1d, Access, BufView, Dispatch, GpuContext, Kernel};
+use crate::ops::rng::{RngKey, RNG_WGSL};
+
+const COMMON: &str = include_str!("../../../shaders/bernoulli_common.wgsl");
+const LOSS: Kernel = Kernel::portable(
+    "bernoulli_loss",
+    &[COMMON, include_str!("../../../shaders/bernoulli_loss.wgsl")],
+    "bernoulli_loss",
+    &[Access::Read, Access::Read, Access::ReadWrite, Access::Uniform],
+);
+const LOSS_GRAD: Kernel = Kernel::portable(
+    "bernoulli_loss_grad",
+    &[COMMON, include_str!("../../../shaders/bernoulli_loss_grad.wgsl")],
+    "bernoulli_loss_grad",
+    &[
+        Access::Read,
+        Access::Read,
+        Access::Read,
+        Access::ReadWrite,
+        Access::ReadWrite,
+        Access::Uniform,
+    ],
+);
+const REDUCE: Kernel = Kernel::portable(
+    "bernoulli_reduce",
+    &[include_str!("../../../shaders/bernoulli_reduce.wgsl")],
+    "bernoulli_reduce",
+    &[Access::Read, Access::ReadWrite, Access::Uniform],
+);
+const SAMPLE: Kernel = Kernel::portable(
+    "bernoulli_sample",
+    &[RNG_WGSL, COMMON, include_str!("../../../shaders/bernoulli_sample.wgsl")],
+    "bernoulli_sample",
+    &[Access::Read, Access::ReadWrite, Access::Uniform],
+);
+
+/// Elements per workgroup of the loss kernels (256 invocations x 4).
+const CHUNK: usize = 1024;
+
+/// Shape of one Bernoulli op: logits and targets are `[N, H, W, C]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BernoulliSpec {
+    pub n: usize,
+    pub h: usize,
+    pub w: usize,
+    pub c: usize,
+}
+
+impl BernoulliSpec {
+    /// H*W*C.
+    pub fn per_image(&self) -> usize {
+        self.h * self.w * self.c
+    }
+
+    pub fn len(&self) -> usize {
+        self.n * self.per_image()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn chunks(&self) -> usize {
+        self.per_image().div_ceil(CHUNK)
+    }
+
+    /// Length of the scratch buffer `nll` and `nll_grad` need for per-chunk sums.
+    pub fn partials_len(&self) -> usize {
+        self.n * self.chunks()
+    }
+
+    fn describe(&self) -> String {
+        format!("N={} {}x{}x{}", self.n, self.h, self.w, self.c)
+    }
+
+    fn validate(&self, op: &str) -> Result<()> {
+        if self.is_empty() {
+            return shape_err(format!(
+                "{op}: every dimension must be positive, got {}",
+                self.describe()
+            ));
+        }
+        if self.n > 65535 || self.chunks() > 65535 {
+            return shape_err(format!(
+                "{op}: at most 65535 images and 65535*{CHUNK} elements per image, got {}",
+                self.describe()
+            ));
+        }
+        if self.len() > u32::MAX as usize - 4 {
+            return shape_err(format!("{op}: {} needs more than 2^32 indices", self.describe()));
+        }
+        Ok(())
+    }
+}
+
+fn check_len(op: &str, what: &str, view: &BufView<'_>, want: usize) -> Result<()> {
+    if view.len != want {
+        return shape_err(format!("{op}: `{what}` has {} elements, expected {want}", view.len));
+    }
     Ok(())
 }
 
-pub fn bench_cases(_ctx: &GpuContext) -> Result<Vec<BenchCase>> {
-    Ok(vec![])
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct LossParams {
+    per_image: u32,
+    images: u32,
+    chunks: u32,
+}
+
+impl LossParams {
+    fn new(spec: &BernoulliSpec) -> LossParams {
+        LossParams {
+            per_image: spec.per_image() as u32,
+            images: spec.n as u32,
+            chunks: spec.chunks() as u32,
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ReduceParams {
+    images: u32,
+    chunks: u32,
+}
+
+fn reduce(ctx: &GpuContext, spec: &BernoulliSpec, partials: BufView<'_>, nll: BufView<'_>) -> Result<Dispatch> {
+    let params = ReduceParams {
+        images: spec.n as u32,
+        chunks: spec.chunks() as u32,
+    };
+    ctx.dispatch(
+        &REDUCE,
+        &[],
+        &[partials, nll],
+        bytemuck::bytes_of(&params),
+        [spec.n as u32, 1, 1],
+    )
+}
+
+fn check_loss_views(
+    op: &str,
+    spec: &BernoulliSpec,
+    logits: &BufView,
+    targets: &BufView,
+    partials: &BufView,
+    nll: &BufView,
+) -> Result<()> {
+    spec.validate(op)?;
+    check_len(op, "logits", logits, spec.len())?;
+    check_len(op, "targets", targets, spec.len())?;
+    check_len(op, "partials", partials, spec.partials_len())?;
+    check_len(op, "nll", nll, spec.n)
+}
+
+/// `nll[n] = sum over image n of softplus(l) - t l`. `partials` is scratch of
+/// `spec.partials_len()` elements. Two dispatches, to be recorded in order.
+pub fn nll(
+    ctx: &GpuContext,
+    spec: &BernoulliSpec,
+    logits: BufView<'_>,
+    targets: BufView<'_>,
+    partials: BufView<'_>,
+    nll: BufView<'_>,
+) -> Result<Vec<Dispatch>> {
+    check_loss_views("bernoulli nll", spec, &logits, &targets, &partials, &nll)?;
+    let grid = [spec.chunks() as u32, spec.n as u32, 1];
+    let params = LossParams::new(spec);
+    let main = ctx.dispatch(
+        &LOSS,
+        &[],
+        &[logits, targets, partials],
+        bytemuck::bytes_of(&params),
+        grid,
+    )?;
+    Ok(vec![main, reduce(ctx, spec, partials, nll)?])
+}
+
+/// `nll` as in [`nll`] and, in the same pass, `dlogits = upstream[n] * (sigmoid(l) - t)`,
+/// the gradient of `sum_n upstream[n] * nll[n]`. Two dispatches, to be recorded in order.
+#[allow(clippy::too_many_arguments)]
+pub fn nll_grad(
+    ctx: &GpuContext,
+    spec: &BernoulliSpec,
+    logits: BufView<'_>,
+    targets: BufView<'_>,
+    upstream: BufView<'_>,
+    dlogits: BufView<'_>,
+    partials: BufView<'_>,
+    nll: BufView<'_>,
+) -> Result<Vec<Dispatch>> {
+    let op = "bernoulli nll_grad";
+    check_loss_views(op, spec, &logits, &targets, &partials, &nll)?;
+    check_len(op, "upstream", &upstream, spec.n)?;
+    check_len(op, "dlogits", &dlogits, spec.len())?;
+    let grid = [spec.chunks() as u32, spec.n as u32, 1];
+    let params = LossParams::new(spec);
+    let main = ctx.dispatch(
+        &LOSS_GRAD,
+        &[],
+        &[logits, targets, upstream, dlogits, partials],
+        bytemuck::bytes_of(&params),
+        grid,
+    )?;
+    Ok(vec![main, reduce(ctx, spec, partials, nll)?])
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct SampleParams {
+    key: RngKey,
+    n: u32,
+}
+
+/// `out[i] = 1.0` if `u_i < sigmoid(logits[i])` else `0.0`, where `u_i` is
+/// `uniform_from_bits(key.bits(i / 4)[i % 4])` (flat NHWC index i).
+pub fn sample(
+    ctx: &GpuContext,
+    spec: &BernoulliSpec,
+    logits: BufView<'_>,
+    key: RngKey,
+    out: BufView<'_>,
+) -> Result<Dispatch> {
+    let op = "bernoulli sample";
+    spec.validate(op)?;
+    check_len(op, "logits", &logits, spec.len())?;
+    check_len(op, "out", &out, spec.len())?;
+    let params = SampleParams {
+        key,
+        n: spec.len() as u32,
+    };
+    ctx.dispatch(
+        &SAMPLE,
+        &[],
+        &[logits, out],
+        bytemuck::bytes_of(&params),
+        grid_1d(spec.len().div_ceil(4), 64),
+    )
+}
+
+/// Nominal work per element counting exp and the division as one FLOP each:
+/// ~20 for the NLL (softplus through a log1p series), ~8 more for the gradient.
+pub fn nll_grad_flops(spec: &BernoulliSpec) -> f64 {
+    28.0 * spec.len() as f64
+}
+
+/// Bytes a perfect fused kernel moves: read logits and targets, write dlogits.
+pub fn nll_grad_bytes(spec: &BernoulliSpec) -> f64 {
+    4.0 * (3 * spec.len() + 2 * spec.n) as f64
 }
