@@ -1,13 +1,28 @@
-//! Elementwise ops on flat (NHWC) tensors: GELU (erf form) and its gradient.
-//! WGSL: `shaders/elementwise.wgsl`, `shaders/elementwise_backward.wgsl`.
+//! Elementwise ops on flat (NHWC) tensors: GELU (erf form) and its gradient,
+//! `add`, the per-channel affine `x * gain + bias` with its backward, and channel
+//! concat / split / range copies.
+//! WGSL: `shaders/elementwise*.wgsl`, `shaders/gelu.wgsl`.
 
+mod affine;
 mod cases;
+mod channels;
+mod divide;
 pub mod reference;
 
+pub use affine::{add, affine, affine_backward, affine_backward_scratch_len, AffineBackward};
 pub use cases::{bench_cases, check};
+pub use channels::{
+    concat_channels, copy_channels, slice_channels, slice_channels_backward, split_channels, ChannelRange, CopyMode,
+};
+pub use divide::{div_exact, divide_on_gpu, edge_numerators, reciprocal, DIVIDE_WGSL, MAX_DIVISOR};
 
 use crate::error::{shape_err, Result};
 use crate::gpu::{grid_1d, Access, BufView, Dispatch, GpuContext, Kernel};
+
+/// Prepended to kernels written over `Elem`: one f32 per invocation, or four
+/// (a vec4 of consecutive channels) when the channel counts allow it.
+pub const ELEM_F32: &str = "alias Elem = f32;\n";
+pub const ELEM_VEC4: &str = "alias Elem = vec4<f32>;\n";
 
 pub const GELU_WGSL: &str = include_str!("../../../shaders/gelu.wgsl");
 const FORWARD: &[&str] = &[GELU_WGSL, include_str!("../../../shaders/elementwise.wgsl")];

@@ -20,3 +20,67 @@ pub fn gelu_backward(x: &[f32], dy: &[f32]) -> Vec<f32> {
         .map(|(&v, &g)| (g as f64 * gelu_grad_f64(v as f64)) as f32)
         .collect()
 }
+
+pub fn add(a: &[f32], b: &[f32]) -> Vec<f32> {
+    a.iter().zip(b).map(|(&x, &y)| (x as f64 + y as f64) as f32).collect()
+}
+
+/// `(da, db)` of `y = a + b`: both are dy.
+pub fn add_backward(dy: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    (dy.to_vec(), dy.to_vec())
+}
+
+/// `y = x * gain[c] + bias[c]`, NHWC with `C = gain.len()`.
+pub fn affine(x: &[f32], gain: &[f32], bias: &[f32]) -> Vec<f32> {
+    let c = gain.len();
+    x.iter()
+        .enumerate()
+        .map(|(i, &v)| (v as f64 * gain[i % c] as f64 + bias[i % c] as f64) as f32)
+        .collect()
+}
+
+/// `(dx, dgain, dbias)` of [`affine`].
+pub fn affine_backward(x: &[f32], dy: &[f32], gain: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let c = gain.len();
+    let mut dgain = vec![0f64; c];
+    let mut dbias = vec![0f64; c];
+    let mut dx = Vec::with_capacity(x.len());
+    for (i, (&v, &g)) in x.iter().zip(dy).enumerate() {
+        dx.push((g as f64 * gain[i % c] as f64) as f32);
+        dgain[i % c] += g as f64 * v as f64;
+        dbias[i % c] += g as f64;
+    }
+    let f = |v: Vec<f64>| v.into_iter().map(|s| s as f32).collect();
+    (dx, f(dgain), f(dbias))
+}
+
+/// Channels `start..end` of a `[rows, channels]` tensor.
+pub fn slice_channels(x: &[f32], channels: usize, start: usize, end: usize) -> Vec<f32> {
+    x.chunks(channels)
+        .flat_map(|row| row[start..end].iter().copied())
+        .collect()
+}
+
+/// Backward of [`slice_channels`]: dy placed at `start..end`, zeros elsewhere.
+pub fn slice_channels_backward(dy: &[f32], channels: usize, start: usize, end: usize) -> Vec<f32> {
+    let width = end - start;
+    let mut dx = vec![0f32; dy.len() / width.max(1) * channels];
+    for (row, g) in dx.chunks_mut(channels).zip(dy.chunks(width)) {
+        row[start..end].copy_from_slice(g);
+    }
+    dx
+}
+
+/// `cat[a, b]` along channels.
+pub fn concat_channels(a: &[f32], ca: usize, b: &[f32], cb: usize) -> Vec<f32> {
+    a.chunks(ca)
+        .zip(b.chunks(cb))
+        .flat_map(|(ra, rb)| ra.iter().chain(rb).copied())
+        .collect()
+}
+
+/// `(y[.., ..ca], y[.., ca..])`; also the backward of [`concat_channels`].
+pub fn split_channels(y: &[f32], ca: usize, cb: usize) -> (Vec<f32>, Vec<f32>) {
+    let c = ca + cb;
+    (slice_channels(y, c, 0, ca), slice_channels(y, c, ca, c))
+}

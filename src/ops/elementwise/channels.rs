@@ -1,0 +1,236 @@
+//! Channel concat, split and channel-range copies of NHWC tensors viewed as
+//! `[rows, channels]` (rows = N·H·W). VDVAE uses them for `cat[x, a]` into the
+//! posterior, for splitting mu / logsig / xpp off a block's output, and for
+//! taking the first `width(r)` channels of a state. Concat's backward is split
+//! and vice versa; a range copy's backward is [`slice_channels_backward`].
+
+use std::fmt;
+
+use super::{reciprocal, DIVIDE_WGSL, ELEM_F32, ELEM_VEC4};
+use crate::error::{shape_err, Result};
+use crate::gpu::{grid_1d, Access, BufView, Dispatch, GpuContext, Kernel};
+
+const COPY_WGSL: &str = include_str!("../../../shaders/elementwise_channels.wgsl");
+const BINDINGS: &[Access] = &[Access::Read, Access::ReadWrite, Access::Uniform];
+/// One channel, or four (a vec4) per invocation.
+const COPY: [Kernel; 2] = [
+    Kernel::portable(
+        "copy_channels",
+        &[DIVIDE_WGSL, ELEM_F32, COPY_WGSL],
+        "copy_channels",
+        BINDINGS,
+    ),
+    Kernel::portable(
+        "copy_channels_vec4",
+        &[DIVIDE_WGSL, ELEM_VEC4, COPY_WGSL],
+        "copy_channels",
+        BINDINGS,
+    ),
+];
+
+/// Channels `start..end` of an NHWC tensor that has `channels` channels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChannelRange {
+    pub channels: usize,
+    pub start: usize,
+    pub end: usize,
+}
+
+impl ChannelRange {
+    pub fn new(channels: usize, start: usize, end: usize) -> ChannelRange {
+        ChannelRange { channels, start, end }
+    }
+
+    /// Every channel of a `channels`-channel tensor.
+    pub fn all(channels: usize) -> ChannelRange {
+        ChannelRange::new(channels, 0, channels)
+    }
+
+    pub fn width(&self) -> usize {
+        self.end.saturating_sub(self.start)
+    }
+
+    fn validate(&self, op: &str, what: &str, len: usize) -> Result<usize> {
+        if self.start >= self.end || self.end > self.channels {
+            return shape_err(format!("{op}: {what} channel range {self} is empty or out of bounds"));
+        }
+        if !len.is_multiple_of(self.channels) {
+            return shape_err(format!(
+                "{op}: {what} has {len} elements, not divisible by its {} channels",
+                self.channels
+            ));
+        }
+        Ok(len / self.channels)
+    }
+}
+
+impl fmt::Display for ChannelRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{}..{}) of {}", self.start, self.end, self.channels)
+    }
+}
+
+/// How [`copy_channels`] writes the destination window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CopyMode {
+    /// `dst[window] = src[window]`; other channels of dst untouched.
+    Overwrite,
+    /// `dst[window] += src[window]` (gradient accumulation).
+    Accumulate,
+    /// `dst[window] = src[window]` and every other channel of dst set to zero.
+    OverwriteZeroRest,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    rows: u32,
+    width: u32,
+    src_stride: u32,
+    src_start: u32,
+    dst_stride: u32,
+    dst_start: u32,
+    accumulate: u32,
+    pad: u32,
+    inv_cols: f32,
+}
+
+/// `dst[.., dst_range] (=, +=) src[.., src_range]` for every row (N·H·W position).
+/// Both tensors must have the same number of rows and the ranges the same width.
+pub fn copy_channels(
+    ctx: &GpuContext,
+    src: BufView<'_>,
+    src_range: ChannelRange,
+    dst: BufView<'_>,
+    dst_range: ChannelRange,
+    mode: CopyMode,
+) -> Result<Dispatch> {
+    let op = "copy_channels";
+    let rows = src_range.validate(op, "source", src.len)?;
+    let dst_rows = dst_range.validate(op, "destination", dst.len)?;
+    if rows != dst_rows {
+        return shape_err(format!(
+            "{op}: source has {rows} rows (N·H·W) of {} channels, destination {dst_rows} of {}",
+            src_range.channels, dst_range.channels
+        ));
+    }
+    if src_range.width() != dst_range.width() {
+        return shape_err(format!(
+            "{op}: source range {src_range} and destination range {dst_range} differ in width"
+        ));
+    }
+    let pad = mode == CopyMode::OverwriteZeroRest;
+    // Four channels per invocation when every channel count and offset allows.
+    let counts = [
+        src_range.channels,
+        src_range.start,
+        src_range.end,
+        dst_range.channels,
+        dst_range.start,
+    ];
+    let v = if counts.iter().all(|c| c.is_multiple_of(4)) { 4 } else { 1 };
+    let cols = if pad { dst_range.channels } else { dst_range.width() } / v;
+    let params = Params {
+        rows: rows as u32,
+        width: (src_range.width() / v) as u32,
+        src_stride: (src_range.channels / v) as u32,
+        src_start: (src_range.start / v) as u32,
+        dst_stride: (dst_range.channels / v) as u32,
+        dst_start: (dst_range.start / v) as u32,
+        accumulate: (mode == CopyMode::Accumulate) as u32,
+        pad: pad as u32,
+        inv_cols: reciprocal(op, cols)?,
+    };
+    let kernel = &COPY[(v == 4) as usize];
+    ctx.dispatch(
+        kernel,
+        &[],
+        &[src, dst],
+        bytemuck::bytes_of(&params),
+        grid_1d(rows * cols, 256),
+    )
+}
+
+/// `y = cat[a, b]` along channels: `[.., ca] ++ [.., cb] -> [.., ca + cb]`. Two dispatches.
+/// Backward: [`split_channels`] of dy.
+pub fn concat_channels(
+    ctx: &GpuContext,
+    a: BufView<'_>,
+    ca: usize,
+    b: BufView<'_>,
+    cb: usize,
+    y: BufView<'_>,
+) -> Result<Vec<Dispatch>> {
+    let c = ca + cb;
+    Ok(vec![
+        copy_channels(
+            ctx,
+            a,
+            ChannelRange::all(ca),
+            y,
+            ChannelRange::new(c, 0, ca),
+            CopyMode::Overwrite,
+        )?,
+        copy_channels(
+            ctx,
+            b,
+            ChannelRange::all(cb),
+            y,
+            ChannelRange::new(c, ca, c),
+            CopyMode::Overwrite,
+        )?,
+    ])
+}
+
+/// `a = y[.., 0..ca]`, `b = y[.., ca..ca + cb]`. Two dispatches.
+/// Backward: [`concat_channels`] of (da, db).
+pub fn split_channels(
+    ctx: &GpuContext,
+    y: BufView<'_>,
+    a: BufView<'_>,
+    ca: usize,
+    b: BufView<'_>,
+    cb: usize,
+) -> Result<Vec<Dispatch>> {
+    let c = ca + cb;
+    Ok(vec![
+        copy_channels(
+            ctx,
+            y,
+            ChannelRange::new(c, 0, ca),
+            a,
+            ChannelRange::all(ca),
+            CopyMode::Overwrite,
+        )?,
+        copy_channels(
+            ctx,
+            y,
+            ChannelRange::new(c, ca, c),
+            b,
+            ChannelRange::all(cb),
+            CopyMode::Overwrite,
+        )?,
+    ])
+}
+
+/// `y = x[.., range]` (y has `range.width()` channels).
+pub fn slice_channels(ctx: &GpuContext, x: BufView<'_>, range: ChannelRange, y: BufView<'_>) -> Result<Dispatch> {
+    copy_channels(ctx, x, range, y, ChannelRange::all(range.width()), CopyMode::Overwrite)
+}
+
+/// Backward of [`slice_channels`]: `dx[.., range] = dy` and zero elsewhere, or
+/// with `accumulate`, `dx[.., range] += dy` and the rest of dx untouched.
+pub fn slice_channels_backward(
+    ctx: &GpuContext,
+    dy: BufView<'_>,
+    dx: BufView<'_>,
+    range: ChannelRange,
+    accumulate: bool,
+) -> Result<Dispatch> {
+    let mode = if accumulate {
+        CopyMode::Accumulate
+    } else {
+        CopyMode::OverwriteZeroRest
+    };
+    copy_channels(ctx, dy, ChannelRange::all(range.width()), dx, range, mode)
+}
