@@ -1,15 +1,56 @@
-//! TODO(helper): the reduce kernel family. Placeholder so the registry compiles;
-//! the empty check makes kernels-test fail until the family is written.
+//! Reductions: sum and mean over chosen axes of a tensor viewed as up to 4
+//! dims, and the global squared norm of many tensors (the gradient norm). Both
+//! are two-pass parallel reductions: pass 1 writes partial sums of bounded runs
+//! of elements, pass 2 (`reduce_finish`) adds the partials. WGSL:
+//! `shaders/reduce_partials.wgsl`, `shaders/reduce_finish.wgsl`, `shaders/reduce_sq_norm.wgsl`.
 
-use crate::bench::BenchCase;
-use crate::check::Checker;
+mod axes;
+mod cases;
+pub mod reference;
+mod sq_norm;
+
+pub use axes::{mean, sum, ReduceOp, Reduction};
+pub use cases::{bench_cases, check};
+pub use sq_norm::{global_sq_norm, global_sq_norm_scratch_len, SqNormPlan};
+
 use crate::error::Result;
-use crate::gpu::GpuContext;
+use crate::gpu::{grid_1d, Access, BufView, Dispatch, GpuContext, Kernel};
 
-pub fn check(_c: &mut Checker) -> Result<()> {
-    Ok(())
+const FINISH_WGSL: &[&str] = &[include_str!("../../../shaders/reduce_finish.wgsl")];
+const FINISH_BINDINGS: &[Access] = &[Access::Read, Access::ReadWrite, Access::Uniform];
+const FINISH_TREE: Kernel = Kernel::portable("reduce_finish_tree", FINISH_WGSL, "reduce_finish_tree", FINISH_BINDINGS);
+const FINISH_SERIAL: Kernel = Kernel::portable(
+    "reduce_finish_serial",
+    FINISH_WGSL,
+    "reduce_finish_serial",
+    FINISH_BINDINGS,
+);
+
+/// From this many outputs on, pass 2 sums each output's partials in one
+/// invocation (no barriers): there are few partials per output and enough
+/// outputs to fill the GPU. Below it, a workgroup tree per output.
+const SERIAL_FINISH_OUTPUTS: usize = 64;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct FinishParams {
+    outputs: u32,
+    splits: u32,
+    scale: f32,
 }
 
-pub fn bench_cases(_ctx: &GpuContext) -> Result<Vec<BenchCase>> {
-    Ok(vec![])
+/// Pass 2: `out[m] = scale * Σ_s partials[s * outputs + m]`.
+fn finish(ctx: &GpuContext, partials: BufView<'_>, splits: usize, out: BufView<'_>, scale: f32) -> Result<Dispatch> {
+    let outputs = out.len;
+    let params = FinishParams {
+        outputs: outputs as u32,
+        splits: splits as u32,
+        scale,
+    };
+    let (kernel, grid) = if outputs >= SERIAL_FINISH_OUTPUTS {
+        (&FINISH_SERIAL, grid_1d(outputs, 256))
+    } else {
+        (&FINISH_TREE, grid_1d(outputs * 256, 256))
+    };
+    ctx.dispatch(kernel, &[], &[partials, out], bytemuck::bytes_of(&params), grid)
 }
