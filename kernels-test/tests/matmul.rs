@@ -1,0 +1,138 @@
+//! Matmul kernels against the CPU reference; CPU backward against finite differences.
+
+use kernels_test::assert_close_f64;
+use vdvae::ops::matmul::{reference, MatmulShape};
+use vdvae::ops::testdata::{finite_difference, weighted_sum, TestRng};
+
+#[test]
+fn matmul_matches_reference() {
+    kernels_test::assert_family_passes("matmul");
+}
+
+/// dA and dB of `loss = Σ w ⊙ C` (as matmuls with transposes) against f64 finite
+/// differences, for every transpose combination, batched and with a broadcast operand.
+#[test]
+fn matmul_backward_matches_finite_differences() {
+    let mut rng = TestRng::new(13);
+    for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+        for (bcast_a, bcast_b) in [(false, false), (true, false), (false, true)] {
+            let s = MatmulShape::new(2, 3, 5, 4).transposes(ta, tb);
+            let s = s.batch_strides(
+                if bcast_a { 0 } else { s.batch_stride_a },
+                if bcast_b { 0 } else { s.batch_stride_b },
+                s.batch_stride_c,
+            );
+            let (la, lb, lc) = s.lens();
+            let a = rng.vec(la, -1.0, 1.0);
+            let b = rng.vec(lb, -1.0, 1.0);
+            let w = rng.vec(lc, -1.0, 1.0);
+            let alpha = 0.75;
+            let forward = |a: &[f32], b: &[f32]| {
+                let mut c = vec![0.0; lc];
+                reference::matmul(&s, alpha, 0.0, a, b, &mut c);
+                c
+            };
+            let (da, db) = reference::matmul_backward(&s, alpha, &a, &b, &w);
+            let fd_a = finite_difference(&a, 1e-3, |a| weighted_sum(&forward(a, &b), &w));
+            let fd_b = finite_difference(&b, 1e-3, |b| weighted_sum(&forward(&a, b), &w));
+            let what = format!("{} dA", s.label());
+            assert_close_f64(&what, &da, &fd_a, 1e-4, 1e-3);
+            let what = format!("{} dB", s.label());
+            assert_close_f64(&what, &db, &fd_b, 1e-4, 1e-3);
+        }
+    }
+}
+
+/// Exploration harness (ignored): times a WGSL file given by MM_FILE.
+#[test]
+#[ignore]
+fn explore() {
+    use vdvae::gpu::{Access, Kernel};
+    let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
+    let file = env("MM_FILE", "");
+    let src: &'static str = Box::leak(std::fs::read_to_string(&file).unwrap().into_boxed_str());
+    let srcs: &'static [&'static str] = Box::leak(vec![src].into_boxed_slice());
+    let entry: &'static str = Box::leak(env("MM_ENTRY", "main").into_boxed_str());
+    let mut kernel = Kernel::portable(
+        "explore",
+        srcs,
+        entry,
+        &[Access::Read, Access::Read, Access::ReadWrite, Access::Uniform],
+    );
+    if env("MM_UNCHECKED", "0") == "1" {
+        kernel = kernel.without_bounds_checks();
+    }
+    let n: usize = env("MM_SIZE", "1024").parse().unwrap();
+    let (ta, tb) = (env("MM_TA", "0") == "1", env("MM_TB", "0") == "1");
+    let grid: Vec<u32> = env("MM_GRID", "1,1,1").split(',').map(|x| x.parse().unwrap()).collect();
+    let ctx = kernels_test::context();
+    let s = MatmulShape::new(1, n, n, n).transposes(ta, tb);
+    let mut rng = TestRng::new(5);
+    let a = rng.vec(n * n, -1.0, 1.0);
+    let b = rng.vec(n * n, -1.0, 1.0);
+    let (ga, gb, gc) = (ctx.upload(&a), ctx.upload(&b), ctx.zeros(n * n));
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct P([u32; 11], [f32; 2], [u32; 3]);
+    let (m, k) = (n as u32, n as u32);
+    let (a_rs, a_cs) = if ta { (1, m) } else { (k, 1) };
+    let (b_rs, b_cs) = if tb { (1, k) } else { (m, 1) };
+    let p = P([m, m, k, 1, 0, 0, 0, a_rs, a_cs, b_rs, b_cs], [1.0, 0.0], [0; 3]);
+    let bytes: &[u8] =
+        unsafe { std::slice::from_raw_parts(&p as *const P as *const u8, std::mem::size_of::<P>()) };
+    let d = ctx
+        .dispatch(&kernel, &[], &[ga.view(), gb.view(), gc.view()], bytes, [grid[0], grid[1], grid[2]])
+        .unwrap();
+    let t1 = ctx.time(&[&d], 1).unwrap();
+    let spin: f64 = env("MM_SPIN", "0").parse().unwrap();
+    let start = std::time::Instant::now();
+    while start.elapsed().as_secs_f64() < spin {
+        ctx.time(&[&d], 4).unwrap();
+    }
+    let reps = ((1.5 / t1) as usize).clamp(1, 50);
+    // CPU time of all our threads (lavapipe's workers included): contention-proof ratios.
+    fn cpu_s() -> f64 {
+        let mut ns = 0u64;
+        for t in std::fs::read_dir("/proc/self/task").unwrap() {
+            let f = std::fs::read_to_string(t.unwrap().path().join("schedstat")).unwrap_or_default();
+            ns += f.split_whitespace().next().and_then(|x| x.parse().ok()).unwrap_or(0);
+        }
+        ns as f64 * 1e-9
+    }
+    let fma_src: &'static [&'static str] =
+        Box::leak(vec![include_str!("../../shaders/fma_ceiling.wgsl")].into_boxed_slice());
+    let fma = Kernel::portable("ceil", fma_src, "main", &[Access::ReadWrite, Access::Uniform]);
+    let sink = ctx.zeros(256 * 64);
+    let iters = 4096u32;
+    let fp: [u32; 2] = [iters, 0.5f32.to_bits()];
+    let fbytes: &[u8] = unsafe { std::slice::from_raw_parts(fp.as_ptr() as *const u8, 8) };
+    let fd = ctx.dispatch(&fma, &[], &[sink.view()], fbytes, [256, 1, 1]).unwrap();
+    let fma_flops = 64.0 * iters as f64 * 256.0 * 64.0;
+    let (mut best, mut ceiling, mut kcpu, mut ccpu) = (f64::INFINITY, 0.0f64, f64::INFINITY, f64::INFINITY);
+    for _ in 0..3 {
+        let c0 = cpu_s();
+        let t = ctx.time(&[&fd], 10).unwrap();
+        ccpu = ccpu.min((cpu_s() - c0) / 10.0);
+        ceiling = ceiling.max(fma_flops / t / 1e9);
+        let c0 = cpu_s();
+        best = best.min(ctx.time(&[&d], reps).unwrap());
+        kcpu = kcpu.min((cpu_s() - c0) / reps as f64);
+    }
+    let cpu_ratio = (s.flops() / kcpu) / (fma_flops / ccpu);
+    let got = ctx.read_f32(&gc).unwrap();
+    let mut worst = 0.0f64;
+    for t in 0..2000 {
+        let (i, j) = if t < 4 { [(0, 0), (n - 1, n - 1), (0, n - 1), (n - 1, 0)][t] } else {
+            ((rng.next_u64() as usize) % n, (rng.next_u64() as usize) % n)
+        };
+        let want: f64 = (0..n).map(|kk| a[s.a_index(i, kk)] as f64 * b[s.b_index(kk, j)] as f64).sum();
+        worst = worst.max((got[i * n + j] as f64 - want).abs());
+    }
+    let gf = s.flops() / best / 1e9;
+    println!(
+        "RESULT {file} ta={ta} tb={tb}: {:.2} ms {gf:.2} GFLOP/s = {:.1}% of ceiling {ceiling:.1}; CPU-time ratio {:.1}%; max err {worst:.2e}",
+        best * 1e3,
+        100.0 * gf / ceiling,
+        100.0 * cpu_ratio
+    );
+}

@@ -1,0 +1,298 @@
+//! GPU dispatch of the matmul kernels (v1 naive, v2 register-tiled, v3 packed
+//! with subgroup broadcasts) and the choice between them.
+//!
+//! Why v3 looks the way it does (lavapipe 22.3, measured with the kernel
+//! benchmark): every storage or workgroup-memory load is a per-lane loop in
+//! lavapipe (~10 FMA-times per lane and component, vec4 loads amortise the
+//! per-lane overhead 2x better than scalars); a subgroup broadcast is one
+//! register shuffle. v3 therefore loads each value once per subgroup and
+//! broadcasts it, with a 32x32 block per subgroup (32 row accumulators per
+//! lane: bigger blocks spill more than they save). Reading the operands
+//! straight from row-major A and B ran at half the speed of the same loop on
+//! packed panels (cache-unfriendly strides), so both are packed first; the two
+//! pack passes cost ~2% of a 1024³ product.
+
+use std::sync::OnceLock;
+
+use super::codegen::{self, K_STEP, ROWS};
+use super::MatmulShape;
+use crate::error::{shape_err, Result};
+use crate::gpu::{grid_1d, Access, BufView, Dispatch, GpuBuffer, GpuContext, Kernel};
+
+const PARAMS_WGSL: &str = include_str!("../../../shaders/matmul_params.wgsl");
+const DIRECT: &[Access] = &[Access::Read, Access::Read, Access::ReadWrite, Access::Uniform];
+const ONE_IN: &[Access] = &[Access::Read, Access::ReadWrite, Access::Uniform];
+
+const NAIVE: Kernel = Kernel::portable(
+    "matmul_naive",
+    &[PARAMS_WGSL, include_str!("../../../shaders/matmul_naive.wgsl")],
+    "matmul_naive",
+    DIRECT,
+);
+const TILED: Kernel = Kernel::portable(
+    "matmul_tiled",
+    &[PARAMS_WGSL, include_str!("../../../shaders/matmul_tiled.wgsl")],
+    "matmul_tiled",
+    DIRECT,
+);
+const PACK: &[&str] = &[PARAMS_WGSL, include_str!("../../../shaders/matmul_pack.wgsl")];
+const PACK_A: Kernel = Kernel::portable("matmul_pack_a", PACK, "pack_a", ONE_IN);
+const PACK_B: Kernel = Kernel::portable("matmul_pack_b", PACK, "pack_b", ONE_IN);
+
+/// Subgroup size the packed kernel is written for.
+const LANES: u32 = 8;
+/// Subgroups per workgroup of the packed kernel (`SUBGROUPS` in its WGSL).
+const SUBGROUPS: usize = 4;
+/// Columns of op(B) per subgroup.
+const COLS: usize = LANES as usize * 4;
+
+fn packed_kernel() -> Kernel {
+    static SOURCES: OnceLock<[&'static str; 2]> = OnceLock::new();
+    let sources = SOURCES.get_or_init(|| [PARAMS_WGSL, codegen::packed_source()]);
+    Kernel::portable("matmul_packed", sources, "matmul_packed", ONE_IN).requiring(wgpu::Features::SUBGROUP)
+}
+
+/// Uniform parameters shared by every matmul kernel (`shaders/matmul_params.wgsl`).
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    batch: u32,
+    a_batch: u32,
+    b_batch: u32,
+    c_batch: u32,
+    /// `op(A)[i,k]` is at `i*a_rs + k*a_cs`, `op(B)[k,j]` at `k*b_rs + j*b_cs`.
+    a_rs: u32,
+    a_cs: u32,
+    b_rs: u32,
+    b_cs: u32,
+    alpha: f32,
+    beta: f32,
+    kp: u32,
+    m_panels: u32,
+    n_panels: u32,
+    ap_batch: u32,
+    bp_batch: u32,
+    bp_off: u32,
+    count: u32,
+}
+
+impl Params {
+    fn new(s: &MatmulShape, alpha: f32, beta: f32) -> Params {
+        let (m, k, n) = (s.m as u32, s.k as u32, s.n as u32);
+        let (a_rs, a_cs) = if s.trans_a { (1, m) } else { (k, 1) };
+        let (b_rs, b_cs) = if s.trans_b { (1, k) } else { (n, 1) };
+        Params {
+            m,
+            n,
+            k,
+            batch: s.batch as u32,
+            a_batch: s.batch_stride_a as u32,
+            b_batch: s.batch_stride_b as u32,
+            c_batch: s.batch_stride_c as u32,
+            a_rs,
+            a_cs,
+            b_rs,
+            b_cs,
+            alpha,
+            beta,
+            ..Params::default()
+        }
+    }
+}
+
+fn groups(what: &str, n: usize, per_group: usize) -> Result<u32> {
+    let g = n.div_ceil(per_group);
+    if g > 65535 {
+        return shape_err(format!(
+            "matmul: {what} = {n} needs {g} workgroups along one grid dimension (at most 65535)"
+        ));
+    }
+    Ok(g as u32)
+}
+
+fn direct(
+    ctx: &GpuContext,
+    kernel: &Kernel,
+    per_invocation: usize,
+    shape: &MatmulShape,
+    alpha: f32,
+    beta: f32,
+    views: [BufView<'_>; 3],
+) -> Result<Dispatch> {
+    shape.validate(views[0].len, views[1].len, views[2].len)?;
+    let grid = [
+        groups("N", shape.n, 8 * per_invocation)?,
+        groups("M", shape.m, 8 * per_invocation)?,
+        groups("batch", shape.batch, 1)?,
+    ];
+    let params = Params::new(shape, alpha, beta);
+    ctx.dispatch(kernel, &[], &views, bytemuck::bytes_of(&params), grid)
+}
+
+/// v1: one invocation per output element, any shape.
+pub fn matmul_naive(
+    ctx: &GpuContext,
+    shape: &MatmulShape,
+    alpha: f32,
+    beta: f32,
+    a: BufView<'_>,
+    b: BufView<'_>,
+    c: BufView<'_>,
+) -> Result<Dispatch> {
+    direct(ctx, &NAIVE, 1, shape, alpha, beta, [a, b, c])
+}
+
+/// v2: a 4x4 register block per invocation, any shape, any adapter.
+pub fn matmul_tiled(
+    ctx: &GpuContext,
+    shape: &MatmulShape,
+    alpha: f32,
+    beta: f32,
+    a: BufView<'_>,
+    b: BufView<'_>,
+    c: BufView<'_>,
+) -> Result<Dispatch> {
+    direct(ctx, &TILED, 4, shape, alpha, beta, [a, b, c])
+}
+
+/// Sizes of the packed operands (in f32 elements): `(A panels, B panels)`.
+fn packed_lens(s: &MatmulShape) -> (usize, usize, usize, usize) {
+    let kp = s.k.next_multiple_of(K_STEP);
+    let (m_panels, n_panels) = (s.m.div_ceil(ROWS), s.n.div_ceil(COLS));
+    let a_batches = if s.batch_stride_a == 0 { 1 } else { s.batch };
+    let b_batches = if s.batch_stride_b == 0 { 1 } else { s.batch };
+    (
+        a_batches * m_panels * ROWS * kp,
+        b_batches * n_panels * COLS * kp,
+        m_panels,
+        n_panels,
+    )
+}
+
+/// Scratch elements [`matmul_packed`] needs for `shape` (packed A then packed B).
+pub fn packed_scratch_len(shape: &MatmulShape) -> usize {
+    let (a, b, ..) = packed_lens(shape);
+    a + b
+}
+
+/// Whether this adapter can run [`matmul_packed`] (subgroups of exactly 8 lanes).
+pub fn packed_supported(ctx: &GpuContext) -> bool {
+    ctx.has(wgpu::Features::SUBGROUP) && ctx.subgroup_min_size == LANES && ctx.subgroup_max_size == LANES
+}
+
+/// v3: packs op(A) and op(B) into `scratch` (at least [`packed_scratch_len`]
+/// elements), then multiplies the panels: three dispatches, in order.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_packed(
+    ctx: &GpuContext,
+    shape: &MatmulShape,
+    alpha: f32,
+    beta: f32,
+    a: BufView<'_>,
+    b: BufView<'_>,
+    c: BufView<'_>,
+    scratch: BufView<'_>,
+) -> Result<Vec<Dispatch>> {
+    shape.validate(a.len, b.len, c.len)?;
+    if !packed_supported(ctx) {
+        return shape_err(format!(
+            "matmul_packed needs subgroups of exactly {LANES} lanes; this adapter has {}..{}",
+            ctx.subgroup_min_size, ctx.subgroup_max_size
+        ));
+    }
+    let (a_len, b_len, m_panels, n_panels) = packed_lens(shape);
+    if scratch.len < a_len + b_len {
+        return shape_err(format!(
+            "matmul_packed: scratch holds {} elements, {} needed for packed A and B",
+            scratch.len,
+            a_len + b_len
+        ));
+    }
+    if a_len + b_len > u32::MAX as usize {
+        return shape_err("matmul_packed: packed operands must fit 32-bit indices");
+    }
+    let kp = shape.k.next_multiple_of(K_STEP);
+    let batched = |stride: usize, len: usize| if stride == 0 { 0 } else { len / 4 / shape.batch };
+    let mut p = Params::new(shape, alpha, beta);
+    p.kp = kp as u32;
+    p.m_panels = m_panels as u32;
+    p.n_panels = n_panels as u32;
+    p.ap_batch = batched(shape.batch_stride_a, a_len) as u32;
+    p.bp_batch = batched(shape.batch_stride_b, b_len) as u32;
+    p.bp_off = (a_len / 4) as u32;
+
+    let pa = Params {
+        count: (a_len / 4) as u32,
+        ..p
+    };
+    let pack_a = ctx.dispatch(
+        &PACK_A,
+        &[],
+        &[a, scratch],
+        bytemuck::bytes_of(&pa),
+        grid_1d(a_len / 4, 64),
+    )?;
+    let pb = Params {
+        count: (b_len / 4) as u32,
+        ..p
+    };
+    let pack_b = ctx.dispatch(
+        &PACK_B,
+        &[],
+        &[b, scratch],
+        bytemuck::bytes_of(&pb),
+        grid_1d(b_len / 4, 64),
+    )?;
+    let grid = [
+        groups("N", shape.n, COLS)?,
+        groups("M", shape.m, ROWS * SUBGROUPS)?,
+        groups("batch", shape.batch, 1)?,
+    ];
+    let product = ctx.dispatch(&packed_kernel(), &[], &[scratch, c], bytemuck::bytes_of(&p), grid)?;
+    Ok(vec![pack_a, pack_b, product])
+}
+
+/// A recorded matmul: its dispatches, in order, and the scratch they share.
+pub struct MatmulDispatch {
+    pub dispatches: Vec<Dispatch>,
+    /// Packed operands of the fast path; kept alive with the dispatches.
+    pub scratch: Option<GpuBuffer>,
+}
+
+impl MatmulDispatch {
+    pub fn refs(&self) -> Vec<&Dispatch> {
+        self.dispatches.iter().collect()
+    }
+}
+
+/// `C = alpha·op(A)·op(B) + beta·C` with the fastest kernel this adapter and
+/// shape allow: v3 (packed) where subgroups are 8 lanes wide and the packed
+/// operands fit one binding, else v2.
+pub fn matmul(
+    ctx: &GpuContext,
+    shape: &MatmulShape,
+    alpha: f32,
+    beta: f32,
+    a: BufView<'_>,
+    b: BufView<'_>,
+    c: BufView<'_>,
+) -> Result<MatmulDispatch> {
+    shape.validate(a.len, b.len, c.len)?;
+    let need = packed_scratch_len(shape);
+    let fits = need as u64 * 4 <= ctx.limits.max_storage_buffer_binding_size as u64;
+    if packed_supported(ctx) && fits {
+        let scratch = ctx.zeros(need);
+        let dispatches = matmul_packed(ctx, shape, alpha, beta, a, b, c, scratch.view())?;
+        return Ok(MatmulDispatch {
+            dispatches,
+            scratch: Some(scratch),
+        });
+    }
+    Ok(MatmulDispatch {
+        dispatches: vec![matmul_tiled(ctx, shape, alpha, beta, a, b, c)?],
+        scratch: None,
+    })
+}
