@@ -1,6 +1,7 @@
 //! Graph IR, shape-inferring builder, reverse-mode autodiff and memory plan.
 
 pub mod autodiff;
+pub mod cpu;
 mod builder;
 pub mod ir;
 pub mod plan;

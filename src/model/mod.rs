@@ -2,7 +2,9 @@
 
 pub mod blocks;
 pub mod config;
+pub mod layout;
 pub mod params;
+pub mod preprocess;
 pub mod presets;
 pub mod report;
 pub mod vdvae;

@@ -4,8 +4,13 @@
 use std::collections::HashMap;
 
 use super::config::HParams;
+use super::layout::{to_internal, to_official};
 use super::params::{param_specs, ParamSpec};
+use super::preprocess::{likelihood_target, network_input, Normalization};
+use crate::checkpoint::{check_against, NamedTensors, Tensor};
+use crate::data::ImageSet;
 use crate::error::{Error, Result};
+use crate::graph::cpu::Values;
 use crate::graph::{Graph, Role, Sampling, TensorId};
 
 /// A built model: its graph and where its named parts are.
@@ -206,5 +211,57 @@ mod tests {
         assert_eq!(by_name("encoder.in_conv.weight").unwrap(), vec![16, 3, 3, 1]);
         assert_eq!(by_name("decoder.bias_xs.1").unwrap(), vec![1, 4, 4, 16]);
         assert_eq!(by_name("decoder.gain").unwrap(), vec![16]);
+    }
+}
+
+impl VdvaeGraph {
+    /// Graph values holding a checkpoint's weights (official names and layouts),
+    /// after checking every name and shape against the config.
+    pub fn values_from_checkpoint(&self, weights: &NamedTensors, what: &str) -> Result<Values> {
+        let specs: Vec<ParamSpec> = self.params.iter().map(|(s, _)| s.clone()).collect();
+        check_against(&specs, weights, what)?;
+        let mut values: Values = vec![None; self.graph.tensors.len()];
+        for (spec, t) in &self.params {
+            values[*t] = Some(to_internal(spec, &weights[&spec.name].data));
+        }
+        Ok(values)
+    }
+
+    /// Sets the network input and likelihood target from uint8 images.
+    pub fn set_images(&self, values: &mut Values, images: &ImageSet, norm: Normalization) -> Result<()> {
+        let want = self.graph.shape(self.input);
+        if [images.n, images.h, images.w, images.c] != want[..] {
+            return Err(Error::Input(format!(
+                "the model takes images of {:?} (N, H, W, C); got {}x{}x{}x{}",
+                want, images.n, images.h, images.w, images.c
+            )));
+        }
+        values[self.input] = Some(network_input(images, norm));
+        values[self.target] = Some(likelihood_target(images));
+        Ok(())
+    }
+
+    /// Every parameter gradient, under official names and layouts.
+    pub fn official_grads(&self, values: &Values) -> Result<NamedTensors> {
+        let mut out = NamedTensors::new();
+        for (spec, p) in &self.params {
+            let (_, d) = self
+                .graph
+                .param_grads
+                .iter()
+                .find(|(q, _)| q == p)
+                .ok_or_else(|| Error::Shape(format!("{} has no gradient (was autodiff run?)", spec.name)))?;
+            let data = values[*d]
+                .as_ref()
+                .ok_or_else(|| Error::Shape(format!("{} was not computed", spec.name)))?;
+            out.insert(
+                spec.name.clone(),
+                Tensor {
+                    shape: spec.shape.clone(),
+                    data: to_official(spec, data),
+                },
+            );
+        }
+        Ok(out)
     }
 }

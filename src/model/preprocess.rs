@@ -1,0 +1,34 @@
+//! Pixels to network input and likelihood target, in f32 exactly as the
+//! official data pipeline computes them: `(x + shift) * scale`.
+
+use crate::data::ImageSet;
+
+/// Per-dataset input normalisation `(x - mean) / std` on uint8 pixels.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Normalization {
+    pub mean: f32,
+    pub std: f32,
+}
+
+/// Official VDVAE CIFAR-10 constants.
+pub const CIFAR10: Normalization = Normalization {
+    mean: 120.63838,
+    std: 64.16736,
+};
+/// MNIST training-set pixel mean and standard deviation (28x28, before padding).
+pub const MNIST: Normalization = Normalization {
+    mean: 33.318_42,
+    std: 78.567_49,
+};
+
+/// `(x - mean) / std` as official: `x.add_(-mean).mul_(1 / std)` in f32.
+pub fn network_input(images: &ImageSet, norm: Normalization) -> Vec<f32> {
+    let (shift, scale) = (-norm.mean, 1.0 / norm.std);
+    images.pixels.iter().map(|&p| (p as f32 + shift) * scale).collect()
+}
+
+/// Likelihood target in [-1, 1]: `(x - 127.5) / 127.5` in f32.
+pub fn likelihood_target(images: &ImageSet) -> Vec<f32> {
+    let scale = 1.0f32 / 127.5;
+    images.pixels.iter().map(|&p| (p as f32 - 127.5) * scale).collect()
+}
