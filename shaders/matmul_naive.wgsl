@@ -19,6 +19,5 @@ fn matmul_naive(@builtin(global_invocation_id) gid: vec3<u32>) {
     for (var kk = 0u; kk < p.k; kk++) {
         acc = fma(a[a0 + kk * p.a_cs], b[b0 + kk * p.b_rs], acc);
     }
-    let ci = bi * p.c_batch + i * p.n + j;
-    c[ci] = epilogue(acc, c[ci]);
+    write_c(bi * p.c_batch + i * p.n + j, acc);
 }

@@ -10,10 +10,6 @@
 @group(0) @binding(1) var<storage, read_write> dst: array<vec4<f32>>;
 @group(0) @binding(2) var<uniform> p: Params;
 
-fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * 64u;
-}
-
 // op(A)[i, kk] of batch ba, 0 outside the matrix.
 fn a_at(ba: u32, i: u32, kk: u32) -> f32 {
     if (i >= p.m || kk >= p.k) { return 0.0; }
@@ -26,30 +22,31 @@ fn b_at(bb: u32, kk: u32, j: u32) -> f32 {
     return src[bb * p.b_batch + kk * p.b_rs + j * p.b_cs];
 }
 
+// Grids are (panel size / 64, panels, batches): no integer division per element
+// (lavapipe runs those lane by lane). Every panel holds kp*8 vec4s, a multiple of 64.
+
 @compute @workgroup_size(64)
-fn pack_a(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let f = flat(gid, nwg);
-    if (f >= p.count) { return; }
-    let r = f % 32u;
-    let t = f / 32u;
-    let quads = p.kp / 4u;
-    let q = t % quads;
-    let pm = (t / quads) % p.m_panels;
-    let ba = t / quads / p.m_panels;
-    let i = pm * 32u + r;
-    let k0 = q * 4u;
-    dst[f] = vec4<f32>(a_at(ba, i, k0), a_at(ba, i, k0 + 1u), a_at(ba, i, k0 + 2u), a_at(ba, i, k0 + 3u));
+fn pack_a(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let x = gid.x;
+    let pm = gid.y;
+    let ba = gid.z;
+    let i = pm * 32u + x % 32u;
+    let k0 = (x / 32u) * 4u;
+    let v = vec4<f32>(a_at(ba, i, k0), a_at(ba, i, k0 + 1u), a_at(ba, i, k0 + 2u), a_at(ba, i, k0 + 3u));
+    dst[p.ap_off + (ba * p.m_panels + pm) * p.kp * 8u + x] = v;
 }
 
 @compute @workgroup_size(64)
-fn pack_b(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let f = flat(gid, nwg);
-    if (f >= p.count) { return; }
-    let l = f % 8u;
-    let t = f / 8u;
-    let kk = t % p.kp;
-    let pn = (t / p.kp) % p.n_panels;
-    let bb = t / p.kp / p.n_panels;
-    let j = pn * 32u + l * 4u;
-    dst[p.bp_off + f] = vec4<f32>(b_at(bb, kk, j), b_at(bb, kk, j + 1u), b_at(bb, kk, j + 2u), b_at(bb, kk, j + 3u));
+fn pack_b(@builtin(global_invocation_id) gid: vec3<u32>) {
+    // When B's columns are contiguous, permute x within each 64 so the 8 lanes of a
+    // SIMD vector step along k rather than read one 128-byte run (measured 1.9x
+    // faster on lavapipe). Each invocation still writes the vec4 its x names.
+    var x = gid.x;
+    if (p.b_cs == 1u) { x = (x & ~63u) | ((x & 7u) << 3u) | ((x >> 3u) & 7u); }
+    let pn = gid.y;
+    let bb = gid.z;
+    let kk = x / 8u;
+    let j = pn * 32u + (x % 8u) * 4u;
+    let v = vec4<f32>(b_at(bb, kk, j), b_at(bb, kk, j + 1u), b_at(bb, kk, j + 2u), b_at(bb, kk, j + 3u));
+    dst[p.bp_off + (bb * p.n_panels + pn) * p.kp * 8u + x] = v;
 }

@@ -32,7 +32,7 @@ fn matmul_packed(
     if (pm >= p.m_panels) { return; }
     let pn = wid.x;
     let bi = wid.z;
-    var ai = bi * p.ap_batch + pm * p.kp * 8u + lane;
+    var ai = p.ap_off + bi * p.ap_batch + pm * p.kp * 8u + lane;
     var bj = p.bp_off + bi * p.bp_batch + pn * p.kp * 8u + lane;
 //@DECLARE
     for (var k8 = 0u; k8 < p.kp; k8 += 8u) {
@@ -52,7 +52,7 @@ fn store_row(base: u32, i: u32, j0: u32, v: vec4<f32>) {
     let row = base + i * p.n;
     for (var t = 0u; t < 4u; t++) {
         if (j0 + t < p.n) {
-            c[row + j0 + t] = epilogue(v[t], c[row + j0 + t]);
+            write_c(row + j0 + t, v[t]);
         }
     }
 }

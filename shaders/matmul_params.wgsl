@@ -18,19 +18,12 @@ struct Params {
     alpha: f32,
     beta: f32,
     // Packed path only (see matmul_pack.wgsl): K padded to the k-step, panel
-    // counts, packed batch strides and B's offset in the scratch (vec4 units),
-    // and the number of vec4s a pack kernel writes.
+    // counts, packed batch strides and B's offset in the scratch (vec4 units).
     kp: u32,
     m_panels: u32,
     n_panels: u32,
+    ap_off: u32,
     ap_batch: u32,
     bp_batch: u32,
     bp_off: u32,
-    count: u32,
-}
-
-// alpha*acc + beta*old; with beta == 0 the old C is ignored (it may hold NaN).
-fn epilogue(acc: f32, old: f32) -> f32 {
-    if (p.beta == 0.0) { return p.alpha * acc; }
-    return fma(p.beta, old, p.alpha * acc);
 }

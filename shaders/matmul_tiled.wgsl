@@ -15,13 +15,16 @@ fn matmul_tiled(@builtin(global_invocation_id) gid: vec3<u32>) {
     let j0 = gid.x * 4u;
     let bi = gid.z;
     if (i0 >= p.m || j0 >= p.n) { return; }
-    // Start of each of the 4 rows of op(A) and 4 columns of op(B), clamped.
-    var ar: array<u32, 4>;
-    var bc: array<u32, 4>;
-    for (var t = 0u; t < 4u; t++) {
-        ar[t] = bi * p.a_batch + min(i0 + t, p.m - 1u) * p.a_rs;
-        bc[t] = bi * p.b_batch + min(j0 + t, p.n - 1u) * p.b_cs;
-    }
+    // Start of each of the 4 rows of op(A) and 4 columns of op(B), clamped
+    // (plain variables: lavapipe keeps indexed private arrays in memory).
+    let a0 = bi * p.a_batch + min(i0, p.m - 1u) * p.a_rs;
+    let a1 = bi * p.a_batch + min(i0 + 1u, p.m - 1u) * p.a_rs;
+    let a2 = bi * p.a_batch + min(i0 + 2u, p.m - 1u) * p.a_rs;
+    let a3 = bi * p.a_batch + min(i0 + 3u, p.m - 1u) * p.a_rs;
+    let b0 = bi * p.b_batch + min(j0, p.n - 1u) * p.b_cs;
+    let b1 = bi * p.b_batch + min(j0 + 1u, p.n - 1u) * p.b_cs;
+    let b2 = bi * p.b_batch + min(j0 + 2u, p.n - 1u) * p.b_cs;
+    let b3 = bi * p.b_batch + min(j0 + 3u, p.n - 1u) * p.b_cs;
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
@@ -29,11 +32,11 @@ fn matmul_tiled(@builtin(global_invocation_id) gid: vec3<u32>) {
     for (var kk = 0u; kk < p.k; kk++) {
         let ka = kk * p.a_cs;
         let kb = kk * p.b_rs;
-        let bv = vec4<f32>(b[bc[0] + kb], b[bc[1] + kb], b[bc[2] + kb], b[bc[3] + kb]);
-        acc0 = fma(vec4<f32>(a[ar[0] + ka]), bv, acc0);
-        acc1 = fma(vec4<f32>(a[ar[1] + ka]), bv, acc1);
-        acc2 = fma(vec4<f32>(a[ar[2] + ka]), bv, acc2);
-        acc3 = fma(vec4<f32>(a[ar[3] + ka]), bv, acc3);
+        let bv = vec4<f32>(b[b0 + kb], b[b1 + kb], b[b2 + kb], b[b3 + kb]);
+        acc0 = fma(vec4<f32>(a[a0 + ka]), bv, acc0);
+        acc1 = fma(vec4<f32>(a[a1 + ka]), bv, acc1);
+        acc2 = fma(vec4<f32>(a[a2 + ka]), bv, acc2);
+        acc3 = fma(vec4<f32>(a[a3 + ka]), bv, acc3);
     }
     store_row(bi, i0, j0, acc0);
     store_row(bi, i0 + 1u, j0, acc1);
@@ -47,7 +50,7 @@ fn store_row(bi: u32, i: u32, j0: u32, v: vec4<f32>) {
     let row = bi * p.c_batch + i * p.n;
     for (var t = 0u; t < 4u; t++) {
         if (j0 + t < p.n) {
-            c[row + j0 + t] = epilogue(v[t], c[row + j0 + t]);
+            write_c(row + j0 + t, v[t]);
         }
     }
 }

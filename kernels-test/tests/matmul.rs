@@ -43,6 +43,91 @@ fn matmul_backward_matches_finite_differences() {
     }
 }
 
+/// CPU time of all this process's threads (lavapipe's workers included). On a
+/// shared machine wall-clock ratios swing with other load; CPU-time ratios hold.
+fn cpu_seconds() -> f64 {
+    let mut ns = 0u64;
+    for t in std::fs::read_dir("/proc/self/task").unwrap() {
+        let f = std::fs::read_to_string(t.unwrap().path().join("schedstat")).unwrap_or_default();
+        ns += f.split_whitespace().next().and_then(|x| x.parse().ok()).unwrap_or(0);
+    }
+    ns as f64 * 1e-9
+}
+
+/// Profiling aid (ignored; `MM_SHAPE=b,m,k,n MM_T=ta,tb`): the matmul path and each
+/// of its dispatches as GFLOP per CPU-second against the FMA ceiling kernel's.
+#[test]
+#[ignore]
+fn profile() {
+    use vdvae::gpu::{Access, Dispatch, Kernel};
+    let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
+    let dims: Vec<usize> = env("MM_SHAPE", "1,1024,1024,1024")
+        .split(',')
+        .map(|x| x.parse().unwrap())
+        .collect();
+    let t: Vec<bool> = env("MM_T", "0,0").split(',').map(|x| x == "1").collect();
+    let s = MatmulShape::new(dims[0], dims[1], dims[2], dims[3]).transposes(t[0], t[1]);
+    let ctx = kernels_test::context();
+    let (la, lb, lc) = s.lens();
+    let mut rng = TestRng::new(5);
+    let (a, b, c) = (
+        ctx.upload(&rng.vec(la, -1.0, 1.0)),
+        ctx.upload(&rng.vec(lb, -1.0, 1.0)),
+        ctx.zeros(lc),
+    );
+    let m = vdvae::ops::matmul::matmul(&ctx, &s, 1.0, 0.0, a.view(), b.view(), c.view()).unwrap();
+    let fma = Kernel::portable(
+        "ceiling",
+        &[include_str!("../../shaders/fma_ceiling.wgsl")],
+        "main",
+        &[Access::ReadWrite, Access::Uniform],
+    );
+    let sink = ctx.zeros(256 * 64);
+    let iters = 4096u32;
+    let fp = [iters, 0.5f32.to_bits()];
+    let fd = ctx
+        .dispatch(&fma, &[], &[sink.view()], bytemuck_bytes(&fp), [256, 1, 1])
+        .unwrap();
+    let fma_flops = 64.0 * iters as f64 * 256.0 * 64.0;
+    // (wall seconds, cpu seconds) per repetition, best of 3.
+    let time = |ds: &[&Dispatch]| {
+        let once = ctx.time(ds, 1).unwrap();
+        let reps = ((0.5 / once) as usize).clamp(1, 200);
+        let (mut wall, mut cpu) = (f64::INFINITY, f64::INFINITY);
+        for _ in 0..3 {
+            let c0 = cpu_seconds();
+            wall = wall.min(ctx.time(ds, reps).unwrap());
+            cpu = cpu.min((cpu_seconds() - c0) / reps as f64);
+        }
+        (wall, cpu)
+    };
+    let (fw, fc) = time(&[&fd]);
+    println!(
+        "ceiling: {:.1} GFLOP/s wall, {:.1} GFLOP per CPU-s",
+        fma_flops / fw / 1e9,
+        fma_flops / fc / 1e9
+    );
+    let ceiling_per_cpu = fma_flops / fc;
+    let mut rows = vec![("whole".to_string(), m.refs())];
+    for d in &m.dispatches {
+        rows.push((d.kernel.to_string(), vec![d]));
+    }
+    for (name, ds) in rows {
+        let (w, cpu) = time(&ds);
+        println!(
+            "{name:<16} {:>9.3} ms wall {:>9.3} ms cpu  {:>6.1}% of ceiling per CPU-s (whole product's flops)",
+            w * 1e3,
+            cpu * 1e3,
+            100.0 * s.flops() / cpu / ceiling_per_cpu
+        );
+    }
+}
+
+fn bytemuck_bytes(x: &[u32]) -> &[u8] {
+    // SAFETY: u32 has no padding and any byte view of it is valid.
+    unsafe { std::slice::from_raw_parts(x.as_ptr() as *const u8, std::mem::size_of_val(x)) }
+}
+
 /// Exploration harness (ignored): times a WGSL file given by MM_FILE.
 #[test]
 #[ignore]
@@ -78,10 +163,15 @@ fn explore() {
     let (a_rs, a_cs) = if ta { (1, m) } else { (k, 1) };
     let (b_rs, b_cs) = if tb { (1, k) } else { (m, 1) };
     let p = P([m, m, k, 1, 0, 0, 0, a_rs, a_cs, b_rs, b_cs], [1.0, 0.0], [0; 3]);
-    let bytes: &[u8] =
-        unsafe { std::slice::from_raw_parts(&p as *const P as *const u8, std::mem::size_of::<P>()) };
+    let bytes: &[u8] = unsafe { std::slice::from_raw_parts(&p as *const P as *const u8, std::mem::size_of::<P>()) };
     let d = ctx
-        .dispatch(&kernel, &[], &[ga.view(), gb.view(), gc.view()], bytes, [grid[0], grid[1], grid[2]])
+        .dispatch(
+            &kernel,
+            &[],
+            &[ga.view(), gb.view(), gc.view()],
+            bytes,
+            [grid[0], grid[1], grid[2]],
+        )
         .unwrap();
     let t1 = ctx.time(&[&d], 1).unwrap();
     let spin: f64 = env("MM_SPIN", "0").parse().unwrap();
@@ -122,10 +212,14 @@ fn explore() {
     let got = ctx.read_f32(&gc).unwrap();
     let mut worst = 0.0f64;
     for t in 0..2000 {
-        let (i, j) = if t < 4 { [(0, 0), (n - 1, n - 1), (0, n - 1), (n - 1, 0)][t] } else {
+        let (i, j) = if t < 4 {
+            [(0, 0), (n - 1, n - 1), (0, n - 1), (n - 1, 0)][t]
+        } else {
             ((rng.next_u64() as usize) % n, (rng.next_u64() as usize) % n)
         };
-        let want: f64 = (0..n).map(|kk| a[s.a_index(i, kk)] as f64 * b[s.b_index(kk, j)] as f64).sum();
+        let want: f64 = (0..n)
+            .map(|kk| a[s.a_index(i, kk)] as f64 * b[s.b_index(kk, j)] as f64)
+            .sum();
         worst = worst.max((got[i * n + j] as f64 - want).abs());
     }
     let gf = s.flops() / best / 1e9;
