@@ -4,7 +4,7 @@
 //! dims are ignored: all elements, the last axis (rows), all but the last axis
 //! (per-channel sums in NHWC), H and W (per image and channel), and so on.
 
-use super::finish;
+use super::sum_partials;
 use crate::error::{shape_err, Result};
 use crate::gpu::{grid_1d, Access, BufView, Dispatch, GpuContext, Kernel};
 use crate::ops::elementwise::{ELEM_F32, ELEM_VEC4};
@@ -193,7 +193,7 @@ impl Reduction {
         if one_pass {
             return Ok(vec![pass1]);
         }
-        let pass2 = finish(ctx, out, self.splits, y, self.scale())?;
+        let pass2 = sum_partials(ctx, out, self.splits, y, self.scale())?;
         Ok(vec![pass1, pass2])
     }
 }

@@ -13,7 +13,7 @@ pub use axes::{mean, sum, ReduceOp, Reduction};
 pub use cases::{bench_cases, check};
 pub use sq_norm::{global_sq_norm, global_sq_norm_scratch_len, SqNormPlan};
 
-use crate::error::Result;
+use crate::error::{shape_err, Result};
 use crate::gpu::{grid_1d, Access, BufView, Dispatch, GpuContext, Kernel};
 
 const FINISH_WGSL: &[&str] = &[include_str!("../../../shaders/reduce_finish.wgsl")];
@@ -39,9 +39,24 @@ struct FinishParams {
     scale: f32,
 }
 
-/// Pass 2: `out[m] = scale * Σ_s partials[s * outputs + m]`.
-fn finish(ctx: &GpuContext, partials: BufView<'_>, splits: usize, out: BufView<'_>, scale: f32) -> Result<Dispatch> {
+/// Pass 2 of a reduction, also used by other families: `out[m] = scale *
+/// Σ_s partials[s * out.len + m]` for `splits` rows of partials (a workgroup
+/// tree per output for fewer than 64 outputs, else one invocation per output).
+pub fn sum_partials(
+    ctx: &GpuContext,
+    partials: BufView<'_>,
+    splits: usize,
+    out: BufView<'_>,
+    scale: f32,
+) -> Result<Dispatch> {
     let outputs = out.len;
+    if partials.len < splits * outputs {
+        return shape_err(format!(
+            "sum_partials: {} partials, {splits} rows of {outputs} need {}",
+            partials.len,
+            splits * outputs
+        ));
+    }
     let params = FinishParams {
         outputs: outputs as u32,
         splits: splits as u32,

@@ -2,7 +2,7 @@
 //! GPU (the gradient norm for clipping and skipping, read by the optimizer with
 //! no CPU round trip).
 
-use super::finish;
+use super::sum_partials;
 use crate::error::{shape_err, Result};
 use crate::gpu::{Access, BufView, Dispatch, GpuContext, Kernel};
 
@@ -121,7 +121,13 @@ impl<'a> SqNormPlan<'a> {
                 [groups, 1, 1],
             )?);
         }
-        ds.push(finish(ctx, partials, self.partials, BufView { len: 1, ..out }, 1.0)?);
+        ds.push(sum_partials(
+            ctx,
+            partials,
+            self.partials,
+            BufView { len: 1, ..out },
+            1.0,
+        )?);
         Ok(ds)
     }
 }
