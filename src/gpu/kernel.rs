@@ -69,6 +69,13 @@ pub struct Dispatch {
 }
 
 impl Dispatch {
+    /// The uniform holding this dispatch's parameters, for values the GPU
+    /// itself updates between steps (e.g. the noise step copied from the
+    /// optimizer's iteration counter).
+    pub fn params_buffer(&self) -> Option<&wgpu::Buffer> {
+        self._params.as_ref()
+    }
+
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
         pass.set_pipeline(&self.pipeline.pipeline);
         pass.set_bind_group(0, &self.bind_group, &[]);

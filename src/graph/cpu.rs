@@ -5,6 +5,7 @@
 use super::ir::{Graph, Op, Role, Sampling, TensorId};
 use super::plan::lifetimes;
 use crate::error::{Error, Result};
+use crate::ops::broadcast::reference as broadcast;
 use crate::ops::conv2d::{reference as conv, Conv2dShape};
 use crate::ops::dmol::{reference as dmol, DataBits, DmolSpec};
 use crate::ops::elementwise::reference as ew;
@@ -155,7 +156,7 @@ fn eval(
             vec![ew::slice_channels_backward(v(0), total, start, start + channels(0))]
         }
         Op::Concat => vec![ew::concat_channels(v(0), channels(0), v(1), channels(1))],
-        Op::BroadcastBatch { n } => vec![v(0).repeat(n)],
+        Op::BroadcastBatch { n } => vec![broadcast::broadcast_batch(v(0), n)],
         Op::SumBatch => {
             let s = shape(0);
             vec![reduce::reduce(
@@ -196,7 +197,7 @@ fn eval(
         }
         Op::BroadcastPerImage => {
             let per_image = g.tensors[outs[0]].numel() / v(0).len();
-            vec![v(0).iter().flat_map(|&x| std::iter::repeat_n(x, per_image)).collect()]
+            vec![broadcast::broadcast_per_image(v(0), per_image)]
         }
         Op::DmolNll { low_bit } => vec![dmol::nll(&dmol_spec(g, ins[0], ins[1], low_bit), v(0), v(1))],
         Op::DmolNllBackward { low_bit } => {
