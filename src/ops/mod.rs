@@ -5,6 +5,7 @@
 //! Tensors are NHWC (channels last); conv weights are `[out, kh, kw, in]`.
 
 pub mod bernoulli;
+pub mod broadcast;
 pub mod conv2d;
 pub mod dmol;
 pub mod elementwise;
@@ -30,6 +31,7 @@ pub const FAMILIES: &[(&str, CheckFn)] = &[
     ("rng", rng::check),
     ("elementwise", elementwise::check),
     ("resample", resample::check),
+    ("broadcast", broadcast::check),
     ("reduce", reduce::check),
     ("matmul", matmul::check),
     ("conv2d", conv2d::check),
@@ -46,6 +48,7 @@ pub const BENCHES: &[(&str, BenchFn)] = &[
     ("conv2d", conv2d::bench_cases),
     ("elementwise", elementwise::bench_cases),
     ("resample", resample::bench_cases),
+    ("broadcast", broadcast::bench_cases),
     ("reduce", reduce::bench_cases),
     ("groupnorm", groupnorm::bench_cases),
     ("reparam_kl", reparam_kl::bench_cases),
