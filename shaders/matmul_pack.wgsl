@@ -22,12 +22,14 @@ fn b_at(bb: u32, kk: u32, j: u32) -> f32 {
     return src[bb * p.b_batch + kk * p.b_rs + j * p.b_cs];
 }
 
-// Grids are (panel size / 64, panels, batches): no integer division per element
-// (lavapipe runs those lane by lane). Every panel holds kp*8 vec4s, a multiple of 64.
+// Grids are (panel size / 256, panels, batches): no integer division per element
+// (lavapipe runs those lane by lane), and workgroups of 256 because lavapipe's
+// cost per workgroup is close to a microsecond. A panel holds kp*8 vec4s.
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(256)
 fn pack_a(@builtin(global_invocation_id) gid: vec3<u32>) {
     let x = gid.x;
+    if (gid.x >= p.kp * 8u) { return; }
     let pm = gid.y;
     let ba = gid.z;
     let i = pm * 32u + x % 32u;
@@ -36,13 +38,14 @@ fn pack_a(@builtin(global_invocation_id) gid: vec3<u32>) {
     dst[p.ap_off + (ba * p.m_panels + pm) * p.kp * 8u + x] = v;
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(256)
 fn pack_b(@builtin(global_invocation_id) gid: vec3<u32>) {
     // When B's columns are contiguous, permute x within each 64 so the 8 lanes of a
     // SIMD vector step along k rather than read one 128-byte run (measured 1.9x
     // faster on lavapipe). Each invocation still writes the vec4 its x names.
     var x = gid.x;
     if (p.b_cs == 1u) { x = (x & ~63u) | ((x & 7u) << 3u) | ((x >> 3u) & 7u); }
+    if (gid.x >= p.kp * 8u) { return; }
     let pn = gid.y;
     let bb = gid.z;
     let kk = x / 8u;

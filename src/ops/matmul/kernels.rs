@@ -47,6 +47,9 @@ const TILED: Kernel = Kernel::portable(
 const PACK: &[&str] = &[PARAMS_WGSL, include_str!("../../../shaders/matmul_pack.wgsl")];
 const PACK_A: Kernel = Kernel::portable("matmul_pack_a", PACK, "pack_a", ONE_IN);
 const PACK_B: Kernel = Kernel::portable("matmul_pack_b", PACK, "pack_b", ONE_IN);
+const PACK_VEC4: &[&str] = &[PARAMS_WGSL, include_str!("../../../shaders/matmul_pack_vec4.wgsl")];
+const PACK_A_VEC4: Kernel = Kernel::portable("matmul_pack_a_vec4", PACK_VEC4, "pack_a_vec4", ONE_IN);
+const PACK_B_VEC4: Kernel = Kernel::portable("matmul_pack_b_vec4", PACK_VEC4, "pack_b_vec4", ONE_IN);
 
 /// Subgroup size the packed kernel is written for.
 const LANES: u32 = 8;
@@ -241,8 +244,8 @@ pub fn matmul_packed(
     p.bp_off = (PACKED_SKEW + a_len / 4) as u32;
 
     let params = bytemuck::bytes_of(&p);
-    // One workgroup per 64 vec4s of a panel, one grid row per panel, one layer per batch.
-    let panel_groups = groups("K", kp * 8, 64)?;
+    // One workgroup per 256 vec4s of a panel, one grid row per panel, one layer per batch.
+    let panel_groups = groups("K", kp * 8, 256)?;
     let a_batches = if shape.batch_stride_a == 0 { 1 } else { shape.batch };
     let b_batches = if shape.batch_stride_b == 0 { 1 } else { shape.batch };
     let grid_a = [
@@ -250,13 +253,18 @@ pub fn matmul_packed(
         groups("M", shape.m, ROWS)?,
         groups("batch", a_batches, 1)?,
     ];
-    let pack_a = ctx.dispatch(&PACK_A, &[], &[a, scratch], params, grid_a)?;
+    // Whole aligned vec4 rows of the source when the layout allows (one load, not four).
+    let a_vec4 = !shape.trans_a && shape.k.is_multiple_of(4) && shape.batch_stride_a.is_multiple_of(4);
+    let pack_a_kernel = if a_vec4 { &PACK_A_VEC4 } else { &PACK_A };
+    let pack_a = ctx.dispatch(pack_a_kernel, &[], &[a, scratch], params, grid_a)?;
     let grid_b = [
         panel_groups,
         groups("N", shape.n, COLS)?,
         groups("batch", b_batches, 1)?,
     ];
-    let pack_b = ctx.dispatch(&PACK_B, &[], &[b, scratch], params, grid_b)?;
+    let b_vec4 = !shape.trans_b && shape.n.is_multiple_of(4) && shape.batch_stride_b.is_multiple_of(4);
+    let pack_b_kernel = if b_vec4 { &PACK_B_VEC4 } else { &PACK_B };
+    let pack_b = ctx.dispatch(pack_b_kernel, &[], &[b, scratch], params, grid_b)?;
     let grid = [
         groups("N", shape.n, COLS)?,
         groups("M", shape.m, ROWS * SUBGROUPS)?,
@@ -293,7 +301,7 @@ pub fn matmul(
 ) -> Result<MatmulDispatch> {
     shape.validate(a.len, b.len, c.len)?;
     let need = packed_scratch_len(shape);
-    let fits = need as u64 * 4 <= ctx.limits.max_storage_buffer_binding_size as u64;
+    let fits = need as u64 * 4 <= ctx.limits.max_storage_buffer_binding_size;
     if packed_supported(ctx) && fits {
         let scratch = ctx.zeros(need);
         let dispatches = matmul_packed(ctx, shape, alpha, beta, a, b, c, scratch.view())?;
