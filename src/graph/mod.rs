@@ -2,6 +2,7 @@
 
 pub mod autodiff;
 pub mod cpu;
+pub mod gpu;
 mod builder;
 pub mod ir;
 pub mod plan;

@@ -1,6 +1,8 @@
-//! Memory plan: persistent tensors get their own regions; activations share one
-//! arena, placed greedily by size so tensors whose lifetimes overlap never
-//! share bytes (TFLite's "greedy by size" arena planner).
+//! Memory plan: persistent tensors get their own regions; activations share
+//! buffer slots, assigned greedily by size so tensors whose lifetimes overlap
+//! never share a slot (TFLite's "greedy by size" planner, with one buffer per
+//! slot: WebGPU tracks read/write usage per buffer, so a kernel may not read
+//! one range of a buffer while writing another).
 
 use super::ir::{Graph, Role, TensorId};
 
@@ -10,7 +12,8 @@ pub enum Region {
     Grads,
     Inputs,
     Constants,
-    Arena,
+    /// An activation buffer shared by tensors whose lifetimes do not overlap.
+    Slot(usize),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,7 +35,9 @@ pub struct MemoryPlan {
     pub ema: usize,
     pub inputs: usize,
     pub constants: usize,
-    /// Peak bytes of activations (the arena size).
+    /// Bytes of every activation slot.
+    pub slots: Vec<usize>,
+    /// Bytes of all activation slots together.
     pub activations: usize,
     /// Scratch the kernels need beyond their tensors (partial sums), the largest of any op.
     pub workspace: usize,
@@ -76,27 +81,22 @@ pub fn lifetimes(g: &Graph) -> Vec<Option<(usize, usize)>> {
 }
 
 /// Places every tensor. `align` is the binding offset alignment in bytes;
-/// `train` adds optimizer state and EMA. No arena tensor crosses a multiple of
-/// `chunk` bytes, so the arena can be split into buffers of at most `chunk`
-/// (the adapter's max buffer size).
-pub fn plan(g: &Graph, align: usize, chunk: usize, train: bool) -> MemoryPlan {
+/// `train` adds optimizer state and EMA.
+pub fn plan(g: &Graph, align: usize, train: bool) -> MemoryPlan {
     let bytes = |t: TensorId| align_up(g.tensors[t].numel() * 4, align);
-    let mut placements = vec![
-        Placement {
-            region: Region::Arena,
-            offset: 0,
-            bytes: 0
-        };
-        g.tensors.len()
-    ];
+    let unplaced = Placement {
+        region: Region::Slot(0),
+        offset: 0,
+        bytes: 0,
+    };
+    let mut placements = vec![unplaced; g.tensors.len()];
     let mut totals = [0usize; 4];
     for (t, info) in g.tensors.iter().enumerate() {
         let (region, slot) = match info.role {
             Role::Param => (Region::Weights, 0),
-            Role::ParamGrad => (Region::Grads, 1),
             Role::Input => (Region::Inputs, 2),
             Role::Constant => (Region::Constants, 3),
-            Role::Activation => continue,
+            Role::ParamGrad | Role::Activation => continue,
         };
         placements[t] = Placement {
             region,
@@ -105,44 +105,39 @@ pub fn plan(g: &Graph, align: usize, chunk: usize, train: bool) -> MemoryPlan {
         };
         totals[slot] += bytes(t);
     }
+    // Each gradient sits at its parameter's offset, so the optimizer can sweep
+    // the weights, gradients and moment buffers as one flat array.
+    for &(p, d) in &g.param_grads {
+        placements[d] = Placement {
+            region: Region::Grads,
+            ..placements[p]
+        };
+    }
+    totals[1] = if g.param_grads.is_empty() { 0 } else { totals[0] };
     let life = lifetimes(g);
     let mut order: Vec<TensorId> = (0..g.tensors.len())
         .filter(|&t| g.tensors[t].role == Role::Activation && life[t].is_some())
         .collect();
     order.sort_by_key(|&t| (std::cmp::Reverse(bytes(t)), t));
-    let mut placed: Vec<(usize, usize, (usize, usize))> = Vec::new(); // (offset, end, lifetime)
-    let mut arena = 0;
+    // Each slot: its size (its first, largest tenant) and its tenants' lifetimes.
+    let mut slots: Vec<(usize, Vec<(usize, usize)>)> = Vec::new();
     for t in order {
         let (size, lt) = (bytes(t), life[t].unwrap());
-        let mut clashes: Vec<(usize, usize)> = placed
+        let free = slots
             .iter()
-            .filter(|(_, _, l)| l.0 <= lt.1 && lt.0 <= l.1)
-            .map(|&(o, e, _)| (o, e))
-            .collect();
-        clashes.sort_unstable();
-        // Lowest offset that fits between the clashing tensors and inside one chunk.
-        let fits_chunk = |o: usize| o / chunk == (o + size - 1) / chunk || size > chunk;
-        let mut offset = 0;
-        for (o, e) in clashes {
-            if !fits_chunk(offset) {
-                offset = offset.div_ceil(chunk) * chunk;
-            }
-            if offset + size <= o {
-                break;
-            }
-            offset = offset.max(e);
-        }
-        if !fits_chunk(offset) {
-            offset = offset.div_ceil(chunk) * chunk;
-        }
-        placed.push((offset, offset + size, lt));
-        arena = arena.max(offset + size);
+            .position(|(_, lives)| lives.iter().all(|l| l.1 < lt.0 || lt.1 < l.0));
+        let k = free.unwrap_or_else(|| {
+            slots.push((size, Vec::new()));
+            slots.len() - 1
+        });
+        slots[k].1.push(lt);
         placements[t] = Placement {
-            region: Region::Arena,
-            offset,
+            region: Region::Slot(k),
+            offset: 0,
             bytes: size,
         };
     }
+    let slots: Vec<usize> = slots.into_iter().map(|(size, _)| size).collect();
     let weights = totals[0];
     MemoryPlan {
         placements,
@@ -152,7 +147,8 @@ pub fn plan(g: &Graph, align: usize, chunk: usize, train: bool) -> MemoryPlan {
         ema: if train { weights } else { 0 },
         inputs: totals[2],
         constants: totals[3],
-        activations: arena,
+        activations: slots.iter().sum(),
+        slots,
         workspace: 0,
     }
 }
@@ -163,7 +159,7 @@ mod tests {
     use crate::graph::{Op, Role};
 
     #[test]
-    fn overlapping_lifetimes_never_share_bytes_and_dead_tensors_are_reused() {
+    fn tensors_alive_together_never_share_a_slot_and_dead_ones_are_reused() {
         let mut g = Graph::default();
         let x = g.tensor("x", vec![1, 2, 2, 4], Role::Input);
         let mut prev = x;
@@ -175,37 +171,18 @@ mod tests {
             prev = y;
         }
         g.outputs.push(("out".into(), prev));
-        let p = plan(&g, 64, usize::MAX, false);
+        let p = plan(&g, 64, false);
         let life = lifetimes(&g);
         for &a in &ts {
             for &b in &ts {
                 let (la, lb) = (life[a].unwrap(), life[b].unwrap());
-                let (pa, pb) = (p.placements[a], p.placements[b]);
                 let overlap_time = la.0 <= lb.1 && lb.0 <= la.1;
-                let overlap_bytes = pa.offset < pb.offset + pb.bytes && pb.offset < pa.offset + pa.bytes;
-                assert!(a == b || !(overlap_time && overlap_bytes), "{a} and {b} collide");
+                let same_slot = p.placements[a].region == p.placements[b].region;
+                assert!(a == b || !(overlap_time && same_slot), "{a} and {b} collide");
             }
         }
         // A chain needs only two live buffers at a time, not six.
-        assert_eq!(p.activations, 2 * 64);
-    }
-
-    #[test]
-    fn no_tensor_crosses_a_chunk_boundary() {
-        let mut g = Graph::default();
-        let x = g.tensor("x", vec![40], Role::Input);
-        let a = g.tensor("a", vec![40], Role::Activation);
-        let b = g.tensor("b", vec![40], Role::Activation);
-        let c = g.tensor("c", vec![40], Role::Activation);
-        g.node(Op::Add, vec![x, x], vec![a]);
-        g.node(Op::Add, vec![a, x], vec![b]);
-        g.node(Op::Add, vec![a, b], vec![c]);
-        g.outputs.push(("c".into(), c));
-        // 160-byte tensors in 256-byte chunks: one per chunk.
-        let p = plan(&g, 32, 256, false);
-        for t in [a, b, c] {
-            let pl = p.placements[t];
-            assert_eq!(pl.offset / 256, (pl.offset + pl.bytes - 1) / 256, "{t} crosses: {pl:?}");
-        }
+        assert_eq!(p.slots, vec![64, 64]);
+        assert_eq!(p.activations, 128);
     }
 }

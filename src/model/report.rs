@@ -11,8 +11,6 @@ use crate::graph::{Role, Sampling};
 
 /// Binding offset alignment the plan assumes: the largest any adapter requires.
 pub const PLAN_ALIGN: usize = 256;
-/// Largest buffer the plan assumes (WebGPU's guaranteed `max_buffer_size` is 256 MiB).
-pub const PLAN_CHUNK: usize = 256 << 20;
 
 pub struct PlanReport {
     pub batch: usize,
@@ -40,7 +38,7 @@ pub fn plan_training(h: &HParams, batch: usize) -> Result<PlanReport> {
         latent_dims,
         forward_nodes: g.forward_len,
         backward_nodes: g.nodes.len() - g.forward_len,
-        memory: plan(g, PLAN_ALIGN, PLAN_CHUNK, true),
+        memory: plan(g, PLAN_ALIGN, true),
     })
 }
 

@@ -1,0 +1,225 @@
+//! The GPU executor: a graph's tensors placed in a few large buffers by the
+//! memory plan, every node lowered to dispatches once at build time, and a
+//! whole step recorded into one command buffer with one submit.
+
+mod lower;
+mod train;
+
+pub use train::{StepMetrics, TrainConfig};
+
+use super::ir::{Graph, Role, TensorId};
+use super::plan::{plan, MemoryPlan, Region};
+use crate::error::{Error, Result};
+use crate::gpu::{BufView, Dispatch, GpuBuffer, GpuContext};
+
+/// Where each tensor lives: (buffer index, element offset, elements).
+pub(crate) struct Buffers {
+    pub all: Vec<GpuBuffer>,
+    pub loc: Vec<(usize, usize, usize)>,
+}
+
+impl Buffers {
+    pub fn view(&self, t: TensorId) -> BufView<'_> {
+        let (b, offset, len) = self.loc[t];
+        BufView {
+            buffer: &self.all[b].buffer,
+            offset,
+            len,
+        }
+    }
+}
+
+/// The offset (in 4-byte elements) of the step word inside a reparam uniform:
+/// `RngKey { seed_lo, seed_hi, step_lo, .. }` sits first.
+const RNG_STEP_WORD: u64 = 2;
+
+/// A graph ready to run on one adapter.
+pub struct GpuGraph {
+    pub plan: MemoryPlan,
+    pub(crate) bufs: Buffers,
+    /// Indices in `bufs.all` of the weights and gradients buffers.
+    pub(crate) weights: usize,
+    pub(crate) grads: usize,
+    pub(crate) dispatches: Vec<Dispatch>,
+    /// Dispatches (indices) whose uniform takes the noise step each run.
+    noisy: Vec<usize>,
+    /// A one-word buffer holding the noise step for runs without an optimizer.
+    step_word: GpuBuffer,
+    pub(crate) train: Option<train::TrainState>,
+}
+
+fn storage_buffer(ctx: &GpuContext, bytes: usize) -> GpuBuffer {
+    ctx.zeros(bytes.div_ceil(4).max(1))
+}
+
+impl GpuGraph {
+    /// Plans memory, allocates every buffer, uploads constants and builds every
+    /// dispatch. With `train`, appends gradient norm, AdamW and EMA.
+    pub fn build(ctx: &GpuContext, g: &Graph, seed: u64, train: Option<TrainConfig>) -> Result<GpuGraph> {
+        let align = ctx.limits.min_storage_buffer_offset_alignment.max(4) as usize;
+        let mut plan = plan(g, align, train.is_some());
+        let binding = ctx.limits.max_storage_buffer_binding_size as usize;
+        if let Some(t) = g.tensors.iter().find(|t| t.numel() * 4 > binding) {
+            return Err(Error::Shape(format!(
+                "tensor {} ({:?}, {} bytes) exceeds this adapter's {binding}-byte storage binding; use a smaller batch",
+                t.name,
+                t.shape,
+                t.numel() * 4
+            )));
+        }
+        let mut all = vec![
+            storage_buffer(ctx, plan.weights),
+            storage_buffer(ctx, plan.grads),
+            storage_buffer(ctx, plan.inputs),
+        ];
+        // Constants are uploaded once.
+        let mut constants = vec![0f32; plan.constants / 4];
+        for (t, data) in &g.constants {
+            let o = plan.placements[*t].offset / 4;
+            constants[o..o + data.len()].copy_from_slice(data);
+        }
+        all.push(ctx.upload(&constants));
+        for &bytes in &plan.slots {
+            all.push(storage_buffer(ctx, bytes));
+        }
+        let loc = g
+            .tensors
+            .iter()
+            .enumerate()
+            .map(|(t, info)| {
+                let p = plan.placements[t];
+                let (b, offset) = match p.region {
+                    Region::Weights => (0, p.offset),
+                    Region::Grads => (1, p.offset),
+                    Region::Inputs => (2, p.offset),
+                    Region::Constants => (3, p.offset),
+                    Region::Slot(k) => (4 + k, 0),
+                };
+                (b, offset / 4, info.numel())
+            })
+            .collect();
+        let workspace_len = g
+            .nodes
+            .iter()
+            .map(|n| lower::scratch_len(g, n))
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        let side_len = g.nodes.iter().map(|n| lower::side_len(g, n)).max().unwrap_or(0).max(1);
+        let workspace = all.len();
+        all.push(ctx.zeros(workspace_len));
+        all.push(ctx.zeros(side_len));
+        plan.workspace = (workspace_len + side_len) * 4;
+        let bufs = Buffers { all, loc };
+
+        let mut dispatches = Vec::new();
+        let mut noisy = Vec::new();
+        let (ws, side) = (bufs.all[workspace].view(), bufs.all[workspace + 1].view());
+        for node in &g.nodes {
+            let (ds, is_noisy) = lower::lower(ctx, g, node, &bufs, ws, side, seed)?;
+            if is_noisy {
+                noisy.extend(dispatches.len()..dispatches.len() + ds.len());
+            }
+            dispatches.extend(ds);
+        }
+        let mut graph = GpuGraph {
+            plan,
+            bufs,
+            weights: 0,
+            grads: 1,
+            dispatches,
+            noisy,
+            step_word: ctx.zeros(1),
+            train: None,
+        };
+        if let Some(cfg) = train {
+            graph.train = Some(train::TrainState::build(ctx, g, &mut graph, cfg)?);
+        }
+        Ok(graph)
+    }
+
+    /// Dispatches one run records (forward, backward and, when training, the optimizer).
+    pub fn dispatch_count(&self) -> usize {
+        self.dispatches.len() + self.train.as_ref().map_or(0, |t| t.dispatches.len())
+    }
+
+    pub fn view(&self, t: TensorId) -> BufView<'_> {
+        self.bufs.view(t)
+    }
+
+    /// Writes host data into a Param, Input tensor (f32, its exact length).
+    pub fn write(&self, ctx: &GpuContext, g: &Graph, t: TensorId, data: &[f32]) -> Result<()> {
+        let info = &g.tensors[t];
+        if data.len() != info.numel() {
+            return Err(Error::Shape(format!(
+                "{}: {} values for shape {:?}",
+                info.name,
+                data.len(),
+                info.shape
+            )));
+        }
+        if !matches!(info.role, Role::Param | Role::Input) {
+            return Err(Error::Shape(format!("{} is not a parameter or input", info.name)));
+        }
+        let v = self.view(t);
+        ctx.queue
+            .write_buffer(v.buffer, v.offset as u64 * 4, bytemuck::cast_slice(data));
+        Ok(())
+    }
+
+    pub fn read(&self, ctx: &GpuContext, t: TensorId) -> Result<Vec<f32>> {
+        ctx.read(self.view(t))
+    }
+
+    /// Copies the noise step into every noisy dispatch's uniform, from `src` word `word`.
+    fn record_noise_step(&self, encoder: &mut wgpu::CommandEncoder, src: &wgpu::Buffer, word: u64) {
+        for &i in &self.noisy {
+            if let Some(params) = self.dispatches[i].params_buffer() {
+                encoder.copy_buffer_to_buffer(src, word * 4, params, RNG_STEP_WORD * 4, 4);
+            }
+        }
+    }
+
+    /// Runs the graph once (no optimizer) with noise step `step`; waits for the GPU.
+    pub fn run(&self, ctx: &GpuContext, step: u32) -> Result<()> {
+        ctx.queue
+            .write_buffer(&self.step_word.buffer, 0, bytemuck::bytes_of(&step));
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        self.record_noise_step(&mut encoder, &self.step_word.buffer, 0);
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            for d in &self.dispatches {
+                d.record(&mut pass);
+            }
+        }
+        ctx.queue.submit([encoder.finish()]);
+        ctx.wait()
+    }
+}
+
+impl GpuGraph {
+    /// Kernel names of the dispatches that fail validation on their own (debugging aid).
+    pub fn invalid_dispatches(&self, ctx: &GpuContext) -> Vec<String> {
+        let mut bad = Vec::new();
+        let all: Vec<&Dispatch> = self
+            .dispatches
+            .iter()
+            .chain(self.train.iter().flat_map(|t| &t.dispatches))
+            .collect();
+        for (i, d) in all.iter().enumerate() {
+            let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
+            let mut encoder = ctx.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
+                d.record(&mut pass);
+            }
+            let cmd = encoder.finish();
+            if let Some(e) = pollster::block_on(scope.pop()) {
+                bad.push(format!("#{i} {}: {e}", d.kernel));
+            } else {
+                drop(cmd);
+            }
+        }
+        bad
+    }
+}

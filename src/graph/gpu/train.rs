@@ -1,0 +1,267 @@
+//! Training on the GPU: after the backward dispatches, the global gradient
+//! norm, the skip/clip decision, AdamW and the EMA run in the same pass. The
+//! host submits once per step and reads metrics back one step late.
+
+use super::GpuGraph;
+use crate::error::{Error, Result};
+use crate::gpu::{BufView, Dispatch, GpuBuffer, GpuContext};
+use crate::graph::ir::{Graph, TensorId};
+use crate::ops::optimizer::{self, AdamW, ParamTensor, StepState, STATE_WORDS};
+use crate::ops::reduce;
+
+/// Word of the optimizer state holding the iteration counter (the noise step).
+const ITERATION_WORD: u64 = 9;
+
+#[derive(Clone, Copy, Debug)]
+pub struct TrainConfig {
+    pub adamw: AdamW,
+    /// Where the optimizer resumes from (fresh runs: the default).
+    pub resume: StepState,
+}
+
+/// What one step reports (read back one step late).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepMetrics {
+    /// The iteration this step ran as (its noise step).
+    pub iteration: u32,
+    /// Mean ELBO in nats per dim, and its two parts.
+    pub elbo: f64,
+    pub distortion: f64,
+    pub rate: f64,
+    pub kl_per_level: Vec<f64>,
+    pub grad_norm: f32,
+    pub applied: bool,
+    pub skips: u32,
+}
+
+pub(crate) struct TrainState {
+    pub state: GpuBuffer,
+    /// Adam's first and second moments, laid out like the weights.
+    pub moments: [GpuBuffer; 2],
+    pub ema: GpuBuffer,
+    pub dispatches: Vec<Dispatch>,
+    _norm_scratch: GpuBuffer,
+    /// nll then each level's KL sum: the tensors metrics are computed from.
+    metric_tensors: Vec<TensorId>,
+    metric_words: usize,
+    readback: [wgpu::Buffer; 2],
+    /// Submission of the step whose metrics sit in each readback slot.
+    pending: [Option<wgpu::SubmissionIndex>; 2],
+    steps: usize,
+    dims: usize,
+}
+
+/// `view` cut into pieces no larger than one binding (at aligned offsets).
+fn binding_chunks<'a>(ctx: &GpuContext, buf: &'a GpuBuffer) -> Vec<BufView<'a>> {
+    let align = (ctx.limits.min_storage_buffer_offset_alignment as usize / 4).max(1);
+    let max = (ctx.limits.max_storage_buffer_binding_size as usize / 4) / align * align;
+    (0..buf.len)
+        .step_by(max)
+        .map(|o| buf.slice(o, max.min(buf.len - o)))
+        .collect()
+}
+
+impl TrainState {
+    pub fn build(ctx: &GpuContext, g: &Graph, graph: &mut GpuGraph, cfg: TrainConfig) -> Result<TrainState> {
+        let n = graph.bufs.all[graph.weights].len;
+        let state = optimizer::upload_state(ctx, &cfg.resume);
+        let moments = [ctx.zeros(n), ctx.zeros(n)];
+        let ema = ctx.zeros(n);
+        let grads = &graph.bufs.all[graph.grads];
+        let views = binding_chunks(ctx, grads);
+        let norm_scratch = ctx.zeros(reduce::global_sq_norm_scratch_len(ctx, &views)?.max(1));
+        let mut dispatches = reduce::global_sq_norm(ctx, &views, norm_scratch.view(), state.slice(0, 1))?;
+        dispatches.push(optimizer::decide(ctx, &cfg.adamw, state.view())?);
+        let t = ParamTensor {
+            param: graph.bufs.all[graph.weights].view(),
+            grad: grads.view(),
+            exp_avg: moments[0].view(),
+            exp_avg_sq: moments[1].view(),
+            ema: Some(ema.view()),
+        };
+        dispatches.extend(optimizer::update(ctx, &cfg.adamw, state.view(), &t)?);
+        graph.plan.workspace += norm_scratch.len * 4;
+
+        let find = |name: &str| {
+            g.output(name)
+                .ok_or_else(|| Error::Shape(format!("training needs a graph output named {name}")))
+        };
+        let mut metric_tensors = vec![find("nll")?];
+        let mut level = 0;
+        while let Some(t) = g.output(&format!("kl.{level}")) {
+            metric_tensors.push(t);
+            level += 1;
+        }
+        let metric_words = metric_tensors.iter().map(|&t| g.tensors[t].numel()).sum::<usize>() + STATE_WORDS;
+        let readback = [0, 1].map(|_| {
+            ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("metrics"),
+                size: (metric_words * 4) as u64,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        });
+        let input = g
+            .tensors
+            .iter()
+            .find(|t| t.name == "target")
+            .map(|t| t.shape[1..].iter().product());
+        Ok(TrainState {
+            state,
+            moments,
+            ema,
+            dispatches,
+            _norm_scratch: norm_scratch,
+            metric_tensors,
+            metric_words,
+            readback,
+            pending: [None, None],
+            steps: 0,
+            dims: input.unwrap_or(1),
+        })
+    }
+}
+
+impl GpuGraph {
+    fn train_state(&self) -> Result<&TrainState> {
+        self.train
+            .as_ref()
+            .ok_or_else(|| Error::Input("this graph was built without training".into()))
+    }
+
+    /// Sets the EMA weights to the current weights (call once after loading them).
+    pub fn reset_ema(&self, ctx: &GpuContext) -> Result<()> {
+        let t = self.train_state()?;
+        let w = &self.bufs.all[self.weights];
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(&w.buffer, 0, &t.ema.buffer, 0, (w.len * 4) as u64);
+        ctx.queue.submit([encoder.finish()]);
+        ctx.wait()
+    }
+
+    /// Records and submits one training step (inputs must already be written).
+    /// Returns the metrics of the previous step, if there was one.
+    pub fn train_step(&mut self, ctx: &GpuContext) -> Result<Option<StepMetrics>> {
+        let t = self
+            .train
+            .as_ref()
+            .ok_or_else(|| Error::Input("this graph was built without training".into()))?;
+        let slot = t.steps % 2;
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        self.record_noise_step(&mut encoder, &t.state.buffer, ITERATION_WORD);
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            for d in self.dispatches.iter().chain(&t.dispatches) {
+                d.record(&mut pass);
+            }
+        }
+        // Metrics of this step, and the state before the optimizer's counters move on.
+        let mut at = 0u64;
+        for &m in &t.metric_tensors {
+            let v = self.bufs.view(m);
+            encoder.copy_buffer_to_buffer(v.buffer, v.offset as u64 * 4, &t.readback[slot], at, v.len as u64 * 4);
+            at += v.len as u64 * 4;
+        }
+        encoder.copy_buffer_to_buffer(&t.state.buffer, 0, &t.readback[slot], at, (STATE_WORDS * 4) as u64);
+        let index = ctx.queue.submit([encoder.finish()]);
+        let t = self.train.as_mut().unwrap();
+        t.pending[slot] = Some(index);
+        t.steps += 1;
+        if t.steps < 2 {
+            return Ok(None);
+        }
+        self.read_metrics(ctx, 1 - slot).map(Some)
+    }
+
+    /// Waits for the last submitted step and returns its metrics.
+    pub fn finish(&mut self, ctx: &GpuContext) -> Result<Option<StepMetrics>> {
+        let t = self.train_state()?;
+        if t.steps == 0 {
+            return Ok(None);
+        }
+        self.read_metrics(ctx, (t.steps - 1) % 2).map(Some)
+    }
+
+    fn read_metrics(&mut self, ctx: &GpuContext, slot: usize) -> Result<StepMetrics> {
+        let t = self.train.as_mut().unwrap();
+        let Some(index) = t.pending[slot].take() else {
+            return Err(Error::Gpu("no step is pending in that metrics slot".into()));
+        };
+        let buffer = &t.readback[slot];
+        let (tx, rx) = std::sync::mpsc::channel();
+        buffer.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        ctx.device
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(index),
+                timeout: None,
+            })
+            .map_err(|e| Error::Gpu(format!("waiting for a training step failed: {e}")))?;
+        rx.recv()
+            .map_err(|_| Error::Gpu("metrics readback never completed".into()))?
+            .map_err(|e| Error::Gpu(format!("mapping metrics failed: {e}")))?;
+        let words: Vec<u32> = {
+            let mapped = buffer
+                .slice(..)
+                .get_mapped_range()
+                .map_err(|e| Error::Gpu(format!("{e}")))?;
+            bytemuck::cast_slice(&mapped)[..t.metric_words].to_vec()
+        };
+        buffer.unmap();
+        let floats = |r: std::ops::Range<usize>| words[r].iter().map(|&w| f32::from_bits(w) as f64).collect::<Vec<_>>();
+        let n = t.metric_words - STATE_WORDS;
+        let images = n / t.metric_tensors.len();
+        let per_tensor: Vec<f64> = (0..t.metric_tensors.len())
+            .map(|k| floats(k * images..(k + 1) * images).iter().sum::<f64>())
+            .collect();
+        let scale = 1.0 / (images * t.dims) as f64;
+        let distortion = per_tensor[0] * scale;
+        let kl_per_level: Vec<f64> = per_tensor[1..].iter().map(|k| k * scale).collect();
+        let rate: f64 = kl_per_level.iter().sum();
+        let state = StepState::from_words(&words[n..n + STATE_WORDS])?;
+        Ok(StepMetrics {
+            // The state was copied after `decide` advanced the counter.
+            iteration: state.iteration.saturating_sub(1),
+            elbo: distortion + rate,
+            distortion,
+            rate,
+            kl_per_level,
+            grad_norm: state.grad_norm,
+            applied: state.applied,
+            skips: state.skips,
+        })
+    }
+
+    /// Current optimizer state (waits for the GPU).
+    pub fn optimizer_state(&self, ctx: &GpuContext) -> Result<StepState> {
+        optimizer::read_state(ctx, self.train_state()?.state.view())
+    }
+
+    /// Adam's (first, second) moments of a parameter tensor, in graph layout.
+    pub fn read_moments(&self, ctx: &GpuContext, t: TensorId) -> Result<(Vec<f32>, Vec<f32>)> {
+        let ts = self.train_state()?;
+        let v = self.bufs.view(t);
+        let m = ctx.read(BufView {
+            buffer: &ts.moments[0].buffer,
+            ..v
+        })?;
+        Ok((
+            m,
+            ctx.read(BufView {
+                buffer: &ts.moments[1].buffer,
+                ..v
+            })?,
+        ))
+    }
+
+    /// The EMA weights, in graph layout, one slice per parameter tensor.
+    pub fn read_ema(&self, ctx: &GpuContext, t: TensorId) -> Result<Vec<f32>> {
+        let ts = self.train_state()?;
+        let v = self.bufs.view(t);
+        ctx.read(BufView {
+            buffer: &ts.ema.buffer,
+            ..v
+        })
+    }
+}

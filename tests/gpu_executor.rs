@@ -1,0 +1,195 @@
+//! The GPU executor against the CPU reference executor: the official fixture's
+//! posterior-mean ELBO on the GPU, and one whole training step (loss, every
+//! gradient, updated weights and EMA) on GPU and CPU with the same seed.
+
+use vdvae::checkpoint::load;
+use vdvae::data::{read_images, DataFormat, ImageSet};
+use vdvae::gpu::GpuContext;
+use vdvae::graph::autodiff::append_backward;
+use vdvae::graph::cpu::{run, Noise, Values};
+use vdvae::graph::gpu::{GpuGraph, TrainConfig};
+use vdvae::graph::Sampling;
+use vdvae::model::init::init_weights;
+use vdvae::model::preprocess::{CIFAR10, MNIST};
+use vdvae::model::vdvae::build_vdvae;
+use vdvae::model::{preset, HParams};
+use vdvae::ops::optimizer::reference::{self as adam_ref, TensorRef};
+use vdvae::ops::optimizer::{AdamW, StepState};
+
+fn fixture(file: &str) -> String {
+    format!(
+        "{}/../shared/fixtures/official-vdvae/{file}",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+fn context() -> GpuContext {
+    GpuContext::from_env().unwrap_or_else(|e| panic!("GPU executor tests need an adapter: {e}"))
+}
+
+fn rel_norm(got: &[f32], want: &[f32]) -> (f64, f64) {
+    let d: f64 = got
+        .iter()
+        .zip(want)
+        .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    let n: f64 = want.iter().map(|&b| (b as f64).powi(2)).sum::<f64>().sqrt();
+    (d, n)
+}
+
+#[test]
+fn gpu_posterior_mean_elbo_matches_the_official_model() {
+    let ctx = context();
+    let h = HParams::from_json_file(&fixture("tiny.json")).unwrap();
+    let images = read_images(&fixture("digits64.bin"), DataFormat::Cifar10).unwrap();
+    let m = build_vdvae(&h, images.n, Sampling::PosteriorMean).unwrap();
+    let mut values = m
+        .values_from_checkpoint(&load(&fixture("tiny.safetensors")).unwrap(), "tiny")
+        .unwrap();
+    m.set_images(&mut values, &images, CIFAR10).unwrap();
+    let gpu = GpuGraph::build(&ctx, &m.graph, 0, None).unwrap();
+    for (t, v) in values.iter().enumerate() {
+        if let Some(v) = v {
+            gpu.write(&ctx, &m.graph, t, v).unwrap();
+        }
+    }
+    gpu.run(&ctx, 0).unwrap();
+    let nll: f64 = gpu.read(&ctx, m.nll).unwrap().iter().map(|&x| x as f64).sum();
+    let kl: f64 = m
+        .kl_per_level
+        .iter()
+        .map(|&k| gpu.read(&ctx, k).unwrap().iter().map(|&x| x as f64).sum::<f64>())
+        .sum();
+    let elbo = (nll + kl) / (images.n * m.dims) as f64;
+    let official = 5.771368026733398;
+    println!("GPU posterior-mean ELBO {elbo:.9} official {official:.9}");
+    assert!(
+        (elbo - official).abs() / official <= 1e-4,
+        "GPU ELBO {elbo} vs official {official}"
+    );
+}
+
+fn mnist_batch(n: usize) -> ImageSet {
+    let path = format!(
+        "{}/../shared/datasets/mnist/t10k-images-idx3-ubyte.gz",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let all = read_images(&path, DataFormat::Mnist).unwrap();
+    ImageSet {
+        n,
+        pixels: all.pixels[..n * 28 * 28].to_vec(),
+        ..all
+    }
+    .pad_to(32)
+    .unwrap()
+}
+
+#[test]
+fn one_training_step_on_gpu_matches_the_cpu_step() {
+    let ctx = context();
+    let h = preset("mnist-tiny").unwrap();
+    let images = mnist_batch(4);
+    let mut m = build_vdvae(&h, images.n, Sampling::Posterior).unwrap();
+    append_backward(&mut m.graph).unwrap();
+    let mut values: Values = m.values_from_checkpoint(&init_weights(&h, 5).unwrap(), "init").unwrap();
+    m.set_images(&mut values, &images, MNIST).unwrap();
+    let adamw = AdamW {
+        lr: 1e-3,
+        weight_decay: 0.01,
+        ema_rate: 0.99,
+        ..AdamW::default()
+    };
+    let seed = 9;
+
+    // CPU: forward, backward, then the reference optimizer over every parameter.
+    let mut cpu = values.clone();
+    run(&m.graph, &mut cpu, Noise { seed, step: 0 }).unwrap();
+    let cpu_elbo = cpu[m.loss].as_ref().unwrap()[0] as f64;
+    let mut tensors: Vec<TensorRef> = m
+        .graph
+        .param_grads
+        .iter()
+        .map(|&(p, d)| {
+            let n = m.graph.tensors[p].numel();
+            TensorRef {
+                param: cpu[p].clone().unwrap(),
+                grad: cpu[d].clone().unwrap(),
+                exp_avg: vec![0.0; n],
+                exp_avg_sq: vec![0.0; n],
+                ema: Some(cpu[p].clone().unwrap()),
+            }
+        })
+        .collect();
+    let mut state = StepState::default();
+    let decision = adam_ref::step(&adamw, &mut state, &mut tensors);
+
+    // GPU: the same step in one submit.
+    let mut gpu = GpuGraph::build(
+        &ctx,
+        &m.graph,
+        seed,
+        Some(TrainConfig {
+            adamw,
+            resume: StepState::default(),
+        }),
+    )
+    .unwrap();
+    for (t, v) in values.iter().enumerate() {
+        if let Some(v) = v {
+            gpu.write(&ctx, &m.graph, t, v).unwrap();
+        }
+    }
+    gpu.reset_ema(&ctx).unwrap();
+    let bad = gpu.invalid_dispatches(&ctx);
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+    assert!(gpu.train_step(&ctx).unwrap().is_none(), "metrics arrive one step late");
+    let metrics = gpu.finish(&ctx).unwrap().unwrap();
+    println!(
+        "ELBO gpu {:.7} cpu {cpu_elbo:.7}; grad norm {} applied {}",
+        metrics.elbo, metrics.grad_norm, metrics.applied
+    );
+    assert!(
+        (metrics.elbo - cpu_elbo).abs() <= 1e-5 * cpu_elbo.abs(),
+        "ELBO {} vs {cpu_elbo}",
+        metrics.elbo
+    );
+    assert_eq!(metrics.applied, decision.apply);
+    let cpu_norm = (adam_ref::grad_sq(&tensors) as f64).sqrt();
+    assert!(
+        (metrics.grad_norm as f64 - cpu_norm).abs() <= 1e-4 * cpu_norm,
+        "{} vs {cpu_norm}",
+        metrics.grad_norm
+    );
+
+    let mut worst = 0.0f64;
+    for (k, &(p, d)) in m.graph.param_grads.iter().enumerate() {
+        let name = &m.graph.tensors[p].name;
+        let want_grad = cpu[d].as_ref().unwrap();
+        let (diff, norm) = rel_norm(&gpu.read(&ctx, d).unwrap(), want_grad);
+        // Gradients: ‖gpu − cpu‖ ≤ 1e-4·‖cpu‖ (f32 sums in another order), or 1e-9 absolute for ~0 ones.
+        assert!(
+            diff <= 1e-4 * norm + 1e-9,
+            "{name}: gradient differs by {diff:e} (norm {norm:e})"
+        );
+        if norm > 0.0 {
+            worst = worst.max(diff / norm);
+        }
+        // Updated weights: Adam's first step moves each weight by about lr·sign(g), which is
+        // ill-conditioned where g ≈ 0; elsewhere GPU and CPU agree to 1e-6.
+        let (w_gpu, w_cpu) = (gpu.read(&ctx, p).unwrap(), &tensors[k].param);
+        let g_max = want_grad.iter().fold(0f32, |a, &g| a.max(g.abs()));
+        for (i, (&a, &b)) in w_gpu.iter().zip(w_cpu).enumerate() {
+            let tiny_grad = want_grad[i].abs() <= 1e-3 * g_max;
+            assert!(
+                (a - b).abs() <= 1e-6 || tiny_grad,
+                "{name}[{i}]: weight {a} vs {b} (grad {})",
+                want_grad[i]
+            );
+        }
+        let (ema_gpu, ema_cpu) = (gpu.read_ema(&ctx, p).unwrap(), tensors[k].ema.as_ref().unwrap());
+        let (diff, norm) = rel_norm(&ema_gpu, ema_cpu);
+        assert!(diff <= 1e-5 * norm + 1e-7, "{name}: EMA differs by {diff:e}");
+    }
+    println!("worst gradient relative difference GPU vs CPU: {worst:.2e}");
+}
