@@ -31,11 +31,25 @@ fn reduce_partials(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
     let k = m - o * p.inner;
     let first = s * p.rows_per_split;
     let end = min(first + p.rows_per_split, p.reduced);
+    // Four independent sums per step: fewer loop trips and more loads in flight.
     var acc = Elem(0.0);
+    var acc1 = Elem(0.0);
+    var acc2 = Elem(0.0);
+    var acc3 = Elem(0.0);
     var i = (o * p.reduced + first) * p.inner + k;
-    for (var r = first; r < end; r++) {
+    let step = p.inner;
+    var r = first;
+    for (; r + 4u <= end; r += 4u) {
         acc += x[i];
-        i += p.inner;
+        acc1 += x[i + step];
+        acc2 += x[i + 2u * step];
+        acc3 += x[i + 3u * step];
+        i += 4u * step;
     }
+    for (; r < end; r++) {
+        acc += x[i];
+        i += step;
+    }
+    acc = (acc + acc1) + (acc2 + acc3);
     out[t] = acc * p.scale;
 }
