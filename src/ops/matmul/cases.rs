@@ -79,7 +79,7 @@ const SHAPES: &[(usize, usize, usize, usize, bool, bool)] = &[
     (1, 65, 127, 1, false, false),
     (1, 1, 33, 127, false, false),
     (3, 17, 65, 33, false, false),
-    (2, 33, 3, 65, true, false),
+    (2, 33, 40, 65, true, false),
     (2, 127, 33, 17, false, true),
     (1, 64, 64, 64, false, false),
     (2, 128, 96, 64, false, true),

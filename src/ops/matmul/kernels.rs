@@ -14,7 +14,7 @@
 
 use std::sync::OnceLock;
 
-use super::codegen::{self, K_STEP, ROWS};
+use super::codegen::{self, ASource, K_STEP, ROWS};
 use super::MatmulShape;
 use crate::error::{shape_err, Result};
 use crate::gpu::{Access, BufView, Dispatch, GpuBuffer, GpuContext, Kernel};
@@ -58,10 +58,28 @@ const SUBGROUPS: usize = 4;
 /// Columns of op(B) per subgroup.
 const COLS: usize = LANES as usize * 4;
 
-fn packed_kernel() -> Kernel {
-    static SOURCES: OnceLock<[&'static str; 3]> = OnceLock::new();
-    let sources = SOURCES.get_or_init(|| [PARAMS_WGSL, codegen::packed_source(), WRITE_WGSL]);
-    Kernel::portable("matmul_packed", sources, "matmul_packed", ONE_IN).requiring(wgpu::Features::SUBGROUP)
+fn packed_kernel(a: ASource) -> Kernel {
+    static PACKED: OnceLock<[&'static str; 3]> = OnceLock::new();
+    static DIRECT: OnceLock<[&'static str; 3]> = OnceLock::new();
+    let (name, sources, bindings): (_, _, &'static [Access]) = match a {
+        ASource::Packed => ("matmul_packed", &PACKED, ONE_IN),
+        ASource::Direct => (
+            "matmul_packed_direct_a",
+            &DIRECT,
+            &[Access::Read, Access::ReadWrite, Access::Uniform, Access::Read],
+        ),
+    };
+    let sources = sources.get_or_init(|| [PARAMS_WGSL, codegen::packed_source(a), WRITE_WGSL]);
+    Kernel::portable(name, sources, "matmul_packed", bindings).requiring(wgpu::Features::SUBGROUP)
+}
+
+/// Whether v3 reads A in place (row-major, whole aligned vec4s per 8 k-steps).
+fn a_source(s: &MatmulShape) -> ASource {
+    if !s.trans_a && s.k.is_multiple_of(K_STEP) && s.batch_stride_a.is_multiple_of(4) {
+        ASource::Direct
+    } else {
+        ASource::Packed
+    }
 }
 
 /// Uniform parameters shared by every matmul kernel (`shaders/matmul_params.wgsl`).
@@ -170,18 +188,18 @@ pub fn matmul_tiled(
     direct(ctx, &TILED, 4, shape, alpha, beta, [a, b, c])
 }
 
-/// Sizes of the packed operands (in f32 elements): `(A panels, B panels)`.
+/// Sizes of the packed operands (f32 elements; A's is 0 when read in place) and
+/// the panel counts: `(A, B, m_panels, n_panels)`.
 fn packed_lens(s: &MatmulShape) -> (usize, usize, usize, usize) {
     let kp = s.k.next_multiple_of(K_STEP);
     let (m_panels, n_panels) = (s.m.div_ceil(ROWS), s.n.div_ceil(COLS));
     let a_batches = if s.batch_stride_a == 0 { 1 } else { s.batch };
     let b_batches = if s.batch_stride_b == 0 { 1 } else { s.batch };
-    (
-        a_batches * m_panels * ROWS * kp,
-        b_batches * n_panels * COLS * kp,
-        m_panels,
-        n_panels,
-    )
+    let a_len = match a_source(s) {
+        ASource::Packed => a_batches * m_panels * ROWS * kp,
+        ASource::Direct => 0,
+    };
+    (a_len, b_batches * n_panels * COLS * kp, m_panels, n_panels)
 }
 
 /// Scratch elements [`matmul_packed`] needs for `shape` (packed A then packed B).
@@ -201,8 +219,9 @@ pub fn packed_supported(ctx: &GpuContext) -> bool {
     ctx.has(wgpu::Features::SUBGROUP) && ctx.subgroup_min_size == LANES && ctx.subgroup_max_size == LANES
 }
 
-/// v3: packs op(A) and op(B) into `scratch` (at least [`packed_scratch_len`]
-/// elements), then multiplies the panels: three dispatches, in order.
+/// v3: packs op(B) (and op(A) unless it can be read in place: row-major with
+/// K % 8 == 0) into `scratch` (at least [`packed_scratch_len`] elements), then
+/// multiplies: two or three dispatches, to be run in order.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_packed(
     ctx: &GpuContext,
@@ -248,15 +267,19 @@ pub fn matmul_packed(
     let panel_groups = groups("K", kp * 8, 256)?;
     let a_batches = if shape.batch_stride_a == 0 { 1 } else { shape.batch };
     let b_batches = if shape.batch_stride_b == 0 { 1 } else { shape.batch };
-    let grid_a = [
-        panel_groups,
-        groups("M", shape.m, ROWS)?,
-        groups("batch", a_batches, 1)?,
-    ];
-    // Whole aligned vec4 rows of the source when the layout allows (one load, not four).
-    let a_vec4 = !shape.trans_a && shape.k.is_multiple_of(4) && shape.batch_stride_a.is_multiple_of(4);
-    let pack_a_kernel = if a_vec4 { &PACK_A_VEC4 } else { &PACK_A };
-    let pack_a = ctx.dispatch(pack_a_kernel, &[], &[a, scratch], params, grid_a)?;
+    let mut dispatches = Vec::with_capacity(3);
+    let a_src = a_source(shape);
+    if a_src == ASource::Packed {
+        let grid_a = [
+            panel_groups,
+            groups("M", shape.m, ROWS)?,
+            groups("batch", a_batches, 1)?,
+        ];
+        // Whole aligned vec4 rows of the source when the layout allows (one load, not four).
+        let a_vec4 = !shape.trans_a && shape.k.is_multiple_of(4) && shape.batch_stride_a.is_multiple_of(4);
+        let pack_a_kernel = if a_vec4 { &PACK_A_VEC4 } else { &PACK_A };
+        dispatches.push(ctx.dispatch(pack_a_kernel, &[], &[a, scratch], params, grid_a)?);
+    }
     let grid_b = [
         panel_groups,
         groups("N", shape.n, COLS)?,
@@ -264,14 +287,18 @@ pub fn matmul_packed(
     ];
     let b_vec4 = !shape.trans_b && shape.n.is_multiple_of(4) && shape.batch_stride_b.is_multiple_of(4);
     let pack_b_kernel = if b_vec4 { &PACK_B_VEC4 } else { &PACK_B };
-    let pack_b = ctx.dispatch(pack_b_kernel, &[], &[b, scratch], params, grid_b)?;
+    dispatches.push(ctx.dispatch(pack_b_kernel, &[], &[b, scratch], params, grid_b)?);
     let grid = [
         groups("N", shape.n, COLS)?,
         groups("M", shape.m, ROWS * SUBGROUPS)?,
         groups("batch", shape.batch, 1)?,
     ];
-    let product = ctx.dispatch(&packed_kernel(), &[], &[scratch, c], params, grid)?;
-    Ok(vec![pack_a, pack_b, product])
+    let product = match a_src {
+        ASource::Packed => ctx.dispatch(&packed_kernel(a_src), &[], &[scratch, c], params, grid)?,
+        ASource::Direct => ctx.dispatch(&packed_kernel(a_src), &[], &[scratch, c, a], params, grid)?,
+    };
+    dispatches.push(product);
+    Ok(dispatches)
 }
 
 /// A recorded matmul: its dispatches, in order, and the scratch they share.
