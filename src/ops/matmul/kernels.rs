@@ -1,16 +1,19 @@
 //! GPU dispatch of the matmul kernels (v1 naive, v2 register-tiled, v3 packed
 //! with subgroup broadcasts) and the choice between them.
 //!
-//! Why v3 looks the way it does (lavapipe 22.3, measured with the kernel
-//! benchmark): every storage or workgroup-memory load is a per-lane loop in
-//! lavapipe (~10 FMA-times per lane and component, vec4 loads amortise the
-//! per-lane overhead 2x better than scalars); a subgroup broadcast is one
-//! register shuffle. v3 therefore loads each value once per subgroup and
-//! broadcasts it, with a 32x32 block per subgroup (32 row accumulators per
-//! lane: bigger blocks spill more than they save). Reading the operands
-//! straight from row-major A and B ran at half the speed of the same loop on
-//! packed panels (cache-unfriendly strides), so both are packed first; the two
-//! pack passes cost ~2% of a 1024³ product.
+//! Why v3 looks the way it does (lavapipe / Mesa 22.3 on AVX-512 x86, read off
+//! its JIT code and measured): every storage or workgroup-memory load is a
+//! per-lane loop (~10 FMA-times per lane and component; vec4 loads amortise the
+//! per-lane overhead 2x better than scalars), `fma` compiles to mul + add, and a
+//! subgroup broadcast is one register shuffle. v3 therefore loads each value of
+//! A once per subgroup and broadcasts it; a 32x32 block per subgroup (128
+//! accumulator registers per lane, mostly spilled to the stack, which is cheap
+//! next to a load) gives 16 FMAs per loaded float, so loads still take ~40% of
+//! the time: the product runs at ~60% of the FMA ceiling. Bigger blocks
+//! (48x32, 64x32, 32x64) spilled more than they saved (44-52%), smaller ones
+//! load more (16x32: ~50%, 8x32: ~37%). B read in place ran at half speed
+//! (4 KiB strides), so B is always packed; row-major A read in place is as fast
+//! as packed A, so A is packed only when transposed or K % 8 != 0.
 
 use std::sync::OnceLock;
 
