@@ -4,7 +4,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use vdvae::check::{format_table, run_checks, CaseSize, Checker};
+use vdvae::checkpoint;
+use vdvae::data::{read_images, DataFormat};
 use vdvae::gpu::{list_adapters, measure_fma_ceiling, AdapterChoice, GpuContext};
+use vdvae::graph::Sampling;
+use vdvae::model::evaluate::{evaluate, fit_images, gradient, Device};
+use vdvae::model::preprocess::{Normalization, CIFAR10, MNIST};
 use vdvae::model::{preset, report::plan_training, HParams, PRESETS};
 
 #[derive(Parser)]
@@ -42,6 +47,25 @@ enum Command {
         #[arg(long, hide = true)]
         perturb: bool,
     },
+    /// ELBO (nats/dim and bits/dim), distortion, rate and per-level KL of a checkpoint on a dataset
+    Eval {
+        #[command(flatten)]
+        args: DataArgs,
+        /// Images per forward pass [default: the config's n_batch]
+        #[arg(long)]
+        batch: Option<usize>,
+        /// Print one JSON object (elbo_nats_per_dim, bits_per_dim, distortion, rate, kl_per_level)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Gradient of the mean ELBO over all images of a file (one batch), saved under official names
+    Grad {
+        #[command(flatten)]
+        args: DataArgs,
+        /// Output safetensors file (written atomically)
+        #[arg(long)]
+        out: String,
+    },
     /// Parameters, latent layers and planned peak memory of a training step; runs nothing
     Plan {
         #[command(flatten)]
@@ -50,6 +74,80 @@ enum Command {
         #[arg(long)]
         batch: Option<usize>,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum DeviceArg {
+    /// The chosen GPU adapter
+    Gpu,
+    /// The plain-Rust reference path (slow, exact)
+    Cpu,
+}
+
+/// A checkpoint on a dataset (shared by eval and grad).
+#[derive(clap::Args)]
+struct DataArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Weights: safetensors with the official state_dict names
+    #[arg(long)]
+    checkpoint: String,
+    /// Image file (CIFAR-10 binary batch, MNIST IDX, or .npy uint8 [N,H,W(,C)])
+    #[arg(long)]
+    data: String,
+    #[arg(long, value_enum)]
+    format: DataFormat,
+    /// Use z = mu_q at every level (deterministic) instead of sampling
+    #[arg(long)]
+    posterior_mean: bool,
+    #[arg(long, value_enum, default_value_t = DeviceArg::Gpu)]
+    device: DeviceArg,
+    /// Seed of the posterior noise
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Input normalisation mean [default: CIFAR-10's 120.63838, MNIST's 33.318 for --format mnist]
+    #[arg(long)]
+    data_mean: Option<f32>,
+    /// Input normalisation std [default: CIFAR-10's 64.16736, MNIST's 78.567 for --format mnist]
+    #[arg(long)]
+    data_std: Option<f32>,
+}
+
+impl DataArgs {
+    fn normalization(&self) -> Normalization {
+        let base = if self.format == DataFormat::Mnist {
+            MNIST
+        } else {
+            CIFAR10
+        };
+        Normalization {
+            mean: self.data_mean.unwrap_or(base.mean),
+            std: self.data_std.unwrap_or(base.std),
+        }
+    }
+
+    fn sampling(&self) -> Sampling {
+        if self.posterior_mean {
+            Sampling::PosteriorMean
+        } else {
+            Sampling::Posterior
+        }
+    }
+
+    fn device(&self, choice: &AdapterChoice) -> vdvae::Result<Device> {
+        Ok(match self.device {
+            DeviceArg::Gpu => Device::Gpu(GpuContext::new(choice)?),
+            DeviceArg::Cpu => Device::Cpu,
+        })
+    }
+
+    /// Config, weights and images, each checked.
+    fn load(&self) -> vdvae::Result<(HParams, checkpoint::NamedTensors, vdvae::data::ImageSet)> {
+        let h = self.model.load()?;
+        let weights = checkpoint::load(&self.checkpoint)?;
+        let images = fit_images(&h, read_images(&self.data, self.format)?)?;
+        Ok((h, weights, images))
+    }
 }
 
 #[derive(clap::Args)]
@@ -80,6 +178,8 @@ fn main() -> ExitCode {
         Command::Info { seconds } => info(&choice, seconds),
         Command::Check { kernel, full, perturb } => check(&choice, kernel.as_deref(), full, perturb),
         Command::Plan { model, batch } => plan(&model, batch),
+        Command::Eval { args, batch, json } => eval(&choice, &args, batch, json),
+        Command::Grad { args, out } => grad(&choice, &args, &out),
     };
     match result {
         Ok(code) => code,
@@ -159,5 +259,58 @@ fn plan(model: &ModelArgs, batch: Option<usize>) -> vdvae::Result<ExitCode> {
     let h = model.load()?;
     let report = plan_training(&h, batch.unwrap_or(h.n_batch))?;
     print!("{report}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn eval(choice: &AdapterChoice, args: &DataArgs, batch: Option<usize>, json: bool) -> vdvae::Result<ExitCode> {
+    let (h, weights, images) = args.load()?;
+    let device = args.device(choice)?;
+    let batch = batch.unwrap_or(h.n_batch);
+    let r = evaluate(
+        &device,
+        &h,
+        &weights,
+        &images,
+        args.normalization(),
+        batch,
+        args.sampling(),
+        args.seed,
+    )?;
+    if json {
+        println!("{}", serde_json::to_string(&r).expect("a report serialises"));
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("images:        {}", r.images);
+    println!(
+        "ELBO:          {:.6} nats/dim  ({:.6} bits/dim)",
+        r.elbo_nats_per_dim, r.bits_per_dim
+    );
+    println!("distortion:    {:.6} nats/dim", r.distortion);
+    println!("rate:          {:.6} nats/dim", r.rate);
+    println!("KL per level (nats/dim, top first):");
+    for (i, kl) in r.kl_per_level.iter().enumerate() {
+        println!("  {i:>3}  {kl:.6e}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn grad(choice: &AdapterChoice, args: &DataArgs, out: &str) -> vdvae::Result<ExitCode> {
+    let (h, weights, images) = args.load()?;
+    let device = args.device(choice)?;
+    let grads = gradient(
+        &device,
+        &h,
+        &weights,
+        &images,
+        args.normalization(),
+        args.sampling(),
+        args.seed,
+    )?;
+    checkpoint::save(out, &grads, None)?;
+    println!(
+        "wrote {} gradient tensors of the mean ELBO over {} images to {out}",
+        grads.len(),
+        images.n
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -2,6 +2,7 @@
 
 pub mod blocks;
 pub mod config;
+pub mod evaluate;
 pub mod init;
 pub mod layout;
 pub mod params;

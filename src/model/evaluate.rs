@@ -1,0 +1,199 @@
+//! `vdvae eval` and `vdvae grad`: a checkpoint on a dataset, on the GPU or on
+//! the CPU reference path.
+
+use serde::Serialize;
+
+use super::config::HParams;
+use super::preprocess::Normalization;
+use super::vdvae::{build_vdvae, VdvaeGraph};
+use crate::checkpoint::NamedTensors;
+use crate::data::ImageSet;
+use crate::error::{Error, Result};
+use crate::gpu::GpuContext;
+use crate::graph::autodiff::append_backward;
+use crate::graph::cpu::{self, Noise, Values};
+use crate::graph::gpu::GpuGraph;
+use crate::graph::Sampling;
+
+/// Where a graph runs.
+pub enum Device {
+    Gpu(GpuContext),
+    /// The plain-Rust reference ops.
+    Cpu,
+}
+
+/// `vdvae eval --json` prints exactly these keys.
+#[derive(Clone, Debug, Serialize)]
+pub struct EvalReport {
+    pub images: usize,
+    pub elbo_nats_per_dim: f64,
+    pub bits_per_dim: f64,
+    pub distortion: f64,
+    pub rate: f64,
+    /// nats/dim of each decoder level, top (coarsest) first.
+    pub kl_per_level: Vec<f64>,
+}
+
+/// The images a model takes: checks channels, pads smaller images (MNIST 28 → 32).
+pub fn fit_images(h: &HParams, images: ImageSet) -> Result<ImageSet> {
+    if images.c != h.image_channels {
+        return Err(Error::Input(format!(
+            "the data has {} channel(s) per pixel but the model takes image_channels = {}",
+            images.c, h.image_channels
+        )));
+    }
+    if images.h == h.image_size && images.w == h.image_size {
+        return Ok(images);
+    }
+    images
+        .pad_to(h.image_size)
+        .map_err(|e| Error::Input(format!("{e}; the model takes {0}x{0} images", h.image_size)))
+}
+
+fn slice(images: &ImageSet, start: usize, n: usize) -> ImageSet {
+    let len = images.image_len();
+    ImageSet {
+        n,
+        pixels: images.pixels[start * len..(start + n) * len].to_vec(),
+        ..*images
+    }
+}
+
+/// Per-image NLL and per-level KL sums of one batch, run on `device` with noise step `step`.
+fn run_batch(
+    device: &Device,
+    m: &VdvaeGraph,
+    gpu: Option<&GpuGraph>,
+    mut values: Values,
+    seed: u64,
+    step: u32,
+) -> Result<(Vec<f32>, Vec<Vec<f32>>, Values)> {
+    match (device, gpu) {
+        (Device::Gpu(ctx), Some(gpu)) => {
+            for (t, v) in values.iter().enumerate() {
+                if let (Some(v), crate::graph::Role::Param | crate::graph::Role::Input) = (v, m.graph.tensors[t].role) {
+                    gpu.write(ctx, &m.graph, t, v)?;
+                }
+            }
+            gpu.run(ctx, step)?;
+            let kls = m
+                .kl_per_level
+                .iter()
+                .map(|&k| gpu.read(ctx, k))
+                .collect::<Result<_>>()?;
+            let nll = gpu.read(ctx, m.nll)?;
+            Ok((nll, kls, values))
+        }
+        _ => {
+            cpu::run(
+                &m.graph,
+                &mut values,
+                Noise {
+                    seed,
+                    step: step as u64,
+                },
+            )?;
+            let get = |t: usize| -> Vec<f32> { values[t].clone().unwrap_or_default() };
+            Ok((get(m.nll), m.kl_per_level.iter().map(|&k| get(k)).collect(), values))
+        }
+    }
+}
+
+/// ELBO, distortion, rate and per-level KL of `weights` on `images`, in batches of `batch`.
+pub fn evaluate(
+    device: &Device,
+    h: &HParams,
+    weights: &NamedTensors,
+    images: &ImageSet,
+    norm: Normalization,
+    batch: usize,
+    sampling: Sampling,
+    seed: u64,
+) -> Result<EvalReport> {
+    if images.n == 0 {
+        return Err(Error::Input("the dataset holds no images".into()));
+    }
+    let batch = batch.clamp(1, images.n);
+    let levels = h.decoder_layers()?.len();
+    let (mut nll_sum, mut kl_sums) = (0.0f64, vec![0.0f64; levels]);
+    let progress = indicatif::ProgressBar::new(images.n as u64).with_style(
+        indicatif::ProgressStyle::with_template("eval {bar:40} {pos}/{len} images [{elapsed_precise}<{eta_precise}]")
+            .expect("a valid progress template"),
+    );
+    let mut built: Option<(usize, VdvaeGraph, Option<GpuGraph>)> = None;
+    let mut start = 0;
+    while start < images.n {
+        let n = batch.min(images.n - start);
+        if built.as_ref().is_none_or(|(size, _, _)| *size != n) {
+            let m = build_vdvae(h, n, sampling)?;
+            let gpu = match device {
+                Device::Gpu(ctx) => Some(GpuGraph::build(ctx, &m.graph, seed, None)?),
+                Device::Cpu => None,
+            };
+            built = Some((n, m, gpu));
+        }
+        let (_, m, gpu) = built.as_ref().unwrap();
+        let mut values = m.values_from_checkpoint(weights, "checkpoint")?;
+        m.set_images(&mut values, &slice(images, start, n), norm)?;
+        let step = (start / batch) as u32;
+        let (nll, kls, _) = run_batch(device, m, gpu.as_ref(), values, seed, step)?;
+        nll_sum += nll.iter().map(|&x| x as f64).sum::<f64>();
+        for (acc, k) in kl_sums.iter_mut().zip(&kls) {
+            *acc += k.iter().map(|&x| x as f64).sum::<f64>();
+        }
+        start += n;
+        progress.set_position(start as u64);
+    }
+    progress.finish_and_clear();
+    let scale = 1.0 / (images.n * images.image_len()) as f64;
+    let distortion = nll_sum * scale;
+    let kl_per_level: Vec<f64> = kl_sums.iter().map(|k| k * scale).collect();
+    let rate: f64 = kl_per_level.iter().sum();
+    let elbo = distortion + rate;
+    if !elbo.is_finite() {
+        return Err(Error::Input(format!(
+            "the ELBO is not finite (distortion {distortion}, rate {rate}): the checkpoint's weights produce NaN or inf"
+        )));
+    }
+    Ok(EvalReport {
+        images: images.n,
+        elbo_nats_per_dim: elbo,
+        bits_per_dim: elbo / std::f64::consts::LN_2,
+        distortion,
+        rate,
+        kl_per_level,
+    })
+}
+
+/// The gradient of the mean ELBO over all `images` taken as one batch, official names.
+pub fn gradient(
+    device: &Device,
+    h: &HParams,
+    weights: &NamedTensors,
+    images: &ImageSet,
+    norm: Normalization,
+    sampling: Sampling,
+    seed: u64,
+) -> Result<NamedTensors> {
+    if images.n == 0 {
+        return Err(Error::Input("the dataset holds no images".into()));
+    }
+    let mut m = build_vdvae(h, images.n, sampling)?;
+    append_backward(&mut m.graph)?;
+    let mut values = m.values_from_checkpoint(weights, "checkpoint")?;
+    m.set_images(&mut values, images, norm)?;
+    match device {
+        Device::Gpu(ctx) => {
+            let gpu = GpuGraph::build(ctx, &m.graph, seed, None)?;
+            let (_, _, mut values) = run_batch(device, &m, Some(&gpu), values, seed, 0)?;
+            for &(_, d) in &m.graph.param_grads {
+                values[d] = Some(gpu.read(ctx, d)?);
+            }
+            m.official_grads(&values)
+        }
+        Device::Cpu => {
+            let (_, _, values) = run_batch(device, &m, None, values, seed, 0)?;
+            m.official_grads(&values)
+        }
+    }
+}

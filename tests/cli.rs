@@ -1,0 +1,152 @@
+//! The command line end to end: plan, eval and grad on the official fixture,
+//! and clear errors for bad input.
+
+use std::process::{Command, Output};
+
+fn fixture(file: &str) -> String {
+    format!(
+        "{}/../shared/fixtures/official-vdvae/{file}",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+fn vdvae(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vdvae")).args(args).output().unwrap()
+}
+
+fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn tmp(name: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("vdvae-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name).to_string_lossy().into_owned()
+}
+
+#[test]
+fn plan_fits_cifar10_batch_16_in_8_gib() {
+    let out = vdvae(&["plan", "--preset", "cifar10", "--batch", "16"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let gib: f64 = stdout
+        .lines()
+        .find(|l| l.starts_with("planned peak memory"))
+        .and_then(|l| l.split('(').nth(1))
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no peak memory in:\n{stdout}"));
+    assert!(gib <= 8.0, "cifar10 batch 16 plans {gib} GiB:\n{stdout}");
+    assert!(stdout.contains("latent layers:          43"), "{stdout}");
+}
+
+fn fixture_args(cmd: &str) -> Vec<String> {
+    [
+        cmd,
+        "--config",
+        &fixture("tiny.json"),
+        "--checkpoint",
+        &fixture("tiny.safetensors"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain(
+        [
+            "--data",
+            &fixture("digits64.bin"),
+            "--format",
+            "cifar10",
+            "--posterior-mean",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    )
+    .collect()
+}
+
+#[test]
+fn eval_json_matches_the_official_posterior_mean_elbo() {
+    let mut args = fixture_args("eval");
+    args.extend(["--json", "--batch", "32"].map(String::from));
+    let out = vdvae(&args.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let elbo = v["elbo_nats_per_dim"].as_f64().unwrap();
+    assert!((elbo - 5.771368026733398).abs() / 5.771368026733398 <= 1e-4, "{elbo}");
+    assert!((v["bits_per_dim"].as_f64().unwrap() - elbo / std::f64::consts::LN_2).abs() < 1e-9);
+    assert!((v["distortion"].as_f64().unwrap() - 5.76950740814209).abs() < 1e-3);
+    assert_eq!(v["kl_per_level"].as_array().unwrap().len(), 9);
+    assert!(v["rate"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn grad_writes_the_official_gradients() {
+    let out_path = tmp("grad.safetensors");
+    let mut args = fixture_args("grad");
+    args.extend(["--out".to_string(), out_path.clone()]);
+    let out = vdvae(&args.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", text(&out).1);
+    let ours = vdvae::checkpoint::load(&out_path).unwrap();
+    let theirs = vdvae::checkpoint::load(&fixture("grad-posterior-mean.safetensors")).unwrap();
+    assert_eq!(ours.len(), theirs.len());
+    for (name, t) in &theirs {
+        let g = &ours[name];
+        assert_eq!(g.shape, t.shape, "{name}");
+        let d: f64 = g
+            .data
+            .iter()
+            .zip(&t.data)
+            .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        let n: f64 = t.data.iter().map(|&b| (b as f64).powi(2)).sum::<f64>().sqrt();
+        assert!(
+            if n == 0.0 { d <= 1e-7 } else { d / n <= 1e-3 },
+            "{name}: {d:e} vs norm {n:e}"
+        );
+    }
+}
+
+#[test]
+fn bad_input_gets_a_clear_error() {
+    let mut args = fixture_args("eval");
+    args[6] = "/no/such/images.bin".into();
+    let out = vdvae(&args.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+    assert!(!out.status.success());
+    assert!(text(&out).1.contains("/no/such/images.bin"), "{}", text(&out).1);
+
+    let corrupt = tmp("corrupt.safetensors");
+    std::fs::write(&corrupt, b"not a checkpoint at all").unwrap();
+    let mut args = fixture_args("eval");
+    args[4] = corrupt;
+    let out = vdvae(&args.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+    assert!(!out.status.success());
+    assert!(
+        text(&out).1.contains("not a valid safetensors file"),
+        "{}",
+        text(&out).1
+    );
+
+    // Weights of another config: every mismatch is named.
+    let out = vdvae(&[
+        "eval",
+        "--preset",
+        "mnist-tiny",
+        "--checkpoint",
+        &fixture("tiny.safetensors"),
+        "--data",
+        &fixture("digits64.bin"),
+        "--format",
+        "cifar10",
+    ]);
+    assert!(!out.status.success());
+    let stderr = text(&out).1;
+    assert!(
+        stderr.contains("channel") || stderr.contains("does not match"),
+        "{stderr}"
+    );
+}
