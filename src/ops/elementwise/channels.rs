@@ -128,7 +128,11 @@ pub fn copy_channels(
         dst_range.channels,
         dst_range.start,
     ];
-    let v = if counts.iter().all(|c| c.is_multiple_of(4)) { 4 } else { 1 };
+    let v = if counts.iter().all(|c| c.is_multiple_of(4)) {
+        4
+    } else {
+        1
+    };
     let cols = if pad { dst_range.channels } else { dst_range.width() } / v;
     let params = Params {
         rows: rows as u32,
