@@ -78,7 +78,7 @@ const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
 impl GpuContext {
     pub(crate) fn upload_bytes(&self, bytes: &[u8], usage: wgpu::BufferUsages, label: &str) -> wgpu::Buffer {
         let size = (bytes.len() as u64).max(4).div_ceil(4) * 4;
-        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+        let buffer = self.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size,
             usage: usage | wgpu::BufferUsages::COPY_DST,
@@ -106,7 +106,7 @@ impl GpuContext {
 
     /// A zero-filled storage buffer of `len` 4-byte elements.
     pub fn zeros(&self, len: usize) -> GpuBuffer {
-        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+        let buffer = self.create_buffer(&wgpu::BufferDescriptor {
             label: Some("tensor"),
             size: (len.max(1) * 4) as u64,
             usage: STORAGE,
@@ -122,7 +122,7 @@ impl GpuContext {
             return Ok(Vec::new());
         }
         let bytes = view.len as u64 * 4;
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+        let staging = self.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
             size: bytes,
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
@@ -130,7 +130,7 @@ impl GpuContext {
         });
         let mut encoder = self.device.create_command_encoder(&Default::default());
         encoder.copy_buffer_to_buffer(view.buffer, view.offset as u64 * 4, &staging, 0, bytes);
-        self.queue.submit([encoder.finish()]);
+        self.submit(encoder.finish());
         let (tx, rx) = std::sync::mpsc::channel();
         staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);

@@ -1,4 +1,5 @@
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -150,6 +151,16 @@ pub struct GpuContext {
     pub subgroup_min_size: u32,
     pub subgroup_max_size: u32,
     pipelines: Mutex<HashMap<String, Arc<PipelineEntry>>>,
+    buffers_created: AtomicUsize,
+    submits: AtomicUsize,
+}
+
+/// How many buffers and submits a context has made: benchmarks read these
+/// around a steady-state loop to show it allocates nothing and submits once a step.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GpuCounters {
+    pub buffers_created: usize,
+    pub submits: usize,
 }
 
 pub(crate) struct PipelineEntry {
@@ -183,6 +194,8 @@ impl GpuContext {
             subgroup_min_size: info.subgroup_min_size,
             subgroup_max_size: info.subgroup_max_size,
             pipelines: Mutex::new(HashMap::new()),
+            buffers_created: AtomicUsize::new(0),
+            submits: AtomicUsize::new(0),
         })
     }
 
@@ -205,6 +218,25 @@ impl GpuContext {
         entry
     }
 
+    /// Every buffer the engine makes goes through here (so it can be counted).
+    pub fn create_buffer(&self, desc: &wgpu::BufferDescriptor<'_>) -> wgpu::Buffer {
+        self.buffers_created.fetch_add(1, Ordering::Relaxed);
+        self.device.create_buffer(desc)
+    }
+
+    /// Every submit the engine makes goes through here (so it can be counted).
+    pub fn submit(&self, cmd: wgpu::CommandBuffer) -> wgpu::SubmissionIndex {
+        self.submits.fetch_add(1, Ordering::Relaxed);
+        self.queue.submit([cmd])
+    }
+
+    pub fn counters(&self) -> GpuCounters {
+        GpuCounters {
+            buffers_created: self.buffers_created.load(Ordering::Relaxed),
+            submits: self.submits.load(Ordering::Relaxed),
+        }
+    }
+
     /// Number of distinct compiled pipelines (for tests of the cache).
     pub fn pipeline_count(&self) -> usize {
         self.pipelines.lock().unwrap().len()
@@ -219,7 +251,7 @@ impl GpuContext {
                 d.record(&mut pass);
             }
         }
-        self.queue.submit([encoder.finish()]);
+        self.submit(encoder.finish());
         self.wait()
     }
 
@@ -236,7 +268,7 @@ impl GpuContext {
         }
         let cmd = encoder.finish();
         let start = Instant::now();
-        self.queue.submit([cmd]);
+        self.submit(cmd);
         self.wait()?;
         Ok(start.elapsed().as_secs_f64() / reps as f64)
     }

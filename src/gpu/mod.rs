@@ -9,6 +9,6 @@ mod profiler;
 
 pub use buffers::{BufView, GpuBuffer};
 pub use ceiling::{measure_fma_ceiling, FmaCeiling};
-pub use context::{list_adapters, AdapterChoice, AdapterSummary, GpuContext};
+pub use context::{list_adapters, AdapterChoice, AdapterSummary, GpuContext, GpuCounters};
 pub use kernel::{grid_1d, Access, Dispatch, Kernel};
 pub use profiler::KernelTime;

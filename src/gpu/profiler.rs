@@ -37,7 +37,7 @@ impl GpuContext {
                 ty: wgpu::QueryType::Timestamp,
                 count,
             });
-            let resolved = self.device.create_buffer(&wgpu::BufferDescriptor {
+            let resolved = self.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("profiler"),
                 size: count as u64 * 8,
                 usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
@@ -56,7 +56,7 @@ impl GpuContext {
                 d.record(&mut pass);
             }
             encoder.resolve_query_set(&queries, 0..count, &resolved, 0);
-            self.queue.submit([encoder.finish()]);
+            self.submit(encoder.finish());
             let words: Vec<u32> = self.read(BufView {
                 buffer: &resolved,
                 offset: 0,

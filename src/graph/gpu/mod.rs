@@ -4,6 +4,7 @@
 
 mod lower;
 mod train;
+mod upload;
 
 pub use train::{StepMetrics, TrainConfig};
 
@@ -192,7 +193,7 @@ impl GpuGraph {
                 d.record(&mut pass);
             }
         }
-        ctx.queue.submit([encoder.finish()]);
+        ctx.submit(encoder.finish());
         ctx.wait()
     }
 }

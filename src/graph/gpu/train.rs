@@ -2,6 +2,7 @@
 //! norm, the skip/clip decision, AdamW and the EMA run in the same pass. The
 //! host submits once per step and reads metrics back one step late.
 
+use super::upload::Uploader;
 use super::GpuGraph;
 use crate::error::{Error, Result};
 use crate::gpu::{BufView, Dispatch, GpuBuffer, GpuContext};
@@ -49,6 +50,9 @@ pub(crate) struct TrainState {
     pending: [Option<wgpu::SubmissionIndex>; 2],
     steps: usize,
     dims: usize,
+    uploader: Uploader,
+    /// The staging slot holding this step's inputs, once `stage_inputs` ran.
+    staged: Option<usize>,
 }
 
 /// `view` cut into pieces no larger than one binding (at aligned offsets).
@@ -94,7 +98,7 @@ impl TrainState {
         }
         let metric_words = metric_tensors.iter().map(|&t| g.tensors[t].numel()).sum::<usize>() + STATE_WORDS;
         let readback = [0, 1].map(|_| {
-            ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            ctx.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("metrics"),
                 size: (metric_words * 4) as u64,
                 usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
@@ -118,6 +122,8 @@ impl TrainState {
             pending: [None, None],
             steps: 0,
             dims: input.unwrap_or(1),
+            uploader: Uploader::new(ctx, graph.bufs.all[2].len * 4),
+            staged: None,
         })
     }
 }
@@ -135,12 +141,36 @@ impl GpuGraph {
         let w = &self.bufs.all[self.weights];
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
         encoder.copy_buffer_to_buffer(&w.buffer, 0, &t.ema.buffer, 0, (w.len * 4) as u64);
-        ctx.queue.submit([encoder.finish()]);
+        ctx.submit(encoder.finish());
         ctx.wait()
     }
 
-    /// Records and submits one training step (inputs must already be written).
-    /// Returns the metrics of the previous step, if there was one.
+    /// Stages this step's input tensors (e.g. network input and target) for the
+    /// next [`GpuGraph::train_step`], through persistent staging buffers.
+    pub fn stage_inputs(&mut self, ctx: &GpuContext, g: &Graph, inputs: &[(TensorId, &[f32])]) -> Result<()> {
+        let mut writes = Vec::with_capacity(inputs.len());
+        for &(t, data) in inputs {
+            let info = &g.tensors[t];
+            let (buffer, offset, len) = self.bufs.loc[t];
+            if buffer != 2 || data.len() != len {
+                return Err(Error::Shape(format!(
+                    "{}: stage_inputs takes Input tensors with their exact length ({:?})",
+                    info.name, info.shape
+                )));
+            }
+            writes.push((offset as u64 * 4, data));
+        }
+        let t = self
+            .train
+            .as_mut()
+            .ok_or_else(|| Error::Input("this graph was built without training".into()))?;
+        t.staged = Some(t.uploader.stage(ctx, &writes)?);
+        Ok(())
+    }
+
+    /// Records and submits one training step: staged inputs are copied in (or
+    /// the inputs already written are used), then forward, backward, gradient
+    /// norm, AdamW and EMA run in one pass. Returns the previous step's metrics.
     pub fn train_step(&mut self, ctx: &GpuContext) -> Result<Option<StepMetrics>> {
         let t = self
             .train
@@ -148,6 +178,9 @@ impl GpuGraph {
             .ok_or_else(|| Error::Input("this graph was built without training".into()))?;
         let slot = t.steps % 2;
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        if let Some(staged) = t.staged {
+            t.uploader.record_copy(&mut encoder, staged, &self.bufs.all[2].buffer);
+        }
         self.record_noise_step(&mut encoder, &t.state.buffer, ITERATION_WORD);
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
@@ -163,20 +196,24 @@ impl GpuGraph {
             at += v.len as u64 * 4;
         }
         encoder.copy_buffer_to_buffer(&t.state.buffer, 0, &t.readback[slot], at, (STATE_WORDS * 4) as u64);
-        let index = ctx.queue.submit([encoder.finish()]);
+        let index = ctx.submit(encoder.finish());
         let t = self.train.as_mut().unwrap();
+        if let Some(staged) = t.staged.take() {
+            t.uploader.recycle(staged);
+        }
         t.pending[slot] = Some(index);
         t.steps += 1;
-        if t.steps < 2 {
+        if t.pending[1 - slot].is_none() {
             return Ok(None);
         }
         self.read_metrics(ctx, 1 - slot).map(Some)
     }
 
-    /// Waits for the last submitted step and returns its metrics.
+    /// Waits for the last submitted step and returns its metrics (None when
+    /// they were already returned).
     pub fn finish(&mut self, ctx: &GpuContext) -> Result<Option<StepMetrics>> {
         let t = self.train_state()?;
-        if t.steps == 0 {
+        if t.steps == 0 || t.pending[(t.steps - 1) % 2].is_none() {
             return Ok(None);
         }
         self.read_metrics(ctx, (t.steps - 1) % 2).map(Some)
