@@ -149,7 +149,7 @@ fn compare_f64(
     let mut worst_excess = -1.0;
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let abs = (g - w).abs();
-        let bad = !abs.is_finite() && !(g == w || (g.is_nan() && w.is_nan()));
+        let bad = !(abs.is_finite() || g == w || g.is_nan() && w.is_nan());
         let abs = if bad {
             f64::INFINITY
         } else if abs.is_nan() {
@@ -257,7 +257,14 @@ mod tests {
 
     #[test]
     fn the_worst_element_is_reported_on_failure() {
-        let r = compare_slices("f", "k", "s", &[1.0, 5.0, 3.1], &[1.0, 2.0, 3.0], Tolerance::new(1e-3, 0.0));
+        let r = compare_slices(
+            "f",
+            "k",
+            "s",
+            &[1.0, 5.0, 3.1],
+            &[1.0, 2.0, 3.0],
+            Tolerance::new(1e-3, 0.0),
+        );
         assert!(!r.pass);
         assert_eq!(r.worst.as_ref().unwrap().index, 1);
         assert!(format_table(&[r]).contains("worst element [1]"));

@@ -8,7 +8,7 @@ use vdvae::checkpoint;
 use vdvae::data::{read_images, DataFormat};
 use vdvae::gpu::{list_adapters, measure_fma_ceiling, AdapterChoice, GpuContext};
 use vdvae::graph::Sampling;
-use vdvae::model::evaluate::{evaluate, fit_images, gradient, Device};
+use vdvae::model::evaluate::{evaluate, fit_images, gradient, Device, EvalInput};
 use vdvae::model::preprocess::{Normalization, CIFAR10, MNIST};
 use vdvae::model::{preset, report::plan_training, HParams, PRESETS};
 
@@ -134,9 +134,25 @@ impl DataArgs {
         }
     }
 
+    fn input<'a>(
+        &self,
+        h: &'a HParams,
+        weights: &'a checkpoint::NamedTensors,
+        images: &'a vdvae::data::ImageSet,
+    ) -> EvalInput<'a> {
+        EvalInput {
+            h,
+            weights,
+            images,
+            norm: self.normalization(),
+            sampling: self.sampling(),
+            seed: self.seed,
+        }
+    }
+
     fn device(&self, choice: &AdapterChoice) -> vdvae::Result<Device> {
         Ok(match self.device {
-            DeviceArg::Gpu => Device::Gpu(GpuContext::new(choice)?),
+            DeviceArg::Gpu => Device::Gpu(Box::new(GpuContext::new(choice)?)),
             DeviceArg::Cpu => Device::Cpu,
         })
     }
@@ -266,16 +282,7 @@ fn eval(choice: &AdapterChoice, args: &DataArgs, batch: Option<usize>, json: boo
     let (h, weights, images) = args.load()?;
     let device = args.device(choice)?;
     let batch = batch.unwrap_or(h.n_batch);
-    let r = evaluate(
-        &device,
-        &h,
-        &weights,
-        &images,
-        args.normalization(),
-        batch,
-        args.sampling(),
-        args.seed,
-    )?;
+    let r = evaluate(&device, &args.input(&h, &weights, &images), batch)?;
     if json {
         println!("{}", serde_json::to_string(&r).expect("a report serialises"));
         return Ok(ExitCode::SUCCESS);
@@ -297,15 +304,7 @@ fn eval(choice: &AdapterChoice, args: &DataArgs, batch: Option<usize>, json: boo
 fn grad(choice: &AdapterChoice, args: &DataArgs, out: &str) -> vdvae::Result<ExitCode> {
     let (h, weights, images) = args.load()?;
     let device = args.device(choice)?;
-    let grads = gradient(
-        &device,
-        &h,
-        &weights,
-        &images,
-        args.normalization(),
-        args.sampling(),
-        args.seed,
-    )?;
+    let grads = gradient(&device, &args.input(&h, &weights, &images))?;
     checkpoint::save(out, &grads, None)?;
     println!(
         "wrote {} gradient tensors of the mean ELBO over {} images to {out}",

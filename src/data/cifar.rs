@@ -8,7 +8,7 @@ const PLANE: usize = 32 * 32;
 const RECORD: usize = 1 + 3 * PLANE;
 
 pub fn read_cifar10(bytes: &[u8]) -> Result<ImageSet> {
-    if bytes.is_empty() || bytes.len() % RECORD != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(RECORD) {
         return Err(Error::Input(format!(
             "a CIFAR-10 binary file holds whole {RECORD}-byte records; this one has {} bytes",
             bytes.len()
@@ -22,7 +22,13 @@ pub fn read_cifar10(bytes: &[u8]) -> Result<ImageSet> {
             pixels.extend_from_slice(&[planes[p], planes[PLANE + p], planes[2 * PLANE + p]]);
         }
     }
-    Ok(ImageSet { n, h: 32, w: 32, c: 3, pixels })
+    Ok(ImageSet {
+        n,
+        h: 32,
+        w: 32,
+        c: 3,
+        pixels,
+    })
 }
 
 #[cfg(test)]

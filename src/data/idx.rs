@@ -7,7 +7,10 @@ use crate::error::{Error, Result};
 pub fn read_idx_images(bytes: &[u8]) -> Result<ImageSet> {
     let bad = |m: String| Err(Error::Input(m));
     if bytes.len() < 16 {
-        return bad(format!("an IDX image file needs a 16-byte header, got {} bytes", bytes.len()));
+        return bad(format!(
+            "an IDX image file needs a 16-byte header, got {} bytes",
+            bytes.len()
+        ));
     }
     let word = |i: usize| u32::from_be_bytes(bytes[4 * i..4 * i + 4].try_into().unwrap()) as usize;
     if word(0) != 0x0803 {
@@ -19,9 +22,18 @@ pub fn read_idx_images(bytes: &[u8]) -> Result<ImageSet> {
     let (n, h, w) = (word(1), word(2), word(3));
     let want = n.checked_mul(h).and_then(|v| v.checked_mul(w)).unwrap_or(usize::MAX);
     if bytes.len() - 16 != want {
-        return bad(format!("IDX header says {n}x{h}x{w} pixels but the file holds {} bytes", bytes.len() - 16));
+        return bad(format!(
+            "IDX header says {n}x{h}x{w} pixels but the file holds {} bytes",
+            bytes.len() - 16
+        ));
     }
-    Ok(ImageSet { n, h, w, c: 1, pixels: bytes[16..].to_vec() })
+    Ok(ImageSet {
+        n,
+        h,
+        w,
+        c: 1,
+        pixels: bytes[16..].to_vec(),
+    })
 }
 
 #[cfg(test)]
@@ -43,10 +55,16 @@ mod tests {
 
     #[test]
     fn truncated_and_label_files_are_errors() {
-        assert!(read_idx_images(&idx(2, 1, 2, &[1, 2, 3])).unwrap_err().to_string().contains("holds 3 bytes"));
+        assert!(read_idx_images(&idx(2, 1, 2, &[1, 2, 3]))
+            .unwrap_err()
+            .to_string()
+            .contains("holds 3 bytes"));
         let mut labels = idx(1, 1, 1, &[0]);
         labels[3] = 1;
-        assert!(read_idx_images(&labels).unwrap_err().to_string().contains("label files"));
+        assert!(read_idx_images(&labels)
+            .unwrap_err()
+            .to_string()
+            .contains("label files"));
         assert!(read_idx_images(&[0; 5]).is_err());
     }
 }

@@ -34,7 +34,10 @@ impl ImageSet {
     /// Zero-pads every image to `size`x`size`, centred (MNIST 28x28 → 32x32).
     pub fn pad_to(&self, size: usize) -> Result<ImageSet> {
         if self.h > size || self.w > size {
-            return Err(Error::Input(format!("images of {}x{} do not fit in {size}x{size}", self.h, self.w)));
+            return Err(Error::Input(format!(
+                "images of {}x{} do not fit in {size}x{size}",
+                self.h, self.w
+            )));
         }
         let (top, left) = ((size - self.h) / 2, (size - self.w) / 2);
         let mut pixels = vec![0u8; self.n * size * size * self.c];
@@ -45,7 +48,13 @@ impl ImageSet {
                 pixels[dst..dst + src.len()].copy_from_slice(src);
             }
         }
-        Ok(ImageSet { n: self.n, h: size, w: size, c: self.c, pixels })
+        Ok(ImageSet {
+            n: self.n,
+            h: size,
+            w: size,
+            c: self.c,
+            pixels,
+        })
     }
 }
 
@@ -74,7 +83,10 @@ pub fn read_images(path: &str, format: DataFormat) -> Result<ImageSet> {
 /// The file's bytes, gunzipped when it starts with the gzip magic.
 pub fn read_maybe_gz(path: &str) -> Result<Vec<u8>> {
     use std::io::Read;
-    let raw = std::fs::read(path).map_err(|e| Error::Io { path: path.into(), source: e })?;
+    let raw = std::fs::read(path).map_err(|e| Error::Io {
+        path: path.into(),
+        source: e,
+    })?;
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(&raw[..])
@@ -92,7 +104,13 @@ mod tests {
 
     #[test]
     fn padding_centres_the_image() {
-        let set = ImageSet { n: 1, h: 2, w: 2, c: 1, pixels: vec![1, 2, 3, 4] };
+        let set = ImageSet {
+            n: 1,
+            h: 2,
+            w: 2,
+            c: 1,
+            pixels: vec![1, 2, 3, 4],
+        };
         let p = set.pad_to(4).unwrap();
         assert_eq!(p.pixels, vec![0, 0, 0, 0, 0, 1, 2, 0, 0, 3, 4, 0, 0, 0, 0, 0]);
         assert!(set.pad_to(1).is_err());
@@ -100,7 +118,9 @@ mod tests {
 
     #[test]
     fn a_missing_file_names_the_path() {
-        let err = read_images("/no/such/file.bin", DataFormat::Cifar10).unwrap_err().to_string();
+        let err = read_images("/no/such/file.bin", DataFormat::Cifar10)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("/no/such/file.bin"), "{err}");
     }
 }

@@ -6,7 +6,11 @@ use crate::error::{Error, Result};
 fn header_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
     let start = header.find(&format!("'{key}'"))? + key.len() + 2;
     let rest = header[start..].trim_start().strip_prefix(':')?.trim_start();
-    let end = if rest.starts_with('(') { rest.find(')')? + 1 } else { rest.find([',', '}'])? };
+    let end = if rest.starts_with('(') {
+        rest.find(')')? + 1
+    } else {
+        rest.find([',', '}'])?
+    };
     Some(rest[..end].trim())
 }
 
@@ -20,7 +24,10 @@ pub fn read_npy_images(bytes: &[u8]) -> Result<ImageSet> {
         2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize, 12),
         v => return bad(format!("unsupported .npy format version {v}")),
     };
-    let Some(header) = bytes.get(start..start + header_len).and_then(|h| std::str::from_utf8(h).ok()) else {
+    let Some(header) = bytes
+        .get(start..start + header_len)
+        .and_then(|h| std::str::from_utf8(h).ok())
+    else {
         return bad(".npy header is truncated or not text".into());
     };
     let descr = header_value(header, "descr").unwrap_or("");
@@ -41,13 +48,27 @@ pub fn read_npy_images(bytes: &[u8]) -> Result<ImageSet> {
     let (n, h, w, c) = match shape[..] {
         [n, h, w] => (n, h, w, 1),
         [n, h, w, c] => (n, h, w, c),
-        _ => return bad(format!("expected an array of shape [N, H, W] or [N, H, W, C], got {shape:?}")),
+        _ => {
+            return bad(format!(
+                "expected an array of shape [N, H, W] or [N, H, W, C], got {shape:?}"
+            ))
+        }
     };
     let data = &bytes[start + header_len..];
     if data.len() != n * h * w * c {
-        return bad(format!("the .npy header says {shape:?} ({} bytes) but {} bytes follow", n * h * w * c, data.len()));
+        return bad(format!(
+            "the .npy header says {shape:?} ({} bytes) but {} bytes follow",
+            n * h * w * c,
+            data.len()
+        ));
     }
-    Ok(ImageSet { n, h, w, c, pixels: data.to_vec() })
+    Ok(ImageSet {
+        n,
+        h,
+        w,
+        c,
+        pixels: data.to_vec(),
+    })
 }
 
 #[cfg(test)]
@@ -77,9 +98,18 @@ mod tests {
 
     #[test]
     fn wrong_dtype_shape_or_length_are_errors() {
-        assert!(read_npy_images(&npy("<f4", "(1, 1, 1)", &[0; 4])).unwrap_err().to_string().contains("uint8"));
-        assert!(read_npy_images(&npy("|u1", "(4,)", &[0; 4])).unwrap_err().to_string().contains("shape"));
-        assert!(read_npy_images(&npy("|u1", "(1, 2, 2)", &[0; 3])).unwrap_err().to_string().contains("bytes follow"));
+        assert!(read_npy_images(&npy("<f4", "(1, 1, 1)", &[0; 4]))
+            .unwrap_err()
+            .to_string()
+            .contains("uint8"));
+        assert!(read_npy_images(&npy("|u1", "(4,)", &[0; 4]))
+            .unwrap_err()
+            .to_string()
+            .contains("shape"));
+        assert!(read_npy_images(&npy("|u1", "(1, 2, 2)", &[0; 3]))
+            .unwrap_err()
+            .to_string()
+            .contains("bytes follow"));
         assert!(read_npy_images(b"garbage").is_err());
     }
 }

@@ -54,14 +54,14 @@ impl<'a> BufView<'a> {
 
     pub(crate) fn check_binding(&self, ctx: &GpuContext, kernel: &str) -> Result<()> {
         let bytes = self.len as u64 * 4;
-        if bytes > ctx.limits.max_storage_buffer_binding_size as u64 {
+        if bytes > ctx.limits.max_storage_buffer_binding_size {
             return Err(Error::Shape(format!(
                 "kernel `{kernel}`: a {bytes}-byte tensor exceeds this adapter's storage binding limit of {} bytes",
                 ctx.limits.max_storage_buffer_binding_size
             )));
         }
         let align = ctx.limits.min_storage_buffer_offset_alignment as u64;
-        if (self.offset as u64 * 4) % align != 0 {
+        if !(self.offset as u64 * 4).is_multiple_of(align) {
             return Err(Error::Shape(format!(
                 "kernel `{kernel}`: binding offset {} bytes is not a multiple of {align}",
                 self.offset * 4

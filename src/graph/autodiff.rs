@@ -111,9 +111,9 @@ pub fn append_backward(g: &mut Graph) -> Result<()> {
                 }
             }
             Op::Add => {
-                for k in 0..2 {
-                    if want(k) {
-                        grads.push(ins[k], dy.unwrap());
+                for &input in ins {
+                    if need[input] {
+                        grads.push(input, dy.unwrap());
                     }
                 }
             }

@@ -1,9 +1,9 @@
 //! Graph IR, shape-inferring builder, reverse-mode autodiff and memory plan.
 
 pub mod autodiff;
+mod builder;
 pub mod cpu;
 pub mod gpu;
-mod builder;
 pub mod ir;
 pub mod plan;
 

@@ -17,7 +17,7 @@ use crate::graph::Sampling;
 
 /// Where a graph runs.
 pub enum Device {
-    Gpu(GpuContext),
+    Gpu(Box<GpuContext>),
     /// The plain-Rust reference ops.
     Cpu,
 }
@@ -99,17 +99,27 @@ fn run_batch(
     }
 }
 
-/// ELBO, distortion, rate and per-level KL of `weights` on `images`, in batches of `batch`.
-pub fn evaluate(
-    device: &Device,
-    h: &HParams,
-    weights: &NamedTensors,
-    images: &ImageSet,
-    norm: Normalization,
-    batch: usize,
-    sampling: Sampling,
-    seed: u64,
-) -> Result<EvalReport> {
+/// What to evaluate: a model with its weights on images.
+pub struct EvalInput<'a> {
+    pub h: &'a HParams,
+    pub weights: &'a NamedTensors,
+    pub images: &'a ImageSet,
+    pub norm: Normalization,
+    pub sampling: Sampling,
+    /// Seed of the posterior noise.
+    pub seed: u64,
+}
+
+/// ELBO, distortion, rate and per-level KL of the weights on the images, in batches of `batch`.
+pub fn evaluate(device: &Device, input: &EvalInput<'_>, batch: usize) -> Result<EvalReport> {
+    let EvalInput {
+        h,
+        weights,
+        images,
+        norm,
+        sampling,
+        seed,
+    } = *input;
     if images.n == 0 {
         return Err(Error::Input("the dataset holds no images".into()));
     }
@@ -165,16 +175,16 @@ pub fn evaluate(
     })
 }
 
-/// The gradient of the mean ELBO over all `images` taken as one batch, official names.
-pub fn gradient(
-    device: &Device,
-    h: &HParams,
-    weights: &NamedTensors,
-    images: &ImageSet,
-    norm: Normalization,
-    sampling: Sampling,
-    seed: u64,
-) -> Result<NamedTensors> {
+/// The gradient of the mean ELBO over all the images taken as one batch, official names.
+pub fn gradient(device: &Device, input: &EvalInput<'_>) -> Result<NamedTensors> {
+    let EvalInput {
+        h,
+        weights,
+        images,
+        norm,
+        sampling,
+        seed,
+    } = *input;
     if images.n == 0 {
         return Err(Error::Input("the dataset holds no images".into()));
     }

@@ -54,8 +54,11 @@ mod tests {
         };
         let data: Vec<f32> = (0..12).map(|v| v as f32).collect();
         let internal = to_internal(&spec, &data);
-        // out 0, tap (0, 1), in 2 sits at official index ((0*3+2)*1+0)*2+1 = 5.
-        assert_eq!(internal[((0 * 1 + 0) * 2 + 1) * 3 + 2], 5.0);
+        // out 0, tap (0, 1), in 2: official index ((0·3 + 2)·1 + 0)·2 + 1 = 5,
+        // internal index ((0·1 + 0)·2 + 1)·3 + 2 = 5 as well, by coincidence; in 1 differs.
+        assert_eq!(internal[5], 5.0);
+        // out 0, tap (0, 0), in 1: official 2, internal 1.
+        assert_eq!(internal[1], 2.0);
         assert_eq!(to_official(&spec, &internal), data);
     }
 

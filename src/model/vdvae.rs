@@ -181,39 +181,6 @@ pub fn build_vdvae(h: &HParams, batch: usize, sampling: Sampling) -> Result<Vdva
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::graph::autodiff::append_backward;
-    use crate::model::preset;
-
-    #[test]
-    fn every_parameter_gets_a_gradient() {
-        let h = preset("mnist-tiny").unwrap();
-        let mut m = build_vdvae(&h, 2, Sampling::Posterior).unwrap();
-        append_backward(&mut m.graph).unwrap();
-        assert_eq!(m.graph.param_grads.len(), m.params.len());
-        for &(p, d) in &m.graph.param_grads {
-            assert_eq!(m.graph.shape(p), m.graph.shape(d), "{}", m.graph.tensors[p].name);
-        }
-    }
-
-    #[test]
-    fn internal_shapes_are_channels_last() {
-        let h = preset("mnist-tiny").unwrap();
-        let m = build_vdvae(&h, 1, Sampling::Posterior).unwrap();
-        let by_name = |n: &str| {
-            m.params
-                .iter()
-                .find(|(s, _)| s.name == n)
-                .map(|&(_, t)| m.graph.shape(t).to_vec())
-        };
-        assert_eq!(by_name("encoder.in_conv.weight").unwrap(), vec![16, 3, 3, 1]);
-        assert_eq!(by_name("decoder.bias_xs.1").unwrap(), vec![1, 4, 4, 16]);
-        assert_eq!(by_name("decoder.gain").unwrap(), vec![16]);
-    }
-}
-
 impl VdvaeGraph {
     /// Graph values holding a checkpoint's weights (official names and layouts),
     /// after checking every name and shape against the config.
@@ -263,5 +230,38 @@ impl VdvaeGraph {
             );
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::autodiff::append_backward;
+    use crate::model::preset;
+
+    #[test]
+    fn every_parameter_gets_a_gradient() {
+        let h = preset("mnist-tiny").unwrap();
+        let mut m = build_vdvae(&h, 2, Sampling::Posterior).unwrap();
+        append_backward(&mut m.graph).unwrap();
+        assert_eq!(m.graph.param_grads.len(), m.params.len());
+        for &(p, d) in &m.graph.param_grads {
+            assert_eq!(m.graph.shape(p), m.graph.shape(d), "{}", m.graph.tensors[p].name);
+        }
+    }
+
+    #[test]
+    fn internal_shapes_are_channels_last() {
+        let h = preset("mnist-tiny").unwrap();
+        let m = build_vdvae(&h, 1, Sampling::Posterior).unwrap();
+        let by_name = |n: &str| {
+            m.params
+                .iter()
+                .find(|(s, _)| s.name == n)
+                .map(|&(_, t)| m.graph.shape(t).to_vec())
+        };
+        assert_eq!(by_name("encoder.in_conv.weight").unwrap(), vec![16, 3, 3, 1]);
+        assert_eq!(by_name("decoder.bias_xs.1").unwrap(), vec![1, 4, 4, 16]);
+        assert_eq!(by_name("decoder.gain").unwrap(), vec![16]);
     }
 }

@@ -79,7 +79,9 @@ fn image_chunks<'a>(
     };
     // Chunk offsets must meet the binding alignment.
     let align = (ctx.limits.min_storage_buffer_offset_alignment as usize / 4).max(1);
-    while chunk < s.n && ((chunk * per_image * s.cin) % align != 0 || (chunk * per_image * s.cout) % align != 0) {
+    while chunk < s.n
+        && (!(chunk * per_image * s.cin).is_multiple_of(align) || !(chunk * per_image * s.cout).is_multiple_of(align))
+    {
         chunk += 1;
     }
     (0..s.n)

@@ -24,7 +24,7 @@ struct Params {
 }
 
 fn whole_multiple(op: &str, x: &BufView<'_>, y: &BufView<'_>) -> Result<usize> {
-    if x.len == 0 || y.len % x.len != 0 {
+    if x.len == 0 || !y.len.is_multiple_of(x.len) {
         return shape_err(format!(
             "{op}: output of {} elements is not a whole multiple of the input's {}",
             y.len, x.len

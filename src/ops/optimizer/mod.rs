@@ -222,7 +222,7 @@ pub(crate) fn update_in_chunks(
             lens.join(", ")
         ));
     }
-    if max_chunk == 0 || max_chunk % 64 != 0 {
+    if max_chunk == 0 || !max_chunk.is_multiple_of(64) {
         return shape_err(format!(
             "adamw_update: chunk of {max_chunk} elements is not a positive multiple of 64"
         ));
