@@ -193,7 +193,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Info { seconds } => info(&choice, seconds),
         Command::Check { kernel, full, perturb } => check(&choice, kernel.as_deref(), full, perturb),
-        Command::Plan { model, batch } => plan(&model, batch),
+        Command::Plan { model, batch } => plan(&choice, &model, batch),
         Command::Eval { args, batch, json } => eval(&choice, &args, batch, json),
         Command::Grad { args, out } => grad(&choice, &args, &out),
     };
@@ -271,9 +271,16 @@ fn check(choice: &AdapterChoice, kernel: Option<&str>, full: bool, perturb: bool
     })
 }
 
-fn plan(model: &ModelArgs, batch: Option<usize>) -> vdvae::Result<ExitCode> {
+fn plan(choice: &AdapterChoice, model: &ModelArgs, batch: Option<usize>) -> vdvae::Result<ExitCode> {
     let h = model.load()?;
-    let report = plan_training(&h, batch.unwrap_or(h.n_batch))?;
+    let ctx = match GpuContext::new(choice) {
+        Ok(ctx) => Some(ctx),
+        Err(e) => {
+            eprintln!("note: {e}\nnote: planning without an adapter (no dispatch count)");
+            None
+        }
+    };
+    let report = plan_training(&h, batch.unwrap_or(h.n_batch), ctx.as_ref())?;
     print!("{report}");
     Ok(ExitCode::SUCCESS)
 }

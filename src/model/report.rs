@@ -5,7 +5,9 @@ use std::fmt;
 use super::config::HParams;
 use super::vdvae::build_vdvae;
 use crate::error::Result;
+use crate::gpu::GpuContext;
 use crate::graph::autodiff::append_backward;
+use crate::graph::gpu::{GpuGraph, TrainConfig};
 use crate::graph::plan::{plan, MemoryPlan};
 use crate::graph::{Role, Sampling};
 
@@ -21,16 +23,21 @@ pub struct PlanReport {
     pub forward_nodes: usize,
     pub backward_nodes: usize,
     pub memory: MemoryPlan,
+    /// Dispatches of one training step and the adapter they were counted on
+    /// (the graph is built there, never run); None without an adapter.
+    pub dispatches: Option<(usize, String)>,
 }
 
-/// Builds the training graph (forward + backward) and plans its memory.
-pub fn plan_training(h: &HParams, batch: usize) -> Result<PlanReport> {
+/// Builds the training graph (forward + backward) and plans its memory. With
+/// an adapter, also builds the GPU step there (buffers, pipelines, bind groups;
+/// nothing runs) to count its dispatches and take the plan at its alignment.
+pub fn plan_training(h: &HParams, batch: usize, ctx: Option<&GpuContext>) -> Result<PlanReport> {
     let mut m = build_vdvae(h, batch, Sampling::Posterior)?;
     append_backward(&mut m.graph)?;
     let g = &m.graph;
     let (parameter_tensors, parameters) = g.count(Role::Param);
     let latent_dims = h.decoder_layers()?.iter().map(|l| l.res * l.res * h.zdim).sum();
-    Ok(PlanReport {
+    let mut report = PlanReport {
         batch,
         parameters,
         parameter_tensors,
@@ -39,7 +46,18 @@ pub fn plan_training(h: &HParams, batch: usize) -> Result<PlanReport> {
         forward_nodes: g.forward_len,
         backward_nodes: g.nodes.len() - g.forward_len,
         memory: plan(g, PLAN_ALIGN, true),
-    })
+        dispatches: None,
+    };
+    if let Some(ctx) = ctx {
+        let train = TrainConfig {
+            adamw: Default::default(),
+            resume: Default::default(),
+        };
+        let gpu = GpuGraph::build(ctx, g, h.seed, Some(train))?;
+        report.dispatches = Some((gpu.dispatch_count(), ctx.adapter.name.clone()));
+        report.memory = gpu.plan.clone();
+    }
+    Ok(report)
 }
 
 fn mib(bytes: usize) -> String {
@@ -62,6 +80,17 @@ impl fmt::Display for PlanReport {
             "graph nodes:            {} forward, {} backward",
             self.forward_nodes, self.backward_nodes
         )?;
+        writeln!(f, "activation buffers:     {}", m.slots.len())?;
+        match &self.dispatches {
+            Some((n, adapter)) => {
+                writeln!(f, "dispatches per step:    {n} (built on {adapter}, not run)")?;
+                writeln!(f, "submits per step:       1")?;
+            }
+            None => writeln!(
+                f,
+                "dispatches per step:    unknown (no GPU adapter to build the step on)"
+            )?,
+        }
         writeln!(
             f,
             "planned peak memory:    {} ({:.2} GiB)",
