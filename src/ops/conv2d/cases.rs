@@ -162,10 +162,13 @@ fn check_shape(c: &mut Checker, s: &Conv2dShape, seed: u64) -> Result<()> {
     let want_db = reference::backward_bias(s, &inp.dy);
     let plus = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(p, q)| p + q).collect::<Vec<f32>>();
     let scratch = ctx.zeros(s.backward_weight_scratch_len());
+    let act = ctx.zeros(s.x_len());
     let tiled = Path::best_backward_weight(ctx, s) == Path::Tiled;
     let dw_tol = reduction_tol(s.pixels() + 1);
     for path in paths(tiled) {
+        // The accumulate run also checks the dw kernel's own GELU (no act buffer).
         for accumulate in [false, true] {
+            let act_view = (!accumulate).then(|| act.view());
             let (dw, db) = if accumulate {
                 (ctx.upload(&inp.dw0), ctx.upload(&inp.db0))
             } else {
@@ -178,6 +181,7 @@ fn check_shape(c: &mut Checker, s: &Conv2dShape, seed: u64) -> Result<()> {
                 x.view(),
                 dy.view(),
                 scratch.view(),
+                act_view,
                 dw.view(),
                 Some(db.view()),
                 accumulate,
@@ -226,13 +230,14 @@ pub fn bench_cases(ctx: &GpuContext) -> Result<Vec<BenchCase>> {
         );
         let scratch_in = ctx.zeros(s.backward_input_scratch_len());
         let scratch_w = ctx.zeros(s.backward_weight_scratch_len());
+        let act = ctx.zeros(s.x_len());
         let shapes = describe(&s);
         let fwd = || super::conv2d_forward(ctx, &s, x.view(), w.view(), Some(bias.view()), None, y.view());
         let bwd_in =
             || super::conv2d_backward_input(ctx, &s, x.view(), w.view(), dy.view(), scratch_in.view(), dx.view());
         let bwd_w = || {
-            let (sv, dwv, dbv) = (scratch_w.view(), dw.view(), Some(db.view()));
-            super::conv2d_backward_weight(ctx, &s, x.view(), dy.view(), sv, dwv, dbv, false)
+            let (sv, av, dwv, dbv) = (scratch_w.view(), Some(act.view()), dw.view(), Some(db.view()));
+            super::conv2d_backward_weight(ctx, &s, x.view(), dy.view(), sv, av, dwv, dbv, false)
         };
         let name = |what: &str| format!("{conv} {what}{g}");
         cases.push(BenchCase::new(
@@ -265,7 +270,7 @@ pub fn bench_cases(ctx: &GpuContext) -> Result<Vec<BenchCase>> {
         let mut all = vec![fwd()?];
         all.extend(bwd_in()?);
         all.extend(bwd_w()?);
-        let buffers: Vec<GpuBuffer> = vec![x, w, bias, dy, y, dx, dw, db, scratch_in, scratch_w];
+        let buffers: Vec<GpuBuffer> = vec![x, w, bias, dy, y, dx, dw, db, scratch_in, scratch_w, act];
         let (flops, bytes) = (s.flops() + s.backward_flops(), s.bytes() + s.backward_bytes());
         cases.push(BenchCase::new(name("fwd+bwd"), &shapes, flops, bytes, all, buffers));
     }

@@ -211,12 +211,14 @@ pub fn forward(t: &ForwardTile) -> String {
     s
 }
 
-/// One weight-gradient kernel: a workgroup owns 4 input channels (one vec4) by 32
+/// One weight-gradient kernel: a workgroup owns `4 * ci_vecs` input channels by 32
 /// output channels (4 per lane) for every tap, and sums over its share of
 /// 8-pixel row segments; it writes one split's partial sums (and of db).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct WeightTile {
     pub k: u32,
+    /// Input-channel vec4s per workgroup (4 channels each).
+    pub ci_vecs: u32,
     pub gelu_input: bool,
 }
 
@@ -268,7 +270,7 @@ pub fn weight(t: &WeightTile) -> String {
         o,
         "fn main(@builtin(subgroup_invocation_id) lane: u32, @builtin(workgroup_id) wid: vec3<u32>) {",
     );
-    wl(o, "    let ci4 = wid.x;");
+    wl(o, &format!("    let ci4 = wid.x * {}u;", t.ci_vecs));
     wl(
         o,
         "    // This lane's 4 output channels (one vec4 of dy); lanes past cout repeat the last.",
@@ -276,8 +278,9 @@ pub fn weight(t: &WeightTile) -> String {
     wl(o, "    let co4 = min(wid.y * 8u + lane, p.cout4 - 1u);");
     wl(o, "    let b0 = wid.z * p.per_split;");
     wl(o, "    let b1 = min(b0 + p.per_split, p.segments);");
+    let chans = 4 * t.ci_vecs;
     for tap in 0..kk {
-        for c in 0..4 {
+        for c in 0..chans {
             wl(o, &format!("    var a{tap}_{c} = vec4<f32>(0.0);"));
         }
     }
@@ -308,35 +311,39 @@ pub fn weight(t: &WeightTile) -> String {
                 o,
                 &format!("        let ok{kh}_{l} = ih{kh} < p.h && iw{kh}_{l} < p.w;"),
             );
-            let v = format!(
-                "select(vec4<f32>(0.0), x[select(0u, ((n * p.h + ih{kh}) * p.w + iw{kh}_{l}) * p.cin4 + ci4, ok{kh}_{l})], ok{kh}_{l})"
-            );
-            let v = if t.gelu_input { format!("gelu4({v})") } else { v };
-            wl(o, &format!("        let xv{kh}_{l} = {v};"));
+            wl(o, &format!("        let xi{kh}_{l} = select(0u, ((n * p.h + ih{kh}) * p.w + iw{kh}_{l}) * p.cin4 + ci4, ok{kh}_{l});"));
         }
-        for col in 0..in_cols {
-            wl(
-                o,
-                &format!(
-                    "        let xb{kh}_{col} = subgroupBroadcast(xv{kh}_{}, {}u);",
-                    col / 8,
-                    col % 8
-                ),
-            );
-        }
-        // For one tap row and input channel, the 10 broadcast values stay in registers
-        // while each accumulator takes its 8 pixels in a row.
-        for (c, comp) in comps.iter().enumerate() {
-            for kw in 0..k {
-                let tap = kh * k + kw;
-                for q in 0..8 {
-                    wl(
-                        o,
-                        &format!(
-                            "        a{tap}_{c} = fma(vec4<f32>(xb{kh}_{}.{comp}), d{q}, a{tap}_{c});",
-                            q + kw
-                        ),
-                    );
+        for v in 0..t.ci_vecs {
+            for l in 0..loads {
+                let x = format!("select(vec4<f32>(0.0), x[xi{kh}_{l} + {v}u], ok{kh}_{l})");
+                let x = if t.gelu_input { format!("gelu4({x})") } else { x };
+                wl(o, &format!("        let xv{kh}_{v}_{l} = {x};"));
+            }
+            for col in 0..in_cols {
+                wl(
+                    o,
+                    &format!(
+                        "        let xb{kh}_{v}_{col} = subgroupBroadcast(xv{kh}_{v}_{}, {}u);",
+                        col / 8,
+                        col % 8
+                    ),
+                );
+            }
+            // For one tap row and input channel, the broadcast values stay in registers
+            // while each accumulator takes its 8 pixels in a row.
+            for (cc, comp) in comps.iter().enumerate() {
+                let c = 4 * v + cc as u32;
+                for kw in 0..k {
+                    let tap = kh * k + kw;
+                    for q in 0..8 {
+                        wl(
+                            o,
+                            &format!(
+                                "        a{tap}_{c} = fma(vec4<f32>(xb{kh}_{v}_{}.{comp}), d{q}, a{tap}_{c});",
+                                q + kw
+                            ),
+                        );
+                    }
                 }
             }
         }
@@ -352,7 +359,7 @@ pub fn weight(t: &WeightTile) -> String {
         );
     }
     for tap in 0..kk {
-        for c in 0..4 {
+        for c in 0..chans {
             for (j, comp) in comps.iter().enumerate() {
                 wl(
                     o,

@@ -138,6 +138,9 @@ pub fn backward_input_with(
 /// `dw = Σ dy ⊗ act(x)` and, when `db` is given, `db = Σ dy`; both overwrite, or add
 /// to the outputs when `accumulate`. `scratch` holds at least
 /// [`Conv2dShape::backward_weight_scratch_len`] elements (per-split partial sums).
+/// `act` (optional, `x_len` elements, a buffer other than `scratch`) lets the tiled path
+/// apply GELU once in its own pass instead of inside the dw kernel (about 1.5x faster
+/// with `gelu_input`); it is ignored otherwise.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_backward_weight(
     ctx: &GpuContext,
@@ -145,12 +148,13 @@ pub fn conv2d_backward_weight(
     x: BufView<'_>,
     dy: BufView<'_>,
     scratch: BufView<'_>,
+    act: Option<BufView<'_>>,
     dw: BufView<'_>,
     db: Option<BufView<'_>>,
     accumulate: bool,
 ) -> Result<Vec<Dispatch>> {
     let path = Path::best_backward_weight(ctx, s);
-    backward_weight_with(ctx, path, s, x, dy, scratch, dw, db, accumulate)
+    backward_weight_with(ctx, path, s, x, dy, scratch, act, dw, db, accumulate)
 }
 
 /// [`conv2d_backward_weight`] on a chosen path.
@@ -162,11 +166,12 @@ pub fn backward_weight_with(
     x: BufView<'_>,
     dy: BufView<'_>,
     scratch: BufView<'_>,
+    act: Option<BufView<'_>>,
     dw: BufView<'_>,
     db: Option<BufView<'_>>,
     accumulate: bool,
 ) -> Result<Vec<Dispatch>> {
-    s.check_backward_weight(&x, &dy, &scratch, &dw, db.as_ref())?;
+    s.check_backward_weight(&x, &dy, &scratch, act.as_ref(), &dw, db.as_ref())?;
     match path {
         Path::Simple => {
             let mut ds = vec![simple::backward_weight(ctx, s, x, dy, dw, accumulate)?];
@@ -175,7 +180,7 @@ pub fn backward_weight_with(
             }
             Ok(ds)
         }
-        Path::Tiled => tiled::backward_weight(ctx, s, x, dy, scratch, dw, db, accumulate),
+        Path::Tiled => tiled::backward_weight(ctx, s, x, dy, scratch, act, dw, db, accumulate),
     }
 }
 

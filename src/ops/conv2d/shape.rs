@@ -158,6 +158,7 @@ impl Conv2dShape {
         x: &BufView<'_>,
         dy: &BufView<'_>,
         scratch: &BufView<'_>,
+        act: Option<&BufView<'_>>,
         dw: &BufView<'_>,
         db: Option<&BufView<'_>>,
     ) -> Result<()> {
@@ -165,6 +166,9 @@ impl Conv2dShape {
         expect_len("x", x, self.x_len())?;
         expect_len("dy", dy, self.y_len())?;
         expect_len("dw", dw, self.w_len())?;
+        if let Some(act) = act {
+            expect_len("act", act, self.x_len())?;
+        }
         if let Some(db) = db {
             expect_len("db", db, self.cout)?;
         }

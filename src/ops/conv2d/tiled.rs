@@ -63,21 +63,39 @@ struct ForwardParams {
     tiles: u32,
 }
 
-/// The tile shape for a kernel size (measured on lavapipe, see the notes in cases.rs).
-fn forward_tile(k: usize, gelu_input: bool, epilogue: Epilogue) -> ForwardTile {
-    let (rows, blocks, couts_per_lane) = if k == 3 { (4, 4, 1) } else { (1, 4, 3) };
+/// The tile for a conv with `cout` outputs over `h` (possibly stacked) rows. One input
+/// row segment per block, blocks stacked down the image; up to 32 output channels per
+/// workgroup for 3x3 and 64 for 1x1, so each broadcast x value feeds 4 resp. 8 channels
+/// per lane. All blocks' accumulators live across the channel loop (LLVM spills most of
+/// them; each spilled one is reloaded once per block), so bigger tiles cost compile time:
+/// lavapipe JIT of the gelu variant at 16 blocks x 4 is ~4 s, at 8 x 4 ~2 s.
+/// Measured at 16x32x32, 64->64, GFLOP per CPU-second (FMA ceiling ~43):
+/// 3x3 blocks x couts/lane (rows x blocks for the first two): 4x4 x1: 19.5, 2x8 x2: 23.2,
+/// 8 x4: 23.2, 16 x4: 25.9, 32 x4: 27.8, 16 x8: 27.1, 32 x8: 16.3;
+/// 1x1: 4 x3: 7.7, 16 x4: 14.1, 8 x4: 13.2, 4 x8: 19.6, 16 x8: 19.1.
+fn forward_tile(k: usize, h: usize, cout: usize, gelu_input: bool, epilogue: Epilogue) -> ForwardTile {
+    let (max_blocks, max_couts_per_lane) = if k == 3 { (8, 4) } else { (4, 8) };
     ForwardTile {
         k: k as u32,
-        rows,
-        blocks,
-        couts_per_lane,
+        rows: 1,
+        blocks: h.clamp(1, max_blocks) as u32,
+        couts_per_lane: cout.div_ceil(8).clamp(1, max_couts_per_lane) as u32,
         gelu_input,
         epilogue,
     }
 }
 
-/// Runs the forward tile over an `[n,h,w,cin]` input with `cout` outputs. A 1x1 conv
-/// has no halo, so its images are stacked into one tall image (fewer partial tiles).
+/// Rows the forward tile walks down: a 1x1 conv has no halo, so its images are
+/// stacked into one tall image (fewer partial tiles).
+fn stacked_rows(s: &Conv2dShape) -> usize {
+    if s.k == 1 {
+        s.n * s.h
+    } else {
+        s.h
+    }
+}
+
+/// Runs the forward tile over an `[n,h,w,cin]` input with `cout` outputs.
 #[allow(clippy::too_many_arguments)]
 fn forward_tiles(
     ctx: &GpuContext,
@@ -89,7 +107,7 @@ fn forward_tiles(
     extra: BufView<'_>,
     y: BufView<'_>,
 ) -> Result<Dispatch> {
-    let (n, h) = if s.k == 1 { (1, s.n * s.h) } else { (s.n, s.h) };
+    let (n, h) = if s.k == 1 { (1, stacked_rows(s)) } else { (s.n, s.h) };
     let tiles_w = s.w.div_ceil(t.cols() as usize);
     let tiles_h = h.div_ceil(t.tile_rows() as usize);
     let tiles = n * tiles_h * tiles_w;
@@ -135,7 +153,7 @@ pub(super) fn forward(
         bias: s.bias,
         residual: s.residual,
     };
-    let t = forward_tile(s.k, s.gelu_input, epilogue);
+    let t = forward_tile(s.k, stacked_rows(s), s.cout, s.gelu_input, epilogue);
     // Absent optional inputs bind x in their place; the kernel never reads them.
     forward_tiles(ctx, &t, s, x, w, bias.unwrap_or(x), residual.unwrap_or(x), y)
 }
@@ -198,9 +216,17 @@ pub(super) fn backward_input(
             residual: false,
         }
     };
-    let t = forward_tile(s.k, false, epilogue);
+    let t = forward_tile(s.k, stacked_rows(s), s.cin, false, epilogue);
     let d2 = forward_tiles(ctx, &t, &swapped, dy, wt, dy, x, dx)?;
     Ok(vec![d1, d2])
+}
+
+/// Input-channel vec4s per dw workgroup: 1 for 3x3 (9 taps already give 144
+/// accumulators per lane), 8 for 1x1, or the largest count below that divides cin/4.
+/// Measured (GFLOP per CPU-second): 3x3 1: 28.3, 2: 24.2; 1x1 1: 7.1, 4: 13.5, 8: 16.2, 16: 13.5.
+fn ci_vecs(s: &Conv2dShape) -> u32 {
+    let want = if s.k == 3 { 1 } else { 8 };
+    (1..=want).rev().find(|v| (s.cin / 4).is_multiple_of(*v)).unwrap_or(1) as u32
 }
 
 /// 8-pixel row segments of the weight-gradient reduction.
@@ -237,6 +263,7 @@ pub(super) fn backward_weight(
     x: BufView<'_>,
     dy: BufView<'_>,
     scratch: BufView<'_>,
+    act: Option<BufView<'_>>,
     dw: BufView<'_>,
     db: Option<BufView<'_>>,
     accumulate: bool,
@@ -258,12 +285,27 @@ pub(super) fn backward_weight(
         pad0: 0,
         pad1: 0,
     };
+    // With room for act(x), GELU runs once in an elementwise pass instead of inside
+    // every dw workgroup (each x element is loaded by 3 rows x cout/32 workgroups).
+    let mut ds = Vec::new();
+    let (x, gelu_in_kernel) = match act {
+        Some(act) if s.gelu_input => {
+            ds.push(crate::ops::elementwise::gelu_forward(ctx, x, act)?);
+            (act, false)
+        }
+        _ => (x, s.gelu_input),
+    };
     let t = WeightTile {
         k: s.k as u32,
-        gelu_input: s.gelu_input,
+        ci_vecs: ci_vecs(s),
+        gelu_input: gelu_in_kernel,
     };
     let kernel = generated(t.name(), || codegen::weight(&t), &[Read, Read, ReadWrite, Uniform]);
-    let grid = [(s.cin / 4) as u32, (s.cout / 4).div_ceil(8) as u32, splits as u32];
+    let grid = [
+        (s.cin / 4 / ci_vecs(s) as usize) as u32,
+        (s.cout / 4).div_ceil(8) as u32,
+        splits as u32,
+    ];
     if grid.iter().any(|&g| g > 65535) {
         return shape_err(format!(
             "conv2d: backward weight grid {grid:?} exceeds 65535 workgroups"
@@ -273,7 +315,7 @@ pub(super) fn backward_weight(
         len: splits * stride,
         ..scratch
     };
-    let mut ds = vec![ctx.dispatch(&kernel, &[], &[x, dy, partials], bytemuck::bytes_of(&p), grid)?];
+    ds.push(ctx.dispatch(&kernel, &[], &[x, dy, partials], bytemuck::bytes_of(&p), grid)?);
     let mut sum = |dst: BufView<'_>, offset: usize, total: usize| -> Result<()> {
         let q = UtilParams {
             cout: 0,
