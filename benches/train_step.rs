@@ -1,6 +1,7 @@
 //! `cargo bench --bench train_step [-- PRESET [BATCH]]`: training images/s of a
 //! small model on the GPU and on the CPU reference path, dispatches and submits
 //! per step, and buffers created per step after warm-up; the table, then JSON.
+//! `--profile` adds the GPU time of each kernel over one step.
 
 use std::time::Instant;
 
@@ -155,4 +156,10 @@ fn main() {
         "planned_bytes": gpu.plan.total(),
     });
     println!("{json}");
+    if std::env::args().any(|a| a == "--profile") {
+        println!("GPU time per kernel (one step, each dispatch timed alone):");
+        for (kernel, count, seconds) in gpu.profile(&ctx).unwrap() {
+            println!("  {kernel:<34} {count:>5} dispatches {:>9.2} ms", seconds * 1e3);
+        }
+    }
 }

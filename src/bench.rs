@@ -2,7 +2,7 @@
 //! reports GFLOP/s, GB/s and the ratio to the FMA ceiling measured in the same run.
 
 use crate::error::Result;
-use crate::gpu::{Dispatch, GpuBuffer, GpuContext};
+use crate::gpu::{measure_fma_ceiling, Dispatch, GpuBuffer, GpuContext};
 
 /// One benchmarked unit of work: the dispatches of one kernel call (or of a
 /// group, e.g. conv forward + both backward kernels) with its FLOPs and bytes.
@@ -44,12 +44,18 @@ pub struct BenchResult {
     pub seconds: f64,
     pub gflops: f64,
     pub gbytes_per_s: f64,
-    /// GFLOP/s as a fraction of the adapter's FMA ceiling.
+    /// The FMA ceiling measured around this case (GFLOP/s).
+    pub ceiling_gflops: f64,
+    /// GFLOP/s as a fraction of that ceiling.
     pub ceiling_ratio: f64,
 }
 
-/// Times a case: warm-up, then enough repetitions (one submit) for ~`budget` seconds; best of 3.
-pub fn run_case(ctx: &GpuContext, case: &BenchCase, ceiling_gflops: f64, budget: f64) -> Result<BenchResult> {
+/// Times a case: warm-up, then enough repetitions (one submit) for ~`budget`
+/// seconds; best of 3. The FMA ceiling is measured right before and right after
+/// the case and the higher of the two is the denominator, so a machine whose
+/// speed drifts (shared cores) does not inflate the ratio.
+pub fn run_case(ctx: &GpuContext, case: &BenchCase, budget: f64) -> Result<BenchResult> {
+    let before = measure_fma_ceiling(ctx, budget / 4.0)?.gflops;
     let ds: Vec<&Dispatch> = case.dispatches.iter().collect();
     let once = ctx.time(&ds, 1)?;
     let reps = ((budget / 3.0 / once.max(1e-6)) as usize).clamp(1, 1000);
@@ -57,6 +63,8 @@ pub fn run_case(ctx: &GpuContext, case: &BenchCase, ceiling_gflops: f64, budget:
     for _ in 0..3 {
         best = best.min(ctx.time(&ds, reps)?);
     }
+    let after = measure_fma_ceiling(ctx, budget / 4.0)?.gflops;
+    let ceiling_gflops = before.max(after);
     let gflops = case.flops / best / 1e9;
     Ok(BenchResult {
         name: case.name.clone(),
@@ -64,6 +72,7 @@ pub fn run_case(ctx: &GpuContext, case: &BenchCase, ceiling_gflops: f64, budget:
         seconds: best,
         gflops,
         gbytes_per_s: case.bytes / best / 1e9,
+        ceiling_gflops,
         ceiling_ratio: gflops / ceiling_gflops,
     })
 }

@@ -129,12 +129,13 @@ pub(super) fn scratch_len(g: &Graph, node: &Node) -> usize {
     }
 }
 
-/// Elements of the second workspace: a per-image value an op writes beside its
-/// output (the NLL the fused DMoL gradient kernel also produces). A separate
-/// buffer, since WebGPU forbids reading and writing one buffer in a dispatch.
+/// Elements of the second workspace, a separate buffer since WebGPU forbids
+/// reading and writing one buffer in a dispatch: the NLL the fused DMoL gradient
+/// kernel writes beside its output, or GELU(x) for a weight gradient.
 pub(super) fn side_len(g: &Graph, node: &Node) -> usize {
     match node.op {
         Op::DmolNllBackward { .. } => g.shape(node.inputs[2])[0],
+        Op::Conv2dBackwardWeight { gelu_input: true, .. } => g.tensors[node.inputs[1]].numel(),
         _ => 0,
     }
 }
@@ -177,16 +178,20 @@ pub(super) fn lower(
         }
         Op::Conv2dBackwardWeight { k, gelu_input } => {
             let s = conv_shape(g, ins[1], channels(ins[0]), k, gelu_input);
+            // The tiled path can apply GELU to x once, into the side buffer, instead of per tap.
+            let act = (gelu_input && s.x_len() <= side.len).then(|| BufView { len: s.x_len(), ..side });
             let mut ds = Vec::new();
             for (first, n, x, dy) in image_chunks(ctx, &s, i(1), i(0)) {
                 let part = Conv2dShape { n, ..s };
                 let len = part.backward_weight_scratch_len();
+                let act = act.filter(|_| n == s.n);
                 ds.extend(conv2d::conv2d_backward_weight(
                     ctx,
                     &part,
                     x,
                     dy,
                     scratch(len),
+                    act,
                     y,
                     None,
                     !first,

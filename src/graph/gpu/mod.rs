@@ -224,3 +224,27 @@ impl GpuGraph {
         bad
     }
 }
+
+impl GpuGraph {
+    /// GPU time of every dispatch of one step (each in its own timed pass),
+    /// summed per kernel name, slowest first: (kernel, dispatches, seconds).
+    pub fn profile(&self, ctx: &GpuContext) -> Result<Vec<(&'static str, usize, f64)>> {
+        let all: Vec<&Dispatch> = self
+            .dispatches
+            .iter()
+            .chain(self.train.iter().flat_map(|t| &t.dispatches))
+            .collect();
+        let mut by_kernel: Vec<(&'static str, usize, f64)> = Vec::new();
+        for t in ctx.profile(&all)? {
+            match by_kernel.iter_mut().find(|(k, _, _)| *k == t.kernel) {
+                Some(entry) => {
+                    entry.1 += 1;
+                    entry.2 += t.seconds;
+                }
+                None => by_kernel.push((t.kernel, 1, t.seconds)),
+            }
+        }
+        by_kernel.sort_by(|a, b| b.2.total_cmp(&a.2));
+        Ok(by_kernel)
+    }
+}
