@@ -2,9 +2,15 @@
 // dw[co,kh,kw,ci] = sum over n,oh,ow of dy[n,oh,ow,co] * act(x)[n, oh+kh-pad, ow+kw-pad, ci]
 // db[co]          = sum over n,oh,ow of dy[n,oh,ow,co]
 // ACCUMULATE adds to the existing gradient instead of overwriting it.
+//
+// One workgroup per output element: its 256 invocations take every 256th pixel and a
+// tree in workgroup memory adds their sums. (llvmpipe ends an invocation after 65535
+// loop iterations in total, so one invocation must not walk every pixel itself.)
 
 override GELU_INPUT: bool = false;
 override ACCUMULATE: bool = false;
+
+const WG: u32 = 256u;
 
 struct Params {
     n: u32,
@@ -22,48 +28,65 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> grad: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
 
+var<workgroup> partial: array<f32, WG>;
+
 fn act(v: f32) -> f32 {
     return select(v, gelu(v), GELU_INPUT);
 }
 
-fn store(i: u32, v: f32) {
-    grad[i] = select(v, grad[i] + v, ACCUMULATE);
+// Sums every invocation's `v`; invocation 0 stores the total into grad[i].
+fn reduce_and_store(lid: u32, i: u32, v: f32) {
+    partial[lid] = v;
+    workgroupBarrier();
+    for (var half = WG / 2u; half > 0u; half /= 2u) {
+        if (lid < half) {
+            partial[lid] += partial[lid + half];
+        }
+        workgroupBarrier();
+    }
+    if (lid == 0u) {
+        grad[i] = select(partial[0], grad[i] + partial[0], ACCUMULATE);
+    }
 }
 
-// One invocation per dw element; the reduction runs over every pixel.
-@compute @workgroup_size(64)
-fn conv2d_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 64u;
+@compute @workgroup_size(256)
+fn conv2d_backward_weight(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    // Uniform per workgroup, so every invocation reaches the barriers.
+    let i = wid.x + wid.y * nwg.x;
     if (i >= p.total) { return; }
     let ci = i % p.cin;
     let kw = (i / p.cin) % p.k;
     let kh = (i / (p.cin * p.k)) % p.k;
     let co = i / (p.cin * p.k * p.k);
     var acc = 0.0;
-    for (var n = 0u; n < p.n; n++) {
-        for (var oh = 0u; oh < p.h; oh++) {
-            let ih = oh + kh - p.pad;
-            if (ih >= p.h) { continue; }
-            for (var ow = 0u; ow < p.w; ow++) {
-                let iw = ow + kw - p.pad;
-                if (iw >= p.w) { continue; }
-                let g = dy[((n * p.h + oh) * p.w + ow) * p.cout + co];
-                acc = fma(g, act(x[((n * p.h + ih) * p.w + iw) * p.cin + ci]), acc);
-            }
+    for (var q = lid; q < p.n * p.h * p.w; q += WG) {
+        let ow = q % p.w;
+        let row = q / p.w;
+        let ih = row % p.h + kh - p.pad;
+        let iw = ow + kw - p.pad;
+        if (ih < p.h && iw < p.w) {
+            let xi = ((row / p.h * p.h + ih) * p.w + iw) * p.cin + ci;
+            acc = fma(dy[q * p.cout + co], act(x[xi]), acc);
         }
     }
-    store(i, acc);
+    reduce_and_store(lid, i, acc);
 }
 
-// One invocation per output channel.
-@compute @workgroup_size(64)
-fn conv2d_backward_bias(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let co = gid.x + gid.y * nwg.x * 64u;
+@compute @workgroup_size(256)
+fn conv2d_backward_bias(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let co = wid.x + wid.y * nwg.x;
     if (co >= p.cout) { return; }
     var acc = 0.0;
-    let pixels = p.n * p.h * p.w;
-    for (var q = 0u; q < pixels; q++) {
+    for (var q = lid; q < p.n * p.h * p.w; q += WG) {
         acc += dy[q * p.cout + co];
     }
-    store(co, acc);
+    reduce_and_store(lid, co, acc);
 }

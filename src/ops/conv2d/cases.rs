@@ -40,6 +40,9 @@ fn shapes(full: bool) -> Vec<Conv2dShape> {
             .with_residual(true),
         s(1, 1, 1, 5, 1, 1),
         s(3, 2, 2, 8, 40, 1).with_gelu(true),
+        // 71680 pixels: more than the 65535 loop iterations llvmpipe allows one
+        // invocation, so the reductions must spread over a workgroup.
+        s(70, 32, 32, 1, 2, 1).with_gelu(true),
     ];
     if full {
         // Large but quick: the bench layer at batch 2 (the simple dw kernel dominates).

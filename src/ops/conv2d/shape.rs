@@ -112,6 +112,20 @@ impl Conv2dShape {
         if [self.n, self.h, self.w, self.cin, self.cout].contains(&0) {
             return shape_err(format!("conv2d: every dimension must be at least 1, got {self:?}"));
         }
+        // llvmpipe ends an invocation after 65535 loop iterations; the per-element
+        // kernels loop k*k*channels times.
+        if self.k * self.k * self.cin.max(self.cout) > 32 * 1024 {
+            return shape_err(format!(
+                "conv2d: k*k*channels = {} exceeds 32768 (too many for one invocation's loop)",
+                self.k * self.k * self.cin.max(self.cout)
+            ));
+        }
+        if self.pixels() > 256 * 65535 {
+            return shape_err(format!(
+                "conv2d: {} pixels exceed the 256*65535 a gradient reduction covers",
+                self.pixels()
+            ));
+        }
         let largest = self.x_len().max(self.y_len()).max(self.w_len()) as u64;
         if largest >= u32::MAX as u64 / 2 {
             return shape_err(format!(

@@ -47,7 +47,7 @@ struct Params {
     cout: u32,
     k: u32,
     pad: u32,
-    /// Invocations that do work.
+    /// Invocations (weight/bias gradients: workgroups) that do work.
     total: u32,
 }
 
@@ -112,6 +112,11 @@ pub(super) fn backward_input(
     )
 }
 
+/// One 256-invocation workgroup per output element (see the WGSL for why).
+fn per_element_grid(n: usize) -> [u32; 3] {
+    grid_1d(n, 1)
+}
+
 pub(super) fn backward_weight(
     ctx: &GpuContext,
     s: &Conv2dShape,
@@ -128,7 +133,7 @@ pub(super) fn backward_weight(
         &constants,
         &[x, dy, dw],
         bytemuck::bytes_of(&p),
-        grid_1d(total, WG),
+        per_element_grid(total),
     )
 }
 
@@ -145,6 +150,6 @@ pub(super) fn backward_bias(
         &[("ACCUMULATE", flag(accumulate))],
         &[dy, dy, db],
         bytemuck::bytes_of(&p),
-        grid_1d(s.cout, WG),
+        per_element_grid(s.cout),
     )
 }

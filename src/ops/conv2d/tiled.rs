@@ -235,8 +235,13 @@ fn segments(s: &Conv2dShape) -> usize {
 }
 
 /// How many workgroups share the pixel reduction of each dw tile (one partial sum each).
+/// At least 64 segments per split, at most 64 splits, and never more than 16384 segments
+/// per workgroup (llvmpipe ends an invocation after 65535 loop iterations).
 pub fn weight_splits(s: &Conv2dShape) -> usize {
-    segments(s).div_ceil(64).clamp(1, 64)
+    segments(s)
+        .div_ceil(64)
+        .clamp(1, 64)
+        .max(segments(s).div_ceil(16 * 1024))
 }
 
 #[repr(C)]
