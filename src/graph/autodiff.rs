@@ -92,18 +92,29 @@ pub fn append_backward(g: &mut Graph) -> Result<()> {
                     );
                     grads.push(ins[0], dx);
                 }
+                let want_bias = bias && want(2);
                 if want(1) {
+                    // dw and db come from one pass over dy.
                     let dw = grad_tensor(g, ins[1]);
-                    g.node(Op::Conv2dBackwardWeight { k, gelu_input }, vec![dy, ins[0]], vec![dw]);
+                    let mut outs = vec![dw];
+                    if want_bias {
+                        outs.push(grad_tensor(g, ins[2]));
+                        grads.push(ins[2], outs[1]);
+                    }
+                    let op = Op::Conv2dBackwardWeight {
+                        k,
+                        gelu_input,
+                        bias: want_bias,
+                    };
+                    g.node(op, vec![dy, ins[0]], outs);
                     grads.push(ins[1], dw);
+                } else if want_bias {
+                    let db = grad_tensor(g, ins[2]);
+                    g.node(Op::Conv2dBackwardBias, vec![dy], vec![db]);
+                    grads.push(ins[2], db);
                 }
                 let mut next = 2;
                 if bias {
-                    if want(next) {
-                        let db = grad_tensor(g, ins[next]);
-                        g.node(Op::Conv2dBackwardBias, vec![dy], vec![db]);
-                        grads.push(ins[next], db);
-                    }
                     next += 1;
                 }
                 if residual && want(next) {

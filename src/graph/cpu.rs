@@ -132,9 +132,13 @@ fn eval(
             let s = conv_shape(g, ins[2], shape(1)[0], k).with_gelu(gelu_input);
             vec![conv::backward_input(&s, v(2), v(1), v(0))]
         }
-        Op::Conv2dBackwardWeight { k, gelu_input } => {
+        Op::Conv2dBackwardWeight { k, gelu_input, bias } => {
             let s = conv_shape(g, ins[1], channels(0), k).with_gelu(gelu_input);
-            vec![conv::backward_weight(&s, v(1), v(0))]
+            let mut outs = vec![conv::backward_weight(&s, v(1), v(0))];
+            if bias {
+                outs.push(conv::backward_bias(&s, v(0)));
+            }
+            outs
         }
         Op::Conv2dBackwardBias => {
             let [n, h, w, c] = nhwc(shape(0));

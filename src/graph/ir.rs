@@ -57,10 +57,11 @@ pub enum Op {
         k: usize,
         gelu_input: bool,
     },
-    /// in: dy, x → dw.
+    /// in: dy, x → dw, and db too when `bias` (one pass over dy for both).
     Conv2dBackwardWeight {
         k: usize,
         gelu_input: bool,
+        bias: bool,
     },
     /// in: dy → db (sum over N, H, W).
     Conv2dBackwardBias,

@@ -116,7 +116,7 @@ pub(super) fn scratch_len(g: &Graph, node: &Node) -> usize {
         Op::Conv2dBackwardData { k, gelu_input } => {
             conv_shape(g, ins[2], g.shape(ins[1])[0], k, gelu_input).backward_input_scratch_len()
         }
-        Op::Conv2dBackwardWeight { k, gelu_input } => {
+        Op::Conv2dBackwardWeight { k, gelu_input, .. } => {
             conv_shape(g, ins[1], *g.shape(ins[0]).last().unwrap(), k, gelu_input).backward_weight_scratch_len()
         }
         Op::AffineBackward => elementwise::affine_backward_scratch_len(g.tensors[ins[1]].numel(), g.shape(ins[2])[0]),
@@ -176,8 +176,9 @@ pub(super) fn lower(
             let s = conv_shape(g, ins[2], g.shape(ins[1])[0], k, gelu_input);
             conv2d::conv2d_backward_input(ctx, &s, i(2), i(1), i(0), scratch(s.backward_input_scratch_len()), y)?
         }
-        Op::Conv2dBackwardWeight { k, gelu_input } => {
+        Op::Conv2dBackwardWeight { k, gelu_input, bias } => {
             let s = conv_shape(g, ins[1], channels(ins[0]), k, gelu_input);
+            let db = bias.then(|| v(outs[1]));
             // The tiled path can apply GELU to x once, into the side buffer, instead of per tap.
             let act = (gelu_input && s.x_len() <= side.len).then(|| BufView { len: s.x_len(), ..side });
             let mut ds = Vec::new();
@@ -193,7 +194,7 @@ pub(super) fn lower(
                     scratch(len),
                     act,
                     y,
-                    None,
+                    db,
                     !first,
                 )?);
             }
