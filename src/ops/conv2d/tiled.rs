@@ -68,13 +68,14 @@ struct ForwardParams {
 /// workgroup for 3x3 and 64 for 1x1, so each broadcast x value feeds 4 resp. 8 channels
 /// per lane. All blocks' accumulators live across the channel loop (LLVM spills most of
 /// them; each spilled one is reloaded once per block), so bigger tiles cost compile time:
-/// lavapipe JIT of the gelu variant at 16 blocks x 4 is ~4 s, at 8 x 4 ~2 s.
-/// Measured at 16x32x32, 64->64, GFLOP per CPU-second (FMA ceiling ~43):
+/// lavapipe JIT of the gelu variant at 16 blocks x 4 is ~4 s, at 8 x 4 ~2 s, and the
+/// 1x1 at 16 x 8 (1024 accumulators) ~10 s, hence 4 x 8 there.
+/// Measured at 16x32x32, 64->64, GFLOP per CPU-second (FMA ceiling ~43; noisy, shared machine):
 /// 3x3 blocks x couts/lane (rows x blocks for the first two): 4x4 x1: 19.5, 2x8 x2: 23.2,
 /// 8 x4: 23.2, 16 x4: 25.9, 32 x4: 27.8, 16 x8: 27.1, 32 x8: 16.3;
 /// 1x1: 4 x3: 7.7, 16 x4: 14.1, 8 x4: 13.2, 4 x8: 19.6, 16 x8: 19.1.
 fn forward_tile(k: usize, h: usize, cout: usize, gelu_input: bool, epilogue: Epilogue) -> ForwardTile {
-    let (max_blocks, max_couts_per_lane) = if k == 3 { (8, 4) } else { (4, 8) };
+    let (max_blocks, max_couts_per_lane) = if k == 3 { (16, 4) } else { (4, 8) };
     ForwardTile {
         k: k as u32,
         rows: 1,
