@@ -56,54 +56,6 @@ pub(super) fn reparam_cfg(sampling: Sampling, tensor: u32, seed: u64) -> Reparam
     }
 }
 
-/// Most pixels one simple-path weight-gradient dispatch reduces over. On
-/// lavapipe, invocations that loop over more than about 60,000 pixels return
-/// wrong sums (seen for 64x32x32 images), so longer reductions are split over
-/// batch chunks that accumulate.
-const SIMPLE_REDUCTION_PIXELS: usize = 16 * 1024;
-
-/// `(first, images, x, dy)` per batch chunk of a weight/bias gradient: one chunk
-/// unless the simple path would reduce over too many pixels in one invocation.
-fn image_chunks<'a>(
-    ctx: &GpuContext,
-    s: &Conv2dShape,
-    x: BufView<'a>,
-    dy: BufView<'a>,
-) -> Vec<(bool, usize, BufView<'a>, BufView<'a>)> {
-    let per_image = s.h * s.w;
-    let simple = conv2d::Path::best_backward_weight(ctx, s) == conv2d::Path::Simple;
-    let mut chunk = if simple {
-        (SIMPLE_REDUCTION_PIXELS / per_image).max(1)
-    } else {
-        s.n
-    };
-    // Chunk offsets must meet the binding alignment.
-    let align = (ctx.limits.min_storage_buffer_offset_alignment as usize / 4).max(1);
-    while chunk < s.n
-        && (!(chunk * per_image * s.cin).is_multiple_of(align) || !(chunk * per_image * s.cout).is_multiple_of(align))
-    {
-        chunk += 1;
-    }
-    (0..s.n)
-        .step_by(chunk)
-        .map(|start| {
-            let n = chunk.min(s.n - start);
-            let (xl, yl) = (per_image * s.cin, per_image * s.cout);
-            let xv = BufView {
-                offset: x.offset + start * xl,
-                len: n * xl,
-                ..x
-            };
-            let dyv = BufView {
-                offset: dy.offset + start * yl,
-                len: n * yl,
-                ..dy
-            };
-            (start == 0, n, xv, dyv)
-        })
-        .collect()
-}
-
 /// Elements of workspace the op needs.
 pub(super) fn scratch_len(g: &Graph, node: &Node) -> usize {
     let ins = &node.inputs;
@@ -181,39 +133,13 @@ pub(super) fn lower(
             let db = bias.then(|| v(outs[1]));
             // The tiled path can apply GELU to x once, into the side buffer, instead of per tap.
             let act = (gelu_input && s.x_len() <= side.len).then(|| BufView { len: s.x_len(), ..side });
-            let mut ds = Vec::new();
-            for (first, n, x, dy) in image_chunks(ctx, &s, i(1), i(0)) {
-                let part = Conv2dShape { n, ..s };
-                let len = part.backward_weight_scratch_len();
-                let act = act.filter(|_| n == s.n);
-                ds.extend(conv2d::conv2d_backward_weight(
-                    ctx,
-                    &part,
-                    x,
-                    dy,
-                    scratch(len),
-                    act,
-                    y,
-                    db,
-                    !first,
-                )?);
-            }
-            ds
+            let len = s.backward_weight_scratch_len();
+            conv2d::conv2d_backward_weight(ctx, &s, i(1), i(0), scratch(len), act, y, db, false)?
         }
         Op::Conv2dBackwardBias => {
             let [n, h, w, c] = nhwc(g.shape(ins[0]));
             let s = Conv2dShape::new(n, h, w, c, c, 1);
-            let mut ds = Vec::new();
-            for (first, n, _, dy) in image_chunks(ctx, &s, i(0), i(0)) {
-                ds.push(conv2d::conv2d_backward_bias(
-                    ctx,
-                    &Conv2dShape { n, ..s },
-                    dy,
-                    y,
-                    !first,
-                )?);
-            }
-            ds
+            one(conv2d::conv2d_backward_bias(ctx, &s, i(0), y, false))?
         }
         Op::Add => one(elementwise::add(ctx, i(0), i(1), y))?,
         Op::AvgPool { k } => one(resample::avg_pool(ctx, i(0), nhwc(g.shape(ins[0])), k, y))?,
