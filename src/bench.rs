@@ -44,7 +44,7 @@ pub struct BenchResult {
     pub seconds: f64,
     pub gflops: f64,
     pub gbytes_per_s: f64,
-    /// The FMA ceiling measured around this case (GFLOP/s).
+    /// The FMA ceiling (GFLOP/s) the ratio divides by.
     pub ceiling_gflops: f64,
     /// GFLOP/s as a fraction of that ceiling.
     pub ceiling_ratio: f64,
@@ -52,8 +52,8 @@ pub struct BenchResult {
 
 /// Times a case: warm-up, then enough repetitions (one submit) for ~`budget`
 /// seconds; best of 3. The FMA ceiling is measured right before and right after
-/// the case and the higher of the two is the denominator, so a machine whose
-/// speed drifts (shared cores) does not inflate the ratio.
+/// the case; the result carries the higher of the two (callers comparing many
+/// cases divide by the highest ceiling of the whole run).
 pub fn run_case(ctx: &GpuContext, case: &BenchCase, budget: f64) -> Result<BenchResult> {
     let before = measure_fma_ceiling(ctx, budget / 4.0)?.gflops;
     let ds: Vec<&Dispatch> = case.dispatches.iter().collect();
