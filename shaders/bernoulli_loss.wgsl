@@ -1,7 +1,7 @@
 // Per-image Bernoulli NLL, forward only. Included after bernoulli_common.wgsl.
 // Workgroup (chunk, image) sums 1024 elements of one image (4 per invocation,
-// strided so loads coalesce) into partials[image * chunks + chunk];
-// bernoulli_reduce.wgsl adds each image's chunks.
+// strided so loads coalesce) into partials[chunk * images + image];
+// the reduce family's sum_partials adds each image's chunks.
 
 @group(0) @binding(0) var<storage, read> logits: array<f32>;
 @group(0) @binding(1) var<storage, read> targets: array<f32>;
@@ -11,7 +11,11 @@
 var<workgroup> sums: array<f32, 256>;
 
 @compute @workgroup_size(256)
-fn bernoulli_loss(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+fn bernoulli_loss(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
     let image = wid.y;
     var sum = 0.0;
     for (var r = 0u; r < 4u; r++) {
@@ -28,6 +32,6 @@ fn bernoulli_loss(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgro
         for (var j = 0u; j < 256u; j++) {
             total += sums[j];
         }
-        partials[image * p.chunks + wid.x] = total;
+        partials[wid.x * nwg.y + image] = total;
     }
 }

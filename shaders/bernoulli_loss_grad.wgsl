@@ -11,7 +11,11 @@
 var<workgroup> sums: array<f32, 256>;
 
 @compute @workgroup_size(256)
-fn bernoulli_loss_grad(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+fn bernoulli_loss_grad(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
     let image = wid.y;
     let g = upstream[image];
     var sum = 0.0;
@@ -32,6 +36,6 @@ fn bernoulli_loss_grad(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(wo
         for (var j = 0u; j < 256u; j++) {
             total += sums[j];
         }
-        partials[image * p.chunks + wid.x] = total;
+        partials[wid.x * nwg.y + image] = total;
     }
 }

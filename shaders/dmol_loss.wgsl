@@ -1,7 +1,7 @@
 // Per-image DMoL negative log-likelihood, forward only. Included after
 // dmol_common.wgsl. Workgroup (tile, image) covers 64 pixels of one image, one
-// pixel per invocation, and writes their summed NLL to partials[image * tiles +
-// tile]; dmol_reduce.wgsl then adds each image's tiles.
+// pixel per invocation, and writes their summed NLL to partials[tile * images +
+// image]; the reduce family's sum_partials then adds each image's tiles.
 
 @group(0) @binding(0) var<storage, read> l: array<f32>;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -69,7 +69,11 @@ fn pixel_nll(pixel: u32) -> f32 {
 }
 
 @compute @workgroup_size(64)
-fn dmol_loss(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+fn dmol_loss(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
     let image = wid.y;
     let px = wid.x * 64u + lid.x;
     var nll = 0.0;
@@ -83,6 +87,6 @@ fn dmol_loss(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id
         for (var i = 0u; i < 64u; i++) {
             sum += tile_nll[i];
         }
-        partials[image * p.tiles + wid.x] = sum;
+        partials[wid.x * nwg.y + image] = sum;
     }
 }

@@ -112,7 +112,11 @@ fn pixel_nll_and_grad(pixel: u32, image: u32) -> f32 {
 }
 
 @compute @workgroup_size(64)
-fn dmol_loss_grad(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+fn dmol_loss_grad(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
     let image = wid.y;
     let px = wid.x * 64u + lid.x;
     var nll = 0.0;
@@ -126,6 +130,6 @@ fn dmol_loss_grad(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgro
         for (var i = 0u; i < 64u; i++) {
             sum += tile_nll[i];
         }
-        partials[image * p.tiles + wid.x] = sum;
+        partials[wid.x * nwg.y + image] = sum;
     }
 }

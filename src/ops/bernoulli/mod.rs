@@ -1,7 +1,8 @@
 //! Bernoulli likelihood on logits, for binarized data (targets in {0, 1}, e.g.
 //! binarized MNIST): per-image NLL, NLL fused with its gradient, and sampling.
 //! WGSL: `shaders/bernoulli_common.wgsl`, `bernoulli_loss.wgsl`,
-//! `bernoulli_loss_grad.wgsl`, `bernoulli_reduce.wgsl`, `bernoulli_sample.wgsl`.
+//! `bernoulli_loss_grad.wgsl`, `bernoulli_sample.wgsl`; the per-image sums of
+//! chunk partials use the reduce family's `sum_partials`.
 //!
 //! Per element: nll = -[t log sigmoid(l) + (1 - t) log(1 - sigmoid(l))], written
 //! stably as softplus(l) - t l; summed over each image's H*W*C elements (NHWC).
@@ -34,12 +35,6 @@ const LOSS_GRAD: Kernel = Kernel::portable(
         Access::ReadWrite,
         Access::Uniform,
     ],
-);
-const REDUCE: Kernel = Kernel::portable(
-    "bernoulli_reduce",
-    &[include_str!("../../../shaders/bernoulli_reduce.wgsl")],
-    "bernoulli_reduce",
-    &[Access::Read, Access::ReadWrite, Access::Uniform],
 );
 const SAMPLE: Kernel = Kernel::portable(
     "bernoulli_sample",
@@ -132,25 +127,9 @@ impl LossParams {
     }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct ReduceParams {
-    images: u32,
-    chunks: u32,
-}
-
+/// Adds each image's per-chunk partial sums (`partials[chunk * n + image]`) into `nll`.
 fn reduce(ctx: &GpuContext, spec: &BernoulliSpec, partials: BufView<'_>, nll: BufView<'_>) -> Result<Dispatch> {
-    let params = ReduceParams {
-        images: spec.n as u32,
-        chunks: spec.chunks() as u32,
-    };
-    ctx.dispatch(
-        &REDUCE,
-        &[],
-        &[partials, nll],
-        bytemuck::bytes_of(&params),
-        [spec.n as u32, 1, 1],
-    )
+    crate::ops::reduce::sum_partials(ctx, partials, spec.chunks(), nll, 1.0)
 }
 
 fn check_loss_views(

@@ -2,7 +2,8 @@
 //! NLL, NLL fused with its gradient, and sampling, exactly as the official
 //! `vae_helpers.py` computes them (see DESIGN.md "Output" and "DMoL layout").
 //! WGSL: `shaders/dmol_common.wgsl`, `dmol_loss.wgsl`, `dmol_loss_grad.wgsl`,
-//! `dmol_reduce.wgsl`, `dmol_sample.wgsl`.
+//! `dmol_sample.wgsl`; the per-image sums of tile partials use the reduce
+//! family's `sum_partials`.
 //!
 //! Tensors are NHWC: `l` is the out_conv output `[N, H, W, M + C*S]` (S = 3M for
 //! RGB, 2M for greyscale), `x` the target `[N, H, W, C]` in [-1, 1].
@@ -37,12 +38,6 @@ const LOSS_GRAD: Kernel = Kernel::portable(
         Access::ReadWrite,
         Access::Uniform,
     ],
-);
-const REDUCE: Kernel = Kernel::portable(
-    "dmol_reduce",
-    &[include_str!("../../../shaders/dmol_reduce.wgsl")],
-    "dmol_reduce",
-    &[Access::Read, Access::ReadWrite, Access::Uniform],
 );
 const SAMPLE: Kernel = Kernel::portable(
     "dmol_sample",
@@ -216,25 +211,9 @@ impl LossParams {
     }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct ReduceParams {
-    images: u32,
-    tiles: u32,
-}
-
+/// Adds each image's per-tile partial sums (`partials[tile * n + image]`) into `nll`.
 fn reduce(ctx: &GpuContext, spec: &DmolSpec, partials: BufView<'_>, nll: BufView<'_>) -> Result<Dispatch> {
-    let params = ReduceParams {
-        images: spec.n as u32,
-        tiles: spec.tiles() as u32,
-    };
-    ctx.dispatch(
-        &REDUCE,
-        &[],
-        &[partials, nll],
-        bytemuck::bytes_of(&params),
-        [spec.n as u32, 1, 1],
-    )
+    crate::ops::reduce::sum_partials(ctx, partials, spec.tiles(), nll, 1.0)
 }
 
 fn check_loss_views(
