@@ -64,6 +64,17 @@ pub fn load(path: &str) -> Result<NamedTensors> {
     Ok(out)
 }
 
+/// The string metadata of a safetensors file (empty when it has none).
+pub fn load_metadata(path: &str) -> Result<HashMap<String, String>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::Io {
+        path: path.into(),
+        source: e,
+    })?;
+    let (_, meta) = SafeTensors::read_metadata(&bytes)
+        .map_err(|e| Error::Input(format!("{path}: not a valid safetensors file ({e})")))?;
+    Ok(meta.metadata().clone().unwrap_or_default())
+}
+
 /// Writes the tensors as F32 safetensors: to `PATH.tmp`, then renamed over `path`.
 pub fn save(path: &str, tensors: &NamedTensors, metadata: Option<HashMap<String, String>>) -> Result<()> {
     let bytes_of: Vec<(&String, Vec<u8>, &Vec<usize>)> = tensors

@@ -10,5 +10,6 @@ pub mod gpu;
 pub mod graph;
 pub mod model;
 pub mod ops;
+pub mod train;
 
 pub use error::{Error, Result};

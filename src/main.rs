@@ -66,6 +66,39 @@ enum Command {
         #[arg(long)]
         out: String,
     },
+    /// Train on the GPU (default: preset mnist on the bundled 1,000 MNIST images), with
+    /// a progress bar, a JSON-lines log and checkpoints (weights, EMA, optimizer state)
+    Train {
+        /// A named configuration (ignored with --config)
+        #[arg(long, default_value = "mnist", value_parser = clap::builder::PossibleValuesParser::new(PRESETS))]
+        preset: String,
+        /// A JSON file of official VDVAE hyperparameters instead of a preset
+        #[arg(long)]
+        config: Option<String>,
+        /// Image file [default: the bundled MNIST subset]
+        #[arg(long, requires = "format")]
+        data: Option<String>,
+        #[arg(long, value_enum)]
+        format: Option<DataFormat>,
+        /// Training steps to run (on top of a resumed run's)
+        #[arg(long, default_value_t = 200)]
+        steps: u32,
+        /// Images per step [default: the config's n_batch]
+        #[arg(long)]
+        batch: Option<usize>,
+        /// Run directory: checkpoints and log.jsonl [default: runs/<preset>]
+        #[arg(long)]
+        out: Option<String>,
+        /// Write a checkpoint every this many steps (and always at the end); 0 = only at the end
+        #[arg(long, default_value_t = 100)]
+        save_every: u32,
+        /// Continue the run in --out from its checkpoint
+        #[arg(long)]
+        resume: bool,
+        /// Seed of the initial weights, batch order and noise [default: the config's]
+        #[arg(long)]
+        seed: Option<u64>,
+    },
     /// Parameters, latent layers and planned peak memory of a training step; runs nothing
     Plan {
         #[command(flatten)]
@@ -194,6 +227,32 @@ fn main() -> ExitCode {
         Command::Info { seconds } => info(&choice, seconds),
         Command::Check { kernel, full, perturb } => check(&choice, kernel.as_deref(), full, perturb),
         Command::Plan { model, batch } => plan(&choice, &model, batch),
+        Command::Train {
+            preset,
+            config,
+            data,
+            format,
+            steps,
+            batch,
+            out,
+            save_every,
+            resume,
+            seed,
+        } => {
+            let args = TrainArgs {
+                preset,
+                config,
+                data,
+                format,
+                steps,
+                batch,
+                out,
+                save_every,
+                resume,
+                seed,
+            };
+            train(&choice, &args)
+        }
         Command::Eval { args, batch, json } => eval(&choice, &args, batch, json),
         Command::Grad { args, out } => grad(&choice, &args, &out),
     };
@@ -318,5 +377,64 @@ fn grad(choice: &AdapterChoice, args: &DataArgs, out: &str) -> vdvae::Result<Exi
         grads.len(),
         images.n
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+struct TrainArgs {
+    preset: String,
+    config: Option<String>,
+    data: Option<String>,
+    format: Option<DataFormat>,
+    steps: u32,
+    batch: Option<usize>,
+    out: Option<String>,
+    save_every: u32,
+    resume: bool,
+    seed: Option<u64>,
+}
+
+fn train(choice: &AdapterChoice, a: &TrainArgs) -> vdvae::Result<ExitCode> {
+    let mut h = match &a.config {
+        Some(c) => HParams::from_json_file(c)?,
+        None => preset(&a.preset)?,
+    };
+    if let Some(seed) = a.seed {
+        h.seed = seed;
+    }
+    let (images, format) = match (&a.data, a.format) {
+        (Some(path), Some(format)) => (read_images(path, format)?, format),
+        _ => (vdvae::data::bundled_mnist(), DataFormat::Mnist),
+    };
+    let images = fit_images(&h, images)?;
+    let norm = if format == DataFormat::Mnist { MNIST } else { CIFAR10 };
+    let name = a
+        .config
+        .as_deref()
+        .map_or(a.preset.as_str(), |c| c.trim_end_matches(".json"));
+    let out_dir = a
+        .out
+        .clone()
+        .unwrap_or_else(|| format!("runs/{}", name.rsplit('/').next().unwrap_or(name)));
+    let ctx = GpuContext::new(choice)?;
+    let options = vdvae::train::TrainOptions {
+        steps: a.steps,
+        batch: a.batch.unwrap_or(h.n_batch),
+        out_dir: out_dir.clone(),
+        save_every: a.save_every,
+        norm,
+        resume: a.resume,
+    };
+    eprintln!(
+        "training on {} ({} images), run directory {out_dir}",
+        ctx.adapter.name, images.n
+    );
+    let last = vdvae::train::train(&ctx, &h, &images, &options)?;
+    if let Some(s) = last {
+        println!(
+            "step {}: ELBO {:.4} nats/dim (distortion {:.4}, rate {:.4}), grad norm {:.2}, skipped steps {}",
+            s.iteration, s.elbo, s.distortion, s.rate, s.grad_norm, s.skips
+        );
+    }
+    println!("checkpoint: {out_dir}/model.safetensors (EMA: model-ema.safetensors, optimizer: opt.safetensors)");
     Ok(ExitCode::SUCCESS)
 }

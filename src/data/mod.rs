@@ -80,6 +80,18 @@ pub fn read_images(path: &str, format: DataFormat) -> Result<ImageSet> {
     parsed.map_err(|e| Error::Input(format!("{path}: {e}")))
 }
 
+/// The first 1,000 MNIST test images, built into the binary (assets/), so a
+/// default run needs no download.
+pub fn bundled_mnist() -> ImageSet {
+    const BYTES: &[u8] = include_bytes!("../../assets/mnist-1k-images-idx3-ubyte.gz");
+    use std::io::Read;
+    let mut raw = Vec::new();
+    flate2::read::GzDecoder::new(BYTES)
+        .read_to_end(&mut raw)
+        .expect("the bundled MNIST subset is valid gzip");
+    read_idx_images(&raw).expect("the bundled MNIST subset is a valid IDX file")
+}
+
 /// The file's bytes, gunzipped when it starts with the gzip magic.
 pub fn read_maybe_gz(path: &str) -> Result<Vec<u8>> {
     use std::io::Read;
@@ -114,6 +126,12 @@ mod tests {
         let p = set.pad_to(4).unwrap();
         assert_eq!(p.pixels, vec![0, 0, 0, 0, 0, 1, 2, 0, 0, 3, 4, 0, 0, 0, 0, 0]);
         assert!(set.pad_to(1).is_err());
+    }
+
+    #[test]
+    fn the_bundled_mnist_subset_loads() {
+        let set = bundled_mnist();
+        assert_eq!((set.n, set.h, set.w, set.c), (1000, 28, 28, 1));
     }
 
     #[test]

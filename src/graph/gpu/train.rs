@@ -302,3 +302,30 @@ impl GpuGraph {
         })
     }
 }
+
+impl GpuGraph {
+    /// Sets a parameter's EMA weights and Adam moments (graph layout), for resuming.
+    pub fn write_optimizer_tensor(
+        &self,
+        ctx: &GpuContext,
+        t: TensorId,
+        ema: &[f32],
+        exp_avg: &[f32],
+        exp_avg_sq: &[f32],
+    ) -> Result<()> {
+        let ts = self.train_state()?;
+        let v = self.bufs.view(t);
+        for (buffer, data) in [(&ts.ema, ema), (&ts.moments[0], exp_avg), (&ts.moments[1], exp_avg_sq)] {
+            if data.len() != v.len {
+                return Err(Error::Shape(format!(
+                    "optimizer tensor: {} values for {} elements",
+                    data.len(),
+                    v.len
+                )));
+            }
+            ctx.queue
+                .write_buffer(&buffer.buffer, v.offset as u64 * 4, bytemuck::cast_slice(data));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,119 @@
+//! A training run on disk, all safetensors in official names and layouts:
+//!
+//! - `model.safetensors`: the weights (loads in PyTorch as the official `state_dict`);
+//! - `model-ema.safetensors`: the EMA weights, same names;
+//! - `opt.safetensors`: AdamW moments as `exp_avg.<name>` and `exp_avg_sq.<name>`,
+//!   with the step counters in its metadata (`step`, `skips`, `iteration`).
+//!
+//! Each file is written to a temporary name and renamed, so a crash never
+//! leaves a half-written checkpoint.
+
+use std::collections::HashMap;
+
+use crate::checkpoint::{check_against, load, save, NamedTensors, Tensor};
+use crate::error::{Error, Result};
+use crate::gpu::GpuContext;
+use crate::graph::gpu::GpuGraph;
+use crate::model::config::HParams;
+use crate::model::layout::{to_internal, to_official};
+use crate::model::params::ParamSpec;
+use crate::model::vdvae::VdvaeGraph;
+use crate::ops::optimizer::StepState;
+
+const MOMENTS: [&str; 2] = ["exp_avg", "exp_avg_sq"];
+
+pub struct RunState {
+    pub weights: NamedTensors,
+    pub ema: NamedTensors,
+    pub opt: NamedTensors,
+    pub state: StepState,
+}
+
+fn path(dir: &str, file: &str) -> String {
+    format!("{dir}/{file}")
+}
+
+/// Writes weights, EMA and optimizer state of `gpu` into `dir`.
+pub fn save_run(ctx: &GpuContext, dir: &str, h: &HParams, m: &VdvaeGraph, gpu: &GpuGraph) -> Result<()> {
+    let state = gpu.optimizer_state(ctx)?;
+    let (mut weights, mut ema, mut opt) = (NamedTensors::new(), NamedTensors::new(), NamedTensors::new());
+    for (spec, t) in &m.params {
+        let official = |data: Vec<f32>| Tensor {
+            shape: spec.shape.clone(),
+            data: to_official(spec, &data),
+        };
+        weights.insert(spec.name.clone(), official(gpu.read(ctx, *t)?));
+        ema.insert(spec.name.clone(), official(gpu.read_ema(ctx, *t)?));
+        let (m1, m2) = gpu.read_moments(ctx, *t)?;
+        opt.insert(format!("{}.{}", MOMENTS[0], spec.name), official(m1));
+        opt.insert(format!("{}.{}", MOMENTS[1], spec.name), official(m2));
+    }
+    let config = serde_json::to_string(h).expect("hyperparameters serialise");
+    let meta = HashMap::from([
+        ("config".to_string(), config),
+        ("step".to_string(), state.step.to_string()),
+    ]);
+    let mut opt_meta = meta.clone();
+    opt_meta.insert("skips".into(), state.skips.to_string());
+    opt_meta.insert("iteration".into(), state.iteration.to_string());
+    save(&path(dir, "model.safetensors"), &weights, Some(meta.clone()))?;
+    save(&path(dir, "model-ema.safetensors"), &ema, Some(meta))?;
+    save(&path(dir, "opt.safetensors"), &opt, Some(opt_meta))
+}
+
+fn counter(meta: &HashMap<String, String>, key: &str, file: &str) -> Result<u32> {
+    meta.get(key)
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| Error::Input(format!("{file}: metadata has no valid `{key}` counter")))
+}
+
+/// Reads a run written by [`save_run`], checking every tensor against the model.
+pub fn load_run(dir: &str, m: &VdvaeGraph) -> Result<RunState> {
+    let specs: Vec<ParamSpec> = m.params.iter().map(|(s, _)| s.clone()).collect();
+    let weights = load(&path(dir, "model.safetensors"))?;
+    check_against(&specs, &weights, "model.safetensors")?;
+    let ema = load(&path(dir, "model-ema.safetensors"))?;
+    check_against(&specs, &ema, "model-ema.safetensors")?;
+    let opt_path = path(dir, "opt.safetensors");
+    let opt = load(&opt_path)?;
+    let moment_specs: Vec<ParamSpec> = MOMENTS
+        .iter()
+        .flat_map(|p| {
+            specs.iter().map(move |s| ParamSpec {
+                name: format!("{p}.{}", s.name),
+                ..s.clone()
+            })
+        })
+        .collect();
+    check_against(&moment_specs, &opt, "opt.safetensors")?;
+    let meta = crate::checkpoint::load_metadata(&opt_path)?;
+    let state = StepState::resumed(
+        counter(&meta, "step", "opt.safetensors")?,
+        counter(&meta, "skips", "opt.safetensors")?,
+        counter(&meta, "iteration", "opt.safetensors")?,
+    );
+    Ok(RunState {
+        weights,
+        ema,
+        opt,
+        state,
+    })
+}
+
+impl RunState {
+    /// Puts weights, EMA and moments on the GPU.
+    pub fn upload(&self, ctx: &GpuContext, m: &VdvaeGraph, gpu: &GpuGraph) -> Result<()> {
+        for (spec, t) in &m.params {
+            let internal = |set: &NamedTensors, name: &str| to_internal(spec, &set[name].data);
+            gpu.write(ctx, &m.graph, *t, &internal(&self.weights, &spec.name))?;
+            gpu.write_optimizer_tensor(
+                ctx,
+                *t,
+                &internal(&self.ema, &spec.name),
+                &internal(&self.opt, &format!("{}.{}", MOMENTS[0], spec.name)),
+                &internal(&self.opt, &format!("{}.{}", MOMENTS[1], spec.name)),
+            )?;
+        }
+        Ok(())
+    }
+}
