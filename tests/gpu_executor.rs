@@ -193,3 +193,42 @@ fn one_training_step_on_gpu_matches_the_cpu_step() {
     }
     println!("worst gradient relative difference GPU vs CPU: {worst:.2e}");
 }
+
+#[test]
+fn sampled_forward_draws_the_cpu_noise_at_any_step() {
+    // The noise step reaches each reparam kernel by a GPU-side copy into its
+    // uniform; at step 5 a wrong offset would draw other noise than the CPU.
+    let ctx = context();
+    let h = preset("mnist-tiny").unwrap();
+    let images = mnist_batch(2);
+    let m = build_vdvae(&h, images.n, Sampling::Posterior).unwrap();
+    let mut values = m.values_from_checkpoint(&init_weights(&h, 3).unwrap(), "init").unwrap();
+    m.set_images(&mut values, &images, MNIST).unwrap();
+    let (seed, step) = (11, 5);
+    let gpu = GpuGraph::build(&ctx, &m.graph, seed, None).unwrap();
+    for (t, v) in values.iter().enumerate() {
+        if let Some(v) = v {
+            gpu.write(&ctx, &m.graph, t, v).unwrap();
+        }
+    }
+    gpu.run(&ctx, step as u32).unwrap();
+    run(&m.graph, &mut values, Noise { seed, step }).unwrap();
+    let mut other = values.clone();
+    run(&m.graph, &mut other, Noise { seed, step: 0 }).unwrap();
+    let layers = h.decoder_layers().unwrap();
+    for (&k, layer) in m.kl_per_level.iter().zip(&layers) {
+        let (got, want) = (gpu.read(&ctx, k).unwrap(), values[k].clone().unwrap());
+        let (d, n) = rel_norm(&got, &want);
+        // KL near 0 cancels in f32 (-1/2 + 1/2·e^0 …): up to ~1e-7 per summed element.
+        let summed = (images.n * layer.res * layer.res * h.zdim) as f64;
+        let atol = 1e-7 * summed;
+        let name = &m.graph.tensors[k].name;
+        assert!(d <= 1e-4 * n + atol, "{name}: KL differs by {d:e} (norm {n:e})");
+    }
+    let nll_at = |v: &Values| v[m.nll].clone().unwrap();
+    let (d, n) = rel_norm(&gpu.read(&ctx, m.nll).unwrap(), &nll_at(&values));
+    assert!(d <= 1e-5 * n, "NLL at step {step} differs by {d:e}");
+    // And the step matters: step 0 draws different noise.
+    let (d0, _) = rel_norm(&nll_at(&other), &nll_at(&values));
+    assert!(d0 > 1e-4 * n, "steps 0 and {step} drew the same noise");
+}
