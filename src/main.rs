@@ -99,6 +99,14 @@ enum Command {
         #[arg(long)]
         seed: Option<u64>,
     },
+    /// GPU time of every kernel over one training step (after warm-up steps), slowest first
+    Profile {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Images per step [default: the config's n_batch]
+        #[arg(long)]
+        batch: Option<usize>,
+    },
     /// Parameters, latent layers and planned peak memory of a training step; runs nothing
     Plan {
         #[command(flatten)]
@@ -227,6 +235,7 @@ fn main() -> ExitCode {
         Command::Info { seconds } => info(&choice, seconds),
         Command::Check { kernel, full, perturb } => check(&choice, kernel.as_deref(), full, perturb),
         Command::Plan { model, batch } => plan(&choice, &model, batch),
+        Command::Profile { model, batch } => profile(&choice, &model, batch),
         Command::Train {
             preset,
             config,
@@ -436,5 +445,43 @@ fn train(choice: &AdapterChoice, a: &TrainArgs) -> vdvae::Result<ExitCode> {
         );
     }
     println!("checkpoint: {out_dir}/model.safetensors (EMA: model-ema.safetensors, optimizer: opt.safetensors)");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn profile(choice: &AdapterChoice, model: &ModelArgs, batch: Option<usize>) -> vdvae::Result<ExitCode> {
+    let h = model.load()?;
+    let ctx = GpuContext::new(choice)?;
+    let images = fit_images(&h, vdvae::data::bundled_mnist()).or_else(|_| {
+        // Models of RGB images profile on noise of the right shape.
+        let n = h.n_batch.max(1);
+        let len = n * h.image_size * h.image_size * h.image_channels;
+        let key = vdvae::ops::rng::RngKey::new(1, 0, 0);
+        let pixels = (0..len as u32).map(|i| (key.uniform(i) * 255.0) as u8).collect();
+        Ok::<_, vdvae::Error>(vdvae::data::ImageSet {
+            n,
+            h: h.image_size,
+            w: h.image_size,
+            c: h.image_channels,
+            pixels,
+        })
+    })?;
+    let batch = batch.unwrap_or(h.n_batch);
+    let report = vdvae::train::profile_step(&ctx, &h, &images, batch)?;
+    let total: f64 = report.iter().map(|r| r.2).sum();
+    println!(
+        "adapter: {}; batch {batch}; one training step, each dispatch timed alone",
+        ctx.adapter.name
+    );
+    println!("{:<60} {:>10} {:>11} {:>7}", "kernel", "dispatches", "GPU ms", "share");
+    for (kernel, count, seconds) in &report {
+        println!(
+            "{:<60} {count:>10} {:>11.3} {:>6.1}%",
+            kernel,
+            seconds * 1e3,
+            100.0 * seconds / total
+        );
+    }
+    let count: usize = report.iter().map(|r| r.1).sum();
+    println!("{:<60} {count:>10} {:>11.3}", "total", total * 1e3);
     Ok(ExitCode::SUCCESS)
 }

@@ -150,3 +150,17 @@ fn bad_input_gets_a_clear_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn profile_times_every_kernel_of_a_step() {
+    let out = vdvae(&["profile", "--preset", "mnist-tiny", "--batch", "4"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("conv2d") && stdout.contains("adamw_update_ema"),
+        "{stdout}"
+    );
+    let total = stdout.lines().find(|l| l.starts_with("total")).expect("a total line");
+    let dispatches: usize = total.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(dispatches > 100, "{total}");
+}

@@ -159,6 +159,46 @@ pub fn train(ctx: &GpuContext, h: &HParams, images: &ImageSet, o: &TrainOptions)
     Ok(last)
 }
 
+/// Per-kernel GPU time of one training step of `h` on `images`, after two
+/// warm-up steps: (kernel, dispatches, seconds), slowest first.
+pub fn profile_step(
+    ctx: &GpuContext,
+    h: &HParams,
+    images: &ImageSet,
+    batch: usize,
+) -> Result<Vec<(&'static str, usize, f64)>> {
+    if images.n < batch {
+        return Err(Error::Input(format!(
+            "{} images are fewer than a batch of {batch}",
+            images.n
+        )));
+    }
+    let mut m = build_vdvae(h, batch, Sampling::Posterior)?;
+    append_backward(&mut m.graph)?;
+    let mut gpu = GpuGraph::build(
+        ctx,
+        &m.graph,
+        h.seed,
+        Some(TrainConfig {
+            adamw: adamw(h),
+            resume: StepState::default(),
+        }),
+    )?;
+    let values = m.values_from_checkpoint(&init_weights(h, h.seed)?, "initial weights")?;
+    for &(_, t) in &m.params {
+        gpu.write(ctx, &m.graph, t, values[t].as_ref().unwrap())?;
+    }
+    let b = gather(images, &(0..batch).collect::<Vec<_>>());
+    let norm = crate::model::preprocess::CIFAR10;
+    let (x, t) = (network_input(&b, norm), likelihood_target(&b));
+    for _ in 0..2 {
+        gpu.stage_inputs(ctx, &m.graph, &[(m.input, &x), (m.target, &t)])?;
+        gpu.train_step(ctx)?;
+    }
+    gpu.finish(ctx)?;
+    gpu.profile(ctx)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
