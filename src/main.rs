@@ -99,6 +99,31 @@ enum Command {
         #[arg(long)]
         seed: Option<u64>,
     },
+    /// Unconditional samples of a checkpoint (every level drawn from its prior), as a PNG grid
+    Sample {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Weights: safetensors with the official state_dict names (e.g. a run's model-ema.safetensors)
+        #[arg(long)]
+        checkpoint: String,
+        /// Number of images
+        #[arg(long, default_value_t = 16)]
+        n: usize,
+        /// Prior temperature (official: logsig_p += ln t); 0 gives the prior means
+        #[arg(long, default_value_t = 1.0)]
+        temperature: f32,
+        /// Seed of the prior and pixel noise
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Images per row of the grid [default: about the square root of n]
+        #[arg(long)]
+        cols: Option<usize>,
+        /// Output PNG (written atomically)
+        #[arg(long, default_value = "samples.png")]
+        out: String,
+        #[arg(long, value_enum, default_value_t = DeviceArg::Gpu)]
+        device: DeviceArg,
+    },
     /// GPU time of every kernel over one training step (after warm-up steps), slowest first
     Profile {
         #[command(flatten)]
@@ -236,6 +261,16 @@ fn main() -> ExitCode {
         Command::Check { kernel, full, perturb } => check(&choice, kernel.as_deref(), full, perturb),
         Command::Plan { model, batch } => plan(&choice, &model, batch),
         Command::Profile { model, batch } => profile(&choice, &model, batch),
+        Command::Sample {
+            model,
+            checkpoint,
+            n,
+            temperature,
+            seed,
+            cols,
+            out,
+            device,
+        } => sample(&choice, &model, &checkpoint, n, temperature, seed, cols, &out, device),
         Command::Train {
             preset,
             config,
@@ -483,5 +518,30 @@ fn profile(choice: &AdapterChoice, model: &ModelArgs, batch: Option<usize>) -> v
     }
     let count: usize = report.iter().map(|r| r.1).sum();
     println!("{:<60} {count:>10} {:>11.3}", "total", total * 1e3);
+    Ok(ExitCode::SUCCESS)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn sample(
+    choice: &AdapterChoice,
+    model: &ModelArgs,
+    checkpoint_path: &str,
+    n: usize,
+    temperature: f32,
+    seed: u64,
+    cols: Option<usize>,
+    out: &str,
+    device: DeviceArg,
+) -> vdvae::Result<ExitCode> {
+    let h = model.load()?;
+    let weights = checkpoint::load(checkpoint_path)?;
+    let device = match device {
+        DeviceArg::Gpu => Device::Gpu(Box::new(GpuContext::new(choice)?)),
+        DeviceArg::Cpu => Device::Cpu,
+    };
+    let images = vdvae::model::sample::sample_images(&device, &h, &weights, n, temperature, seed)?;
+    let cols = cols.unwrap_or_else(|| (n as f64).sqrt().ceil() as usize);
+    vdvae::model::sample::write_grid_png(out, &images, cols)?;
+    println!("wrote {n} samples at temperature {temperature} to {out}");
     Ok(ExitCode::SUCCESS)
 }

@@ -164,3 +164,44 @@ fn profile_times_every_kernel_of_a_step() {
     let dispatches: usize = total.split_whitespace().nth(1).unwrap().parse().unwrap();
     assert!(dispatches > 100, "{total}");
 }
+
+#[test]
+fn sample_writes_a_png_grid() {
+    let weights = tmp("init.safetensors");
+    let h = vdvae::model::preset("mnist-tiny").unwrap();
+    vdvae::checkpoint::save(&weights, &vdvae::model::init::init_weights(&h, 2).unwrap(), None).unwrap();
+    let png = tmp("samples.png");
+    let out = vdvae(&[
+        "sample",
+        "--preset",
+        "mnist-tiny",
+        "--checkpoint",
+        &weights,
+        "--n",
+        "5",
+        "--out",
+        &png,
+    ]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&bytes[1..4], b"PNG");
+    // 3 columns x 2 rows of 32x32 images with 2-pixel gutters.
+    let (w, h) = (
+        u32::from_be_bytes(bytes[16..20].try_into().unwrap()),
+        u32::from_be_bytes(bytes[20..24].try_into().unwrap()),
+    );
+    assert_eq!((w, h), (3 * 34 + 2, 2 * 34 + 2));
+    let out = vdvae(&[
+        "sample",
+        "--preset",
+        "mnist-tiny",
+        "--checkpoint",
+        &weights,
+        "--temperature",
+        "-1",
+        "--out",
+        &png,
+    ]);
+    assert!(!out.status.success());
+    assert!(text(&out).1.contains("temperature"), "{}", text(&out).1);
+}

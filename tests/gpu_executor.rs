@@ -232,3 +232,26 @@ fn sampled_forward_draws_the_cpu_noise_at_any_step() {
     let (d0, _) = rel_norm(&nll_at(&other), &nll_at(&values));
     assert!(d0 > 1e-4 * n, "steps 0 and {step} drew the same noise");
 }
+
+#[test]
+fn gpu_samples_match_the_cpu_sampler() {
+    use vdvae::model::evaluate::Device;
+    use vdvae::model::sample::sample_images;
+    let h = preset("mnist-tiny").unwrap();
+    let weights = init_weights(&h, 4).unwrap();
+    let gpu = sample_images(&Device::Gpu(Box::new(context())), &h, &weights, 3, 0.8, 21).unwrap();
+    let cpu = sample_images(&Device::Cpu, &h, &weights, 3, 0.8, 21).unwrap();
+    assert_eq!((gpu.n, gpu.h, gpu.w, gpu.c), (3, 32, 32, 1));
+    // uint8 truncation can flip a value that sits on a bin edge; nothing else may differ.
+    let off = gpu.pixels.iter().zip(&cpu.pixels).filter(|(a, b)| a != b).count();
+    let far = gpu
+        .pixels
+        .iter()
+        .zip(&cpu.pixels)
+        .filter(|(&a, &b)| (a as i32 - b as i32).abs() > 1)
+        .count();
+    assert!(
+        far == 0 && off * 1000 <= gpu.pixels.len(),
+        "{off} pixels differ, {far} by more than 1"
+    );
+}

@@ -174,6 +174,43 @@ impl Graph {
         Ok((z, kl))
     }
 
+    /// A prior sample at `temperature` (official: `logsig_p += ln t`).
+    pub fn prior_sample(
+        &mut self,
+        name: &str,
+        p: (TensorId, TensorId),
+        temperature: f32,
+        tensor: u32,
+    ) -> Result<TensorId> {
+        if self.shape(p.0) != self.shape(p.1) {
+            return shape_err(format!("{name}: mu_p and logsig_p shapes differ"));
+        }
+        let z = self.activation(name, self.shape(p.0).to_vec());
+        self.node(Op::PriorSample { temperature, tensor }, vec![p.0, p.1], vec![z]);
+        Ok(z)
+    }
+
+    /// Images of `channels` channels sampled from the mixture of logistics `l`.
+    pub fn dmol_sample(
+        &mut self,
+        name: &str,
+        l: TensorId,
+        channels: usize,
+        low_bit: bool,
+        tensor: u32,
+    ) -> Result<TensorId> {
+        let [n, h, w, cl] = nhwc(self, l, name)?;
+        let per_mixture = if channels == 1 { 3 } else { 10 };
+        if !matches!(channels, 1 | 3) || cl % per_mixture != 0 {
+            return shape_err(format!(
+                "{name}: {cl} mixture channels do not describe {channels}-channel images"
+            ));
+        }
+        let x = self.activation(name, vec![n, h, w, channels]);
+        self.node(Op::DmolSample { low_bit, tensor }, vec![l], vec![x]);
+        Ok(x)
+    }
+
     pub fn sum_per_image(&mut self, name: &str, x: TensorId) -> Result<TensorId> {
         let n = self.shape(x)[0];
         let y = self.activation(name, vec![n]);

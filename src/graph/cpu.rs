@@ -207,6 +207,14 @@ fn eval(
         Op::DmolNllBackward { low_bit } => {
             vec![dmol::nll_grad(&dmol_spec(g, ins[0], ins[1], low_bit), v(0), v(1), v(2))]
         }
+        Op::PriorSample { temperature, tensor } => {
+            let key = RngKey::new(noise.seed, noise.step, tensor);
+            vec![reparam::prior_sample(key, temperature, v(0), v(1))]
+        }
+        Op::DmolSample { low_bit, tensor } => {
+            let key = RngKey::new(noise.seed, noise.step, tensor);
+            vec![dmol::sample(&dmol_spec(g, ins[0], outs[0], low_bit), v(0), &key)]
+        }
         Op::Elbo { dims } => {
             let n = v(0).len();
             let total: f64 = (0..ins.len()).flat_map(|k| v(k).iter()).map(|&x| x as f64).sum();

@@ -125,6 +125,16 @@ pub enum Op {
     DmolNllBackward {
         low_bit: bool,
     },
+    /// in: mu_p, logsig_p → z = mu_p + exp(logsig_p + ln t) · eps (unconditional sampling).
+    PriorSample {
+        temperature: f32,
+        tensor: u32,
+    },
+    /// in: l (out_conv output) → an image sample in [-1, 1] with the output's channels.
+    DmolSample {
+        low_bit: bool,
+        tensor: u32,
+    },
     /// in: nll[N], klsum_1[N], …, klsum_L[N] → loss [1] = mean_n (nll + Σ kl) / dims.
     Elbo {
         dims: usize,

@@ -9,6 +9,7 @@ pub mod params;
 pub mod preprocess;
 pub mod presets;
 pub mod report;
+pub mod sample;
 pub mod vdvae;
 
 pub use config::HParams;

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use super::blocks::LayerSpec;
 use super::config::HParams;
 use super::layout::{to_internal, to_official};
 use super::params::{param_specs, ParamSpec};
@@ -73,23 +74,98 @@ impl Builder {
     }
 }
 
+impl Builder {
+    /// A graph holding every parameter of `h` (graph layouts).
+    fn with_params(h: &HParams) -> Result<(Builder, Vec<(ParamSpec, TensorId)>)> {
+        h.validate()?;
+        let mut b = Builder {
+            g: Graph::default(),
+            p: HashMap::new(),
+        };
+        let mut params = Vec::new();
+        for s in param_specs(h)? {
+            let t = b.g.tensor(s.name.clone(), internal_shape(&s), Role::Param);
+            b.p.insert(s.name.clone(), t);
+            params.push((s, t));
+        }
+        Ok((b, params))
+    }
+
+    /// The decoder's learned start states, repeated over the batch.
+    fn decoder_start(&mut self, h: &HParams, batch: usize) -> Result<HashMap<usize, TensorId>> {
+        let mut xs = HashMap::new();
+        for (j, res) in super::params::bias_resolutions(h)?.into_iter().enumerate() {
+            let bias = self.param(&format!("decoder.bias_xs.{j}"))?;
+            xs.insert(
+                res,
+                self.g.broadcast_batch(&format!("decoder.start.{res}"), bias, batch)?,
+            );
+        }
+        Ok(xs)
+    }
+
+    /// A level's input state: the resolution's state (zeros before any block
+    /// there without a learned start), plus the upsampled mixin state.
+    fn level_input(
+        &mut self,
+        p: &str,
+        l: &LayerSpec,
+        w: usize,
+        xs: &HashMap<usize, TensorId>,
+        batch: usize,
+    ) -> Result<TensorId> {
+        let r = l.res;
+        let mut x = match xs.get(&r) {
+            Some(&t) => t,
+            None => {
+                let zeros = self
+                    .g
+                    .tensor(format!("{p}.zeros"), vec![batch, r, r, w], Role::Constant);
+                self.g.constants.push((zeros, vec![0.0; batch * r * r * w]));
+                zeros
+            }
+        };
+        if let Some(m) = l.mixin {
+            let mut from = xs[&m];
+            if *self.g.shape(from).last().unwrap() != w {
+                from = self.g.slice_channels(&format!("{p}.mixin_slice"), from, 0, w)?;
+            }
+            let up = self.g.upsample(&format!("{p}.mixin"), from, r / m)?;
+            x = self.g.add(&format!("{p}.mixed"), x, up)?;
+        }
+        Ok(x)
+    }
+
+    /// The prior block: `(mu_p, logsig_p, x + xpp)`.
+    fn prior(&mut self, p: &str, x: TensorId, z: usize, w: usize) -> Result<(TensorId, TensorId, TensorId)> {
+        let feats = self.block(&format!("{p}.prior"), x, false)?;
+        let mu_p = self.g.slice_channels(&format!("{p}.mu_p"), feats, 0, z)?;
+        let logsig_p = self.g.slice_channels(&format!("{p}.logsig_p"), feats, z, 2 * z)?;
+        let xpp = self.g.slice_channels(&format!("{p}.xpp"), feats, 2 * z, 2 * z + w)?;
+        let x = self.g.add(&format!("{p}.x_xpp"), x, xpp)?;
+        Ok((mu_p, logsig_p, x))
+    }
+
+    /// `resnet(x + z_proj(z))`: the level's output state.
+    fn level_output(&mut self, p: &str, zt: TensorId, x: TensorId) -> Result<TensorId> {
+        let x = self.conv(&format!("{p}.z_proj"), zt, Some(x), false)?;
+        self.block(&format!("{p}.resnet"), x, true)
+    }
+
+    /// `out_conv(x · gain + bias)`: the mixture-of-logistics parameters.
+    fn output_head(&mut self, top: TensorId) -> Result<TensorId> {
+        let (gain, bias) = (self.param("decoder.gain")?, self.param("decoder.bias")?);
+        let y = self.g.affine("decoder.final", top, gain, bias)?;
+        self.conv("decoder.out_net.out_conv", y, None, false)
+    }
+}
+
 /// Builds the forward graph for `batch` images.
 pub fn build_vdvae(h: &HParams, batch: usize, sampling: Sampling) -> Result<VdvaeGraph> {
     if batch == 0 {
         return Err(Error::Input("batch must be at least 1".into()));
     }
-    h.validate()?;
-    let specs = param_specs(h)?;
-    let mut b = Builder {
-        g: Graph::default(),
-        p: HashMap::new(),
-    };
-    let mut params = Vec::new();
-    for s in &specs {
-        let t = b.g.tensor(s.name.clone(), internal_shape(s), Role::Param);
-        b.p.insert(s.name.clone(), t);
-        params.push((s.clone(), t));
-    }
+    let (mut b, params) = Builder::with_params(h)?;
     let (s, c) = (h.image_size, h.image_channels);
     let input = b.g.tensor("input", vec![batch, s, s, c], Role::Input);
     let target = b.g.tensor("target", vec![batch, s, s, c], Role::Input);
@@ -112,54 +188,25 @@ pub fn build_vdvae(h: &HParams, batch: usize, sampling: Sampling) -> Result<Vdva
         acts.insert(res, x);
     }
 
-    // Decoder.
-    let mut xs: HashMap<usize, TensorId> = HashMap::new();
-    for (j, res) in super::params::bias_resolutions(h)?.into_iter().enumerate() {
-        let bias = b.param(&format!("decoder.bias_xs.{j}"))?;
-        xs.insert(res, b.g.broadcast_batch(&format!("decoder.start.{res}"), bias, batch)?);
-    }
+    // Decoder: posterior from cat[x, activation], prior from x, KL between them.
+    let mut xs = b.decoder_start(h, batch)?;
     let z = h.zdim;
     let mut kl_per_level = Vec::new();
     for (i, l) in h.decoder_layers()?.iter().enumerate() {
         let p = format!("decoder.dec_blocks.{i}");
-        let (r, w) = (l.res, h.width_at(l.res));
-        let mut x = match xs.get(&r) {
-            Some(&t) => t,
-            None => {
-                let zeros =
-                    b.g.tensor(format!("decoder.zeros.{r}"), vec![batch, r, r, w], Role::Constant);
-                b.g.constants.push((zeros, vec![0.0; batch * r * r * w]));
-                zeros
-            }
-        };
-        if let Some(m) = l.mixin {
-            let mut from = xs[&m];
-            if *b.g.shape(from).last().unwrap() != w {
-                from = b.g.slice_channels(&format!("{p}.mixin_slice"), from, 0, w)?;
-            }
-            let up = b.g.upsample(&format!("{p}.mixin"), from, r / m)?;
-            x = b.g.add(&format!("{p}.mixed"), x, up)?;
-        }
-        let cat = b.g.concat(&format!("{p}.cat"), x, acts[&r])?;
+        let w = h.width_at(l.res);
+        let x = b.level_input(&p, l, w, &xs, batch)?;
+        let cat = b.g.concat(&format!("{p}.cat"), x, acts[&l.res])?;
         let q = b.block(&format!("{p}.enc"), cat, false)?;
-        let feats = b.block(&format!("{p}.prior"), x, false)?;
+        let (mu_p, logsig_p, x) = b.prior(&p, x, z, w)?;
         let mu_q = b.g.slice_channels(&format!("{p}.mu_q"), q, 0, z)?;
         let logsig_q = b.g.slice_channels(&format!("{p}.logsig_q"), q, z, 2 * z)?;
-        let mu_p = b.g.slice_channels(&format!("{p}.mu_p"), feats, 0, z)?;
-        let logsig_p = b.g.slice_channels(&format!("{p}.logsig_p"), feats, z, 2 * z)?;
-        let xpp = b.g.slice_channels(&format!("{p}.xpp"), feats, 2 * z, 2 * z + w)?;
-        let x = b.g.add(&format!("{p}.x_xpp"), x, xpp)?;
         let (zt, kl) =
             b.g.reparam_kl(&p, (mu_q, logsig_q), (mu_p, logsig_p), sampling, i as u32)?;
-        let x = b.conv(&format!("{p}.z_proj"), zt, Some(x), false)?;
-        let x = b.block(&format!("{p}.resnet"), x, true)?;
-        xs.insert(r, x);
+        xs.insert(l.res, b.level_output(&p, zt, x)?);
         kl_per_level.push(b.g.sum_per_image(&format!("{p}.kl_sum"), kl)?);
     }
-    let top = xs[&s];
-    let (gain, bias) = (b.param("decoder.gain")?, b.param("decoder.bias")?);
-    let y = b.g.affine("decoder.final", top, gain, bias)?;
-    let logits = b.conv("decoder.out_net.out_conv", y, None, false)?;
+    let logits = b.output_head(xs[&s])?;
     let nll = b.g.dmol_nll("decoder.out_net.nll", logits, target, h.low_bit)?;
     let dims = s * s * c;
     let loss = b.g.elbo("loss", nll, &kl_per_level, dims)?;
@@ -181,17 +228,70 @@ pub fn build_vdvae(h: &HParams, batch: usize, sampling: Sampling) -> Result<Vdva
     })
 }
 
+/// Graph values holding `weights` (official names and layouts) for `params`,
+/// after checking every name and shape.
+pub fn param_values(
+    graph: &Graph,
+    params: &[(ParamSpec, TensorId)],
+    weights: &NamedTensors,
+    what: &str,
+) -> Result<Values> {
+    let specs: Vec<ParamSpec> = params.iter().map(|(s, _)| s.clone()).collect();
+    check_against(&specs, weights, what)?;
+    let mut values: Values = vec![None; graph.tensors.len()];
+    for (spec, t) in params {
+        values[*t] = Some(to_internal(spec, &weights[&spec.name].data));
+    }
+    Ok(values)
+}
+
+/// The unconditional sampler (official `forward_uncond`): every level draws z
+/// from its prior at `temperature`, and the output is sampled from the mixture.
+pub struct SamplerGraph {
+    pub graph: Graph,
+    pub params: Vec<(ParamSpec, TensorId)>,
+    /// Images in [-1, 1], NHWC.
+    pub samples: TensorId,
+}
+
+/// Builds the sampler for `n` images.
+pub fn build_sampler(h: &HParams, n: usize, temperature: f32) -> Result<SamplerGraph> {
+    if n == 0 {
+        return Err(Error::Input("the number of samples must be at least 1".into()));
+    }
+    if !(temperature.is_finite() && temperature >= 0.0) {
+        return Err(Error::Input(format!(
+            "temperature must be a finite number ≥ 0, got {temperature}"
+        )));
+    }
+    let (mut b, params) = Builder::with_params(h)?;
+    let mut xs = b.decoder_start(h, n)?;
+    let layers = h.decoder_layers()?;
+    for (i, l) in layers.iter().enumerate() {
+        let p = format!("decoder.dec_blocks.{i}");
+        let w = h.width_at(l.res);
+        let x = b.level_input(&p, l, w, &xs, n)?;
+        let (mu_p, logsig_p, x) = b.prior(&p, x, h.zdim, w)?;
+        let zt =
+            b.g.prior_sample(&format!("{p}.z"), (mu_p, logsig_p), temperature, i as u32)?;
+        xs.insert(l.res, b.level_output(&p, zt, x)?);
+    }
+    let logits = b.output_head(xs[&h.image_size])?;
+    let samples =
+        b.g.dmol_sample("samples", logits, h.image_channels, h.low_bit, layers.len() as u32)?;
+    b.g.outputs.push(("samples".into(), samples));
+    Ok(SamplerGraph {
+        graph: b.g,
+        params,
+        samples,
+    })
+}
+
 impl VdvaeGraph {
     /// Graph values holding a checkpoint's weights (official names and layouts),
     /// after checking every name and shape against the config.
     pub fn values_from_checkpoint(&self, weights: &NamedTensors, what: &str) -> Result<Values> {
-        let specs: Vec<ParamSpec> = self.params.iter().map(|(s, _)| s.clone()).collect();
-        check_against(&specs, weights, what)?;
-        let mut values: Values = vec![None; self.graph.tensors.len()];
-        for (spec, t) in &self.params {
-            values[*t] = Some(to_internal(spec, &weights[&spec.name].data));
-        }
-        Ok(values)
+        param_values(&self.graph, &self.params, weights, what)
     }
 
     /// Sets the network input and likelihood target from uint8 images.

@@ -237,6 +237,16 @@ pub(super) fn lower(
             let nll = BufView { len: spec.n, ..side };
             dmol::nll_grad(ctx, &spec, i(0), i(1), i(2), y, scratch(spec.partials_len()), nll)?
         }
+        Op::PriorSample { temperature, tensor } => {
+            noisy = true;
+            let key = RngKey::new(seed, 0, tensor);
+            one(reparam_kl::prior_sample(ctx, key, temperature, i(0), i(1), y))?
+        }
+        Op::DmolSample { low_bit, tensor } => {
+            noisy = true;
+            let spec = dmol_spec(g, ins[0], outs[0], low_bit);
+            one(dmol::sample(ctx, &spec, i(0), RngKey::new(seed, 0, tensor), y))?
+        }
         // The loss is a handful of numbers: the host sums NLL and KL after readback.
         Op::Elbo { .. } => Vec::new(),
     };
