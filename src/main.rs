@@ -110,7 +110,7 @@ enum Command {
         #[arg(long, default_value_t = 16)]
         n: usize,
         /// Prior temperature (official: logsig_p += ln t); 0 gives the prior means
-        #[arg(long, default_value_t = 1.0)]
+        #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
         temperature: f32,
         /// Seed of the prior and pixel noise
         #[arg(long, default_value_t = 0)]
