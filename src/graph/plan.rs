@@ -1,8 +1,11 @@
-//! Memory plan: persistent tensors get their own regions; activations share
-//! buffer slots, assigned greedily by size so tensors whose lifetimes overlap
-//! never share a slot (TFLite's "greedy by size" planner, with one buffer per
-//! slot: WebGPU tracks read/write usage per buffer, so a kernel may not read
-//! one range of a buffer while writing another).
+//! Memory plan: persistent tensors get their own regions; activations share a
+//! few large arena buffers. WebGPU tracks read/write usage per buffer, so a
+//! kernel may not read one range of a buffer while writing another: every
+//! activation gets a colour that differs from the colours its producer reads,
+//! and each colour is its own arena. Inside an arena, tensors are placed
+//! greedily by size so those whose lifetimes overlap never share bytes
+//! (TFLite's "greedy by size" planner), and none crosses a `chunk` boundary, so
+//! an arena can be split into buffers no larger than the adapter allows.
 
 use super::ir::{Graph, Role, TensorId};
 
@@ -12,8 +15,8 @@ pub enum Region {
     Grads,
     Inputs,
     Constants,
-    /// An activation buffer shared by tensors whose lifetimes do not overlap.
-    Slot(usize),
+    /// Arena buffer `k` (see [`MemoryPlan::arenas`]).
+    Arena(usize),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,9 +38,9 @@ pub struct MemoryPlan {
     pub ema: usize,
     pub inputs: usize,
     pub constants: usize,
-    /// Bytes of every activation slot.
-    pub slots: Vec<usize>,
-    /// Bytes of all activation slots together.
+    /// Bytes of every arena buffer.
+    pub arenas: Vec<usize>,
+    /// Bytes of all arena buffers together.
     pub activations: usize,
     /// Scratch the kernels need beyond their tensors (partial sums), the largest of any op.
     pub workspace: usize,
@@ -80,12 +83,49 @@ pub fn lifetimes(g: &Graph) -> Vec<Option<(usize, usize)>> {
     life
 }
 
-/// Places every tensor. `align` is the binding offset alignment in bytes;
-/// `train` adds optimizer state and EMA.
-pub fn plan(g: &Graph, align: usize, train: bool) -> MemoryPlan {
+/// Colours activations so that no node writes a colour it reads; the first
+/// free colour is taken, so there are only as many as the widest node needs.
+fn colours(g: &Graph) -> Vec<usize> {
+    let mut colour = vec![usize::MAX; g.tensors.len()];
+    for node in &g.nodes {
+        let read: Vec<usize> = node
+            .inputs
+            .iter()
+            .map(|&t| colour[t])
+            .filter(|&c| c != usize::MAX)
+            .collect();
+        let free = (0..).find(|c| !read.contains(c)).unwrap();
+        for &o in &node.outputs {
+            if g.tensors[o].role == Role::Activation && colour[o] == usize::MAX {
+                colour[o] = free;
+            }
+        }
+    }
+    colour
+}
+
+/// Lowest offset for `size` bytes that misses every `(start, end)` in `taken`
+/// (sorted) and does not cross a multiple of `chunk`.
+fn first_fit(taken: &[(usize, usize)], size: usize, chunk: usize) -> usize {
+    let fits_chunk = |o: usize| size > chunk || o / chunk == (o + size - 1) / chunk;
+    let next_chunk = |o: usize| if fits_chunk(o) { o } else { o.div_ceil(chunk) * chunk };
+    let mut offset = 0;
+    for &(start, end) in taken {
+        offset = next_chunk(offset);
+        if offset + size <= start {
+            return offset;
+        }
+        offset = offset.max(end);
+    }
+    next_chunk(offset)
+}
+
+/// Places every tensor. `align` is the binding offset alignment in bytes,
+/// `chunk` the largest buffer to make; `train` adds optimizer state and EMA.
+pub fn plan(g: &Graph, align: usize, chunk: usize, train: bool) -> MemoryPlan {
     let bytes = |t: TensorId| align_up(g.tensors[t].numel() * 4, align);
     let unplaced = Placement {
-        region: Region::Slot(0),
+        region: Region::Arena(0),
         offset: 0,
         bytes: 0,
     };
@@ -119,25 +159,45 @@ pub fn plan(g: &Graph, align: usize, train: bool) -> MemoryPlan {
         .filter(|&t| g.tensors[t].role == Role::Activation && life[t].is_some())
         .collect();
     order.sort_by_key(|&t| (std::cmp::Reverse(bytes(t)), t));
-    // Each slot: its size (its first, largest tenant) and its tenants' lifetimes.
-    let mut slots: Vec<(usize, Vec<(usize, usize)>)> = Vec::new();
-    for t in order {
-        let (size, lt) = (bytes(t), life[t].unwrap());
-        let free = slots
+    let colour = colours(g);
+    let colours_used = order.iter().map(|&t| colour[t] + 1).max().unwrap_or(0);
+    // Per colour: the placed tensors' (start, end, lifetime), and the arena's size.
+    let mut placed: Vec<Vec<(usize, usize, (usize, usize))>> = vec![Vec::new(); colours_used];
+    let mut sizes = vec![0usize; colours_used];
+    for &t in &order {
+        let (size, lt, c) = (bytes(t), life[t].unwrap(), colour[t]);
+        let mut taken: Vec<(usize, usize)> = placed[c]
             .iter()
-            .position(|(_, lives)| lives.iter().all(|l| l.1 < lt.0 || lt.1 < l.0));
-        let k = free.unwrap_or_else(|| {
-            slots.push((size, Vec::new()));
-            slots.len() - 1
-        });
-        slots[k].1.push(lt);
-        placements[t] = Placement {
-            region: Region::Slot(k),
-            offset: 0,
-            bytes: size,
-        };
+            .filter(|(_, _, l)| l.0 <= lt.1 && lt.0 <= l.1)
+            .map(|&(o, e, _)| (o, e))
+            .collect();
+        taken.sort_unstable();
+        let offset = first_fit(&taken, size, chunk);
+        placed[c].push((offset, offset + size, lt));
+        sizes[c] = sizes[c].max(offset + size);
     }
-    let slots: Vec<usize> = slots.into_iter().map(|(size, _)| size).collect();
+    // Each colour's arena becomes ceil(size / chunk) buffers.
+    let mut first_buffer = Vec::with_capacity(colours_used);
+    let mut arenas = Vec::new();
+    for &size in &sizes {
+        first_buffer.push(arenas.len());
+        let mut left = size;
+        while left > 0 {
+            arenas.push(left.min(chunk));
+            left -= left.min(chunk);
+        }
+    }
+    for (c, tenants) in placed.iter().enumerate() {
+        let ids = order.iter().filter(|&&t| colour[t] == c);
+        for (&t, &(offset, end, _)) in ids.zip(tenants) {
+            let k = first_buffer[c] + offset / chunk;
+            placements[t] = Placement {
+                region: Region::Arena(k),
+                offset: offset % chunk,
+                bytes: end - offset,
+            };
+        }
+    }
     let weights = totals[0];
     MemoryPlan {
         placements,
@@ -147,8 +207,8 @@ pub fn plan(g: &Graph, align: usize, train: bool) -> MemoryPlan {
         ema: if train { weights } else { 0 },
         inputs: totals[2],
         constants: totals[3],
-        activations: slots.iter().sum(),
-        slots,
+        activations: arenas.iter().sum(),
+        arenas,
         workspace: 0,
     }
 }
@@ -158,31 +218,65 @@ mod tests {
     use super::*;
     use crate::graph::{Op, Role};
 
-    #[test]
-    fn tensors_alive_together_never_share_a_slot_and_dead_ones_are_reused() {
+    fn chain(n: usize, elems: usize) -> (Graph, Vec<TensorId>) {
         let mut g = Graph::default();
-        let x = g.tensor("x", vec![1, 2, 2, 4], Role::Input);
+        let x = g.tensor("x", vec![elems], Role::Input);
         let mut prev = x;
         let mut ts = Vec::new();
-        for i in 0..6 {
-            let y = g.tensor(format!("t{i}"), vec![1, 2, 2, 4], Role::Activation);
+        for i in 0..n {
+            let y = g.tensor(format!("t{i}"), vec![elems], Role::Activation);
             g.node(Op::Add, vec![prev, x], vec![y]);
             ts.push(y);
             prev = y;
         }
         g.outputs.push(("out".into(), prev));
-        let p = plan(&g, 64, false);
+        (g, ts)
+    }
+
+    #[test]
+    fn live_tensors_never_share_bytes_and_no_node_writes_a_buffer_it_reads() {
+        let (g, ts) = chain(6, 16);
+        let p = plan(&g, 64, usize::MAX, false);
         let life = lifetimes(&g);
         for &a in &ts {
             for &b in &ts {
                 let (la, lb) = (life[a].unwrap(), life[b].unwrap());
+                let (pa, pb) = (p.placements[a], p.placements[b]);
                 let overlap_time = la.0 <= lb.1 && lb.0 <= la.1;
-                let same_slot = p.placements[a].region == p.placements[b].region;
-                assert!(a == b || !(overlap_time && same_slot), "{a} and {b} collide");
+                let overlap_bytes =
+                    pa.region == pb.region && pa.offset < pb.offset + pb.bytes && pb.offset < pa.offset + pa.bytes;
+                assert!(a == b || !(overlap_time && overlap_bytes), "{a} and {b} collide");
             }
         }
-        // A chain needs only two live buffers at a time, not six.
-        assert_eq!(p.slots, vec![64, 64]);
-        assert_eq!(p.activations, 128);
+        for node in &g.nodes {
+            for &o in &node.outputs {
+                assert!(node
+                    .inputs
+                    .iter()
+                    .all(|&i| p.placements[i].region != p.placements[o].region || i == 0));
+            }
+        }
+        // A chain alternates between two arenas of one tensor each.
+        assert_eq!(p.arenas, vec![64, 64]);
+    }
+
+    #[test]
+    fn no_tensor_crosses_a_chunk_boundary() {
+        let mut g = Graph::default();
+        let x = g.tensor("x", vec![40], Role::Input);
+        let a = g.tensor("a", vec![40], Role::Activation);
+        let b = g.tensor("b", vec![40], Role::Activation);
+        let c = g.tensor("c", vec![40], Role::Activation);
+        g.node(Op::Add, vec![x, x], vec![a]);
+        g.node(Op::Add, vec![x, x], vec![b]);
+        g.node(Op::Add, vec![a, b], vec![c]);
+        g.outputs.push(("c".into(), c));
+        // 160-byte tensors in 256-byte chunks: a and b share colour 0, one per buffer.
+        let p = plan(&g, 32, 256, false);
+        for t in [a, b, c] {
+            let pl = p.placements[t];
+            assert!(pl.offset + pl.bytes <= 256, "{t} crosses: {pl:?}");
+        }
+        assert_ne!(p.placements[a].region, p.placements[b].region);
     }
 }

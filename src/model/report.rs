@@ -13,6 +13,8 @@ use crate::graph::{Role, Sampling};
 
 /// Binding offset alignment the plan assumes: the largest any adapter requires.
 pub const PLAN_ALIGN: usize = 256;
+/// Largest buffer the plan assumes without an adapter: 1 GiB.
+pub const PLAN_CHUNK: usize = 1 << 30;
 
 pub struct PlanReport {
     pub batch: usize,
@@ -45,7 +47,7 @@ pub fn plan_training(h: &HParams, batch: usize, ctx: Option<&GpuContext>) -> Res
         latent_dims,
         forward_nodes: g.forward_len,
         backward_nodes: g.nodes.len() - g.forward_len,
-        memory: plan(g, PLAN_ALIGN, true),
+        memory: plan(g, PLAN_ALIGN, PLAN_CHUNK, true),
         dispatches: None,
     };
     if let Some(ctx) = ctx {
@@ -80,7 +82,7 @@ impl fmt::Display for PlanReport {
             "graph nodes:            {} forward, {} backward",
             self.forward_nodes, self.backward_nodes
         )?;
-        writeln!(f, "activation buffers:     {}", m.slots.len())?;
+        writeln!(f, "activation buffers:     {}", m.arenas.len())?;
         match &self.dispatches {
             Some((n, adapter)) => {
                 writeln!(f, "dispatches per step:    {n} (built on {adapter}, not run)")?;

@@ -58,7 +58,8 @@ impl GpuGraph {
     /// dispatch. With `train`, appends gradient norm, AdamW and EMA.
     pub fn build(ctx: &GpuContext, g: &Graph, seed: u64, train: Option<TrainConfig>) -> Result<GpuGraph> {
         let align = ctx.limits.min_storage_buffer_offset_alignment.max(4) as usize;
-        let mut plan = plan(g, align, train.is_some());
+        let chunk = (ctx.limits.max_buffer_size as usize).min(1 << 30) / align * align;
+        let mut plan = plan(g, align, chunk, train.is_some());
         let binding = ctx.limits.max_storage_buffer_binding_size as usize;
         if let Some(t) = g.tensors.iter().find(|t| t.numel() * 4 > binding) {
             return Err(Error::Shape(format!(
@@ -80,7 +81,7 @@ impl GpuGraph {
             constants[o..o + data.len()].copy_from_slice(data);
         }
         all.push(ctx.upload(&constants));
-        for &bytes in &plan.slots {
+        for &bytes in &plan.arenas {
             all.push(storage_buffer(ctx, bytes));
         }
         let loc = g
@@ -94,7 +95,7 @@ impl GpuGraph {
                     Region::Grads => (1, p.offset),
                     Region::Inputs => (2, p.offset),
                     Region::Constants => (3, p.offset),
-                    Region::Slot(k) => (4 + k, 0),
+                    Region::Arena(k) => (4 + k, p.offset),
                 };
                 (b, offset / 4, info.numel())
             })
