@@ -20,8 +20,13 @@ fn needs_grad(g: &Graph) -> Vec<bool> {
     need
 }
 
+/// The gradient of channels `[start, end)` of a tensor.
+type SliceGrad = ((usize, usize), TensorId);
+
 struct Grads {
     parts: HashMap<TensorId, Vec<TensorId>>,
+    /// Gradients of channel slices of a tensor, assembled in one pass.
+    slices: HashMap<TensorId, Vec<SliceGrad>>,
 }
 
 impl Grads {
@@ -29,9 +34,49 @@ impl Grads {
         self.parts.entry(t).or_default().push(grad);
     }
 
-    /// The total gradient of `t` (summing contributions with Add nodes).
+    fn push_slice(&mut self, t: TensorId, range: (usize, usize), grad: TensorId) {
+        self.slices.entry(t).or_default().push((range, grad));
+    }
+
+    /// The total gradient of `t`: slice gradients assembled into one tensor
+    /// (overlapping ones placed separately), then every part summed with Add nodes.
     fn take(&mut self, g: &mut Graph, t: TensorId) -> Option<TensorId> {
-        let parts = self.parts.remove(&t)?;
+        let mut parts = self.parts.remove(&t).unwrap_or_default();
+        let total_channels = g.shape(t).last().copied().unwrap_or(0);
+        if let Some(mut slices) = self.slices.remove(&t) {
+            slices.sort_by_key(|s| s.0);
+            let mut disjoint: Vec<SliceGrad> = Vec::new();
+            for (range, dy) in slices {
+                if disjoint.last().is_some_and(|last| last.0 .1 > range.0) {
+                    let placed = grad_tensor(g, t);
+                    g.node(
+                        Op::PlaceChannels {
+                            start: range.0,
+                            total: total_channels,
+                        },
+                        vec![dy],
+                        vec![placed],
+                    );
+                    parts.push(placed);
+                } else {
+                    disjoint.push((range, dy));
+                }
+            }
+            let assembled = grad_tensor(g, t);
+            let (ranges, inputs): (Vec<_>, Vec<_>) = disjoint.into_iter().unzip();
+            g.node(
+                Op::AssembleChannels {
+                    ranges,
+                    total: total_channels,
+                },
+                inputs,
+                vec![assembled],
+            );
+            parts.insert(0, assembled);
+        }
+        if parts.is_empty() {
+            return None;
+        }
         let name = format!("grad.{}", g.tensors[t].name);
         let mut total = parts[0];
         for &p in &parts[1..] {
@@ -52,7 +97,10 @@ fn grad_tensor(g: &mut Graph, of: TensorId) -> TensorId {
 pub fn append_backward(g: &mut Graph) -> Result<()> {
     g.forward_len = g.nodes.len();
     let need = needs_grad(g);
-    let mut grads = Grads { parts: HashMap::new() };
+    let mut grads = Grads {
+        parts: HashMap::new(),
+        slices: HashMap::new(),
+    };
     for idx in (0..g.forward_len).rev() {
         let node = g.nodes[idx].clone();
         let ins = &node.inputs;
@@ -130,10 +178,7 @@ pub fn append_backward(g: &mut Graph) -> Result<()> {
             }
             Op::AvgPool { k } => unary(g, &mut grads, Op::AvgPoolBackward { k }, ins[0], dy.unwrap()),
             Op::Upsample { k } => unary(g, &mut grads, Op::UpsampleBackward { k }, ins[0], dy.unwrap()),
-            Op::SliceChannels { start, .. } => {
-                let total = *g.shape(ins[0]).last().unwrap();
-                unary(g, &mut grads, Op::PlaceChannels { start, total }, ins[0], dy.unwrap())
-            }
+            Op::SliceChannels { start, end } => grads.push_slice(ins[0], (start, end), dy.unwrap()),
             Op::PlaceChannels { start, .. } => {
                 let c = *g.shape(ins[0]).last().unwrap();
                 unary(
@@ -232,4 +277,38 @@ fn unary(g: &mut Graph, grads: &mut Grads, op: Op, x: TensorId, dy: TensorId) {
     let dx = grad_tensor(g, x);
     g.node(op, vec![dy], vec![dx]);
     grads.push(x, dx);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::cpu::{run, Noise};
+
+    #[test]
+    fn slice_gradients_are_assembled_and_overlaps_still_add_up() {
+        let mut g = Graph::default();
+        let x = g.tensor("x", vec![1, 2, 2, 6], Role::Param);
+        let ranges = [(0, 2), (2, 6), (1, 3)];
+        let sums: Vec<TensorId> = ranges
+            .iter()
+            .map(|&(a, b)| {
+                let s = g.slice_channels("s", x, a, b).unwrap();
+                g.sum_per_image("sum", s).unwrap()
+            })
+            .collect();
+        let dims = 10;
+        let loss = g.elbo("loss", sums[0], &sums[1..], dims).unwrap();
+        g.outputs.push(("loss".into(), loss));
+        append_backward(&mut g).unwrap();
+        assert!(g.nodes.iter().any(|n| matches!(n.op, Op::AssembleChannels { .. })));
+        let mut values = vec![None; g.tensors.len()];
+        values[x] = Some(vec![0.5; 24]);
+        run(&g, &mut values, Noise::default()).unwrap();
+        let dx = values[g.param_grads[0].1].as_ref().unwrap();
+        // d loss / d x[c] = (slices covering channel c) / dims.
+        let covers = [1.0, 2.0, 2.0, 1.0, 1.0, 1.0];
+        for (i, &d) in dx.iter().enumerate() {
+            assert!((d - covers[i % 6] / dims as f32).abs() < 1e-7, "channel {}: {d}", i % 6);
+        }
+    }
 }

@@ -160,6 +160,16 @@ fn eval(
             vec![ew::slice_channels_backward(v(0), total, start, start + channels(0))]
         }
         Op::Concat => vec![ew::concat_channels(v(0), channels(0), v(1), channels(1))],
+        Op::AssembleChannels { ref ranges, total } => {
+            let mut out = vec![0.0; g.tensors[outs[0]].numel()];
+            for (k, &(start, end)) in ranges.iter().enumerate() {
+                let placed = ew::slice_channels_backward(v(k), total, start, end);
+                for (o, p) in out.iter_mut().zip(placed) {
+                    *o += p;
+                }
+            }
+            vec![out]
+        }
         Op::BroadcastBatch { n } => vec![broadcast::broadcast_batch(v(0), n)],
         Op::SumBatch => {
             let s = shape(0);

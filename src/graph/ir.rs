@@ -93,6 +93,13 @@ pub enum Op {
     },
     /// in: a, b → cat[a, b] along channels.
     Concat,
+    /// in: one tensor per range → a `total`-channel tensor holding input k at
+    /// channels `ranges[k]` (disjoint) and zero elsewhere: the gradient of a
+    /// tensor read through several channel slices, in one pass.
+    AssembleChannels {
+        ranges: Vec<(usize, usize)>,
+        total: usize,
+    },
     /// `[1, H, W, C]` repeated to `[n, H, W, C]` (the learned decoder start state).
     BroadcastBatch {
         n: usize,

@@ -83,6 +83,9 @@ pub fn lifetimes(g: &Graph) -> Vec<Option<(usize, usize)>> {
     life
 }
 
+/// A placed tensor: byte range `(start, end)` and lifetime `(first, last node)`.
+type Tenant = (usize, usize, (usize, usize));
+
 /// Colours activations so that no node writes a colour it reads; the first
 /// free colour is taken, so there are only as many as the widest node needs.
 fn colours(g: &Graph) -> Vec<usize> {
@@ -161,8 +164,8 @@ pub fn plan(g: &Graph, align: usize, chunk: usize, train: bool) -> MemoryPlan {
     order.sort_by_key(|&t| (std::cmp::Reverse(bytes(t)), t));
     let colour = colours(g);
     let colours_used = order.iter().map(|&t| colour[t] + 1).max().unwrap_or(0);
-    // Per colour: the placed tensors' (start, end, lifetime), and the arena's size.
-    let mut placed: Vec<Vec<(usize, usize, (usize, usize))>> = vec![Vec::new(); colours_used];
+    // Per colour: the placed tensors, and the arena's size.
+    let mut placed: Vec<Vec<Tenant>> = vec![Vec::new(); colours_used];
     let mut sizes = vec![0usize; colours_used];
     for &t in &order {
         let (size, lt, c) = (bytes(t), life[t].unwrap(), colour[t]);

@@ -8,7 +8,7 @@ use crate::gpu::{BufView, Dispatch, GpuContext};
 use crate::graph::ir::{Graph, Node, Op, Sampling, TensorId};
 use crate::ops::conv2d::{self, Conv2dShape};
 use crate::ops::dmol::{self, DataBits, DmolSpec};
-use crate::ops::elementwise::{self, AffineBackward, ChannelRange};
+use crate::ops::elementwise::{self, AffineBackward, ChannelRange, CopyMode};
 use crate::ops::reduce::{self, ReduceOp, Reduction};
 use crate::ops::reparam_kl::{self, Latents, Posterior, Reparam, ZMode};
 use crate::ops::rng::RngKey;
@@ -163,6 +163,28 @@ pub(super) fn lower(
             one(elementwise::slice_channels_backward(ctx, i(0), y, range, false))?
         }
         Op::Concat => elementwise::concat_channels(ctx, i(0), channels(ins[0]), i(1), channels(ins[1]), y)?,
+        Op::AssembleChannels { ref ranges, total } => {
+            // Zero the uncovered channels with the first copy unless the ranges cover them all.
+            let covered: usize = ranges.iter().map(|r| r.1 - r.0).sum();
+            let mut ds = Vec::with_capacity(ranges.len());
+            for (k, &(start, end)) in ranges.iter().enumerate() {
+                let mode = if k == 0 && covered < total {
+                    CopyMode::OverwriteZeroRest
+                } else {
+                    CopyMode::Overwrite
+                };
+                let src = ChannelRange::all(end - start);
+                ds.push(elementwise::copy_channels(
+                    ctx,
+                    i(k),
+                    src,
+                    y,
+                    ChannelRange::new(total, start, end),
+                    mode,
+                )?);
+            }
+            ds
+        }
         Op::BroadcastBatch { .. } => one(broadcast::broadcast_batch(ctx, i(0), y))?,
         Op::SumBatch => {
             let dims = per_image_dims(g, ins[0]);
