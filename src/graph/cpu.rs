@@ -2,16 +2,16 @@
 //! f64 accumulation). It is the oracle for the GPU executor and the fallback
 //! where no adapter exists (`--device cpu`).
 
-use super::ir::{Graph, Op, Role, Sampling, TensorId};
+use super::ir::{Graph, Op, Role, TensorId};
+use super::op_params::{conv_shape, dmol_spec, nhwc, per_image_dims, reparam_cfg};
 use super::plan::lifetimes;
 use crate::error::{Error, Result};
 use crate::ops::broadcast::reference as broadcast;
 use crate::ops::conv2d::{reference as conv, Conv2dShape};
-use crate::ops::dmol::{reference as dmol, DataBits, DmolSpec};
+use crate::ops::dmol::reference as dmol;
 use crate::ops::elementwise::reference as ew;
 use crate::ops::reduce::{reference as reduce, ReduceOp};
 use crate::ops::reparam_kl::reference::{self as reparam, LatentsRef};
-use crate::ops::reparam_kl::{Posterior, Reparam, ZMode};
 use crate::ops::resample::reference as resample;
 use crate::ops::rng::RngKey;
 
@@ -24,40 +24,6 @@ pub struct Noise {
 
 /// Tensor values by id; `None` until produced (or after their last use).
 pub type Values = Vec<Option<Vec<f32>>>;
-
-fn nhwc(shape: &[usize]) -> [usize; 4] {
-    [shape[0], shape[1], shape[2], shape[3]]
-}
-
-fn conv_shape(g: &Graph, x: TensorId, cout: usize, k: usize) -> Conv2dShape {
-    let [n, h, w, cin] = nhwc(g.shape(x));
-    Conv2dShape::new(n, h, w, cin, cout, k)
-}
-
-fn reparam_cfg(sampling: Sampling, tensor: u32, noise: Noise) -> Reparam {
-    let mode = match sampling {
-        Sampling::Posterior => ZMode::Sample,
-        Sampling::PosteriorMean => ZMode::Mean,
-    };
-    Reparam {
-        posterior: Posterior::Direct,
-        mode,
-        key: RngKey::new(noise.seed, noise.step, tensor),
-    }
-}
-
-fn dmol_spec(g: &Graph, l: TensorId, target: TensorId, low_bit: bool) -> DmolSpec {
-    let [n, h, w, c] = nhwc(g.shape(target));
-    let per = if c == 1 { 3 } else { 10 };
-    DmolSpec {
-        n,
-        h,
-        w,
-        channels: c,
-        mixtures: g.shape(l)[3] / per,
-        bits: if low_bit { DataBits::Five } else { DataBits::Eight },
-    }
-}
 
 /// Runs every node of `g` in order. `values` must hold every Param and Input;
 /// Constants are filled here. Activations are dropped after their last use
@@ -113,6 +79,8 @@ fn eval(
     let v = |k: usize| -> &[f32] { values[ins[k]].as_deref().expect("inputs are computed before use") };
     let shape = |k: usize| g.shape(ins[k]);
     let channels = |k: usize| *shape(k).last().unwrap();
+    // Every noisy op of tensor id `tensor` draws from the same stream position on CPU and GPU.
+    let key = |tensor: u32| RngKey::new(noise.seed, noise.step, tensor);
     Ok(match op {
         Op::Conv2d {
             k,
@@ -120,8 +88,7 @@ fn eval(
             bias,
             residual,
         } => {
-            let s = conv_shape(g, ins[0], shape(1)[0], k)
-                .with_gelu(gelu_input)
+            let s = conv_shape(g, ins[0], shape(1)[0], k, gelu_input)
                 .with_bias(bias)
                 .with_residual(residual);
             let b = bias.then(|| v(2));
@@ -129,11 +96,11 @@ fn eval(
             vec![conv::forward(&s, v(0), v(1), b, r)]
         }
         Op::Conv2dBackwardData { k, gelu_input } => {
-            let s = conv_shape(g, ins[2], shape(1)[0], k).with_gelu(gelu_input);
+            let s = conv_shape(g, ins[2], shape(1)[0], k, gelu_input);
             vec![conv::backward_input(&s, v(2), v(1), v(0))]
         }
         Op::Conv2dBackwardWeight { k, gelu_input, bias } => {
-            let s = conv_shape(g, ins[1], channels(0), k).with_gelu(gelu_input);
+            let s = conv_shape(g, ins[1], channels(0), k, gelu_input);
             let mut outs = vec![conv::backward_weight(&s, v(1), v(0))];
             if bias {
                 outs.push(conv::backward_bias(&s, v(0)));
@@ -171,15 +138,7 @@ fn eval(
             vec![out]
         }
         Op::BroadcastBatch { n } => vec![broadcast::broadcast_batch(v(0), n)],
-        Op::SumBatch => {
-            let s = shape(0);
-            vec![reduce::reduce(
-                ReduceOp::Sum,
-                v(0),
-                &[s[0], s[1..].iter().product()],
-                &[0],
-            )]
-        }
+        Op::SumBatch => vec![reduce::reduce(ReduceOp::Sum, v(0), &per_image_dims(g, ins[0]), &[0])],
         Op::Affine => vec![ew::affine(v(0), v(1), v(2))],
         Op::AffineBackward => {
             let (dx, dgain, dbias) = ew::affine_backward(v(1), v(0), v(2));
@@ -192,7 +151,7 @@ fn eval(
                 p_mu: v(2),
                 p_logsig: v(3),
             };
-            let (z, kl) = reparam::forward(&reparam_cfg(sampling, tensor, noise), &lat);
+            let (z, kl) = reparam::forward(&reparam_cfg(sampling, key(tensor)), &lat);
             vec![z, kl]
         }
         Op::ReparamKlBackward { sampling, tensor } => {
@@ -202,13 +161,10 @@ fn eval(
                 p_mu: v(4),
                 p_logsig: v(5),
             };
-            let d = reparam::backward(&reparam_cfg(sampling, tensor, noise), &lat, v(0), v(1));
+            let d = reparam::backward(&reparam_cfg(sampling, key(tensor)), &lat, v(0), v(1));
             vec![d.q_mu, d.q_logsig, d.p_mu, d.p_logsig]
         }
-        Op::SumPerImage => {
-            let n = shape(0)[0];
-            vec![reduce::reduce(ReduceOp::Sum, v(0), &[n, v(0).len() / n], &[1])]
-        }
+        Op::SumPerImage => vec![reduce::reduce(ReduceOp::Sum, v(0), &per_image_dims(g, ins[0]), &[1])],
         Op::BroadcastPerImage => {
             let per_image = g.tensors[outs[0]].numel() / v(0).len();
             vec![broadcast::broadcast_per_image(v(0), per_image)]
@@ -217,13 +173,13 @@ fn eval(
         Op::DmolNllBackward { low_bit } => {
             vec![dmol::nll_grad(&dmol_spec(g, ins[0], ins[1], low_bit), v(0), v(1), v(2))]
         }
-        Op::PriorSample { temperature, tensor } => {
-            let key = RngKey::new(noise.seed, noise.step, tensor);
-            vec![reparam::prior_sample(key, temperature, v(0), v(1))]
-        }
+        Op::PriorSample { temperature, tensor } => vec![reparam::prior_sample(key(tensor), temperature, v(0), v(1))],
         Op::DmolSample { low_bit, tensor } => {
-            let key = RngKey::new(noise.seed, noise.step, tensor);
-            vec![dmol::sample(&dmol_spec(g, ins[0], outs[0], low_bit), v(0), &key)]
+            vec![dmol::sample(
+                &dmol_spec(g, ins[0], outs[0], low_bit),
+                v(0),
+                &key(tensor),
+            )]
         }
         Op::Elbo { dims } => {
             let n = v(0).len();

@@ -5,6 +5,7 @@ mod builder;
 pub mod cpu;
 pub mod gpu;
 pub mod ir;
+mod op_params;
 pub mod plan;
 
 pub use ir::{Graph, Node, Op, Role, Sampling, TensorId, TensorInfo};

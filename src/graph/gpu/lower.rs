@@ -6,55 +6,14 @@ use super::Buffers;
 use crate::error::Result;
 use crate::gpu::{BufView, Dispatch, GpuContext};
 use crate::graph::ir::{Graph, Node, Op, Sampling, TensorId};
+use crate::graph::op_params::{conv_shape, dmol_spec, nhwc, per_image_dims, reparam_cfg};
 use crate::ops::conv2d::{self, Conv2dShape};
-use crate::ops::dmol::{self, DataBits, DmolSpec};
+use crate::ops::dmol;
 use crate::ops::elementwise::{self, AffineBackward, ChannelRange, CopyMode};
 use crate::ops::reduce::{self, ReduceOp, Reduction};
-use crate::ops::reparam_kl::{self, Latents, Posterior, Reparam, ZMode};
+use crate::ops::reparam_kl::{self, Latents};
 use crate::ops::rng::RngKey;
 use crate::ops::{broadcast, resample};
-
-fn nhwc(s: &[usize]) -> [usize; 4] {
-    [s[0], s[1], s[2], s[3]]
-}
-
-fn conv_shape(g: &Graph, x: TensorId, cout: usize, k: usize, gelu: bool) -> Conv2dShape {
-    let [n, h, w, cin] = nhwc(g.shape(x));
-    Conv2dShape::new(n, h, w, cin, cout, k).with_gelu(gelu)
-}
-
-pub(super) fn dmol_spec(g: &Graph, l: TensorId, target: TensorId, low_bit: bool) -> DmolSpec {
-    let [n, h, w, c] = nhwc(g.shape(target));
-    let per = if c == 1 { 3 } else { 10 };
-    let bits = if low_bit { DataBits::Five } else { DataBits::Eight };
-    DmolSpec {
-        n,
-        h,
-        w,
-        channels: c,
-        mixtures: g.shape(l)[3] / per,
-        bits,
-    }
-}
-
-/// `[N, rest]` for per-image sums, `[N, rest]` with axis 0 for batch sums.
-fn per_image_dims(g: &Graph, x: TensorId) -> [usize; 2] {
-    let s = g.shape(x);
-    [s[0], s[1..].iter().product()]
-}
-
-pub(super) fn reparam_cfg(sampling: Sampling, tensor: u32, seed: u64) -> Reparam {
-    let mode = match sampling {
-        Sampling::Posterior => ZMode::Sample,
-        Sampling::PosteriorMean => ZMode::Mean,
-    };
-    // The step word is overwritten on the GPU each step (see `GpuGraph::record`).
-    Reparam {
-        posterior: Posterior::Direct,
-        mode,
-        key: RngKey::new(seed, 0, tensor),
-    }
-}
 
 /// Elements of workspace the op needs.
 pub(super) fn scratch_len(g: &Graph, node: &Node) -> usize {
@@ -110,6 +69,9 @@ pub(super) fn lower(
     let scratch = |len: usize| BufView { len, ..workspace };
     let one = |d: Result<Dispatch>| d.map(|d| vec![d]);
     let mut noisy = false;
+    // The step word of noisy ops' keys is overwritten on the GPU before each run
+    // (see `GpuGraph::record_noise_step`), so the key is built with step 0.
+    let key = |tensor: u32| RngKey::new(seed, 0, tensor);
     let ds = match node.op {
         Op::Conv2d {
             k,
@@ -215,7 +177,7 @@ pub(super) fn lower(
             };
             one(reparam_kl::forward(
                 ctx,
-                &reparam_cfg(sampling, tensor, seed),
+                &reparam_cfg(sampling, key(tensor)),
                 &lat,
                 y,
                 v(outs[1]),
@@ -237,7 +199,7 @@ pub(super) fn lower(
             };
             one(reparam_kl::backward(
                 ctx,
-                &reparam_cfg(sampling, tensor, seed),
+                &reparam_cfg(sampling, key(tensor)),
                 &lat,
                 i(0),
                 i(1),
@@ -261,13 +223,12 @@ pub(super) fn lower(
         }
         Op::PriorSample { temperature, tensor } => {
             noisy = true;
-            let key = RngKey::new(seed, 0, tensor);
-            one(reparam_kl::prior_sample(ctx, key, temperature, i(0), i(1), y))?
+            one(reparam_kl::prior_sample(ctx, key(tensor), temperature, i(0), i(1), y))?
         }
         Op::DmolSample { low_bit, tensor } => {
             noisy = true;
             let spec = dmol_spec(g, ins[0], outs[0], low_bit);
-            one(dmol::sample(ctx, &spec, i(0), RngKey::new(seed, 0, tensor), y))?
+            one(dmol::sample(ctx, &spec, i(0), key(tensor), y))?
         }
         // The loss is a handful of numbers: the host sums NLL and KL after readback.
         Op::Elbo { .. } => Vec::new(),
