@@ -13,11 +13,12 @@ use vdvae::graph::gpu::{GpuGraph, TrainConfig};
 use vdvae::graph::Sampling;
 use vdvae::model::evaluate::fit_images;
 use vdvae::model::init::init_weights;
-use vdvae::model::preprocess::{likelihood_target, network_input, MNIST};
+use vdvae::model::preprocess::MNIST;
 use vdvae::model::preset;
 use vdvae::model::vdvae::build_vdvae;
 use vdvae::ops::optimizer::reference::{self as adam_ref, TensorRef};
 use vdvae::ops::optimizer::{AdamW, StepState};
+use vdvae::train::stage_batch;
 
 const WARMUP: usize = 3;
 const GPU_STEPS: usize = 10;
@@ -59,15 +60,10 @@ fn main() {
     let mut gpu = GpuGraph::build(&ctx, &m.graph, 1, Some(cfg)).unwrap();
     let build_s = build.elapsed().as_secs_f64();
     let values = m.values_from_checkpoint(&weights, "init").unwrap();
-    for &(_, t) in &m.params {
-        gpu.write(&ctx, &m.graph, t, values[t].as_ref().unwrap()).unwrap();
-    }
+    gpu.write_values(&ctx, &m.graph, &values).unwrap();
     gpu.reset_ema(&ctx).unwrap();
     let step = |k: usize, gpu: &mut GpuGraph| {
-        let b = batch_of(&images, k, batch);
-        let (x, t) = (network_input(&b, MNIST), likelihood_target(&b));
-        gpu.stage_inputs(&ctx, &m.graph, &[(m.input, &x), (m.target, &t)])
-            .unwrap();
+        stage_batch(&ctx, gpu, &m, &batch_of(&images, k, batch), MNIST).unwrap();
         gpu.train_step(&ctx).unwrap()
     };
     for k in 0..WARMUP {

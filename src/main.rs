@@ -150,6 +150,15 @@ enum DeviceArg {
     Cpu,
 }
 
+impl DeviceArg {
+    fn open(self, choice: &AdapterChoice) -> vdvae::Result<Device> {
+        Ok(match self {
+            DeviceArg::Gpu => Device::Gpu(Box::new(GpuContext::new(choice)?)),
+            DeviceArg::Cpu => Device::Cpu,
+        })
+    }
+}
+
 /// A checkpoint on a dataset (shared by eval and grad).
 #[derive(clap::Args)]
 struct DataArgs {
@@ -217,10 +226,7 @@ impl DataArgs {
     }
 
     fn device(&self, choice: &AdapterChoice) -> vdvae::Result<Device> {
-        Ok(match self.device {
-            DeviceArg::Gpu => Device::Gpu(Box::new(GpuContext::new(choice)?)),
-            DeviceArg::Cpu => Device::Cpu,
-        })
+        self.device.open(choice)
     }
 
     /// Config, weights and images, each checked.
@@ -535,10 +541,7 @@ fn sample(
 ) -> vdvae::Result<ExitCode> {
     let h = model.load()?;
     let weights = checkpoint::load(checkpoint_path)?;
-    let device = match device {
-        DeviceArg::Gpu => Device::Gpu(Box::new(GpuContext::new(choice)?)),
-        DeviceArg::Cpu => Device::Cpu,
-    };
+    let device = device.open(choice)?;
     let images = vdvae::model::sample::sample_images(&device, &h, &weights, n, temperature, seed)?;
     let cols = cols.unwrap_or_else(|| (n as f64).sqrt().ceil() as usize);
     vdvae::model::sample::write_grid_png(out, &images, cols)?;

@@ -49,11 +49,7 @@ fn gpu_posterior_mean_elbo_matches_the_official_model() {
         .unwrap();
     m.set_images(&mut values, &images, CIFAR10).unwrap();
     let gpu = GpuGraph::build(&ctx, &m.graph, 0, None).unwrap();
-    for (t, v) in values.iter().enumerate() {
-        if let Some(v) = v {
-            gpu.write(&ctx, &m.graph, t, v).unwrap();
-        }
-    }
+    gpu.write_values(&ctx, &m.graph, &values).unwrap();
     gpu.run(&ctx, 0).unwrap();
     let nll: f64 = gpu.read(&ctx, m.nll).unwrap().iter().map(|&x| x as f64).sum();
     let kl: f64 = m
@@ -135,11 +131,7 @@ fn one_training_step_on_gpu_matches_the_cpu_step() {
         }),
     )
     .unwrap();
-    for (t, v) in values.iter().enumerate() {
-        if let Some(v) = v {
-            gpu.write(&ctx, &m.graph, t, v).unwrap();
-        }
-    }
+    gpu.write_values(&ctx, &m.graph, &values).unwrap();
     gpu.reset_ema(&ctx).unwrap();
     let bad = gpu.invalid_dispatches(&ctx);
     assert!(bad.is_empty(), "{}", bad.join("\n"));
@@ -206,11 +198,7 @@ fn sampled_forward_draws_the_cpu_noise_at_any_step() {
     m.set_images(&mut values, &images, MNIST).unwrap();
     let (seed, step) = (11, 5);
     let gpu = GpuGraph::build(&ctx, &m.graph, seed, None).unwrap();
-    for (t, v) in values.iter().enumerate() {
-        if let Some(v) = v {
-            gpu.write(&ctx, &m.graph, t, v).unwrap();
-        }
-    }
+    gpu.write_values(&ctx, &m.graph, &values).unwrap();
     gpu.run(&ctx, step as u32).unwrap();
     run(&m.graph, &mut values, Noise { seed, step }).unwrap();
     let mut other = values.clone();

@@ -70,11 +70,7 @@ fn run_batch(
 ) -> Result<(Vec<f32>, Vec<Vec<f32>>, Values)> {
     match (device, gpu) {
         (Device::Gpu(ctx), Some(gpu)) => {
-            for (t, v) in values.iter().enumerate() {
-                if let (Some(v), crate::graph::Role::Param | crate::graph::Role::Input) = (v, m.graph.tensors[t].role) {
-                    gpu.write(ctx, &m.graph, t, v)?;
-                }
-            }
+            gpu.write_values(ctx, &m.graph, &values)?;
             gpu.run(ctx, step)?;
             let kls = m
                 .kl_per_level

@@ -8,7 +8,6 @@ use crate::data::ImageSet;
 use crate::error::{Error, Result};
 use crate::graph::cpu::{self, Noise};
 use crate::graph::gpu::GpuGraph;
-use crate::graph::Role;
 use crate::ops::dmol::samples_to_u8;
 
 /// `n` samples at `temperature` as uint8 images (official rounding: truncate `(x + 1) · 127.5`).
@@ -25,11 +24,7 @@ pub fn sample_images(
     let x = match device {
         Device::Gpu(ctx) => {
             let gpu = GpuGraph::build(ctx, &s.graph, seed, None)?;
-            for (t, v) in values.iter().enumerate() {
-                if let (Some(v), Role::Param) = (v, s.graph.tensors[t].role) {
-                    gpu.write(ctx, &s.graph, t, v)?;
-                }
-            }
+            gpu.write_values(ctx, &s.graph, &values)?;
             gpu.run(ctx, 0)?;
             gpu.read(ctx, s.samples)?
         }

@@ -17,7 +17,7 @@ use crate::graph::Sampling;
 use crate::model::config::HParams;
 use crate::model::init::init_weights;
 use crate::model::preprocess::{likelihood_target, network_input, Normalization};
-use crate::model::vdvae::build_vdvae;
+use crate::model::vdvae::{build_vdvae, VdvaeGraph};
 use crate::ops::optimizer::{AdamW, StepState};
 use crate::ops::rng::RngKey;
 
@@ -69,27 +69,27 @@ fn gather(images: &ImageSet, idx: &[usize]) -> ImageSet {
     }
 }
 
-/// Trains `h` on `images`; returns the last step's metrics.
-pub fn train(ctx: &GpuContext, h: &HParams, images: &ImageSet, o: &TrainOptions) -> Result<Option<StepMetrics>> {
-    if images.n < o.batch {
+/// The training graph of `h` for `batch` images, built on the GPU with fresh
+/// weights (official init) or with the run saved in `resume_from`. Returns the
+/// iteration it starts at.
+fn start(
+    ctx: &GpuContext,
+    h: &HParams,
+    images: &ImageSet,
+    batch: usize,
+    resume_from: Option<&str>,
+) -> Result<(VdvaeGraph, GpuGraph, u32)> {
+    if images.n < batch {
         return Err(Error::Input(format!(
-            "the dataset has {} images, fewer than a batch of {}",
-            images.n, o.batch
+            "the dataset has {} images, fewer than a batch of {batch}",
+            images.n
         )));
     }
-    std::fs::create_dir_all(&o.out_dir).map_err(|e| Error::Io {
-        path: o.out_dir.clone(),
-        source: e,
-    })?;
-    let mut m = build_vdvae(h, o.batch, Sampling::Posterior)?;
+    let mut m = build_vdvae(h, batch, Sampling::Posterior)?;
     append_backward(&mut m.graph)?;
-    let run = if o.resume {
-        Some(load_run(&o.out_dir, &m)?)
-    } else {
-        None
-    };
+    let run = resume_from.map(|dir| load_run(dir, &m)).transpose()?;
     let resume = run.as_ref().map_or(StepState::default(), |r| r.state);
-    let mut gpu = GpuGraph::build(
+    let gpu = GpuGraph::build(
         ctx,
         &m.graph,
         h.seed,
@@ -102,13 +102,32 @@ pub fn train(ctx: &GpuContext, h: &HParams, images: &ImageSet, o: &TrainOptions)
         Some(r) => r.upload(ctx, &m, &gpu)?,
         None => {
             let values = m.values_from_checkpoint(&init_weights(h, h.seed)?, "initial weights")?;
-            for &(_, t) in &m.params {
-                gpu.write(ctx, &m.graph, t, values[t].as_ref().unwrap())?;
-            }
+            gpu.write_values(ctx, &m.graph, &values)?;
             gpu.reset_ema(ctx)?;
         }
     }
-    let start = resume.iteration;
+    Ok((m, gpu, resume.iteration))
+}
+
+/// Stages a batch of uint8 images as the next step's network input and target.
+pub fn stage_batch(
+    ctx: &GpuContext,
+    gpu: &mut GpuGraph,
+    m: &VdvaeGraph,
+    batch: &ImageSet,
+    norm: Normalization,
+) -> Result<()> {
+    let (x, t) = (network_input(batch, norm), likelihood_target(batch));
+    gpu.stage_inputs(ctx, &m.graph, &[(m.input, &x), (m.target, &t)])
+}
+
+/// Trains `h` on `images`; returns the last step's metrics.
+pub fn train(ctx: &GpuContext, h: &HParams, images: &ImageSet, o: &TrainOptions) -> Result<Option<StepMetrics>> {
+    std::fs::create_dir_all(&o.out_dir).map_err(|e| Error::Io {
+        path: o.out_dir.clone(),
+        source: e,
+    })?;
+    let (m, mut gpu, start) = start(ctx, h, images, o.batch, o.resume.then_some(o.out_dir.as_str()))?;
     let log_path = format!("{}/log.jsonl", o.out_dir);
     let mut log = std::fs::OpenOptions::new()
         .create(true)
@@ -143,8 +162,7 @@ pub fn train(ctx: &GpuContext, h: &HParams, images: &ImageSet, o: &TrainOptions)
     for k in 0..o.steps {
         let step = start + k;
         let batch = gather(images, &batch_indices(images.n, o.batch, h.seed, step as u64));
-        let (x, t) = (network_input(&batch, o.norm), likelihood_target(&batch));
-        gpu.stage_inputs(ctx, &m.graph, &[(m.input, &x), (m.target, &t)])?;
+        stage_batch(ctx, &mut gpu, &m, &batch, o.norm)?;
         let metrics = gpu.train_step(ctx)?;
         report(metrics, &mut last)?;
         progress.inc(1);
@@ -167,32 +185,10 @@ pub fn profile_step(
     images: &ImageSet,
     batch: usize,
 ) -> Result<Vec<(&'static str, usize, f64)>> {
-    if images.n < batch {
-        return Err(Error::Input(format!(
-            "{} images are fewer than a batch of {batch}",
-            images.n
-        )));
-    }
-    let mut m = build_vdvae(h, batch, Sampling::Posterior)?;
-    append_backward(&mut m.graph)?;
-    let mut gpu = GpuGraph::build(
-        ctx,
-        &m.graph,
-        h.seed,
-        Some(TrainConfig {
-            adamw: adamw(h),
-            resume: StepState::default(),
-        }),
-    )?;
-    let values = m.values_from_checkpoint(&init_weights(h, h.seed)?, "initial weights")?;
-    for &(_, t) in &m.params {
-        gpu.write(ctx, &m.graph, t, values[t].as_ref().unwrap())?;
-    }
+    let (m, mut gpu, _) = start(ctx, h, images, batch, None)?;
     let b = gather(images, &(0..batch).collect::<Vec<_>>());
-    let norm = crate::model::preprocess::CIFAR10;
-    let (x, t) = (network_input(&b, norm), likelihood_target(&b));
     for _ in 0..2 {
-        gpu.stage_inputs(ctx, &m.graph, &[(m.input, &x), (m.target, &t)])?;
+        stage_batch(ctx, &mut gpu, &m, &b, crate::model::preprocess::CIFAR10)?;
         gpu.train_step(ctx)?;
     }
     gpu.finish(ctx)?;

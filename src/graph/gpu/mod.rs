@@ -169,6 +169,16 @@ impl GpuGraph {
         Ok(())
     }
 
+    /// Writes every Param and Input that `values` holds (CPU-executor values).
+    pub fn write_values(&self, ctx: &GpuContext, g: &Graph, values: &[Option<Vec<f32>>]) -> Result<()> {
+        for (t, v) in values.iter().enumerate() {
+            if let (Some(v), Role::Param | Role::Input) = (v, g.tensors[t].role) {
+                self.write(ctx, g, t, v)?;
+            }
+        }
+        Ok(())
+    }
+
     pub fn read(&self, ctx: &GpuContext, t: TensorId) -> Result<Vec<f32>> {
         ctx.read(self.view(t))
     }
