@@ -30,6 +30,13 @@ impl Buffers {
     }
 }
 
+/// Indices in `Buffers::all` of the persistent regions; the arenas follow.
+pub(crate) const WEIGHTS: usize = 0;
+pub(crate) const GRADS: usize = 1;
+pub(crate) const INPUTS: usize = 2;
+const CONSTANTS: usize = 3;
+const FIRST_ARENA: usize = 4;
+
 /// The offset (in 4-byte elements) of the step word inside a reparam uniform:
 /// `RngKey { seed_lo, seed_hi, step_lo, .. }` sits first.
 const RNG_STEP_WORD: u64 = 2;
@@ -38,9 +45,6 @@ const RNG_STEP_WORD: u64 = 2;
 pub struct GpuGraph {
     pub plan: MemoryPlan,
     pub(crate) bufs: Buffers,
-    /// Indices in `bufs.all` of the weights and gradients buffers.
-    pub(crate) weights: usize,
-    pub(crate) grads: usize,
     pub(crate) dispatches: Vec<Dispatch>,
     /// Dispatches (indices) whose uniform takes the noise step each run.
     noisy: Vec<usize>,
@@ -91,11 +95,11 @@ impl GpuGraph {
             .map(|(t, info)| {
                 let p = plan.placements[t];
                 let (b, offset) = match p.region {
-                    Region::Weights => (0, p.offset),
-                    Region::Grads => (1, p.offset),
-                    Region::Inputs => (2, p.offset),
-                    Region::Constants => (3, p.offset),
-                    Region::Arena(k) => (4 + k, p.offset),
+                    Region::Weights => (WEIGHTS, p.offset),
+                    Region::Grads => (GRADS, p.offset),
+                    Region::Inputs => (INPUTS, p.offset),
+                    Region::Constants => (CONSTANTS, p.offset),
+                    Region::Arena(k) => (FIRST_ARENA + k, p.offset),
                 };
                 (b, offset / 4, info.numel())
             })
@@ -127,8 +131,6 @@ impl GpuGraph {
         let mut graph = GpuGraph {
             plan,
             bufs,
-            weights: 0,
-            grads: 1,
             dispatches,
             noisy,
             step_word: ctx.zeros(1),

@@ -3,7 +3,7 @@
 //! host submits once per step and reads metrics back one step late.
 
 use super::upload::Uploader;
-use super::GpuGraph;
+use super::{GpuGraph, GRADS, INPUTS, WEIGHTS};
 use crate::error::{Error, Result};
 use crate::gpu::{BufView, Dispatch, GpuBuffer, GpuContext};
 use crate::graph::ir::{Graph, TensorId};
@@ -67,17 +67,17 @@ fn binding_chunks<'a>(ctx: &GpuContext, buf: &'a GpuBuffer) -> Vec<BufView<'a>> 
 
 impl TrainState {
     pub fn build(ctx: &GpuContext, g: &Graph, graph: &mut GpuGraph, cfg: TrainConfig) -> Result<TrainState> {
-        let n = graph.bufs.all[graph.weights].len;
+        let n = graph.bufs.all[WEIGHTS].len;
         let state = optimizer::upload_state(ctx, &cfg.resume);
         let moments = [ctx.zeros(n), ctx.zeros(n)];
         let ema = ctx.zeros(n);
-        let grads = &graph.bufs.all[graph.grads];
+        let grads = &graph.bufs.all[GRADS];
         let views = binding_chunks(ctx, grads);
         let norm_scratch = ctx.zeros(reduce::global_sq_norm_scratch_len(ctx, &views)?.max(1));
         let mut dispatches = reduce::global_sq_norm(ctx, &views, norm_scratch.view(), state.slice(0, 1))?;
         dispatches.push(optimizer::decide(ctx, &cfg.adamw, state.view())?);
         let t = ParamTensor {
-            param: graph.bufs.all[graph.weights].view(),
+            param: graph.bufs.all[WEIGHTS].view(),
             grad: grads.view(),
             exp_avg: moments[0].view(),
             exp_avg_sq: moments[1].view(),
@@ -122,23 +122,25 @@ impl TrainState {
             pending: [None, None],
             steps: 0,
             dims: input.unwrap_or(1),
-            uploader: Uploader::new(ctx, graph.bufs.all[2].len * 4),
+            uploader: Uploader::new(ctx, graph.bufs.all[INPUTS].len * 4),
             staged: None,
         })
     }
 }
 
+fn not_training() -> Error {
+    Error::Input("this graph was built without training".into())
+}
+
 impl GpuGraph {
     fn train_state(&self) -> Result<&TrainState> {
-        self.train
-            .as_ref()
-            .ok_or_else(|| Error::Input("this graph was built without training".into()))
+        self.train.as_ref().ok_or_else(not_training)
     }
 
     /// Sets the EMA weights to the current weights (call once after loading them).
     pub fn reset_ema(&self, ctx: &GpuContext) -> Result<()> {
         let t = self.train_state()?;
-        let w = &self.bufs.all[self.weights];
+        let w = &self.bufs.all[WEIGHTS];
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
         encoder.copy_buffer_to_buffer(&w.buffer, 0, &t.ema.buffer, 0, (w.len * 4) as u64);
         ctx.submit(encoder.finish());
@@ -152,7 +154,7 @@ impl GpuGraph {
         for &(t, data) in inputs {
             let info = &g.tensors[t];
             let (buffer, offset, len) = self.bufs.loc[t];
-            if buffer != 2 || data.len() != len {
+            if buffer != INPUTS || data.len() != len {
                 return Err(Error::Shape(format!(
                     "{}: stage_inputs takes Input tensors with their exact length ({:?})",
                     info.name, info.shape
@@ -160,10 +162,7 @@ impl GpuGraph {
             }
             writes.push((offset as u64 * 4, data));
         }
-        let t = self
-            .train
-            .as_mut()
-            .ok_or_else(|| Error::Input("this graph was built without training".into()))?;
+        let t = self.train.as_mut().ok_or_else(not_training)?;
         t.staged = Some(t.uploader.stage(ctx, &writes)?);
         Ok(())
     }
@@ -172,14 +171,12 @@ impl GpuGraph {
     /// the inputs already written are used), then forward, backward, gradient
     /// norm, AdamW and EMA run in one pass. Returns the previous step's metrics.
     pub fn train_step(&mut self, ctx: &GpuContext) -> Result<Option<StepMetrics>> {
-        let t = self
-            .train
-            .as_ref()
-            .ok_or_else(|| Error::Input("this graph was built without training".into()))?;
+        let t = self.train_state()?;
         let slot = t.steps % 2;
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
         if let Some(staged) = t.staged {
-            t.uploader.record_copy(&mut encoder, staged, &self.bufs.all[2].buffer);
+            t.uploader
+                .record_copy(&mut encoder, staged, &self.bufs.all[INPUTS].buffer);
         }
         self.record_noise_step(&mut encoder, &t.state.buffer, ITERATION_WORD);
         {
