@@ -65,7 +65,7 @@ pub struct Dispatch {
     pipeline: Arc<PipelineEntry>,
     bind_group: wgpu::BindGroup,
     pub workgroups: [u32; 3],
-    _params: Option<wgpu::Buffer>,
+    params: Option<wgpu::Buffer>,
 }
 
 impl Dispatch {
@@ -73,7 +73,7 @@ impl Dispatch {
     /// itself updates between steps (e.g. the noise step copied from the
     /// optimizer's iteration counter).
     pub fn params_buffer(&self) -> Option<&wgpu::Buffer> {
-        self._params.as_ref()
+        self.params.as_ref()
     }
 
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
@@ -236,7 +236,7 @@ impl GpuContext {
             pipeline: entry,
             bind_group,
             workgroups,
-            _params: params_buffer,
+            params: params_buffer,
         })
     }
 }
