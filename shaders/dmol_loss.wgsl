@@ -10,25 +10,6 @@
 
 var<workgroup> tile_nll: array<f32, 64>;
 
-// log sum_k exp(logit_k): the log_softmax normaliser.
-fn logit_normaliser(base: u32) -> f32 {
-    var top = l[base];
-    var top_k = 0u;
-    for (var k = 1u; k < p.mixtures; k++) {
-        if (l[base + k] > top) {
-            top = l[base + k];
-            top_k = k;
-        }
-    }
-    var rest = 0.0;
-    for (var k = 0u; k < p.mixtures; k++) {
-        if (k != top_k) {
-            rest += exp(l[base + k] - top);
-        }
-    }
-    return top + dmol_log1p_nonneg(rest);
-}
-
 // log_softmax(logits)_k + sum over colours of the discretized logistic log-probability.
 fn mixture_log_prob(base: u32, xb: u32, k: u32, log_norm: f32) -> f32 {
     let m = p.mixtures;

@@ -14,24 +14,6 @@
 
 var<workgroup> tile_nll: array<f32, 64>;
 
-fn logit_normaliser(base: u32) -> f32 {
-    var top = l[base];
-    var top_k = 0u;
-    for (var k = 1u; k < p.mixtures; k++) {
-        if (l[base + k] > top) {
-            top = l[base + k];
-            top_k = k;
-        }
-    }
-    var rest = 0.0;
-    for (var k = 0u; k < p.mixtures; k++) {
-        if (k != top_k) {
-            rest += exp(l[base + k] - top);
-        }
-    }
-    return top + dmol_log1p_nonneg(rest);
-}
-
 fn term(xv: f32, mean: f32, raw_log_scale: f32) -> DmolTerm {
     return dmol_term(xv, mean, max(raw_log_scale, DMOL_LOG_SCALE_MIN), p.half_bin, p.log_half_bins);
 }

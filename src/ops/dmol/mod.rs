@@ -1,7 +1,7 @@
 //! Discretized mixture of logistics (DMoL), the VDVAE image likelihood: per-image
 //! NLL, NLL fused with its gradient, and sampling, exactly as the official
 //! `vae_helpers.py` computes them (see DESIGN.md "Output" and "DMoL layout").
-//! WGSL: `shaders/dmol_common.wgsl`, `dmol_loss.wgsl`, `dmol_loss_grad.wgsl`,
+//! WGSL: `shaders/dmol_common.wgsl`, `dmol_logits.wgsl`, `dmol_loss.wgsl`, `dmol_loss_grad.wgsl`,
 //! `dmol_sample.wgsl`; the per-image sums of tile partials use the reduce
 //! family's `sum_partials`.
 //!
@@ -20,15 +20,17 @@ use crate::gpu::{grid_1d, Access, BufView, Dispatch, GpuContext, Kernel};
 use crate::ops::rng::{RngKey, RNG_WGSL};
 
 const COMMON: &str = include_str!("../../../shaders/dmol_common.wgsl");
+/// The log_softmax normaliser both loss kernels use.
+const LOGITS: &str = include_str!("../../../shaders/dmol_logits.wgsl");
 const LOSS: Kernel = Kernel::portable(
     "dmol_loss",
-    &[COMMON, include_str!("../../../shaders/dmol_loss.wgsl")],
+    &[COMMON, LOGITS, include_str!("../../../shaders/dmol_loss.wgsl")],
     "dmol_loss",
     &[Access::Read, Access::Read, Access::ReadWrite, Access::Uniform],
 );
 const LOSS_GRAD: Kernel = Kernel::portable(
     "dmol_loss_grad",
-    &[COMMON, include_str!("../../../shaders/dmol_loss_grad.wgsl")],
+    &[COMMON, LOGITS, include_str!("../../../shaders/dmol_loss_grad.wgsl")],
     "dmol_loss_grad",
     &[
         Access::Read,
