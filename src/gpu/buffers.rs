@@ -43,6 +43,17 @@ impl GpuBuffer {
 }
 
 impl<'a> BufView<'a> {
+    /// A shape error unless the view holds exactly `want` elements.
+    pub fn expect_len(&self, op: &str, what: &str, want: usize) -> Result<()> {
+        if self.len != want {
+            return Err(Error::Shape(format!(
+                "{op}: `{what}` has {} elements, expected {want}",
+                self.len
+            )));
+        }
+        Ok(())
+    }
+
     pub(crate) fn binding(&self) -> wgpu::BindingResource<'a> {
         wgpu::BindingResource::Buffer(wgpu::BufferBinding {
             buffer: self.buffer,

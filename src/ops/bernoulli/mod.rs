@@ -102,13 +102,6 @@ impl BernoulliSpec {
     }
 }
 
-fn check_len(op: &str, what: &str, view: &BufView<'_>, want: usize) -> Result<()> {
-    if view.len != want {
-        return shape_err(format!("{op}: `{what}` has {} elements, expected {want}", view.len));
-    }
-    Ok(())
-}
-
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct LossParams {
@@ -141,10 +134,10 @@ fn check_loss_views(
     nll: &BufView,
 ) -> Result<()> {
     spec.validate(op)?;
-    check_len(op, "logits", logits, spec.len())?;
-    check_len(op, "targets", targets, spec.len())?;
-    check_len(op, "partials", partials, spec.partials_len())?;
-    check_len(op, "nll", nll, spec.n)
+    logits.expect_len(op, "logits", spec.len())?;
+    targets.expect_len(op, "targets", spec.len())?;
+    partials.expect_len(op, "partials", spec.partials_len())?;
+    nll.expect_len(op, "nll", spec.n)
 }
 
 /// `nll[n] = sum over image n of softplus(l) - t l`. `partials` is scratch of
@@ -185,8 +178,8 @@ pub fn nll_grad(
 ) -> Result<Vec<Dispatch>> {
     let op = "bernoulli nll_grad";
     check_loss_views(op, spec, &logits, &targets, &partials, &nll)?;
-    check_len(op, "upstream", &upstream, spec.n)?;
-    check_len(op, "dlogits", &dlogits, spec.len())?;
+    upstream.expect_len(op, "upstream", spec.n)?;
+    dlogits.expect_len(op, "dlogits", spec.len())?;
     let grid = [spec.chunks() as u32, spec.n as u32, 1];
     let params = LossParams::new(spec);
     let main = ctx.dispatch(
@@ -217,8 +210,8 @@ pub fn sample(
 ) -> Result<Dispatch> {
     let op = "bernoulli sample";
     spec.validate(op)?;
-    check_len(op, "logits", &logits, spec.len())?;
-    check_len(op, "out", &out, spec.len())?;
+    logits.expect_len(op, "logits", spec.len())?;
+    out.expect_len(op, "out", spec.len())?;
     let params = SampleParams {
         key,
         n: spec.len() as u32,

@@ -176,13 +176,6 @@ impl DmolSpec {
     }
 }
 
-fn check_len(op: &str, what: &str, view: &BufView<'_>, want: usize) -> Result<()> {
-    if view.len != want {
-        return shape_err(format!("{op}: `{what}` has {} elements, expected {want}", view.len));
-    }
-    Ok(())
-}
-
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct LossParams {
@@ -227,10 +220,10 @@ fn check_loss_views(
     nll: &BufView,
 ) -> Result<()> {
     spec.validate(op)?;
-    check_len(op, "l", l, spec.l_len())?;
-    check_len(op, "x", x, spec.x_len())?;
-    check_len(op, "partials", partials, spec.partials_len())?;
-    check_len(op, "nll", nll, spec.n)
+    l.expect_len(op, "l", spec.l_len())?;
+    x.expect_len(op, "x", spec.x_len())?;
+    partials.expect_len(op, "partials", spec.partials_len())?;
+    nll.expect_len(op, "nll", spec.n)
 }
 
 /// `nll[n] = -sum over image n's pixels of log p(x | l)`. `partials` is scratch
@@ -265,8 +258,8 @@ pub fn nll_grad(
 ) -> Result<Vec<Dispatch>> {
     let op = "dmol nll_grad";
     check_loss_views(op, spec, &l, &x, &partials, &nll)?;
-    check_len(op, "upstream", &upstream, spec.n)?;
-    check_len(op, "dl", &dl, spec.l_len())?;
+    upstream.expect_len(op, "upstream", spec.n)?;
+    dl.expect_len(op, "dl", spec.l_len())?;
     let params = LossParams::new(spec);
     let grid = [spec.tiles() as u32, spec.n as u32, 1];
     let main = ctx.dispatch(
@@ -298,8 +291,8 @@ struct SampleParams {
 pub fn sample(ctx: &GpuContext, spec: &DmolSpec, l: BufView<'_>, key: RngKey, out: BufView<'_>) -> Result<Dispatch> {
     let op = "dmol sample";
     spec.validate(op)?;
-    check_len(op, "l", &l, spec.l_len())?;
-    check_len(op, "out", &out, spec.x_len())?;
+    l.expect_len(op, "l", spec.l_len())?;
+    out.expect_len(op, "out", spec.x_len())?;
     let params = SampleParams {
         key,
         pixels: spec.pixels() as u32,
