@@ -59,38 +59,41 @@ fn slice(images: &ImageSet, start: usize, n: usize) -> ImageSet {
     }
 }
 
-/// Per-image NLL and per-level KL sums of one batch, run on `device` with noise step `step`.
+/// Per-image NLL and per-level KL sums of one batch, run on `device` with noise
+/// step `step`. `values` holds the weights (already on the GPU) and this batch's
+/// input and target.
 fn run_batch(
     device: &Device,
     m: &VdvaeGraph,
     gpu: Option<&GpuGraph>,
-    mut values: Values,
+    values: &mut Values,
     seed: u64,
     step: u32,
-) -> Result<(Vec<f32>, Vec<Vec<f32>>, Values)> {
+) -> Result<(Vec<f32>, Vec<Vec<f32>>)> {
     match (device, gpu) {
         (Device::Gpu(ctx), Some(gpu)) => {
-            gpu.write_values(ctx, &m.graph, &values)?;
+            for t in [m.input, m.target] {
+                gpu.write(ctx, &m.graph, t, values[t].as_ref().expect("set_images ran"))?;
+            }
             gpu.run(ctx, step)?;
             let kls = m
                 .kl_per_level
                 .iter()
                 .map(|&k| gpu.read(ctx, k))
                 .collect::<Result<_>>()?;
-            let nll = gpu.read(ctx, m.nll)?;
-            Ok((nll, kls, values))
+            Ok((gpu.read(ctx, m.nll)?, kls))
         }
         _ => {
             cpu::run(
                 &m.graph,
-                &mut values,
+                values,
                 Noise {
                     seed,
                     step: step as u64,
                 },
             )?;
             let get = |t: usize| -> Vec<f32> { values[t].clone().unwrap_or_default() };
-            Ok((get(m.nll), m.kl_per_level.iter().map(|&k| get(k)).collect(), values))
+            Ok((get(m.nll), m.kl_per_level.iter().map(|&k| get(k)).collect()))
         }
     }
 }
@@ -126,23 +129,28 @@ pub fn evaluate(device: &Device, input: &EvalInput<'_>, batch: usize) -> Result<
         indicatif::ProgressStyle::with_template("eval {bar:40} {pos}/{len} images [{elapsed_precise}<{eta_precise}]")
             .expect("a valid progress template"),
     );
-    let mut built: Option<(usize, VdvaeGraph, Option<GpuGraph>)> = None;
+    // The graph (one per batch size) with the weights converted and uploaded once.
+    let mut built: Option<(usize, VdvaeGraph, Option<GpuGraph>, Values)> = None;
     let mut start = 0;
     while start < images.n {
         let n = batch.min(images.n - start);
-        if built.as_ref().is_none_or(|(size, _, _)| *size != n) {
+        if built.as_ref().is_none_or(|b| b.0 != n) {
             let m = build_vdvae(h, n, sampling)?;
+            let values = m.values_from_checkpoint(weights, "checkpoint")?;
             let gpu = match device {
-                Device::Gpu(ctx) => Some(GpuGraph::build(ctx, &m.graph, seed, None)?),
+                Device::Gpu(ctx) => {
+                    let gpu = GpuGraph::build(ctx, &m.graph, seed, None)?;
+                    gpu.write_values(ctx, &m.graph, &values)?;
+                    Some(gpu)
+                }
                 Device::Cpu => None,
             };
-            built = Some((n, m, gpu));
+            built = Some((n, m, gpu, values));
         }
-        let (_, m, gpu) = built.as_ref().unwrap();
-        let mut values = m.values_from_checkpoint(weights, "checkpoint")?;
-        m.set_images(&mut values, &slice(images, start, n), norm)?;
+        let (_, m, gpu, values) = built.as_mut().unwrap();
+        m.set_images(values, &slice(images, start, n), norm)?;
         let step = (start / batch) as u32;
-        let (nll, kls, _) = run_batch(device, m, gpu.as_ref(), values, seed, step)?;
+        let (nll, kls) = run_batch(device, m, gpu.as_ref(), values, seed, step)?;
         nll_sum += nll.iter().map(|&x| x as f64).sum::<f64>();
         for (acc, k) in kl_sums.iter_mut().zip(&kls) {
             *acc += k.iter().map(|&x| x as f64).sum::<f64>();
@@ -191,15 +199,13 @@ pub fn gradient(device: &Device, input: &EvalInput<'_>) -> Result<NamedTensors> 
     match device {
         Device::Gpu(ctx) => {
             let gpu = GpuGraph::build(ctx, &m.graph, seed, None)?;
-            let (_, _, mut values) = run_batch(device, &m, Some(&gpu), values, seed, 0)?;
+            gpu.write_values(ctx, &m.graph, &values)?;
+            gpu.run(ctx, 0)?;
             for &(_, d) in &m.graph.param_grads {
                 values[d] = Some(gpu.read(ctx, d)?);
             }
-            m.official_grads(&values)
         }
-        Device::Cpu => {
-            let (_, _, values) = run_batch(device, &m, None, values, seed, 0)?;
-            m.official_grads(&values)
-        }
+        Device::Cpu => cpu::run(&m.graph, &mut values, Noise { seed, step: 0 })?,
     }
+    m.official_grads(&values)
 }
