@@ -1,10 +1,12 @@
-//! Reverse-mode autodiff: walks the forward nodes backwards and appends each
-//! op's backward nodes. A tensor read by several nodes gets the sum of their
-//! gradients; Add passes its gradient through without a copy.
+//! Reverse-mode autodiff: walks the forward nodes backwards and asks each op's
+//! rule (`super::ops`) to append its backward nodes through [`Backward`]. A
+//! tensor read by several nodes gets the sum of their gradients; gradients of
+//! channel slices of one tensor are assembled by one channel copy.
 
 use std::collections::HashMap;
 
 use super::ir::{Graph, Op, Role, TensorId};
+use super::ops::ChannelPiece;
 use crate::error::{Error, Result};
 
 /// Tensors whose value depends on a parameter (only those need gradients).
@@ -20,72 +22,19 @@ fn needs_grad(g: &Graph) -> Vec<bool> {
     need
 }
 
-/// The gradient of channels `[start, end)` of a tensor.
-type SliceGrad = ((usize, usize), TensorId);
-
-struct Grads {
-    parts: HashMap<TensorId, Vec<TensorId>>,
-    /// Gradients of channel slices of a tensor, assembled in one pass.
-    slices: HashMap<TensorId, Vec<SliceGrad>>,
+/// Part of a tensor's gradient: its channels `range` are `source`'s channels
+/// from `source_start` on.
+#[derive(Clone, Copy)]
+struct ChannelGrad {
+    range: (usize, usize),
+    source: TensorId,
+    source_start: usize,
 }
 
-impl Grads {
-    fn push(&mut self, t: TensorId, grad: TensorId) {
-        self.parts.entry(t).or_default().push(grad);
-    }
-
-    fn push_slice(&mut self, t: TensorId, range: (usize, usize), grad: TensorId) {
-        self.slices.entry(t).or_default().push((range, grad));
-    }
-
-    /// The total gradient of `t`: slice gradients assembled into one tensor
-    /// (overlapping ones placed separately), then every part summed with Add nodes.
-    fn take(&mut self, g: &mut Graph, t: TensorId) -> Option<TensorId> {
-        let mut parts = self.parts.remove(&t).unwrap_or_default();
-        let total_channels = g.shape(t).last().copied().unwrap_or(0);
-        if let Some(mut slices) = self.slices.remove(&t) {
-            slices.sort_by_key(|s| s.0);
-            let mut disjoint: Vec<SliceGrad> = Vec::new();
-            for (range, dy) in slices {
-                if disjoint.last().is_some_and(|last| last.0 .1 > range.0) {
-                    let placed = grad_tensor(g, t);
-                    g.node(
-                        Op::PlaceChannels {
-                            start: range.0,
-                            total: total_channels,
-                        },
-                        vec![dy],
-                        vec![placed],
-                    );
-                    parts.push(placed);
-                } else {
-                    disjoint.push((range, dy));
-                }
-            }
-            let assembled = grad_tensor(g, t);
-            let (ranges, inputs): (Vec<_>, Vec<_>) = disjoint.into_iter().unzip();
-            g.node(
-                Op::AssembleChannels {
-                    ranges,
-                    total: total_channels,
-                },
-                inputs,
-                vec![assembled],
-            );
-            parts.insert(0, assembled);
-        }
-        if parts.is_empty() {
-            return None;
-        }
-        let name = format!("grad.{}", g.tensors[t].name);
-        let mut total = parts[0];
-        for &p in &parts[1..] {
-            let sum = g.tensor(name.clone(), g.shape(t).to_vec(), Role::Activation);
-            g.node(Op::Add, vec![total, p], vec![sum]);
-            total = sum;
-        }
-        Some(total)
-    }
+#[derive(Default)]
+struct Grads {
+    parts: HashMap<TensorId, Vec<TensorId>>,
+    channels: HashMap<TensorId, Vec<ChannelGrad>>,
 }
 
 fn grad_tensor(g: &mut Graph, of: TensorId) -> TensorId {
@@ -93,173 +42,174 @@ fn grad_tensor(g: &mut Graph, of: TensorId) -> TensorId {
     g.tensor(name, g.shape(of).to_vec(), Role::Activation)
 }
 
-/// Appends the backward of every forward node; `loss` must be the output of an `Elbo` node.
+impl Grads {
+    /// The total gradient of `t`: channel parts copied into one tensor
+    /// (overlapping ones copied separately), then every part summed with Adds.
+    fn take(&mut self, g: &mut Graph, t: TensorId) -> Result<Option<TensorId>> {
+        let mut parts = self.parts.remove(&t).unwrap_or_default();
+        if let Some(mut pieces) = self.channels.remove(&t) {
+            pieces.sort_by_key(|p| p.range);
+            let mut groups: Vec<Vec<ChannelGrad>> = vec![Vec::new()];
+            for p in pieces {
+                let overlaps = groups[0].last().is_some_and(|last| last.range.1 > p.range.0);
+                if overlaps {
+                    groups.push(vec![p]);
+                } else {
+                    groups[0].push(p);
+                }
+            }
+            for group in groups {
+                parts.insert(0, assemble(g, t, &group)?);
+            }
+        }
+        if parts.is_empty() {
+            return Ok(None);
+        }
+        let name = format!("grad.{}", g.tensors[t].name);
+        let mut total = parts[0];
+        for &p in &parts[1..] {
+            total = g.add(&name, total, p)?;
+        }
+        Ok(Some(total))
+    }
+}
+
+/// One tensor shaped like `t` holding the disjoint channel parts `group`, zero
+/// elsewhere; a part that is the whole of its source is used as it is.
+fn assemble(g: &mut Graph, t: TensorId, group: &[ChannelGrad]) -> Result<TensorId> {
+    let channels = *g.shape(t).last().unwrap_or(&0);
+    if let [p] = group {
+        let whole = p.range == (0, channels) && p.source_start == 0 && g.shape(p.source) == g.shape(t);
+        if whole {
+            return Ok(p.source);
+        }
+    }
+    let mut sources: Vec<TensorId> = Vec::new();
+    let pieces = group
+        .iter()
+        .map(|p| {
+            let input = sources.iter().position(|&s| s == p.source).unwrap_or_else(|| {
+                sources.push(p.source);
+                sources.len() - 1
+            });
+            ChannelPiece {
+                input,
+                from: p.source_start,
+                to: p.range.0,
+                width: p.range.1 - p.range.0,
+            }
+        })
+        .collect();
+    let name = format!("grad.{}", g.tensors[t].name);
+    g.copy_channels(&name, &sources, pieces, channels)
+}
+
+/// What an op's backward rule sees of one forward node, and how it records
+/// the gradients of the node's inputs.
+pub struct Backward<'a> {
+    pub g: &'a mut Graph,
+    grads: &'a mut Grads,
+    need: &'a [bool],
+    inputs: Vec<TensorId>,
+    dys: Vec<Option<TensorId>>,
+}
+
+impl Backward<'_> {
+    /// The node's input `k`.
+    pub fn input(&self, k: usize) -> TensorId {
+        self.inputs[k]
+    }
+
+    pub fn inputs(&self) -> usize {
+        self.inputs.len()
+    }
+
+    /// Whether input `k` needs a gradient.
+    pub fn wants(&self, k: usize) -> bool {
+        self.need[self.inputs[k]]
+    }
+
+    /// The gradient of output `k`, if it reaches the loss.
+    pub fn dy_of(&self, k: usize) -> Option<TensorId> {
+        self.dys[k]
+    }
+
+    /// The gradient of the node's only output (rules of single-output ops run
+    /// only when it reaches the loss).
+    pub fn dy(&self) -> TensorId {
+        self.dys[0].expect("autodiff runs a rule only when an output has a gradient")
+    }
+
+    /// A new gradient tensor shaped like input `k`.
+    pub fn grad_like(&mut self, k: usize) -> TensorId {
+        grad_tensor(self.g, self.inputs[k])
+    }
+
+    /// A constant tensor (filled when the graph is built).
+    pub fn constant(&mut self, name: &str, data: Vec<f32>) -> TensorId {
+        let t = self.g.tensor(name, vec![data.len()], Role::Constant);
+        self.g.constants.push((t, data));
+        t
+    }
+
+    /// Adds `grad` to the gradient of input `k`.
+    pub fn push(&mut self, k: usize, grad: TensorId) {
+        self.grads.parts.entry(self.inputs[k]).or_default().push(grad);
+    }
+
+    /// Adds `source`'s channels from `source_start` on to channels `range` of input `k`'s gradient.
+    pub fn push_channels(&mut self, k: usize, range: (usize, usize), source: TensorId, source_start: usize) {
+        let part = ChannelGrad {
+            range,
+            source,
+            source_start,
+        };
+        self.grads.channels.entry(self.inputs[k]).or_default().push(part);
+    }
+
+    pub fn node(&mut self, op: impl Into<Op>, inputs: Vec<TensorId>, outputs: Vec<TensorId>) {
+        self.g.node(op, inputs, outputs);
+    }
+
+    /// Input `k`'s gradient is `op(dy)`, shaped like the input.
+    pub fn unary(&mut self, op: impl Into<Op>, k: usize, dy: TensorId) {
+        let dx = self.grad_like(k);
+        self.node(op, vec![dy], vec![dx]);
+        self.push(k, dx);
+    }
+}
+
+/// Appends the backward of every forward node, seeded by the loss node.
 pub fn append_backward(g: &mut Graph) -> Result<()> {
     g.forward_len = g.nodes.len();
     let need = needs_grad(g);
-    let mut grads = Grads {
-        parts: HashMap::new(),
-        slices: HashMap::new(),
-    };
+    let mut grads = Grads::default();
     for idx in (0..g.forward_len).rev() {
         let node = g.nodes[idx].clone();
-        let ins = &node.inputs;
-        if !ins.iter().any(|&i| need[i]) {
+        if !node.inputs.iter().any(|&i| need[i]) {
             continue;
         }
-        if let Op::Elbo { dims } = node.op {
-            // d loss / d nll[n] = d loss / d kl[n] = 1 / (N · dims): one shared constant.
-            let n = g.shape(ins[0])[0];
-            let seed = g.tensor("grad.elbo_seed", vec![n], Role::Constant);
-            g.constants.push((seed, vec![1.0 / (n * dims) as f32; n]));
-            for &i in ins {
-                grads.push(i, seed);
-            }
+        let mut dys = Vec::with_capacity(node.outputs.len());
+        for &o in &node.outputs {
+            dys.push(grads.take(g, o)?);
+        }
+        let rule = node.op.rule();
+        if !rule.is_loss() && dys.iter().all(Option::is_none) {
             continue;
         }
-        let outs: Vec<Option<TensorId>> = node.outputs.iter().map(|&o| grads.take(g, o)).collect();
-        if outs.iter().all(Option::is_none) {
-            continue;
-        }
-        let dy = outs[0];
-        let want = |k: usize| need[ins[k]];
-        match node.op {
-            Op::Conv2d {
-                k,
-                gelu_input,
-                bias,
-                residual,
-            } => {
-                let dy = dy.unwrap();
-                if want(0) {
-                    let dx = grad_tensor(g, ins[0]);
-                    g.node(
-                        Op::Conv2dBackwardData { k, gelu_input },
-                        vec![dy, ins[1], ins[0]],
-                        vec![dx],
-                    );
-                    grads.push(ins[0], dx);
-                }
-                let want_bias = bias && want(2);
-                if want(1) {
-                    // dw and db come from one pass over dy.
-                    let dw = grad_tensor(g, ins[1]);
-                    let mut outs = vec![dw];
-                    if want_bias {
-                        outs.push(grad_tensor(g, ins[2]));
-                        grads.push(ins[2], outs[1]);
-                    }
-                    let op = Op::Conv2dBackwardWeight {
-                        k,
-                        gelu_input,
-                        bias: want_bias,
-                    };
-                    g.node(op, vec![dy, ins[0]], outs);
-                    grads.push(ins[1], dw);
-                } else if want_bias {
-                    let db = grad_tensor(g, ins[2]);
-                    g.node(Op::Conv2dBackwardBias, vec![dy], vec![db]);
-                    grads.push(ins[2], db);
-                }
-                let mut next = 2;
-                if bias {
-                    next += 1;
-                }
-                if residual && want(next) {
-                    grads.push(ins[next], dy);
-                }
-            }
-            Op::Add => {
-                for &input in ins {
-                    if need[input] {
-                        grads.push(input, dy.unwrap());
-                    }
-                }
-            }
-            Op::AvgPool { k } => unary(g, &mut grads, Op::AvgPoolBackward { k }, ins[0], dy.unwrap()),
-            Op::Upsample { k } => unary(g, &mut grads, Op::UpsampleBackward { k }, ins[0], dy.unwrap()),
-            Op::SliceChannels { start, end } => grads.push_slice(ins[0], (start, end), dy.unwrap()),
-            Op::PlaceChannels { start, .. } => {
-                let c = *g.shape(ins[0]).last().unwrap();
-                unary(
-                    g,
-                    &mut grads,
-                    Op::SliceChannels { start, end: start + c },
-                    ins[0],
-                    dy.unwrap(),
-                )
-            }
-            Op::Concat => {
-                let ca = *g.shape(ins[0]).last().unwrap();
-                let cb = *g.shape(ins[1]).last().unwrap();
-                if want(0) {
-                    unary(
-                        g,
-                        &mut grads,
-                        Op::SliceChannels { start: 0, end: ca },
-                        ins[0],
-                        dy.unwrap(),
-                    );
-                }
-                if want(1) {
-                    unary(
-                        g,
-                        &mut grads,
-                        Op::SliceChannels {
-                            start: ca,
-                            end: ca + cb,
-                        },
-                        ins[1],
-                        dy.unwrap(),
-                    );
-                }
-            }
-            Op::BroadcastBatch { .. } => unary(g, &mut grads, Op::SumBatch, ins[0], dy.unwrap()),
-            Op::Affine => {
-                let (dx, dgain, dbias) = (grad_tensor(g, ins[0]), grad_tensor(g, ins[1]), grad_tensor(g, ins[2]));
-                g.node(
-                    Op::AffineBackward,
-                    vec![dy.unwrap(), ins[0], ins[1]],
-                    vec![dx, dgain, dbias],
-                );
-                for (k, d) in [dx, dgain, dbias].into_iter().enumerate() {
-                    if want(k) {
-                        grads.push(ins[k], d);
-                    }
-                }
-            }
-            Op::ReparamKl { sampling, tensor } => {
-                let (dz, dkl) = match (outs[0], outs[1]) {
-                    (Some(dz), Some(dkl)) => (dz, dkl),
-                    _ => return Err(Error::Shape("reparam_kl: both z and kl must reach the loss".into())),
-                };
-                let d: Vec<TensorId> = ins.iter().map(|&i| grad_tensor(g, i)).collect();
-                let mut inputs = vec![dz, dkl];
-                inputs.extend_from_slice(ins);
-                g.node(Op::ReparamKlBackward { sampling, tensor }, inputs, d.clone());
-                for (k, dk) in d.into_iter().enumerate() {
-                    if want(k) {
-                        grads.push(ins[k], dk);
-                    }
-                }
-            }
-            Op::SumPerImage => unary(g, &mut grads, Op::BroadcastPerImage, ins[0], dy.unwrap()),
-            Op::DmolNll { low_bit } => {
-                let dl = grad_tensor(g, ins[0]);
-                g.node(
-                    Op::DmolNllBackward { low_bit },
-                    vec![ins[0], ins[1], dy.unwrap()],
-                    vec![dl],
-                );
-                grads.push(ins[0], dl);
-            }
-            ref op => return Err(Error::Shape(format!("autodiff: {op:?} has no backward rule"))),
-        }
+        let mut b = Backward {
+            g,
+            grads: &mut grads,
+            need: &need,
+            inputs: node.inputs.clone(),
+            dys,
+        };
+        rule.backward(&mut b)?;
     }
     // Each parameter's total gradient becomes a persistent ParamGrad tensor.
     let params: Vec<TensorId> = g.params().collect();
     for p in params {
-        let Some(grad) = grads.take(g, p) else { continue };
+        let Some(grad) = grads.take(g, p)? else { continue };
         if g.tensors[grad].role != Role::Activation || g.param_grads.iter().any(|&(_, d)| d == grad) {
             return Err(Error::Shape(format!(
                 "autodiff: the gradient of {} is shared",
@@ -270,13 +220,6 @@ pub fn append_backward(g: &mut Graph) -> Result<()> {
         g.param_grads.push((p, grad));
     }
     Ok(())
-}
-
-/// dx = op(dy), with dx shaped like x.
-fn unary(g: &mut Graph, grads: &mut Grads, op: Op, x: TensorId, dy: TensorId) {
-    let dx = grad_tensor(g, x);
-    g.node(op, vec![dy], vec![dx]);
-    grads.push(x, dx);
 }
 
 #[cfg(test)]
@@ -297,10 +240,15 @@ mod tests {
             })
             .collect();
         let dims = 10;
-        let loss = g.elbo("loss", sums[0], &sums[1..], dims).unwrap();
-        g.outputs.push(("loss".into(), loss));
+        g.elbo("loss", sums[0], &sums[1..], dims).unwrap();
+        let forward = g.nodes.len();
         append_backward(&mut g).unwrap();
-        assert!(g.nodes.iter().any(|n| matches!(n.op, Op::AssembleChannels { .. })));
+        // The two disjoint slices are assembled by one copy; the overlapping one by another.
+        let copies = g.nodes[forward..]
+            .iter()
+            .filter(|n| matches!(n.op, Op::CopyChannels(_)))
+            .count();
+        assert_eq!(copies, 2);
         let mut values = vec![None; g.tensors.len()];
         values[x] = Some(vec![0.5; 24]);
         run(&g, &mut values, Noise::default()).unwrap();
@@ -310,5 +258,38 @@ mod tests {
         for (i, &d) in dx.iter().enumerate() {
             assert!((d - covers[i % 6] / dims as f32).abs() < 1e-7, "channel {}: {d}", i % 6);
         }
+    }
+
+    #[test]
+    fn a_concat_gradient_reads_its_channels_of_dy_and_a_whole_source_is_not_copied() {
+        let mut g = Graph::default();
+        let a = g.tensor("a", vec![2, 1, 1, 2], Role::Param);
+        let b = g.tensor("b", vec![2, 1, 1, 3], Role::Param);
+        let cat = g.concat("cat", a, b).unwrap();
+        let w = g.tensor("w", vec![5, 1, 1, 5], Role::Param);
+        let y = g.conv2d("conv", cat, w, None, None, false).unwrap();
+        let s = g.sum_per_image("sum", y).unwrap();
+        g.elbo("loss", s, &[], 1).unwrap();
+        append_backward(&mut g).unwrap();
+        let mut values = vec![None; g.tensors.len()];
+        values[a] = Some(vec![1.0, 2.0, 3.0, 4.0]);
+        values[b] = Some((0..6).map(|i| i as f32).collect());
+        values[w] = Some((0..25).map(|i| i as f32 / 25.0).collect());
+        run(&g, &mut values, Noise::default()).unwrap();
+        // d loss / d cat[c] = Σ_o w[o, c] / N, identical for both images.
+        let col = |c: usize| (0..5).map(|o| (o * 5 + c) as f32 / 25.0).sum::<f32>() / 2.0;
+        let grad = |p: TensorId| {
+            values[g.param_grads.iter().find(|d| d.0 == p).unwrap().1]
+                .clone()
+                .unwrap()
+        };
+        let close = |got: Vec<f32>, want: &[f32]| {
+            assert_eq!(got.len(), want.len());
+            for (g, w) in got.iter().zip(want) {
+                assert!((g - w).abs() <= 1e-6 * w.abs(), "{got:?} vs {want:?}");
+            }
+        };
+        close(grad(a), &[col(0), col(1), col(0), col(1)]);
+        close(grad(b), &[col(2), col(3), col(4), col(2), col(3), col(4)]);
     }
 }

@@ -1,11 +1,12 @@
-//! Graph IR, shape-inferring builder, reverse-mode autodiff and memory plan.
+//! Graph IR, its ops (one file per family: shape rule, backward rule, CPU
+//! evaluation, GPU lowering), reverse-mode autodiff, memory plan and executors.
 
 pub mod autodiff;
-mod builder;
 pub mod cpu;
 pub mod gpu;
 pub mod ir;
-mod op_params;
+pub mod ops;
 pub mod plan;
 
 pub use ir::{Graph, Node, Op, Role, Sampling, TensorId, TensorInfo};
+pub use ops::{ElboParts, ElboTotals, LossTerms, OpRule};

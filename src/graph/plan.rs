@@ -77,7 +77,7 @@ pub fn lifetimes(g: &Graph) -> Vec<Option<(usize, usize)>> {
         }
     }
     let end = g.nodes.len();
-    for &(_, t) in &g.outputs {
+    for &t in &g.outputs {
         touch(t, end);
     }
     life
@@ -219,7 +219,7 @@ pub fn plan(g: &Graph, align: usize, chunk: usize, train: bool) -> MemoryPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graph::{Op, Role};
+    use crate::graph::Role;
 
     fn chain(n: usize, elems: usize) -> (Graph, Vec<TensorId>) {
         let mut g = Graph::default();
@@ -228,11 +228,11 @@ mod tests {
         let mut ts = Vec::new();
         for i in 0..n {
             let y = g.tensor(format!("t{i}"), vec![elems], Role::Activation);
-            g.node(Op::Add, vec![prev, x], vec![y]);
+            g.node(crate::graph::ops::Add, vec![prev, x], vec![y]);
             ts.push(y);
             prev = y;
         }
-        g.outputs.push(("out".into(), prev));
+        g.outputs.push(prev);
         (g, ts)
     }
 
@@ -270,10 +270,10 @@ mod tests {
         let a = g.tensor("a", vec![40], Role::Activation);
         let b = g.tensor("b", vec![40], Role::Activation);
         let c = g.tensor("c", vec![40], Role::Activation);
-        g.node(Op::Add, vec![x, x], vec![a]);
-        g.node(Op::Add, vec![x, x], vec![b]);
-        g.node(Op::Add, vec![a, b], vec![c]);
-        g.outputs.push(("c".into(), c));
+        g.node(crate::graph::ops::Add, vec![x, x], vec![a]);
+        g.node(crate::graph::ops::Add, vec![x, x], vec![b]);
+        g.node(crate::graph::ops::Add, vec![a, b], vec![c]);
+        g.outputs.push(c);
         // 160-byte tensors in 256-byte chunks: a and b share colour 0, one per buffer.
         let p = plan(&g, 32, 256, false);
         for t in [a, b, c] {

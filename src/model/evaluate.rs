@@ -13,7 +13,7 @@ use crate::gpu::GpuContext;
 use crate::graph::autodiff::append_backward;
 use crate::graph::cpu::{self, Noise, Values};
 use crate::graph::gpu::GpuGraph;
-use crate::graph::Sampling;
+use crate::graph::{ElboParts, ElboTotals, Sampling};
 
 /// Where a graph runs.
 pub enum Device {
@@ -123,8 +123,7 @@ pub fn evaluate(device: &Device, input: &EvalInput<'_>, batch: usize) -> Result<
         return Err(Error::Input("the dataset holds no images".into()));
     }
     let batch = batch.clamp(1, images.n);
-    let levels = h.decoder_layers()?.len();
-    let (mut nll_sum, mut kl_sums) = (0.0f64, vec![0.0f64; levels]);
+    let mut totals = ElboTotals::default();
     let progress = indicatif::ProgressBar::new(images.n as u64).with_style(
         indicatif::ProgressStyle::with_template("eval {bar:40} {pos}/{len} images [{elapsed_precise}<{eta_precise}]")
             .expect("a valid progress template"),
@@ -151,19 +150,17 @@ pub fn evaluate(device: &Device, input: &EvalInput<'_>, batch: usize) -> Result<
         m.set_images(values, &slice(images, start, n), norm)?;
         let step = (start / batch) as u32;
         let (nll, kls) = run_batch(device, m, gpu.as_ref(), values, seed, step)?;
-        nll_sum += nll.iter().map(|&x| x as f64).sum::<f64>();
-        for (acc, k) in kl_sums.iter_mut().zip(&kls) {
-            *acc += k.iter().map(|&x| x as f64).sum::<f64>();
-        }
+        totals.add(&nll, &kls);
         start += n;
         progress.set_position(start as u64);
     }
     progress.finish_and_clear();
-    let scale = 1.0 / (images.n * images.image_len()) as f64;
-    let distortion = nll_sum * scale;
-    let kl_per_level: Vec<f64> = kl_sums.iter().map(|k| k * scale).collect();
-    let rate: f64 = kl_per_level.iter().sum();
-    let elbo = distortion + rate;
+    let ElboParts {
+        elbo,
+        distortion,
+        rate,
+        kl_per_level,
+    } = totals.per_dim(images.image_len());
     if !elbo.is_finite() {
         return Err(Error::Input(format!(
             "the ELBO is not finite (distortion {distortion}, rate {rate}): the checkpoint's weights produce NaN or inf"

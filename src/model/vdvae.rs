@@ -210,11 +210,6 @@ pub fn build_vdvae(h: &HParams, batch: usize, sampling: Sampling) -> Result<Vdva
     let nll = b.g.dmol_nll("decoder.out_net.nll", logits, target, h.low_bit)?;
     let dims = s * s * c;
     let loss = b.g.elbo("loss", nll, &kl_per_level, dims)?;
-    b.g.outputs.push(("loss".into(), loss));
-    b.g.outputs.push(("nll".into(), nll));
-    for (i, &k) in kl_per_level.iter().enumerate() {
-        b.g.outputs.push((format!("kl.{i}"), k));
-    }
     Ok(VdvaeGraph {
         graph: b.g,
         params,
@@ -279,7 +274,7 @@ pub fn build_sampler(h: &HParams, n: usize, temperature: f32) -> Result<SamplerG
     let logits = b.output_head(xs[&h.image_size])?;
     let samples =
         b.g.dmol_sample("samples", logits, h.image_channels, h.low_bit, layers.len() as u32)?;
-    b.g.outputs.push(("samples".into(), samples));
+    b.g.outputs.push(samples);
     Ok(SamplerGraph {
         graph: b.g,
         params,

@@ -6,6 +6,7 @@ mod lower;
 mod train;
 mod upload;
 
+pub use lower::LowerCall;
 pub use train::{StepMetrics, TrainConfig};
 
 use super::ir::{Graph, Role, TensorId};
@@ -107,11 +108,17 @@ impl GpuGraph {
         let workspace_len = g
             .nodes
             .iter()
-            .map(|n| lower::scratch_len(g, n))
+            .map(|n| n.op.rule().scratch_len(g, n))
             .max()
             .unwrap_or(0)
             .max(1);
-        let side_len = g.nodes.iter().map(|n| lower::side_len(g, n)).max().unwrap_or(0).max(1);
+        let side_len = g
+            .nodes
+            .iter()
+            .map(|n| n.op.rule().side_len(g, n))
+            .max()
+            .unwrap_or(0)
+            .max(1);
         let workspace = all.len();
         all.push(ctx.zeros(workspace_len));
         all.push(ctx.zeros(side_len));
@@ -122,7 +129,16 @@ impl GpuGraph {
         let mut noisy = Vec::new();
         let (ws, side) = (bufs.all[workspace].view(), bufs.all[workspace + 1].view());
         for node in &g.nodes {
-            let (ds, is_noisy) = lower::lower(ctx, g, node, &bufs, ws, side, seed)?;
+            let call = LowerCall {
+                ctx,
+                g,
+                node,
+                bufs: &bufs,
+                workspace: ws,
+                side,
+                seed,
+            };
+            let (ds, is_noisy) = lower::lower(&call)?;
             if is_noisy {
                 noisy.extend(dispatches.len()..dispatches.len() + ds.len());
             }

@@ -7,6 +7,7 @@ use super::{GpuGraph, GRADS, INPUTS, WEIGHTS};
 use crate::error::{Error, Result};
 use crate::gpu::{BufView, Dispatch, GpuBuffer, GpuContext};
 use crate::graph::ir::{Graph, TensorId};
+use crate::graph::ElboTotals;
 use crate::ops::optimizer::{self, AdamW, ParamTensor, StepState, STATE_WORDS};
 use crate::ops::reduce;
 
@@ -86,16 +87,11 @@ impl TrainState {
         dispatches.extend(optimizer::update(ctx, &cfg.adamw, state.view(), &t)?);
         graph.plan.workspace += norm_scratch.len * 4;
 
-        let find = |name: &str| {
-            g.output(name)
-                .ok_or_else(|| Error::Shape(format!("training needs a graph output named {name}")))
-        };
-        let mut metric_tensors = vec![find("nll")?];
-        let mut level = 0;
-        while let Some(t) = g.output(&format!("kl.{level}")) {
-            metric_tensors.push(t);
-            level += 1;
-        }
+        let loss = g
+            .loss_terms()
+            .ok_or_else(|| Error::Shape("training needs a graph with a loss (an ELBO node)".into()))?;
+        let mut metric_tensors = vec![loss.nll];
+        metric_tensors.extend(&loss.kl_per_level);
         let metric_words = metric_tensors.iter().map(|&t| g.tensors[t].numel()).sum::<usize>() + STATE_WORDS;
         let readback = [0, 1].map(|_| {
             ctx.create_buffer(&wgpu::BufferDescriptor {
@@ -105,11 +101,6 @@ impl TrainState {
                 mapped_at_creation: false,
             })
         });
-        let input = g
-            .tensors
-            .iter()
-            .find(|t| t.name == "target")
-            .map(|t| t.shape[1..].iter().product());
         Ok(TrainState {
             state,
             moments,
@@ -121,7 +112,7 @@ impl TrainState {
             readback,
             pending: [None, None],
             steps: 0,
-            dims: input.unwrap_or(1),
+            dims: loss.dims,
             uploader: Uploader::new(ctx, graph.bufs.all[INPUTS].len * 4),
             staged: None,
         })
@@ -243,24 +234,20 @@ impl GpuGraph {
             bytemuck::cast_slice(&mapped)[..t.metric_words].to_vec()
         };
         buffer.unmap();
-        let floats = |r: std::ops::Range<usize>| words[r].iter().map(|&w| f32::from_bits(w) as f64).collect::<Vec<_>>();
         let n = t.metric_words - STATE_WORDS;
         let images = n / t.metric_tensors.len();
-        let per_tensor: Vec<f64> = (0..t.metric_tensors.len())
-            .map(|k| floats(k * images..(k + 1) * images).iter().sum::<f64>())
-            .collect();
-        let scale = 1.0 / (images * t.dims) as f64;
-        let distortion = per_tensor[0] * scale;
-        let kl_per_level: Vec<f64> = per_tensor[1..].iter().map(|k| k * scale).collect();
-        let rate: f64 = kl_per_level.iter().sum();
+        let per_image: Vec<&[f32]> = bytemuck::cast_slice::<u32, f32>(&words[..n]).chunks(images).collect();
+        let mut totals = ElboTotals::default();
+        totals.add(per_image[0], &per_image[1..]);
+        let parts = totals.per_dim(t.dims);
         let state = StepState::from_words(&words[n..n + STATE_WORDS])?;
         Ok(StepMetrics {
             // The state was copied after `decide` advanced the counter.
             iteration: state.iteration.saturating_sub(1),
-            elbo: distortion + rate,
-            distortion,
-            rate,
-            kl_per_level,
+            elbo: parts.elbo,
+            distortion: parts.distortion,
+            rate: parts.rate,
+            kl_per_level: parts.kl_per_level,
             grad_norm: state.grad_norm,
             applied: state.applied,
             skips: state.skips,

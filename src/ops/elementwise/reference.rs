@@ -2,6 +2,8 @@
 
 use std::f64::consts::{FRAC_1_SQRT_2, PI};
 
+use super::ChannelRange;
+
 pub fn gelu_f64(x: f64) -> f64 {
     0.5 * x * (1.0 + libm::erf(x * FRAC_1_SQRT_2))
 }
@@ -69,6 +71,16 @@ pub fn slice_channels_backward(dy: &[f32], channels: usize, start: usize, end: u
         row[start..end].copy_from_slice(g);
     }
     dx
+}
+
+/// `dst[.., dst_range] = src[.., src_range]` for every row (N·H·W position);
+/// other channels of dst untouched.
+pub fn copy_channels(src: &[f32], src_range: ChannelRange, dst: &mut [f32], dst_range: ChannelRange) {
+    let width = src_range.width();
+    assert_eq!(width, dst_range.width(), "copy_channels: ranges differ in width");
+    for (s, d) in src.chunks(src_range.channels).zip(dst.chunks_mut(dst_range.channels)) {
+        d[dst_range.start..dst_range.end].copy_from_slice(&s[src_range.start..src_range.end]);
+    }
 }
 
 /// `cat[a, b]` along channels.

@@ -1,0 +1,264 @@
+//! Convolution, stride 1, same padding: `y = conv(gelu?(x), w) + bias + residual`,
+//! and its backward (data, weight + bias in one pass over dy, bias alone).
+//! Kernels: `crate::ops::conv2d`.
+
+use super::{nhwc, nhwc_of, OpRule};
+use crate::error::{shape_err, Result};
+use crate::gpu::{BufView, Dispatch};
+use crate::graph::autodiff::Backward;
+use crate::graph::cpu::CpuCall;
+use crate::graph::gpu::LowerCall;
+use crate::graph::ir::{Graph, Node, TensorId};
+use crate::ops::conv2d::{self as kernels, reference, Conv2dShape};
+
+/// in: x, w, [bias], [residual] → y.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Conv2d {
+    pub k: usize,
+    pub gelu_input: bool,
+    pub bias: bool,
+    pub residual: bool,
+}
+
+/// in: dy, w, x → dx (through the input GELU when `gelu_input`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Conv2dBackwardData {
+    pub k: usize,
+    pub gelu_input: bool,
+}
+
+/// in: dy, x → dw, and db too when `bias`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Conv2dBackwardWeight {
+    pub k: usize,
+    pub gelu_input: bool,
+    pub bias: bool,
+}
+
+/// in: dy → db (sum over N, H, W).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Conv2dBackwardBias;
+
+/// The conv reading `x` (NHWC) into `cout` channels through a `k`x`k` kernel.
+fn conv_shape(x: &[usize], cout: usize, k: usize, gelu: bool) -> Conv2dShape {
+    let [n, h, w, cin] = nhwc(x);
+    Conv2dShape::new(n, h, w, cin, cout, k).with_gelu(gelu)
+}
+
+impl Graph {
+    /// `conv(gelu?(x), w) + bias + residual`, stride 1, same padding.
+    pub fn conv2d(
+        &mut self,
+        name: &str,
+        x: TensorId,
+        w: TensorId,
+        bias: Option<TensorId>,
+        residual: Option<TensorId>,
+        gelu_input: bool,
+    ) -> Result<TensorId> {
+        let [n, h, wd, cin] = nhwc_of(self, x, name)?;
+        let (cout, k) = match *self.shape(w) {
+            [o, kh, kw, i] if kh == kw && (kh == 1 || kh == 3) && i == cin => (o, kh),
+            ref s => {
+                return shape_err(format!(
+                    "{name}: weight {s:?} does not fit input channels {cin} (want [out, k, k, {cin}], k 1 or 3)"
+                ))
+            }
+        };
+        if let Some(b) = bias {
+            if self.shape(b) != [cout] {
+                return shape_err(format!("{name}: bias {:?} is not [{cout}]", self.shape(b)));
+            }
+        }
+        if let Some(r) = residual {
+            if self.shape(r) != [n, h, wd, cout] {
+                return shape_err(format!(
+                    "{name}: residual {:?} is not [{n}, {h}, {wd}, {cout}]",
+                    self.shape(r)
+                ));
+            }
+        }
+        let y = self.activation(name, vec![n, h, wd, cout]);
+        let mut inputs = vec![x, w];
+        inputs.extend(bias);
+        inputs.extend(residual);
+        let op = Conv2d {
+            k,
+            gelu_input,
+            bias: bias.is_some(),
+            residual: residual.is_some(),
+        };
+        self.node(op, inputs, vec![y]);
+        Ok(y)
+    }
+}
+
+impl Conv2d {
+    fn shape(&self, x: &[usize], w: &[usize]) -> Conv2dShape {
+        conv_shape(x, w[0], self.k, self.gelu_input)
+            .with_bias(self.bias)
+            .with_residual(self.residual)
+    }
+
+    /// Input index of the residual (after the optional bias).
+    fn residual_input(&self) -> usize {
+        2 + self.bias as usize
+    }
+}
+
+impl OpRule for Conv2d {
+    fn name(&self) -> &'static str {
+        "conv2d"
+    }
+
+    fn backward(&self, b: &mut Backward<'_>) -> Result<()> {
+        let (x, w) = (b.input(0), b.input(1));
+        let dy = b.dy();
+        let Conv2d { k, gelu_input, .. } = *self;
+        if b.wants(0) {
+            let dx = b.grad_like(0);
+            b.node(Conv2dBackwardData { k, gelu_input }, vec![dy, w, x], vec![dx]);
+            b.push(0, dx);
+        }
+        let want_bias = self.bias && b.wants(2);
+        if b.wants(1) {
+            // dw and db come from one pass over dy.
+            let dw = b.grad_like(1);
+            let mut outs = vec![dw];
+            if want_bias {
+                outs.push(b.grad_like(2));
+                b.push(2, outs[1]);
+            }
+            let op = Conv2dBackwardWeight {
+                k,
+                gelu_input,
+                bias: want_bias,
+            };
+            b.node(op, vec![dy, x], outs);
+            b.push(1, dw);
+        } else if want_bias {
+            let db = b.grad_like(2);
+            b.node(Conv2dBackwardBias, vec![dy], vec![db]);
+            b.push(2, db);
+        }
+        let r = self.residual_input();
+        if self.residual && b.wants(r) {
+            b.push(r, dy);
+        }
+        Ok(())
+    }
+
+    fn eval(&self, c: &CpuCall<'_>) -> Result<Vec<Vec<f32>>> {
+        let s = self.shape(c.in_shape(0), c.in_shape(1));
+        let bias = self.bias.then(|| c.input(2));
+        let residual = self.residual.then(|| c.input(self.residual_input()));
+        Ok(vec![reference::forward(&s, c.input(0), c.input(1), bias, residual)])
+    }
+
+    fn lower(&self, l: &LowerCall<'_>) -> Result<Vec<Dispatch>> {
+        let s = self.shape(l.in_shape(0), l.in_shape(1));
+        let bias = self.bias.then(|| l.input(2));
+        let residual = self.residual.then(|| l.input(self.residual_input()));
+        let d = kernels::conv2d_forward(l.ctx, &s, l.input(0), l.input(1), bias, residual, l.output(0))?;
+        Ok(vec![d])
+    }
+}
+
+impl Conv2dBackwardData {
+    fn shape(&self, dy: &[usize], x: &[usize]) -> Conv2dShape {
+        conv_shape(x, dy[3], self.k, self.gelu_input)
+    }
+}
+
+impl OpRule for Conv2dBackwardData {
+    fn name(&self) -> &'static str {
+        "conv2d_backward_data"
+    }
+
+    fn eval(&self, c: &CpuCall<'_>) -> Result<Vec<Vec<f32>>> {
+        let s = self.shape(c.in_shape(0), c.in_shape(2));
+        Ok(vec![reference::backward_input(&s, c.input(2), c.input(1), c.input(0))])
+    }
+
+    fn lower(&self, l: &LowerCall<'_>) -> Result<Vec<Dispatch>> {
+        let s = self.shape(l.in_shape(0), l.in_shape(2));
+        let scratch = l.scratch(s.backward_input_scratch_len());
+        kernels::conv2d_backward_input(l.ctx, &s, l.input(2), l.input(1), l.input(0), scratch, l.output(0))
+    }
+
+    fn scratch_len(&self, g: &Graph, node: &Node) -> usize {
+        self.shape(g.shape(node.inputs[0]), g.shape(node.inputs[2]))
+            .backward_input_scratch_len()
+    }
+}
+
+impl Conv2dBackwardWeight {
+    fn shape(&self, dy: &[usize], x: &[usize]) -> Conv2dShape {
+        conv_shape(x, dy[3], self.k, self.gelu_input)
+    }
+}
+
+impl OpRule for Conv2dBackwardWeight {
+    fn name(&self) -> &'static str {
+        "conv2d_backward_weight"
+    }
+
+    fn eval(&self, c: &CpuCall<'_>) -> Result<Vec<Vec<f32>>> {
+        let s = self.shape(c.in_shape(0), c.in_shape(1));
+        let mut outs = vec![reference::backward_weight(&s, c.input(1), c.input(0))];
+        if self.bias {
+            outs.push(reference::backward_bias(&s, c.input(0)));
+        }
+        Ok(outs)
+    }
+
+    fn lower(&self, l: &LowerCall<'_>) -> Result<Vec<Dispatch>> {
+        let s = self.shape(l.in_shape(0), l.in_shape(1));
+        let db = self.bias.then(|| l.output(1));
+        // The tiled path can apply GELU to x once, into the side buffer, instead of per tap.
+        let side = l.side();
+        let act = (self.gelu_input && s.x_len() <= side.len).then(|| BufView { len: s.x_len(), ..side });
+        let scratch = l.scratch(s.backward_weight_scratch_len());
+        kernels::conv2d_backward_weight(l.ctx, &s, l.input(1), l.input(0), scratch, act, l.output(0), db, false)
+    }
+
+    fn scratch_len(&self, g: &Graph, node: &Node) -> usize {
+        self.shape(g.shape(node.inputs[0]), g.shape(node.inputs[1]))
+            .backward_weight_scratch_len()
+    }
+
+    fn side_len(&self, g: &Graph, node: &Node) -> usize {
+        if self.gelu_input {
+            g.tensors[node.inputs[1]].numel()
+        } else {
+            0
+        }
+    }
+}
+
+/// dy viewed as a 1x1 conv's output, for the bias reduction.
+fn bias_shape(dy: &[usize]) -> Conv2dShape {
+    let [n, h, w, c] = nhwc(dy);
+    Conv2dShape::new(n, h, w, c, c, 1)
+}
+
+impl OpRule for Conv2dBackwardBias {
+    fn name(&self) -> &'static str {
+        "conv2d_backward_bias"
+    }
+
+    fn eval(&self, c: &CpuCall<'_>) -> Result<Vec<Vec<f32>>> {
+        Ok(vec![reference::backward_bias(&bias_shape(c.in_shape(0)), c.input(0))])
+    }
+
+    fn lower(&self, l: &LowerCall<'_>) -> Result<Vec<Dispatch>> {
+        let s = bias_shape(l.in_shape(0));
+        Ok(vec![kernels::conv2d_backward_bias(
+            l.ctx,
+            &s,
+            l.input(0),
+            l.output(0),
+            false,
+        )?])
+    }
+}
