@@ -4,9 +4,12 @@
 //! and hands GPU and reference results to [`Checker::compare`], which records
 //! the max abs / rel error and the worst element (llm.c's `validate_result`).
 
-use crate::error::Result;
+//!
+//! This module is the harness only; the registry of families that `vdvae
+//! check` runs lives with the kernels (`crate::ops::run_checks`), so the
+//! dependency goes one way: ops use the harness.
+
 use crate::gpu::GpuContext;
-use crate::ops;
 
 /// `|gpu - ref| <= atol + rtol * |ref|`, stated per kernel.
 #[derive(Clone, Copy, Debug)]
@@ -187,33 +190,6 @@ fn compare_f64(
         }
     }
     row
-}
-
-type FamilyCheck = fn(&mut Checker) -> Result<()>;
-
-/// Every kernel family `vdvae check` knows, by name.
-pub fn families() -> Vec<(&'static str, FamilyCheck)> {
-    ops::FAMILIES.to_vec()
-}
-
-/// Runs the families whose name matches `only` (all when `None`).
-pub fn run_checks(checker: &mut Checker, only: Option<&str>) -> Result<()> {
-    let fams = families();
-    if let Some(name) = only {
-        if !fams.iter().any(|(n, _)| *n == name) {
-            let names: Vec<_> = fams.iter().map(|(n, _)| *n).collect();
-            return Err(crate::Error::Input(format!(
-                "no kernel family named {name:?}; the families are: {}",
-                names.join(", ")
-            )));
-        }
-    }
-    for (name, check) in fams {
-        if only.is_none_or(|o| o == name) {
-            check(checker)?;
-        }
-    }
-    Ok(())
 }
 
 /// The table `vdvae check` prints.

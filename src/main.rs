@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use vdvae::check::{format_table, run_checks, CaseSize, Checker};
+use vdvae::check::{format_table, CaseSize, Checker};
 use vdvae::checkpoint;
 use vdvae::data::{read_images, DataFormat};
 use vdvae::gpu::{list_adapters, measure_fma_ceiling, AdapterChoice, GpuContext};
@@ -11,6 +11,7 @@ use vdvae::graph::Sampling;
 use vdvae::model::evaluate::{evaluate, fit_images, gradient, Device, EvalInput};
 use vdvae::model::preprocess::{Normalization, CIFAR10, MNIST};
 use vdvae::model::{preset, report::plan_training, HParams, PRESETS};
+use vdvae::ops::run_checks;
 
 #[derive(Parser)]
 #[command(

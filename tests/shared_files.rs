@@ -33,7 +33,7 @@ fn the_official_fixture_checkpoint_matches_the_tiny_config() {
     let h = vdvae::model::HParams::from_json_file(&shared("fixtures/official-vdvae/tiny.json")).unwrap();
     let specs = vdvae::model::params::param_specs(&h).unwrap();
     let weights = vdvae::checkpoint::load(&shared("fixtures/official-vdvae/tiny.safetensors")).unwrap();
-    vdvae::checkpoint::check_against(&specs, &weights, "tiny.safetensors").unwrap();
+    vdvae::model::params::check_against(&specs, &weights, "tiny.safetensors").unwrap();
     let grads = vdvae::checkpoint::load(&shared("fixtures/official-vdvae/grad-posterior-mean.safetensors")).unwrap();
-    vdvae::checkpoint::check_against(&specs, &grads, "grad-posterior-mean.safetensors").unwrap();
+    vdvae::model::params::check_against(&specs, &grads, "grad-posterior-mean.safetensors").unwrap();
 }

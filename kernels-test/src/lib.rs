@@ -2,8 +2,9 @@
 //! real adapter (lavapipe on machines without a GPU) against the CPU reference.
 //! A machine with no adapter fails these tests; they never skip.
 
-use vdvae::check::{format_table, run_checks, CaseSize, Checker};
+use vdvae::check::{format_table, CaseSize, Checker};
 use vdvae::gpu::GpuContext;
+use vdvae::ops::run_checks;
 
 /// The adapter the tests run on (honours `VDVAE_ADAPTER`). Panics with the fix
 /// when there is none: a GPU test must not pass without a GPU.

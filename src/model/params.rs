@@ -2,7 +2,8 @@
 //! (PyTorch layouts) and the official initialisation of each tensor.
 
 use super::config::HParams;
-use crate::error::Result;
+use crate::checkpoint::NamedTensors;
+use crate::error::{Error, Result};
 
 /// How a parameter starts.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -157,9 +158,45 @@ pub fn bias_resolutions(h: &HParams) -> Result<Vec<usize>> {
     Ok(res.into_iter().filter(|&r| r <= h.no_bias_above).collect())
 }
 
+/// Checks that `tensors` has exactly the parameters of `specs` with their
+/// shapes; the error lists every difference.
+pub fn check_against(specs: &[ParamSpec], tensors: &NamedTensors, what: &str) -> Result<()> {
+    let mut problems = Vec::new();
+    for s in specs {
+        match tensors.get(&s.name) {
+            None => problems.push(format!("missing {} {:?}", s.name, s.shape)),
+            Some(t) if t.shape != s.shape => problems.push(format!(
+                "{}: shape {:?} in the file, {:?} in the config",
+                s.name, t.shape, s.shape
+            )),
+            Some(_) => {}
+        }
+    }
+    for name in tensors.keys() {
+        if !specs.iter().any(|s| &s.name == name) {
+            problems.push(format!("unexpected {name} (not a parameter of this config)"));
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let shown = problems.len().min(20);
+    let more = if problems.len() > shown {
+        format!("\n  ... and {} more", problems.len() - shown)
+    } else {
+        String::new()
+    };
+    Err(Error::Input(format!(
+        "{what} does not match the config ({} differences):\n  {}{more}",
+        problems.len(),
+        problems[..shown].join("\n  ")
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checkpoint::Tensor;
     use crate::model::preset;
 
     #[test]
@@ -195,5 +232,41 @@ mod tests {
             .sum();
         // The VDVAE paper reports 39M parameters for CIFAR-10.
         assert!((38_000_000..41_000_000).contains(&n), "{n}");
+    }
+
+    #[test]
+    fn mismatches_are_all_listed() {
+        let specs = vec![
+            ParamSpec {
+                name: "w".into(),
+                shape: vec![2, 2, 1, 1],
+                init: Init::Zeros,
+            },
+            ParamSpec {
+                name: "b".into(),
+                shape: vec![2],
+                init: Init::Zeros,
+            },
+        ];
+        let mut t = NamedTensors::new();
+        t.insert(
+            "w".into(),
+            Tensor {
+                shape: vec![2, 2, 3, 3],
+                data: vec![0.0; 36],
+            },
+        );
+        t.insert(
+            "extra".into(),
+            Tensor {
+                shape: vec![1],
+                data: vec![0.0],
+            },
+        );
+        let err = check_against(&specs, &t, "ckpt").unwrap_err().to_string();
+        assert!(
+            err.contains("missing b") && err.contains("w: shape") && err.contains("unexpected extra"),
+            "{err}"
+        );
     }
 }

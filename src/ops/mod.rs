@@ -56,3 +56,22 @@ pub const BENCHES: &[(&str, BenchFn)] = &[
     ("bernoulli", bernoulli::bench_cases),
     ("optimizer", optimizer::bench_cases),
 ];
+
+/// Runs the families whose name matches `only` (all when `None`).
+pub fn run_checks(checker: &mut Checker, only: Option<&str>) -> Result<()> {
+    if let Some(name) = only {
+        if !FAMILIES.iter().any(|(n, _)| *n == name) {
+            let names: Vec<_> = FAMILIES.iter().map(|(n, _)| *n).collect();
+            return Err(crate::Error::Input(format!(
+                "no kernel family named {name:?}; the families are: {}",
+                names.join(", ")
+            )));
+        }
+    }
+    for (name, check) in FAMILIES {
+        if only.is_none_or(|o| o == *name) {
+            check(checker)?;
+        }
+    }
+    Ok(())
+}

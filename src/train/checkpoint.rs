@@ -10,12 +10,13 @@
 
 use std::collections::HashMap;
 
-use crate::checkpoint::{check_against, load, save, NamedTensors, Tensor};
+use crate::checkpoint::{load, save, NamedTensors, Tensor};
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
 use crate::graph::gpu::GpuGraph;
 use crate::model::config::HParams;
 use crate::model::layout::{to_internal, to_official};
+use crate::model::params::check_against;
 use crate::model::params::ParamSpec;
 use crate::model::vdvae::VdvaeGraph;
 use crate::ops::optimizer::StepState;

@@ -4,7 +4,7 @@
 //!
 //! Adding an op: write its struct, builder method and `OpRule` impl in a file
 //! here, list it in `ops!` below, and give it a kernel family in `src/ops/` if
-//! no existing kernel computes it. See `docs/adding-an-op.md`.
+//! no existing kernel computes it. See `docs/design-notes.md`, "How to add an op".
 
 mod add;
 mod affine;
