@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 use vdvae::check::{format_table, run_checks, CaseSize, Checker};
 use vdvae::checkpoint;
 use vdvae::data::{read_images, DataFormat};
-use vdvae::gpu::{list_adapters, measure_fma_ceiling, AdapterChoice, GpuContext};
+use vdvae::gpu::{list_adapters, measure_fma_ceiling, quiet_display_probe_when_headless, AdapterChoice, GpuContext};
 use vdvae::graph::Sampling;
 use vdvae::model::evaluate::{evaluate, fit_images, gradient, Device, EvalInput};
 use vdvae::model::preprocess::{Normalization, CIFAR10, MNIST};
@@ -260,6 +260,8 @@ impl ModelArgs {
 }
 
 fn main() -> ExitCode {
+    // Before any thread starts: it may set an environment variable.
+    quiet_display_probe_when_headless();
     let cli = Cli::parse();
     let choice = AdapterChoice::from_flag_or_env(cli.adapter.as_deref());
     let result = match cli.command {
