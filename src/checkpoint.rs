@@ -63,19 +63,23 @@ pub fn load(path: &str) -> Result<NamedTensors> {
     Ok(out)
 }
 
+/// String metadata of a safetensors file, sorted by key.
+pub type Metadata = BTreeMap<String, String>;
+
 /// The string metadata of a safetensors file (empty when it has none).
-pub fn load_metadata(path: &str) -> Result<HashMap<String, String>> {
+pub fn load_metadata(path: &str) -> Result<Metadata> {
     let bytes = std::fs::read(path).map_err(|e| Error::Io {
         path: path.into(),
         source: e,
     })?;
     let (_, meta) = SafeTensors::read_metadata(&bytes)
         .map_err(|e| Error::Input(format!("{path}: not a valid safetensors file ({e})")))?;
-    Ok(meta.metadata().clone().unwrap_or_default())
+    Ok(meta.metadata().clone().unwrap_or_default().into_iter().collect())
 }
 
-/// Writes the tensors as F32 safetensors: to `PATH.tmp`, then renamed over `path`.
-pub fn save(path: &str, tensors: &NamedTensors, metadata: Option<HashMap<String, String>>) -> Result<()> {
+/// The tensors as an F32 safetensors file, byte for byte the same for the same
+/// tensors and metadata.
+pub fn to_safetensors(tensors: &NamedTensors, metadata: Option<&Metadata>) -> Result<Vec<u8>> {
     let bytes_of: Vec<(&String, Vec<u8>, &Vec<usize>)> = tensors
         .iter()
         .map(|(n, t)| (n, bytemuck::cast_slice::<f32, u8>(&t.data).to_vec(), &t.shape))
@@ -88,13 +92,61 @@ pub fn save(path: &str, tensors: &NamedTensors, metadata: Option<HashMap<String,
                 .map_err(|e| Error::Input(format!("tensor {n}: shape {shape:?} does not match its data ({e})")))
         })
         .collect::<Result<Vec<_>>>()?;
+    let metadata: Option<HashMap<String, String>> = metadata.map(|m| m.clone().into_iter().collect());
     let bytes = safetensors::tensor::serialize(views, metadata)
-        .map_err(|e| Error::Input(format!("could not serialise {path}: {e}")))?;
-    write_atomically(path, &bytes)
+        .map_err(|e| Error::Input(format!("could not serialise safetensors: {e}")))?;
+    Ok(with_sorted_header(bytes))
+}
+
+/// safetensors serialises the metadata from a `HashMap`, whose order changes
+/// from run to run; this rewrites the JSON header with every key sorted, so
+/// equal checkpoints are equal files.
+fn with_sorted_header(bytes: Vec<u8>) -> Vec<u8> {
+    fn sorted(v: serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Object(map) => {
+                let entries: BTreeMap<String, serde_json::Value> =
+                    map.into_iter().map(|(k, v)| (k, sorted(v))).collect();
+                serde_json::Value::Object(entries.into_iter().collect())
+            }
+            other => other,
+        }
+    }
+    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 length bytes")) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).expect("safetensors wrote valid JSON");
+    // A `serde_json::Map` keeps insertion order when some crate enables
+    // serde_json's `preserve_order`, so the sorted order is spelled out here.
+    let mut json = serde_json::to_vec(&sorted(header)).expect("JSON serialises");
+    json.resize(json.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(8 + json.len() + bytes.len() - 8 - n);
+    out.extend_from_slice(&(json.len() as u64).to_le_bytes());
+    out.extend_from_slice(&json);
+    out.extend_from_slice(&bytes[8 + n..]);
+    out
+}
+
+/// Writes the tensors as F32 safetensors: to `PATH.tmp`, then renamed over `path`.
+pub fn save(path: &str, tensors: &NamedTensors, metadata: Option<&Metadata>) -> Result<()> {
+    let bytes = to_safetensors(tensors, metadata).map_err(|e| Error::Input(format!("{path}: {e}")))?;
+    stage(path, &bytes)?.commit()
 }
 
 /// Writes `bytes` to `path` so a crash leaves either the old file or the new one.
 pub fn write_atomically(path: &str, bytes: &[u8]) -> Result<()> {
+    stage(path, bytes)?.commit()
+}
+
+/// A complete file at `PATH.tmp`, flushed to disk, waiting to be renamed over `PATH`.
+#[must_use = "a staged file replaces nothing until it is committed"]
+pub struct Staged {
+    tmp: String,
+    path: String,
+}
+
+/// Writes `bytes` to `PATH.tmp` and flushes it; `path` is untouched until
+/// [`Staged::commit`]. Staging several files first and then committing them
+/// together keeps the window in which only some are new to a few renames.
+pub fn stage(path: &str, bytes: &[u8]) -> Result<Staged> {
     use std::io::Write;
     let tmp = format!("{path}.tmp");
     let io = |e| Error::Io {
@@ -104,11 +156,17 @@ pub fn write_atomically(path: &str, bytes: &[u8]) -> Result<()> {
     let mut f = std::fs::File::create(&tmp).map_err(io)?;
     f.write_all(bytes).map_err(io)?;
     f.sync_all().map_err(io)?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(|e| Error::Io {
-        path: path.into(),
-        source: e,
-    })
+    Ok(Staged { tmp, path: path.into() })
+}
+
+impl Staged {
+    /// Renames the staged file over its destination (atomic on one file system).
+    pub fn commit(self) -> Result<()> {
+        std::fs::rename(&self.tmp, &self.path).map_err(|e| Error::Io {
+            path: self.path.clone(),
+            source: e,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -141,6 +199,45 @@ mod tests {
         let path = tmp("round.safetensors");
         save(&path, &t, None).unwrap();
         assert_eq!(load(&path).unwrap(), t);
+        assert!(!std::path::Path::new(&format!("{path}.tmp")).exists());
+    }
+
+    #[test]
+    fn equal_tensors_and_metadata_give_equal_bytes() {
+        let mut t = NamedTensors::new();
+        for name in ["b.weight", "a.bias", "c"] {
+            t.insert(
+                name.into(),
+                Tensor {
+                    shape: vec![2],
+                    data: vec![1.0, -1.0],
+                },
+            );
+        }
+        let meta: Metadata = (0..20).map(|i| (format!("key{i}"), i.to_string())).collect();
+        let (p1, p2) = (tmp("same1.safetensors"), tmp("same2.safetensors"));
+        save(&p1, &t, Some(&meta)).unwrap();
+        save(&p2, &t, Some(&meta)).unwrap();
+        let bytes = std::fs::read(&p1).unwrap();
+        assert_eq!(bytes, std::fs::read(&p2).unwrap());
+        assert_eq!(load_metadata(&p1).unwrap(), meta);
+        assert_eq!(load(&p1).unwrap(), t);
+        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        let header = std::str::from_utf8(&bytes[8..8 + n]).unwrap();
+        assert!(
+            header.find("key0").unwrap() < header.find("key1").unwrap(),
+            "metadata keys are sorted: {header}"
+        );
+    }
+
+    #[test]
+    fn a_staged_file_replaces_nothing_until_committed() {
+        let path = tmp("staged.bin");
+        write_atomically(&path, b"old").unwrap();
+        let staged = stage(&path, b"new").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"old");
+        staged.commit().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
         assert!(!std::path::Path::new(&format!("{path}.tmp")).exists());
     }
 

@@ -2,16 +2,17 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use vdvae::check::{format_table, CaseSize, Checker};
 use vdvae::checkpoint;
 use vdvae::data::{read_images, DataFormat};
-use vdvae::gpu::{list_adapters, measure_fma_ceiling, AdapterChoice, GpuContext};
+use vdvae::gpu::{list_adapters, measure_fma_ceiling, quiet_display_probe_when_headless, AdapterChoice, GpuContext};
 use vdvae::graph::Sampling;
 use vdvae::model::evaluate::{evaluate, fit_images, gradient, Device, EvalInput};
 use vdvae::model::preprocess::{Normalization, CIFAR10, MNIST};
 use vdvae::model::{preset, report::plan_training, HParams, PRESETS};
 use vdvae::ops::run_checks;
+use vdvae::train::{shell_command, StopSignal, INTERRUPTED_EXIT_CODE};
 
 #[derive(Parser)]
 #[command(
@@ -261,6 +262,8 @@ impl ModelArgs {
 }
 
 fn main() -> ExitCode {
+    // Before any thread starts: it may set an environment variable.
+    quiet_display_probe_when_headless();
     let cli = Cli::parse();
     let choice = AdapterChoice::from_flag_or_env(cli.adapter.as_deref());
     let result = match cli.command {
@@ -301,6 +304,7 @@ fn main() -> ExitCode {
                 save_every,
                 resume,
                 seed,
+                adapter: cli.adapter.clone(),
             };
             train(&choice, &args)
         }
@@ -442,9 +446,66 @@ struct TrainArgs {
     save_every: u32,
     resume: bool,
     seed: Option<u64>,
+    adapter: Option<String>,
+}
+
+impl TrainArgs {
+    /// The command that continues this run in `out_dir` for `steps` more steps.
+    fn resume_command(&self, out_dir: &str, steps: u32) -> Vec<String> {
+        let mut flags: Vec<(&str, String)> = Vec::new();
+        match &self.config {
+            Some(config) => flags.push(("config", config.clone())),
+            None => flags.push(("preset", self.preset.clone())),
+        }
+        if let (Some(data), Some(format)) = (&self.data, self.format) {
+            let format = format.to_possible_value().expect("no hidden formats");
+            flags.push(("data", data.clone()));
+            flags.push(("format", format.get_name().to_string()));
+        }
+        flags.push(("steps", steps.to_string()));
+        if let Some(batch) = self.batch {
+            flags.push(("batch", batch.to_string()));
+        }
+        flags.push(("out", out_dir.to_string()));
+        flags.push(("save-every", self.save_every.to_string()));
+        if let Some(seed) = self.seed {
+            flags.push(("seed", seed.to_string()));
+        }
+        if let Some(adapter) = &self.adapter {
+            flags.push(("adapter", adapter.clone()));
+        }
+        let program = std::env::args().next().unwrap_or_else(|| "vdvae".into());
+        [program, "train".into()]
+            .into_iter()
+            .chain(flags.into_iter().flat_map(|(name, value)| [format!("--{name}"), value]))
+            .chain(["--resume".into()])
+            .collect()
+    }
+}
+
+/// Ctrl-C and SIGTERM ask `vdvae train` to stop after the current step and
+/// save; a second one ends the process at once (the previous checkpoint
+/// stays whole: files are renamed into place only when complete).
+fn stop_on_signals() -> StopSignal {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let stop = StopSignal::new();
+    for (signal, name) in [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM")] {
+        let s = stop.clone();
+        let action = move || {
+            if s.request() {
+                signal_hook::low_level::exit(INTERRUPTED_EXIT_CODE);
+            }
+        };
+        // SAFETY: the action is async-signal-safe: atomics and `_exit` only.
+        if let Err(e) = unsafe { signal_hook::low_level::register(signal, action) } {
+            eprintln!("warning: no {name} handler ({e}); stopping the run loses the steps since its last checkpoint");
+        }
+    }
+    stop
 }
 
 fn train(choice: &AdapterChoice, a: &TrainArgs) -> vdvae::Result<ExitCode> {
+    let stop = stop_on_signals();
     let mut h = match &a.config {
         Some(c) => HParams::from_json_file(c)?,
         None => preset(&a.preset)?,
@@ -479,15 +540,30 @@ fn train(choice: &AdapterChoice, a: &TrainArgs) -> vdvae::Result<ExitCode> {
         "training on {} ({} images), run directory {out_dir}",
         ctx.adapter.name, images.n
     );
-    let last = vdvae::train::train(&ctx, &h, &images, &options)?;
-    if let Some(s) = last {
+    let outcome = vdvae::train::train(&ctx, &h, &images, &options, &stop)?;
+    if let Some(s) = outcome.last {
         println!(
             "step {}: ELBO {:.4} nats/dim (distortion {:.4}, rate {:.4}), grad norm {:.2}, skipped steps {}",
             s.iteration, s.elbo, s.distortion, s.rate, s.grad_norm, s.skips
         );
     }
-    println!("checkpoint: {out_dir}/model.safetensors (EMA: model-ema.safetensors, optimizer: opt.safetensors)");
-    Ok(ExitCode::SUCCESS)
+    let checkpoint =
+        format!("checkpoint: {out_dir}/model.safetensors (EMA: model-ema.safetensors, optimizer: opt.safetensors)");
+    if !outcome.stopped {
+        println!("{checkpoint}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let left = a.steps - outcome.steps_run;
+    eprintln!(
+        "stopped on request after {} of {} steps (the run has trained {} steps in all)",
+        outcome.steps_run, a.steps, outcome.iteration
+    );
+    eprintln!("{checkpoint}");
+    eprintln!(
+        "resume the {left} steps left with:\n  {}",
+        shell_command(&a.resume_command(&out_dir, left))
+    );
+    Ok(ExitCode::from(INTERRUPTED_EXIT_CODE as u8))
 }
 
 fn profile(choice: &AdapterChoice, model: &ModelArgs, batch: Option<usize>) -> vdvae::Result<ExitCode> {

@@ -59,6 +59,31 @@ fn summary(index: usize, info: &wgpu::AdapterInfo) -> AdapterSummary {
     }
 }
 
+/// Keeps a headless Linux machine from printing `error: XDG_RUNTIME_DIR is
+/// invalid or not set in the environment.` at every adapter enumeration.
+///
+/// wgpu enables the Vulkan Wayland surface extension whenever the driver has
+/// it (wgpu-hal lets a program add instance extensions, never remove them);
+/// Mesa's device-select layer then asks libwayland for the display's GPU, and
+/// libwayland prints that line when `XDG_RUNTIME_DIR` is unset or relative,
+/// though nothing failed: a compute engine has no window. With the variable
+/// pointing at a directory that does not exist, the lookup finds no
+/// compositor and says nothing, which is the truth on a headless machine. A
+/// valid `XDG_RUNTIME_DIR` is left alone, so desktop sessions are unchanged.
+///
+/// Sets an environment variable of this process: call it at the start of
+/// `main`, before any thread starts.
+pub fn quiet_display_probe_when_headless() {
+    #[cfg(all(unix, not(target_os = "macos"), not(target_os = "ios"), not(target_os = "android")))]
+    {
+        let valid = std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|d| d.to_string_lossy().starts_with('/'));
+        if !valid {
+            // Debian's conventional never-existing path: only root could create it.
+            std::env::set_var("XDG_RUNTIME_DIR", "/nonexistent");
+        }
+    }
+}
+
 fn instance() -> wgpu::Instance {
     wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle())
 }

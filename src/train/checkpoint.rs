@@ -5,12 +5,12 @@
 //! - `opt.safetensors`: AdamW moments as `exp_avg.<name>` and `exp_avg_sq.<name>`,
 //!   with the step counters in its metadata (`step`, `skips`, `iteration`).
 //!
-//! Each file is written to a temporary name and renamed, so a crash never
-//! leaves a half-written checkpoint.
+//! The three files are first written in full to temporary names, then renamed
+//! together, so a crash never leaves a half-written checkpoint and the files
+//! of one checkpoint come from one step (each records `step` and `iteration`,
+//! checked on load).
 
-use std::collections::HashMap;
-
-use crate::checkpoint::{load, save, NamedTensors, Tensor};
+use crate::checkpoint::{load, load_metadata, stage, to_safetensors, Metadata, NamedTensors, Staged, Tensor};
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
 use crate::graph::gpu::GpuGraph;
@@ -34,8 +34,21 @@ fn path(dir: &str, file: &str) -> String {
     format!("{dir}/{file}")
 }
 
-/// Writes weights, EMA and optimizer state of `gpu` into `dir`.
-pub fn save_run(ctx: &GpuContext, dir: &str, h: &HParams, m: &VdvaeGraph, gpu: &GpuGraph) -> Result<()> {
+/// A checkpoint written to temporary files, not yet in place.
+#[must_use = "a staged checkpoint replaces nothing until it is committed"]
+pub struct StagedRun {
+    files: Vec<Staged>,
+}
+
+impl StagedRun {
+    /// Renames the files into place (a few renames: microseconds).
+    pub fn commit(self) -> Result<()> {
+        self.files.into_iter().try_for_each(Staged::commit)
+    }
+}
+
+/// Writes weights, EMA and optimizer state of `gpu` to temporary files in `dir`.
+pub fn stage_run(ctx: &GpuContext, dir: &str, h: &HParams, m: &VdvaeGraph, gpu: &GpuGraph) -> Result<StagedRun> {
     let state = gpu.optimizer_state(ctx)?;
     let (mut weights, mut ema, mut opt) = (NamedTensors::new(), NamedTensors::new(), NamedTensors::new());
     for (spec, t) in &m.params {
@@ -50,22 +63,57 @@ pub fn save_run(ctx: &GpuContext, dir: &str, h: &HParams, m: &VdvaeGraph, gpu: &
         opt.insert(format!("{}.{}", MOMENTS[1], spec.name), official(m2));
     }
     let config = serde_json::to_string(h).expect("hyperparameters serialise");
-    let meta = HashMap::from([
+    let meta = Metadata::from([
         ("config".to_string(), config),
         ("step".to_string(), state.step.to_string()),
+        ("iteration".to_string(), state.iteration.to_string()),
     ]);
     let mut opt_meta = meta.clone();
     opt_meta.insert("skips".into(), state.skips.to_string());
-    opt_meta.insert("iteration".into(), state.iteration.to_string());
-    save(&path(dir, "model.safetensors"), &weights, Some(meta.clone()))?;
-    save(&path(dir, "model-ema.safetensors"), &ema, Some(meta))?;
-    save(&path(dir, "opt.safetensors"), &opt, Some(opt_meta))
+    let files = [
+        ("model.safetensors", &weights, &meta),
+        ("model-ema.safetensors", &ema, &meta),
+        ("opt.safetensors", &opt, &opt_meta),
+    ];
+    let mut staged = Vec::new();
+    for (file, tensors, meta) in files {
+        let p = path(dir, file);
+        let bytes = to_safetensors(tensors, Some(meta)).map_err(|e| Error::Input(format!("{p}: {e}")))?;
+        staged.push(stage(&p, &bytes)?);
+    }
+    Ok(StagedRun { files: staged })
 }
 
-fn counter(meta: &HashMap<String, String>, key: &str, file: &str) -> Result<u32> {
+/// Writes weights, EMA and optimizer state of `gpu` into `dir`.
+pub fn save_run(ctx: &GpuContext, dir: &str, h: &HParams, m: &VdvaeGraph, gpu: &GpuGraph) -> Result<()> {
+    stage_run(ctx, dir, h, m, gpu)?.commit()
+}
+
+fn counter(meta: &Metadata, key: &str, file: &str) -> Result<u32> {
     meta.get(key)
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| Error::Input(format!("{file}: metadata has no valid `{key}` counter")))
+}
+
+/// Checks that the weights and EMA files were saved at the optimizer state's
+/// step (a copy from another run, or a kill between renames, mixes them).
+fn check_same_step(dir: &str, opt_meta: &Metadata) -> Result<()> {
+    for file in ["model.safetensors", "model-ema.safetensors"] {
+        let meta = load_metadata(&path(dir, file))?;
+        for key in ["step", "iteration"] {
+            // Files written before `iteration` was recorded have only `step`.
+            if let (Some(a), Some(b)) = (meta.get(key), opt_meta.get(key)) {
+                if a != b {
+                    return Err(Error::Input(format!(
+                        "{dir}: {file} has {key} {a} but opt.safetensors has {key} {b}: \
+                         the files come from different checkpoints; restore a matching set \
+                         or start a new run without --resume"
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Reads a run written by [`save_run`], checking every tensor against the model.
@@ -87,7 +135,8 @@ pub fn load_run(dir: &str, m: &VdvaeGraph) -> Result<RunState> {
         })
         .collect();
     check_against(&moment_specs, &opt, "opt.safetensors")?;
-    let meta = crate::checkpoint::load_metadata(&opt_path)?;
+    let meta = load_metadata(&opt_path)?;
+    check_same_step(dir, &meta)?;
     let state = StepState::resumed(
         counter(&meta, "step", "opt.safetensors")?,
         counter(&meta, "skips", "opt.safetensors")?,

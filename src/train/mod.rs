@@ -1,12 +1,15 @@
 //! `vdvae train`: the training loop on the GPU. Shuffled batches are staged
 //! each step, the step runs in one submit, metrics arrive one step late and go
 //! to a progress bar and a JSON-lines log; checkpoints are written atomically.
+//! A [`StopSignal`] ends a run early, after a step, with its checkpoint saved.
 
 mod checkpoint;
+mod log;
+mod stop;
 
-pub use checkpoint::{load_run, save_run, RunState};
-
-use std::io::Write;
+pub use checkpoint::{load_run, save_run, stage_run, RunState, StagedRun};
+pub use log::StepLog;
+pub use stop::{shell_command, StopSignal, INTERRUPTED_EXIT_CODE};
 
 use crate::data::ImageSet;
 use crate::error::{Error, Result};
@@ -121,22 +124,42 @@ pub fn stage_batch(
     gpu.stage_inputs(ctx, &m.graph, &[(m.input, &x), (m.target, &t)])
 }
 
-/// Trains `h` on `images`; returns the last step's metrics.
-pub fn train(ctx: &GpuContext, h: &HParams, images: &ImageSet, o: &TrainOptions) -> Result<Option<StepMetrics>> {
+/// How a call to [`train`] ended.
+#[derive(Clone, Debug)]
+pub struct TrainOutcome {
+    /// The last step's metrics (none when no step ran).
+    pub last: Option<StepMetrics>,
+    /// Steps this call ran.
+    pub steps_run: u32,
+    /// Steps of the run in all, resumed ones included: the checkpoint's
+    /// `iteration` and the number of lines in log.jsonl.
+    pub iteration: u32,
+    /// True when a stop request ended the run before `steps`.
+    pub stopped: bool,
+}
+
+/// Trains `h` on `images` for `o.steps` steps, or until `stop` is requested:
+/// then the current step finishes and the checkpoint is written before it
+/// returns. Either way the checkpoint in `o.out_dir` holds the last step.
+pub fn train(
+    ctx: &GpuContext,
+    h: &HParams,
+    images: &ImageSet,
+    o: &TrainOptions,
+    stop: &StopSignal,
+) -> Result<TrainOutcome> {
     std::fs::create_dir_all(&o.out_dir).map_err(|e| Error::Io {
         path: o.out_dir.clone(),
         source: e,
     })?;
     let (m, mut gpu, start) = start(ctx, h, images, o.batch, o.resume.then_some(o.out_dir.as_str()))?;
-    let log_path = format!("{}/log.jsonl", o.out_dir);
-    let mut log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .map_err(|e| Error::Io {
-            path: log_path.clone(),
-            source: e,
-        })?;
+    let (mut log, dropped) = StepLog::open(&o.out_dir, start)?;
+    if dropped > 0 {
+        eprintln!(
+            "note: dropped {dropped} lines of steps from {start} on from {} (they are not in the checkpoint this run starts from)",
+            log.path()
+        );
+    }
     let progress = indicatif::ProgressBar::new(o.steps as u64).with_style(
         indicatif::ProgressStyle::with_template("train {bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}")
             .expect("a valid progress template"),
@@ -148,33 +171,64 @@ pub fn train(ctx: &GpuContext, h: &HParams, images: &ImageSet, o: &TrainOptions)
             "elbo {:.4} nats/dim  grad norm {:.1}  skips {}",
             s.elbo, s.grad_norm, s.skips
         ));
-        let line = serde_json::json!({
-            "step": s.iteration, "elbo": s.elbo, "distortion": s.distortion, "rate": s.rate,
-            "grad_norm": s.grad_norm, "applied": s.applied, "skips": s.skips,
-        });
-        writeln!(log, "{line}").map_err(|e| Error::Io {
-            path: log_path.clone(),
-            source: e,
-        })?;
+        log.append(&s)?;
         *last = Some(s);
         Ok(())
     };
+    // Writes the checkpoint; true when a second stop request came while its
+    // files were being renamed, and the caller should return at once.
+    let save = |gpu: &GpuGraph| -> Result<bool> {
+        let staged = stage_run(ctx, &o.out_dir, h, &m, gpu)?;
+        let (committed, second_request) = stop.while_renaming(|| staged.commit());
+        committed.map(|()| second_request)
+    };
+    let mut steps_run = 0;
+    let mut saved_at = None;
     for k in 0..o.steps {
+        if stop.requested() {
+            break;
+        }
         let step = start + k;
         let batch = gather(images, &batch_indices(images.n, o.batch, h.seed, step as u64));
         stage_batch(ctx, &mut gpu, &m, &batch, o.norm)?;
         let metrics = gpu.train_step(ctx)?;
         report(metrics, &mut last)?;
         progress.inc(1);
+        steps_run = k + 1;
         if o.save_every > 0 && (k + 1) % o.save_every == 0 && k + 1 < o.steps {
             report(gpu.finish(ctx)?, &mut last)?;
-            save_run(ctx, &o.out_dir, h, &m, &gpu)?;
+            saved_at = Some(start + steps_run);
+            if save(&gpu)? {
+                break;
+            }
         }
     }
+    let iteration = start + steps_run;
+    let stopped = steps_run < o.steps;
+    if stopped && saved_at != Some(iteration) {
+        progress.suspend(|| {
+            eprintln!(
+                "stopping: saving the checkpoint ({iteration} steps trained) to {}; \
+                 a second Ctrl-C or SIGTERM quits at once and keeps the previous checkpoint",
+                o.out_dir
+            )
+        });
+    }
     report(gpu.finish(ctx)?, &mut last)?;
-    progress.finish();
-    save_run(ctx, &o.out_dir, h, &m, &gpu)?;
-    Ok(last)
+    if saved_at != Some(iteration) {
+        save(&gpu)?;
+    }
+    if stopped {
+        progress.abandon();
+    } else {
+        progress.finish();
+    }
+    Ok(TrainOutcome {
+        last,
+        steps_run,
+        iteration,
+        stopped,
+    })
 }
 
 /// Per-kernel GPU time of one training step of `h` on `images`, after two

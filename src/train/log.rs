@@ -1,0 +1,95 @@
+//! `log.jsonl`: one JSON object per training step. Each line is appended with
+//! a single write, so a killed process never leaves half a line; lines of steps
+//! past the checkpoint a run starts from (left by a run killed between two
+//! checkpoints) are dropped when it starts, so the log has one line per step.
+
+use std::io::Write;
+
+use crate::checkpoint::write_atomically;
+use crate::error::{Error, Result};
+use crate::graph::gpu::StepMetrics;
+
+pub struct StepLog {
+    file: std::fs::File,
+    path: String,
+}
+
+fn step_of(line: &str) -> Option<u64> {
+    serde_json::from_str::<serde_json::Value>(line).ok()?["step"].as_u64()
+}
+
+impl StepLog {
+    /// Opens `DIR/log.jsonl` for a run whose first step is `first_step`,
+    /// keeping the lines of earlier steps. Returns the log and how many lines
+    /// it dropped.
+    pub fn open(dir: &str, first_step: u32) -> Result<(StepLog, usize)> {
+        let path = format!("{dir}/log.jsonl");
+        let io = |e| Error::Io {
+            path: path.clone(),
+            source: e,
+        };
+        let dropped = match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let kept: Vec<&str> = text
+                    .lines()
+                    .filter(|l| step_of(l).is_some_and(|s| s < first_step as u64))
+                    .collect();
+                let dropped = text.lines().count() - kept.len();
+                if dropped > 0 {
+                    let rest: String = kept.iter().map(|l| format!("{l}\n")).collect();
+                    write_atomically(&path, rest.as_bytes())?;
+                }
+                dropped
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(io(e)),
+        };
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io)?;
+        Ok((StepLog { file, path }, dropped))
+    }
+
+    /// Appends the line of one step.
+    pub fn append(&mut self, s: &StepMetrics) -> Result<()> {
+        let line = serde_json::json!({
+            "step": s.iteration, "elbo": s.elbo, "distortion": s.distortion, "rate": s.rate,
+            "grad_norm": s.grad_norm, "applied": s.applied, "skips": s.skips,
+        });
+        // One buffer, one write: `writeln!` on a File may split a line
+        // over several writes.
+        self.file
+            .write_all(format!("{line}\n").as_bytes())
+            .map_err(|e| Error::Io {
+                path: self.path.clone(),
+                source: e,
+            })
+    }
+
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_past_the_first_step_and_torn_lines_are_dropped() {
+        let dir = std::env::temp_dir().join(format!("vdvae-steplog-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let dir = dir.to_string_lossy().into_owned();
+        let lines = "{\"step\":0}\n{\"step\":1}\n{\"step\":2}\n{\"step\":3}\n{\"ste";
+        std::fs::write(format!("{dir}/log.jsonl"), lines).unwrap();
+        let (_, dropped) = StepLog::open(&dir, 2).unwrap();
+        assert_eq!(dropped, 3);
+        let kept = std::fs::read_to_string(format!("{dir}/log.jsonl")).unwrap();
+        assert_eq!(kept, "{\"step\":0}\n{\"step\":1}\n");
+        let (_, dropped) = StepLog::open(&dir, 2).unwrap();
+        assert_eq!(dropped, 0, "a consistent log is left as it is");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
