@@ -24,6 +24,8 @@ pub struct PlanReport {
     pub latent_dims: usize,
     pub forward_nodes: usize,
     pub backward_nodes: usize,
+    /// Model FLOPs of one training step (convs at 2 per multiply-add).
+    pub model_flops: f64,
     pub memory: MemoryPlan,
     /// Dispatches of one training step and the adapter they were counted on
     /// (the graph is built there, never run); None without an adapter.
@@ -47,6 +49,7 @@ pub fn plan_training(h: &HParams, batch: usize, ctx: Option<&GpuContext>) -> Res
         latent_dims,
         forward_nodes: g.forward_len,
         backward_nodes: g.nodes.len() - g.forward_len,
+        model_flops: g.model_flops(),
         memory: plan(g, PLAN_ALIGN, PLAN_CHUNK, true),
         dispatches: None,
     };
@@ -81,6 +84,11 @@ impl fmt::Display for PlanReport {
             f,
             "graph nodes:            {} forward, {} backward",
             self.forward_nodes, self.backward_nodes
+        )?;
+        writeln!(
+            f,
+            "model FLOPs per step:   {:.2} GFLOP (forward + backward, 2 per multiply-add)",
+            self.model_flops / 1e9
         )?;
         writeln!(f, "activation buffers:     {}", m.arenas.len())?;
         match &self.dispatches {

@@ -148,6 +148,10 @@ impl OpRule for Conv2d {
         Ok(())
     }
 
+    fn model_flops(&self, g: &Graph, node: &Node) -> f64 {
+        self.shape(g.shape(node.inputs[0]), g.shape(node.inputs[1])).flops()
+    }
+
     fn eval(&self, c: &CpuCall<'_>) -> Result<Vec<Vec<f32>>> {
         let s = self.shape(c.in_shape(0), c.in_shape(1));
         let bias = self.bias.then(|| c.input(2));
@@ -190,6 +194,10 @@ impl OpRule for Conv2dBackwardData {
         self.shape(g.shape(node.inputs[0]), g.shape(node.inputs[2]))
             .backward_input_scratch_len()
     }
+
+    fn model_flops(&self, g: &Graph, node: &Node) -> f64 {
+        self.shape(g.shape(node.inputs[0]), g.shape(node.inputs[2])).flops()
+    }
 }
 
 impl Conv2dBackwardWeight {
@@ -227,6 +235,10 @@ impl OpRule for Conv2dBackwardWeight {
             .backward_weight_scratch_len()
     }
 
+    fn model_flops(&self, g: &Graph, node: &Node) -> f64 {
+        self.shape(g.shape(node.inputs[0]), g.shape(node.inputs[1])).flops()
+    }
+
     fn side_len(&self, g: &Graph, node: &Node) -> usize {
         if self.gelu_input {
             g.tensors[node.inputs[1]].numel()
@@ -260,5 +272,25 @@ impl OpRule for Conv2dBackwardBias {
             l.output(0),
             false,
         )?])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::graph::autodiff::append_backward;
+    use crate::graph::{Graph, Role};
+
+    #[test]
+    fn model_flops_count_forward_dx_and_dw_at_two_per_multiply_add() {
+        let mut g = Graph::default();
+        let x = g.tensor("x", vec![2, 4, 4, 3], Role::Param);
+        let w = g.tensor("w", vec![5, 3, 3, 3], Role::Param);
+        let y = g.conv2d("c", x, w, None, None, true).unwrap();
+        let s = g.sum_per_image("s", y).unwrap();
+        g.elbo("loss", s, &[], 1).unwrap();
+        let forward = 2.0 * (2 * 4 * 4) as f64 * (5 * 3 * 3 * 3) as f64;
+        assert_eq!(g.model_flops(), forward);
+        append_backward(&mut g).unwrap();
+        assert_eq!(g.model_flops(), 3.0 * forward);
     }
 }

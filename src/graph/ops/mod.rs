@@ -60,6 +60,13 @@ pub trait OpRule {
     fn noisy(&self) -> bool {
         false
     }
+    /// Model FLOPs of the node: convolutions and matmuls at 2 per multiply-add
+    /// (the convention of PyTorch's FLOP counter), nothing for other ops, so
+    /// that model FLOP utilisation compares across implementations.
+    fn model_flops(&self, g: &Graph, node: &Node) -> f64 {
+        let _ = (g, node);
+        0.0
+    }
     /// Whether this op is the loss: autodiff seeds the backward pass from it.
     fn is_loss(&self) -> bool {
         false
@@ -116,6 +123,13 @@ ops!(
     DmolSample,
     Elbo,
 );
+
+impl Graph {
+    /// Model FLOPs of one run of the graph (see [`OpRule::model_flops`]).
+    pub fn model_flops(&self) -> f64 {
+        self.nodes.iter().map(|n| n.op.rule().model_flops(self, n)).sum()
+    }
+}
 
 /// The `[N, H, W, C]` of `t`, or an error naming the op and tensor.
 pub(crate) fn nhwc_of(g: &Graph, t: super::TensorId, op: &str) -> Result<[usize; 4]> {
