@@ -4,10 +4,7 @@
 use std::process::{Command, Output};
 
 fn fixture(file: &str) -> String {
-    format!(
-        "{}/../shared/fixtures/official-vdvae/{file}",
-        env!("CARGO_MANIFEST_DIR")
-    )
+    format!("{}/tests/fixtures/official-vdvae/{file}", env!("CARGO_MANIFEST_DIR"))
 }
 
 fn vdvae(args: &[&str]) -> Output {

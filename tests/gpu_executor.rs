@@ -3,7 +3,7 @@
 //! gradient, updated weights and EMA) on GPU and CPU with the same seed.
 
 use vdvae::checkpoint::load;
-use vdvae::data::{read_images, DataFormat, ImageSet};
+use vdvae::data::{bundled_mnist, read_images, DataFormat, ImageSet};
 use vdvae::gpu::GpuContext;
 use vdvae::graph::autodiff::append_backward;
 use vdvae::graph::cpu::{run, Noise, Values};
@@ -17,10 +17,7 @@ use vdvae::ops::optimizer::reference::{self as adam_ref, TensorRef};
 use vdvae::ops::optimizer::{AdamW, StepState};
 
 fn fixture(file: &str) -> String {
-    format!(
-        "{}/../shared/fixtures/official-vdvae/{file}",
-        env!("CARGO_MANIFEST_DIR")
-    )
+    format!("{}/tests/fixtures/official-vdvae/{file}", env!("CARGO_MANIFEST_DIR"))
 }
 
 fn context() -> GpuContext {
@@ -66,12 +63,9 @@ fn gpu_posterior_mean_elbo_matches_the_official_model() {
     );
 }
 
+/// The first `n` MNIST test images (from the 1,000 bundled in assets/), padded to 32x32.
 fn mnist_batch(n: usize) -> ImageSet {
-    let path = format!(
-        "{}/../shared/datasets/mnist/t10k-images-idx3-ubyte.gz",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let all = read_images(&path, DataFormat::Mnist).unwrap();
+    let all = bundled_mnist();
     ImageSet {
         n,
         pixels: all.pixels[..n * 28 * 28].to_vec(),

@@ -1,4 +1,4 @@
-//! The official-model parity fixture (../shared/fixtures/official-vdvae): the
+//! The official-model parity fixture (tests/fixtures/official-vdvae): the
 //! CPU reference executor computes what the official PyTorch VDVAE computes.
 
 use vdvae::checkpoint::{load, NamedTensors};
@@ -11,10 +11,7 @@ use vdvae::model::vdvae::{build_vdvae, VdvaeGraph};
 use vdvae::model::HParams;
 
 fn fixture(file: &str) -> String {
-    format!(
-        "{}/../shared/fixtures/official-vdvae/{file}",
-        env!("CARGO_MANIFEST_DIR")
-    )
+    format!("{}/tests/fixtures/official-vdvae/{file}", env!("CARGO_MANIFEST_DIR"))
 }
 
 fn json_number(file: &str, key: &str) -> f64 {

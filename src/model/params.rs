@@ -201,7 +201,7 @@ mod tests {
 
     #[test]
     fn the_tiny_fixture_config_has_the_official_parameter_count() {
-        // shared/fixtures/official-vdvae/tiny.json
+        // tests/fixtures/official-vdvae/tiny.json
         let h = HParams::from_json(
             r#"{"image_size": 32, "width": 32, "zdim": 4, "num_mixtures": 3,
                 "enc_blocks": "32x1,32d2,16x1,16d2,8x1,8d2,4x1,4d4,1x1",
