@@ -1,28 +1,99 @@
-//! `cargo bench --bench train_step [-- PRESET [BATCH]]`: training images/s of a
-//! small model on the GPU and on the CPU reference path, dispatches and submits
-//! per step, and buffers created per step after warm-up; the table, then JSON.
-//! `--profile` adds the GPU time of each kernel over one step.
+//! `cargo bench --bench train_step -- (PRESET | --config FILE) [BATCH] [--cpu] [--profile]`:
+//! whole training steps of a real model on the GPU. Prints, from one run, the
+//! model GFLOP per step, s/step, images/s, model FLOP utilisation (MFU) against
+//! the FMA ceiling measured in the same run (before and after the steps, the
+//! higher taken), dispatches and submits per step, and buffers created per
+//! step after warm-up; then the same as JSON. `--cpu` adds the CPU reference's
+//! speed on the same step; `--profile` the GPU time of each kernel.
+//!
+//! Models with one channel train on the bundled MNIST images; others on seeded
+//! random images of their size (speed does not depend on pixel values).
 
 use std::time::Instant;
 
-use vdvae::data::{read_images, DataFormat, ImageSet};
-use vdvae::gpu::GpuContext;
+use vdvae::data::{bundled_mnist, ImageSet};
+use vdvae::gpu::{measure_fma_ceiling, GpuContext};
 use vdvae::graph::autodiff::append_backward;
 use vdvae::graph::cpu::{self, Noise};
 use vdvae::graph::gpu::{GpuGraph, TrainConfig};
 use vdvae::graph::Sampling;
 use vdvae::model::evaluate::fit_images;
 use vdvae::model::init::init_weights;
-use vdvae::model::preprocess::MNIST;
-use vdvae::model::preset;
+use vdvae::model::preprocess::{Normalization, CIFAR10, MNIST};
 use vdvae::model::vdvae::build_vdvae;
+use vdvae::model::{preset, HParams};
 use vdvae::ops::optimizer::reference::{self as adam_ref, TensorRef};
 use vdvae::ops::optimizer::{AdamW, StepState};
 use vdvae::train::stage_batch;
 
-const WARMUP: usize = 3;
-const GPU_STEPS: usize = 10;
-const CPU_STEPS: usize = 2;
+const WARMUP: usize = 2;
+const GPU_STEPS: usize = 5;
+const CPU_STEPS: usize = 1;
+const CEILING_SECONDS: f64 = 1.0;
+
+struct Args {
+    model: String,
+    h: HParams,
+    batch: usize,
+    cpu: bool,
+    profile: bool,
+}
+
+fn parse_args() -> Args {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let flag = |f: &str| args.iter().any(|a| a == f);
+    let config = args.iter().position(|a| a == "--config").map(|i| {
+        args.get(i + 1)
+            .unwrap_or_else(|| panic!("--config takes a JSON file"))
+            .clone()
+    });
+    let positional: Vec<&String> = args
+        .iter()
+        .enumerate()
+        .filter(|&(i, a)| !a.starts_with("--") && (i == 0 || args[i - 1] != "--config"))
+        .map(|(_, a)| a)
+        .collect();
+    let (model, h, rest) = match config {
+        Some(path) => {
+            let h = HParams::from_json_file(&path).unwrap_or_else(|e| panic!("{e}"));
+            (path, h, &positional[..])
+        }
+        None => {
+            let name = positional.first().map_or("mnist", |s| s.as_str());
+            let h = preset(name).unwrap_or_else(|e| panic!("{e}"));
+            (name.to_string(), h, positional.get(1..).unwrap_or(&[]))
+        }
+    };
+    let batch = rest.first().map_or(16, |s| s.parse().expect("BATCH is a number"));
+    Args {
+        model,
+        h,
+        batch,
+        cpu: flag("--cpu"),
+        profile: flag("--profile"),
+    }
+}
+
+/// Seeded random uint8 images of the model's size.
+fn random_images(h: &HParams, n: usize) -> ImageSet {
+    let (s, c) = (h.image_size, h.image_channels);
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let pixels = (0..n * s * s * c)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 56) as u8
+        })
+        .collect();
+    ImageSet {
+        n,
+        h: s,
+        w: s,
+        c,
+        pixels,
+    }
+}
 
 fn batch_of(images: &ImageSet, step: usize, n: usize) -> ImageSet {
     let len = images.image_len();
@@ -35,14 +106,21 @@ fn batch_of(images: &ImageSet, step: usize, n: usize) -> ImageSet {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
-    let name = args.first().map_or("mnist", |s| s.as_str());
-    let h = preset(name).unwrap_or_else(|e| panic!("{e}"));
-    let batch: usize = args.get(1).map_or(16, |s| s.parse().expect("BATCH is a number"));
-    let data = format!("{}/assets/mnist-1k-images-idx3-ubyte.gz", env!("CARGO_MANIFEST_DIR"));
-    let images = fit_images(&h, read_images(&data, DataFormat::Mnist).unwrap()).unwrap();
+    let Args {
+        model,
+        h,
+        batch,
+        cpu,
+        profile,
+    } = parse_args();
+    let (images, norm): (ImageSet, Normalization) = if h.image_channels == 1 {
+        (fit_images(&h, bundled_mnist()).unwrap(), MNIST)
+    } else {
+        (random_images(&h, 4 * batch), CIFAR10)
+    };
     let mut m = build_vdvae(&h, batch, Sampling::Posterior).unwrap();
     append_backward(&mut m.graph).unwrap();
+    let model_flops = m.graph.model_flops();
     let weights = init_weights(&h, 1).unwrap();
     let adamw = AdamW {
         lr: h.lr as f32,
@@ -63,13 +141,14 @@ fn main() {
     gpu.write_values(&ctx, &m.graph, &values).unwrap();
     gpu.reset_ema(&ctx).unwrap();
     let step = |k: usize, gpu: &mut GpuGraph| {
-        stage_batch(&ctx, gpu, &m, &batch_of(&images, k, batch), MNIST).unwrap();
+        stage_batch(&ctx, gpu, &m, &batch_of(&images, k, batch), norm).unwrap();
         gpu.train_step(&ctx).unwrap()
     };
     for k in 0..WARMUP {
         step(k, &mut gpu);
     }
     gpu.finish(&ctx).unwrap();
+    let ceiling_before = measure_fma_ceiling(&ctx, CEILING_SECONDS).unwrap().gflops;
     let before = ctx.counters();
     let start = Instant::now();
     let mut last = None;
@@ -79,25 +158,89 @@ fn main() {
     let last = gpu.finish(&ctx).unwrap().or(last).expect("metrics");
     let gpu_s = start.elapsed().as_secs_f64() / GPU_STEPS as f64;
     let after = ctx.counters();
+    let ceiling_after = measure_fma_ceiling(&ctx, CEILING_SECONDS).unwrap().gflops;
+    let ceiling = ceiling_before.max(ceiling_after);
     let buffers_per_step = (after.buffers_created - before.buffers_created) as f64 / GPU_STEPS as f64;
     let submits_per_step = (after.submits - before.submits) as f64 / GPU_STEPS as f64;
+    let achieved = model_flops / gpu_s / 1e9;
+    let mfu = achieved / ceiling;
 
-    // CPU reference: the same step (forward, backward, AdamW) on the plain-Rust ops.
+    println!("adapter: {}", ctx.adapter.name);
+    println!(
+        "model: {model}, batch {batch}, {} latent layers, {:.2} GFLOP per step (forward + backward, 2 per multiply-add)",
+        m.kl_per_level.len(),
+        model_flops / 1e9
+    );
+    println!("graph build (plan, buffers, pipelines, bind groups): {build_s:.2} s");
+    println!(
+        "GPU: {:.3} s/step, {:.2} images/s, {:.2} GFLOP/s (ELBO {:.4} nats/dim at step {})",
+        gpu_s,
+        batch as f64 / gpu_s,
+        achieved,
+        last.elbo,
+        last.iteration
+    );
+    println!(
+        "FMA ceiling: {ceiling:.1} GFLOP/s (before {ceiling_before:.1}, after {ceiling_after:.1}); MFU {:.1}%",
+        100.0 * mfu
+    );
+    println!("dispatches per step: {}", gpu.dispatch_count());
+    println!("submits per step: {submits_per_step}");
+    println!("buffers created per step after warm-up: {buffers_per_step}");
+    println!("planned memory: {:.1} MiB", gpu.plan.total() as f64 / (1 << 20) as f64);
+    let mut json = serde_json::json!({
+        "adapter": ctx.adapter.name,
+        "model": model,
+        "batch": batch,
+        "model_gflop_per_step": model_flops / 1e9,
+        "s_per_step": gpu_s,
+        "images_per_s": batch as f64 / gpu_s,
+        "fma_ceiling_gflops": ceiling,
+        "mfu": mfu,
+        "dispatches_per_step": gpu.dispatch_count(),
+        "submits_per_step": submits_per_step,
+        "buffers_created_per_step": buffers_per_step,
+        "planned_bytes": gpu.plan.total(),
+    });
+    if cpu {
+        let cpu_s = cpu_reference_seconds(&m, &values, &images, batch, norm, &adamw);
+        println!(
+            "CPU reference: {:.3} s/step, {:.2} images/s (GPU/CPU {:.1}x)",
+            cpu_s,
+            batch as f64 / cpu_s,
+            cpu_s / gpu_s
+        );
+        json["cpu_images_per_s"] = (batch as f64 / cpu_s).into();
+    }
+    println!("{json}");
+    if profile {
+        println!("GPU time per kernel (one step, each dispatch timed alone):");
+        for (kernel, count, seconds) in gpu.profile(&ctx).unwrap() {
+            println!("  {kernel:<34} {count:>5} dispatches {:>9.2} ms", seconds * 1e3);
+        }
+    }
+}
+
+/// Seconds per step of the same step (forward, backward, AdamW) on the plain-Rust ops.
+fn cpu_reference_seconds(
+    m: &vdvae::model::vdvae::VdvaeGraph,
+    values: &vdvae::graph::cpu::Values,
+    images: &ImageSet,
+    batch: usize,
+    norm: Normalization,
+    adamw: &AdamW,
+) -> f64 {
     let mut cpu_values = values.clone();
     let mut state = StepState::default();
     let start = Instant::now();
     for k in 0..CPU_STEPS {
-        let b = batch_of(&images, k, batch);
-        m.set_images(&mut cpu_values, &b, MNIST).unwrap();
-        cpu::run(
-            &m.graph,
-            &mut cpu_values,
-            Noise {
-                seed: 1,
-                step: k as u64,
-            },
-        )
-        .unwrap();
+        m.set_images(&mut cpu_values, &batch_of(images, k, batch), norm)
+            .unwrap();
+        let noise = Noise {
+            seed: 1,
+            step: k as u64,
+        };
+        cpu::run(&m.graph, &mut cpu_values, noise).unwrap();
         let mut tensors: Vec<TensorRef> = m
             .graph
             .param_grads
@@ -110,52 +253,10 @@ fn main() {
                 ema: None,
             })
             .collect();
-        adam_ref::step(&adamw, &mut state, &mut tensors);
+        adam_ref::step(adamw, &mut state, &mut tensors);
         for (&(p, _), t) in m.graph.param_grads.iter().zip(tensors) {
             cpu_values[p] = Some(t.param);
         }
     }
-    let cpu_s = start.elapsed().as_secs_f64() / CPU_STEPS as f64;
-
-    println!("adapter: {}", ctx.adapter.name);
-    println!(
-        "model: preset {name}, batch {batch}, {} latent layers",
-        m.kl_per_level.len()
-    );
-    println!("graph build (plan, buffers, pipelines, bind groups): {build_s:.2} s");
-    println!(
-        "GPU: {:.3} s/step, {:.1} images/s (ELBO {:.4} nats/dim at step {})",
-        gpu_s,
-        batch as f64 / gpu_s,
-        last.elbo,
-        last.iteration
-    );
-    println!(
-        "CPU reference: {:.3} s/step, {:.2} images/s",
-        cpu_s,
-        batch as f64 / cpu_s
-    );
-    println!("GPU/CPU speed-up: {:.1}x", cpu_s / gpu_s);
-    println!("dispatches per step: {}", gpu.dispatch_count());
-    println!("submits per step: {submits_per_step}");
-    println!("buffers created per step after warm-up: {buffers_per_step}");
-    println!("planned memory: {:.1} MiB", gpu.plan.total() as f64 / (1 << 20) as f64);
-    let json = serde_json::json!({
-        "adapter": ctx.adapter.name,
-        "preset": name,
-        "batch": batch,
-        "gpu_images_per_s": batch as f64 / gpu_s,
-        "cpu_images_per_s": batch as f64 / cpu_s,
-        "dispatches_per_step": gpu.dispatch_count(),
-        "submits_per_step": submits_per_step,
-        "buffers_created_per_step": buffers_per_step,
-        "planned_bytes": gpu.plan.total(),
-    });
-    println!("{json}");
-    if std::env::args().any(|a| a == "--profile") {
-        println!("GPU time per kernel (one step, each dispatch timed alone):");
-        for (kernel, count, seconds) in gpu.profile(&ctx).unwrap() {
-            println!("  {kernel:<34} {count:>5} dispatches {:>9.2} ms", seconds * 1e3);
-        }
-    }
+    start.elapsed().as_secs_f64() / CPU_STEPS as f64
 }
