@@ -18,8 +18,8 @@ fn bernoulli_loss(
 ) {
     let image = wid.y;
     var sum = 0.0;
-    for (var r = 0u; r < 4u; r++) {
-        let e = wid.x * 1024u + r * 256u + lid.x;
+    for (var r = 0u; r < BERNOULLI_CHUNK / 256u; r++) {
+        let e = wid.x * BERNOULLI_CHUNK + r * 256u + lid.x;
         if (e < p.per_image) {
             let i = image * p.per_image + e;
             sum += bernoulli_nll(logits[i], targets[i]);
