@@ -21,19 +21,25 @@ const BACKWARD_INPUT: Kernel<Params> = Kernel::portable(
     &[Read, Read, Read, ReadWrite, Uniform],
 );
 const WEIGHT_SOURCES: &[&str] = &[GELU_WGSL, include_str!("../../../shaders/conv2d_backward_weight.wgsl")];
+/// Invocations sharing one weight or bias gradient's pixel sum (`WG` in the
+/// WGSL): each walks every `REDUCTION_WORKGROUP`-th pixel, which bounds the pixel count.
+pub(super) const REDUCTION_WORKGROUP: usize = 256;
+const REDUCTION: &[(&str, i64)] = &[("WG", REDUCTION_WORKGROUP as i64)];
 const BACKWARD_WEIGHT: Kernel<Params> = Kernel::portable(
     "conv2d_backward_weight",
     WEIGHT_SOURCES,
     "conv2d_backward_weight",
     &[Read, Read, ReadWrite, Uniform],
-);
+)
+.with_constants(REDUCTION);
 const BACKWARD_BIAS: Kernel<Params> = Kernel::portable(
     "conv2d_backward_bias",
     WEIGHT_SOURCES,
     "conv2d_backward_bias",
     // Binding 0 (x) is declared by the shared module but unused by this entry point.
     &[Read, Read, ReadWrite, Uniform],
-);
+)
+.with_constants(REDUCTION);
 
 /// Every kernel of the simple path, for the contract test. Their override
 /// constants (GELU_INPUT, HAS_BIAS, ...) change neither bindings nor workgroup size.
