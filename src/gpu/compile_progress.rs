@@ -1,10 +1,11 @@
 //! One stderr line about shader compilation, so a first run that spends ~40 s
-//! in the driver's compiler does not look hung. Quiet until building pipelines
-//! has taken more than a second in total. On a terminal the line is updated in
+//! building pipelines does not look hung. Quiet until building pipelines has
+//! taken more than a second in total. On a terminal the line is updated in
 //! place while pipelines are built and cleared when work is submitted; in a
-//! log it is printed once, when the context goes away.
+//! log it is printed once, when the context goes away. (Drivers that compile
+//! lazily, like lavapipe, spend part of the time later, at first use.)
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -38,9 +39,7 @@ impl CompileProgress {
         t.pipelines += 1;
         t.time += took;
         if self.terminal && t.time > QUIET_FOR {
-            let mut err = std::io::stderr().lock();
-            let _ = write!(err, "\r{}\x1b[K", line(&t));
-            let _ = err.flush();
+            eprint!("\r{}\x1b[K", line(&t));
             t.shown = true;
         }
     }

@@ -1,4 +1,5 @@
-//! Uniform params structs that carry their own layout. Declared once with
+//! Uniform params structs (and other structs the GPU shares with Rust, like
+//! the optimizer state) that carry their own layout. Declared once with
 //! [`gpu_params!`](crate::gpu_params): a `#[repr(C)]` Pod struct plus the list
 //! of its members (name, offset, size), which the pipeline builder and the
 //! contract test compare with the WGSL struct naga reads.

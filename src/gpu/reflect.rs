@@ -3,7 +3,7 @@
 //! with its address space, access and byte layout. The pipeline builder and the
 //! contract test compare this with what the Rust side states.
 
-use naga::valid::{Capabilities, GlobalUse, ValidationFlags, Validator};
+use naga::valid::{Capabilities, ValidationFlags, Validator};
 use naga::{AddressSpace, ArraySize, Module, StorageAccess, TypeInner};
 
 use super::kernel::Access;
@@ -140,7 +140,7 @@ pub fn reflect_module(
             index: rb.binding,
             name,
             access,
-            used: !uses[handle].is_empty() && uses[handle] != GlobalUse::QUERY,
+            used: !uses[handle].is_empty(),
             min_size: inner.size(module.to_ctx()),
             stride: match *inner {
                 TypeInner::Array {
