@@ -1,10 +1,13 @@
 // Bernoulli likelihood on logits (binarized data), shared by the loss,
 // loss+gradient and sampling kernels. src/ops/bernoulli/reference.rs is the f64 oracle.
 
+// Elements of one image a loss workgroup sums (CHUNK in src/ops/bernoulli/mod.rs).
+const BERNOULLI_CHUNK: u32 = 1024u;
+
 struct BernoulliParams {
     per_image: u32, // H*W*C
     images: u32,
-    chunks: u32,    // workgroups per image = ceil(per_image / 1024)
+    chunks: u32,    // workgroups per image = ceil(per_image / BERNOULLI_CHUNK)
 }
 
 // log(1 + t) for t in [0, 1]: 2 atanh(s), s = t / (2 + t) <= 1/3 (~1e-10 relative),

@@ -3,14 +3,16 @@
 // strided so loads coalesce) into partials[chunk * images + image];
 // the reduce family's sum_partials adds each image's chunks.
 
+const WG: u32 = 256u; // invocations per workgroup; Rust sizes grids from @workgroup_size
+
 @group(0) @binding(0) var<storage, read> logits: array<f32>;
 @group(0) @binding(1) var<storage, read> targets: array<f32>;
 @group(0) @binding(2) var<storage, read_write> partials: array<f32>;
 @group(0) @binding(3) var<uniform> p: BernoulliParams;
 
-var<workgroup> sums: array<f32, 256>;
+var<workgroup> sums: array<f32, WG>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn bernoulli_loss(
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -18,8 +20,8 @@ fn bernoulli_loss(
 ) {
     let image = wid.y;
     var sum = 0.0;
-    for (var r = 0u; r < 4u; r++) {
-        let e = wid.x * 1024u + r * 256u + lid.x;
+    for (var r = 0u; r < BERNOULLI_CHUNK / WG; r++) {
+        let e = wid.x * BERNOULLI_CHUNK + r * WG + lid.x;
         if (e < p.per_image) {
             let i = image * p.per_image + e;
             sum += bernoulli_nll(logits[i], targets[i]);
@@ -29,7 +31,7 @@ fn bernoulli_loss(
     workgroupBarrier();
     if (lid.x == 0u) {
         var total = 0.0;
-        for (var j = 0u; j < 256u; j++) {
+        for (var j = 0u; j < WG; j++) {
             total += sums[j];
         }
         partials[wid.x * nwg.y + image] = total;

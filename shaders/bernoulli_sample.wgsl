@@ -2,6 +2,8 @@
 // after rng.wgsl and bernoulli_common.wgsl. Element i's uniform is word i % 4 of
 // rng_bits(key, i / 4); each invocation draws one Philox block for 4 elements.
 
+const WG: u32 = 64u; // invocations per workgroup; Rust sizes grids from @workgroup_size
+
 struct SampleParams {
     key: RngKey,
     n: u32,
@@ -12,10 +14,10 @@ struct SampleParams {
 @group(0) @binding(2) var<uniform> p: SampleParams;
 
 fn flat_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * 64u;
+    return gid.x + gid.y * nwg.x * WG;
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn bernoulli_sample(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let block = flat_index(gid, nwg);
     if (block * 4u >= p.n) { return; }

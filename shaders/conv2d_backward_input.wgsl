@@ -2,6 +2,8 @@
 // dx = sum over taps and co of dy[n, ih-kh+pad, iw-kw+pad, co] * w[co,kh,kw,ci], times
 // gelu'(x) when the forward applied GELU to its input. Included after gelu.wgsl.
 
+const WG: u32 = 64u; // invocations per workgroup; Rust sizes grids from @workgroup_size
+
 override GELU_INPUT: bool = false;
 
 struct Params {
@@ -21,9 +23,9 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(4) var<uniform> p: Params;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn conv2d_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 64u;
+    let i = gid.x + gid.y * nwg.x * WG;
     if (i >= p.total) { return; }
     let ci = i % p.cin;
     let pix = i / p.cin;

@@ -49,7 +49,7 @@ fn reduce_and_store(lid: u32, i: u32, v: f32) {
     }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn conv2d_backward_weight(
     @builtin(local_invocation_index) lid: u32,
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -76,7 +76,7 @@ fn conv2d_backward_weight(
     reduce_and_store(lid, i, acc);
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn conv2d_backward_bias(
     @builtin(local_invocation_index) lid: u32,
     @builtin(workgroup_id) wid: vec3<u32>,

@@ -1,6 +1,8 @@
 // conv2d forward, simple path: one invocation per output element y[n,oh,ow,co].
 // Any shape. Included after gelu.wgsl. The fast path is generated (src/ops/conv2d/codegen.rs).
 
+const WG: u32 = 64u; // invocations per workgroup; Rust sizes grids from @workgroup_size
+
 override GELU_INPUT: bool = false;
 override HAS_BIAS: bool = false;
 override HAS_RESIDUAL: bool = false;
@@ -27,9 +29,9 @@ fn act(v: f32) -> f32 {
     return select(v, gelu(v), GELU_INPUT);
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 64u;
+    let i = gid.x + gid.y * nwg.x * WG;
     if (i >= p.total) { return; }
     let co = i % p.cout;
     let pix = i / p.cout;

@@ -1,6 +1,8 @@
 // Helpers of the tiled conv2d path: weight flip/transpose for dx, and the sum of
 // the per-split partial weight/bias gradients.
 
+const WG: u32 = 64u; // invocations per workgroup; Rust sizes grids from @workgroup_size
+
 struct Params {
     cout: u32,
     kk: u32,
@@ -19,9 +21,9 @@ struct Params {
 
 // dst[ci, t, co] = src[co, kk-1-t, ci]: the weights of dx = conv(dy, dst) (taps reversed,
 // in and out channels swapped).
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn flip_transpose(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 64u;
+    let i = gid.x + gid.y * nwg.x * WG;
     if (i >= p.total) { return; }
     let co = i % p.cout;
     let t = (i / p.cout) % p.kk;
@@ -30,9 +32,9 @@ fn flip_transpose(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
 }
 
 // dst[i] (+)= sum over splits s of src[s * stride + i], for i < total (offset by p.pad into src).
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn sum_splits(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 64u;
+    let i = gid.x + gid.y * nwg.x * WG;
     if (i >= p.total) { return; }
     var acc = 0.0;
     for (var s = 0u; s < p.splits; s++) {

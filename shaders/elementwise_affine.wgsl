@@ -2,6 +2,8 @@
 // Included after elementwise_divide.wgsl and an `alias Elem = f32 | vec4<f32>;`
 // line; with vec4, C counts groups of 4 channels.
 
+const WG: u32 = 256u; // invocations per workgroup; Rust sizes grids from @workgroup_size
+
 struct Params {
     n: u32,        // in Elems
     channels: u32, // in Elems
@@ -14,9 +16,9 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> y: array<Elem>;
 @group(0) @binding(4) var<uniform> p: Params;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn affine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 256u;
+    let i = gid.x + gid.y * nwg.x * WG;
     if (i >= p.n) { return; }
     let c = i - div_exact(i, p.channels, p.inv_channels) * p.channels;
     y[i] = x[i] * gain[c] + bias[c];

@@ -2,6 +2,8 @@
 // channel c (layout of pass 1) into dgain[c] and dbias[c]. affine_backward_finish
 // gives each channel a workgroup and sums in a tree (few channels, many partials).
 
+const WG: u32 = 256u; // invocations per workgroup; Rust sizes grids from @workgroup_size
+
 struct Params {
     channels: u32,
     splits: u32,
@@ -12,10 +14,10 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> dbias: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
 
-var<workgroup> tree_g: array<f32, 256>;
-var<workgroup> tree_b: array<f32, 256>;
+var<workgroup> tree_g: array<f32, WG>;
+var<workgroup> tree_b: array<f32, WG>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn affine_backward_finish(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
@@ -26,13 +28,13 @@ fn affine_backward_finish(
     let total = p.splits * p.channels;
     var g = 0.0;
     var b = 0.0;
-    for (var s = lid; s < p.splits; s += 256u) {
+    for (var s = lid; s < p.splits; s += WG) {
         g += partials[s * p.channels + c];
         b += partials[total + s * p.channels + c];
     }
     tree_g[lid] = g;
     tree_b[lid] = b;
-    for (var half = 128u; half > 0u; half >>= 1u) {
+    for (var half = WG / 2u; half > 0u; half >>= 1u) {
         workgroupBarrier();
         if (lid < half) {
             tree_g[lid] += tree_g[lid + half];
@@ -47,9 +49,9 @@ fn affine_backward_finish(
 
 // The same with one invocation per channel and no barriers, for many channels
 // (each then has few partials; workgroup barriers are costly on some adapters).
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn affine_backward_finish_serial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let c = gid.x + gid.y * nwg.x * 256u;
+    let c = gid.x + gid.y * nwg.x * WG;
     if (c >= p.channels) { return; }
     let total = p.splits * p.channels;
     var g = 0.0;

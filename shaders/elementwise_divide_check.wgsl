@@ -1,6 +1,8 @@
 // Applies div_exact to a list of numerators (the GPU side of the division check).
 // Included after elementwise_divide.wgsl.
 
+const WG: u32 = 256u; // invocations per workgroup; Rust sizes grids from @workgroup_size
+
 struct Params {
     n: u32,
     divisor: u32,
@@ -11,9 +13,9 @@ struct Params {
 @group(0) @binding(1) var<storage, read_write> quotients: array<u32>;
 @group(0) @binding(2) var<uniform> p: Params;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn divide_check(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 256u;
+    let i = gid.x + gid.y * nwg.x * WG;
     if (i >= p.n) { return; }
     quotients[i] = div_exact(numerators[i], p.divisor, p.inv_divisor);
 }

@@ -6,6 +6,8 @@
 //   B panel pn (32 columns), k:      scratch[bp_off + ((bb*n_panels + pn)*kp + k)*8 + l]
 //                                  = op(B)[k, pn*32 + 4l .. 4l+3]
 
+const WG: u32 = 256u; // invocations per workgroup; Rust sizes grids from @workgroup_size
+
 @group(0) @binding(0) var<storage, read> src: array<f32>;
 @group(0) @binding(1) var<storage, read_write> dst: array<vec4<f32>>;
 @group(0) @binding(2) var<uniform> p: Params;
@@ -26,7 +28,7 @@ fn b_at(bb: u32, kk: u32, j: u32) -> f32 {
 // (lavapipe runs those lane by lane), and workgroups of 256 because lavapipe's
 // cost per workgroup is close to a microsecond. A panel holds kp*8 vec4s.
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn pack_a(@builtin(global_invocation_id) gid: vec3<u32>) {
     let x = gid.x;
     if (gid.x >= p.kp * 8u) { return; }
@@ -38,7 +40,7 @@ fn pack_a(@builtin(global_invocation_id) gid: vec3<u32>) {
     dst[p.ap_off + (ba * p.m_panels + pm) * p.kp * 8u + x] = v;
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn pack_b(@builtin(global_invocation_id) gid: vec3<u32>) {
     // When B's columns are contiguous, permute x within each 64 so the 8 lanes of a
     // SIMD vector step along k rather than read one 128-byte run (measured 1.9x

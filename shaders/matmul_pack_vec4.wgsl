@@ -4,11 +4,13 @@
 // vec4 instead of four; lavapipe loads lane by lane, so this is what counts.
 // Included after matmul_params.wgsl.
 
+const WG: u32 = 256u; // invocations per workgroup; Rust sizes grids from @workgroup_size
+
 @group(0) @binding(0) var<storage, read> src: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read_write> dst: array<vec4<f32>>;
 @group(0) @binding(2) var<uniform> p: Params;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn pack_a_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
     let x = gid.x;
     if (gid.x >= p.kp * 8u) { return; }
@@ -23,7 +25,7 @@ fn pack_a_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
     dst[p.ap_off + (ba * p.m_panels + pm) * p.kp * 8u + x] = v;
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn pack_b_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
     // Lanes step along k (see pack_b).
     let x = (gid.x & ~63u) | ((gid.x & 7u) << 3u) | ((gid.x >> 3u) & 7u);

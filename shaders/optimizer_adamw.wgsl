@@ -8,7 +8,7 @@
 @group(0) @binding(4) var<storage, read> state: OptState;
 @group(0) @binding(5) var<uniform> c: UpdateParams;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn adamw_update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = opt_flat_index(gid, nwg);
     let s = state;

@@ -5,6 +5,8 @@
 //                         global squared norm's final sum, M = 1)
 //   reduce_finish_serial: one invocation per output, no barriers (many outputs)
 
+const WG: u32 = 256u; // invocations per workgroup; Rust sizes grids from @workgroup_size
+
 struct Params {
     outputs: u32,
     splits: u32,
@@ -15,9 +17,9 @@ struct Params {
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<uniform> p: Params;
 
-var<workgroup> tree: array<f32, 256>;
+var<workgroup> tree: array<f32, WG>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn reduce_finish_tree(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
@@ -26,11 +28,11 @@ fn reduce_finish_tree(
     let m = wid.x + wid.y * nwg.x;
     if (m >= p.outputs) { return; }
     var acc = 0.0;
-    for (var s = lid; s < p.splits; s += 256u) {
+    for (var s = lid; s < p.splits; s += WG) {
         acc += partials[s * p.outputs + m];
     }
     tree[lid] = acc;
-    for (var half = 128u; half > 0u; half >>= 1u) {
+    for (var half = WG / 2u; half > 0u; half >>= 1u) {
         workgroupBarrier();
         if (lid < half) {
             tree[lid] += tree[lid + half];
@@ -41,9 +43,9 @@ fn reduce_finish_tree(
     }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn reduce_finish_serial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let m = gid.x + gid.y * nwg.x * 256u;
+    let m = gid.x + gid.y * nwg.x * WG;
     if (m >= p.outputs) { return; }
     var acc = 0.0;
     for (var i = m; i < p.splits * p.outputs; i += p.outputs) {

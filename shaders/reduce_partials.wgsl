@@ -7,6 +7,8 @@
 // counts groups of 4 (the f32 layout of `out` is the same).
 // Adjacent invocations take adjacent outputs: adjacent memory when inner > 1.
 
+const WG: u32 = 256u; // invocations per workgroup; Rust sizes grids from @workgroup_size
+
 struct Params {
     outer: u32,
     reduced: u32,
@@ -20,9 +22,9 @@ struct Params {
 @group(0) @binding(1) var<storage, read_write> out: array<Elem>;
 @group(0) @binding(2) var<uniform> p: Params;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn reduce_partials(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let t = gid.x + gid.y * nwg.x * 256u;
+    let t = gid.x + gid.y * nwg.x * WG;
     let outputs = p.outer * p.inner;
     if (t >= p.splits * outputs) { return; }
     let s = t / outputs;

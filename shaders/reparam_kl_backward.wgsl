@@ -31,7 +31,7 @@ fn sample_kl_grads(i: u32, mq: f32, lq: f32, mp: f32, lp: f32) -> vec4<f32> {
     return vec4<f32>(dmq, dlq, dmp, dlp);
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn reparam_kl_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
     if (i >= p.n) { return; }
@@ -44,7 +44,7 @@ fn reparam_kl_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(n
 
 // Chain rule through the merge: d mu_q / d (md, mp) = (wd, wp), d logsig_q / d (ld, lp) = (wd, wp),
 // d mu_q / d ld = -d mu_q / d lp = -2 wd wp (md - mp).
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn ladder_reparam_kl_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
     if (i >= p.n) { return; }

@@ -3,6 +3,8 @@
 // rng.wgsl and before the family's kernel files.
 
 // Same layout as `Params` in src/ops/reparam_kl/mod.rs.
+const WG: u32 = 64u; // invocations per workgroup; Rust sizes grids from @workgroup_size
+
 struct Params {
     key: RngKey,
     n: u32,
@@ -17,7 +19,7 @@ struct Params {
 const MODE_SAMPLE: u32 = 0u;
 
 fn flat_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * 64u;
+    return gid.x + gid.y * nwg.x * WG;
 }
 
 fn standard_normal(key: RngKey, i: u32) -> f32 {

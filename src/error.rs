@@ -14,6 +14,12 @@ pub enum Error {
         kernel: String,
         message: String,
     },
+    /// A kernel's Rust side (bindings, params layout, workgroup size) disagrees
+    /// with its WGSL as naga reads it.
+    Contract {
+        kernel: String,
+        mismatches: Vec<String>,
+    },
     /// Tensor shapes or buffer sizes that do not fit an op.
     Shape(String),
     /// Invalid user input (bad flag value, bad file contents).
@@ -33,6 +39,13 @@ impl fmt::Display for Error {
             Error::Gpu(msg) => write!(f, "GPU error: {msg}"),
             Error::Shader { kernel, message } => {
                 write!(f, "WGSL kernel `{kernel}` failed to compile:\n{message}")
+            }
+            Error::Contract { kernel, mismatches } => {
+                write!(f, "kernel `{kernel}`: the Rust side disagrees with its WGSL:")?;
+                for m in mismatches {
+                    write!(f, "\n  - {m}")?;
+                }
+                Ok(())
             }
             Error::Shape(msg) => write!(f, "shape error: {msg}"),
             Error::Input(msg) => write!(f, "{msg}"),

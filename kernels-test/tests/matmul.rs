@@ -59,7 +59,7 @@ fn cpu_seconds() -> f64 {
 #[test]
 #[ignore]
 fn profile() {
-    use vdvae::gpu::{Access, Dispatch, Kernel};
+    use vdvae::gpu::Dispatch;
     let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
     let dims: Vec<usize> = env("MM_SHAPE", "1,1024,1024,1024")
         .split(',')
@@ -76,19 +76,10 @@ fn profile() {
         ctx.zeros(lc),
     );
     let m = vdvae::ops::matmul::matmul(&ctx, &s, 1.0, 0.0, a.view(), b.view(), c.view()).unwrap();
-    let fma = Kernel::portable(
-        "ceiling",
-        &[include_str!("../../shaders/fma_ceiling.wgsl")],
-        "main",
-        &[Access::ReadWrite, Access::Uniform],
-    );
-    let sink = ctx.zeros(256 * 64);
+    let sink = ctx.zeros(vdvae::gpu::FMA_SINK_LEN);
     let iters = 4096u32;
-    let fp = [iters, 0.5f32.to_bits()];
-    let fd = ctx
-        .dispatch(&fma, &[], &[sink.view()], bytemuck_bytes(&fp), [256, 1, 1])
-        .unwrap();
-    let fma_flops = 64.0 * iters as f64 * 256.0 * 64.0;
+    let fd = vdvae::gpu::fma_ceiling_dispatch(&ctx, sink.view(), iters).unwrap();
+    let fma_flops = 64.0 * iters as f64 * vdvae::gpu::FMA_SINK_LEN as f64;
     // (wall seconds, cpu seconds) per repetition, best of 3.
     let time = |ds: &[&Dispatch]| {
         let once = ctx.time(ds, 1).unwrap();
@@ -121,9 +112,4 @@ fn profile() {
             100.0 * s.flops() / cpu / ceiling_per_cpu
         );
     }
-}
-
-fn bytemuck_bytes(x: &[u32]) -> &[u8] {
-    // SAFETY: u32 has no padding and any byte view of it is valid.
-    unsafe { std::slice::from_raw_parts(x.as_ptr() as *const u8, std::mem::size_of_val(x)) }
 }

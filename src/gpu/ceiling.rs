@@ -1,18 +1,20 @@
 //! The adapter's measured arithmetic ceiling: benchmarks report every kernel as
 //! a fraction of it, so figures compare across machines.
 
-use super::{Access, GpuContext, Kernel};
+use super::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec};
 use crate::error::Result;
 
-const FMA: Kernel = Kernel::portable(
+/// Workgroups of the ceiling run; each of `WG_SIZE` invocations writes one sink element.
+const WORKGROUPS: u32 = 256;
+const WG_SIZE: u32 = 64;
+
+const FMA: Kernel<Params> = Kernel::portable(
     "fma_ceiling",
     &[include_str!("../../shaders/fma_ceiling.wgsl")],
     "main",
     &[Access::ReadWrite, Access::Uniform],
-);
-
-const WORKGROUPS: u32 = 256;
-const WG_SIZE: u32 = 64;
+)
+.with_workgroup_size([WG_SIZE, 1, 1]);
 /// FLOPs per loop iteration per invocation: 8 vec4 FMAs.
 const FLOPS_PER_ITER: f64 = 8.0 * 4.0 * 2.0;
 
@@ -22,26 +24,35 @@ pub struct FmaCeiling {
     pub seconds: f64,
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    iters: u32,
-    seed: f32,
+crate::gpu_params! {
+    struct Params {
+        iters: u32,
+        seed: f32,
+    }
+}
+
+/// The ceiling kernel, for the contract test.
+pub fn ceiling_kernels() -> Vec<KernelSpec> {
+    vec![FMA.spec()]
+}
+
+/// Elements the sink of [`fma_ceiling_dispatch`] needs.
+pub const FMA_SINK_LEN: usize = (WORKGROUPS * WG_SIZE) as usize;
+
+/// One run of the register-only FMA kernel: `iters` loop iterations of 8 vec4
+/// FMAs per invocation (64 FLOPs), over [`FMA_SINK_LEN`] invocations.
+pub fn fma_ceiling_dispatch(ctx: &GpuContext, sink: BufView<'_>, iters: u32) -> Result<Dispatch> {
+    sink.expect_len("fma_ceiling", "sink", FMA_SINK_LEN)?;
+    let params = Params { iters, seed: 0.5 };
+    ctx.dispatch(&FMA, &[], &[sink], &params, Grid::Workgroups([WORKGROUPS, 1, 1]))
 }
 
 /// Runs the register-only FMA kernel for about `target_seconds` and returns the
 /// best rate seen.
 pub fn measure_fma_ceiling(ctx: &GpuContext, target_seconds: f64) -> Result<FmaCeiling> {
-    let sink = ctx.zeros((WORKGROUPS * WG_SIZE) as usize);
+    let sink = ctx.zeros(FMA_SINK_LEN);
     let run = |iters: u32| -> Result<f64> {
-        let params = Params { iters, seed: 0.5 };
-        let d = ctx.dispatch(
-            &FMA,
-            &[],
-            &[sink.view()],
-            bytemuck::bytes_of(&params),
-            [WORKGROUPS, 1, 1],
-        )?;
+        let d = fma_ceiling_dispatch(ctx, sink.view(), iters)?;
         ctx.time(&[&d], 1)
     };
     // Calibrate: grow the loop until one dispatch takes ~1/8 of the budget.
@@ -58,7 +69,7 @@ pub fn measure_fma_ceiling(ctx: &GpuContext, target_seconds: f64) -> Result<FmaC
         best = best.min(s);
         total += s;
     }
-    let flops = FLOPS_PER_ITER * iters as f64 * (WORKGROUPS * WG_SIZE) as f64;
+    let flops = FLOPS_PER_ITER * iters as f64 * FMA_SINK_LEN as f64;
     Ok(FmaCeiling {
         gflops: flops / best / 1e9,
         seconds: total,

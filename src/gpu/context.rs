@@ -3,6 +3,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use super::compile_progress::CompileProgress;
+use super::pipeline::PipelineEntry;
 use crate::error::{Error, Result};
 
 /// Which adapter to use: `--adapter NAME|INDEX` or env `VDVAE_ADAPTER`.
@@ -176,6 +178,7 @@ pub struct GpuContext {
     pub subgroup_min_size: u32,
     pub subgroup_max_size: u32,
     pipelines: Mutex<HashMap<String, Arc<PipelineEntry>>>,
+    pub(crate) compile_progress: CompileProgress,
     buffers_created: AtomicUsize,
     submits: AtomicUsize,
 }
@@ -186,11 +189,6 @@ pub struct GpuContext {
 pub struct GpuCounters {
     pub buffers_created: usize,
     pub submits: usize,
-}
-
-pub(crate) struct PipelineEntry {
-    pub pipeline: wgpu::ComputePipeline,
-    pub layout: wgpu::BindGroupLayout,
 }
 
 impl GpuContext {
@@ -219,6 +217,7 @@ impl GpuContext {
             subgroup_min_size: info.subgroup_min_size,
             subgroup_max_size: info.subgroup_max_size,
             pipelines: Mutex::new(HashMap::new()),
+            compile_progress: CompileProgress::new(),
             buffers_created: AtomicUsize::new(0),
             submits: AtomicUsize::new(0),
         })
@@ -252,6 +251,7 @@ impl GpuContext {
     /// Every submit the engine makes goes through here (so it can be counted).
     pub fn submit(&self, cmd: wgpu::CommandBuffer) -> wgpu::SubmissionIndex {
         self.submits.fetch_add(1, Ordering::Relaxed);
+        self.compile_progress.submitting();
         self.queue.submit([cmd])
     }
 
@@ -303,6 +303,12 @@ impl GpuContext {
             .poll(wgpu::PollType::wait_indefinitely())
             .map(|_| ())
             .map_err(|e| Error::Gpu(format!("waiting for the GPU failed: {e}")))
+    }
+}
+
+impl Drop for GpuContext {
+    fn drop(&mut self) {
+        self.compile_progress.finish();
     }
 }
 

@@ -77,9 +77,9 @@ impl GpuContext {
 
 #[cfg(test)]
 mod tests {
-    use crate::gpu::{Access, GpuContext, Kernel};
+    use crate::gpu::{Access, GpuContext, Grid, Kernel, NoParams};
 
-    const SPIN: Kernel = Kernel::portable(
+    const SPIN: Kernel<NoParams> = Kernel::portable(
         "spin_kernel",
         &["@group(0) @binding(0) var<storage, read_write> o: array<f32>;\n\
            @compute @workgroup_size(64) fn main(@builtin(global_invocation_id) g: vec3<u32>) {\n\
@@ -99,7 +99,9 @@ mod tests {
             "lavapipe and every desktop GPU support timestamp queries"
         );
         let out = ctx.zeros(64 * 64);
-        let d = ctx.dispatch(&SPIN, &[], &[out.view()], &[], [64, 1, 1]).unwrap();
+        let d = ctx
+            .dispatch(&SPIN, &[], &[out.view()], &NoParams, Grid::Groups(64))
+            .unwrap();
         let times = ctx.profile(&[&d, &d]).unwrap();
         assert_eq!(times.len(), 2);
         for t in &times {

@@ -21,7 +21,7 @@ pub mod testdata;
 use crate::bench::BenchCase;
 use crate::check::Checker;
 use crate::error::Result;
-use crate::gpu::GpuContext;
+use crate::gpu::{GpuContext, KernelSpec};
 
 type CheckFn = fn(&mut Checker) -> Result<()>;
 type BenchFn = fn(&GpuContext) -> Result<Vec<BenchCase>>;
@@ -74,4 +74,25 @@ pub fn run_checks(checker: &mut Checker, only: Option<&str>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Every kernel the crate can build, each generated variant included, by
+/// family (the FMA ceiling kernel as `gpu`): what `tests/shader_contract.rs`
+/// checks against naga's reading of the WGSL.
+pub fn all_kernels() -> Vec<(&'static str, Vec<KernelSpec>)> {
+    vec![
+        ("gpu", crate::gpu::ceiling_kernels()),
+        ("rng", rng::all_kernels()),
+        ("elementwise", elementwise::all_kernels()),
+        ("resample", resample::all_kernels()),
+        ("broadcast", broadcast::all_kernels()),
+        ("reduce", reduce::all_kernels()),
+        ("matmul", matmul::all_kernels()),
+        ("conv2d", conv2d::all_kernels()),
+        ("groupnorm", groupnorm::all_kernels()),
+        ("reparam_kl", reparam_kl::all_kernels()),
+        ("dmol", dmol::all_kernels()),
+        ("bernoulli", bernoulli::all_kernels()),
+        ("optimizer", optimizer::all_kernels()),
+    ]
 }

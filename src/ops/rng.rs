@@ -4,23 +4,31 @@
 
 use crate::check::{Checker, Tolerance};
 use crate::error::Result;
-use crate::gpu::{grid_1d, Access, BufView, Dispatch, GpuContext, Kernel};
+use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec};
 
 /// The RNG WGSL every noise-drawing kernel includes before its own source.
 pub const RNG_WGSL: &str = include_str!("../../shaders/rng.wgsl");
 
-/// Where in the noise stream a tensor's draws come from.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct RngKey {
-    pub seed_lo: u32,
-    pub seed_hi: u32,
-    pub step_lo: u32,
-    pub step_hi: u32,
-    pub tensor: u32,
-    /// Matches the WGSL struct's 32-byte uniform layout.
-    pub pad: [u32; 3],
+crate::gpu_params! {
+    /// Where in the noise stream a tensor's draws come from; `RngKey` in
+    /// `shaders/rng.wgsl`, first member of every noisy kernel's params.
+    #[derive(Debug, Default, PartialEq, Eq)]
+    pub struct RngKey {
+        pub seed_lo: u32,
+        pub seed_hi: u32,
+        pub step_lo: u32,
+        pub step_hi: u32,
+        pub tensor: u32,
+        /// Pad the WGSL struct to 32 bytes (uniform layout rounds struct members up to 16).
+        pub pad0: u32,
+        pub pad1: u32,
+        pub pad2: u32,
+    }
 }
+
+/// Word of a noisy kernel's params holding the noise step (`key.step_lo`):
+/// the GPU overwrites it before each run.
+pub const RNG_STEP_WORD: usize = std::mem::offset_of!(RngKey, step_lo) / 4;
 
 impl RngKey {
     pub fn new(seed: u64, step: u64, tensor: u32) -> RngKey {
@@ -30,7 +38,9 @@ impl RngKey {
             step_lo: step as u32,
             step_hi: (step >> 32) as u32,
             tensor,
-            pad: [0; 3],
+            pad0: 0,
+            pad1: 0,
+            pad2: 0,
         }
     }
 
@@ -89,18 +99,23 @@ pub enum Fill {
     Normal,
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct FillParams {
-    key: RngKey,
-    n: u32,
+crate::gpu_params! {
+    struct FillParams {
+        key: RngKey,
+        n: u32,
+    }
 }
 
 const FILL_SOURCES: &[&str] = &[RNG_WGSL, include_str!("../../shaders/rng_fill.wgsl")];
 const FILL_BINDINGS: &[Access] = &[Access::ReadWrite, Access::Uniform];
-const FILL_BITS: Kernel = Kernel::portable("rng_bits", FILL_SOURCES, "fill_bits", FILL_BINDINGS);
-const FILL_UNIFORM: Kernel = Kernel::portable("rng_uniform", FILL_SOURCES, "fill_uniform", FILL_BINDINGS);
-const FILL_NORMAL: Kernel = Kernel::portable("rng_normal", FILL_SOURCES, "fill_normal", FILL_BINDINGS);
+const FILL_BITS: Kernel<FillParams> = Kernel::portable("rng_bits", FILL_SOURCES, "fill_bits", FILL_BINDINGS);
+const FILL_UNIFORM: Kernel<FillParams> = Kernel::portable("rng_uniform", FILL_SOURCES, "fill_uniform", FILL_BINDINGS);
+const FILL_NORMAL: Kernel<FillParams> = Kernel::portable("rng_normal", FILL_SOURCES, "fill_normal", FILL_BINDINGS);
+
+/// Every kernel of the family, for the contract test.
+pub fn all_kernels() -> Vec<KernelSpec> {
+    vec![FILL_BITS.spec(), FILL_UNIFORM.spec(), FILL_NORMAL.spec()]
+}
 
 /// Fills `out` (u32 bits or f32 values) with draws `0..out.len` of `key`.
 pub fn fill(ctx: &GpuContext, fill: Fill, key: RngKey, out: BufView<'_>) -> Result<Dispatch> {
@@ -110,7 +125,7 @@ pub fn fill(ctx: &GpuContext, fill: Fill, key: RngKey, out: BufView<'_>) -> Resu
         Fill::Normal => &FILL_NORMAL,
     };
     let params = FillParams { key, n: out.len as u32 };
-    ctx.dispatch(kernel, &[], &[out], bytemuck::bytes_of(&params), grid_1d(out.len, 64))
+    ctx.dispatch(kernel, &[], &[out], &params, Grid::Invocations(out.len))
 }
 
 /// CPU reference of [`fill`] for f32 fills.

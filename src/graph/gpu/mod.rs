@@ -13,6 +13,7 @@ use super::ir::{Graph, Role, TensorId};
 use super::plan::{plan, MemoryPlan, Region};
 use crate::error::{Error, Result};
 use crate::gpu::{BufView, Dispatch, GpuBuffer, GpuContext};
+use crate::ops::rng::RNG_STEP_WORD;
 
 /// Where each tensor lives: (buffer index, element offset, elements).
 pub(crate) struct Buffers {
@@ -37,10 +38,6 @@ pub(crate) const GRADS: usize = 1;
 pub(crate) const INPUTS: usize = 2;
 const CONSTANTS: usize = 3;
 const FIRST_ARENA: usize = 4;
-
-/// The offset (in 4-byte elements) of the step word inside a reparam uniform:
-/// `RngKey { seed_lo, seed_hi, step_lo, .. }` sits first.
-const RNG_STEP_WORD: u64 = 2;
 
 /// A graph ready to run on one adapter.
 pub struct GpuGraph {
@@ -205,7 +202,8 @@ impl GpuGraph {
     fn record_noise_step(&self, encoder: &mut wgpu::CommandEncoder, src: &wgpu::Buffer, word: u64) {
         for &i in &self.noisy {
             if let Some(params) = self.dispatches[i].params_buffer() {
-                encoder.copy_buffer_to_buffer(src, word * 4, params, RNG_STEP_WORD * 4, 4);
+                // The step word of the `RngKey` that noisy kernels' uniforms start with.
+                encoder.copy_buffer_to_buffer(src, word * 4, params, RNG_STEP_WORD as u64 * 4, 4);
             }
         }
     }

@@ -12,7 +12,7 @@ use crate::ops::optimizer::{self, AdamW, ParamTensor, StepState, STATE_WORDS};
 use crate::ops::reduce;
 
 /// Word of the optimizer state holding the iteration counter (the noise step).
-const ITERATION_WORD: u64 = 9;
+const ITERATION_WORD: u64 = optimizer::ITERATION as u64;
 
 #[derive(Clone, Copy, Debug)]
 pub struct TrainConfig {

@@ -13,17 +13,18 @@ pub mod reference;
 pub use cases::{bench_cases, check};
 
 use crate::error::{shape_err, Result};
-use crate::gpu::{grid_1d, Access, BufView, Dispatch, GpuContext, Kernel};
+use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec};
 use crate::ops::rng::{RngKey, RNG_WGSL};
 
 const COMMON: &str = include_str!("../../../shaders/bernoulli_common.wgsl");
-const LOSS: Kernel = Kernel::portable(
+const LOSS: Kernel<LossParams> = Kernel::portable(
     "bernoulli_loss",
     &[COMMON, include_str!("../../../shaders/bernoulli_loss.wgsl")],
     "bernoulli_loss",
     &[Access::Read, Access::Read, Access::ReadWrite, Access::Uniform],
-);
-const LOSS_GRAD: Kernel = Kernel::portable(
+)
+.with_constants(CHUNK_CONSTANT);
+const LOSS_GRAD: Kernel<LossParams> = Kernel::portable(
     "bernoulli_loss_grad",
     &[COMMON, include_str!("../../../shaders/bernoulli_loss_grad.wgsl")],
     "bernoulli_loss_grad",
@@ -35,8 +36,9 @@ const LOSS_GRAD: Kernel = Kernel::portable(
         Access::ReadWrite,
         Access::Uniform,
     ],
-);
-const SAMPLE: Kernel = Kernel::portable(
+)
+.with_constants(CHUNK_CONSTANT);
+const SAMPLE: Kernel<SampleParams> = Kernel::portable(
     "bernoulli_sample",
     &[RNG_WGSL, COMMON, include_str!("../../../shaders/bernoulli_sample.wgsl")],
     "bernoulli_sample",
@@ -45,6 +47,13 @@ const SAMPLE: Kernel = Kernel::portable(
 
 /// Elements per workgroup of the loss kernels (256 invocations x 4).
 const CHUNK: usize = 1024;
+/// The loss kernels' grids and partials are counted in chunks of `BERNOULLI_CHUNK`.
+const CHUNK_CONSTANT: &[(&str, i64)] = &[("BERNOULLI_CHUNK", CHUNK as i64)];
+
+/// Every kernel of the family, for the contract test.
+pub fn all_kernels() -> Vec<KernelSpec> {
+    vec![LOSS.spec(), LOSS_GRAD.spec(), SAMPLE.spec()]
+}
 
 /// Shape of one Bernoulli op: logits and targets are `[N, H, W, C]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,12 +111,12 @@ impl BernoulliSpec {
     }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct LossParams {
-    per_image: u32,
-    images: u32,
-    chunks: u32,
+crate::gpu_params! {
+    struct LossParams {
+        per_image: u32,
+        images: u32,
+        chunks: u32,
+    }
 }
 
 impl LossParams {
@@ -151,15 +160,9 @@ pub fn nll(
     nll: BufView<'_>,
 ) -> Result<Vec<Dispatch>> {
     check_loss_views("bernoulli nll", spec, &logits, &targets, &partials, &nll)?;
-    let grid = [spec.chunks() as u32, spec.n as u32, 1];
+    let grid = Grid::Workgroups([spec.chunks() as u32, spec.n as u32, 1]);
     let params = LossParams::new(spec);
-    let main = ctx.dispatch(
-        &LOSS,
-        &[],
-        &[logits, targets, partials],
-        bytemuck::bytes_of(&params),
-        grid,
-    )?;
+    let main = ctx.dispatch(&LOSS, &[], &[logits, targets, partials], &params, grid)?;
     Ok(vec![main, reduce(ctx, spec, partials, nll)?])
 }
 
@@ -180,23 +183,18 @@ pub fn nll_grad(
     check_loss_views(op, spec, &logits, &targets, &partials, &nll)?;
     upstream.expect_len(op, "upstream", spec.n)?;
     dlogits.expect_len(op, "dlogits", spec.len())?;
-    let grid = [spec.chunks() as u32, spec.n as u32, 1];
+    let grid = Grid::Workgroups([spec.chunks() as u32, spec.n as u32, 1]);
     let params = LossParams::new(spec);
-    let main = ctx.dispatch(
-        &LOSS_GRAD,
-        &[],
-        &[logits, targets, upstream, dlogits, partials],
-        bytemuck::bytes_of(&params),
-        grid,
-    )?;
+    let views = [logits, targets, upstream, dlogits, partials];
+    let main = ctx.dispatch(&LOSS_GRAD, &[], &views, &params, grid)?;
     Ok(vec![main, reduce(ctx, spec, partials, nll)?])
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct SampleParams {
-    key: RngKey,
-    n: u32,
+crate::gpu_params! {
+    struct SampleParams {
+        key: RngKey,
+        n: u32,
+    }
 }
 
 /// `out[i] = 1.0` if `u_i < sigmoid(logits[i])` else `0.0`, where `u_i` is
@@ -216,12 +214,13 @@ pub fn sample(
         key,
         n: spec.len() as u32,
     };
+    // One invocation per Philox block of 4 elements.
     ctx.dispatch(
         &SAMPLE,
         &[],
         &[logits, out],
-        bytemuck::bytes_of(&params),
-        grid_1d(spec.len().div_ceil(4), 64),
+        &params,
+        Grid::Invocations(spec.len().div_ceil(4)),
     )
 }
 

@@ -9,18 +9,23 @@ pub mod reference;
 pub use cases::{bench_cases, check};
 
 use crate::error::{shape_err, Result};
-use crate::gpu::{grid_1d, Access, BufView, Dispatch, GpuContext, Kernel};
+use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec};
 
 const SOURCES: &[&str] = &[include_str!("../../../shaders/broadcast.wgsl")];
 const BINDINGS: &[Access] = &[Access::Read, Access::ReadWrite, Access::Uniform];
-const BATCH: Kernel = Kernel::portable("broadcast_batch", SOURCES, "broadcast_batch", BINDINGS);
-const PER_IMAGE: Kernel = Kernel::portable("broadcast_per_image", SOURCES, "broadcast_per_image", BINDINGS);
+const BATCH: Kernel<Params> = Kernel::portable("broadcast_batch", SOURCES, "broadcast_batch", BINDINGS);
+const PER_IMAGE: Kernel<Params> = Kernel::portable("broadcast_per_image", SOURCES, "broadcast_per_image", BINDINGS);
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    n: u32,
-    per: u32,
+crate::gpu_params! {
+    struct Params {
+        n: u32,
+        per: u32,
+    }
+}
+
+/// Every kernel of the family, for the contract test.
+pub fn all_kernels() -> Vec<KernelSpec> {
+    vec![BATCH.spec(), PER_IMAGE.spec()]
 }
 
 fn whole_multiple(op: &str, x: &BufView<'_>, y: &BufView<'_>) -> Result<usize> {
@@ -40,7 +45,7 @@ pub fn broadcast_batch(ctx: &GpuContext, x: BufView<'_>, y: BufView<'_>) -> Resu
         n: y.len as u32,
         per: x.len as u32,
     };
-    ctx.dispatch(&BATCH, &[], &[x, y], bytemuck::bytes_of(&p), grid_1d(y.len, 256))
+    ctx.dispatch(&BATCH, &[], &[x, y], &p, Grid::Invocations(y.len))
 }
 
 /// `y[n, ...] = x[n]` for every element of image n.
@@ -50,5 +55,5 @@ pub fn broadcast_per_image(ctx: &GpuContext, x: BufView<'_>, y: BufView<'_>) -> 
         n: y.len as u32,
         per: per as u32,
     };
-    ctx.dispatch(&PER_IMAGE, &[], &[x, y], bytemuck::bytes_of(&p), grid_1d(y.len, 256))
+    ctx.dispatch(&PER_IMAGE, &[], &[x, y], &p, Grid::Invocations(y.len))
 }

@@ -16,6 +16,10 @@
 
 use std::fmt::Write;
 
+/// Lanes of the one subgroup each generated kernel runs per workgroup (its
+/// `@workgroup_size`); the adapter's subgroups must be at least this wide.
+pub const LANES: u32 = 8;
+
 /// What the forward tile writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Epilogue {
@@ -49,7 +53,7 @@ impl ForwardTile {
     }
 
     pub fn couts_per_workgroup(&self) -> u32 {
-        8 * self.couts_per_lane
+        LANES * self.couts_per_lane
     }
 
     pub fn name(&self) -> String {
@@ -90,7 +94,7 @@ pub fn forward(t: &ForwardTile) -> String {
     let in_rows = t.tile_rows() + k - 1;
     let mut s = String::from(FORWARD_HEADER);
     let o = &mut s;
-    wl(o, "@compute @workgroup_size(8)");
+    wl(o, &format!("@compute @workgroup_size({LANES})"));
     wl(
         o,
         "fn main(@builtin(subgroup_invocation_id) lane: u32, @builtin(workgroup_id) wid: vec3<u32>,",
@@ -265,7 +269,7 @@ pub fn weight(t: &WeightTile) -> String {
     let comps = ["x", "y", "z", "w"];
     let mut s = String::from(WEIGHT_HEADER);
     let o = &mut s;
-    wl(o, "@compute @workgroup_size(8)");
+    wl(o, &format!("@compute @workgroup_size({LANES})"));
     wl(
         o,
         "fn main(@builtin(subgroup_invocation_id) lane: u32, @builtin(workgroup_id) wid: vec3<u32>) {",

@@ -28,7 +28,14 @@ pub use cases::{bench_cases, check};
 pub use shape::Conv2dShape;
 
 use crate::error::Result;
-use crate::gpu::{BufView, Dispatch, GpuContext};
+use crate::gpu::{BufView, Dispatch, GpuContext, KernelSpec};
+
+/// Every kernel of the family, each generated tile variant included, for the contract test.
+pub fn all_kernels() -> Vec<KernelSpec> {
+    let mut all = simple::kernels();
+    all.extend(tiled::kernels());
+    all
+}
 
 /// Which implementation runs; the public functions pick [`Path::best`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

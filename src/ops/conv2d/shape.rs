@@ -120,9 +120,10 @@ impl Conv2dShape {
                 self.k * self.k * self.cin.max(self.cout)
             ));
         }
-        if self.pixels() > 256 * 65535 {
+        let most_pixels = super::simple::REDUCTION_WORKGROUP * 65535;
+        if self.pixels() > most_pixels {
             return shape_err(format!(
-                "conv2d: {} pixels exceed the 256*65535 a gradient reduction covers",
+                "conv2d: {} pixels exceed the {most_pixels} a gradient reduction covers",
                 self.pixels()
             ));
         }

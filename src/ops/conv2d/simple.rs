@@ -3,52 +3,65 @@
 
 use super::Conv2dShape;
 use crate::error::Result;
-use crate::gpu::{grid_1d, Access, BufView, Dispatch, GpuContext, Kernel};
+use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec};
 use crate::ops::elementwise::GELU_WGSL;
 
 use Access::{Read, ReadWrite, Uniform};
 
-const FORWARD: Kernel = Kernel::portable(
+const FORWARD: Kernel<Params> = Kernel::portable(
     "conv2d_forward",
     &[GELU_WGSL, include_str!("../../../shaders/conv2d_forward.wgsl")],
     "conv2d_forward",
     &[Read, Read, Read, Read, ReadWrite, Uniform],
 );
-const BACKWARD_INPUT: Kernel = Kernel::portable(
+const BACKWARD_INPUT: Kernel<Params> = Kernel::portable(
     "conv2d_backward_input",
     &[GELU_WGSL, include_str!("../../../shaders/conv2d_backward_input.wgsl")],
     "conv2d_backward_input",
     &[Read, Read, Read, ReadWrite, Uniform],
 );
 const WEIGHT_SOURCES: &[&str] = &[GELU_WGSL, include_str!("../../../shaders/conv2d_backward_weight.wgsl")];
-const BACKWARD_WEIGHT: Kernel = Kernel::portable(
+/// Invocations sharing one weight or bias gradient's pixel sum (`WG` in the
+/// WGSL): each walks every `REDUCTION_WORKGROUP`-th pixel, which bounds the pixel count.
+pub(super) const REDUCTION_WORKGROUP: usize = 256;
+const REDUCTION: &[(&str, i64)] = &[("WG", REDUCTION_WORKGROUP as i64)];
+const BACKWARD_WEIGHT: Kernel<Params> = Kernel::portable(
     "conv2d_backward_weight",
     WEIGHT_SOURCES,
     "conv2d_backward_weight",
     &[Read, Read, ReadWrite, Uniform],
-);
-const BACKWARD_BIAS: Kernel = Kernel::portable(
+)
+.with_constants(REDUCTION);
+const BACKWARD_BIAS: Kernel<Params> = Kernel::portable(
     "conv2d_backward_bias",
     WEIGHT_SOURCES,
     "conv2d_backward_bias",
     // Binding 0 (x) is declared by the shared module but unused by this entry point.
     &[Read, Read, ReadWrite, Uniform],
-);
+)
+.with_constants(REDUCTION);
 
-const WG: u32 = 64;
+/// Every kernel of the simple path, for the contract test. Their override
+/// constants (GELU_INPUT, HAS_BIAS, ...) change neither bindings nor workgroup size.
+pub(super) fn kernels() -> Vec<KernelSpec> {
+    [FORWARD, BACKWARD_INPUT, BACKWARD_WEIGHT, BACKWARD_BIAS]
+        .iter()
+        .map(|k| k.spec())
+        .collect()
+}
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    n: u32,
-    h: u32,
-    w: u32,
-    cin: u32,
-    cout: u32,
-    k: u32,
-    pad: u32,
-    /// Invocations (weight/bias gradients: workgroups) that do work.
-    total: u32,
+crate::gpu_params! {
+    struct Params {
+        n: u32,
+        h: u32,
+        w: u32,
+        cin: u32,
+        cout: u32,
+        k: u32,
+        pad: u32,
+        /// Invocations (weight/bias gradients: workgroups) that do work.
+        total: u32,
+    }
 }
 
 fn params(s: &Conv2dShape, total: usize) -> Params {
@@ -90,7 +103,7 @@ pub(super) fn forward(
     let views = [x, w, bias.unwrap_or(x), residual.unwrap_or(x), y];
     let total = s.y_len();
     let p = params(s, total);
-    ctx.dispatch(&FORWARD, &constants, &views, bytemuck::bytes_of(&p), grid_1d(total, WG))
+    ctx.dispatch(&FORWARD, &constants, &views, &p, Grid::Invocations(total))
 }
 
 pub(super) fn backward_input(
@@ -107,14 +120,14 @@ pub(super) fn backward_input(
         &BACKWARD_INPUT,
         &[("GELU_INPUT", flag(s.gelu_input))],
         &[x, w, dy, dx],
-        bytemuck::bytes_of(&p),
-        grid_1d(total, WG),
+        &p,
+        Grid::Invocations(total),
     )
 }
 
-/// One 256-invocation workgroup per output element (see the WGSL for why).
-fn per_element_grid(n: usize) -> [u32; 3] {
-    grid_1d(n, 1)
+/// One workgroup per output element (see the WGSL for why).
+fn per_element_grid(n: usize) -> Grid {
+    Grid::Groups(n)
 }
 
 pub(super) fn backward_weight(
@@ -128,13 +141,7 @@ pub(super) fn backward_weight(
     let total = s.w_len();
     let p = params(s, total);
     let constants = [("GELU_INPUT", flag(s.gelu_input)), ("ACCUMULATE", flag(accumulate))];
-    ctx.dispatch(
-        &BACKWARD_WEIGHT,
-        &constants,
-        &[x, dy, dw],
-        bytemuck::bytes_of(&p),
-        per_element_grid(total),
-    )
+    ctx.dispatch(&BACKWARD_WEIGHT, &constants, &[x, dy, dw], &p, per_element_grid(total))
 }
 
 pub(super) fn backward_bias(
@@ -149,7 +156,7 @@ pub(super) fn backward_bias(
         &BACKWARD_BIAS,
         &[("ACCUMULATE", flag(accumulate))],
         &[dy, dy, db],
-        bytemuck::bytes_of(&p),
+        &p,
         per_element_grid(s.cout),
     )
 }

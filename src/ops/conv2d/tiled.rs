@@ -11,56 +11,124 @@
 //! guarantee the rest, so the kernels are compiled without bounds checks.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::Mutex;
 
-use super::codegen::{self, Epilogue, ForwardTile, WeightTile};
+use super::codegen::{self, Epilogue, ForwardTile, WeightTile, LANES};
 use super::Conv2dShape;
 use crate::error::{shape_err, Result};
-use crate::gpu::{grid_1d, Access, BufView, Dispatch, GpuContext, Kernel};
+use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec};
 use crate::ops::elementwise::GELU_WGSL;
 
 use Access::{Read, ReadWrite, Uniform};
 
 /// The generated kernels need subgroups of at least 8 lanes (one workgroup = 8 lanes).
 pub fn usable(ctx: &GpuContext) -> bool {
-    ctx.has(wgpu::Features::SUBGROUP) && ctx.subgroup_min_size >= 8
+    ctx.has(wgpu::Features::SUBGROUP) && ctx.subgroup_min_size >= LANES
 }
 
-/// Generated kernels, built once per process and variant (their WGSL is leaked so the
-/// `Kernel` can hold `&'static str` like the hand-written ones).
-fn generated(name: String, source: impl FnOnce() -> String, bindings: &'static [Access]) -> Kernel {
-    static CACHE: Mutex<Option<HashMap<String, Kernel>>> = Mutex::new(None);
-    let mut cache = CACHE.lock().unwrap();
+/// A generated kernel (after gelu.wgsl) with one subgroup per workgroup.
+fn generated<P: crate::gpu::GpuParams>(name: String, wgsl: String, bindings: &'static [Access]) -> Kernel<P> {
+    Kernel::generated(name, &[GELU_WGSL], wgsl, "main", bindings)
+        .requiring(wgpu::Features::SUBGROUP)
+        .without_bounds_checks()
+        .with_workgroup_size([LANES, 1, 1])
+}
+
+const FORWARD_BINDINGS: &[Access] = &[Read, Read, Read, Read, ReadWrite, Uniform];
+const WEIGHT_BINDINGS: &[Access] = &[Read, Read, ReadWrite, Uniform];
+
+fn forward_kernel(t: &ForwardTile) -> Kernel<ForwardParams> {
+    generated(t.name(), codegen::forward(t), FORWARD_BINDINGS)
+}
+
+fn weight_kernel(t: &WeightTile) -> Kernel<WeightParams> {
+    generated(t.name(), codegen::weight(t), WEIGHT_BINDINGS)
+}
+
+/// Generated kernels are built once per process and variant.
+fn cached<T: Hash + Eq + Copy, P>(
+    cache: &Mutex<Option<HashMap<T, Kernel<P>>>>,
+    variant: T,
+    make: impl FnOnce(&T) -> Kernel<P>,
+) -> Kernel<P> {
+    let mut cache = cache.lock().unwrap();
     let map = cache.get_or_insert_with(HashMap::new);
-    *map.entry(name.clone()).or_insert_with(|| {
-        let source: &'static str = Box::leak(source().into_boxed_str());
-        let sources: &'static [&'static str] = Box::leak(vec![GELU_WGSL, source].into_boxed_slice());
-        Kernel::portable(Box::leak(name.into_boxed_str()), sources, "main", bindings)
-            .requiring(wgpu::Features::SUBGROUP)
-            .without_bounds_checks()
-    })
+    map.entry(variant).or_insert_with(|| make(&variant)).clone()
 }
 
 const UTIL: &[&str] = &[include_str!("../../../shaders/conv2d_tiled_util.wgsl")];
-const FLIP_TRANSPOSE: Kernel = Kernel::portable(
+const FLIP_TRANSPOSE: Kernel<UtilParams> = Kernel::portable(
     "conv2d_flip_transpose",
     UTIL,
     "flip_transpose",
     &[Read, ReadWrite, Uniform],
 );
-const SUM_SPLITS: Kernel = Kernel::portable("conv2d_sum_splits", UTIL, "sum_splits", &[Read, ReadWrite, Uniform]);
+const SUM_SPLITS: Kernel<UtilParams> =
+    Kernel::portable("conv2d_sum_splits", UTIL, "sum_splits", &[Read, ReadWrite, Uniform]);
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct ForwardParams {
-    n: u32,
-    h: u32,
-    w: u32,
-    cin4: u32,
-    cout: u32,
-    tiles_w: u32,
-    tiles_h: u32,
-    tiles: u32,
+/// Every kernel of the tiled path: the two helpers and every tile variant
+/// [`forward_tile`] and [`weight_tile`] can choose, for the contract test.
+pub(super) fn kernels() -> Vec<KernelSpec> {
+    let mut all = vec![FLIP_TRANSPOSE.spec(), SUM_SPLITS.spec()];
+    for k in [1, 3] {
+        let (max_blocks, max_couts_per_lane) = forward_limits(k);
+        // (gelu on the input, epilogue) pairs: forward convs and the dx conv.
+        let mut uses = vec![(false, Epilogue::GeluGrad)];
+        for gelu_input in [false, true] {
+            for (bias, residual) in [(false, false), (false, true), (true, false), (true, true)] {
+                uses.push((gelu_input, Epilogue::Store { bias, residual }));
+            }
+        }
+        for blocks in 1..=max_blocks {
+            for couts_per_lane in 1..=max_couts_per_lane {
+                for &(gelu_input, epilogue) in &uses {
+                    let t = ForwardTile {
+                        k: k as u32,
+                        rows: 1,
+                        blocks: blocks as u32,
+                        couts_per_lane: couts_per_lane as u32,
+                        gelu_input,
+                        epilogue,
+                    };
+                    all.push(forward_kernel(&t).spec());
+                }
+            }
+        }
+        for ci_vecs in 1..=max_ci_vecs(k as u32) {
+            for gelu_input in [false, true] {
+                let t = WeightTile {
+                    k: k as u32,
+                    ci_vecs,
+                    gelu_input,
+                };
+                all.push(weight_kernel(&t).spec());
+            }
+        }
+    }
+    all
+}
+
+crate::gpu_params! {
+    struct ForwardParams {
+        n: u32,
+        h: u32,
+        w: u32,
+        cin4: u32,
+        cout: u32,
+        tiles_w: u32,
+        tiles_h: u32,
+        tiles: u32,
+    }
+}
+
+/// Most blocks and output channels per lane of a forward tile with a k×k kernel.
+fn forward_limits(k: usize) -> (usize, usize) {
+    if k == 3 {
+        (16, 4)
+    } else {
+        (4, 8)
+    }
 }
 
 /// The tile for a conv with `cout` outputs over `h` (possibly stacked) rows. One input
@@ -75,12 +143,12 @@ struct ForwardParams {
 /// 8 x4: 23.2, 16 x4: 25.9, 32 x4: 27.8, 16 x8: 27.1, 32 x8: 16.3;
 /// 1x1: 4 x3: 7.7, 16 x4: 14.1, 8 x4: 13.2, 4 x8: 19.6, 16 x8: 19.1.
 fn forward_tile(k: usize, h: usize, cout: usize, gelu_input: bool, epilogue: Epilogue) -> ForwardTile {
-    let (max_blocks, max_couts_per_lane) = if k == 3 { (16, 4) } else { (4, 8) };
+    let (max_blocks, max_couts_per_lane) = forward_limits(k);
     ForwardTile {
         k: k as u32,
         rows: 1,
         blocks: h.clamp(1, max_blocks) as u32,
-        couts_per_lane: cout.div_ceil(8).clamp(1, max_couts_per_lane) as u32,
+        couts_per_lane: cout.div_ceil(LANES as usize).clamp(1, max_couts_per_lane) as u32,
         gelu_input,
         epilogue,
     }
@@ -122,23 +190,15 @@ fn forward_tiles(
         tiles_h: tiles_h as u32,
         tiles: tiles as u32,
     };
-    let [gx, gy, _] = grid_1d(tiles, 1);
     let gz = s.cout.div_ceil(t.couts_per_workgroup() as usize);
     if gz > 65535 {
         return shape_err(format!("conv2d: {} output channels are too many for one grid", s.cout));
     }
-    let kernel = generated(
-        t.name(),
-        || codegen::forward(t),
-        &[Read, Read, Read, Read, ReadWrite, Uniform],
-    );
-    ctx.dispatch(
-        &kernel,
-        &[],
-        &[x, w, bias, extra, y],
-        bytemuck::bytes_of(&p),
-        [gx, gy, gz as u32],
-    )
+    static KERNELS: Mutex<Option<HashMap<ForwardTile, Kernel<ForwardParams>>>> = Mutex::new(None);
+    let kernel = cached(&KERNELS, *t, forward_kernel);
+    // One workgroup per tile (folded into x and y), one layer per output-channel chunk.
+    let grid = Grid::GroupLayers(tiles, gz);
+    ctx.dispatch(&kernel, &[], &[x, w, bias, extra, y], &p, grid)
 }
 
 pub(super) fn forward(
@@ -159,17 +219,17 @@ pub(super) fn forward(
     forward_tiles(ctx, &t, s, x, w, bias.unwrap_or(x), residual.unwrap_or(x), y)
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct UtilParams {
-    cout: u32,
-    kk: u32,
-    cin: u32,
-    total: u32,
-    stride: u32,
-    splits: u32,
-    accumulate: u32,
-    pad: u32,
+crate::gpu_params! {
+    struct UtilParams {
+        cout: u32,
+        kk: u32,
+        cin: u32,
+        total: u32,
+        stride: u32,
+        splits: u32,
+        accumulate: u32,
+        pad: u32,
+    }
 }
 
 pub(super) fn backward_input(
@@ -196,13 +256,7 @@ pub(super) fn backward_input(
         len: s.w_len(),
         ..scratch
     };
-    let d1 = ctx.dispatch(
-        &FLIP_TRANSPOSE,
-        &[],
-        &[w, wt],
-        bytemuck::bytes_of(&flip),
-        grid_1d(s.w_len(), 64),
-    )?;
+    let d1 = ctx.dispatch(&FLIP_TRANSPOSE, &[], &[w, wt], &flip, Grid::Invocations(s.w_len()))?;
     // dx = conv(dy, flipped w): a forward conv with the channel counts swapped.
     let swapped = Conv2dShape {
         cin: s.cout,
@@ -226,8 +280,18 @@ pub(super) fn backward_input(
 /// accumulators per lane), 8 for 1x1, or the largest count below that divides cin/4.
 /// Measured (GFLOP per CPU-second): 3x3 1: 28.3, 2: 24.2; 1x1 1: 7.1, 4: 13.5, 8: 16.2, 16: 13.5.
 fn ci_vecs(s: &Conv2dShape) -> u32 {
-    let want = if s.k == 3 { 1 } else { 8 };
-    (1..=want).rev().find(|v| (s.cin / 4).is_multiple_of(*v)).unwrap_or(1) as u32
+    (1..=max_ci_vecs(s.k as u32))
+        .rev()
+        .find(|v| (s.cin / 4).is_multiple_of(*v as usize))
+        .unwrap_or(1)
+}
+
+fn max_ci_vecs(k: u32) -> u32 {
+    if k == 3 {
+        1
+    } else {
+        8
+    }
 }
 
 /// 8-pixel row segments of the weight-gradient reduction.
@@ -245,21 +309,21 @@ pub fn weight_splits(s: &Conv2dShape) -> usize {
         .max(segments(s).div_ceil(16 * 1024))
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct WeightParams {
-    n: u32,
-    h: u32,
-    w: u32,
-    cin4: u32,
-    cout4: u32,
-    segs_w: u32,
-    segments: u32,
-    per_split: u32,
-    stride: u32,
-    w_len: u32,
-    pad0: u32,
-    pad1: u32,
+crate::gpu_params! {
+    struct WeightParams {
+        n: u32,
+        h: u32,
+        w: u32,
+        cin4: u32,
+        cout4: u32,
+        segs_w: u32,
+        segments: u32,
+        per_split: u32,
+        stride: u32,
+        w_len: u32,
+        pad0: u32,
+        pad1: u32,
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -306,10 +370,12 @@ pub(super) fn backward_weight(
         ci_vecs: ci_vecs(s),
         gelu_input: gelu_in_kernel,
     };
-    let kernel = generated(t.name(), || codegen::weight(&t), &[Read, Read, ReadWrite, Uniform]);
+    static KERNELS: Mutex<Option<HashMap<WeightTile, Kernel<WeightParams>>>> = Mutex::new(None);
+    let kernel = cached(&KERNELS, t, weight_kernel);
+    // Workgroups own (input-channel vec4s, LANES output vec4s, one split).
     let grid = [
         (s.cin / 4 / ci_vecs(s) as usize) as u32,
-        (s.cout / 4).div_ceil(8) as u32,
+        (s.cout / 4).div_ceil(LANES as usize) as u32,
         splits as u32,
     ];
     if grid.iter().any(|&g| g > 65535) {
@@ -317,11 +383,12 @@ pub(super) fn backward_weight(
             "conv2d: backward weight grid {grid:?} exceeds 65535 workgroups"
         ));
     }
+    let grid = Grid::Workgroups(grid);
     let partials = BufView {
         len: splits * stride,
         ..scratch
     };
-    ds.push(ctx.dispatch(&kernel, &[], &[x, dy, partials], bytemuck::bytes_of(&p), grid)?);
+    ds.push(ctx.dispatch(&kernel, &[], &[x, dy, partials], &p, grid)?);
     let mut sum = |dst: BufView<'_>, offset: usize, total: usize| -> Result<()> {
         let q = UtilParams {
             cout: 0,
@@ -333,13 +400,7 @@ pub(super) fn backward_weight(
             accumulate: accumulate as u32,
             pad: offset as u32,
         };
-        ds.push(ctx.dispatch(
-            &SUM_SPLITS,
-            &[],
-            &[partials, dst],
-            bytemuck::bytes_of(&q),
-            grid_1d(total, 64),
-        )?);
+        ds.push(ctx.dispatch(&SUM_SPLITS, &[], &[partials, dst], &q, Grid::Invocations(total))?);
         Ok(())
     };
     sum(dw, 0, s.w_len())?;

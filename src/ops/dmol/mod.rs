@@ -16,19 +16,20 @@ pub mod reference;
 pub use cases::{bench_cases, check};
 
 use crate::error::{shape_err, Result};
-use crate::gpu::{grid_1d, Access, BufView, Dispatch, GpuContext, Kernel};
+use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec};
 use crate::ops::rng::{RngKey, RNG_WGSL};
 
 const COMMON: &str = include_str!("../../../shaders/dmol_common.wgsl");
 /// The log_softmax normaliser both loss kernels use.
 const LOGITS: &str = include_str!("../../../shaders/dmol_logits.wgsl");
-const LOSS: Kernel = Kernel::portable(
+const LOSS: Kernel<LossParams> = Kernel::portable(
     "dmol_loss",
     &[COMMON, LOGITS, include_str!("../../../shaders/dmol_loss.wgsl")],
     "dmol_loss",
     &[Access::Read, Access::Read, Access::ReadWrite, Access::Uniform],
-);
-const LOSS_GRAD: Kernel = Kernel::portable(
+)
+.with_workgroup_size([TILE as u32, 1, 1]);
+const LOSS_GRAD: Kernel<LossParams> = Kernel::portable(
     "dmol_loss_grad",
     &[COMMON, LOGITS, include_str!("../../../shaders/dmol_loss_grad.wgsl")],
     "dmol_loss_grad",
@@ -40,8 +41,9 @@ const LOSS_GRAD: Kernel = Kernel::portable(
         Access::ReadWrite,
         Access::Uniform,
     ],
-);
-const SAMPLE: Kernel = Kernel::portable(
+)
+.with_workgroup_size([TILE as u32, 1, 1]);
+const SAMPLE: Kernel<SampleParams> = Kernel::portable(
     "dmol_sample",
     &[RNG_WGSL, COMMON, include_str!("../../../shaders/dmol_sample.wgsl")],
     "dmol_sample",
@@ -50,6 +52,11 @@ const SAMPLE: Kernel = Kernel::portable(
 
 /// Pixels per workgroup of the loss kernels (one tile of one image).
 const TILE: usize = 64;
+
+/// Every kernel of the family, for the contract test.
+pub fn all_kernels() -> Vec<KernelSpec> {
+    vec![LOSS.spec(), LOSS_GRAD.spec(), SAMPLE.spec()]
+}
 
 /// A sampling uniform U in (0, 1) becomes u = DRAW_LO + DRAW_SPAN * U, i.e.
 /// torch's `uniform_(1e-5, 1 - 1e-5)`; 1 - u is DRAW_LO + DRAW_SPAN * (1 - U).
@@ -176,18 +183,18 @@ impl DmolSpec {
     }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct LossParams {
-    pixels: u32,
-    images: u32,
-    channels: u32,
-    mixtures: u32,
-    out_channels: u32,
-    stride: u32,
-    tiles: u32,
-    half_bin: f32,
-    log_half_bins: f32,
+crate::gpu_params! {
+    struct LossParams {
+        pixels: u32,
+        images: u32,
+        channels: u32,
+        mixtures: u32,
+        out_channels: u32,
+        stride: u32,
+        tiles: u32,
+        half_bin: f32,
+        log_half_bins: f32,
+    }
 }
 
 impl LossParams {
@@ -238,8 +245,8 @@ pub fn nll(
 ) -> Result<Vec<Dispatch>> {
     check_loss_views("dmol nll", spec, &l, &x, &partials, &nll)?;
     let params = LossParams::new(spec);
-    let grid = [spec.tiles() as u32, spec.n as u32, 1];
-    let main = ctx.dispatch(&LOSS, &[], &[l, x, partials], bytemuck::bytes_of(&params), grid)?;
+    let grid = Grid::Workgroups([spec.tiles() as u32, spec.n as u32, 1]);
+    let main = ctx.dispatch(&LOSS, &[], &[l, x, partials], &params, grid)?;
     Ok(vec![main, reduce(ctx, spec, partials, nll)?])
 }
 
@@ -261,27 +268,21 @@ pub fn nll_grad(
     upstream.expect_len(op, "upstream", spec.n)?;
     dl.expect_len(op, "dl", spec.l_len())?;
     let params = LossParams::new(spec);
-    let grid = [spec.tiles() as u32, spec.n as u32, 1];
-    let main = ctx.dispatch(
-        &LOSS_GRAD,
-        &[],
-        &[l, x, upstream, dl, partials],
-        bytemuck::bytes_of(&params),
-        grid,
-    )?;
+    let grid = Grid::Workgroups([spec.tiles() as u32, spec.n as u32, 1]);
+    let main = ctx.dispatch(&LOSS_GRAD, &[], &[l, x, upstream, dl, partials], &params, grid)?;
     Ok(vec![main, reduce(ctx, spec, partials, nll)?])
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct SampleParams {
-    key: RngKey,
-    pixels: u32,
-    channels: u32,
-    mixtures: u32,
-    out_channels: u32,
-    stride: u32,
-    groups: u32,
+crate::gpu_params! {
+    struct SampleParams {
+        key: RngKey,
+        pixels: u32,
+        channels: u32,
+        mixtures: u32,
+        out_channels: u32,
+        stride: u32,
+        groups: u32,
+    }
 }
 
 /// Draws `out` (`[N, H, W, C]`, values in [-1, 1]) from the mixture `l` with the
@@ -302,13 +303,7 @@ pub fn sample(ctx: &GpuContext, spec: &DmolSpec, l: BufView<'_>, key: RngKey, ou
         stride: spec.stride() as u32,
         groups: spec.draw_groups() as u32,
     };
-    ctx.dispatch(
-        &SAMPLE,
-        &[],
-        &[l, out],
-        bytemuck::bytes_of(&params),
-        grid_1d(spec.pixels(), 64),
-    )
+    ctx.dispatch(&SAMPLE, &[], &[l, out], &params, Grid::Invocations(spec.pixels()))
 }
 
 /// Samples in [-1, 1] to 8-bit pixels as the official `DmolNet.sample` does:

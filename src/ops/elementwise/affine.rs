@@ -4,7 +4,7 @@
 
 use super::{reciprocal, same_len, DIVIDE_WGSL, ELEM_F32, ELEM_VEC4};
 use crate::error::{shape_err, Result};
-use crate::gpu::{grid_1d, Access, BufView, Dispatch, GpuContext, Kernel};
+use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec};
 
 const ADD_WGSL: &str = include_str!("../../../shaders/elementwise_add.wgsl");
 const AFFINE_WGSL: &str = include_str!("../../../shaders/elementwise_affine.wgsl");
@@ -27,11 +27,11 @@ const AFFINE_BWD_BINDINGS: &[Access] = &[
 ];
 
 /// Each kernel as (one f32, a vec4 of channels) per invocation.
-const ADD: [Kernel; 2] = [
+const ADD: [Kernel<AddParams>; 2] = [
     Kernel::portable("add", &[ELEM_F32, ADD_WGSL], "add", ADD_BINDINGS),
     Kernel::portable("add_vec4", &[ELEM_VEC4, ADD_WGSL], "add", ADD_BINDINGS),
 ];
-const AFFINE: [Kernel; 2] = [
+const AFFINE: [Kernel<LenParams>; 2] = [
     Kernel::portable(
         "affine",
         &[DIVIDE_WGSL, ELEM_F32, AFFINE_WGSL],
@@ -45,7 +45,7 @@ const AFFINE: [Kernel; 2] = [
         AFFINE_BINDINGS,
     ),
 ];
-const AFFINE_BWD_PARTIALS: [Kernel; 2] = [
+const AFFINE_BWD_PARTIALS: [Kernel<PartialsParams>; 2] = [
     Kernel::portable(
         "affine_backward_partials",
         &[ELEM_F32, AFFINE_BWD_WGSL],
@@ -62,7 +62,7 @@ const AFFINE_BWD_PARTIALS: [Kernel; 2] = [
 const FINISH_WGSL: &[&str] = &[include_str!("../../../shaders/elementwise_affine_finish.wgsl")];
 const FINISH_BINDINGS: &[Access] = &[Access::Read, Access::ReadWrite, Access::ReadWrite, Access::Uniform];
 /// Pass 2 as (a workgroup tree per channel, one invocation per channel).
-const AFFINE_BWD_FINISH: [Kernel; 2] = [
+const AFFINE_BWD_FINISH: [Kernel<FinishParams>; 2] = [
     Kernel::portable(
         "affine_backward_finish",
         FINISH_WGSL,
@@ -84,28 +84,42 @@ const SERIAL_FINISH_CHANNELS: usize = 64;
 /// fill a large GPU, while each still sums a run of rows (≈ elements / 65536).
 const TARGET_INVOCATIONS: usize = 65536;
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct LenParams {
-    n: u32,
-    channels: u32,
-    inv_channels: f32,
+crate::gpu_params! {
+    struct AddParams {
+        n: u32,
+    }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct PartialsParams {
-    rows: u32,
-    channels: u32,
-    splits: u32,
-    rows_per_split: u32,
+crate::gpu_params! {
+    struct LenParams {
+        n: u32,
+        channels: u32,
+        inv_channels: f32,
+    }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct FinishParams {
-    channels: u32,
-    splits: u32,
+crate::gpu_params! {
+    struct PartialsParams {
+        rows: u32,
+        channels: u32,
+        splits: u32,
+        rows_per_split: u32,
+    }
+}
+
+crate::gpu_params! {
+    struct FinishParams {
+        channels: u32,
+        splits: u32,
+    }
+}
+
+pub(super) fn kernels() -> Vec<KernelSpec> {
+    let mut all: Vec<KernelSpec> = ADD.iter().map(|k| k.spec()).collect();
+    all.extend(AFFINE.iter().map(|k| k.spec()));
+    all.extend(AFFINE_BWD_PARTIALS.iter().map(|k| k.spec()));
+    all.extend(AFFINE_BWD_FINISH.iter().map(|k| k.spec()));
+    all
 }
 
 /// Elements per invocation: 4 (a vec4) when `n` divides by 4, else 1.
@@ -121,19 +135,9 @@ fn width(n: usize) -> usize {
 pub fn add(ctx: &GpuContext, a: BufView<'_>, b: BufView<'_>, y: BufView<'_>) -> Result<Dispatch> {
     let n = same_len("add", &[&a, &b, &y])?;
     let v = width(n);
-    let params = LenParams {
-        n: (n / v) as u32,
-        channels: 0,
-        inv_channels: 0.0,
-    };
+    let params = AddParams { n: (n / v) as u32 };
     let kernel = &ADD[(v == 4) as usize];
-    ctx.dispatch(
-        kernel,
-        &[],
-        &[a, b, y],
-        bytemuck::bytes_of(&params),
-        grid_1d(n / v, 256),
-    )
+    ctx.dispatch(kernel, &[], &[a, b, y], &params, Grid::Invocations(n / v))
 }
 
 fn channel_count(op: &str, len: usize, per_channel: &[&BufView<'_>]) -> Result<usize> {
@@ -169,13 +173,7 @@ pub fn affine(
         inv_channels: reciprocal("affine", c / v)?,
     };
     let kernel = &AFFINE[(v == 4) as usize];
-    ctx.dispatch(
-        kernel,
-        &[],
-        &[x, gain, bias, y],
-        bytemuck::bytes_of(&params),
-        grid_1d(n / v, 256),
-    )
+    ctx.dispatch(kernel, &[], &[x, gain, bias, y], &params, Grid::Invocations(n / v))
 }
 
 /// Buffers of [`affine_backward`]: `x`, `dy`, `dx` are `[N,H,W,C]`; `gain`, `dgain`,
@@ -233,20 +231,21 @@ pub fn affine_backward(ctx: &GpuContext, b: &AffineBackward<'_>) -> Result<Vec<D
         &AFFINE_BWD_PARTIALS[(v == 4) as usize],
         &[],
         &[b.x, b.dy, b.gain, b.dx, scratch],
-        bytemuck::bytes_of(&p1),
-        grid_1d(s * c / v, 256),
+        &p1,
+        Grid::Invocations(s * c / v),
     )?;
     let p2 = FinishParams {
         channels: c as u32,
         splits: s as u32,
     };
     let serial = c >= SERIAL_FINISH_CHANNELS;
-    let grid = if serial { grid_1d(c, 256) } else { grid_1d(c * 256, 256) };
+    // Serial: one invocation per channel; tree: one workgroup per channel.
+    let grid = if serial { Grid::Invocations(c) } else { Grid::Groups(c) };
     let pass2 = ctx.dispatch(
         &AFFINE_BWD_FINISH[serial as usize],
         &[],
         &[scratch, b.dgain, b.dbias],
-        bytemuck::bytes_of(&p2),
+        &p2,
         grid,
     )?;
     Ok(vec![pass1, pass2])

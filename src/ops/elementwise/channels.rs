@@ -8,12 +8,12 @@ use std::fmt;
 
 use super::{reciprocal, DIVIDE_WGSL, ELEM_F32, ELEM_VEC4};
 use crate::error::{shape_err, Result};
-use crate::gpu::{grid_1d, Access, BufView, Dispatch, GpuContext, Kernel};
+use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec};
 
 const COPY_WGSL: &str = include_str!("../../../shaders/elementwise_channels.wgsl");
 const BINDINGS: &[Access] = &[Access::Read, Access::ReadWrite, Access::Uniform];
 /// One channel, or four (a vec4) per invocation.
-const COPY: [Kernel; 2] = [
+const COPY: [Kernel<Params>; 2] = [
     Kernel::portable(
         "copy_channels",
         &[DIVIDE_WGSL, ELEM_F32, COPY_WGSL],
@@ -81,18 +81,22 @@ pub enum CopyMode {
     OverwriteZeroRest,
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    rows: u32,
-    width: u32,
-    src_stride: u32,
-    src_start: u32,
-    dst_stride: u32,
-    dst_start: u32,
-    accumulate: u32,
-    pad: u32,
-    inv_cols: f32,
+crate::gpu_params! {
+    struct Params {
+        rows: u32,
+        width: u32,
+        src_stride: u32,
+        src_start: u32,
+        dst_stride: u32,
+        dst_start: u32,
+        accumulate: u32,
+        pad: u32,
+        inv_cols: f32,
+    }
+}
+
+pub(super) fn kernels() -> Vec<KernelSpec> {
+    COPY.iter().map(|k| k.spec()).collect()
 }
 
 /// `dst[.., dst_range] (=, +=) src[.., src_range]` for every row (N·H·W position).
@@ -146,13 +150,7 @@ pub fn copy_channels(
         inv_cols: reciprocal(op, cols)?,
     };
     let kernel = &COPY[(v == 4) as usize];
-    ctx.dispatch(
-        kernel,
-        &[],
-        &[src, dst],
-        bytemuck::bytes_of(&params),
-        grid_1d(rows * cols, 256),
-    )
+    ctx.dispatch(kernel, &[], &[src, dst], &params, Grid::Invocations(rows * cols))
 }
 
 /// `y = cat[a, b]` along channels: `[.., ca] ++ [.., cb] -> [.., ca + cb]`. Two dispatches.

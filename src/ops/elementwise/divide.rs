@@ -6,7 +6,7 @@
 //! below cover the shader's arithmetic.
 
 use crate::error::{shape_err, Result};
-use crate::gpu::{grid_1d, Access, BufView, Dispatch, GpuContext, Kernel};
+use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec};
 
 pub const DIVIDE_WGSL: &str = include_str!("../../../shaders/elementwise_divide.wgsl");
 
@@ -21,7 +21,7 @@ pub fn reciprocal(op: &str, d: usize) -> Result<f32> {
     Ok(1.0 / d as f32)
 }
 
-const DIVIDE_CHECK: Kernel = Kernel::portable(
+const DIVIDE_CHECK: Kernel<Params> = Kernel::portable(
     "divide_check",
     &[
         DIVIDE_WGSL,
@@ -31,12 +31,16 @@ const DIVIDE_CHECK: Kernel = Kernel::portable(
     &[Access::Read, Access::ReadWrite, Access::Uniform],
 );
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    n: u32,
-    divisor: u32,
-    inv_divisor: f32,
+crate::gpu_params! {
+    struct Params {
+        n: u32,
+        divisor: u32,
+        inv_divisor: f32,
+    }
+}
+
+pub(super) fn kernels() -> Vec<KernelSpec> {
+    vec![DIVIDE_CHECK.spec()]
 }
 
 /// `quotients[i] = numerators[i] / divisor` on the GPU through `div_exact` (for checking it).
@@ -51,14 +55,8 @@ pub fn divide_on_gpu(
         divisor: divisor as u32,
         inv_divisor: reciprocal("divide_on_gpu", divisor)?,
     };
-    let grid = grid_1d(numerators.len, 256);
-    ctx.dispatch(
-        &DIVIDE_CHECK,
-        &[],
-        &[numerators, quotients],
-        bytemuck::bytes_of(&params),
-        grid,
-    )
+    let grid = Grid::Invocations(numerators.len);
+    ctx.dispatch(&DIVIDE_CHECK, &[], &[numerators, quotients], &params, grid)
 }
 
 /// Numerators around multiples of `d` at small, 2^24, 2^25 and top-of-range

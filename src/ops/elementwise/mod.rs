@@ -17,7 +17,7 @@ pub use channels::{
 pub use divide::{div_exact, divide_on_gpu, edge_numerators, reciprocal, DIVIDE_WGSL, MAX_DIVISOR};
 
 use crate::error::{shape_err, Result};
-use crate::gpu::{grid_1d, Access, BufView, Dispatch, GpuContext, Kernel};
+use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec};
 
 /// Prepended to kernels written over `Elem`: one f32 per invocation, or four
 /// (a vec4 of consecutive channels) when the channel counts allow it.
@@ -28,23 +28,32 @@ pub const GELU_WGSL: &str = include_str!("../../../shaders/gelu.wgsl");
 const FORWARD: &[&str] = &[GELU_WGSL, include_str!("../../../shaders/elementwise.wgsl")];
 const BACKWARD: &[&str] = &[GELU_WGSL, include_str!("../../../shaders/elementwise_backward.wgsl")];
 
-const GELU_FWD: Kernel = Kernel::portable(
+const GELU_FWD: Kernel<Params> = Kernel::portable(
     "gelu_forward",
     FORWARD,
     "gelu_forward",
     &[Access::Read, Access::ReadWrite, Access::Uniform],
 );
-const GELU_BWD: Kernel = Kernel::portable(
+const GELU_BWD: Kernel<Params> = Kernel::portable(
     "gelu_backward",
     BACKWARD,
     "gelu_backward",
     &[Access::Read, Access::Read, Access::ReadWrite, Access::Uniform],
 );
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    n: u32,
+crate::gpu_params! {
+    struct Params {
+        n: u32,
+    }
+}
+
+/// Every kernel of the family, for the contract test.
+pub fn all_kernels() -> Vec<KernelSpec> {
+    let mut all = vec![GELU_FWD.spec(), GELU_BWD.spec()];
+    all.extend(affine::kernels());
+    all.extend(channels::kernels());
+    all.extend(divide::kernels());
+    all
 }
 
 fn same_len(op: &str, views: &[&BufView<'_>]) -> Result<usize> {
@@ -59,13 +68,7 @@ fn same_len(op: &str, views: &[&BufView<'_>]) -> Result<usize> {
 /// `y = gelu(x)`.
 pub fn gelu_forward(ctx: &GpuContext, x: BufView<'_>, y: BufView<'_>) -> Result<Dispatch> {
     let n = same_len("gelu_forward", &[&x, &y])?;
-    ctx.dispatch(
-        &GELU_FWD,
-        &[],
-        &[x, y],
-        bytemuck::bytes_of(&Params { n: n as u32 }),
-        grid_1d(n, 256),
-    )
+    ctx.dispatch(&GELU_FWD, &[], &[x, y], &Params { n: n as u32 }, Grid::Invocations(n))
 }
 
 /// `dx = dy * gelu'(x)`.
@@ -75,7 +78,7 @@ pub fn gelu_backward(ctx: &GpuContext, x: BufView<'_>, dy: BufView<'_>, dx: BufV
         &GELU_BWD,
         &[],
         &[x, dy, dx],
-        bytemuck::bytes_of(&Params { n: n as u32 }),
-        grid_1d(n, 256),
+        &Params { n: n as u32 },
+        Grid::Invocations(n),
     )
 }

@@ -17,7 +17,7 @@ pub mod reference;
 pub use cases::{bench_cases, check};
 
 use crate::error::{shape_err, Result};
-use crate::gpu::{grid_1d, Access, BufView, Dispatch, GpuContext, Kernel};
+use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec};
 use crate::ops::elementwise::{reciprocal, DIVIDE_WGSL, ELEM_F32, ELEM_VEC4};
 use crate::ops::reduce::sum_partials;
 
@@ -32,7 +32,7 @@ const BACKWARD_APPLY: &str = include_str!("../../../shaders/groupnorm_backward_a
 use Access::{Read as R, ReadWrite as W, Uniform as U};
 
 /// The memory-bound kernels as (one channel, a vec4 of channels) per invocation.
-const STATS_K: [Kernel; 2] = [
+const STATS_K: [Kernel<Params>; 2] = [
     Kernel::portable(
         "gn_stats_partials",
         &[ELEM_F32, COMMON, STATS],
@@ -46,7 +46,7 @@ const STATS_K: [Kernel; 2] = [
         &[R, W, U],
     ),
 ];
-const APPLY_K: [Kernel; 2] = [
+const APPLY_K: [Kernel<Params>; 2] = [
     Kernel::portable(
         "gn_apply",
         &[DIVIDE_WGSL, ELEM_F32, COMMON, APPLY],
@@ -60,7 +60,7 @@ const APPLY_K: [Kernel; 2] = [
         &[R, R, W, U],
     ),
 ];
-const BACKWARD_K: [Kernel; 2] = [
+const BACKWARD_K: [Kernel<Params>; 2] = [
     Kernel::portable(
         "gn_backward_partials",
         &[ELEM_F32, COMMON, BACKWARD],
@@ -74,7 +74,7 @@ const BACKWARD_K: [Kernel; 2] = [
         &[R, R, R, W, U],
     ),
 ];
-const BACKWARD_APPLY_K: [Kernel; 2] = [
+const BACKWARD_APPLY_K: [Kernel<Params>; 2] = [
     Kernel::portable(
         "gn_backward_apply",
         &[DIVIDE_WGSL, ELEM_F32, COMMON, BACKWARD_APPLY],
@@ -88,13 +88,13 @@ const BACKWARD_APPLY_K: [Kernel; 2] = [
         &[R, R, R, W, U],
     ),
 ];
-const STATS_FINISH_K: Kernel = Kernel::portable(
+const STATS_FINISH_K: Kernel<Params> = Kernel::portable(
     "gn_stats_finish",
     &[ELEM_F32, COMMON, STATS_FINISH],
     "gn_stats_finish",
     &[W, R, R, W, U],
 );
-const BACKWARD_COEFFS_K: Kernel = Kernel::portable(
+const BACKWARD_COEFFS_K: Kernel<Params> = Kernel::portable(
     "gn_backward_coeffs",
     &[ELEM_F32, COMMON, BACKWARD_COEFFS],
     "gn_backward_coeffs",
@@ -109,21 +109,32 @@ const MAX_GROUP_PARTIALS: usize = 4096;
 /// sums are more accurate than pass 2's sequential pairwise merges.
 const MIN_ROWS_PER_SPLIT: usize = 32;
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    images: u32,
-    hw: u32,
-    channels: u32,
-    channels_f32: u32,
-    groups: u32,
-    group_size: u32,
-    splits: u32,
-    rows_per_split: u32,
-    second: u32,
-    eps: f32,
-    inv_channels: f32,
-    coeffs_at: u32,
+/// Every kernel of the family, for the contract test.
+pub fn all_kernels() -> Vec<KernelSpec> {
+    let mut all: Vec<KernelSpec> = [STATS_K, APPLY_K, BACKWARD_K, BACKWARD_APPLY_K]
+        .iter()
+        .flatten()
+        .map(|k| k.spec())
+        .collect();
+    all.extend([STATS_FINISH_K.spec(), BACKWARD_COEFFS_K.spec()]);
+    all
+}
+
+crate::gpu_params! {
+    struct Params {
+        images: u32,
+        hw: u32,
+        channels: u32,
+        channels_f32: u32,
+        groups: u32,
+        group_size: u32,
+        splits: u32,
+        rows_per_split: u32,
+        second: u32,
+        eps: f32,
+        inv_channels: f32,
+        coeffs_at: u32,
+    }
 }
 
 /// A planned group norm: shape `[N, H, W, C]`, `groups` dividing C, and `eps`.
@@ -321,13 +332,7 @@ impl GroupNorm {
         let v = self.width();
         let vec = (v == 4) as usize;
         let p1 = self.params(v, l.second)?;
-        let pass1 = ctx.dispatch(
-            &STATS_K[vec],
-            &[],
-            &[b.x, partials],
-            bytemuck::bytes_of(&p1),
-            grid_1d(l.half / v, 256),
-        )?;
+        let pass1 = ctx.dispatch(&STATS_K[vec], &[], &[b.x, partials], &p1, Grid::Invocations(l.half / v))?;
         let p2 = Params {
             coeffs_at: l.coeffs as u32,
             ..self.params(1, l.second)?
@@ -336,16 +341,10 @@ impl GroupNorm {
             &STATS_FINISH_K,
             &[],
             &[both, b.gamma, b.beta, b.stats],
-            bytemuck::bytes_of(&p2),
-            grid_1d(ng / 2, 64),
+            &p2,
+            Grid::Invocations(ng / 2),
         )?;
-        let pass3 = ctx.dispatch(
-            &APPLY_K[vec],
-            &[],
-            &[b.x, coeffs, b.y],
-            bytemuck::bytes_of(&p1),
-            self.image_grid(v),
-        )?;
+        let pass3 = ctx.dispatch(&APPLY_K[vec], &[], &[b.x, coeffs, b.y], &p1, self.image_grid(v))?;
         Ok(vec![pass1, pass2, pass3])
     }
 
@@ -369,8 +368,8 @@ impl GroupNorm {
             &BACKWARD_K[vec],
             &[],
             &[b.x, b.dy, b.stats, partials],
-            bytemuck::bytes_of(&p1),
-            grid_1d(l.half / v, 256),
+            &p1,
+            Grid::Invocations(l.half / v),
         )?;
         // Partials are [N·S][C] rows: Σ dy (first half) and Σ dy·xhat (second).
         let rows = self.shape[0] * self.splits;
@@ -393,23 +392,22 @@ impl GroupNorm {
             &BACKWARD_COEFFS_K,
             &[],
             &[both, b.gamma, b.stats],
-            bytemuck::bytes_of(&p2),
-            grid_1d(ng / 2, 64),
+            &p2,
+            Grid::Invocations(ng / 2),
         )?;
         let pass3 = ctx.dispatch(
             &BACKWARD_APPLY_K[vec],
             &[],
             &[b.x, b.dy, coeffs, b.dx],
-            bytemuck::bytes_of(&p1),
+            &p1,
             self.image_grid(v),
         )?;
         Ok(vec![pass1, dbeta, dgamma, pass2, pass3])
     }
 
     /// One image per grid z; x and y fold over H·W·C / v invocations.
-    fn image_grid(&self, v: usize) -> [u32; 3] {
+    fn image_grid(&self, v: usize) -> Grid {
         let [n, h, w, c] = self.shape;
-        let [x, y, _] = grid_1d(h * w * c / v, 256);
-        [x, y, n as u32]
+        Grid::InvocationLayers(h * w * c / v, n)
     }
 }

@@ -4,7 +4,6 @@
 //! of broadcasts and FMAs are written out here instead of by hand.
 
 use std::fmt::Write;
-use std::sync::OnceLock;
 
 /// Rows of op(A) per subgroup (lanes x 4 = columns of op(B) per subgroup).
 pub const ROWS: usize = 32;
@@ -100,11 +99,6 @@ fn generate(a: ASource) -> String {
 }
 
 /// The complete WGSL of the packed kernel (without the shared params prelude).
-pub fn packed_source(a: ASource) -> &'static str {
-    static PACKED: OnceLock<String> = OnceLock::new();
-    static DIRECT: OnceLock<String> = OnceLock::new();
-    match a {
-        ASource::Packed => PACKED.get_or_init(|| generate(a)),
-        ASource::Direct => DIRECT.get_or_init(|| generate(a)),
-    }
+pub fn packed_source(a: ASource) -> String {
+    generate(a)
 }

@@ -20,14 +20,14 @@ use std::sync::OnceLock;
 use super::codegen::{self, ASource, K_STEP, ROWS};
 use super::MatmulShape;
 use crate::error::{shape_err, Result};
-use crate::gpu::{Access, BufView, Dispatch, GpuBuffer, GpuContext, Kernel};
+use crate::gpu::{Access, BufView, Dispatch, GpuBuffer, GpuContext, Grid, Kernel, KernelSpec};
 
 const PARAMS_WGSL: &str = include_str!("../../../shaders/matmul_params.wgsl");
 const WRITE_WGSL: &str = include_str!("../../../shaders/matmul_write.wgsl");
 const DIRECT: &[Access] = &[Access::Read, Access::Read, Access::ReadWrite, Access::Uniform];
 const ONE_IN: &[Access] = &[Access::Read, Access::ReadWrite, Access::Uniform];
 
-const NAIVE: Kernel = Kernel::portable(
+const NAIVE: Kernel<Params> = Kernel::portable(
     "matmul_naive",
     &[
         PARAMS_WGSL,
@@ -37,7 +37,7 @@ const NAIVE: Kernel = Kernel::portable(
     "matmul_naive",
     DIRECT,
 );
-const TILED: Kernel = Kernel::portable(
+const TILED: Kernel<Params> = Kernel::portable(
     "matmul_tiled",
     &[
         PARAMS_WGSL,
@@ -48,11 +48,11 @@ const TILED: Kernel = Kernel::portable(
     DIRECT,
 );
 const PACK: &[&str] = &[PARAMS_WGSL, include_str!("../../../shaders/matmul_pack.wgsl")];
-const PACK_A: Kernel = Kernel::portable("matmul_pack_a", PACK, "pack_a", ONE_IN);
-const PACK_B: Kernel = Kernel::portable("matmul_pack_b", PACK, "pack_b", ONE_IN);
+const PACK_A: Kernel<Params> = Kernel::portable("matmul_pack_a", PACK, "pack_a", ONE_IN);
+const PACK_B: Kernel<Params> = Kernel::portable("matmul_pack_b", PACK, "pack_b", ONE_IN);
 const PACK_VEC4: &[&str] = &[PARAMS_WGSL, include_str!("../../../shaders/matmul_pack_vec4.wgsl")];
-const PACK_A_VEC4: Kernel = Kernel::portable("matmul_pack_a_vec4", PACK_VEC4, "pack_a_vec4", ONE_IN);
-const PACK_B_VEC4: Kernel = Kernel::portable("matmul_pack_b_vec4", PACK_VEC4, "pack_b_vec4", ONE_IN);
+const PACK_A_VEC4: Kernel<Params> = Kernel::portable("matmul_pack_a_vec4", PACK_VEC4, "pack_a_vec4", ONE_IN);
+const PACK_B_VEC4: Kernel<Params> = Kernel::portable("matmul_pack_b_vec4", PACK_VEC4, "pack_b_vec4", ONE_IN);
 
 /// Subgroup size the packed kernel is written for.
 const LANES: u32 = 8;
@@ -61,10 +61,12 @@ const SUBGROUPS: usize = 4;
 /// Columns of op(B) per subgroup.
 const COLS: usize = LANES as usize * 4;
 
-fn packed_kernel(a: ASource) -> Kernel {
-    static PACKED: OnceLock<[&'static str; 3]> = OnceLock::new();
-    static DIRECT: OnceLock<[&'static str; 3]> = OnceLock::new();
-    let (name, sources, bindings): (_, _, &'static [Access]) = match a {
+/// The packed product, reading A from the packed scratch or in place. Its grid
+/// is counted in subgroup blocks, so the workgroup size and `SUBGROUPS` are stated.
+fn packed_kernel(a: ASource) -> &'static Kernel<Params> {
+    static PACKED: OnceLock<Kernel<Params>> = OnceLock::new();
+    static DIRECT: OnceLock<Kernel<Params>> = OnceLock::new();
+    let (name, cell, bindings): (_, _, &'static [Access]) = match a {
         ASource::Packed => ("matmul_packed", &PACKED, ONE_IN),
         ASource::Direct => (
             "matmul_packed_direct_a",
@@ -72,8 +74,28 @@ fn packed_kernel(a: ASource) -> Kernel {
             &[Access::Read, Access::ReadWrite, Access::Uniform, Access::Read],
         ),
     };
-    let sources = sources.get_or_init(|| [PARAMS_WGSL, codegen::packed_source(a), WRITE_WGSL]);
-    Kernel::portable(name, sources, "matmul_packed", bindings).requiring(wgpu::Features::SUBGROUP)
+    cell.get_or_init(|| {
+        Kernel::generated(
+            name.to_string(),
+            &[PARAMS_WGSL],
+            codegen::packed_source(a) + WRITE_WGSL,
+            "matmul_packed",
+            bindings,
+        )
+        .requiring(wgpu::Features::SUBGROUP)
+        .with_workgroup_size([LANES * SUBGROUPS as u32, 1, 1])
+        .with_constants(&[("SUBGROUPS", SUBGROUPS as i64)])
+    })
+}
+
+/// Every kernel of the family, both packed variants included, for the contract test.
+pub fn all_kernels() -> Vec<KernelSpec> {
+    let mut all: Vec<KernelSpec> = [NAIVE, TILED, PACK_A, PACK_B, PACK_A_VEC4, PACK_B_VEC4]
+        .iter()
+        .map(|k| k.spec())
+        .collect();
+    all.extend([ASource::Packed, ASource::Direct].map(|a| packed_kernel(a).spec()));
+    all
 }
 
 /// Whether v3 reads A in place (row-major, whole aligned vec4s per 8 k-steps).
@@ -85,31 +107,32 @@ fn a_source(s: &MatmulShape) -> ASource {
     }
 }
 
-/// Uniform parameters shared by every matmul kernel (`shaders/matmul_params.wgsl`).
-#[repr(C)]
-#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    batch: u32,
-    a_batch: u32,
-    b_batch: u32,
-    c_batch: u32,
-    /// `op(A)[i,k]` is at `i*a_rs + k*a_cs`, `op(B)[k,j]` at `k*b_rs + j*b_cs`.
-    a_rs: u32,
-    a_cs: u32,
-    b_rs: u32,
-    b_cs: u32,
-    alpha: f32,
-    beta: f32,
-    kp: u32,
-    m_panels: u32,
-    n_panels: u32,
-    ap_off: u32,
-    ap_batch: u32,
-    bp_batch: u32,
-    bp_off: u32,
+crate::gpu_params! {
+    /// Uniform parameters shared by every matmul kernel (`shaders/matmul_params.wgsl`).
+    #[derive(Default)]
+    struct Params {
+        m: u32,
+        n: u32,
+        k: u32,
+        batch: u32,
+        a_batch: u32,
+        b_batch: u32,
+        c_batch: u32,
+        /// `op(A)[i,k]` is at `i*a_rs + k*a_cs`, `op(B)[k,j]` at `k*b_rs + j*b_cs`.
+        a_rs: u32,
+        a_cs: u32,
+        b_rs: u32,
+        b_cs: u32,
+        alpha: f32,
+        beta: f32,
+        kp: u32,
+        m_panels: u32,
+        n_panels: u32,
+        ap_off: u32,
+        ap_batch: u32,
+        bp_batch: u32,
+        bp_off: u32,
+    }
 }
 
 impl Params {
@@ -148,7 +171,7 @@ fn groups(what: &str, n: usize, per_group: usize) -> Result<u32> {
 
 fn direct(
     ctx: &GpuContext,
-    kernel: &Kernel,
+    kernel: &Kernel<Params>,
     per_invocation: usize,
     shape: &MatmulShape,
     alpha: f32,
@@ -156,13 +179,13 @@ fn direct(
     views: [BufView<'_>; 3],
 ) -> Result<Dispatch> {
     shape.validate(views[0].len, views[1].len, views[2].len)?;
-    let grid = [
-        groups("N", shape.n, 8 * per_invocation)?,
-        groups("M", shape.m, 8 * per_invocation)?,
-        groups("batch", shape.batch, 1)?,
-    ];
+    // Invocation (x, y, z) computes a per_invocation² block at column x, row y of batch z.
+    let grid = Grid::Cover {
+        extent: [shape.n, shape.m, shape.batch],
+        per_invocation: [per_invocation, per_invocation, 1],
+    };
     let params = Params::new(shape, alpha, beta);
-    ctx.dispatch(kernel, &[], &views, bytemuck::bytes_of(&params), grid)
+    ctx.dispatch(kernel, &[], &views, &params, grid)
 }
 
 /// v1: one invocation per output element, any shape.
@@ -265,40 +288,36 @@ pub fn matmul_packed(
     p.ap_off = PACKED_SKEW as u32;
     p.bp_off = (PACKED_SKEW + a_len / 4) as u32;
 
-    let params = bytemuck::bytes_of(&p);
-    // One workgroup per 256 vec4s of a panel, one grid row per panel, one layer per batch.
-    let panel_groups = groups("K", kp * 8, 256)?;
+    let params = &p;
+    // One invocation per vec4 of a panel (kp * 8), one grid row per panel, one layer per batch.
+    let pack_grid = |panels: usize, batches: usize| Grid::Cover {
+        extent: [kp * 8, panels, batches],
+        per_invocation: [1, 1, 1],
+    };
     let a_batches = if shape.batch_stride_a == 0 { 1 } else { shape.batch };
     let b_batches = if shape.batch_stride_b == 0 { 1 } else { shape.batch };
     let mut dispatches = Vec::with_capacity(3);
     let a_src = a_source(shape);
     if a_src == ASource::Packed {
-        let grid_a = [
-            panel_groups,
-            groups("M", shape.m, ROWS)?,
-            groups("batch", a_batches, 1)?,
-        ];
         // Whole aligned vec4 rows of the source when the layout allows (one load, not four).
         let a_vec4 = !shape.trans_a && shape.k.is_multiple_of(4) && shape.batch_stride_a.is_multiple_of(4);
         let pack_a_kernel = if a_vec4 { &PACK_A_VEC4 } else { &PACK_A };
+        let grid_a = pack_grid(m_panels, a_batches);
         dispatches.push(ctx.dispatch(pack_a_kernel, &[], &[a, scratch], params, grid_a)?);
     }
-    let grid_b = [
-        panel_groups,
-        groups("N", shape.n, COLS)?,
-        groups("batch", b_batches, 1)?,
-    ];
     let b_vec4 = !shape.trans_b && shape.n.is_multiple_of(4) && shape.batch_stride_b.is_multiple_of(4);
     let pack_b_kernel = if b_vec4 { &PACK_B_VEC4 } else { &PACK_B };
+    let grid_b = pack_grid(n_panels, b_batches);
     dispatches.push(ctx.dispatch(pack_b_kernel, &[], &[b, scratch], params, grid_b)?);
-    let grid = [
+    // A workgroup's SUBGROUPS subgroups each compute a ROWS x COLS block.
+    let grid = Grid::Workgroups([
         groups("N", shape.n, COLS)?,
         groups("M", shape.m, ROWS * SUBGROUPS)?,
         groups("batch", shape.batch, 1)?,
-    ];
+    ]);
     let product = match a_src {
-        ASource::Packed => ctx.dispatch(&packed_kernel(a_src), &[], &[scratch, c], params, grid)?,
-        ASource::Direct => ctx.dispatch(&packed_kernel(a_src), &[], &[scratch, c, a], params, grid)?,
+        ASource::Packed => ctx.dispatch(packed_kernel(a_src), &[], &[scratch, c], params, grid)?,
+        ASource::Direct => ctx.dispatch(packed_kernel(a_src), &[], &[scratch, c, a], params, grid)?,
     };
     dispatches.push(product);
     Ok(dispatches)

@@ -35,23 +35,23 @@ pub mod reference;
 pub mod state;
 
 pub use cases::{bench_cases, check};
-pub use state::{read_state, upload_state, write_grad_sq, StepState, GRAD_SQ, STATE_WORDS};
+pub use state::{read_state, upload_state, write_grad_sq, OptState, StepState, GRAD_SQ, ITERATION, STATE_WORDS};
 
 use crate::error::{shape_err, Result};
-use crate::gpu::{grid_1d, Access, BufView, Dispatch, GpuContext, Kernel};
+use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec};
 
 const COMMON: &str = include_str!("../../../shaders/optimizer_common.wgsl");
 const DECIDE_SRC: &[&str] = &[COMMON, include_str!("../../../shaders/optimizer_decide.wgsl")];
 const ADAMW_SRC: &[&str] = &[COMMON, include_str!("../../../shaders/optimizer_adamw.wgsl")];
 const ADAMW_EMA_SRC: &[&str] = &[COMMON, include_str!("../../../shaders/optimizer_adamw_ema.wgsl")];
 
-const DECIDE: Kernel = Kernel::portable(
+const DECIDE: Kernel<DecideParams> = Kernel::portable(
     "optimizer_decide",
     DECIDE_SRC,
     "optimizer_decide",
     &[Access::ReadWrite, Access::Uniform],
 );
-const ADAMW: Kernel = Kernel::portable(
+const ADAMW: Kernel<UpdateParams> = Kernel::portable(
     "adamw_update",
     ADAMW_SRC,
     "adamw_update",
@@ -64,7 +64,7 @@ const ADAMW: Kernel = Kernel::portable(
         Access::Uniform,
     ],
 );
-const ADAMW_EMA: Kernel = Kernel::portable(
+const ADAMW_EMA: Kernel<UpdateParams> = Kernel::portable(
     "adamw_update_ema",
     ADAMW_EMA_SRC,
     "adamw_update_ema",
@@ -79,7 +79,10 @@ const ADAMW_EMA: Kernel = Kernel::portable(
     ],
 );
 
-const UPDATE_WORKGROUP: u32 = 256;
+/// Every kernel of the family, for the contract test.
+pub fn all_kernels() -> Vec<KernelSpec> {
+    vec![DECIDE.spec(), ADAMW.spec(), ADAMW_EMA.spec()]
+}
 
 /// Optimizer hyperparameters. `Default` is official VDVAE's command-line
 /// defaults (hps.py) with apex FusedAdam's eps; presets override lr, wd,
@@ -134,28 +137,28 @@ pub struct ParamTensor<'a> {
     pub ema: Option<BufView<'a>>,
 }
 
-/// Uniform of `optimizer_decide`; same layout as `DecideParams` in optimizer_decide.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct DecideParams {
-    lr: f32,
-    warmup_iters: f32,
-    beta1: f32,
-    beta2: f32,
-    grad_clip: f32,
-    skip_threshold: f32,
+crate::gpu_params! {
+    /// Uniform of `optimizer_decide`; same layout as `DecideParams` in optimizer_decide.wgsl.
+    struct DecideParams {
+        lr: f32,
+        warmup_iters: f32,
+        beta1: f32,
+        beta2: f32,
+        grad_clip: f32,
+        skip_threshold: f32,
+    }
 }
 
-/// Uniform of the update kernels; same layout as `UpdateParams` in optimizer_common.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct UpdateParams {
-    n: u32,
-    beta1: f32,
-    beta2: f32,
-    eps: f32,
-    weight_decay: f32,
-    ema_rate: f32,
+crate::gpu_params! {
+    /// Uniform of the update kernels; same layout as `UpdateParams` in optimizer_common.wgsl.
+    struct UpdateParams {
+        n: u32,
+        beta1: f32,
+        beta2: f32,
+        eps: f32,
+        weight_decay: f32,
+        ema_rate: f32,
+    }
 }
 
 /// Float operations per parameter of an update (clip, moments, sqrt, divides, decay, EMA).
@@ -174,7 +177,7 @@ pub fn decide(ctx: &GpuContext, cfg: &AdamW, state: BufView<'_>) -> Result<Dispa
         grad_clip: cfg.grad_clip,
         skip_threshold: cfg.skip_threshold,
     };
-    ctx.dispatch(&DECIDE, &[], &[state], bytemuck::bytes_of(&params), [1, 1, 1])
+    ctx.dispatch(&DECIDE, &[], &[state], &params, Grid::Workgroups([1, 1, 1]))
 }
 
 /// The AdamW (+ EMA) update of one tensor, applied only when the state says so.
@@ -253,20 +256,13 @@ pub(crate) fn update_in_chunks(
             None => &ADAMW,
         };
         views.push(state);
-        let grid = grid_1d(len, UPDATE_WORKGROUP);
-        dispatches.push(ctx.dispatch(kernel, &[], &views, bytemuck::bytes_of(&params), grid)?);
+        dispatches.push(ctx.dispatch(kernel, &[], &views, &params, Grid::Invocations(len))?);
     }
     Ok(dispatches)
 }
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn uniforms_match_the_wgsl_layouts() {
-        assert_eq!(std::mem::size_of::<super::DecideParams>(), 24);
-        assert_eq!(std::mem::size_of::<super::UpdateParams>(), 24);
-    }
-
     #[test]
     fn state_words_round_trip() {
         let s = super::StepState {

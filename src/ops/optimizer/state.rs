@@ -21,11 +21,37 @@
 use crate::error::{shape_err, Result};
 use crate::gpu::{BufView, GpuBuffer, GpuContext};
 
+crate::gpu_params! {
+    /// The state buffer word by word: `OptState` in optimizer_common.wgsl (the
+    /// contract test compares the two member by member).
+    #[derive(Debug, Default, PartialEq)]
+    pub struct OptState {
+        pub grad_sq: f32,
+        pub grad_norm: f32,
+        pub clip_scale: f32,
+        pub apply: u32,
+        pub lr: f32,
+        pub step_size: f32,
+        pub bc2_sqrt: f32,
+        pub step: u32,
+        pub skips: u32,
+        pub iteration: u32,
+        pub nonfinite_skips: u32,
+        pub reserved0: u32,
+        pub reserved1: u32,
+        pub reserved2: u32,
+        pub reserved3: u32,
+        pub reserved4: u32,
+    }
+}
+
 /// Length of the state buffer in 4-byte words.
-pub const STATE_WORDS: usize = 16;
+pub const STATE_WORDS: usize = std::mem::size_of::<OptState>() / 4;
 /// Word of the squared gradient norm: bind `state.slice(GRAD_SQ, 1)` as the
 /// output of the global-norm reduce (offset 0, so it meets any offset alignment).
-pub const GRAD_SQ: usize = 0;
+pub const GRAD_SQ: usize = std::mem::offset_of!(OptState, grad_sq) / 4;
+/// Word of the iteration counter (all decided steps), which is also the noise step.
+pub const ITERATION: usize = std::mem::offset_of!(OptState, iteration) / 4;
 
 /// The state buffer's contents (see the module docs for the layout).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -56,37 +82,40 @@ impl StepState {
     }
 
     pub fn to_words(&self) -> [u32; STATE_WORDS] {
-        let mut w = [0u32; STATE_WORDS];
-        w[0] = self.grad_sq.to_bits();
-        w[1] = self.grad_norm.to_bits();
-        w[2] = self.clip_scale.to_bits();
-        w[3] = self.applied as u32;
-        w[4] = self.lr.to_bits();
-        w[5] = self.step_size.to_bits();
-        w[6] = self.bc2_sqrt.to_bits();
-        w[7] = self.step;
-        w[8] = self.skips;
-        w[9] = self.iteration;
-        w[10] = self.nonfinite_skips;
-        w
+        let words = OptState {
+            grad_sq: self.grad_sq,
+            grad_norm: self.grad_norm,
+            clip_scale: self.clip_scale,
+            apply: self.applied as u32,
+            lr: self.lr,
+            step_size: self.step_size,
+            bc2_sqrt: self.bc2_sqrt,
+            step: self.step,
+            skips: self.skips,
+            iteration: self.iteration,
+            nonfinite_skips: self.nonfinite_skips,
+            ..OptState::default()
+        };
+        bytemuck::cast(words)
     }
 
     pub fn from_words(w: &[u32]) -> Result<StepState> {
         if w.len() < STATE_WORDS {
             return shape_err(format!("optimizer state: needs {STATE_WORDS} words, got {}", w.len()));
         }
+        let s: OptState = bytemuck::pod_read_unaligned(bytemuck::cast_slice(&w[..STATE_WORDS]));
         Ok(StepState {
-            grad_sq: f32::from_bits(w[0]),
-            grad_norm: f32::from_bits(w[1]),
-            clip_scale: f32::from_bits(w[2]),
-            applied: w[3] != 0,
-            lr: f32::from_bits(w[4]),
-            step_size: f32::from_bits(w[5]),
-            bc2_sqrt: f32::from_bits(w[6]),
-            step: w[7],
-            skips: w[8],
-            iteration: w[9],
-            nonfinite_skips: w[10],
+            grad_sq: s.grad_sq,
+            grad_norm: s.grad_norm,
+            clip_scale: s.clip_scale,
+            applied: s.apply != 0,
+            lr: s.lr,
+            step_size: s.step_size,
+            bc2_sqrt: s.bc2_sqrt,
+            step: s.step,
+            skips: s.skips,
+            iteration: s.iteration,
+            nonfinite_skips: s.nonfinite_skips,
         })
     }
 

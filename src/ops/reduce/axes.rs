@@ -6,13 +6,13 @@
 
 use super::sum_partials;
 use crate::error::{shape_err, Result};
-use crate::gpu::{grid_1d, Access, BufView, Dispatch, GpuContext, Kernel};
+use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec};
 use crate::ops::elementwise::{ELEM_F32, ELEM_VEC4};
 
 const PARTIALS_WGSL: &str = include_str!("../../../shaders/reduce_partials.wgsl");
 const PARTIALS_BINDINGS: &[Access] = &[Access::Read, Access::ReadWrite, Access::Uniform];
 /// Pass 1 as (one element, a vec4 of `inner` elements) per invocation.
-const PARTIALS: [Kernel; 2] = [
+const PARTIALS: [Kernel<Params>; 2] = [
     Kernel::portable(
         "reduce_partials",
         &[ELEM_F32, PARTIALS_WGSL],
@@ -49,15 +49,19 @@ pub struct Reduction {
     pub rows_per_split: usize,
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    outer: u32,
-    reduced: u32,
-    inner: u32,
-    splits: u32,
-    rows_per_split: u32,
-    scale: f32,
+crate::gpu_params! {
+    struct Params {
+        outer: u32,
+        reduced: u32,
+        inner: u32,
+        splits: u32,
+        rows_per_split: u32,
+        scale: f32,
+    }
+}
+
+pub(super) fn kernels() -> Vec<KernelSpec> {
+    PARTIALS.iter().map(|k| k.spec()).collect()
 }
 
 impl Reduction {
@@ -187,8 +191,8 @@ impl Reduction {
             &PARTIALS[(v == 4) as usize],
             &[],
             &[x, out],
-            bytemuck::bytes_of(&params),
-            grid_1d(invocations, 256),
+            &params,
+            Grid::Invocations(invocations),
         )?;
         if one_pass {
             return Ok(vec![pass1]);

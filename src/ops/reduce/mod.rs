@@ -14,12 +14,13 @@ pub use cases::{bench_cases, check};
 pub use sq_norm::{global_sq_norm, global_sq_norm_scratch_len, SqNormPlan};
 
 use crate::error::{shape_err, Result};
-use crate::gpu::{grid_1d, Access, BufView, Dispatch, GpuContext, Kernel};
+use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec};
 
 const FINISH_WGSL: &[&str] = &[include_str!("../../../shaders/reduce_finish.wgsl")];
 const FINISH_BINDINGS: &[Access] = &[Access::Read, Access::ReadWrite, Access::Uniform];
-const FINISH_TREE: Kernel = Kernel::portable("reduce_finish_tree", FINISH_WGSL, "reduce_finish_tree", FINISH_BINDINGS);
-const FINISH_SERIAL: Kernel = Kernel::portable(
+const FINISH_TREE: Kernel<FinishParams> =
+    Kernel::portable("reduce_finish_tree", FINISH_WGSL, "reduce_finish_tree", FINISH_BINDINGS);
+const FINISH_SERIAL: Kernel<FinishParams> = Kernel::portable(
     "reduce_finish_serial",
     FINISH_WGSL,
     "reduce_finish_serial",
@@ -31,12 +32,20 @@ const FINISH_SERIAL: Kernel = Kernel::portable(
 /// outputs to fill the GPU. Below it, a workgroup tree per output.
 const SERIAL_FINISH_OUTPUTS: usize = 64;
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct FinishParams {
-    outputs: u32,
-    splits: u32,
-    scale: f32,
+crate::gpu_params! {
+    struct FinishParams {
+        outputs: u32,
+        splits: u32,
+        scale: f32,
+    }
+}
+
+/// Every kernel of the family, for the contract test.
+pub fn all_kernels() -> Vec<KernelSpec> {
+    let mut all = vec![FINISH_TREE.spec(), FINISH_SERIAL.spec()];
+    all.extend(axes::kernels());
+    all.extend(sq_norm::kernels());
+    all
 }
 
 /// Pass 2 of a reduction, also used by other families: `out[m] = scale *
@@ -62,10 +71,11 @@ pub fn sum_partials(
         splits: splits as u32,
         scale,
     };
+    // Serial: one invocation per output; tree: one workgroup per output.
     let (kernel, grid) = if outputs >= SERIAL_FINISH_OUTPUTS {
-        (&FINISH_SERIAL, grid_1d(outputs, 256))
+        (&FINISH_SERIAL, Grid::Invocations(outputs))
     } else {
-        (&FINISH_TREE, grid_1d(outputs * 256, 256))
+        (&FINISH_TREE, Grid::Groups(outputs))
     };
-    ctx.dispatch(kernel, &[], &[partials, out], bytemuck::bytes_of(&params), grid)
+    ctx.dispatch(kernel, &[], &[partials, out], &params, grid)
 }

@@ -4,24 +4,29 @@
 
 use super::sum_partials;
 use crate::error::{shape_err, Result};
-use crate::gpu::{Access, BufView, Dispatch, GpuContext, Kernel};
-
-const SQ_NORM: Kernel = Kernel::portable(
-    "sq_norm_partials",
-    &[include_str!("../../../shaders/reduce_sq_norm.wgsl")],
-    "sq_norm_partials",
-    &[Access::Read, Access::ReadWrite, Access::Uniform],
-);
+use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec};
 
 /// Elements per pass-1 workgroup (`CHUNK` in the WGSL): 256 invocations × 64.
 const CHUNK: usize = 16384;
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    start: u32,
-    len: u32,
-    first_partial: u32,
+const SQ_NORM: Kernel<Params> = Kernel::portable(
+    "sq_norm_partials",
+    &[include_str!("../../../shaders/reduce_sq_norm.wgsl")],
+    "sq_norm_partials",
+    &[Access::Read, Access::ReadWrite, Access::Uniform],
+)
+.with_constants(&[("CHUNK", CHUNK as i64)]);
+
+crate::gpu_params! {
+    struct Params {
+        start: u32,
+        len: u32,
+        first_partial: u32,
+    }
+}
+
+pub(super) fn kernels() -> Vec<KernelSpec> {
+    vec![SQ_NORM.spec()]
 }
 
 /// One pass-1 dispatch: elements `start .. start + len` of `binding`, whose
@@ -112,14 +117,9 @@ impl<'a> SqNormPlan<'a> {
                 len: p.len as u32,
                 first_partial: p.first_partial as u32,
             };
-            let groups = p.len.div_ceil(CHUNK) as u32;
-            ds.push(ctx.dispatch(
-                &SQ_NORM,
-                &[],
-                &[p.binding, partials],
-                bytemuck::bytes_of(&params),
-                [groups, 1, 1],
-            )?);
+            // One row of workgroups (the shader reads only wid.x).
+            let grid = Grid::Workgroups([p.len.div_ceil(CHUNK) as u32, 1, 1]);
+            ds.push(ctx.dispatch(&SQ_NORM, &[], &[p.binding, partials], &params, grid)?);
         }
         ds.push(sum_partials(
             ctx,

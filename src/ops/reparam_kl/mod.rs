@@ -23,7 +23,7 @@ pub mod reference;
 pub use cases::{bench_cases, check};
 
 use crate::error::{shape_err, Error, Result};
-use crate::gpu::{grid_1d, Access, BufView, Dispatch, GpuContext, Kernel};
+use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec};
 use crate::ops::rng::{RngKey, RNG_WGSL};
 
 const COMMON: &str = include_str!("../../../shaders/reparam_kl_common.wgsl");
@@ -58,31 +58,31 @@ const BACKWARD_BINDINGS: &[Access] = &[
     Access::Uniform,
 ];
 
-const FWD: Kernel = Kernel::portable(
+const FWD: Kernel<Params> = Kernel::portable(
     "reparam_kl_forward",
     FORWARD_SRC,
     "reparam_kl_forward",
     FORWARD_BINDINGS,
 );
-const LADDER_FWD: Kernel = Kernel::portable(
+const LADDER_FWD: Kernel<Params> = Kernel::portable(
     "ladder_reparam_kl_forward",
     FORWARD_SRC,
     "ladder_reparam_kl_forward",
     FORWARD_BINDINGS,
 );
-const BWD: Kernel = Kernel::portable(
+const BWD: Kernel<Params> = Kernel::portable(
     "reparam_kl_backward",
     BACKWARD_SRC,
     "reparam_kl_backward",
     BACKWARD_BINDINGS,
 );
-const LADDER_BWD: Kernel = Kernel::portable(
+const LADDER_BWD: Kernel<Params> = Kernel::portable(
     "ladder_reparam_kl_backward",
     BACKWARD_SRC,
     "ladder_reparam_kl_backward",
     BACKWARD_BINDINGS,
 );
-const PRIOR: Kernel = Kernel::portable(
+const PRIOR: Kernel<Params> = Kernel::portable(
     "prior_sample",
     PRIOR_SRC,
     "prior_sample",
@@ -90,7 +90,13 @@ const PRIOR: Kernel = Kernel::portable(
 );
 
 /// Invocations per workgroup of every kernel of the family.
-const WORKGROUP: u32 = 64;
+/// Every kernel of the family, for the contract test.
+pub fn all_kernels() -> Vec<KernelSpec> {
+    [FWD, LADDER_FWD, BWD, LADDER_BWD, PRIOR]
+        .iter()
+        .map(|k| k.spec())
+        .collect()
+}
 
 /// How the posterior of a level is formed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,15 +154,15 @@ impl<'a> Latents<'a> {
     }
 }
 
-/// Uniform of every kernel of the family; same layout as `Params` in reparam_kl_common.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    key: RngKey,
-    n: u32,
-    mode: u32,
-    dkl_scalar: u32,
-    ln_t: f32,
+crate::gpu_params! {
+    /// Uniform of every kernel of the family: `Params` in reparam_kl_common.wgsl.
+    struct Params {
+        key: RngKey,
+        n: u32,
+        mode: u32,
+        dkl_scalar: u32,
+        ln_t: f32,
+    }
 }
 
 const MODE_SAMPLE: u32 = 0;
@@ -220,7 +226,7 @@ pub fn forward(
         Posterior::Ladder => &LADDER_FWD,
     };
     let params = Params::new(cfg.key, n, cfg.mode);
-    ctx.dispatch(kernel, &[], &views, bytemuck::bytes_of(&params), grid_1d(n, WORKGROUP))
+    ctx.dispatch(kernel, &[], &views, &params, Grid::Invocations(n))
 }
 
 /// Gradients of a loss with respect to the four inputs of [`forward`], given its
@@ -264,7 +270,7 @@ pub fn backward(
     };
     let mut params = Params::new(cfg.key, n, cfg.mode);
     params.dkl_scalar = dkl_scalar as u32;
-    ctx.dispatch(kernel, &[], &views, bytemuck::bytes_of(&params), grid_1d(n, WORKGROUP))
+    ctx.dispatch(kernel, &[], &views, &params, Grid::Invocations(n))
 }
 
 /// A sample of the prior at temperature `t`: `z = mu_p + exp(logsig_p + ln t) * eps`
@@ -290,14 +296,5 @@ pub fn prior_sample(
     if temperature == 0.0 {
         params.ln_t = 0.0;
     }
-    ctx.dispatch(&PRIOR, &[], &views, bytemuck::bytes_of(&params), grid_1d(n, WORKGROUP))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn params_match_the_wgsl_layout() {
-        // RngKey (32 bytes) + n, mode, dkl_scalar, ln_t.
-        assert_eq!(std::mem::size_of::<super::Params>(), 48);
-    }
+    ctx.dispatch(&PRIOR, &[], &views, &params, Grid::Invocations(n))
 }

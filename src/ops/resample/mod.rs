@@ -9,7 +9,7 @@ pub mod reference;
 pub use cases::{bench_cases, check};
 
 use crate::error::{shape_err, Result};
-use crate::gpu::{grid_1d, Access, BufView, Dispatch, GpuContext, Kernel};
+use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec};
 use crate::ops::elementwise::{reciprocal, DIVIDE_WGSL, ELEM_F32, ELEM_VEC4};
 
 const WGSL: &str = include_str!("../../../shaders/resample.wgsl");
@@ -17,27 +17,32 @@ const SCALAR: &[&str] = &[DIVIDE_WGSL, ELEM_F32, WGSL];
 const VEC4: &[&str] = &[DIVIDE_WGSL, ELEM_VEC4, WGSL];
 const BINDINGS: &[Access] = &[Access::Read, Access::ReadWrite, Access::Uniform];
 /// Each kernel as (one channel, a vec4 of channels) per invocation.
-const BLOCK_SUM: [Kernel; 2] = [
+const BLOCK_SUM: [Kernel<Params>; 2] = [
     Kernel::portable("resample_block_sum", SCALAR, "block_sum", BINDINGS),
     Kernel::portable("resample_block_sum_vec4", VEC4, "block_sum", BINDINGS),
 ];
-const BLOCK_BROADCAST: [Kernel; 2] = [
+const BLOCK_BROADCAST: [Kernel<Params>; 2] = [
     Kernel::portable("resample_block_broadcast", SCALAR, "block_broadcast", BINDINGS),
     Kernel::portable("resample_block_broadcast_vec4", VEC4, "block_broadcast", BINDINGS),
 ];
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    n: u32,
-    channels: u32,
-    small_w: u32,
-    k: u32,
-    scale: f32,
-    inv_channels: f32,
-    inv_small_w: f32,
-    inv_big_w: f32,
-    inv_k: f32,
+crate::gpu_params! {
+    struct Params {
+        n: u32,
+        channels: u32,
+        small_w: u32,
+        k: u32,
+        scale: f32,
+        inv_channels: f32,
+        inv_small_w: f32,
+        inv_big_w: f32,
+        inv_k: f32,
+    }
+}
+
+/// Every kernel of the family, for the contract test.
+pub fn all_kernels() -> Vec<KernelSpec> {
+    BLOCK_SUM.iter().chain(&BLOCK_BROADCAST).map(|k| k.spec()).collect()
 }
 
 /// The shape `[N, H/k, W/k, C]` that pooling `[N, H, W, C]` by `k` gives.
@@ -103,13 +108,7 @@ impl Resample<'_> {
         };
         let kernel = if self.sum { &BLOCK_SUM } else { &BLOCK_BROADCAST };
         let kernel = &kernel[(v == 4) as usize];
-        ctx.dispatch(
-            kernel,
-            &[],
-            &[src, dst],
-            bytemuck::bytes_of(&params),
-            grid_1d(dst.len / v, 256),
-        )
+        ctx.dispatch(kernel, &[], &[src, dst], &params, Grid::Invocations(dst.len / v))
     }
 }
 

@@ -1,0 +1,198 @@
+//! Dispatches: a kernel's pipeline, its buffers bound, its typed params in a
+//! uniform and a grid resolved with the shader's workgroup size.
+
+use std::sync::Arc;
+
+use super::grid::Grid;
+use super::kernel::{Access, Kernel, KernelSpec};
+use super::params::GpuParams;
+use super::pipeline::PipelineEntry;
+use super::{BufView, GpuContext};
+use crate::error::{Error, Result};
+
+/// A recorded-once unit of GPU work: pipeline + bind group + grid. Built when a
+/// graph is built; recording it into a pass allocates nothing.
+pub struct Dispatch {
+    pub kernel: &'static str,
+    pipeline: Arc<PipelineEntry>,
+    bind_group: wgpu::BindGroup,
+    pub workgroups: [u32; 3],
+    params: Option<wgpu::Buffer>,
+}
+
+impl Dispatch {
+    /// The uniform holding this dispatch's parameters, for values the GPU
+    /// itself updates between steps (e.g. the noise step copied from the
+    /// optimizer's iteration counter).
+    pub fn params_buffer(&self) -> Option<&wgpu::Buffer> {
+        self.params.as_ref()
+    }
+
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        pass.set_pipeline(&self.pipeline.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        let [x, y, z] = self.workgroups;
+        pass.dispatch_workgroups(x, y, z);
+    }
+}
+
+impl GpuContext {
+    /// Builds a dispatch of `kernel` over `views` (its storage bindings in
+    /// order) with `params` as its uniform (ignored for `NoParams` kernels),
+    /// over `grid`. Errors, never panics, on a wrong buffer count, a view below
+    /// its binding's minimum size, or a grid past the adapter's limits.
+    pub fn dispatch<P: GpuParams>(
+        &self,
+        kernel: &Kernel<P>,
+        constants: &[(&str, f64)],
+        views: &[BufView<'_>],
+        params: &P,
+        grid: Grid,
+    ) -> Result<Dispatch> {
+        self.dispatch_spec(kernel, constants, views, bytemuck::bytes_of(params), grid)
+    }
+
+    fn dispatch_spec(
+        &self,
+        kernel: &KernelSpec,
+        constants: &[(&str, f64)],
+        views: &[BufView<'_>],
+        params: &[u8],
+        grid: Grid,
+    ) -> Result<Dispatch> {
+        let storage = kernel.bindings.iter().filter(|a| **a != Access::Uniform).count();
+        if storage != views.len() {
+            return Err(Error::Gpu(format!(
+                "kernel `{}` takes {storage} buffers, got {}",
+                kernel.name,
+                views.len()
+            )));
+        }
+        let entry = self.pipeline(kernel, constants)?;
+        let workgroups = self.workgroups(kernel.name, grid, entry.workgroup_size)?;
+        let params_buffer = if kernel.bindings.contains(&Access::Uniform) {
+            let mut bytes = params.to_vec();
+            bytes.resize(bytes.len().div_ceil(16).max(1) * 16, 0);
+            Some(self.upload_bytes(&bytes, wgpu::BufferUsages::UNIFORM, kernel.name))
+        } else {
+            None
+        };
+        let mut next_view = views.iter();
+        let mut entries = Vec::with_capacity(kernel.bindings.len());
+        for (i, (access, (name, min_size))) in kernel.bindings.iter().zip(&entry.bindings).enumerate() {
+            let resource = match access {
+                Access::Uniform => params_buffer.as_ref().unwrap().as_entire_binding(),
+                _ => {
+                    let v = next_view.next().unwrap();
+                    v.check_binding(self, kernel.name)?;
+                    let bytes = v.len.max(1) as u64 * 4;
+                    if bytes < *min_size {
+                        return Err(Error::Shape(format!(
+                            "kernel `{}`: binding {i} `{name}` needs at least {min_size} bytes, the view has {bytes}",
+                            kernel.name
+                        )));
+                    }
+                    v.binding()
+                }
+            };
+            entries.push(wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource,
+            });
+        }
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(kernel.name),
+            layout: &entry.layout,
+            entries: &entries,
+        });
+        Ok(Dispatch {
+            kernel: kernel.name,
+            pipeline: entry,
+            bind_group,
+            workgroups,
+            params: params_buffer,
+        })
+    }
+
+    fn workgroups(&self, kernel: &str, grid: Grid, workgroup_size: [u32; 3]) -> Result<[u32; 3]> {
+        let groups = grid
+            .workgroups(workgroup_size)
+            .map_err(|e| Error::Shape(format!("kernel `{kernel}`: {e}")))?;
+        let max = self.limits.max_compute_workgroups_per_dimension;
+        if groups.iter().any(|&g| g > max as u64) {
+            return Err(Error::Shape(format!(
+                "kernel `{kernel}`: grid {groups:?} exceeds {max} workgroups per dimension"
+            )));
+        }
+        Ok(groups.map(|g| g as u32))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::NoParams;
+
+    const BROKEN: Kernel<NoParams> = Kernel::portable(
+        "broken_kernel",
+        &["@compute @workgroup_size(1) fn main() { let x: f32 = undefined_thing; }"],
+        "main",
+        &[],
+    );
+    const TINY_WGSL: &str = "@group(0) @binding(0) var<storage, read_write> o: array<vec4<f32>>;\n\
+           @compute @workgroup_size(1) fn main() { o[0] = vec4<f32>(42.0); }";
+    const TINY: Kernel<NoParams> = Kernel::portable("tiny_kernel", &[TINY_WGSL], "main", &[Access::ReadWrite]);
+
+    #[test]
+    fn a_wgsl_error_names_the_kernel() {
+        let ctx = GpuContext::from_env().expect("an adapter (install mesa-vulkan-drivers)");
+        match ctx.dispatch(&BROKEN, &[], &[], &NoParams, Grid::Groups(1)) {
+            Err(Error::Shader { kernel, message }) => {
+                assert!(kernel.contains("broken_kernel"), "{kernel}");
+                assert!(message.contains("undefined_thing"), "{message}");
+            }
+            Err(e) => panic!("expected a shader error, got {e}"),
+            Ok(_) => panic!("a broken kernel compiled"),
+        }
+    }
+
+    #[test]
+    fn a_binding_the_shader_declares_otherwise_is_an_error() {
+        let ctx = GpuContext::from_env().expect("an adapter (install mesa-vulkan-drivers)");
+        let read_only = Kernel::<NoParams>::portable("tiny_read", &[TINY_WGSL], "main", &[Access::Read]);
+        let out = ctx.zeros(4);
+        match ctx.dispatch(&read_only, &[], &[out.view()], &NoParams, Grid::Groups(1)) {
+            Err(Error::Contract { kernel, mismatches }) => {
+                assert_eq!(kernel, "tiny_read");
+                assert!(mismatches[0].contains("binding 0 `o`"), "{mismatches:?}");
+            }
+            Err(e) => panic!("expected a contract error, got {e}"),
+            Ok(_) => panic!("a read-only binding of a written buffer was accepted"),
+        }
+    }
+
+    #[test]
+    fn pipelines_are_compiled_once_and_reused() {
+        let ctx = GpuContext::from_env().expect("an adapter (install mesa-vulkan-drivers)");
+        let out = ctx.zeros(4);
+        let a = ctx
+            .dispatch(&TINY, &[], &[out.view()], &NoParams, Grid::Groups(1))
+            .unwrap();
+        let before = ctx.pipeline_count();
+        let b = ctx
+            .dispatch(&TINY, &[], &[out.view()], &NoParams, Grid::Groups(1))
+            .unwrap();
+        assert_eq!(ctx.pipeline_count(), before);
+        ctx.run(&[&a, &b]).unwrap();
+        assert_eq!(ctx.read_f32(&out).unwrap(), vec![42.0; 4]);
+        // The wrong number of buffers, or a view smaller than one vec4, is an error, not a panic.
+        assert!(ctx.dispatch(&TINY, &[], &[], &NoParams, Grid::Groups(1)).is_err());
+        let small = ctx.zeros(3);
+        let err = ctx
+            .dispatch(&TINY, &[], &[small.view()], &NoParams, Grid::Groups(1))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("at least 16 bytes"), "{err}");
+    }
+}

@@ -1,0 +1,140 @@
+//! Building (once) the compute pipeline of a kernel: naga reflects its WGSL,
+//! the Rust side's statements are checked against it, and the bind group
+//! layout gets real minimum binding sizes from it.
+
+use std::num::NonZeroU64;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::contract;
+use super::kernel::{Access, KernelSpec};
+use super::reflect::{parse, reflect_module};
+use super::GpuContext;
+use crate::error::{Error, Result};
+
+/// A built pipeline and what dispatches need from its reflection.
+pub(crate) struct PipelineEntry {
+    pub pipeline: wgpu::ComputePipeline,
+    pub layout: wgpu::BindGroupLayout,
+    pub workgroup_size: [u32; 3],
+    /// Per binding of the kernel: the WGSL name and the bytes a bound buffer needs at least.
+    pub bindings: Vec<(String, u64)>,
+}
+
+fn layout_entry(index: usize, access: Access, min_size: u64) -> wgpu::BindGroupLayoutEntry {
+    let ty = match access {
+        Access::Uniform => wgpu::BufferBindingType::Uniform,
+        Access::Read | Access::ReadWrite => wgpu::BufferBindingType::Storage {
+            read_only: access == Access::Read,
+        },
+    };
+    wgpu::BindGroupLayoutEntry {
+        binding: index as u32,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty,
+            has_dynamic_offset: false,
+            min_binding_size: NonZeroU64::new(min_size),
+        },
+        count: None,
+    }
+}
+
+impl GpuContext {
+    /// The pipeline of `kernel` with override `constants`, built and checked on first use.
+    pub(crate) fn pipeline(&self, kernel: &KernelSpec, constants: &[(&str, f64)]) -> Result<Arc<PipelineEntry>> {
+        if !self.features.contains(kernel.requires) {
+            return Err(Error::Gpu(format!(
+                "kernel `{}` needs adapter features {:?}, which {} lacks",
+                kernel.name, kernel.requires, self.adapter.name
+            )));
+        }
+        let key = format!("{}::{}{:?}{}", kernel.name, kernel.entry, constants, kernel.unchecked);
+        if let Some(p) = self.cached_pipeline(&key) {
+            return Ok(p);
+        }
+        let started = Instant::now();
+        let source = kernel.source.text();
+        let shader_error = |message| Error::Shader {
+            kernel: format!("{}::{}", kernel.name, kernel.entry),
+            message,
+        };
+        // Parsed once, here: wgpu compiles the same module (naga's WGSL parser is
+        // slow on the large generated kernels, ~1 s each).
+        let module = parse(&source, kernel.requires).map_err(shader_error)?;
+        let reflection = reflect_module(&module, &source, kernel.entry, kernel.requires).map_err(shader_error)?;
+        let mismatches = contract::mismatches(kernel, &reflection);
+        if !mismatches.is_empty() {
+            return Err(Error::Contract {
+                kernel: kernel.name.to_string(),
+                mismatches,
+            });
+        }
+        // Every declared binding exists in the shader (the contract holds).
+        let bindings: Vec<(String, u64)> = (0..kernel.bindings.len())
+            .map(|i| {
+                let b = reflection.binding(i as u32).expect("checked by the contract");
+                (b.name.clone(), b.min_size as u64)
+            })
+            .collect();
+        let entries: Vec<_> = kernel
+            .bindings
+            .iter()
+            .zip(&bindings)
+            .enumerate()
+            .map(|(i, (&access, (_, min)))| layout_entry(i, access, *min))
+            .collect();
+
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let desc = wgpu::ShaderModuleDescriptor {
+            label: Some(kernel.name),
+            source: wgpu::ShaderSource::Naga(std::borrow::Cow::Owned(module)),
+        };
+        let module = if kernel.unchecked {
+            // SAFETY: `unchecked` kernels index only within the ranges their op's
+            // host-side shape checks guarantee (see each op's validation).
+            unsafe {
+                self.device
+                    .create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
+            }
+        } else {
+            self.device.create_shader_module(desc)
+        };
+        let layout = self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(kernel.name),
+            entries: &entries,
+        });
+        let pipeline_layout = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(kernel.name),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(kernel.name),
+            layout: Some(&pipeline_layout),
+            module: &module,
+            entry_point: Some(kernel.entry),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants,
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
+        if let Some(err) = pollster::block_on(scope.pop()) {
+            return Err(Error::Shader {
+                kernel: format!("{}::{}", kernel.name, kernel.entry),
+                message: err.to_string(),
+            });
+        }
+        self.compile_progress.built(started.elapsed());
+        Ok(self.store_pipeline(
+            key,
+            PipelineEntry {
+                pipeline,
+                layout,
+                workgroup_size: reflection.workgroup_size,
+                bindings,
+            },
+        ))
+    }
+}

@@ -1,0 +1,181 @@
+//! The shader is the contract: naga parses and validates the WGSL of every
+//! kernel the crate can build (each generated variant included), and what the
+//! Rust side states (bindings and their access, the params struct member by
+//! member, workgroup sizes, constants) must match it. Needs no adapter.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use vdvae::gpu::contract::{check_kernel, struct_mismatches};
+use vdvae::gpu::reflect::{MemberLayout, StructLayout};
+use vdvae::gpu::{Access, GpuParams, KernelSpec, Source};
+use vdvae::ops::optimizer::OptState;
+use vdvae::ops::rng::RngKey;
+
+/// (family, kernel) for every kernel, in registry order.
+fn every_kernel() -> Vec<(&'static str, KernelSpec)> {
+    vdvae::ops::all_kernels()
+        .into_iter()
+        .flat_map(|(family, kernels)| kernels.into_iter().map(move |k| (family, k)))
+        .collect()
+}
+
+fn find(name: &str) -> KernelSpec {
+    every_kernel()
+        .into_iter()
+        .map(|(_, k)| k)
+        .find(|k| k.name == name)
+        .unwrap_or_else(|| panic!("no kernel `{name}`"))
+}
+
+/// `spec` with its WGSL edited.
+fn with_source(spec: &KernelSpec, edit: impl Fn(String) -> String) -> KernelSpec {
+    let text = spec.source.text();
+    let edited = edit(text.clone());
+    assert!(edited != text, "the edit changed nothing in `{}`", spec.name);
+    KernelSpec {
+        source: Source::Generated(&[], edited.into()),
+        ..spec.clone()
+    }
+}
+
+fn nested(m: &MemberLayout, name: &str) -> StructLayout {
+    StructLayout {
+        name: name.into(),
+        size: m.size,
+        members: m.members.clone(),
+    }
+}
+
+/// The contract of one kernel, plus the noise key of noisy ones: the GPU
+/// rewrites the step inside `key`, which must sit first and be laid out as RngKey.
+fn check(k: &KernelSpec) -> Vec<String> {
+    let r = match check_kernel(k) {
+        Ok(r) => r,
+        Err(mismatches) => return mismatches,
+    };
+    let params = r
+        .bindings
+        .iter()
+        .find(|b| b.access == Access::Uniform)
+        .and_then(|b| b.layout.as_ref());
+    let Some(key) = params.and_then(|p| p.members.iter().find(|m| m.name == "key")) else {
+        return Vec::new();
+    };
+    let rust = RngKey::LAYOUT.unwrap();
+    let mut m = struct_mismatches(rust.members, rust.size, &nested(key, "RngKey"));
+    if key.offset != 0 {
+        m.push(format!("`key` is at byte {}, not first", key.offset));
+    }
+    m
+}
+
+#[test]
+fn every_kernel_matches_its_wgsl() {
+    let kernels = every_kernel();
+    // The pipeline cache is keyed by name and entry point: one source per key.
+    let mut seen: HashMap<(&str, &str), String> = HashMap::new();
+    for (_, k) in &kernels {
+        let text = k.source.text();
+        if let Some(other) = seen.insert((k.name, k.entry), text.clone()) {
+            assert_eq!(other, text, "`{}::{}` names two different kernels", k.name, k.entry);
+        }
+    }
+    // Largest first from a shared queue: naga's parse time grows with the square of
+    // a function's size, and a few generated tiles dominate.
+    let mut order: Vec<usize> = (0..kernels.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(kernels[i].1.source.text().len()));
+    let next = AtomicUsize::new(0);
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let failures: Vec<String> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut failures = Vec::new();
+                    while let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        let (family, k) = &kernels[i];
+                        failures.extend(check(k).into_iter().map(|m| format!("{family}/{}: {m}", k.name)));
+                    }
+                    failures
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
+    });
+    let generated = kernels
+        .iter()
+        .filter(|(_, k)| matches!(k.source, Source::Generated(..)))
+        .count();
+    println!(
+        "checked {} kernels ({} hand-written, {generated} generated variants)",
+        kernels.len(),
+        kernels.len() - generated
+    );
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn the_optimizer_state_struct_matches_its_rust_words() {
+    let r = check_kernel(&find("optimizer_decide")).unwrap();
+    let state = r.bindings.iter().find(|b| b.name == "state").unwrap();
+    let rust = OptState::LAYOUT.unwrap();
+    let m = struct_mismatches(rust.members, rust.size, state.layout.as_ref().unwrap());
+    assert!(m.is_empty(), "{m:#?}");
+}
+
+#[test]
+fn reordered_params_members_are_named() {
+    let spec = find("conv2d_forward");
+    let swapped = with_source(&spec, |s| {
+        s.replace("    n: u32,\n    h: u32,\n", "    h: u32,\n    n: u32,\n")
+    });
+    let errors = check_kernel(&swapped).unwrap_err().join("\n");
+    assert!(
+        errors.contains("member 0 is `n`") && errors.contains("`h` at byte 0"),
+        "{errors}"
+    );
+    assert!(errors.contains("member 1 is `h`"), "{errors}");
+}
+
+#[test]
+fn a_wrong_access_is_named() {
+    let spec = find("conv2d_forward");
+    let written = with_source(&spec, |s| {
+        s.replace(
+            "var<storage, read> wt: array<f32>",
+            "var<storage, read_write> wt: array<f32>",
+        )
+    });
+    let errors = check_kernel(&written).unwrap_err().join("\n");
+    assert!(
+        errors.contains("binding 1 `wt`")
+            && errors.contains("`storage, read`")
+            && errors.contains("`storage, read_write`"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn a_changed_workgroup_size_or_constant_is_named() {
+    let spec = find("dmol_loss");
+    let wider = with_source(&spec, |s| s.replace("const WG: u32 = 64u;", "const WG: u32 = 128u;"));
+    let errors = check_kernel(&wider).unwrap_err().join("\n");
+    assert!(
+        errors.contains("[64, 1, 1]") && errors.contains("[128, 1, 1]"),
+        "{errors}"
+    );
+    let spec = find("sq_norm_partials");
+    let chunk = with_source(&spec, |s| {
+        s.replace("const CHUNK: u32 = 16384u;", "const CHUNK: u32 = 8192u;")
+    });
+    let errors = check_kernel(&chunk).unwrap_err().join("\n");
+    assert!(
+        errors.contains("`CHUNK` = 16384") && errors.contains("8192"),
+        "{errors}"
+    );
+}
