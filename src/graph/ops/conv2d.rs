@@ -18,6 +18,8 @@ pub struct Conv2d {
     pub gelu_input: bool,
     pub bias: bool,
     pub residual: bool,
+    /// The model's input channels, before any zero padding (for model FLOPs).
+    pub model_cin: usize,
 }
 
 /// in: dy, w, x → dx (through the input GELU when `gelu_input`).
@@ -25,6 +27,7 @@ pub struct Conv2d {
 pub struct Conv2dBackwardData {
     pub k: usize,
     pub gelu_input: bool,
+    pub model_cin: usize,
 }
 
 /// in: dy, x → dw, and db too when `bias`.
@@ -33,11 +36,17 @@ pub struct Conv2dBackwardWeight {
     pub k: usize,
     pub gelu_input: bool,
     pub bias: bool,
+    pub model_cin: usize,
 }
 
 /// in: dy → db (sum over N, H, W).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Conv2dBackwardBias;
+
+/// FLOPs of the model's conv: the shape's, without zero-padded input channels.
+fn model_flops(s: Conv2dShape, model_cin: usize) -> f64 {
+    Conv2dShape { cin: model_cin, ..s }.flops()
+}
 
 /// The conv reading `x` (NHWC) into `cout` channels through a `k`x`k` kernel.
 fn conv_shape(x: &[usize], cout: usize, k: usize, gelu: bool) -> Conv2dShape {
@@ -78,6 +87,18 @@ impl Graph {
                 ));
             }
         }
+        // The fast kernels read input channels four at a time: a thin input
+        // (an RGB or greyscale image) and its weights get zero channels up to
+        // a multiple of 4, which change no output and get no gradient.
+        let (x, w) = if cin % 4 == 0 {
+            (x, w)
+        } else {
+            let padded = cin.next_multiple_of(4);
+            (
+                self.place_channels(&format!("{name}.x_pad"), x, 0, padded)?,
+                self.place_channels(&format!("{name}.w_pad"), w, 0, padded)?,
+            )
+        };
         let y = self.activation(name, vec![n, h, wd, cout]);
         let mut inputs = vec![x, w];
         inputs.extend(bias);
@@ -87,6 +108,7 @@ impl Graph {
             gelu_input,
             bias: bias.is_some(),
             residual: residual.is_some(),
+            model_cin: cin,
         };
         self.node(op, inputs, vec![y]);
         Ok(y)
@@ -114,10 +136,20 @@ impl OpRule for Conv2d {
     fn backward(&self, b: &mut Backward<'_>) -> Result<()> {
         let (x, w) = (b.input(0), b.input(1));
         let dy = b.dy();
-        let Conv2d { k, gelu_input, .. } = *self;
+        let Conv2d {
+            k,
+            gelu_input,
+            model_cin,
+            ..
+        } = *self;
         if b.wants(0) {
             let dx = b.grad_like(0);
-            b.node(Conv2dBackwardData { k, gelu_input }, vec![dy, w, x], vec![dx]);
+            let op = Conv2dBackwardData {
+                k,
+                gelu_input,
+                model_cin,
+            };
+            b.node(op, vec![dy, w, x], vec![dx]);
             b.push(0, dx);
         }
         let want_bias = self.bias && b.wants(2);
@@ -133,6 +165,7 @@ impl OpRule for Conv2d {
                 k,
                 gelu_input,
                 bias: want_bias,
+                model_cin,
             };
             b.node(op, vec![dy, x], outs);
             b.push(1, dw);
@@ -149,7 +182,10 @@ impl OpRule for Conv2d {
     }
 
     fn model_flops(&self, g: &Graph, node: &Node) -> f64 {
-        self.shape(g.shape(node.inputs[0]), g.shape(node.inputs[1])).flops()
+        model_flops(
+            self.shape(g.shape(node.inputs[0]), g.shape(node.inputs[1])),
+            self.model_cin,
+        )
     }
 
     fn eval(&self, c: &CpuCall<'_>) -> Result<Vec<Vec<f32>>> {
@@ -196,7 +232,10 @@ impl OpRule for Conv2dBackwardData {
     }
 
     fn model_flops(&self, g: &Graph, node: &Node) -> f64 {
-        self.shape(g.shape(node.inputs[0]), g.shape(node.inputs[2])).flops()
+        model_flops(
+            self.shape(g.shape(node.inputs[0]), g.shape(node.inputs[2])),
+            self.model_cin,
+        )
     }
 }
 
@@ -236,7 +275,10 @@ impl OpRule for Conv2dBackwardWeight {
     }
 
     fn model_flops(&self, g: &Graph, node: &Node) -> f64 {
-        self.shape(g.shape(node.inputs[0]), g.shape(node.inputs[1])).flops()
+        model_flops(
+            self.shape(g.shape(node.inputs[0]), g.shape(node.inputs[1])),
+            self.model_cin,
+        )
     }
 
     fn side_len(&self, g: &Graph, node: &Node) -> usize {
@@ -283,6 +325,7 @@ mod tests {
     #[test]
     fn model_flops_count_forward_dx_and_dw_at_two_per_multiply_add() {
         let mut g = Graph::default();
+        // Three input channels: padded to four for the kernels, counted as three.
         let x = g.tensor("x", vec![2, 4, 4, 3], Role::Param);
         let w = g.tensor("w", vec![5, 3, 3, 3], Role::Param);
         let y = g.conv2d("c", x, w, None, None, true).unwrap();
