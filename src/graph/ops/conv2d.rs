@@ -22,11 +22,13 @@ pub struct Conv2d {
     pub model_cin: usize,
 }
 
-/// in: dy, w, x → dx (through the input GELU when `gelu_input`).
+/// in: dy, w, x → dx (through the input GELU when `gelu_input`), and with
+/// `act` also gelu(x), computed beside dx for the weight gradient.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Conv2dBackwardData {
     pub k: usize,
     pub gelu_input: bool,
+    pub act: bool,
     pub model_cin: usize,
 }
 
@@ -142,14 +144,26 @@ impl OpRule for Conv2d {
             model_cin,
             ..
         } = *self;
+        // With GELU on the input and both gradients wanted, the dx pass also
+        // writes gelu(x), which the dw pass then reads as a plain input.
+        let act = gelu_input && b.wants(0) && b.wants(1);
+        let mut dw_input = (x, gelu_input);
         if b.wants(0) {
             let dx = b.grad_like(0);
             let op = Conv2dBackwardData {
                 k,
                 gelu_input,
+                act,
                 model_cin,
             };
-            b.node(op, vec![dy, w, x], vec![dx]);
+            let mut outputs = vec![dx];
+            if act {
+                let name = format!("{}.gelu", b.g.tensors[x].name);
+                let a = b.g.activation(&name, b.g.shape(x).to_vec());
+                outputs.push(a);
+                dw_input = (a, false);
+            }
+            b.node(op, vec![dy, w, x], outputs);
             b.push(0, dx);
         }
         let want_bias = self.bias && b.wants(2);
@@ -163,11 +177,11 @@ impl OpRule for Conv2d {
             }
             let op = Conv2dBackwardWeight {
                 k,
-                gelu_input,
+                gelu_input: dw_input.1,
                 bias: want_bias,
                 model_cin,
             };
-            b.node(op, vec![dy, x], outs);
+            b.node(op, vec![dy, dw_input.0], outs);
             b.push(1, dw);
         } else if want_bias {
             let db = b.grad_like(2);
@@ -217,13 +231,22 @@ impl OpRule for Conv2dBackwardData {
 
     fn eval(&self, c: &CpuCall<'_>) -> Result<Vec<Vec<f32>>> {
         let s = self.shape(c.in_shape(0), c.in_shape(2));
-        Ok(vec![reference::backward_input(&s, c.input(2), c.input(1), c.input(0))])
+        let mut outs = vec![reference::backward_input(&s, c.input(2), c.input(1), c.input(0))];
+        if self.act {
+            outs.push(crate::ops::elementwise::reference::gelu(c.input(2)));
+        }
+        Ok(outs)
     }
 
     fn lower(&self, l: &LowerCall<'_>) -> Result<Vec<Dispatch>> {
         let s = self.shape(l.in_shape(0), l.in_shape(2));
         let scratch = l.scratch(s.backward_input_scratch_len());
-        kernels::conv2d_backward_input(l.ctx, &s, l.input(2), l.input(1), l.input(0), scratch, l.output(0))
+        let (x, w, dy, dx) = (l.input(2), l.input(1), l.input(0), l.output(0));
+        if self.act {
+            kernels::conv2d_backward_input_and_act(l.ctx, &s, x, w, dy, scratch, dx, l.output(1))
+        } else {
+            kernels::conv2d_backward_input(l.ctx, &s, x, w, dy, scratch, dx)
+        }
     }
 
     fn scratch_len(&self, g: &Graph, node: &Node) -> usize {

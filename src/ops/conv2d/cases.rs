@@ -159,6 +159,25 @@ fn check_shape(c: &mut Checker, s: &Conv2dShape, seed: u64) -> Result<()> {
             &want,
             tol,
         );
+        if s.gelu_input {
+            // dx together with act = gelu(x), written by the same pass on the tiled path.
+            let (dx, act) = (ctx.zeros(s.x_len()), ctx.zeros(s.x_len()));
+            let (xv, wv, dyv, sv) = (x.view(), w.view(), dy.view(), scratch.view());
+            let ds = super::backward_input_and_act_with(ctx, path, s, xv, wv, dyv, sv, dx.view(), act.view())?;
+            ctx.run(&ds.iter().collect::<Vec<_>>())?;
+            let what = label(path, "backward_input+act");
+            c.compare(FAMILY, &what, &shapes, &ctx.read_f32(&dx)?, &want, tol);
+            let want_act = crate::ops::elementwise::reference::gelu(&inp.x);
+            let gelu_tol = Tolerance::new(1e-6, 1e-5);
+            c.compare(
+                FAMILY,
+                &label(path, "gelu(x) beside dx"),
+                &shapes,
+                &ctx.read_f32(&act)?,
+                &want_act,
+                gelu_tol,
+            );
+        }
     }
 
     let want_dw = reference::backward_weight(s, &inp.x, &inp.dy);

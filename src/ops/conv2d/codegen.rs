@@ -27,6 +27,9 @@ pub enum Epilogue {
     Store { bias: bool, residual: bool },
     /// `y = acc * gelu'(extra)`: dx of a conv whose input went through GELU.
     GeluGrad,
+    /// [`Epilogue::GeluGrad`], and `act = gelu(extra)` written beside it (binding 6)
+    /// for the weight gradient that follows, from the same `Phi(extra)`.
+    GeluGradAct,
 }
 
 /// One forward tile kernel: `rows * blocks` output rows by `9 - k` output columns
@@ -93,6 +96,9 @@ pub fn forward(t: &ForwardTile) -> String {
     let pad = k / 2;
     let in_rows = t.tile_rows() + k - 1;
     let mut s = String::from(FORWARD_HEADER);
+    if t.epilogue == Epilogue::GeluGradAct {
+        s.push_str("@group(0) @binding(6) var<storage, read_write> act: array<f32>;\n");
+    }
     let o = &mut s;
     wl(o, &format!("@compute @workgroup_size({LANES})"));
     wl(
@@ -198,15 +204,29 @@ pub fn forward(t: &ForwardTile) -> String {
             );
             for c in 0..cpl {
                 let a = format!("a{r}_{oc}_{c}");
+                let guard = format!("co_lane + {}u < p.cout", 8 * c);
+                if t.epilogue == Epilogue::GeluGradAct {
+                    // gelu'(e) = Phi(e) + e phi(e) and gelu(e) = e Phi(e), as gelu.wgsl computes them.
+                    wl(o, &format!("        if ({guard}) {{"));
+                    wl(o, &format!("            let e = extra[q + co{c}];"));
+                    wl(o, "            let cdf = normal_cdf(e);");
+                    wl(
+                        o,
+                        &format!(
+                            "            y[q + co{c}] = {a} * (cdf + e * 0.3989422804014327 * exp(-0.5 * e * e));"
+                        ),
+                    );
+                    wl(o, &format!("            act[q + co{c}] = e * cdf;"));
+                    wl(o, "        }");
+                    continue;
+                }
                 let v = match t.epilogue {
                     Epilogue::Store { residual: true, .. } => format!("{a} + extra[q + co{c}]"),
                     Epilogue::Store { residual: false, .. } => a,
                     Epilogue::GeluGrad => format!("{a} * gelu_grad(extra[q + co{c}])"),
+                    Epilogue::GeluGradAct => unreachable!("written above"),
                 };
-                wl(
-                    o,
-                    &format!("        if (co_lane + {}u < p.cout) {{ y[q + co{c}] = {v}; }}", 8 * c),
-                );
+                wl(o, &format!("        if ({guard}) {{ y[q + co{c}] = {v}; }}"));
             }
             wl(o, "    }");
         }

@@ -138,7 +138,52 @@ pub fn backward_input_with(
     s.check_backward_input(&x, &w, &dy, &scratch, &dx)?;
     match path {
         Path::Simple => Ok(vec![simple::backward_input(ctx, s, x, w, dy, dx)?]),
-        Path::Tiled => tiled::backward_input(ctx, s, x, w, dy, scratch, dx),
+        Path::Tiled => tiled::backward_input(ctx, s, x, w, dy, scratch, dx, None),
+    }
+}
+
+/// [`conv2d_backward_input`] of a conv with `s.gelu_input` that also writes
+/// `act = gelu(x)` (`x_len` elements) for the weight gradient that follows:
+/// the tiled dx computes it in its epilogue from the `Phi(x)` that `gelu'(x)`
+/// needs anyway, so no pass of its own.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_backward_input_and_act(
+    ctx: &GpuContext,
+    s: &Conv2dShape,
+    x: BufView<'_>,
+    w: BufView<'_>,
+    dy: BufView<'_>,
+    scratch: BufView<'_>,
+    dx: BufView<'_>,
+    act: BufView<'_>,
+) -> Result<Vec<Dispatch>> {
+    backward_input_and_act_with(ctx, Path::best_backward_input(ctx, s), s, x, w, dy, scratch, dx, act)
+}
+
+/// [`conv2d_backward_input_and_act`] on a chosen path.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_input_and_act_with(
+    ctx: &GpuContext,
+    path: Path,
+    s: &Conv2dShape,
+    x: BufView<'_>,
+    w: BufView<'_>,
+    dy: BufView<'_>,
+    scratch: BufView<'_>,
+    dx: BufView<'_>,
+    act: BufView<'_>,
+) -> Result<Vec<Dispatch>> {
+    s.check_backward_input(&x, &w, &dy, &scratch, &dx)?;
+    if !s.gelu_input {
+        return crate::error::shape_err("conv2d: act = gelu(x) is only written for a conv with gelu_input");
+    }
+    act.expect_len("conv2d_backward_input_and_act", "act", s.x_len())?;
+    match path {
+        Path::Simple => Ok(vec![
+            simple::backward_input(ctx, s, x, w, dy, dx)?,
+            crate::ops::elementwise::gelu_forward(ctx, x, act)?,
+        ]),
+        Path::Tiled => tiled::backward_input(ctx, s, x, w, dy, scratch, dx, Some(act)),
     }
 }
 

@@ -36,10 +36,17 @@ fn generated<P: crate::gpu::GpuParams>(name: String, wgsl: String, bindings: &'s
 }
 
 const FORWARD_BINDINGS: &[Access] = &[Read, Read, Read, Read, ReadWrite, Uniform];
+/// The dx tile that also writes GELU of the conv's input (binding 6).
+const FORWARD_ACT_BINDINGS: &[Access] = &[Read, Read, Read, Read, ReadWrite, Uniform, ReadWrite];
 const WEIGHT_BINDINGS: &[Access] = &[Read, Read, ReadWrite, Uniform];
 
 fn forward_kernel(t: &ForwardTile) -> Kernel<ForwardParams> {
-    generated(t.name(), codegen::forward(t), FORWARD_BINDINGS)
+    let bindings = if t.epilogue == Epilogue::GeluGradAct {
+        FORWARD_ACT_BINDINGS
+    } else {
+        FORWARD_BINDINGS
+    };
+    generated(t.name(), codegen::forward(t), bindings)
 }
 
 fn weight_kernel(t: &WeightTile) -> Kernel<WeightParams> {
@@ -74,7 +81,7 @@ pub(super) fn kernels() -> Vec<KernelSpec> {
     for k in [1, 3] {
         let (max_blocks, max_couts_per_lane) = forward_limits(k);
         // (gelu on the input, epilogue) pairs: forward convs and the dx conv.
-        let mut uses = vec![(false, Epilogue::GeluGrad)];
+        let mut uses = vec![(false, Epilogue::GeluGrad), (false, Epilogue::GeluGradAct)];
         for gelu_input in [false, true] {
             for (bias, residual) in [(false, false), (false, true), (true, false), (true, true)] {
                 uses.push((gelu_input, Epilogue::Store { bias, residual }));
@@ -175,6 +182,7 @@ fn forward_tiles(
     bias: BufView<'_>,
     extra: BufView<'_>,
     y: BufView<'_>,
+    act: Option<BufView<'_>>,
 ) -> Result<Dispatch> {
     let (n, h) = if s.k == 1 { (1, stacked_rows(s)) } else { (s.n, s.h) };
     let tiles_w = s.w.div_ceil(t.cols() as usize);
@@ -198,7 +206,10 @@ fn forward_tiles(
     let kernel = cached(&KERNELS, *t, forward_kernel);
     // One workgroup per tile (folded into x and y), one layer per output-channel chunk.
     let grid = Grid::GroupLayers(tiles, gz);
-    ctx.dispatch(&kernel, &[], &[x, w, bias, extra, y], &p, grid)
+    match act {
+        Some(act) => ctx.dispatch(&kernel, &[], &[x, w, bias, extra, y, act], &p, grid),
+        None => ctx.dispatch(&kernel, &[], &[x, w, bias, extra, y], &p, grid),
+    }
 }
 
 pub(super) fn forward(
@@ -216,7 +227,7 @@ pub(super) fn forward(
     };
     let t = forward_tile(s.k, stacked_rows(s), s.cout, s.gelu_input, epilogue);
     // Absent optional inputs bind x in their place; the kernel never reads them.
-    forward_tiles(ctx, &t, s, x, w, bias.unwrap_or(x), residual.unwrap_or(x), y)
+    forward_tiles(ctx, &t, s, x, w, bias.unwrap_or(x), residual.unwrap_or(x), y, None)
 }
 
 crate::gpu_params! {
@@ -232,6 +243,9 @@ crate::gpu_params! {
     }
 }
 
+/// dx, and with `act` (only when `s.gelu_input`) also `act = gelu(x)` from the
+/// same epilogue, for the weight gradient.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn backward_input(
     ctx: &GpuContext,
     s: &Conv2dShape,
@@ -240,6 +254,7 @@ pub(super) fn backward_input(
     dy: BufView<'_>,
     scratch: BufView<'_>,
     dx: BufView<'_>,
+    act: Option<BufView<'_>>,
 ) -> Result<Vec<Dispatch>> {
     let kk = s.k * s.k;
     let flip = UtilParams {
@@ -263,7 +278,9 @@ pub(super) fn backward_input(
         cout: s.cin,
         ..*s
     };
-    let epilogue = if s.gelu_input {
+    let epilogue = if s.gelu_input && act.is_some() {
+        Epilogue::GeluGradAct
+    } else if s.gelu_input {
         Epilogue::GeluGrad
     } else {
         Epilogue::Store {
@@ -272,7 +289,7 @@ pub(super) fn backward_input(
         }
     };
     let t = forward_tile(s.k, stacked_rows(s), s.cin, false, epilogue);
-    let d2 = forward_tiles(ctx, &t, &swapped, dy, wt, dy, x, dx)?;
+    let d2 = forward_tiles(ctx, &t, &swapped, dy, wt, dy, x, dx, act.filter(|_| s.gelu_input))?;
     Ok(vec![d1, d2])
 }
 
