@@ -42,3 +42,17 @@ fn sum_splits(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     }
     dst[i] = select(acc, dst[i] + acc, p.accumulate != 0u);
 }
+
+// sum_splits over dw and db at once: the first `p.cin` sums (dw) go to dst[i], the
+// rest (db) to dst[i + p.kk], past the gap of `p.kk` elements between the two.
+@compute @workgroup_size(WG)
+fn sum_splits_pair(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * WG;
+    if (i >= p.total) { return; }
+    var acc = 0.0;
+    for (var s = 0u; s < p.splits; s++) {
+        acc += src[s * p.stride + p.pad + i];
+    }
+    let j = select(i, i + p.kk, i >= p.cin);
+    dst[j] = select(acc, dst[j] + acc, p.accumulate != 0u);
+}

@@ -220,6 +220,29 @@ fn check_shape(c: &mut Checker, s: &Conv2dShape, seed: u64) -> Result<()> {
             let kernel = label(path, &format!("backward_bias{suffix}"));
             c.compare(FAMILY, &kernel, &shapes, &ctx.read_f32(&db)?, &wdb, dw_tol);
         }
+        // dw and db in one buffer, a gap between them (as parameter gradients lie):
+        // the tiled path sums both in one pass and leaves the gap alone.
+        // db at the next 256-byte boundary, as the memory plan aligns tensors.
+        let gap = (s.w_len() + 1).next_multiple_of(64) - s.w_len();
+        let mut init = vec![0.0f32; s.w_len() + gap + s.cout];
+        init[s.w_len()..s.w_len() + gap].fill(7.0);
+        let both = ctx.upload(&init);
+        let (dwv, dbv) = (both.slice(0, s.w_len()), both.slice(s.w_len() + gap, s.cout));
+        let (xv, dyv, sv) = (x.view(), dy.view(), scratch.view());
+        let ds = super::backward_weight_with(ctx, path, s, xv, dyv, sv, None, dwv, Some(dbv), false)?;
+        ctx.run(&ds.iter().collect::<Vec<_>>())?;
+        let got = ctx.read_f32(&both)?;
+        let mut want = want_dw.clone();
+        want.extend(vec![7.0; gap]);
+        want.extend(&want_db);
+        c.compare(
+            FAMILY,
+            &label(path, "backward_weight+bias, one buffer"),
+            &shapes,
+            &got,
+            &want,
+            dw_tol,
+        );
     }
     let db = ctx.zeros(s.cout);
     let d = super::conv2d_backward_bias(ctx, s, dy.view(), db.view(), false)?;

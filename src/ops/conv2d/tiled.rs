@@ -73,11 +73,17 @@ const FLIP_TRANSPOSE: Kernel<UtilParams> = Kernel::portable(
 );
 const SUM_SPLITS: Kernel<UtilParams> =
     Kernel::portable("conv2d_sum_splits", UTIL, "sum_splits", &[Read, ReadWrite, Uniform]);
+const SUM_SPLITS_PAIR: Kernel<UtilParams> = Kernel::portable(
+    "conv2d_sum_splits_pair",
+    UTIL,
+    "sum_splits_pair",
+    &[Read, ReadWrite, Uniform],
+);
 
 /// Every kernel of the tiled path: the two helpers and every tile variant
 /// [`forward_tile`] and [`weight_tile`] can choose, for the contract test.
 pub(super) fn kernels() -> Vec<KernelSpec> {
-    let mut all = vec![FLIP_TRANSPOSE.spec(), SUM_SPLITS.spec()];
+    let mut all = vec![FLIP_TRANSPOSE.spec(), SUM_SPLITS.spec(), SUM_SPLITS_PAIR.spec()];
     for k in [1, 3] {
         let (max_blocks, max_couts_per_lane) = forward_limits(k);
         // (gelu on the input, epilogue) pairs: forward convs and the dx conv.
@@ -155,10 +161,19 @@ fn forward_tile(k: usize, h: usize, cout: usize, gelu_input: bool, epilogue: Epi
         k: k as u32,
         rows: 1,
         blocks: h.clamp(1, max_blocks) as u32,
-        couts_per_lane: cout.div_ceil(LANES as usize).clamp(1, max_couts_per_lane) as u32,
+        couts_per_lane: couts_per_lane(cout, max_couts_per_lane) as u32,
         gelu_input,
         epilogue,
     }
+}
+
+/// Output channels per lane: as few channel chunks as the limit allows, the
+/// channels spread evenly over them (96 channels: 2 chunks of 48, not 64 + 32,
+/// whose second chunk would compute 32 clamped channels for nothing).
+fn couts_per_lane(cout: usize, max: usize) -> usize {
+    let per_lane = cout.div_ceil(LANES as usize).max(1);
+    let chunks = per_lane.div_ceil(max);
+    per_lane.div_ceil(chunks).clamp(1, max)
 }
 
 /// Rows the forward tile walks down: a 1x1 conv has no halo, so its images are
@@ -343,6 +358,46 @@ crate::gpu_params! {
     }
 }
 
+/// One view from dw through db when db follows dw closely in the same buffer
+/// (within one binding), for [`SUM_SPLITS_PAIR`].
+fn pair_view<'a>(ctx: &GpuContext, dw: BufView<'a>, db: BufView<'a>) -> Option<BufView<'a>> {
+    const MAX_GAP: usize = 1024;
+    let end = db.offset + db.len;
+    let close = db.offset >= dw.offset + dw.len && db.offset - (dw.offset + dw.len) <= MAX_GAP;
+    let fits = (end - dw.offset) * 4 <= ctx.limits.max_storage_buffer_binding_size as usize;
+    (dw.buffer == db.buffer && close && fits).then_some(BufView {
+        len: end - dw.offset,
+        ..dw
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_channels_are_spread_evenly_over_the_fewest_chunks() {
+        let lanes = LANES as usize;
+        for max in [4, 8] {
+            for cout in 1..600 {
+                let cpl = couts_per_lane(cout, max);
+                let chunks = cout.div_ceil(lanes * cpl);
+                assert!((1..=max).contains(&cpl));
+                assert_eq!(
+                    chunks,
+                    cout.div_ceil(lanes * max),
+                    "cout {cout}: no more chunks than needed"
+                );
+                assert!(
+                    chunks * lanes * cpl < cout + lanes * chunks,
+                    "cout {cout}: under a lane's worth of waste per chunk"
+                );
+            }
+        }
+        assert_eq!(couts_per_lane(96, 8), 6);
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(super) fn backward_weight(
     ctx: &GpuContext,
@@ -420,9 +475,27 @@ pub(super) fn backward_weight(
         ds.push(ctx.dispatch(&SUM_SPLITS, &[], &[partials, dst], &q, Grid::Invocations(total))?);
         Ok(())
     };
-    sum(dw, 0, s.w_len())?;
-    if let Some(db) = db {
-        sum(db, s.w_len(), s.cout)?;
+    match db.map(|db| (db, pair_view(ctx, dw, db))) {
+        // dw and db side by side in one buffer (as parameter gradients are): one pass.
+        Some((db, Some(both))) => {
+            let q = UtilParams {
+                cout: 0,
+                kk: (db.offset - dw.offset - s.w_len()) as u32,
+                cin: s.w_len() as u32,
+                total: stride as u32,
+                stride: stride as u32,
+                splits: splits as u32,
+                accumulate: accumulate as u32,
+                pad: 0,
+            };
+            let grid = Grid::Invocations(stride);
+            ds.push(ctx.dispatch(&SUM_SPLITS_PAIR, &[], &[partials, both], &q, grid)?);
+        }
+        Some((db, None)) => {
+            sum(dw, 0, s.w_len())?;
+            sum(db, s.w_len(), s.cout)?;
+        }
+        None => sum(dw, 0, s.w_len())?,
     }
     Ok(ds)
 }
