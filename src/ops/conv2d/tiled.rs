@@ -371,33 +371,6 @@ fn pair_view<'a>(ctx: &GpuContext, dw: BufView<'a>, db: BufView<'a>) -> Option<B
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn output_channels_are_spread_evenly_over_the_fewest_chunks() {
-        let lanes = LANES as usize;
-        for max in [4, 8] {
-            for cout in 1..600 {
-                let cpl = couts_per_lane(cout, max);
-                let chunks = cout.div_ceil(lanes * cpl);
-                assert!((1..=max).contains(&cpl));
-                assert_eq!(
-                    chunks,
-                    cout.div_ceil(lanes * max),
-                    "cout {cout}: no more chunks than needed"
-                );
-                assert!(
-                    chunks * lanes * cpl < cout + lanes * chunks,
-                    "cout {cout}: under a lane's worth of waste per chunk"
-                );
-            }
-        }
-        assert_eq!(couts_per_lane(96, 8), 6);
-    }
-}
-
 #[allow(clippy::too_many_arguments)]
 pub(super) fn backward_weight(
     ctx: &GpuContext,
@@ -498,4 +471,31 @@ pub(super) fn backward_weight(
         None => sum(dw, 0, s.w_len())?,
     }
     Ok(ds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_channels_are_spread_evenly_over_the_fewest_chunks() {
+        let lanes = LANES as usize;
+        for max in [4, 8] {
+            for cout in 1..600 {
+                let cpl = couts_per_lane(cout, max);
+                let chunks = cout.div_ceil(lanes * cpl);
+                assert!((1..=max).contains(&cpl));
+                assert_eq!(
+                    chunks,
+                    cout.div_ceil(lanes * max),
+                    "cout {cout}: no more chunks than needed"
+                );
+                assert!(
+                    chunks * lanes * cpl < cout + lanes * chunks,
+                    "cout {cout}: under a lane's worth of waste per chunk"
+                );
+            }
+        }
+        assert_eq!(couts_per_lane(96, 8), 6);
+    }
 }
