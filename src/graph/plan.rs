@@ -44,6 +44,9 @@ pub struct MemoryPlan {
     pub activations: usize,
     /// Scratch the kernels need beyond their tensors (partial sums), the largest of any op.
     pub workspace: usize,
+    /// The conv weights flipped and transposed for dx, refreshed once per run
+    /// (known once the graph is built on an adapter; 0 before).
+    pub flipped_weights: usize,
 }
 
 impl MemoryPlan {
@@ -56,6 +59,7 @@ impl MemoryPlan {
             + self.constants
             + self.activations
             + self.workspace
+            + self.flipped_weights
     }
 }
 
@@ -213,6 +217,7 @@ pub fn plan(g: &Graph, align: usize, chunk: usize, train: bool) -> MemoryPlan {
         activations: arenas.iter().sum(),
         arenas,
         workspace: 0,
+        flipped_weights: 0,
     }
 }
 

@@ -116,6 +116,7 @@ impl fmt::Display for PlanReport {
             ("constants", m.constants),
             ("activations", m.activations),
             ("workspace", m.workspace),
+            ("flipped conv weights", m.flipped_weights),
         ] {
             writeln!(f, "  {what:<20} {}", mib(bytes))?;
         }

@@ -15,6 +15,7 @@ pub struct LowerCall<'a> {
     pub g: &'a Graph,
     pub node: &'a Node,
     pub(super) bufs: &'a Buffers,
+    pub(super) flips: &'a super::flips::Flips,
     pub(super) workspace: BufView<'a>,
     pub(super) side: BufView<'a>,
     pub(super) seed: u64,
@@ -42,6 +43,12 @@ impl<'a> LowerCall<'a> {
     /// Channels (last dimension) of input `k`.
     pub fn channels(&self, k: usize) -> usize {
         *self.in_shape(k).last().unwrap_or(&1)
+    }
+
+    /// Input `k` (conv weights) flipped and transposed for dx, refreshed once per
+    /// run for all convs, when this graph keeps such a copy.
+    pub fn transposed_weights(&self, k: usize) -> Option<BufView<'a>> {
+        self.flips.view(self.node.inputs[k])
     }
 
     /// The first `len` elements of the shared workspace (sized by the ops' `scratch_len`).

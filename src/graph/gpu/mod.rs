@@ -2,10 +2,12 @@
 //! memory plan, every node lowered to dispatches once at build time, and a
 //! whole step recorded into one command buffer with one submit.
 
+mod flips;
 mod lower;
 mod train;
 mod upload;
 
+use flips::Flips;
 pub use lower::LowerCall;
 pub use train::{StepMetrics, TrainConfig};
 
@@ -48,6 +50,8 @@ pub struct GpuGraph {
     noisy: Vec<usize>,
     /// A one-word buffer holding the noise step for runs without an optimizer.
     step_word: GpuBuffer,
+    /// The flipped conv weights the dx dispatches read (kept alive with them).
+    _flips: Flips,
     pub(crate) train: Option<train::TrainState>,
 }
 
@@ -122,15 +126,24 @@ impl GpuGraph {
         plan.workspace = (workspace_len + side_len) * 4;
         let bufs = Buffers { all, loc };
 
+        let flips = Flips::plan(ctx, g, &bufs)?;
+        let mut plan = plan;
+        plan.flipped_weights = flips.bytes();
+        let mut flipped = false;
         let mut dispatches = Vec::new();
         let mut noisy = Vec::new();
         let (ws, side) = (bufs.all[workspace].view(), bufs.all[workspace + 1].view());
         for node in &g.nodes {
+            if !flipped && flips.serves(node) {
+                dispatches.extend(flips.dispatches(ctx, &bufs)?);
+                flipped = true;
+            }
             let call = LowerCall {
                 ctx,
                 g,
                 node,
                 bufs: &bufs,
+                flips: &flips,
                 workspace: ws,
                 side,
                 seed,
@@ -147,6 +160,7 @@ impl GpuGraph {
             dispatches,
             noisy,
             step_word: ctx.zeros(1),
+            _flips: flips,
             train: None,
         };
         if let Some(cfg) = train {

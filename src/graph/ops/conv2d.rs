@@ -241,12 +241,16 @@ impl OpRule for Conv2dBackwardData {
     fn lower(&self, l: &LowerCall<'_>) -> Result<Vec<Dispatch>> {
         let s = self.shape(l.in_shape(0), l.in_shape(2));
         let scratch = l.scratch(s.backward_input_scratch_len());
-        let (x, w, dy, dx) = (l.input(2), l.input(1), l.input(0), l.output(0));
-        if self.act {
-            kernels::conv2d_backward_input_and_act(l.ctx, &s, x, w, dy, scratch, dx, l.output(1))
-        } else {
-            kernels::conv2d_backward_input(l.ctx, &s, x, w, dy, scratch, dx)
-        }
+        let args = kernels::BackwardInput {
+            x: l.input(2),
+            w: l.input(1),
+            dy: l.input(0),
+            scratch,
+            dx: l.output(0),
+            act: self.act.then(|| l.output(1)),
+            transposed: l.transposed_weights(1),
+        };
+        kernels::conv2d_backward_input_with(l.ctx, &s, &args)
     }
 
     fn scratch_len(&self, g: &Graph, node: &Node) -> usize {

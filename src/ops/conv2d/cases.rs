@@ -1,5 +1,6 @@
 //! The conv2d family's table of checked shapes and its benchmark cases.
 
+use super::FlipJob;
 use super::{reference, Conv2dShape, Path};
 use crate::bench::BenchCase;
 use crate::check::{Checker, Tolerance};
@@ -112,6 +113,82 @@ fn describe(s: &Conv2dShape) -> String {
 pub fn check(c: &mut Checker) -> Result<()> {
     for (i, s) in shapes(c.full()).iter().enumerate() {
         check_shape(c, s, 100 + i as u64)?;
+    }
+    check_flip_many(c)
+}
+
+/// Several convs' weights flipped in one pass from one buffer into another (at
+/// 256-byte-aligned offsets with gaps, as the executor lays them), and a dx that
+/// reads its flipped weights from there instead of flipping them itself.
+fn check_flip_many(c: &mut Checker) -> Result<()> {
+    let ctx = c.ctx;
+    let convs = [
+        Conv2dShape::new(2, 5, 7, 8, 12, 3).with_gelu(true),
+        Conv2dShape::new(1, 4, 4, 4, 4, 1),
+        Conv2dShape::new(1, 3, 3, 12, 20, 3),
+    ];
+    let mut rng = TestRng::new(77);
+    let weights: Vec<Vec<f32>> = convs.iter().map(|s| rng.vec(s.w_len(), -1.0, 1.0)).collect();
+    let (mut offsets, mut src) = (Vec::new(), Vec::new());
+    for w in &weights {
+        src.resize((src.len() + 3).next_multiple_of(64), 0.0f32);
+        offsets.push(src.len());
+        src.extend(w);
+    }
+    let (src, dst) = (ctx.upload(&src), ctx.zeros(src.len()));
+    let jobs: Vec<FlipJob<'_>> = convs
+        .iter()
+        .zip(&offsets)
+        .map(|(s, &o)| FlipJob {
+            shape: *s,
+            w: src.slice(o, s.w_len()),
+            wt: dst.slice(o, s.w_len()),
+        })
+        .collect();
+    let table = ctx.upload(&super::flip_table(&jobs)?);
+    ctx.run(&[&super::flip_transpose_many(ctx, &jobs, table.view())?])?;
+    let got = ctx.read_f32(&dst)?;
+    for ((s, w), &o) in convs.iter().zip(&weights).zip(&offsets) {
+        let want = reference::flip_transpose(s, w);
+        c.compare(
+            FAMILY,
+            "flip_transpose_many",
+            &describe(s),
+            &got[o..o + s.w_len()],
+            &want,
+            Tolerance::EXACT,
+        );
+    }
+    let s = &convs[0];
+    if Path::best_backward_input(ctx, s) == Path::Tiled {
+        let inp = Inputs::new(s, 5);
+        let (x, dy) = (ctx.upload(&inp.x), ctx.upload(&inp.dy));
+        let (dx, scratch) = (ctx.zeros(s.x_len()), ctx.zeros(s.backward_input_scratch_len()));
+        let w = ctx.upload(&weights[0]);
+        let args = super::BackwardInput {
+            x: x.view(),
+            w: w.view(),
+            dy: dy.view(),
+            scratch: scratch.view(),
+            dx: dx.view(),
+            act: None,
+            transposed: Some(jobs[0].wt),
+        };
+        ctx.run(
+            &super::conv2d_backward_input_with(ctx, s, &args)?
+                .iter()
+                .collect::<Vec<_>>(),
+        )?;
+        let want = reference::backward_input(s, &inp.x, &weights[0], &inp.dy);
+        let tol = reduction_tol(s.k * s.k * s.cout);
+        c.compare(
+            FAMILY,
+            "backward_input, flipped weights given",
+            &describe(s),
+            &ctx.read_f32(&dx)?,
+            &want,
+            tol,
+        );
     }
     Ok(())
 }

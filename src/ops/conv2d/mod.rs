@@ -19,12 +19,14 @@
 
 mod cases;
 mod codegen;
+mod flip_many;
 pub mod reference;
 mod shape;
 mod simple;
 mod tiled;
 
 pub use cases::{bench_cases, check};
+pub use flip_many::{flip_table, flip_transpose_many, FlipJob};
 pub use shape::Conv2dShape;
 
 use crate::error::Result;
@@ -34,6 +36,7 @@ use crate::gpu::{BufView, Dispatch, GpuContext, KernelSpec};
 pub fn all_kernels() -> Vec<KernelSpec> {
     let mut all = simple::kernels();
     all.extend(tiled::kernels());
+    all.extend(flip_many::kernels());
     all
 }
 
@@ -135,32 +138,72 @@ pub fn backward_input_with(
     scratch: BufView<'_>,
     dx: BufView<'_>,
 ) -> Result<Vec<Dispatch>> {
-    s.check_backward_input(&x, &w, &dy, &scratch, &dx)?;
+    let a = BackwardInput {
+        x,
+        w,
+        dy,
+        scratch,
+        dx,
+        act: None,
+        transposed: None,
+    };
+    backward_input_args(ctx, path, s, &a)
+}
+
+/// What a dx pass reads and writes besides the conv's shape.
+#[derive(Clone, Copy)]
+pub struct BackwardInput<'a> {
+    pub x: BufView<'a>,
+    pub w: BufView<'a>,
+    pub dy: BufView<'a>,
+    /// At least [`Conv2dShape::backward_input_scratch_len`] elements.
+    pub scratch: BufView<'a>,
+    pub dx: BufView<'a>,
+    /// `gelu(x)` (`x_len` elements) written beside dx, for the weight gradient
+    /// that follows; only for a conv with `gelu_input`. The tiled dx computes it
+    /// in its epilogue from the `Phi(x)` that `gelu'(x)` needs anyway.
+    pub act: Option<BufView<'a>>,
+    /// `w` already flipped and transposed (by [`flip_transpose_many`]): the
+    /// tiled path reads it instead of flipping `w` into scratch itself.
+    pub transposed: Option<BufView<'a>>,
+}
+
+/// dx (and `act`) on the best path for the adapter and shape.
+pub fn conv2d_backward_input_with(ctx: &GpuContext, s: &Conv2dShape, a: &BackwardInput<'_>) -> Result<Vec<Dispatch>> {
+    backward_input_args(ctx, Path::best_backward_input(ctx, s), s, a)
+}
+
+/// dx (and `act`) on a chosen path.
+pub fn backward_input_args(
+    ctx: &GpuContext,
+    path: Path,
+    s: &Conv2dShape,
+    a: &BackwardInput<'_>,
+) -> Result<Vec<Dispatch>> {
+    s.check_backward_input(&a.x, &a.w, &a.dy, &a.scratch, &a.dx)?;
+    if let Some(act) = a.act {
+        if !s.gelu_input {
+            return crate::error::shape_err("conv2d: act = gelu(x) is only written for a conv with gelu_input");
+        }
+        act.expect_len("conv2d backward_input", "act", s.x_len())?;
+    }
+    if let Some(wt) = a.transposed {
+        wt.expect_len("conv2d backward_input", "transposed weights", s.w_len())?;
+    }
     match path {
-        Path::Simple => Ok(vec![simple::backward_input(ctx, s, x, w, dy, dx)?]),
-        Path::Tiled => tiled::backward_input(ctx, s, x, w, dy, scratch, dx, None),
+        Path::Simple => {
+            let mut ds = vec![simple::backward_input(ctx, s, a.x, a.w, a.dy, a.dx)?];
+            if let Some(act) = a.act {
+                ds.push(crate::ops::elementwise::gelu_forward(ctx, a.x, act)?);
+            }
+            Ok(ds)
+        }
+        Path::Tiled => tiled::backward_input(ctx, s, a),
     }
 }
 
 /// [`conv2d_backward_input`] of a conv with `s.gelu_input` that also writes
-/// `act = gelu(x)` (`x_len` elements) for the weight gradient that follows:
-/// the tiled dx computes it in its epilogue from the `Phi(x)` that `gelu'(x)`
-/// needs anyway, so no pass of its own.
-#[allow(clippy::too_many_arguments)]
-pub fn conv2d_backward_input_and_act(
-    ctx: &GpuContext,
-    s: &Conv2dShape,
-    x: BufView<'_>,
-    w: BufView<'_>,
-    dy: BufView<'_>,
-    scratch: BufView<'_>,
-    dx: BufView<'_>,
-    act: BufView<'_>,
-) -> Result<Vec<Dispatch>> {
-    backward_input_and_act_with(ctx, Path::best_backward_input(ctx, s), s, x, w, dy, scratch, dx, act)
-}
-
-/// [`conv2d_backward_input_and_act`] on a chosen path.
+/// `act = gelu(x)` (see [`BackwardInput::act`]).
 #[allow(clippy::too_many_arguments)]
 pub fn backward_input_and_act_with(
     ctx: &GpuContext,
@@ -173,18 +216,16 @@ pub fn backward_input_and_act_with(
     dx: BufView<'_>,
     act: BufView<'_>,
 ) -> Result<Vec<Dispatch>> {
-    s.check_backward_input(&x, &w, &dy, &scratch, &dx)?;
-    if !s.gelu_input {
-        return crate::error::shape_err("conv2d: act = gelu(x) is only written for a conv with gelu_input");
-    }
-    act.expect_len("conv2d_backward_input_and_act", "act", s.x_len())?;
-    match path {
-        Path::Simple => Ok(vec![
-            simple::backward_input(ctx, s, x, w, dy, dx)?,
-            crate::ops::elementwise::gelu_forward(ctx, x, act)?,
-        ]),
-        Path::Tiled => tiled::backward_input(ctx, s, x, w, dy, scratch, dx, Some(act)),
-    }
+    let a = BackwardInput {
+        x,
+        w,
+        dy,
+        scratch,
+        dx,
+        act: Some(act),
+        transposed: None,
+    };
+    backward_input_args(ctx, path, s, &a)
 }
 
 /// `dw = Σ dy ⊗ act(x)` and, when `db` is given, `db = Σ dy`; both overwrite, or add

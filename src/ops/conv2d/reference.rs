@@ -126,3 +126,18 @@ pub fn backward_bias(s: &Conv2dShape, dy: &[f32]) -> Vec<f32> {
     }
     db.iter().map(|&v| v as f32).collect()
 }
+
+/// The weights of dx = conv(dy, ·): `wt[ci, t, co] = w[co, k² - 1 - t, ci]`
+/// (taps reversed, input and output channels swapped).
+pub fn flip_transpose(s: &Conv2dShape, w: &[f32]) -> Vec<f32> {
+    let kk = s.k * s.k;
+    let mut wt = vec![0.0; w.len()];
+    for co in 0..s.cout {
+        for t in 0..kk {
+            for ci in 0..s.cin {
+                wt[(ci * kk + t) * s.cout + co] = w[(co * kk + (kk - 1 - t)) * s.cin + ci];
+            }
+        }
+    }
+    wt
+}

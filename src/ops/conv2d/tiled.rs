@@ -258,54 +258,50 @@ crate::gpu_params! {
     }
 }
 
-/// dx, and with `act` (only when `s.gelu_input`) also `act = gelu(x)` from the
-/// same epilogue, for the weight gradient.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn backward_input(
-    ctx: &GpuContext,
-    s: &Conv2dShape,
-    x: BufView<'_>,
-    w: BufView<'_>,
-    dy: BufView<'_>,
-    scratch: BufView<'_>,
-    dx: BufView<'_>,
-    act: Option<BufView<'_>>,
-) -> Result<Vec<Dispatch>> {
-    let kk = s.k * s.k;
-    let flip = UtilParams {
-        cout: s.cout as u32,
-        kk: kk as u32,
-        cin: s.cin as u32,
-        total: s.w_len() as u32,
-        stride: 0,
-        splits: 0,
-        accumulate: 0,
-        pad: 0,
+/// dx, and with `a.act` also `act = gelu(x)` from the same epilogue; the weights
+/// flipped into scratch first unless `a.transposed` holds them so.
+pub(super) fn backward_input(ctx: &GpuContext, s: &Conv2dShape, a: &super::BackwardInput<'_>) -> Result<Vec<Dispatch>> {
+    let mut ds = Vec::with_capacity(2);
+    let wt = match a.transposed {
+        Some(wt) => wt,
+        None => {
+            let flip = UtilParams {
+                cout: s.cout as u32,
+                kk: (s.k * s.k) as u32,
+                cin: s.cin as u32,
+                total: s.w_len() as u32,
+                stride: 0,
+                splits: 0,
+                accumulate: 0,
+                pad: 0,
+            };
+            let wt = BufView {
+                len: s.w_len(),
+                ..a.scratch
+            };
+            let grid = Grid::Invocations(s.w_len());
+            ds.push(ctx.dispatch(&FLIP_TRANSPOSE, &[], &[a.w, wt], &flip, grid)?);
+            wt
+        }
     };
-    let wt = BufView {
-        len: s.w_len(),
-        ..scratch
-    };
-    let d1 = ctx.dispatch(&FLIP_TRANSPOSE, &[], &[w, wt], &flip, Grid::Invocations(s.w_len()))?;
     // dx = conv(dy, flipped w): a forward conv with the channel counts swapped.
     let swapped = Conv2dShape {
         cin: s.cout,
         cout: s.cin,
         ..*s
     };
-    let epilogue = if s.gelu_input && act.is_some() {
-        Epilogue::GeluGradAct
-    } else if s.gelu_input {
-        Epilogue::GeluGrad
-    } else {
-        Epilogue::Store {
+    let act = a.act.filter(|_| s.gelu_input);
+    let epilogue = match (s.gelu_input, act.is_some()) {
+        (true, true) => Epilogue::GeluGradAct,
+        (true, false) => Epilogue::GeluGrad,
+        (false, _) => Epilogue::Store {
             bias: false,
             residual: false,
-        }
+        },
     };
     let t = forward_tile(s.k, stacked_rows(s), s.cin, false, epilogue);
-    let d2 = forward_tiles(ctx, &t, &swapped, dy, wt, dy, x, dx, act.filter(|_| s.gelu_input))?;
-    Ok(vec![d1, d2])
+    ds.push(forward_tiles(ctx, &t, &swapped, a.dy, wt, a.dy, a.x, a.dx, act)?);
+    Ok(ds)
 }
 
 /// Input-channel vec4s per dw workgroup: 1 for 3x3 (9 taps already give 144
