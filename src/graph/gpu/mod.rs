@@ -127,7 +127,6 @@ impl GpuGraph {
         let bufs = Buffers { all, loc };
 
         let flips = Flips::plan(ctx, g, &bufs)?;
-        let mut plan = plan;
         plan.flipped_weights = flips.bytes();
         let mut flipped = false;
         let mut dispatches = Vec::new();
