@@ -26,6 +26,7 @@ mod tiled;
 
 pub use cases::{bench_cases, check};
 pub use shape::Conv2dShape;
+use shape::Pass;
 
 use crate::error::Result;
 use crate::gpu::{BufView, Dispatch, GpuContext, KernelSpec};
@@ -102,10 +103,11 @@ pub fn forward_with(
     y: BufView<'_>,
 ) -> Result<Dispatch> {
     s.check_forward(&x, &w, bias.as_ref(), residual.as_ref(), &y)?;
-    match path {
+    let d = match path {
         Path::Simple => simple::forward(ctx, s, x, w, bias, residual, y),
         Path::Tiled => tiled::forward(ctx, s, x, w, bias, residual, y),
-    }
+    }?;
+    Ok(s.state_work(Pass::Forward, vec![d]).remove(0))
 }
 
 /// `dx = conv_transpose(dy, w) * act'(x)` (x is read only when `s.gelu_input`).
@@ -136,10 +138,11 @@ pub fn backward_input_with(
     dx: BufView<'_>,
 ) -> Result<Vec<Dispatch>> {
     s.check_backward_input(&x, &w, &dy, &scratch, &dx)?;
-    match path {
-        Path::Simple => Ok(vec![simple::backward_input(ctx, s, x, w, dy, dx)?]),
-        Path::Tiled => tiled::backward_input(ctx, s, x, w, dy, scratch, dx),
-    }
+    let ds = match path {
+        Path::Simple => vec![simple::backward_input(ctx, s, x, w, dy, dx)?],
+        Path::Tiled => tiled::backward_input(ctx, s, x, w, dy, scratch, dx)?,
+    };
+    Ok(s.state_work(Pass::BackwardInput, ds))
 }
 
 /// `dw = Σ dy ⊗ act(x)` and, when `db` is given, `db = Σ dy`; both overwrite, or add
@@ -179,16 +182,17 @@ pub fn backward_weight_with(
     accumulate: bool,
 ) -> Result<Vec<Dispatch>> {
     s.check_backward_weight(&x, &dy, &scratch, act.as_ref(), &dw, db.as_ref())?;
-    match path {
+    let ds = match path {
         Path::Simple => {
             let mut ds = vec![simple::backward_weight(ctx, s, x, dy, dw, accumulate)?];
             if let Some(db) = db {
                 ds.push(simple::backward_bias(ctx, s, dy, db, accumulate)?);
             }
-            Ok(ds)
+            ds
         }
-        Path::Tiled => tiled::backward_weight(ctx, s, x, dy, scratch, act, dw, db, accumulate),
-    }
+        Path::Tiled => tiled::backward_weight(ctx, s, x, dy, scratch, act, dw, db, accumulate)?,
+    };
+    Ok(s.state_work(Pass::BackwardWeight { accumulate }, ds))
 }
 
 /// `db = Σ_{n,h,w} dy` on its own (overwrites, or adds when `accumulate`).
@@ -200,5 +204,6 @@ pub fn conv2d_backward_bias(
     accumulate: bool,
 ) -> Result<Dispatch> {
     s.check_backward_bias(&dy, &db)?;
-    simple::backward_bias(ctx, s, dy, db, accumulate)
+    let d = simple::backward_bias(ctx, s, dy, db, accumulate)?;
+    Ok(s.state_work(Pass::BackwardBias { accumulate }, vec![d]).remove(0))
 }
