@@ -518,7 +518,7 @@ impl fmt::Display for ProfileReport {
         writeln!(f, "step:")?;
         writeln!(
             f,
-            "  dispatches per step   {} ({} submits per pipelined step)",
+            "  dispatches per step   {} (submits per pipelined step: {})",
             s.dispatches, s.submits_per_step
         )?;
         writeln!(
