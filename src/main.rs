@@ -12,7 +12,7 @@ use vdvae::model::evaluate::{evaluate, fit_images, gradient, Device, EvalInput};
 use vdvae::model::preprocess::{Normalization, CIFAR10, MNIST};
 use vdvae::model::{preset, report::plan_training, HParams, PRESETS};
 use vdvae::ops::run_checks;
-use vdvae::train::{shell_command, StopSignal, INTERRUPTED_EXIT_CODE};
+use vdvae::train::{profile_training, shell_command, ProfileOptions, StopSignal, INTERRUPTED_EXIT_CODE};
 
 #[derive(Parser)]
 #[command(
@@ -126,13 +126,11 @@ enum Command {
         #[arg(long, value_enum, default_value_t = DeviceArg::Gpu)]
         device: DeviceArg,
     },
-    /// GPU time of every kernel over one training step (after warm-up steps), slowest first
+    /// Where a training step's time and FLOPs go: per kernel GPU time, FLOPs, bytes, rates and
+    /// share of the FMA ceiling; for the step model FLOPs, pipelined wall time, MFU and GPU-busy time
     Profile {
         #[command(flatten)]
-        model: ModelArgs,
-        /// Images per step [default: the config's n_batch]
-        #[arg(long)]
-        batch: Option<usize>,
+        args: ProfileArgs,
     },
     /// Parameters, latent layers and planned peak memory of a training step; runs nothing
     Plan {
@@ -159,6 +157,24 @@ impl DeviceArg {
             DeviceArg::Cpu => Device::Cpu,
         })
     }
+}
+
+#[derive(clap::Args)]
+struct ProfileArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Images per step [default: the config's n_batch]
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Pipelined steps timed for the wall time (after 2 warm-up steps)
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    steps: u32,
+    /// Also write the step as Chrome trace-event JSON (Perfetto, chrome://tracing), atomically
+    #[arg(long, value_name = "FILE.json")]
+    trace: Option<String>,
+    /// Print the report as one JSON object instead of the table
+    #[arg(long)]
+    json: bool,
 }
 
 /// A checkpoint on a dataset (shared by eval and grad).
@@ -270,7 +286,7 @@ fn main() -> ExitCode {
         Command::Info { seconds } => info(&choice, seconds),
         Command::Check { kernel, full, perturb } => check(&choice, kernel.as_deref(), full, perturb),
         Command::Plan { model, batch } => plan(&choice, &model, batch),
-        Command::Profile { model, batch } => profile(&choice, &model, batch),
+        Command::Profile { args } => profile(&choice, &args),
         Command::Sample {
             model,
             checkpoint,
@@ -566,41 +582,21 @@ fn train(choice: &AdapterChoice, a: &TrainArgs) -> vdvae::Result<ExitCode> {
     Ok(ExitCode::from(INTERRUPTED_EXIT_CODE as u8))
 }
 
-fn profile(choice: &AdapterChoice, model: &ModelArgs, batch: Option<usize>) -> vdvae::Result<ExitCode> {
-    let h = model.load()?;
+fn profile(choice: &AdapterChoice, a: &ProfileArgs) -> vdvae::Result<ExitCode> {
+    let h = a.model.load()?;
     let ctx = GpuContext::new(choice)?;
-    let images = fit_images(&h, vdvae::data::bundled_mnist()).or_else(|_| {
-        // Models of RGB images profile on noise of the right shape.
-        let n = h.n_batch.max(1);
-        let len = n * h.image_size * h.image_size * h.image_channels;
-        let key = vdvae::ops::rng::RngKey::new(1, 0, 0);
-        let pixels = (0..len as u32).map(|i| (key.uniform(i) * 255.0) as u8).collect();
-        Ok::<_, vdvae::Error>(vdvae::data::ImageSet {
-            n,
-            h: h.image_size,
-            w: h.image_size,
-            c: h.image_channels,
-            pixels,
-        })
-    })?;
-    let batch = batch.unwrap_or(h.n_batch);
-    let report = vdvae::train::profile_step(&ctx, &h, &images, batch)?;
-    let total: f64 = report.iter().map(|r| r.2).sum();
-    println!(
-        "adapter: {}; batch {batch}; one training step, each dispatch timed alone",
-        ctx.adapter.name
-    );
-    println!("{:<60} {:>10} {:>11} {:>7}", "kernel", "dispatches", "GPU ms", "share");
-    for (kernel, count, seconds) in &report {
-        println!(
-            "{:<60} {count:>10} {:>11.3} {:>6.1}%",
-            kernel,
-            seconds * 1e3,
-            100.0 * seconds / total
-        );
+    let mut options = ProfileOptions::new(a.batch.unwrap_or(h.n_batch));
+    options.timed_steps = a.steps as usize;
+    let report = profile_training(&ctx, &h, &options)?;
+    if let Some(path) = &a.trace {
+        report.write_trace(path)?;
+        eprintln!("wrote {} trace events to {path}", report.dispatches.len());
     }
-    let count: usize = report.iter().map(|r| r.1).sum();
-    println!("{:<60} {count:>10} {:>11.3}", "total", total * 1e3);
+    if a.json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{report}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -150,16 +150,56 @@ fn bad_input_gets_a_clear_error() {
 
 #[test]
 fn profile_times_every_kernel_of_a_step() {
-    let out = vdvae(&["profile", "--preset", "mnist-tiny", "--batch", "4"]);
+    let out = vdvae(&["profile", "--preset", "mnist-tiny", "--batch", "4", "--steps", "1"]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     assert!(
         stdout.contains("conv2d") && stdout.contains("adamw_update_ema"),
         "{stdout}"
     );
-    let total = stdout.lines().find(|l| l.starts_with("total")).expect("a total line");
-    let dispatches: usize = total.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let total = stdout.lines().find(|l| l.ends_with(" total")).expect("a total line");
+    let dispatches: usize = total.split_whitespace().next().unwrap().parse().unwrap();
     assert!(dispatches > 100, "{total}");
+    assert!(stdout.contains("MFU"), "{stdout}");
+}
+
+#[test]
+fn profile_json_and_trace() {
+    let trace = tmp("t.json");
+    let out = vdvae(&[
+        "profile",
+        "--preset",
+        "mnist-tiny",
+        "--batch",
+        "2",
+        "--json",
+        "--trace",
+        &trace,
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let dispatches = report["step"]["dispatches"].as_u64().unwrap();
+    let per_kernel: u64 = report["kernels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["dispatches"].as_u64().unwrap())
+        .sum();
+    assert_eq!(per_kernel, dispatches);
+    assert!(report["step"]["model_flops"].as_f64().unwrap() > 0.0);
+    assert!(report["step"]["mfu"].as_f64().unwrap() > 0.0);
+    let trace: serde_json::Value = serde_json::from_slice(&std::fs::read(&trace).unwrap()).unwrap();
+    let events: Vec<&serde_json::Value> = trace["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["ph"] == "X")
+        .collect();
+    assert_eq!(events.len() as u64, dispatches);
+    assert!(events
+        .iter()
+        .all(|e| e["args"]["node"].as_str().is_some_and(|n| !n.is_empty())));
 }
 
 #[test]

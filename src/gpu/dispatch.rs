@@ -10,6 +10,36 @@ use super::pipeline::PipelineEntry;
 use super::{BufView, GpuContext};
 use crate::error::{Error, Result};
 
+/// The least work a dispatch must do, for the profiler's rates.
+///
+/// - `flops`: multiply-adds of convolutions and matmuls at 2 each (the model-FLOP
+///   convention); the fused model kernels that state an arithmetic count
+///   (reparam + KL, DMoL, AdamW) carry it; every other kernel (elementwise, copies,
+///   reductions, resampling, the conv's helper passes, its bias-gradient sums)
+///   carries 0: they are judged by bytes.
+/// - `bytes`: the tensor bytes the dispatch must read and write once (each input
+///   read once, each output written once, read too when it accumulates; partial
+///   sums in scratch count as tensors).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Work {
+    pub flops: f64,
+    pub bytes: f64,
+}
+
+impl Work {
+    pub fn new(flops: f64, bytes: f64) -> Work {
+        Work { flops, bytes }
+    }
+
+    /// No FLOPs, `elements` f32 values moved.
+    pub fn f32s(elements: usize) -> Work {
+        Work {
+            flops: 0.0,
+            bytes: 4.0 * elements as f64,
+        }
+    }
+}
+
 /// A recorded-once unit of GPU work: pipeline + bind group + grid. Built when a
 /// graph is built; recording it into a pass allocates nothing.
 pub struct Dispatch {
@@ -18,9 +48,33 @@ pub struct Dispatch {
     bind_group: wgpu::BindGroup,
     pub workgroups: [u32; 3],
     params: Option<wgpu::Buffer>,
+    /// Set by the op that built the dispatch ([`Dispatch::with_work`]).
+    work: Option<Work>,
+    /// Bytes of every storage binding: the estimate when no op set the work.
+    bound_bytes: f64,
 }
 
 impl Dispatch {
+    /// States the dispatch's work (see [`Work`] for the convention).
+    pub fn with_work(mut self, work: Work) -> Dispatch {
+        self.work = Some(work);
+        self
+    }
+
+    /// The work its op stated or, when it stated none, 0 FLOPs and the bytes of
+    /// its storage bindings (each read or written once).
+    pub fn work(&self) -> Work {
+        self.work.unwrap_or(Work {
+            flops: 0.0,
+            bytes: self.bound_bytes,
+        })
+    }
+
+    /// Whether the op that built it stated its work.
+    pub fn has_stated_work(&self) -> bool {
+        self.work.is_some()
+    }
+
     /// The uniform holding this dispatch's parameters, for values the GPU
     /// itself updates between steps (e.g. the noise step copied from the
     /// optimizer's iteration counter).
@@ -77,6 +131,7 @@ impl GpuContext {
         } else {
             None
         };
+        let bound_bytes = views.iter().map(|v| v.len as f64 * 4.0).sum();
         let mut next_view = views.iter();
         let mut entries = Vec::with_capacity(kernel.bindings.len());
         for (i, (access, (name, min_size))) in kernel.bindings.iter().zip(&entry.bindings).enumerate() {
@@ -111,6 +166,8 @@ impl GpuContext {
             bind_group,
             workgroups,
             params: params_buffer,
+            work: None,
+            bound_bytes,
         })
     }
 

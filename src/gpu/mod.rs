@@ -19,7 +19,7 @@ pub use buffers::{BufView, GpuBuffer};
 pub use ceiling::{ceiling_kernels, fma_ceiling_dispatch, measure_fma_ceiling, FmaCeiling, FMA_SINK_LEN};
 pub use context::quiet_display_probe_when_headless;
 pub use context::{list_adapters, AdapterChoice, AdapterSummary, GpuContext, GpuCounters};
-pub use dispatch::Dispatch;
+pub use dispatch::{Dispatch, Work};
 pub use grid::Grid;
 pub use kernel::{Access, Kernel, KernelSpec, Source};
 pub use params::{GpuParams, Member, NoParams, ParamsLayout};

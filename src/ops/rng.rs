@@ -4,7 +4,7 @@
 
 use crate::check::{Checker, Tolerance};
 use crate::error::Result;
-use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec};
+use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec, Work};
 
 /// The RNG WGSL every noise-drawing kernel includes before its own source.
 pub const RNG_WGSL: &str = include_str!("../../shaders/rng.wgsl");
@@ -125,7 +125,8 @@ pub fn fill(ctx: &GpuContext, fill: Fill, key: RngKey, out: BufView<'_>) -> Resu
         Fill::Normal => &FILL_NORMAL,
     };
     let params = FillParams { key, n: out.len as u32 };
-    ctx.dispatch(kernel, &[], &[out], &params, Grid::Invocations(out.len))
+    let d = ctx.dispatch(kernel, &[], &[out], &params, Grid::Invocations(out.len))?;
+    Ok(d.with_work(Work::f32s(out.len)))
 }
 
 /// CPU reference of [`fill`] for f32 fills.

@@ -5,10 +5,14 @@
 
 mod checkpoint;
 mod log;
+mod profile;
 mod stop;
 
 pub use checkpoint::{load_run, save_run, stage_run, RunState, StagedRun};
 pub use log::StepLog;
+pub use profile::{
+    profile_training, short_kernel_name, DispatchRecord, KernelRow, ProfileOptions, ProfileReport, StepSummary,
+};
 pub use stop::{shell_command, StopSignal, INTERRUPTED_EXIT_CODE};
 
 use crate::data::ImageSet;
@@ -229,24 +233,6 @@ pub fn train(
         iteration,
         stopped,
     })
-}
-
-/// Per-kernel GPU time of one training step of `h` on `images`, after two
-/// warm-up steps: (kernel, dispatches, seconds), slowest first.
-pub fn profile_step(
-    ctx: &GpuContext,
-    h: &HParams,
-    images: &ImageSet,
-    batch: usize,
-) -> Result<Vec<(&'static str, usize, f64)>> {
-    let (m, mut gpu, _) = start(ctx, h, images, batch, None)?;
-    let b = gather(images, &(0..batch).collect::<Vec<_>>());
-    for _ in 0..2 {
-        stage_batch(ctx, &mut gpu, &m, &b, crate::model::preprocess::CIFAR10)?;
-        gpu.train_step(ctx)?;
-    }
-    gpu.finish(ctx)?;
-    gpu.profile(ctx)
 }
 
 #[cfg(test)]

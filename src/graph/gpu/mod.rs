@@ -14,7 +14,7 @@ pub use train::{StepMetrics, TrainConfig};
 use super::ir::{Graph, Role, TensorId};
 use super::plan::{plan, MemoryPlan, Region};
 use crate::error::{Error, Result};
-use crate::gpu::{BufView, Dispatch, GpuBuffer, GpuContext};
+use crate::gpu::{BufView, Dispatch, GpuBuffer, GpuContext, Work};
 use crate::ops::rng::RNG_STEP_WORD;
 
 /// Where each tensor lives: (buffer index, element offset, elements).
@@ -41,11 +41,57 @@ pub(crate) const INPUTS: usize = 2;
 const CONSTANTS: usize = 3;
 const FIRST_ARENA: usize = 4;
 
+/// What a dispatch of a step computes, for profiles and traces.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DispatchLabel {
+    /// The graph node it lowers (None for the optimizer's dispatches).
+    pub node: Option<usize>,
+    /// The node's op ([`OpRule::name`](crate::graph::ops::OpRule::name)), or the
+    /// optimizer's stage (`grad_norm`, `decide`, `adamw`).
+    pub op: &'static str,
+    /// Where in the model: the node's first output tensor and its op, e.g.
+    /// `grad.decoder.dec_blocks.6.resnet.c2.weight conv2d_backward_weight`, or
+    /// `optimizer.adamw`.
+    pub name: String,
+}
+
+impl DispatchLabel {
+    fn of_node(g: &Graph, node: usize) -> DispatchLabel {
+        let n = &g.nodes[node];
+        let op = n.op.rule().name();
+        let out = n.outputs.first().map_or("", |&t| g.tensors[t].name.as_str());
+        DispatchLabel {
+            node: Some(node),
+            op,
+            name: format!("{out} {op}"),
+        }
+    }
+
+    /// The once-per-run flip of every conv's dx weights (see `flips.rs`).
+    fn conv_weight_flips() -> DispatchLabel {
+        DispatchLabel {
+            node: None,
+            op: "conv2d_flip_transpose_many",
+            name: "conv weights flipped for dx".into(),
+        }
+    }
+
+    pub(crate) fn optimizer(stage: &'static str) -> DispatchLabel {
+        DispatchLabel {
+            node: None,
+            op: stage,
+            name: format!("optimizer.{stage}"),
+        }
+    }
+}
+
 /// A graph ready to run on one adapter.
 pub struct GpuGraph {
     pub plan: MemoryPlan,
     pub(crate) bufs: Buffers,
     pub(crate) dispatches: Vec<Dispatch>,
+    /// One per entry of `dispatches`.
+    labels: Vec<DispatchLabel>,
     /// Dispatches (indices) whose uniform takes the noise step each run.
     noisy: Vec<usize>,
     /// A one-word buffer holding the noise step for runs without an optimizer.
@@ -130,11 +176,14 @@ impl GpuGraph {
         plan.flipped_weights = flips.bytes();
         let mut flipped = false;
         let mut dispatches = Vec::new();
+        let mut labels = Vec::new();
         let mut noisy = Vec::new();
         let (ws, side) = (bufs.all[workspace].view(), bufs.all[workspace + 1].view());
-        for node in &g.nodes {
+        for (i, node) in g.nodes.iter().enumerate() {
             if !flipped && flips.serves(node) {
-                dispatches.extend(flips.dispatches(ctx, &bufs)?);
+                let ds = flips.dispatches(ctx, &bufs)?;
+                labels.extend(std::iter::repeat_n(DispatchLabel::conv_weight_flips(), ds.len()));
+                dispatches.extend(ds);
                 flipped = true;
             }
             let call = LowerCall {
@@ -151,12 +200,14 @@ impl GpuGraph {
             if is_noisy {
                 noisy.extend(dispatches.len()..dispatches.len() + ds.len());
             }
+            labels.extend(std::iter::repeat_n(DispatchLabel::of_node(g, i), ds.len()));
             dispatches.extend(ds);
         }
         let mut graph = GpuGraph {
             plan,
             bufs,
             dispatches,
+            labels,
             noisy,
             step_word: ctx.zeros(1),
             _flips: flips,
@@ -171,6 +222,12 @@ impl GpuGraph {
     /// Dispatches one run records (forward, backward and, when training, the optimizer).
     pub fn dispatch_count(&self) -> usize {
         self.dispatches.len() + self.train.as_ref().map_or(0, |t| t.dispatches.len())
+    }
+
+    /// Every dispatch of one run, in recording order, with its label.
+    pub fn labelled_dispatches(&self) -> impl Iterator<Item = (&Dispatch, &DispatchLabel)> {
+        let train = self.train.iter().flat_map(|t| t.dispatches.iter().zip(&t.labels));
+        self.dispatches.iter().zip(&self.labels).chain(train)
     }
 
     pub fn view(&self, t: TensorId) -> BufView<'_> {
@@ -265,26 +322,33 @@ impl GpuGraph {
     }
 }
 
+/// One dispatch of a profiled run.
+#[derive(Clone, Debug)]
+pub struct DispatchTime {
+    pub kernel: &'static str,
+    pub label: DispatchLabel,
+    pub work: Work,
+    /// GPU time of the dispatch alone in its own compute pass.
+    pub seconds: f64,
+}
+
 impl GpuGraph {
-    /// GPU time of every dispatch of one step (each in its own timed pass),
-    /// summed per kernel name, slowest first: (kernel, dispatches, seconds).
-    pub fn profile(&self, ctx: &GpuContext) -> Result<Vec<(&'static str, usize, f64)>> {
-        let all: Vec<&Dispatch> = self
-            .dispatches
-            .iter()
-            .chain(self.train.iter().flat_map(|t| &t.dispatches))
-            .collect();
-        let mut by_kernel: Vec<(&'static str, usize, f64)> = Vec::new();
-        for t in ctx.profile(&all)? {
-            match by_kernel.iter_mut().find(|(k, _, _)| *k == t.kernel) {
-                Some(entry) => {
-                    entry.1 += 1;
-                    entry.2 += t.seconds;
-                }
-                None => by_kernel.push((t.kernel, 1, t.seconds)),
-            }
-        }
-        by_kernel.sort_by(|a, b| b.2.total_cmp(&a.2));
-        Ok(by_kernel)
+    /// Runs every dispatch of one step once, each in its own timed pass (so
+    /// one after another, nothing overlapping), and returns them in recording
+    /// order with their labels, stated work and GPU time. With an optimizer the
+    /// weights take one update.
+    pub fn profile(&self, ctx: &GpuContext) -> Result<Vec<DispatchTime>> {
+        let (all, labels): (Vec<&Dispatch>, Vec<&DispatchLabel>) = self.labelled_dispatches().unzip();
+        let times = ctx.profile(&all)?;
+        Ok(times
+            .into_iter()
+            .zip(all.iter().zip(labels))
+            .map(|(t, (d, label))| DispatchTime {
+                kernel: t.kernel,
+                label: label.clone(),
+                work: d.work(),
+                seconds: t.seconds,
+            })
+            .collect())
     }
 }

@@ -3,7 +3,7 @@
 //! host submits once per step and reads metrics back one step late.
 
 use super::upload::Uploader;
-use super::{GpuGraph, GRADS, INPUTS, WEIGHTS};
+use super::{DispatchLabel, GpuGraph, GRADS, INPUTS, WEIGHTS};
 use crate::error::{Error, Result};
 use crate::gpu::{BufView, Dispatch, GpuBuffer, GpuContext};
 use crate::graph::ir::{Graph, TensorId};
@@ -42,6 +42,8 @@ pub(crate) struct TrainState {
     pub moments: [GpuBuffer; 2],
     pub ema: GpuBuffer,
     pub dispatches: Vec<Dispatch>,
+    /// One per entry of `dispatches`.
+    pub labels: Vec<DispatchLabel>,
     _norm_scratch: GpuBuffer,
     /// nll then each level's KL sum: the tensors metrics are computed from.
     metric_tensors: Vec<TensorId>,
@@ -76,7 +78,9 @@ impl TrainState {
         let views = binding_chunks(ctx, grads);
         let norm_scratch = ctx.zeros(reduce::global_sq_norm_scratch_len(ctx, &views)?.max(1));
         let mut dispatches = reduce::global_sq_norm(ctx, &views, norm_scratch.view(), state.slice(0, 1))?;
+        let mut labels = vec![DispatchLabel::optimizer("grad_norm"); dispatches.len()];
         dispatches.push(optimizer::decide(ctx, &cfg.adamw, state.view())?);
+        labels.push(DispatchLabel::optimizer("decide"));
         let t = ParamTensor {
             param: graph.bufs.all[WEIGHTS].view(),
             grad: grads.view(),
@@ -84,7 +88,9 @@ impl TrainState {
             exp_avg_sq: moments[1].view(),
             ema: Some(ema.view()),
         };
-        dispatches.extend(optimizer::update(ctx, &cfg.adamw, state.view(), &t)?);
+        let update = optimizer::update(ctx, &cfg.adamw, state.view(), &t)?;
+        labels.resize(labels.len() + update.len(), DispatchLabel::optimizer("adamw"));
+        dispatches.extend(update);
         graph.plan.workspace += norm_scratch.len * 4;
 
         let loss = g
@@ -106,6 +112,7 @@ impl TrainState {
             moments,
             ema,
             dispatches,
+            labels,
             _norm_scratch: norm_scratch,
             metric_tensors,
             metric_words,

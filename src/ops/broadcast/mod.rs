@@ -9,7 +9,7 @@ pub mod reference;
 pub use cases::{bench_cases, check};
 
 use crate::error::{shape_err, Result};
-use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec};
+use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec, Work};
 
 const SOURCES: &[&str] = &[include_str!("../../../shaders/broadcast.wgsl")];
 const BINDINGS: &[Access] = &[Access::Read, Access::ReadWrite, Access::Uniform];
@@ -45,7 +45,8 @@ pub fn broadcast_batch(ctx: &GpuContext, x: BufView<'_>, y: BufView<'_>) -> Resu
         n: y.len as u32,
         per: x.len as u32,
     };
-    ctx.dispatch(&BATCH, &[], &[x, y], &p, Grid::Invocations(y.len))
+    let d = ctx.dispatch(&BATCH, &[], &[x, y], &p, Grid::Invocations(y.len))?;
+    Ok(d.with_work(Work::f32s(x.len + y.len)))
 }
 
 /// `y[n, ...] = x[n]` for every element of image n.
@@ -55,5 +56,6 @@ pub fn broadcast_per_image(ctx: &GpuContext, x: BufView<'_>, y: BufView<'_>) -> 
         n: y.len as u32,
         per: per as u32,
     };
-    ctx.dispatch(&PER_IMAGE, &[], &[x, y], &p, Grid::Invocations(y.len))
+    let d = ctx.dispatch(&PER_IMAGE, &[], &[x, y], &p, Grid::Invocations(y.len))?;
+    Ok(d.with_work(Work::f32s(x.len + y.len)))
 }

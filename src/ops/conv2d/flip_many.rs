@@ -56,7 +56,9 @@ pub fn flip_transpose_many(ctx: &GpuContext, jobs: &[FlipJob<'_>], table: BufVie
         pad0: 0,
         pad1: 0,
     };
-    ctx.dispatch(&FLIP_MANY, &[], &[src, dst, table], &p, Grid::Invocations(total))
+    let d = ctx.dispatch(&FLIP_MANY, &[], &[src, dst, table], &p, Grid::Invocations(total))?;
+    // Moves bytes only: every weight read once and written once.
+    Ok(d.with_work(crate::gpu::Work::f32s(2 * total)))
 }
 
 /// The view from the start of `a` to the end of `b` (same buffer).

@@ -28,6 +28,7 @@ mod tiled;
 pub use cases::{bench_cases, check};
 pub use flip_many::{flip_table, flip_transpose_many, FlipJob};
 pub use shape::Conv2dShape;
+use shape::Pass;
 
 use crate::error::Result;
 use crate::gpu::{BufView, Dispatch, GpuContext, KernelSpec};
@@ -105,10 +106,11 @@ pub fn forward_with(
     y: BufView<'_>,
 ) -> Result<Dispatch> {
     s.check_forward(&x, &w, bias.as_ref(), residual.as_ref(), &y)?;
-    match path {
+    let d = match path {
         Path::Simple => simple::forward(ctx, s, x, w, bias, residual, y),
         Path::Tiled => tiled::forward(ctx, s, x, w, bias, residual, y),
-    }
+    }?;
+    Ok(s.state_work(Pass::Forward, vec![d]).remove(0))
 }
 
 /// `dx = conv_transpose(dy, w) * act'(x)` (x is read only when `s.gelu_input`).
@@ -190,16 +192,18 @@ pub fn backward_input_args(
     if let Some(wt) = a.transposed {
         wt.expect_len("conv2d backward_input", "transposed weights", s.w_len())?;
     }
-    match path {
+    let ds = match path {
         Path::Simple => {
             let mut ds = vec![simple::backward_input(ctx, s, a.x, a.w, a.dy, a.dx)?];
             if let Some(act) = a.act {
                 ds.push(crate::ops::elementwise::gelu_forward(ctx, a.x, act)?);
             }
-            Ok(ds)
+            ds
         }
-        Path::Tiled => tiled::backward_input(ctx, s, a),
-    }
+        Path::Tiled => tiled::backward_input(ctx, s, a)?,
+    };
+    let pass = Pass::BackwardInput { act: a.act.is_some() };
+    Ok(s.state_work(pass, ds))
 }
 
 /// [`conv2d_backward_input`] of a conv with `s.gelu_input` that also writes
@@ -265,16 +269,17 @@ pub fn backward_weight_with(
     accumulate: bool,
 ) -> Result<Vec<Dispatch>> {
     s.check_backward_weight(&x, &dy, &scratch, act.as_ref(), &dw, db.as_ref())?;
-    match path {
+    let ds = match path {
         Path::Simple => {
             let mut ds = vec![simple::backward_weight(ctx, s, x, dy, dw, accumulate)?];
             if let Some(db) = db {
                 ds.push(simple::backward_bias(ctx, s, dy, db, accumulate)?);
             }
-            Ok(ds)
+            ds
         }
-        Path::Tiled => tiled::backward_weight(ctx, s, x, dy, scratch, act, dw, db, accumulate),
-    }
+        Path::Tiled => tiled::backward_weight(ctx, s, x, dy, scratch, act, dw, db, accumulate)?,
+    };
+    Ok(s.state_work(Pass::BackwardWeight { accumulate }, ds))
 }
 
 /// `db = Σ_{n,h,w} dy` on its own (overwrites, or adds when `accumulate`).
@@ -286,5 +291,6 @@ pub fn conv2d_backward_bias(
     accumulate: bool,
 ) -> Result<Dispatch> {
     s.check_backward_bias(&dy, &db)?;
-    simple::backward_bias(ctx, s, dy, db, accumulate)
+    let d = simple::backward_bias(ctx, s, dy, db, accumulate)?;
+    Ok(s.state_work(Pass::BackwardBias { accumulate }, vec![d]).remove(0))
 }

@@ -1,7 +1,7 @@
 //! The conv's shape, its validation and its FLOP/byte counts.
 
 use crate::error::{shape_err, Result};
-use crate::gpu::BufView;
+use crate::gpu::{BufView, Dispatch, Work};
 
 /// A stride-1, "same"-padded conv: x `[n,h,w,cin]`, w `[cout,k,k,cin]`, y `[n,h,w,cout]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,6 +19,22 @@ pub struct Conv2dShape {
     pub bias: bool,
     /// Add `residual[n,h,w,cout]` in the epilogue.
     pub residual: bool,
+}
+
+/// Which computation of the conv a list of dispatches performs, for [`Conv2dShape::state_work`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Pass {
+    Forward,
+    /// With `act`, gelu(x) is written beside dx.
+    BackwardInput {
+        act: bool,
+    },
+    BackwardWeight {
+        accumulate: bool,
+    },
+    BackwardBias {
+        accumulate: bool,
+    },
 }
 
 impl Conv2dShape {
@@ -92,6 +108,62 @@ impl Conv2dShape {
     /// Bytes a perfect dx + dw + db moves: x, w, dy read, dx, dw, db written.
     pub fn backward_bytes(&self) -> f64 {
         4.0 * (2 * self.x_len() + 2 * self.w_len() + self.y_len() + self.cout) as f64
+    }
+
+    /// States the work of each dispatch of `pass` (the convention of [`Work`]):
+    /// the conv's multiply-adds go to its main kernel, so the conv kernels of a
+    /// step add up to the graph's model FLOPs; the helper passes (the flipped
+    /// weights, the sums of per-split partials, the bias reduction) move bytes
+    /// only. A dispatch whose own op stated its work (the GELU pass) keeps it.
+    pub(super) fn state_work(&self, pass: Pass, ds: Vec<Dispatch>) -> Vec<Dispatch> {
+        let f32s = |n: usize| 4.0 * n as f64;
+        let keep = |accumulate: bool| 1 + accumulate as usize;
+        let split_sums = ds.iter().filter(|d| d.kernel.starts_with("conv2d_sum_splits")).count();
+        let splits = super::tiled::weight_splits(self);
+        let mut sums = 0;
+        ds.into_iter()
+            .map(|d| {
+                if d.has_stated_work() {
+                    return d;
+                }
+                let work = match (d.kernel, pass) {
+                    ("conv2d_flip_transpose", _) => Work::f32s(2 * self.w_len()),
+                    ("conv2d_sum_splits", Pass::BackwardWeight { accumulate }) => {
+                        // dw first, then db: `splits` partial rows in, the gradient out.
+                        let total = if sums == 0 { self.w_len() } else { self.cout };
+                        sums += 1;
+                        Work::f32s(splits * total + keep(accumulate) * total)
+                    }
+                    ("conv2d_sum_splits_pair", Pass::BackwardWeight { accumulate }) => {
+                        // dw and db together.
+                        let total = self.w_len() + self.cout;
+                        Work::f32s(splits * total + keep(accumulate) * total)
+                    }
+                    (
+                        "conv2d_backward_bias",
+                        Pass::BackwardWeight { accumulate } | Pass::BackwardBias { accumulate },
+                    ) => Work::f32s(self.y_len() + keep(accumulate) * self.cout),
+                    (_, Pass::Forward) => Work::new(self.flops(), self.bytes()),
+                    (_, Pass::BackwardInput { act }) => {
+                        // dy, w, x (for gelu') read; dx and act = gelu(x) written.
+                        let x = if self.gelu_input { self.x_len() } else { 0 };
+                        let act = if act { self.x_len() } else { 0 };
+                        Work::new(self.flops(), f32s(self.y_len() + self.w_len() + x + self.x_len() + act))
+                    }
+                    (_, Pass::BackwardWeight { accumulate }) => {
+                        // Per-split partials of dw (and db) when sums follow, else dw itself.
+                        let out = if split_sums > 0 {
+                            splits * (self.w_len() + self.cout)
+                        } else {
+                            keep(accumulate) * self.w_len()
+                        };
+                        Work::new(self.flops(), f32s(self.x_len() + self.y_len() + out))
+                    }
+                    (_, Pass::BackwardBias { accumulate }) => Work::f32s(self.y_len() + keep(accumulate) * self.cout),
+                };
+                d.with_work(work)
+            })
+            .collect()
     }
 
     /// Elements of the scratch buffer [`super::conv2d_backward_input`] needs.

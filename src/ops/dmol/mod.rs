@@ -16,7 +16,7 @@ pub mod reference;
 pub use cases::{bench_cases, check};
 
 use crate::error::{shape_err, Result};
-use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec};
+use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec, Work};
 use crate::ops::rng::{RngKey, RNG_WGSL};
 
 const COMMON: &str = include_str!("../../../shaders/dmol_common.wgsl");
@@ -246,7 +246,9 @@ pub fn nll(
     check_loss_views("dmol nll", spec, &l, &x, &partials, &nll)?;
     let params = LossParams::new(spec);
     let grid = Grid::Workgroups([spec.tiles() as u32, spec.n as u32, 1]);
-    let main = ctx.dispatch(&LOSS, &[], &[l, x, partials], &params, grid)?;
+    let main = ctx
+        .dispatch(&LOSS, &[], &[l, x, partials], &params, grid)?
+        .with_work(Work::new(nll_flops(spec), 4.0 * (l.len + x.len + partials.len) as f64));
     Ok(vec![main, reduce(ctx, spec, partials, nll)?])
 }
 
@@ -269,7 +271,12 @@ pub fn nll_grad(
     dl.expect_len(op, "dl", spec.l_len())?;
     let params = LossParams::new(spec);
     let grid = Grid::Workgroups([spec.tiles() as u32, spec.n as u32, 1]);
-    let main = ctx.dispatch(&LOSS_GRAD, &[], &[l, x, upstream, dl, partials], &params, grid)?;
+    let main = ctx
+        .dispatch(&LOSS_GRAD, &[], &[l, x, upstream, dl, partials], &params, grid)?
+        .with_work(Work::new(
+            nll_grad_flops(spec),
+            4.0 * (2 * l.len + x.len + upstream.len + partials.len) as f64,
+        ));
     Ok(vec![main, reduce(ctx, spec, partials, nll)?])
 }
 
@@ -303,7 +310,8 @@ pub fn sample(ctx: &GpuContext, spec: &DmolSpec, l: BufView<'_>, key: RngKey, ou
         stride: spec.stride() as u32,
         groups: spec.draw_groups() as u32,
     };
-    ctx.dispatch(&SAMPLE, &[], &[l, out], &params, Grid::Invocations(spec.pixels()))
+    let d = ctx.dispatch(&SAMPLE, &[], &[l, out], &params, Grid::Invocations(spec.pixels()))?;
+    Ok(d.with_work(Work::f32s(l.len + out.len)))
 }
 
 /// Samples in [-1, 1] to 8-bit pixels as the official `DmolNet.sample` does:

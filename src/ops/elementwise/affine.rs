@@ -4,7 +4,7 @@
 
 use super::{reciprocal, same_len, DIVIDE_WGSL, ELEM_F32, ELEM_VEC4};
 use crate::error::{shape_err, Result};
-use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec};
+use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec, Work};
 
 const ADD_WGSL: &str = include_str!("../../../shaders/elementwise_add.wgsl");
 const AFFINE_WGSL: &str = include_str!("../../../shaders/elementwise_affine.wgsl");
@@ -137,7 +137,8 @@ pub fn add(ctx: &GpuContext, a: BufView<'_>, b: BufView<'_>, y: BufView<'_>) -> 
     let v = width(n);
     let params = AddParams { n: (n / v) as u32 };
     let kernel = &ADD[(v == 4) as usize];
-    ctx.dispatch(kernel, &[], &[a, b, y], &params, Grid::Invocations(n / v))
+    let d = ctx.dispatch(kernel, &[], &[a, b, y], &params, Grid::Invocations(n / v))?;
+    Ok(d.with_work(Work::f32s(3 * n)))
 }
 
 fn channel_count(op: &str, len: usize, per_channel: &[&BufView<'_>]) -> Result<usize> {
@@ -173,7 +174,8 @@ pub fn affine(
         inv_channels: reciprocal("affine", c / v)?,
     };
     let kernel = &AFFINE[(v == 4) as usize];
-    ctx.dispatch(kernel, &[], &[x, gain, bias, y], &params, Grid::Invocations(n / v))
+    let d = ctx.dispatch(kernel, &[], &[x, gain, bias, y], &params, Grid::Invocations(n / v))?;
+    Ok(d.with_work(Work::f32s(2 * n + 2 * c)))
 }
 
 /// Buffers of [`affine_backward`]: `x`, `dy`, `dx` are `[N,H,W,C]`; `gain`, `dgain`,
@@ -248,5 +250,9 @@ pub fn affine_backward(ctx: &GpuContext, b: &AffineBackward<'_>) -> Result<Vec<D
         &p2,
         grid,
     )?;
-    Ok(vec![pass1, pass2])
+    // Pass 1 reads x, dy, gain and writes dx and the partials; pass 2 sums the partials.
+    Ok(vec![
+        pass1.with_work(Work::f32s(3 * n + c + need)),
+        pass2.with_work(Work::f32s(need + 2 * c)),
+    ])
 }

@@ -8,7 +8,7 @@ use std::fmt;
 
 use super::{reciprocal, DIVIDE_WGSL, ELEM_F32, ELEM_VEC4};
 use crate::error::{shape_err, Result};
-use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec};
+use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec, Work};
 
 const COPY_WGSL: &str = include_str!("../../../shaders/elementwise_channels.wgsl");
 const BINDINGS: &[Access] = &[Access::Read, Access::ReadWrite, Access::Uniform];
@@ -150,7 +150,10 @@ pub fn copy_channels(
         inv_cols: reciprocal(op, cols)?,
     };
     let kernel = &COPY[(v == 4) as usize];
-    ctx.dispatch(kernel, &[], &[src, dst], &params, Grid::Invocations(rows * cols))
+    let d = ctx.dispatch(kernel, &[], &[src, dst], &params, Grid::Invocations(rows * cols))?;
+    // Read the source range (and the destination's when adding), write what it covers.
+    let read = rows * src_range.width() * (1 + (mode == CopyMode::Accumulate) as usize);
+    Ok(d.with_work(Work::f32s(read + rows * cols * v)))
 }
 
 /// `y = cat[a, b]` along channels: `[.., ca] ++ [.., cb] -> [.., ca + cb]`. Two dispatches.

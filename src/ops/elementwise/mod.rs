@@ -17,7 +17,7 @@ pub use channels::{
 pub use divide::{div_exact, divide_on_gpu, edge_numerators, reciprocal, DIVIDE_WGSL, MAX_DIVISOR};
 
 use crate::error::{shape_err, Result};
-use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec};
+use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec, Work};
 
 /// Prepended to kernels written over `Elem`: one f32 per invocation, or four
 /// (a vec4 of consecutive channels) when the channel counts allow it.
@@ -68,17 +68,19 @@ fn same_len(op: &str, views: &[&BufView<'_>]) -> Result<usize> {
 /// `y = gelu(x)`.
 pub fn gelu_forward(ctx: &GpuContext, x: BufView<'_>, y: BufView<'_>) -> Result<Dispatch> {
     let n = same_len("gelu_forward", &[&x, &y])?;
-    ctx.dispatch(&GELU_FWD, &[], &[x, y], &Params { n: n as u32 }, Grid::Invocations(n))
+    let d = ctx.dispatch(&GELU_FWD, &[], &[x, y], &Params { n: n as u32 }, Grid::Invocations(n))?;
+    Ok(d.with_work(Work::f32s(2 * n)))
 }
 
 /// `dx = dy * gelu'(x)`.
 pub fn gelu_backward(ctx: &GpuContext, x: BufView<'_>, dy: BufView<'_>, dx: BufView<'_>) -> Result<Dispatch> {
     let n = same_len("gelu_backward", &[&x, &dy, &dx])?;
-    ctx.dispatch(
+    let d = ctx.dispatch(
         &GELU_BWD,
         &[],
         &[x, dy, dx],
         &Params { n: n as u32 },
         Grid::Invocations(n),
-    )
+    )?;
+    Ok(d.with_work(Work::f32s(3 * n)))
 }

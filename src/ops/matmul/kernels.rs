@@ -20,7 +20,7 @@ use std::sync::OnceLock;
 use super::codegen::{self, ASource, K_STEP, ROWS};
 use super::MatmulShape;
 use crate::error::{shape_err, Result};
-use crate::gpu::{Access, BufView, Dispatch, GpuBuffer, GpuContext, Grid, Kernel, KernelSpec};
+use crate::gpu::{Access, BufView, Dispatch, GpuBuffer, GpuContext, Grid, Kernel, KernelSpec, Work};
 
 const PARAMS_WGSL: &str = include_str!("../../../shaders/matmul_params.wgsl");
 const WRITE_WGSL: &str = include_str!("../../../shaders/matmul_write.wgsl");
@@ -185,7 +185,8 @@ fn direct(
         per_invocation: [per_invocation, per_invocation, 1],
     };
     let params = Params::new(shape, alpha, beta);
-    ctx.dispatch(kernel, &[], &views, &params, grid)
+    let d = ctx.dispatch(kernel, &[], &views, &params, grid)?;
+    Ok(d.with_work(Work::new(shape.flops(), shape.bytes(beta))))
 }
 
 /// v1: one invocation per output element, any shape.
@@ -296,6 +297,8 @@ pub fn matmul_packed(
     };
     let a_batches = if shape.batch_stride_a == 0 { 1 } else { shape.batch };
     let b_batches = if shape.batch_stride_b == 0 { 1 } else { shape.batch };
+    // Elements of A and B a pass must read (a broadcast operand once).
+    let (distinct_a, distinct_b) = (a_batches * shape.m * shape.k, b_batches * shape.k * shape.n);
     let mut dispatches = Vec::with_capacity(3);
     let a_src = a_source(shape);
     if a_src == ASource::Packed {
@@ -303,12 +306,14 @@ pub fn matmul_packed(
         let a_vec4 = !shape.trans_a && shape.k.is_multiple_of(4) && shape.batch_stride_a.is_multiple_of(4);
         let pack_a_kernel = if a_vec4 { &PACK_A_VEC4 } else { &PACK_A };
         let grid_a = pack_grid(m_panels, a_batches);
-        dispatches.push(ctx.dispatch(pack_a_kernel, &[], &[a, scratch], params, grid_a)?);
+        let d = ctx.dispatch(pack_a_kernel, &[], &[a, scratch], params, grid_a)?;
+        dispatches.push(d.with_work(Work::f32s(distinct_a + a_len)));
     }
     let b_vec4 = !shape.trans_b && shape.n.is_multiple_of(4) && shape.batch_stride_b.is_multiple_of(4);
     let pack_b_kernel = if b_vec4 { &PACK_B_VEC4 } else { &PACK_B };
     let grid_b = pack_grid(n_panels, b_batches);
-    dispatches.push(ctx.dispatch(pack_b_kernel, &[], &[b, scratch], params, grid_b)?);
+    let d = ctx.dispatch(pack_b_kernel, &[], &[b, scratch], params, grid_b)?;
+    dispatches.push(d.with_work(Work::f32s(distinct_b + b_len)));
     // A workgroup's SUBGROUPS subgroups each compute a ROWS x COLS block.
     let grid = Grid::Workgroups([
         groups("N", shape.n, COLS)?,
@@ -319,7 +324,10 @@ pub fn matmul_packed(
         ASource::Packed => ctx.dispatch(packed_kernel(a_src), &[], &[scratch, c], params, grid)?,
         ASource::Direct => ctx.dispatch(packed_kernel(a_src), &[], &[scratch, c, a], params, grid)?,
     };
-    dispatches.push(product);
+    // The product reads the packed operands (A in place when it is not packed) and writes C.
+    let a_read = if a_src == ASource::Packed { a_len } else { distinct_a };
+    let c_len = shape.batch * shape.m * shape.n * if beta == 0.0 { 1 } else { 2 };
+    dispatches.push(product.with_work(Work::new(shape.flops(), 4.0 * (a_read + b_len + c_len) as f64)));
     Ok(dispatches)
 }
 

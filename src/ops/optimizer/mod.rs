@@ -38,7 +38,7 @@ pub use cases::{bench_cases, check};
 pub use state::{read_state, upload_state, write_grad_sq, OptState, StepState, GRAD_SQ, ITERATION, STATE_WORDS};
 
 use crate::error::{shape_err, Result};
-use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec};
+use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec, Work};
 
 const COMMON: &str = include_str!("../../../shaders/optimizer_common.wgsl");
 const DECIDE_SRC: &[&str] = &[COMMON, include_str!("../../../shaders/optimizer_decide.wgsl")];
@@ -165,6 +165,8 @@ crate::gpu_params! {
 pub const UPDATE_FLOPS_PER_PARAM: f64 = 20.0;
 /// Bytes per parameter a perfect update with EMA moves: reads p, g, m, v, ema; writes p, m, v, ema.
 pub const UPDATE_EMA_BYTES_PER_PARAM: f64 = 36.0;
+/// The same without EMA: reads p, g, m, v; writes p, m, v.
+pub const UPDATE_BYTES_PER_PARAM: f64 = 28.0;
 
 /// The per-step decision (one invocation): reads `state.grad_sq`, writes the rest of the state.
 pub fn decide(ctx: &GpuContext, cfg: &AdamW, state: BufView<'_>) -> Result<Dispatch> {
@@ -177,7 +179,8 @@ pub fn decide(ctx: &GpuContext, cfg: &AdamW, state: BufView<'_>) -> Result<Dispa
         grad_clip: cfg.grad_clip,
         skip_threshold: cfg.skip_threshold,
     };
-    ctx.dispatch(&DECIDE, &[], &[state], &params, Grid::Workgroups([1, 1, 1]))
+    let d = ctx.dispatch(&DECIDE, &[], &[state], &params, Grid::Workgroups([1, 1, 1]))?;
+    Ok(d.with_work(Work::f32s(2 * STATE_WORDS)))
 }
 
 /// The AdamW (+ EMA) update of one tensor, applied only when the state says so.
@@ -248,15 +251,22 @@ pub(crate) fn update_in_chunks(
             sub_view(t.exp_avg, start, len),
             sub_view(t.exp_avg_sq, start, len),
         ];
-        let kernel = match t.ema {
+        let (kernel, bytes_per_param) = match t.ema {
             Some(e) => {
                 views.push(sub_view(e, start, len));
-                &ADAMW_EMA
+                (&ADAMW_EMA, UPDATE_EMA_BYTES_PER_PARAM)
             }
-            None => &ADAMW,
+            None => (&ADAMW, UPDATE_BYTES_PER_PARAM),
         };
         views.push(state);
-        dispatches.push(ctx.dispatch(kernel, &[], &views, &params, Grid::Invocations(len))?);
+        let work = Work::new(
+            len as f64 * UPDATE_FLOPS_PER_PARAM,
+            len as f64 * bytes_per_param + 4.0 * STATE_WORDS as f64,
+        );
+        dispatches.push(
+            ctx.dispatch(kernel, &[], &views, &params, Grid::Invocations(len))?
+                .with_work(work),
+        );
     }
     Ok(dispatches)
 }

@@ -6,7 +6,7 @@
 
 use super::sum_partials;
 use crate::error::{shape_err, Result};
-use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec};
+use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec, Work};
 use crate::ops::elementwise::{ELEM_F32, ELEM_VEC4};
 
 const PARTIALS_WGSL: &str = include_str!("../../../shaders/reduce_partials.wgsl");
@@ -194,6 +194,7 @@ impl Reduction {
             &params,
             Grid::Invocations(invocations),
         )?;
+        let pass1 = pass1.with_work(Work::f32s(x.len + out.len));
         if one_pass {
             return Ok(vec![pass1]);
         }

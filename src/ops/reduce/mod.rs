@@ -14,7 +14,7 @@ pub use cases::{bench_cases, check};
 pub use sq_norm::{global_sq_norm, global_sq_norm_scratch_len, SqNormPlan};
 
 use crate::error::{shape_err, Result};
-use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec};
+use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec, Work};
 
 const FINISH_WGSL: &[&str] = &[include_str!("../../../shaders/reduce_finish.wgsl")];
 const FINISH_BINDINGS: &[Access] = &[Access::Read, Access::ReadWrite, Access::Uniform];
@@ -77,5 +77,6 @@ pub fn sum_partials(
     } else {
         (&FINISH_TREE, Grid::Groups(outputs))
     };
-    ctx.dispatch(kernel, &[], &[partials, out], &params, grid)
+    let d = ctx.dispatch(kernel, &[], &[partials, out], &params, grid)?;
+    Ok(d.with_work(Work::f32s(splits * outputs + outputs)))
 }

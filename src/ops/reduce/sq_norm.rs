@@ -4,7 +4,7 @@
 
 use super::sum_partials;
 use crate::error::{shape_err, Result};
-use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec};
+use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec, Work};
 
 /// Elements per pass-1 workgroup (`CHUNK` in the WGSL): 256 invocations × 64.
 const CHUNK: usize = 16384;
@@ -119,7 +119,8 @@ impl<'a> SqNormPlan<'a> {
             };
             // One row of workgroups (the shader reads only wid.x).
             let grid = Grid::Workgroups([p.len.div_ceil(CHUNK) as u32, 1, 1]);
-            ds.push(ctx.dispatch(&SQ_NORM, &[], &[p.binding, partials], &params, grid)?);
+            let d = ctx.dispatch(&SQ_NORM, &[], &[p.binding, partials], &params, grid)?;
+            ds.push(d.with_work(Work::f32s(p.len + p.len.div_ceil(CHUNK))));
         }
         ds.push(sum_partials(
             ctx,

@@ -23,7 +23,7 @@ pub mod reference;
 pub use cases::{bench_cases, check};
 
 use crate::error::{shape_err, Error, Result};
-use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec};
+use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec, Work};
 use crate::ops::rng::{RngKey, RNG_WGSL};
 
 const COMMON: &str = include_str!("../../../shaders/reparam_kl_common.wgsl");
@@ -226,7 +226,11 @@ pub fn forward(
         Posterior::Ladder => &LADDER_FWD,
     };
     let params = Params::new(cfg.key, n, cfg.mode);
-    ctx.dispatch(kernel, &[], &views, &params, Grid::Invocations(n))
+    let d = ctx.dispatch(kernel, &[], &views, &params, Grid::Invocations(n))?;
+    Ok(d.with_work(Work::new(
+        n as f64 * FORWARD_FLOPS_PER_ELEMENT,
+        n as f64 * FORWARD_BYTES_PER_ELEMENT,
+    )))
 }
 
 /// Gradients of a loss with respect to the four inputs of [`forward`], given its
@@ -270,7 +274,10 @@ pub fn backward(
     };
     let mut params = Params::new(cfg.key, n, cfg.mode);
     params.dkl_scalar = dkl_scalar as u32;
-    ctx.dispatch(kernel, &[], &views, &params, Grid::Invocations(n))
+    let d = ctx.dispatch(kernel, &[], &views, &params, Grid::Invocations(n))?;
+    // A scalar dkl is read once, not once per element.
+    let bytes = n as f64 * BACKWARD_BYTES_PER_ELEMENT - 4.0 * (n - dkl.len) as f64;
+    Ok(d.with_work(Work::new(n as f64 * BACKWARD_FLOPS_PER_ELEMENT, bytes)))
 }
 
 /// A sample of the prior at temperature `t`: `z = mu_p + exp(logsig_p + ln t) * eps`
@@ -296,5 +303,6 @@ pub fn prior_sample(
     if temperature == 0.0 {
         params.ln_t = 0.0;
     }
-    ctx.dispatch(&PRIOR, &[], &views, &params, Grid::Invocations(n))
+    let d = ctx.dispatch(&PRIOR, &[], &views, &params, Grid::Invocations(n))?;
+    Ok(d.with_work(Work::f32s(3 * n)))
 }

@@ -9,7 +9,7 @@ pub mod reference;
 pub use cases::{bench_cases, check};
 
 use crate::error::{shape_err, Result};
-use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec};
+use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec, Work};
 use crate::ops::elementwise::{reciprocal, DIVIDE_WGSL, ELEM_F32, ELEM_VEC4};
 
 const WGSL: &str = include_str!("../../../shaders/resample.wgsl");
@@ -108,7 +108,8 @@ impl Resample<'_> {
         };
         let kernel = if self.sum { &BLOCK_SUM } else { &BLOCK_BROADCAST };
         let kernel = &kernel[(v == 4) as usize];
-        ctx.dispatch(kernel, &[], &[src, dst], &params, Grid::Invocations(dst.len / v))
+        let d = ctx.dispatch(kernel, &[], &[src, dst], &params, Grid::Invocations(dst.len / v))?;
+        Ok(d.with_work(Work::f32s(src.len + dst.len)))
     }
 }
 
