@@ -65,12 +65,43 @@ impl Grads {
         if parts.is_empty() {
             return Ok(None);
         }
+        fold_into_conv_dx(g, &mut parts);
         let name = format!("grad.{}", g.tensors[t].name);
         let mut total = parts[0];
         for &p in &parts[1..] {
             total = g.add(&name, total, p)?;
         }
         Ok(Some(total))
+    }
+}
+
+/// The node that produces `t`, if any.
+fn producer(g: &Graph, t: TensorId) -> Option<usize> {
+    g.nodes.iter().rposition(|n| n.outputs.contains(&t))
+}
+
+/// Where one part is a conv's dx and another part already exists when that dx
+/// runs, the dx pass adds the other part in its epilogue (`Conv2dBackwardData::
+/// addend`) instead of a separate Add: the residual stream's gradient, for one.
+fn fold_into_conv_dx(g: &mut Graph, parts: &mut Vec<TensorId>) {
+    for i in 0..parts.len() {
+        let Some(n) = producer(g, parts[i]) else { continue };
+        let node = &g.nodes[n];
+        let foldable = matches!(node.op, Op::Conv2dBackwardData(op) if !op.addend) && node.outputs[0] == parts[i];
+        if !foldable {
+            continue;
+        }
+        let earlier = (0..parts.len()).find(|&j| j != i && producer(g, parts[j]).is_none_or(|p| p < n));
+        if let Some(j) = earlier {
+            let addend = parts[j];
+            let node = &mut g.nodes[n];
+            if let Op::Conv2dBackwardData(op) = &mut node.op {
+                op.addend = true;
+            }
+            node.inputs.push(addend);
+            parts.remove(j);
+            return;
+        }
     }
 }
 
@@ -291,5 +322,43 @@ mod tests {
         };
         close(grad(a), &[col(0), col(1), col(0), col(1)]);
         close(grad(b), &[col(2), col(3), col(4), col(2), col(3), col(4)]);
+    }
+
+    #[test]
+    fn a_residual_gradient_is_added_by_the_conv_dx_not_an_add() {
+        use crate::ops::conv2d::{reference as conv_ref, Conv2dShape};
+        let mut g = Graph::default();
+        let x = g.tensor("x", vec![1, 3, 3, 4], Role::Param);
+        let w = g.tensor("w", vec![4, 3, 3, 4], Role::Param);
+        let y = g.conv2d("c", x, w, None, Some(x), true).unwrap();
+        let s = g.sum_per_image("s", y).unwrap();
+        let dims = 36;
+        g.elbo("loss", s, &[], dims).unwrap();
+        let forward = g.nodes.len();
+        append_backward(&mut g).unwrap();
+        let backward = &g.nodes[forward..];
+        assert!(!backward.iter().any(|n| matches!(n.op, Op::Add(_))));
+        let fused = backward
+            .iter()
+            .filter(|n| matches!(n.op, Op::Conv2dBackwardData(op) if op.addend));
+        assert_eq!(fused.count(), 1);
+
+        let xs: Vec<f32> = (0..36).map(|i| (i as f32 - 17.0) / 9.0).collect();
+        let ws: Vec<f32> = (0..144).map(|i| ((i * 7) % 13) as f32 / 13.0 - 0.5).collect();
+        let mut values = vec![None; g.tensors.len()];
+        values[x] = Some(xs.clone());
+        values[w] = Some(ws.clone());
+        run(&g, &mut values, Noise::default()).unwrap();
+        // d loss / d y = 1 / dims everywhere; dx = conv_transpose(dy, w) · gelu'(x) + dy.
+        let shape = Conv2dShape::new(1, 3, 3, 4, 4, 3).with_gelu(true);
+        let dy = vec![1.0 / dims as f32; 36];
+        let want = conv_ref::backward_input(&shape, &xs, &ws, &dy);
+        let got = values[g.param_grads.iter().find(|d| d.0 == x).unwrap().1]
+            .as_ref()
+            .unwrap();
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            let w = w + dy[i];
+            assert!((g - w).abs() <= 1e-6 * w.abs().max(1e-3), "{i}: {g} vs {w}");
+        }
     }
 }

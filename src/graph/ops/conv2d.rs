@@ -22,13 +22,15 @@ pub struct Conv2d {
     pub model_cin: usize,
 }
 
-/// in: dy, w, x → dx (through the input GELU when `gelu_input`), and with
-/// `act` also gelu(x), computed beside dx for the weight gradient.
+/// in: dy, w, x, [addend] → dx (through the input GELU when `gelu_input`),
+/// plus `addend` (another gradient of x, summed on the way out) when given;
+/// with `act` also gelu(x), computed beside dx for the weight gradient.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Conv2dBackwardData {
     pub k: usize,
     pub gelu_input: bool,
     pub act: bool,
+    pub addend: bool,
     pub model_cin: usize,
 }
 
@@ -154,6 +156,7 @@ impl OpRule for Conv2d {
                 k,
                 gelu_input,
                 act,
+                addend: false,
                 model_cin,
             };
             let mut outputs = vec![dx];
@@ -231,7 +234,11 @@ impl OpRule for Conv2dBackwardData {
 
     fn eval(&self, c: &CpuCall<'_>) -> Result<Vec<Vec<f32>>> {
         let s = self.shape(c.in_shape(0), c.in_shape(2));
-        let mut outs = vec![reference::backward_input(&s, c.input(2), c.input(1), c.input(0))];
+        let mut dx = reference::backward_input(&s, c.input(2), c.input(1), c.input(0));
+        if self.addend {
+            dx = crate::ops::elementwise::reference::add(&dx, c.input(3));
+        }
+        let mut outs = vec![dx];
         if self.act {
             outs.push(crate::ops::elementwise::reference::gelu(c.input(2)));
         }
@@ -249,6 +256,7 @@ impl OpRule for Conv2dBackwardData {
             dx: l.output(0),
             act: self.act.then(|| l.output(1)),
             transposed: l.transposed_weights(1),
+            addend: self.addend.then(|| l.input(3)),
         };
         kernels::conv2d_backward_input_with(l.ctx, &s, &args)
     }

@@ -68,6 +68,8 @@ struct Inputs {
     /// Existing gradients, for the accumulate checks.
     dw0: Vec<f32>,
     db0: Vec<f32>,
+    /// Another gradient of x, for the dx-plus-addend check.
+    residual_x: Vec<f32>,
 }
 
 impl Inputs {
@@ -81,6 +83,7 @@ impl Inputs {
             dy: rng.vec(s.y_len(), -1.0, 1.0),
             dw0: rng.vec(s.w_len(), -1.0, 1.0),
             db0: rng.vec(s.cout, -1.0, 1.0),
+            residual_x: rng.vec(s.x_len(), -1.0, 1.0),
         }
     }
 }
@@ -173,6 +176,7 @@ fn check_flip_many(c: &mut Checker) -> Result<()> {
             dx: dx.view(),
             act: None,
             transposed: Some(jobs[0].wt),
+            addend: None,
         };
         ctx.run(
             &super::conv2d_backward_input_with(ctx, s, &args)?
@@ -236,6 +240,23 @@ fn check_shape(c: &mut Checker, s: &Conv2dShape, seed: u64) -> Result<()> {
             &want,
             tol,
         );
+        // dx with another gradient of x added on the way out.
+        let (dx, addend) = (ctx.zeros(s.x_len()), ctx.upload(&inp.residual_x));
+        let args = super::BackwardInput {
+            x: x.view(),
+            w: w.view(),
+            dy: dy.view(),
+            scratch: scratch.view(),
+            dx: dx.view(),
+            act: None,
+            transposed: None,
+            addend: Some(addend.view()),
+        };
+        let ds = super::backward_input_args(ctx, path, s, &args)?;
+        ctx.run(&ds.iter().collect::<Vec<_>>())?;
+        let want_sum: Vec<f32> = want.iter().zip(&inp.residual_x).map(|(a, b)| a + b).collect();
+        let what = label(path, "backward_input + addend");
+        c.compare(FAMILY, &what, &shapes, &ctx.read_f32(&dx)?, &want_sum, tol);
         if s.gelu_input {
             // dx together with act = gelu(x), written by the same pass on the tiled path.
             let (dx, act) = (ctx.zeros(s.x_len()), ctx.zeros(s.x_len()));

@@ -25,11 +25,12 @@ pub const LANES: u32 = 8;
 pub enum Epilogue {
     /// `y = acc (+ bias) (+ residual)`.
     Store { bias: bool, residual: bool },
-    /// `y = acc * gelu'(extra)`: dx of a conv whose input went through GELU.
-    GeluGrad,
-    /// [`Epilogue::GeluGrad`], and `act = gelu(extra)` written beside it (binding 6)
-    /// for the weight gradient that follows, from the same `Phi(extra)`.
-    GeluGradAct,
+    /// `y = acc * gelu'(extra) (+ bias[i])`: dx of a conv whose input went
+    /// through GELU; with `add`, another gradient of the same tensor (bound
+    /// where the forward's bias is) is added on the way out; with `act`,
+    /// `act = gelu(extra)` is written beside it (binding 6) for the weight
+    /// gradient that follows, from the same `Phi(extra)`.
+    GeluGrad { act: bool, add: bool },
 }
 
 /// One forward tile kernel: `rows * blocks` output rows by `9 - k` output columns
@@ -96,7 +97,7 @@ pub fn forward(t: &ForwardTile) -> String {
     let pad = k / 2;
     let in_rows = t.tile_rows() + k - 1;
     let mut s = String::from(FORWARD_HEADER);
-    if t.epilogue == Epilogue::GeluGradAct {
+    if let Epilogue::GeluGrad { act: true, .. } = t.epilogue {
         s.push_str("@group(0) @binding(6) var<storage, read_write> act: array<f32>;\n");
     }
     let o = &mut s;
@@ -205,26 +206,30 @@ pub fn forward(t: &ForwardTile) -> String {
             for c in 0..cpl {
                 let a = format!("a{r}_{oc}_{c}");
                 let guard = format!("co_lane + {}u < p.cout", 8 * c);
-                if t.epilogue == Epilogue::GeluGradAct {
+                if let Epilogue::GeluGrad { act, add } = t.epilogue {
                     // gelu'(e) = Phi(e) + e phi(e) and gelu(e) = e Phi(e), as gelu.wgsl computes them.
+                    let plus = if add {
+                        format!(" + bias[q + co{c}]")
+                    } else {
+                        String::new()
+                    };
                     wl(o, &format!("        if ({guard}) {{"));
                     wl(o, &format!("            let e = extra[q + co{c}];"));
                     wl(o, "            let cdf = normal_cdf(e);");
                     wl(
                         o,
-                        &format!(
-                            "            y[q + co{c}] = {a} * (cdf + e * 0.3989422804014327 * exp(-0.5 * e * e));"
-                        ),
+                        &format!("            y[q + co{c}] = {a} * (cdf + e * 0.3989422804014327 * exp(-0.5 * e * e)){plus};"),
                     );
-                    wl(o, &format!("            act[q + co{c}] = e * cdf;"));
+                    if act {
+                        wl(o, &format!("            act[q + co{c}] = e * cdf;"));
+                    }
                     wl(o, "        }");
                     continue;
                 }
                 let v = match t.epilogue {
                     Epilogue::Store { residual: true, .. } => format!("{a} + extra[q + co{c}]"),
                     Epilogue::Store { residual: false, .. } => a,
-                    Epilogue::GeluGrad => format!("{a} * gelu_grad(extra[q + co{c}])"),
-                    Epilogue::GeluGradAct => unreachable!("written above"),
+                    Epilogue::GeluGrad { .. } => unreachable!("written above"),
                 };
                 wl(o, &format!("        if ({guard}) {{ y[q + co{c}] = {v}; }}"));
             }

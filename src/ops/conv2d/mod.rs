@@ -148,6 +148,7 @@ pub fn backward_input_with(
         dx,
         act: None,
         transposed: None,
+        addend: None,
     };
     backward_input_args(ctx, path, s, &a)
 }
@@ -168,6 +169,9 @@ pub struct BackwardInput<'a> {
     /// `w` already flipped and transposed (by [`flip_transpose_many`]): the
     /// tiled path reads it instead of flipping `w` into scratch itself.
     pub transposed: Option<BufView<'a>>,
+    /// Another gradient of x (`x_len` elements, not `dx`) added to dx: the
+    /// tiled dx adds it in its epilogue, so the sum needs no pass of its own.
+    pub addend: Option<BufView<'a>>,
 }
 
 /// dx (and `act`) on the best path for the adapter and shape.
@@ -192,11 +196,19 @@ pub fn backward_input_args(
     if let Some(wt) = a.transposed {
         wt.expect_len("conv2d backward_input", "transposed weights", s.w_len())?;
     }
+    if let Some(addend) = a.addend {
+        addend.expect_len("conv2d backward_input", "addend", s.x_len())?;
+    }
     let ds = match path {
         Path::Simple => {
             let mut ds = vec![simple::backward_input(ctx, s, a.x, a.w, a.dy, a.dx)?];
             if let Some(act) = a.act {
                 ds.push(crate::ops::elementwise::gelu_forward(ctx, a.x, act)?);
+            }
+            if let Some(addend) = a.addend {
+                use crate::ops::elementwise::{copy_channels, ChannelRange, CopyMode};
+                let all = ChannelRange::all(s.cin);
+                ds.push(copy_channels(ctx, addend, all, a.dx, all, CopyMode::Accumulate)?);
             }
             ds
         }
@@ -228,6 +240,7 @@ pub fn backward_input_and_act_with(
         dx,
         act: Some(act),
         transposed: None,
+        addend: None,
     };
     backward_input_args(ctx, path, s, &a)
 }

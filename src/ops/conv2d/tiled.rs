@@ -41,7 +41,7 @@ const FORWARD_ACT_BINDINGS: &[Access] = &[Read, Read, Read, Read, ReadWrite, Uni
 const WEIGHT_BINDINGS: &[Access] = &[Read, Read, ReadWrite, Uniform];
 
 fn forward_kernel(t: &ForwardTile) -> Kernel<ForwardParams> {
-    let bindings = if t.epilogue == Epilogue::GeluGradAct {
+    let bindings = if let Epilogue::GeluGrad { act: true, .. } = t.epilogue {
         FORWARD_ACT_BINDINGS
     } else {
         FORWARD_BINDINGS
@@ -87,7 +87,12 @@ pub(super) fn kernels() -> Vec<KernelSpec> {
     for k in [1, 3] {
         let (max_blocks, max_couts_per_lane) = forward_limits(k);
         // (gelu on the input, epilogue) pairs: forward convs and the dx conv.
-        let mut uses = vec![(false, Epilogue::GeluGrad), (false, Epilogue::GeluGradAct)];
+        let mut uses = Vec::new();
+        for act in [false, true] {
+            for add in [false, true] {
+                uses.push((false, Epilogue::GeluGrad { act, add }));
+            }
+        }
         for gelu_input in [false, true] {
             for (bias, residual) in [(false, false), (false, true), (true, false), (true, true)] {
                 uses.push((gelu_input, Epilogue::Store { bias, residual }));
@@ -291,16 +296,26 @@ pub(super) fn backward_input(ctx: &GpuContext, s: &Conv2dShape, a: &super::Backw
         ..*s
     };
     let act = a.act.filter(|_| s.gelu_input);
-    let epilogue = match (s.gelu_input, act.is_some()) {
-        (true, true) => Epilogue::GeluGradAct,
-        (true, false) => Epilogue::GeluGrad,
-        (false, _) => Epilogue::Store {
+    // Another gradient of x added on the way out: where the forward binds the
+    // bias (GELU epilogue) or the residual (plain store).
+    let epilogue = if s.gelu_input {
+        Epilogue::GeluGrad {
+            act: act.is_some(),
+            add: a.addend.is_some(),
+        }
+    } else {
+        Epilogue::Store {
             bias: false,
-            residual: false,
-        },
+            residual: a.addend.is_some(),
+        }
     };
     let t = forward_tile(s.k, stacked_rows(s), s.cin, false, epilogue);
-    ds.push(forward_tiles(ctx, &t, &swapped, a.dy, wt, a.dy, a.x, a.dx, act)?);
+    let (bias, extra) = match (s.gelu_input, a.addend) {
+        (true, addend) => (addend.unwrap_or(a.dy), a.x),
+        (false, Some(addend)) => (a.dy, addend),
+        (false, None) => (a.dy, a.dy),
+    };
+    ds.push(forward_tiles(ctx, &t, &swapped, a.dy, wt, bias, extra, a.dx, act)?);
     Ok(ds)
 }
 
