@@ -31,15 +31,21 @@ fn flip_transpose(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
     dst[i] = src[(co * p.kk + (p.kk - 1u - t)) * p.cin + ci];
 }
 
-// dst[i] (+)= sum over splits s of src[s * stride + i], for i < total (offset by p.pad into src).
-@compute @workgroup_size(WG)
-fn sum_splits(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * WG;
-    if (i >= p.total) { return; }
+// The sum over splits s of src[s * stride + p.pad + i].
+fn split_sum(i: u32) -> f32 {
     var acc = 0.0;
     for (var s = 0u; s < p.splits; s++) {
         acc += src[s * p.stride + p.pad + i];
     }
+    return acc;
+}
+
+// dst[i] (+)= split_sum(i), for i < total.
+@compute @workgroup_size(WG)
+fn sum_splits(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * WG;
+    if (i >= p.total) { return; }
+    let acc = split_sum(i);
     dst[i] = select(acc, dst[i] + acc, p.accumulate != 0u);
 }
 
@@ -49,10 +55,7 @@ fn sum_splits(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
 fn sum_splits_pair(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * WG;
     if (i >= p.total) { return; }
-    var acc = 0.0;
-    for (var s = 0u; s < p.splits; s++) {
-        acc += src[s * p.stride + p.pad + i];
-    }
+    let acc = split_sum(i);
     let j = select(i, i + p.kk, i >= p.cin);
     dst[j] = select(acc, dst[j] + acc, p.accumulate != 0u);
 }

@@ -249,14 +249,10 @@ impl OpRule for Conv2dBackwardData {
         let s = self.shape(l.in_shape(0), l.in_shape(2));
         let scratch = l.scratch(s.backward_input_scratch_len());
         let args = kernels::BackwardInput {
-            x: l.input(2),
-            w: l.input(1),
-            dy: l.input(0),
-            scratch,
-            dx: l.output(0),
             act: self.act.then(|| l.output(1)),
             transposed: l.transposed_weights(1),
             addend: self.addend.then(|| l.input(3)),
+            ..kernels::BackwardInput::plain(l.input(2), l.input(1), l.input(0), scratch, l.output(0))
         };
         kernels::conv2d_backward_input_with(l.ctx, &s, &args)
     }

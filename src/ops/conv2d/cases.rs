@@ -168,15 +168,10 @@ fn check_flip_many(c: &mut Checker) -> Result<()> {
         let (x, dy) = (ctx.upload(&inp.x), ctx.upload(&inp.dy));
         let (dx, scratch) = (ctx.zeros(s.x_len()), ctx.zeros(s.backward_input_scratch_len()));
         let w = ctx.upload(&weights[0]);
+        let plain = super::BackwardInput::plain(x.view(), w.view(), dy.view(), scratch.view(), dx.view());
         let args = super::BackwardInput {
-            x: x.view(),
-            w: w.view(),
-            dy: dy.view(),
-            scratch: scratch.view(),
-            dx: dx.view(),
-            act: None,
             transposed: Some(jobs[0].wt),
-            addend: None,
+            ..plain
         };
         ctx.run(
             &super::conv2d_backward_input_with(ctx, s, &args)?
@@ -242,15 +237,10 @@ fn check_shape(c: &mut Checker, s: &Conv2dShape, seed: u64) -> Result<()> {
         );
         // dx with another gradient of x added on the way out.
         let (dx, addend) = (ctx.zeros(s.x_len()), ctx.upload(&inp.residual_x));
+        let plain = super::BackwardInput::plain(x.view(), w.view(), dy.view(), scratch.view(), dx.view());
         let args = super::BackwardInput {
-            x: x.view(),
-            w: w.view(),
-            dy: dy.view(),
-            scratch: scratch.view(),
-            dx: dx.view(),
-            act: None,
-            transposed: None,
             addend: Some(addend.view()),
+            ..plain
         };
         let ds = super::backward_input_args(ctx, path, s, &args)?;
         ctx.run(&ds.iter().collect::<Vec<_>>())?;
@@ -260,8 +250,12 @@ fn check_shape(c: &mut Checker, s: &Conv2dShape, seed: u64) -> Result<()> {
         if s.gelu_input {
             // dx together with act = gelu(x), written by the same pass on the tiled path.
             let (dx, act) = (ctx.zeros(s.x_len()), ctx.zeros(s.x_len()));
-            let (xv, wv, dyv, sv) = (x.view(), w.view(), dy.view(), scratch.view());
-            let ds = super::backward_input_and_act_with(ctx, path, s, xv, wv, dyv, sv, dx.view(), act.view())?;
+            let plain = super::BackwardInput::plain(x.view(), w.view(), dy.view(), scratch.view(), dx.view());
+            let args = super::BackwardInput {
+                act: Some(act.view()),
+                ..plain
+            };
+            let ds = super::backward_input_args(ctx, path, s, &args)?;
             ctx.run(&ds.iter().collect::<Vec<_>>())?;
             let what = label(path, "backward_input+act");
             c.compare(FAMILY, &what, &shapes, &ctx.read_f32(&dx)?, &want, tol);

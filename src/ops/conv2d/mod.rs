@@ -140,17 +140,7 @@ pub fn backward_input_with(
     scratch: BufView<'_>,
     dx: BufView<'_>,
 ) -> Result<Vec<Dispatch>> {
-    let a = BackwardInput {
-        x,
-        w,
-        dy,
-        scratch,
-        dx,
-        act: None,
-        transposed: None,
-        addend: None,
-    };
-    backward_input_args(ctx, path, s, &a)
+    backward_input_args(ctx, path, s, &BackwardInput::plain(x, w, dy, scratch, dx))
 }
 
 /// What a dx pass reads and writes besides the conv's shape.
@@ -172,6 +162,28 @@ pub struct BackwardInput<'a> {
     /// Another gradient of x (`x_len` elements, not `dx`) added to dx: the
     /// tiled dx adds it in its epilogue, so the sum needs no pass of its own.
     pub addend: Option<BufView<'a>>,
+}
+
+impl<'a> BackwardInput<'a> {
+    /// dx alone: no `act`, the weights flipped by the pass itself, no addend.
+    pub fn plain(
+        x: BufView<'a>,
+        w: BufView<'a>,
+        dy: BufView<'a>,
+        scratch: BufView<'a>,
+        dx: BufView<'a>,
+    ) -> BackwardInput<'a> {
+        BackwardInput {
+            x,
+            w,
+            dy,
+            scratch,
+            dx,
+            act: None,
+            transposed: None,
+            addend: None,
+        }
+    }
 }
 
 /// dx (and `act`) on the best path for the adapter and shape.
@@ -216,33 +228,6 @@ pub fn backward_input_args(
     };
     let pass = Pass::BackwardInput { act: a.act.is_some() };
     Ok(s.state_work(pass, ds))
-}
-
-/// [`conv2d_backward_input`] of a conv with `s.gelu_input` that also writes
-/// `act = gelu(x)` (see [`BackwardInput::act`]).
-#[allow(clippy::too_many_arguments)]
-pub fn backward_input_and_act_with(
-    ctx: &GpuContext,
-    path: Path,
-    s: &Conv2dShape,
-    x: BufView<'_>,
-    w: BufView<'_>,
-    dy: BufView<'_>,
-    scratch: BufView<'_>,
-    dx: BufView<'_>,
-    act: BufView<'_>,
-) -> Result<Vec<Dispatch>> {
-    let a = BackwardInput {
-        x,
-        w,
-        dy,
-        scratch,
-        dx,
-        act: Some(act),
-        transposed: None,
-        addend: None,
-    };
-    backward_input_args(ctx, path, s, &a)
 }
 
 /// `dw = Σ dy ⊗ act(x)` and, when `db` is given, `db = Σ dy`; both overwrite, or add
