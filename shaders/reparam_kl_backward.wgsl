@@ -14,21 +14,9 @@
 @group(0) @binding(9) var<storage, read_write> dp_logsig: array<f32>;
 @group(0) @binding(10) var<uniform> p: Params;
 
-// Gradients of (z, kl) with respect to (mu_q, logsig_q, mu_p, logsig_p) as a vec4.
+// Gradients of (z, kl) at element i with respect to (mu_q, logsig_q, mu_p, logsig_p).
 fn sample_kl_grads(i: u32, mq: f32, lq: f32, mp: f32, lp: f32) -> vec4<f32> {
-    let g = dz[i];
-    let k = dkl[select(i, 0u, p.dkl_scalar == 1u)];
-    let d = mq - mp;
-    let inv_var_p = exp(-2.0 * lp);
-    let ratio = exp(2.0 * (lq - lp));
-    var dlq = k * (ratio - 1.0);
-    if (p.mode == MODE_SAMPLE) {
-        dlq += g * exp(lq) * standard_normal(p.key, i);
-    }
-    let dmq = g + k * d * inv_var_p;
-    let dmp = -k * d * inv_var_p;
-    let dlp = k * (1.0 - ratio - d * d * inv_var_p);
-    return vec4<f32>(dmq, dlq, dmp, dlp);
+    return gaussian_sample_kl_grads(i, dz[i], dkl[select(i, 0u, p.dkl_scalar == 1u)], mq, lq, mp, lp);
 }
 
 @compute @workgroup_size(WG)

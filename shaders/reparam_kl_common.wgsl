@@ -14,6 +14,12 @@ struct Params {
     dkl_scalar: u32,
     // ln(temperature) for prior sampling.
     ln_t: f32,
+    // Packed kernels: latent channels, and the channels of the posterior and
+    // prior tensors whose first 2 * zdim channels are (mu, logsig).
+    zdim: u32,
+    q_stride: u32,
+    p_stride: u32,
+    pad0: u32,
 }
 
 const MODE_SAMPLE: u32 = 0u;
@@ -31,6 +37,22 @@ fn standard_normal(key: RngKey, i: u32) -> f32 {
 fn gaussian_kl(mq: f32, lq: f32, mp: f32, lp: f32) -> f32 {
     let d = mq - mp;
     return -0.5 + lp - lq + 0.5 * (exp(2.0 * (lq - lp)) + d * d * exp(-2.0 * lp));
+}
+
+// Gradients of (z, kl) with respect to (mu_q, logsig_q, mu_p, logsig_p) as a vec4,
+// given d loss / d z = g and d loss / d kl = k at element i (eps redrawn from p.key).
+fn gaussian_sample_kl_grads(i: u32, g: f32, k: f32, mq: f32, lq: f32, mp: f32, lp: f32) -> vec4<f32> {
+    let d = mq - mp;
+    let inv_var_p = exp(-2.0 * lp);
+    let ratio = exp(2.0 * (lq - lp));
+    var dlq = k * (ratio - 1.0);
+    if (p.mode == MODE_SAMPLE) {
+        dlq += g * exp(lq) * standard_normal(p.key, i);
+    }
+    let dmq = g + k * d * inv_var_p;
+    let dmp = -k * d * inv_var_p;
+    let dlp = k * (1.0 - ratio - d * d * inv_var_p);
+    return vec4<f32>(dmq, dlq, dmp, dlp);
 }
 
 // The Ladder VAE posterior from the bottom-up (md, ld) and the prior (mp, lp):

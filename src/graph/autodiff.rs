@@ -142,6 +142,7 @@ pub struct Backward<'a> {
     grads: &'a mut Grads,
     need: &'a [bool],
     inputs: Vec<TensorId>,
+    outputs: Vec<TensorId>,
     dys: Vec<Option<TensorId>>,
 }
 
@@ -158,6 +159,11 @@ impl Backward<'_> {
     /// Whether input `k` needs a gradient.
     pub fn wants(&self, k: usize) -> bool {
         self.need[self.inputs[k]]
+    }
+
+    /// The node's output `k` (a forward value the backward may read).
+    pub fn output(&self, k: usize) -> TensorId {
+        self.outputs[k]
     }
 
     /// The gradient of output `k`, if it reaches the loss.
@@ -233,6 +239,7 @@ pub fn append_backward(g: &mut Graph) -> Result<()> {
             grads: &mut grads,
             need: &need,
             inputs: node.inputs.clone(),
+            outputs: node.outputs.clone(),
             dys,
         };
         rule.backward(&mut b)?;

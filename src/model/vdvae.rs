@@ -139,12 +139,18 @@ impl Builder {
 
     /// The prior block: `(mu_p, logsig_p, x + xpp)`.
     fn prior(&mut self, p: &str, x: TensorId, z: usize, w: usize) -> Result<(TensorId, TensorId, TensorId)> {
-        let feats = self.block(&format!("{p}.prior"), x, false)?;
+        let (feats, x) = self.prior_features(p, x, z, w)?;
         let mu_p = self.g.slice_channels(&format!("{p}.mu_p"), feats, 0, z)?;
         let logsig_p = self.g.slice_channels(&format!("{p}.logsig_p"), feats, z, 2 * z)?;
+        Ok((mu_p, logsig_p, x))
+    }
+
+    /// The prior block's output (mu_p, logsig_p, xpp along channels) and `x + xpp`.
+    fn prior_features(&mut self, p: &str, x: TensorId, z: usize, w: usize) -> Result<(TensorId, TensorId)> {
+        let feats = self.block(&format!("{p}.prior"), x, false)?;
         let xpp = self.g.slice_channels(&format!("{p}.xpp"), feats, 2 * z, 2 * z + w)?;
         let x = self.g.add(&format!("{p}.x_xpp"), x, xpp)?;
-        Ok((mu_p, logsig_p, x))
+        Ok((feats, x))
     }
 
     /// `resnet(x + z_proj(z))`: the level's output state.
@@ -199,11 +205,9 @@ pub fn build_vdvae(h: &HParams, batch: usize, sampling: Sampling) -> Result<Vdva
         let x = b.level_input(&p, l, w, &xs, batch)?;
         let cat = b.g.concat(&format!("{p}.cat"), x, acts[&l.res])?;
         let q = b.block(&format!("{p}.enc"), cat, false)?;
-        let (mu_p, logsig_p, x) = b.prior(&p, x, z, w)?;
-        let mu_q = b.g.slice_channels(&format!("{p}.mu_q"), q, 0, z)?;
-        let logsig_q = b.g.slice_channels(&format!("{p}.logsig_q"), q, z, 2 * z)?;
-        let (zt, kl) =
-            b.g.reparam_kl(&p, (mu_q, logsig_q), (mu_p, logsig_p), sampling, i as u32)?;
+        let (feats, x) = b.prior_features(&p, x, z, w)?;
+        // mu and logsig are read from the two blocks' outputs in place.
+        let (zt, kl) = b.g.reparam_kl_packed(&p, q, feats, z, sampling, i as u32)?;
         xs.insert(l.res, b.level_output(&p, zt, x)?);
         kl_per_level.push(b.g.sum_per_image(&format!("{p}.kl_sum"), kl)?);
     }

@@ -23,7 +23,7 @@ pub use conv2d::{Conv2d, Conv2dBackwardBias, Conv2dBackwardData, Conv2dBackwardW
 pub use copy_channels::{ChannelPiece, CopyChannels};
 pub use dmol::{DmolNll, DmolNllBackward, DmolSample};
 pub use elbo::{Elbo, ElboParts, ElboTotals, LossTerms};
-pub use reparam::{PriorSample, ReparamKl, ReparamKlBackward};
+pub use reparam::{PriorSample, ReparamKl, ReparamKlBackward, ReparamKlPacked, ReparamKlPackedBackward};
 pub use resample::{AvgPool, AvgPoolBackward, Upsample, UpsampleBackward};
 
 use super::autodiff::Backward;
@@ -117,6 +117,8 @@ ops!(
     AffineBackward,
     ReparamKl,
     ReparamKlBackward,
+    ReparamKlPacked,
+    ReparamKlPackedBackward,
     PriorSample,
     DmolNll,
     DmolNllBackward,

@@ -2,15 +2,16 @@
 //! its KL to the prior) with its backward, and a prior draw at a temperature
 //! for unconditional sampling. Kernels: `crate::ops::reparam_kl`.
 
-use super::OpRule;
+use super::{nhwc_of, OpRule};
 use crate::error::{shape_err, Error, Result};
 use crate::gpu::Dispatch;
 use crate::graph::autodiff::Backward;
 use crate::graph::cpu::CpuCall;
 use crate::graph::gpu::LowerCall;
 use crate::graph::ir::{Graph, Sampling, TensorId};
+use crate::ops::elementwise::reference as elementwise;
 use crate::ops::reparam_kl::reference::{self, LatentsRef};
-use crate::ops::reparam_kl::{self as kernels, Latents, Posterior, Reparam, ZMode};
+use crate::ops::reparam_kl::{self as kernels, Latents, Packed, Posterior, Reparam, ZMode};
 use crate::ops::rng::RngKey;
 
 /// in: mu_q, logsig_q, mu_p, logsig_p → z, kl (elementwise); noise from
@@ -206,5 +207,172 @@ impl OpRule for PriorSample {
 
     fn noisy(&self) -> bool {
         true
+    }
+}
+
+/// in: q (mu_q, logsig_q along 2·zdim channels), p (mu_p, logsig_p, then more
+/// channels) → z, kl, p_stash: [`ReparamKl`] reading the blocks' outputs in
+/// place, no slices; `p_stash` keeps (mu_p, logsig_p) (2·zdim channels) for the
+/// backward, so the prior's whole output need not live until then.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ReparamKlPacked {
+    pub sampling: Sampling,
+    pub tensor: u32,
+    pub zdim: usize,
+}
+
+/// in: dz, dkl, q, p_stash → dq (all of q's gradient) and d(mu_p, logsig_p) (2·zdim channels).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ReparamKlPackedBackward {
+    pub sampling: Sampling,
+    pub tensor: u32,
+    pub zdim: usize,
+}
+
+impl Graph {
+    /// The level's draw from the posterior block's output `q` (2·zdim channels)
+    /// and the prior block's output `p` (at least 2·zdim): returns (z, per-element KL).
+    pub fn reparam_kl_packed(
+        &mut self,
+        name: &str,
+        q: TensorId,
+        p: TensorId,
+        zdim: usize,
+        sampling: Sampling,
+        tensor: u32,
+    ) -> Result<(TensorId, TensorId)> {
+        let [n, h, w, cq] = nhwc_of(self, q, name)?;
+        let [n2, h2, w2, cp] = nhwc_of(self, p, name)?;
+        if zdim == 0 || cq != 2 * zdim || cp < 2 * zdim || (n, h, w) != (n2, h2, w2) {
+            return shape_err(format!(
+                "{name}: q {:?} must have 2·zdim = {} channels and p {:?} as many or more, over the same pixels",
+                self.shape(q),
+                2 * zdim,
+                self.shape(p)
+            ));
+        }
+        let z = self.activation(&format!("{name}.z"), vec![n, h, w, zdim]);
+        let kl = self.activation(&format!("{name}.kl"), vec![n, h, w, zdim]);
+        let stash = self.activation(&format!("{name}.p_mu_logsig"), vec![n, h, w, 2 * zdim]);
+        let op = ReparamKlPacked { sampling, tensor, zdim };
+        self.node(op, vec![q, p], vec![z, kl, stash]);
+        Ok((z, kl))
+    }
+}
+
+/// The four sliced inputs of a packed level, for the CPU reference.
+fn unpack(c: &CpuCall<'_>, zdim: usize, q: usize, p: usize) -> [Vec<f32>; 4] {
+    let (cq, cp) = (c.channels(q), c.channels(p));
+    [
+        elementwise::slice_channels(c.input(q), cq, 0, zdim),
+        elementwise::slice_channels(c.input(q), cq, zdim, 2 * zdim),
+        elementwise::slice_channels(c.input(p), cp, 0, zdim),
+        elementwise::slice_channels(c.input(p), cp, zdim, 2 * zdim),
+    ]
+}
+
+/// The GPU view of a packed level's inputs.
+fn packed<'a>(l: &LowerCall<'a>, zdim: usize, q: usize, p: usize) -> Packed<'a> {
+    Packed {
+        zdim,
+        q: l.input(q),
+        p: l.input(p),
+        p_channels: l.channels(p),
+    }
+}
+
+impl OpRule for ReparamKlPacked {
+    fn name(&self) -> &'static str {
+        "reparam_kl_packed"
+    }
+
+    fn backward(&self, b: &mut Backward<'_>) -> Result<()> {
+        let (Some(dz), Some(dkl)) = (b.dy_of(0), b.dy_of(1)) else {
+            return Err(Error::Shape("reparam_kl: both z and kl must reach the loss".into()));
+        };
+        let dq = b.grad_like(0);
+        let stash = b.output(2);
+        let name = format!("grad.{}", b.g.tensors[stash].name);
+        let dp = b.g.activation(&name, b.g.shape(stash).to_vec());
+        let op = ReparamKlPackedBackward {
+            sampling: self.sampling,
+            tensor: self.tensor,
+            zdim: self.zdim,
+        };
+        let inputs = vec![dz, dkl, b.input(0), stash];
+        b.node(op, inputs, vec![dq, dp]);
+        if b.wants(0) {
+            b.push(0, dq);
+        }
+        if b.wants(1) {
+            b.push_channels(1, (0, 2 * self.zdim), dp, 0);
+        }
+        Ok(())
+    }
+
+    fn eval(&self, c: &CpuCall<'_>) -> Result<Vec<Vec<f32>>> {
+        let [q_mu, q_logsig, p_mu, p_logsig] = unpack(c, self.zdim, 0, 1);
+        let lat = LatentsRef {
+            q_mu: &q_mu,
+            q_logsig: &q_logsig,
+            p_mu: &p_mu,
+            p_logsig: &p_logsig,
+        };
+        let (z, kl) = reference::forward(&config(self.sampling, c.key(self.tensor)), &lat);
+        let stash = elementwise::concat_channels(&p_mu, self.zdim, &p_logsig, self.zdim);
+        Ok(vec![z, kl, stash])
+    }
+
+    fn lower(&self, l: &LowerCall<'_>) -> Result<Vec<Dispatch>> {
+        let cfg = config(self.sampling, l.key(self.tensor));
+        let inputs = packed(l, self.zdim, 0, 1);
+        let d = kernels::forward_packed(l.ctx, &cfg, &inputs, l.output(0), l.output(1), l.output(2))?;
+        Ok(vec![d])
+    }
+
+    fn noisy(&self) -> bool {
+        self.sampling == Sampling::Posterior
+    }
+}
+
+impl OpRule for ReparamKlPackedBackward {
+    fn name(&self) -> &'static str {
+        "reparam_kl_packed_backward"
+    }
+
+    fn eval(&self, c: &CpuCall<'_>) -> Result<Vec<Vec<f32>>> {
+        let [q_mu, q_logsig, p_mu, p_logsig] = unpack(c, self.zdim, 2, 3);
+        let lat = LatentsRef {
+            q_mu: &q_mu,
+            q_logsig: &q_logsig,
+            p_mu: &p_mu,
+            p_logsig: &p_logsig,
+        };
+        let cfg = config(self.sampling, c.key(self.tensor));
+        let d = reference::backward(&cfg, &lat, c.input(0), c.input(1));
+        let z = self.zdim;
+        Ok(vec![
+            elementwise::concat_channels(&d.q_mu, z, &d.q_logsig, z),
+            elementwise::concat_channels(&d.p_mu, z, &d.p_logsig, z),
+        ])
+    }
+
+    fn lower(&self, l: &LowerCall<'_>) -> Result<Vec<Dispatch>> {
+        let cfg = config(self.sampling, l.key(self.tensor));
+        let inputs = packed(l, self.zdim, 2, 3);
+        let (dz, dkl) = (l.input(0), l.input(1));
+        Ok(vec![kernels::backward_packed(
+            l.ctx,
+            &cfg,
+            &inputs,
+            dz,
+            dkl,
+            l.output(0),
+            l.output(1),
+        )?])
+    }
+
+    fn noisy(&self) -> bool {
+        self.sampling == Sampling::Posterior
     }
 }

@@ -173,6 +173,17 @@ pub fn check(c: &mut Checker) -> Result<()> {
     for (i, t) in [1.0f32, 0.6, 0.0].into_iter().enumerate() {
         check_prior(c, [3, 5, 7, 3], t, 200 + i as u64)?;
     }
+    // Packed: (rows, zdim, prior channels beyond 2·zdim).
+    for (i, &(rows, zdim, extra)) in [(1, 1, 0), (35, 3, 5), (128, 16, 96)].iter().enumerate() {
+        for mode in [ZMode::Sample, ZMode::Mean] {
+            let cfg = Reparam {
+                posterior: Posterior::Direct,
+                mode,
+                key: RngKey::new(400 + i as u64, 9, 2),
+            };
+            check_packed(c, &cfg, rows, zdim, extra, 400 + i as u64)?;
+        }
+    }
     if c.full() {
         // The largest tensor that fits one storage binding.
         let n = c.ctx.limits.max_storage_buffer_binding_size as usize / 4;
@@ -221,4 +232,97 @@ pub fn bench_cases(ctx: &GpuContext) -> Result<Vec<BenchCase>> {
             bwd_buffers,
         ),
     ])
+}
+
+/// Rows of `a` (`wa` channels) and `b` (`wb` channels) side by side.
+fn interleave(a: &[f32], wa: usize, b: &[f32], wb: usize) -> Vec<f32> {
+    a.chunks(wa)
+        .zip(b.chunks(wb))
+        .flat_map(|(x, y)| x.iter().chain(y).copied())
+        .collect()
+}
+
+/// The packed kernels read (mu, logsig) from the blocks' outputs in place:
+/// they must give what the unpacked reference gives on the sliced inputs.
+fn check_packed(c: &mut Checker, cfg: &Reparam, rows: usize, zdim: usize, extra: usize, seed: u64) -> Result<()> {
+    let ctx = c.ctx;
+    let mut rng = TestRng::new(seed);
+    let n = rows * zdim;
+    let l = Level::random(&mut rng, n);
+    let xpp = rng.vec(rows * extra.max(1), -1.0, 1.0);
+    let q = interleave(&l.q_mu, zdim, &l.q_logsig, zdim);
+    let p_mu_logsig = interleave(&l.p_mu, zdim, &l.p_logsig, zdim);
+    let p = if extra == 0 {
+        p_mu_logsig
+    } else {
+        interleave(&p_mu_logsig, 2 * zdim, &xpp, extra)
+    };
+    let (qb, pb) = (ctx.upload(&q), ctx.upload(&p));
+    let packed = super::Packed {
+        zdim,
+        q: qb.view(),
+        p: pb.view(),
+        p_channels: 2 * zdim + extra,
+    };
+    let shapes = format!("{rows} rows, zdim {zdim}, prior +{extra} channels, {:?}", cfg.mode);
+    let (want_z, want_kl) = reference::forward(cfg, &l.slices());
+    let (z, kl, stash) = (ctx.zeros(n), ctx.zeros(n), ctx.zeros(2 * n));
+    ctx.run(&[&super::forward_packed(
+        ctx,
+        cfg,
+        &packed,
+        z.view(),
+        kl.view(),
+        stash.view(),
+    )?])?;
+    c.compare(FAMILY, "forward_packed z", &shapes, &ctx.read_f32(&z)?, &want_z, Z_TOL);
+    c.compare(
+        FAMILY,
+        "forward_packed kl",
+        &shapes,
+        &ctx.read_f32(&kl)?,
+        &want_kl,
+        KL_TOL,
+    );
+    let want_stash = interleave(&l.p_mu, zdim, &l.p_logsig, zdim);
+    c.compare(
+        FAMILY,
+        "forward_packed p stash",
+        &shapes,
+        &ctx.read_f32(&stash)?,
+        &want_stash,
+        Tolerance::EXACT,
+    );
+    // The backward reads the prior's (mu, logsig) from the stash.
+    let packed = super::Packed {
+        p: stash.view(),
+        p_channels: 2 * zdim,
+        ..packed
+    };
+
+    let (dz, dkl) = (rng.vec(n, -1.0, 1.0), rng.vec(n, -1.0, 1.0));
+    let d = reference::backward(cfg, &l.slices(), &dz, &dkl);
+    let (gdz, gdkl) = (ctx.upload(&dz), ctx.upload(&dkl));
+    let (dq, dp) = (ctx.zeros(2 * n), ctx.zeros(2 * n));
+    let bwd = super::backward_packed(ctx, cfg, &packed, gdz.view(), gdkl.view(), dq.view(), dp.view())?;
+    ctx.run(&[&bwd])?;
+    let want_dq = interleave(&d.q_mu, zdim, &d.q_logsig, zdim);
+    let want_dp = interleave(&d.p_mu, zdim, &d.p_logsig, zdim);
+    c.compare(
+        FAMILY,
+        "backward_packed dq",
+        &shapes,
+        &ctx.read_f32(&dq)?,
+        &want_dq,
+        GRAD_TOL,
+    );
+    c.compare(
+        FAMILY,
+        "backward_packed dp",
+        &shapes,
+        &ctx.read_f32(&dp)?,
+        &want_dp,
+        GRAD_TOL,
+    );
+    Ok(())
 }

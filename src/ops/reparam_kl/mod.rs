@@ -18,9 +18,11 @@
 //! `reparam_kl_backward.wgsl`, `reparam_kl_prior.wgsl`.
 
 mod cases;
+mod packed;
 pub mod reference;
 
 pub use cases::{bench_cases, check};
+pub use packed::{backward_packed, forward_packed, Packed};
 
 use crate::error::{shape_err, Error, Result};
 use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec, Work};
@@ -92,10 +94,12 @@ const PRIOR: Kernel<Params> = Kernel::portable(
 /// Invocations per workgroup of every kernel of the family.
 /// Every kernel of the family, for the contract test.
 pub fn all_kernels() -> Vec<KernelSpec> {
-    [FWD, LADDER_FWD, BWD, LADDER_BWD, PRIOR]
+    let mut all: Vec<KernelSpec> = [FWD, LADDER_FWD, BWD, LADDER_BWD, PRIOR]
         .iter()
         .map(|k| k.spec())
-        .collect()
+        .collect();
+    all.extend(packed::kernels());
+    all
 }
 
 /// How the posterior of a level is formed.
@@ -162,6 +166,10 @@ crate::gpu_params! {
         mode: u32,
         dkl_scalar: u32,
         ln_t: f32,
+        zdim: u32,
+        q_stride: u32,
+        p_stride: u32,
+        pad0: u32,
     }
 }
 
@@ -179,6 +187,10 @@ impl Params {
             },
             dkl_scalar: 0,
             ln_t: 0.0,
+            zdim: 0,
+            q_stride: 0,
+            p_stride: 0,
+            pad0: 0,
         }
     }
 }
