@@ -41,6 +41,11 @@ fn shapes(full: bool) -> Vec<Conv2dShape> {
             .with_residual(true),
         s(1, 1, 1, 5, 1, 1),
         s(3, 2, 2, 8, 40, 1).with_gelu(true),
+        // dx with GELU whose input channels take 4- and 2-wide epilogue vectors
+        // (32 channels: 4 per lane; 96: 6 per lane in two chunks), the VDVAE's c1 shapes.
+        s(2, 5, 9, 32, 8, 1).with_gelu(true).with_bias(true),
+        s(1, 6, 5, 96, 24, 1).with_gelu(true).with_bias(true),
+        s(1, 9, 7, 32, 12, 3).with_gelu(true),
         // 71680 pixels: more than the 65535 loop iterations llvmpipe allows one
         // invocation, so the reductions must spread over a workgroup.
         s(70, 32, 32, 1, 2, 1).with_gelu(true),

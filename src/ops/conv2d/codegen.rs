@@ -45,6 +45,12 @@ pub struct ForwardTile {
     pub couts_per_lane: u32,
     pub gelu_input: bool,
     pub epilogue: Epilogue,
+    /// Channels per load and store in the GELU-gradient epilogue (1, 2 or 4;
+    /// 1 for the other epilogues). Above 1, each lane owns `couts_per_lane`
+    /// consecutive channels instead of every 8th, so that its stores go out as
+    /// vectors: on lavapipe every storage access is a loop over the lanes, and
+    /// this epilogue, not the FMAs, bounds a 1x1 dx with a short reduction.
+    pub vec: u32,
 }
 
 impl ForwardTile {
@@ -96,9 +102,21 @@ pub fn forward(t: &ForwardTile) -> String {
     let (k, cols, cpl) = (t.k, t.cols(), t.couts_per_lane);
     let pad = k / 2;
     let in_rows = t.tile_rows() + k - 1;
+    let v = t.vec;
     let mut s = String::from(FORWARD_HEADER);
+    if v > 1 {
+        // The epilogue's arrays as vectors of `v` channels.
+        let f = "array<f32>";
+        let vf = format!("array<vec{v}<f32>>");
+        for name in ["bias: ", "extra: ", "y: "] {
+            s = s.replace(&format!("{name}{f}"), &format!("{name}{vf}"));
+        }
+    }
     if let Epilogue::GeluGrad { act: true, .. } = t.epilogue {
-        s.push_str("@group(0) @binding(6) var<storage, read_write> act: array<f32>;\n");
+        let ty = if v > 1 { format!("vec{v}<f32>") } else { "f32".into() };
+        s.push_str(&format!(
+            "@group(0) @binding(6) var<storage, read_write> act: array<{ty}>;\n"
+        ));
     }
     let o = &mut s;
     wl(o, &format!("@compute @workgroup_size({LANES})"));
@@ -118,9 +136,24 @@ pub fn forward(t: &ForwardTile) -> String {
         o,
         &format!("    let co_lane = wid.z * {}u + lane;", t.couts_per_workgroup()),
     );
+    if v > 1 {
+        // Each lane owns cpl consecutive channels from co_base.
+        wl(
+            o,
+            &format!(
+                "    let co_base = wid.z * {}u + lane * {cpl}u;",
+                t.couts_per_workgroup()
+            ),
+        );
+    }
     for c in 0..cpl {
         // Lanes past cout compute a clamped channel and skip the store.
-        wl(o, &format!("    let co{c} = min(co_lane + {}u, p.cout - 1u);", 8 * c));
+        let co = if v > 1 {
+            format!("co_base + {c}u")
+        } else {
+            format!("co_lane + {}u", 8 * c)
+        };
+        wl(o, &format!("    let co{c} = min({co}, p.cout - 1u);"));
     }
     wl(
         o,
@@ -203,6 +236,11 @@ pub fn forward(t: &ForwardTile) -> String {
                 o,
                 &format!("        let q = ((n * p.h + oh0 + {r}u) * p.w + ow0 + {oc}u) * p.cout;"),
             );
+            if v > 1 {
+                vector_gelu_grad_epilogue(o, t, r, oc);
+                wl(o, "    }");
+                continue;
+            }
             for c in 0..cpl {
                 let a = format!("a{r}_{oc}_{c}");
                 let guard = format!("co_lane + {}u < p.cout", 8 * c);
@@ -238,6 +276,41 @@ pub fn forward(t: &ForwardTile) -> String {
     }
     wl(o, "}");
     s
+}
+
+/// The GELU-gradient epilogue of output pixel (r, oc) with `t.vec` channels per
+/// access: the lane's consecutive channels go out as vectors (all of a vector
+/// valid or none, since cout and the lane's first channel are multiples of it).
+fn vector_gelu_grad_epilogue(o: &mut String, t: &ForwardTile, r: u32, oc: u32) {
+    let Epilogue::GeluGrad { act, add } = t.epilogue else {
+        unreachable!("vector epilogues are GELU-gradient ones")
+    };
+    let v = t.vec;
+    let comps = ["x", "y", "z", "w"];
+    for g in 0..t.couts_per_lane / v {
+        let c0 = g * v;
+        wl(o, &format!("        if (co_base + {c0}u < p.cout) {{"));
+        wl(o, &format!("            let i = (q + co_base + {c0}u) / {v}u;"));
+        wl(o, "            let e = extra[i];");
+        let cdf: Vec<String> = comps[..v as usize]
+            .iter()
+            .map(|c| format!("normal_cdf(e.{c})"))
+            .collect();
+        wl(o, &format!("            let cdf = vec{v}<f32>({});", cdf.join(", ")));
+        let accs: Vec<String> = (0..v).map(|j| format!("a{r}_{oc}_{}", c0 + j)).collect();
+        let plus = if add { " + bias[i]" } else { "" };
+        wl(
+            o,
+            &format!(
+                "            y[i] = vec{v}<f32>({}) * (cdf + e * 0.3989422804014327 * exp(-0.5 * e * e)){plus};",
+                accs.join(", ")
+            ),
+        );
+        if act {
+            wl(o, "            act[i] = e * cdf;");
+        }
+        wl(o, "        }");
+    }
 }
 
 /// One weight-gradient kernel: a workgroup owns `4 * ci_vecs` input channels by 32

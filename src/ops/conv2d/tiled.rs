@@ -101,15 +101,18 @@ pub(super) fn kernels() -> Vec<KernelSpec> {
         for blocks in 1..=max_blocks {
             for couts_per_lane in 1..=max_couts_per_lane {
                 for &(gelu_input, epilogue) in &uses {
-                    let t = ForwardTile {
-                        k: k as u32,
-                        rows: 1,
-                        blocks: blocks as u32,
-                        couts_per_lane: couts_per_lane as u32,
-                        gelu_input,
-                        epilogue,
-                    };
-                    all.push(forward_kernel(&t).spec());
+                    for vec in epilogue_widths(epilogue, couts_per_lane) {
+                        let t = ForwardTile {
+                            k: k as u32,
+                            rows: 1,
+                            blocks: blocks as u32,
+                            couts_per_lane: couts_per_lane as u32,
+                            gelu_input,
+                            epilogue,
+                            vec,
+                        };
+                        all.push(forward_kernel(&t).spec());
+                    }
                 }
             }
         }
@@ -162,13 +165,33 @@ fn forward_limits(k: usize) -> (usize, usize) {
 /// 1x1: 4 x3: 7.7, 16 x4: 14.1, 8 x4: 13.2, 4 x8: 19.6, 16 x8: 19.1.
 fn forward_tile(k: usize, h: usize, cout: usize, gelu_input: bool, epilogue: Epilogue) -> ForwardTile {
     let (max_blocks, max_couts_per_lane) = forward_limits(k);
+    let cpl = couts_per_lane(cout, max_couts_per_lane);
+    // The widest epilogue vector the lane's channels and the row stride allow.
+    let vec = epilogue_widths(epilogue, cpl)
+        .into_iter()
+        .filter(|&v| cout.is_multiple_of(v as usize))
+        .max()
+        .unwrap_or(1);
     ForwardTile {
         k: k as u32,
         rows: 1,
         blocks: h.clamp(1, max_blocks) as u32,
-        couts_per_lane: couts_per_lane(cout, max_couts_per_lane) as u32,
+        couts_per_lane: cpl as u32,
         gelu_input,
         epilogue,
+        vec,
+    }
+}
+
+/// Epilogue vector widths a tile with `cpl` channels per lane can use: 2 and 4
+/// for the GELU-gradient epilogue where they divide cpl (see `ForwardTile::vec`).
+fn epilogue_widths(epilogue: Epilogue, cpl: usize) -> Vec<u32> {
+    match epilogue {
+        Epilogue::GeluGrad { .. } => [1, 2, 4]
+            .into_iter()
+            .filter(|&v| cpl.is_multiple_of(v as usize))
+            .collect(),
+        Epilogue::Store { .. } => vec![1],
     }
 }
 
