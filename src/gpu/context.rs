@@ -168,6 +168,8 @@ pub const OPTIONAL_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY
 
 /// A device on the chosen adapter, with a cache of compiled pipelines.
 pub struct GpuContext {
+    /// Whether the adapter is a CPU (lavapipe): it runs one workgroup per thread at a time.
+    pub is_cpu: bool,
     pub adapter_index: usize,
     pub adapter: AdapterSummary,
     pub device: wgpu::Device,
@@ -208,6 +210,7 @@ impl GpuContext {
         .map_err(|e| Error::Gpu(format!("the adapter refused a device: {e}")))?;
         let info = adapter.get_info();
         Ok(GpuContext {
+            is_cpu: info.device_type == wgpu::DeviceType::Cpu,
             adapter_index,
             adapter: summary(adapter_index, &info),
             device,
@@ -221,6 +224,17 @@ impl GpuContext {
             buffers_created: AtomicUsize::new(0),
             submits: AtomicUsize::new(0),
         })
+    }
+
+    /// Workgroups one dispatch should offer to keep the adapter busy: a CPU
+    /// adapter runs one per thread at a time (two per thread balance uneven
+    /// ones), a GPU wants hundreds in flight.
+    pub fn busy_workgroups(&self) -> usize {
+        if self.is_cpu {
+            2 * std::thread::available_parallelism().map_or(2, |n| n.get())
+        } else {
+            256
+        }
     }
 
     /// The default adapter, honouring `VDVAE_ADAPTER`.

@@ -46,6 +46,9 @@ fn shapes(full: bool) -> Vec<Conv2dShape> {
         s(2, 5, 9, 32, 8, 1).with_gelu(true).with_bias(true),
         s(1, 6, 5, 96, 24, 1).with_gelu(true).with_bias(true),
         s(1, 9, 7, 32, 12, 3).with_gelu(true),
+        // One dw tile over 128 row segments: split in two even on a CPU adapter,
+        // so the split sums run (smaller convs' dw write dw and db in place).
+        s(2, 32, 16, 4, 8, 3).with_gelu(true).with_bias(true),
         // 71680 pixels: more than the 65535 loop iterations llvmpipe allows one
         // invocation, so the reductions must spread over a workgroup.
         s(70, 32, 32, 1, 2, 1).with_gelu(true),
@@ -417,4 +420,13 @@ pub fn bench_cases(ctx: &GpuContext) -> Result<Vec<BenchCase>> {
         cases.push(BenchCase::new(name("fwd+bwd"), &shapes, flops, bytes, all, buffers));
     }
     Ok(cases)
+}
+
+#[cfg(test)]
+mod splits_tests {
+    #[test]
+    fn the_split_check_shape_really_splits() {
+        let s = super::Conv2dShape::new(2, 32, 16, 4, 8, 3);
+        assert_eq!(super::super::tiled::weight_splits(&s), 2);
+    }
 }

@@ -343,7 +343,8 @@ struct Params {
     // Elements of one split's partial sums (dw then db), and of dw.
     stride: u32,
     w_len: u32,
-    pad0: u32,
+    // Elements between dw and db when the kernel writes them in place (one split).
+    db_gap: u32,
     pad1: u32,
 }
 
@@ -474,7 +475,7 @@ pub fn weight(t: &WeightTile) -> String {
     for (j, comp) in comps.iter().enumerate() {
         wl(
             o,
-            &format!("            partial[base + p.w_len + co4 * 4u + {j}u] = g.{comp};"),
+            &format!("            partial[base + p.w_len + p.db_gap + co4 * 4u + {j}u] = g.{comp};"),
         );
     }
     wl(o, "        }");

@@ -277,7 +277,11 @@ pub fn backward_weight_with(
         }
         Path::Tiled => tiled::backward_weight(ctx, s, x, dy, scratch, act, dw, db, accumulate)?,
     };
-    Ok(s.state_work(Pass::BackwardWeight { accumulate }, ds))
+    let splits = match path {
+        Path::Simple => 1,
+        Path::Tiled => tiled::weight_splits_on(ctx, s),
+    };
+    Ok(s.state_work(Pass::BackwardWeight { accumulate, splits }, ds))
 }
 
 /// `db = Σ_{n,h,w} dy` on its own (overwrites, or adds when `accumulate`).

@@ -29,8 +29,10 @@ pub(super) enum Pass {
     BackwardInput {
         act: bool,
     },
+    /// `splits` partial sums per weight (1 when the kernel writes dw and db itself).
     BackwardWeight {
         accumulate: bool,
+        splits: usize,
     },
     BackwardBias {
         accumulate: bool,
@@ -119,7 +121,6 @@ impl Conv2dShape {
         let f32s = |n: usize| 4.0 * n as f64;
         let keep = |accumulate: bool| 1 + accumulate as usize;
         let split_sums = ds.iter().filter(|d| d.kernel.starts_with("conv2d_sum_splits")).count();
-        let splits = super::tiled::weight_splits(self);
         let mut sums = 0;
         ds.into_iter()
             .map(|d| {
@@ -128,20 +129,20 @@ impl Conv2dShape {
                 }
                 let work = match (d.kernel, pass) {
                     ("conv2d_flip_transpose", _) => Work::f32s(2 * self.w_len()),
-                    ("conv2d_sum_splits", Pass::BackwardWeight { accumulate }) => {
+                    ("conv2d_sum_splits", Pass::BackwardWeight { accumulate, splits }) => {
                         // dw first, then db: `splits` partial rows in, the gradient out.
                         let total = if sums == 0 { self.w_len() } else { self.cout };
                         sums += 1;
                         Work::f32s(splits * total + keep(accumulate) * total)
                     }
-                    ("conv2d_sum_splits_pair", Pass::BackwardWeight { accumulate }) => {
+                    ("conv2d_sum_splits_pair", Pass::BackwardWeight { accumulate, splits }) => {
                         // dw and db together.
                         let total = self.w_len() + self.cout;
                         Work::f32s(splits * total + keep(accumulate) * total)
                     }
                     (
                         "conv2d_backward_bias",
-                        Pass::BackwardWeight { accumulate } | Pass::BackwardBias { accumulate },
+                        Pass::BackwardWeight { accumulate, .. } | Pass::BackwardBias { accumulate },
                     ) => Work::f32s(self.y_len() + keep(accumulate) * self.cout),
                     (_, Pass::Forward) => Work::new(self.flops(), self.bytes()),
                     (_, Pass::BackwardInput { act }) => {
@@ -150,8 +151,8 @@ impl Conv2dShape {
                         let act = if act { self.x_len() } else { 0 };
                         Work::new(self.flops(), f32s(self.y_len() + self.w_len() + x + self.x_len() + act))
                     }
-                    (_, Pass::BackwardWeight { accumulate }) => {
-                        // Per-split partials of dw (and db) when sums follow, else dw itself.
+                    (_, Pass::BackwardWeight { accumulate, splits }) => {
+                        // Per-split partials of dw (and db) when sums follow, else dw (and db) itself.
                         let out = if split_sums > 0 {
                             splits * (self.w_len() + self.cout)
                         } else {

@@ -365,6 +365,16 @@ fn segments(s: &Conv2dShape) -> usize {
     s.n * s.h * s.w.div_ceil(8)
 }
 
+/// The splits on this adapter: enough workgroups to keep it busy (a CPU adapter
+/// runs a workgroup per thread at a time, a GPU wants hundreds in flight), never
+/// more than [`weight_splits`] (what the scratch is sized for) nor fewer than
+/// llvmpipe's loop limit allows. One split lets the kernel write dw and db itself.
+pub fn weight_splits_on(ctx: &GpuContext, s: &Conv2dShape) -> usize {
+    let tiles = (s.cin / 4 / ci_vecs(s) as usize) * (s.cout / 4).div_ceil(LANES as usize);
+    let fill = ctx.busy_workgroups().div_ceil(tiles.max(1));
+    fill.clamp(segments(s).div_ceil(16 * 1024).max(1), weight_splits(s))
+}
+
 /// How many workgroups share the pixel reduction of each dw tile (one partial sum each).
 /// At least 64 segments per split, at most 64 splits, and never more than 16384 segments
 /// per workgroup (llvmpipe ends an invocation after 65535 loop iterations).
@@ -387,7 +397,7 @@ crate::gpu_params! {
         per_split: u32,
         stride: u32,
         w_len: u32,
-        pad0: u32,
+        db_gap: u32,
         pad1: u32,
     }
 }
@@ -417,8 +427,12 @@ pub(super) fn backward_weight(
     db: Option<BufView<'_>>,
     accumulate: bool,
 ) -> Result<Vec<Dispatch>> {
-    let splits = weight_splits(s);
+    let splits = weight_splits_on(ctx, s);
     let stride = s.w_len() + s.cout;
+    // One split and dw, db side by side: the kernel writes them in place, no sum pass.
+    let in_place = (splits == 1 && !accumulate)
+        .then(|| db.and_then(|db| pair_view(ctx, dw, db).map(|both| (both, db.offset - dw.offset - s.w_len()))))
+        .flatten();
     let segments = segments(s);
     let p = WeightParams {
         n: s.n as u32,
@@ -431,7 +445,7 @@ pub(super) fn backward_weight(
         per_split: segments.div_ceil(splits) as u32,
         stride: stride as u32,
         w_len: s.w_len() as u32,
-        pad0: 0,
+        db_gap: in_place.map_or(0, |(_, gap)| gap as u32),
         pad1: 0,
     };
     // With room for act(x), GELU runs once in an elementwise pass instead of inside
@@ -463,11 +477,17 @@ pub(super) fn backward_weight(
         ));
     }
     let grid = Grid::Workgroups(grid);
-    let partials = BufView {
-        len: splits * stride,
-        ..scratch
+    let partials = match in_place {
+        Some((both, _)) => both,
+        None => BufView {
+            len: splits * stride,
+            ..scratch
+        },
     };
     ds.push(ctx.dispatch(&kernel, &[], &[x, dy, partials], &p, grid)?);
+    if in_place.is_some() {
+        return Ok(ds);
+    }
     let mut sum = |dst: BufView<'_>, offset: usize, total: usize| -> Result<()> {
         let q = UtilParams {
             cout: 0,
