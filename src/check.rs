@@ -60,6 +60,8 @@ pub struct Checker<'a> {
     /// Deliberately corrupt one element of every GPU result (proves the check can fail).
     pub perturb: bool,
     pub rows: Vec<CheckRow>,
+    /// Kernels this adapter cannot run, with why: (family, kernels, reason).
+    pub skipped: Vec<(&'static str, String, String)>,
 }
 
 impl<'a> Checker<'a> {
@@ -69,6 +71,22 @@ impl<'a> Checker<'a> {
             size,
             perturb: false,
             rows: Vec::new(),
+            skipped: Vec::new(),
+        }
+    }
+
+    /// Records that `kernels` of `family` were not checked on this adapter, and why.
+    pub fn skip(&mut self, family: &'static str, kernels: &str, why: String) {
+        self.skipped.push((family, kernels.to_string(), why));
+    }
+
+    /// The adapter's subgroup sizes, for skip reasons.
+    pub fn subgroups(&self) -> String {
+        let (lo, hi) = (self.ctx.subgroup_min_size, self.ctx.subgroup_max_size);
+        if lo == hi {
+            format!("{lo} lanes")
+        } else {
+            format!("{lo} to {hi} lanes")
         }
     }
 

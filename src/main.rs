@@ -392,6 +392,9 @@ fn check(choice: &AdapterChoice, kernel: Option<&str>, full: bool, perturb: bool
     checker.perturb = perturb;
     run_checks(&mut checker, kernel)?;
     print!("{}", format_table(&checker.rows));
+    for (family, kernels, why) in &checker.skipped {
+        println!("not checked: {family} {kernels}: {why}");
+    }
     let failed = checker.failures();
     println!("{} passed, {} failed", checker.rows.len() - failed, failed);
     Ok(if failed == 0 {

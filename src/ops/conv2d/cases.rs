@@ -122,6 +122,13 @@ fn describe(s: &Conv2dShape) -> String {
 }
 
 pub fn check(c: &mut Checker) -> Result<()> {
+    if !super::tiled::usable(c.ctx) {
+        let why = format!(
+            "need subgroups of at least 8 lanes; this adapter's are {} (the simple kernels run instead)",
+            c.subgroups()
+        );
+        c.skip(FAMILY, "tiled forward, dx and dw", why);
+    }
     for (i, s) in shapes(c.full()).iter().enumerate() {
         check_shape(c, s, 100 + i as u64)?;
     }
