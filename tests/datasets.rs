@@ -39,19 +39,25 @@ fn mean_pixel(set: &ImageSet) -> f64 {
     set.pixels.iter().map(|&p| p as f64).sum::<f64>() / set.pixels.len() as f64
 }
 
+/// A 28x28 greyscale split: its image count and mean pixel (to 0.01).
+fn read_split(file: &str, n: usize, mean: f64) -> ImageSet {
+    let set = read(file);
+    assert_eq!((set.n, set.h, set.w, set.c), (n, 28, 28, 1), "{file}");
+    assert!(
+        (mean_pixel(&set) - mean).abs() < 0.01,
+        "{file}: mean pixel {}",
+        mean_pixel(&set)
+    );
+    set
+}
+
 #[test]
 fn reads_the_mnist_splits() {
     for (file, n, mean) in [
         ("mnist/t10k-images-idx3-ubyte.gz", 10_000, 33.79),
         ("mnist/train-images-idx3-ubyte.gz", 60_000, 33.32),
     ] {
-        let set = read(file);
-        assert_eq!((set.n, set.h, set.w, set.c), (n, 28, 28, 1), "{file}");
-        assert!(
-            (mean_pixel(&set) - mean).abs() < 0.01,
-            "{file}: mean pixel {}",
-            mean_pixel(&set)
-        );
+        let set = read_split(file, n, mean);
         assert_eq!(set.pad_to(32).unwrap().pixels.len(), n * 32 * 32);
     }
 }
@@ -62,13 +68,7 @@ fn reads_the_fashion_mnist_splits() {
         ("fashion-mnist/t10k-images-idx3-ubyte.gz", 10_000, 73.15),
         ("fashion-mnist/train-images-idx3-ubyte.gz", 60_000, 72.94),
     ] {
-        let set = read(file);
-        assert_eq!((set.n, set.h, set.w, set.c), (n, 28, 28, 1), "{file}");
-        assert!(
-            (mean_pixel(&set) - mean).abs() < 0.01,
-            "{file}: mean pixel {}",
-            mean_pixel(&set)
-        );
+        read_split(file, n, mean);
     }
 }
 
