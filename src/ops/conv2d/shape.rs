@@ -151,10 +151,13 @@ impl Conv2dShape {
                         let act = if act { self.x_len() } else { 0 };
                         Work::new(self.flops(), f32s(self.y_len() + self.w_len() + x + self.x_len() + act))
                     }
-                    (_, Pass::BackwardWeight { accumulate, splits }) => {
-                        // Per-split partials of dw (and db) when sums follow, else dw (and db) itself.
+                    (kernel, Pass::BackwardWeight { accumulate, splits }) => {
+                        // Per-split partials of dw and db when sums follow; else the tiled
+                        // kernel writes dw and db in place, the simple one dw alone.
                         let out = if split_sums > 0 {
                             splits * (self.w_len() + self.cout)
+                        } else if kernel.starts_with("conv2d_tiled_backward_weight") {
+                            self.w_len() + self.cout
                         } else {
                             keep(accumulate) * self.w_len()
                         };
