@@ -9,19 +9,20 @@
 //! Models with one channel train on the bundled MNIST images; others on seeded
 //! random images of their size (speed does not depend on pixel values).
 
+mod common;
+
 use std::time::Instant;
 
-use vdvae::data::{bundled_mnist, ImageSet};
+use common::{batch_of, bench_args, model_arg, training_images, ModelArg};
+use vdvae::data::ImageSet;
 use vdvae::gpu::{measure_fma_ceiling, GpuContext};
 use vdvae::graph::autodiff::append_backward;
 use vdvae::graph::cpu::{self, Noise};
 use vdvae::graph::gpu::{GpuGraph, TrainConfig};
 use vdvae::graph::Sampling;
-use vdvae::model::evaluate::fit_images;
 use vdvae::model::init::init_weights;
-use vdvae::model::preprocess::{Normalization, CIFAR10, MNIST};
+use vdvae::model::preprocess::Normalization;
 use vdvae::model::vdvae::build_vdvae;
-use vdvae::model::{preset, HParams};
 use vdvae::ops::optimizer::reference::{self as adam_ref, TensorRef};
 use vdvae::ops::optimizer::{AdamW, StepState};
 use vdvae::train::stage_batch;
@@ -32,92 +33,26 @@ const CPU_STEPS: usize = 1;
 const CEILING_SECONDS: f64 = 1.0;
 
 struct Args {
-    model: String,
-    h: HParams,
-    batch: usize,
+    model: ModelArg,
     cpu: bool,
     profile: bool,
 }
 
 fn parse_args() -> Args {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args = bench_args();
     let flag = |f: &str| args.iter().any(|a| a == f);
-    let config = args.iter().position(|a| a == "--config").map(|i| {
-        args.get(i + 1)
-            .unwrap_or_else(|| panic!("--config takes a JSON file"))
-            .clone()
-    });
-    let positional: Vec<&String> = args
-        .iter()
-        .enumerate()
-        .filter(|&(i, a)| !a.starts_with("--") && (i == 0 || args[i - 1] != "--config"))
-        .map(|(_, a)| a)
-        .collect();
-    let (model, h, rest) = match config {
-        Some(path) => {
-            let h = HParams::from_json_file(&path).unwrap_or_else(|e| panic!("{e}"));
-            (path, h, &positional[..])
-        }
-        None => {
-            let name = positional.first().map_or("mnist", |s| s.as_str());
-            let h = preset(name).unwrap_or_else(|e| panic!("{e}"));
-            (name.to_string(), h, positional.get(1..).unwrap_or(&[]))
-        }
-    };
-    let batch = rest.first().map_or(16, |s| s.parse().expect("BATCH is a number"));
     Args {
-        model,
-        h,
-        batch,
+        model: model_arg(&args, &[], 16),
         cpu: flag("--cpu"),
         profile: flag("--profile"),
     }
 }
 
-/// Seeded random uint8 images of the model's size.
-fn random_images(h: &HParams, n: usize) -> ImageSet {
-    let (s, c) = (h.image_size, h.image_channels);
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let pixels = (0..n * s * s * c)
-        .map(|_| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 56) as u8
-        })
-        .collect();
-    ImageSet {
-        n,
-        h: s,
-        w: s,
-        c,
-        pixels,
-    }
-}
-
-fn batch_of(images: &ImageSet, step: usize, n: usize) -> ImageSet {
-    let len = images.image_len();
-    let start = (step * n) % (images.n - n + 1);
-    ImageSet {
-        n,
-        pixels: images.pixels[start * len..(start + n) * len].to_vec(),
-        ..*images
-    }
-}
-
 fn main() {
-    let Args {
-        model,
-        h,
-        batch,
-        cpu,
-        profile,
-    } = parse_args();
-    let (images, norm): (ImageSet, Normalization) = if h.image_channels == 1 {
-        (fit_images(&h, bundled_mnist()).unwrap(), MNIST)
-    } else {
-        (random_images(&h, 4 * batch), CIFAR10)
-    };
+    vdvae::gpu::quiet_display_probe_when_headless();
+    let Args { model, cpu, profile } = parse_args();
+    let ModelArg { model, h, batch } = model;
+    let (images, norm) = training_images(&h, batch);
     let mut m = build_vdvae(&h, batch, Sampling::Posterior).unwrap();
     append_backward(&mut m.graph).unwrap();
     let model_flops = m.graph.model_flops();

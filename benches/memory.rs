@@ -1,0 +1,118 @@
+//! `cargo bench --bench memory -- (PRESET | --config FILE) [BATCH] [--steps N]`:
+//! the peak resident memory of real training steps against the memory plan.
+//!
+//! On an adapter that keeps its buffers in host memory (lavapipe), what the
+//! GPU holds is resident memory of this process. The bench compiles the
+//! step's pipelines first (a throw-away build, so compiler memory is not
+//! counted), resets the kernel's peak-RSS mark, then builds the graph again,
+//! uploads the weights and runs the steps. It prints the peak resident memory
+//! above the baseline against the plan's total, and the same as JSON.
+
+mod common;
+
+use common::{batch_of, bench_args, flag_value, model_arg, training_images, ModelArg};
+use vdvae::gpu::GpuContext;
+use vdvae::graph::autodiff::append_backward;
+use vdvae::graph::gpu::{GpuGraph, TrainConfig};
+use vdvae::graph::Sampling;
+use vdvae::model::init::init_weights;
+use vdvae::model::vdvae::build_vdvae;
+use vdvae::ops::optimizer::{AdamW, StepState};
+use vdvae::train::stage_batch;
+
+const MIB: f64 = (1 << 20) as f64;
+
+/// A `/proc/self/status` field in bytes (`VmRSS`, `VmHWM`).
+fn status_bytes(field: &str) -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").expect("this bench reads /proc/self/status (Linux)");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .unwrap_or_else(|| panic!("no {field} in /proc/self/status"));
+    let kib: usize = line[field.len() + 1..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .expect("a size in kB");
+    kib * 1024
+}
+
+/// Sets the peak-RSS mark (`VmHWM`) back to the current RSS (Linux ≥ 4.0).
+fn reset_peak() {
+    std::fs::write("/proc/self/clear_refs", "5").expect("write /proc/self/clear_refs");
+}
+
+fn main() {
+    vdvae::gpu::quiet_display_probe_when_headless();
+    let args = bench_args();
+    let ModelArg { model, h, batch } = model_arg(&args, &["--steps"], 16);
+    let steps: usize = flag_value(&args, "--steps").map_or(2, |s| s.parse().expect("--steps N"));
+    let (images, norm) = training_images(&h, batch);
+    let mut m = build_vdvae(&h, batch, Sampling::Posterior).unwrap();
+    append_backward(&mut m.graph).unwrap();
+    let ctx = GpuContext::from_env().unwrap_or_else(|e| panic!("{e}"));
+    let host_memory = ctx.adapter.device_type == "Cpu";
+    let cfg = || {
+        Some(TrainConfig {
+            adamw: AdamW {
+                lr: h.lr as f32,
+                weight_decay: h.wd as f32,
+                ..AdamW::default()
+            },
+            resume: StepState::default(),
+        })
+    };
+    // Compile every pipeline once, then let wgpu free the throw-away buffers.
+    drop(GpuGraph::build(&ctx, &m.graph, 1, cfg()).unwrap());
+    ctx.wait().unwrap();
+    let values = m.values_from_checkpoint(&init_weights(&h, 1).unwrap(), "init").unwrap();
+    let baseline = status_bytes("VmRSS:");
+    reset_peak();
+    let mut gpu = GpuGraph::build(&ctx, &m.graph, 1, cfg()).unwrap();
+    gpu.write_values(&ctx, &m.graph, &values).unwrap();
+    gpu.reset_ema(&ctx).unwrap();
+    ctx.wait().unwrap();
+    let after_build = status_bytes("VmRSS:");
+    drop(values);
+    for k in 0..steps {
+        stage_batch(&ctx, &mut gpu, &m, &batch_of(&images, k, batch), norm).unwrap();
+        gpu.train_step(&ctx).unwrap();
+    }
+    gpu.finish(&ctx).unwrap();
+    let peak = status_bytes("VmHWM:");
+    let planned = gpu.plan.total();
+    let measured = peak.saturating_sub(baseline);
+    let ratio = measured as f64 / planned as f64;
+    println!("adapter: {} ({})", ctx.adapter.name, ctx.adapter.device_type);
+    println!("model: {model}, batch {batch}, {steps} training steps");
+    println!("planned peak:               {:>9.1} MiB", planned as f64 / MIB);
+    println!("resident before the build:  {:>9.1} MiB", baseline as f64 / MIB);
+    println!(
+        "resident after build+upload:{:>9.1} MiB (+{:.1})",
+        after_build as f64 / MIB,
+        after_build.saturating_sub(baseline) as f64 / MIB
+    );
+    println!(
+        "peak resident:              {:>9.1} MiB (+{:.1} over the baseline)",
+        peak as f64 / MIB,
+        measured as f64 / MIB
+    );
+    println!("measured / planned:         {:>9.3}", ratio);
+    if !host_memory {
+        println!("note: this adapter is not a CPU adapter; its buffers are not in resident memory, so the figures above do not measure the plan");
+    }
+    let json = serde_json::json!({
+        "adapter": ctx.adapter.name,
+        "model": model,
+        "batch": batch,
+        "steps": steps,
+        "planned_bytes": planned,
+        "baseline_rss_bytes": baseline,
+        "peak_rss_bytes": peak,
+        "measured_bytes": measured,
+        "measured_over_planned": ratio,
+        "host_memory_adapter": host_memory,
+    });
+    println!("{json}");
+}
