@@ -1,10 +1,12 @@
-//! `cargo bench --bench train_step -- (PRESET | --config FILE) [BATCH] [--cpu] [--profile]`:
+//! `cargo bench --bench train_step -- (PRESET | --config FILE) [BATCH] [--cpu] [--profile] [--memory-budget SIZE]`:
 //! whole training steps of a real model on the GPU. Prints, from one run, the
 //! model GFLOP per step, s/step, images/s, model FLOP utilisation (MFU) against
 //! the FMA ceiling measured in the same run (before and after the steps, the
 //! higher taken), dispatches and submits per step, and buffers created per
 //! step after warm-up; then the same as JSON. `--cpu` adds the CPU reference's
-//! speed on the same step; `--profile` the GPU time of each kernel (`vdvae profile` reports more).
+//! speed on the same step; `--profile` the GPU time of each kernel (`vdvae profile` reports more);
+//! `--memory-budget` (e.g. 6GiB) recomputes blocks as `vdvae train --memory-budget` does
+//! (model FLOPs and MFU leave the recompute out).
 //!
 //! Models with one channel train on the bundled MNIST images; others on seeded
 //! random images of their size (speed does not depend on pixel values).
@@ -20,6 +22,7 @@ use vdvae::graph::Sampling;
 use vdvae::model::evaluate::fit_images;
 use vdvae::model::init::init_weights;
 use vdvae::model::preprocess::{Normalization, CIFAR10, MNIST};
+use vdvae::model::report::fit_training_graph;
 use vdvae::model::vdvae::build_vdvae;
 use vdvae::model::{preset, HParams};
 use vdvae::ops::optimizer::reference::{self as adam_ref, TensorRef};
@@ -37,20 +40,25 @@ struct Args {
     batch: usize,
     cpu: bool,
     profile: bool,
+    memory_budget: Option<usize>,
 }
 
 fn parse_args() -> Args {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     let flag = |f: &str| args.iter().any(|a| a == f);
-    let config = args.iter().position(|a| a == "--config").map(|i| {
-        args.get(i + 1)
-            .unwrap_or_else(|| panic!("--config takes a JSON file"))
-            .clone()
-    });
+    let value = |f: &str, what: &str| {
+        args.iter()
+            .position(|a| a == f)
+            .map(|i| args.get(i + 1).unwrap_or_else(|| panic!("{f} takes {what}")).clone())
+    };
+    let config = value("--config", "a JSON file");
+    let memory_budget = value("--memory-budget", "a size (6GiB, 512MiB)")
+        .map(|s| vdvae::graph::budget::parse_size(&s).unwrap_or_else(|e| panic!("{e}")));
+    let takes_value = |a: &str| a == "--config" || a == "--memory-budget";
     let positional: Vec<&String> = args
         .iter()
         .enumerate()
-        .filter(|&(i, a)| !a.starts_with("--") && (i == 0 || args[i - 1] != "--config"))
+        .filter(|&(i, a)| !a.starts_with("--") && (i == 0 || !takes_value(&args[i - 1])))
         .map(|(_, a)| a)
         .collect();
     let (model, h, rest) = match config {
@@ -71,6 +79,7 @@ fn parse_args() -> Args {
         batch,
         cpu: flag("--cpu"),
         profile: flag("--profile"),
+        memory_budget,
     }
 }
 
@@ -112,15 +121,31 @@ fn main() {
         batch,
         cpu,
         profile,
+        memory_budget,
     } = parse_args();
     let (images, norm): (ImageSet, Normalization) = if h.image_channels == 1 {
         (fit_images(&h, bundled_mnist()).unwrap(), MNIST)
     } else {
         (random_images(&h, 4 * batch), CIFAR10)
     };
+    let ctx = GpuContext::from_env().unwrap_or_else(|e| panic!("{e}"));
     let mut m = build_vdvae(&h, batch, Sampling::Posterior).unwrap();
-    append_backward(&mut m.graph).unwrap();
-    let model_flops = m.graph.model_flops();
+    let mut recompute_flops = 0.0;
+    match memory_budget {
+        Some(bytes) => {
+            let (g, r) = fit_training_graph(&m.graph, bytes, Some(&ctx)).unwrap_or_else(|e| panic!("{e}"));
+            m.graph = g;
+            recompute_flops = r.recompute_flops;
+            println!(
+                "memory budget {bytes} bytes: {} of {} blocks recomputed, {:.2} GFLOP per step",
+                r.checkpointed,
+                r.candidates,
+                recompute_flops / 1e9
+            );
+        }
+        None => append_backward(&mut m.graph).unwrap(),
+    }
+    let model_flops = m.graph.model_flops() - recompute_flops;
     let weights = init_weights(&h, 1).unwrap();
     let adamw = AdamW {
         lr: h.lr as f32,
@@ -129,7 +154,6 @@ fn main() {
     };
 
     // GPU: build once, then a steady-state loop of stage inputs + one submit per step.
-    let ctx = GpuContext::from_env().unwrap_or_else(|e| panic!("{e}"));
     let build = Instant::now();
     let cfg = TrainConfig {
         adamw,
@@ -201,6 +225,7 @@ fn main() {
         "submits_per_step": submits_per_step,
         "buffers_created_per_step": buffers_per_step,
         "planned_bytes": gpu.plan.total(),
+        "recompute_gflop_per_step": recompute_flops / 1e9,
     });
     if cpu {
         let cpu_s = cpu_reference_seconds(&m, &values, &images, batch, norm, &adamw);
