@@ -1,4 +1,4 @@
-//! `cargo bench --bench memory -- (PRESET | --config FILE) [BATCH] [--steps N]`:
+//! `cargo bench --bench memory -- (PRESET | --config FILE) [BATCH] [--steps N] [--memory-budget SIZE]`:
 //! the peak resident memory of real training steps against the memory plan.
 //!
 //! On an adapter that keeps its buffers in host memory (lavapipe), what the
@@ -7,15 +7,18 @@
 //! counted), resets the kernel's peak-RSS mark, then builds the graph again,
 //! uploads the weights and runs the steps. It prints the peak resident memory
 //! above the baseline against the plan's total, and the same as JSON.
+//! `--memory-budget` recomputes blocks as `vdvae train --memory-budget` does.
 
 mod common;
 
 use common::{batch_of, bench_args, flag_value, model_arg, training_images, ModelArg};
 use vdvae::gpu::GpuContext;
 use vdvae::graph::autodiff::append_backward;
+use vdvae::graph::budget::parse_size;
 use vdvae::graph::gpu::{GpuGraph, TrainConfig};
 use vdvae::graph::Sampling;
 use vdvae::model::init::init_weights;
+use vdvae::model::report::fit_training_graph;
 use vdvae::model::vdvae::build_vdvae;
 use vdvae::ops::optimizer::{AdamW, StepState};
 use vdvae::train::stage_batch;
@@ -46,12 +49,23 @@ fn reset_peak() {
 fn main() {
     vdvae::gpu::quiet_display_probe_when_headless();
     let args = bench_args();
-    let ModelArg { model, h, batch } = model_arg(&args, &["--steps"], 16);
+    let ModelArg { model, h, batch } = model_arg(&args, &["--steps", "--memory-budget"], 16);
     let steps: usize = flag_value(&args, "--steps").map_or(2, |s| s.parse().expect("--steps N"));
+    let budget = flag_value(&args, "--memory-budget").map(|s| parse_size(s).unwrap_or_else(|e| panic!("{e}")));
     let (images, norm) = training_images(&h, batch);
-    let mut m = build_vdvae(&h, batch, Sampling::Posterior).unwrap();
-    append_backward(&mut m.graph).unwrap();
     let ctx = GpuContext::from_env().unwrap_or_else(|e| panic!("{e}"));
+    let mut m = build_vdvae(&h, batch, Sampling::Posterior).unwrap();
+    match budget {
+        Some(bytes) => {
+            let (g, r) = fit_training_graph(&m.graph, bytes, Some(&ctx)).unwrap_or_else(|e| panic!("{e}"));
+            println!(
+                "memory budget: {} of {} blocks recomputed",
+                r.checkpointed, r.candidates
+            );
+            m.graph = g;
+        }
+        None => append_backward(&mut m.graph).unwrap(),
+    }
     let host_memory = ctx.adapter.device_type == "Cpu";
     let cfg = || {
         Some(TrainConfig {

@@ -1,10 +1,12 @@
-//! `cargo bench --bench train_step -- (PRESET | --config FILE) [BATCH] [--cpu] [--profile]`:
+//! `cargo bench --bench train_step -- (PRESET | --config FILE) [BATCH] [--cpu] [--profile] [--memory-budget SIZE]`:
 //! whole training steps of a real model on the GPU. Prints, from one run, the
 //! model GFLOP per step, s/step, images/s, model FLOP utilisation (MFU) against
 //! the FMA ceiling measured in the same run (before and after the steps, the
 //! higher taken), dispatches and submits per step, and buffers created per
 //! step after warm-up; then the same as JSON. `--cpu` adds the CPU reference's
-//! speed on the same step; `--profile` the GPU time of each kernel (`vdvae profile` reports more).
+//! speed on the same step; `--profile` the GPU time of each kernel (`vdvae profile` reports more);
+//! `--memory-budget` (e.g. 6GiB) recomputes blocks as `vdvae train --memory-budget` does
+//! (model FLOPs and MFU leave the recompute out).
 //!
 //! Models with one channel train on the bundled MNIST images; others on seeded
 //! random images of their size (speed does not depend on pixel values).
@@ -13,7 +15,7 @@ mod common;
 
 use std::time::Instant;
 
-use common::{batch_of, bench_args, model_arg, training_images, ModelArg};
+use common::{batch_of, bench_args, flag_value, model_arg, training_images, ModelArg};
 use vdvae::data::ImageSet;
 use vdvae::gpu::{measure_fma_ceiling, GpuContext};
 use vdvae::graph::autodiff::append_backward;
@@ -22,6 +24,7 @@ use vdvae::graph::gpu::{GpuGraph, TrainConfig};
 use vdvae::graph::Sampling;
 use vdvae::model::init::init_weights;
 use vdvae::model::preprocess::Normalization;
+use vdvae::model::report::fit_training_graph;
 use vdvae::model::vdvae::build_vdvae;
 use vdvae::ops::optimizer::reference::{self as adam_ref, TensorRef};
 use vdvae::ops::optimizer::{AdamW, StepState};
@@ -36,26 +39,50 @@ struct Args {
     model: ModelArg,
     cpu: bool,
     profile: bool,
+    memory_budget: Option<usize>,
 }
 
 fn parse_args() -> Args {
     let args = bench_args();
     let flag = |f: &str| args.iter().any(|a| a == f);
+    let memory_budget = flag_value(&args, "--memory-budget")
+        .map(|s| vdvae::graph::budget::parse_size(s).unwrap_or_else(|e| panic!("{e}")));
     Args {
-        model: model_arg(&args, &[], 16),
+        model: model_arg(&args, &["--memory-budget"], 16),
         cpu: flag("--cpu"),
         profile: flag("--profile"),
+        memory_budget,
     }
 }
 
 fn main() {
     vdvae::gpu::quiet_display_probe_when_headless();
-    let Args { model, cpu, profile } = parse_args();
+    let Args {
+        model,
+        cpu,
+        profile,
+        memory_budget,
+    } = parse_args();
     let ModelArg { model, h, batch } = model;
     let (images, norm) = training_images(&h, batch);
+    let ctx = GpuContext::from_env().unwrap_or_else(|e| panic!("{e}"));
     let mut m = build_vdvae(&h, batch, Sampling::Posterior).unwrap();
-    append_backward(&mut m.graph).unwrap();
-    let model_flops = m.graph.model_flops();
+    let mut recompute_flops = 0.0;
+    match memory_budget {
+        Some(bytes) => {
+            let (g, r) = fit_training_graph(&m.graph, bytes, Some(&ctx)).unwrap_or_else(|e| panic!("{e}"));
+            m.graph = g;
+            recompute_flops = r.recompute_flops;
+            println!(
+                "memory budget {bytes} bytes: {} of {} blocks recomputed, {:.2} GFLOP per step",
+                r.checkpointed,
+                r.candidates,
+                recompute_flops / 1e9
+            );
+        }
+        None => append_backward(&mut m.graph).unwrap(),
+    }
+    let model_flops = m.graph.model_flops() - recompute_flops;
     let weights = init_weights(&h, 1).unwrap();
     let adamw = AdamW {
         lr: h.lr as f32,
@@ -64,7 +91,6 @@ fn main() {
     };
 
     // GPU: build once, then a steady-state loop of stage inputs + one submit per step.
-    let ctx = GpuContext::from_env().unwrap_or_else(|e| panic!("{e}"));
     let build = Instant::now();
     let cfg = TrainConfig {
         adamw,
@@ -136,6 +162,7 @@ fn main() {
         "submits_per_step": submits_per_step,
         "buffers_created_per_step": buffers_per_step,
         "planned_bytes": gpu.plan.total(),
+        "recompute_gflop_per_step": recompute_flops / 1e9,
     });
     if cpu {
         let cpu_s = cpu_reference_seconds(&m, &values, &images, batch, norm, &adamw);

@@ -100,6 +100,10 @@ enum Command {
         /// Seed of the initial weights, batch order and noise [default: the config's]
         #[arg(long)]
         seed: Option<u64>,
+        /// Recompute blocks in the backward pass until the step's planned memory fits
+        /// (e.g. 6GiB, 512MiB, 6000000000)
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        memory_budget: Option<usize>,
     },
     /// Unconditional samples of a checkpoint (every level drawn from its prior), as a PNG grid
     Sample {
@@ -139,6 +143,10 @@ enum Command {
         /// Images per step [default: the config's n_batch]
         #[arg(long)]
         batch: Option<usize>,
+        /// Recompute blocks in the backward pass until the planned memory fits
+        /// (e.g. 6GiB, 512MiB, 6000000000); prints the recompute FLOPs
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        memory_budget: Option<usize>,
     },
 }
 
@@ -285,7 +293,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Info { seconds } => info(&choice, seconds),
         Command::Check { kernel, full, perturb } => check(&choice, kernel.as_deref(), full, perturb),
-        Command::Plan { model, batch } => plan(&choice, &model, batch),
+        Command::Plan {
+            model,
+            batch,
+            memory_budget,
+        } => plan(&choice, &model, batch, memory_budget),
         Command::Profile { args } => profile(&choice, &args),
         Command::Sample {
             model,
@@ -308,8 +320,10 @@ fn main() -> ExitCode {
             save_every,
             resume,
             seed,
+            memory_budget,
         } => {
             let args = TrainArgs {
+                memory_budget,
                 preset,
                 config,
                 data,
@@ -404,7 +418,17 @@ fn check(choice: &AdapterChoice, kernel: Option<&str>, full: bool, perturb: bool
     })
 }
 
-fn plan(choice: &AdapterChoice, model: &ModelArgs, batch: Option<usize>) -> vdvae::Result<ExitCode> {
+/// A `--memory-budget` value in bytes.
+fn parse_size(s: &str) -> Result<usize, String> {
+    vdvae::graph::budget::parse_size(s).map_err(|e| e.to_string())
+}
+
+fn plan(
+    choice: &AdapterChoice,
+    model: &ModelArgs,
+    batch: Option<usize>,
+    memory_budget: Option<usize>,
+) -> vdvae::Result<ExitCode> {
     let h = model.load()?;
     let ctx = match GpuContext::new(choice) {
         Ok(ctx) => Some(ctx),
@@ -413,7 +437,7 @@ fn plan(choice: &AdapterChoice, model: &ModelArgs, batch: Option<usize>) -> vdva
             None
         }
     };
-    let report = plan_training(&h, batch.unwrap_or(h.n_batch), ctx.as_ref())?;
+    let report = plan_training(&h, batch.unwrap_or(h.n_batch), ctx.as_ref(), memory_budget)?;
     print!("{report}");
     Ok(ExitCode::SUCCESS)
 }
@@ -465,6 +489,7 @@ struct TrainArgs {
     save_every: u32,
     resume: bool,
     seed: Option<u64>,
+    memory_budget: Option<usize>,
     adapter: Option<String>,
 }
 
@@ -489,6 +514,9 @@ impl TrainArgs {
         flags.push(("save-every", self.save_every.to_string()));
         if let Some(seed) = self.seed {
             flags.push(("seed", seed.to_string()));
+        }
+        if let Some(bytes) = self.memory_budget {
+            flags.push(("memory-budget", bytes.to_string()));
         }
         if let Some(adapter) = &self.adapter {
             flags.push(("adapter", adapter.clone()));
@@ -554,6 +582,7 @@ fn train(choice: &AdapterChoice, a: &TrainArgs) -> vdvae::Result<ExitCode> {
         save_every: a.save_every,
         norm,
         resume: a.resume,
+        memory_budget: a.memory_budget,
     };
     eprintln!(
         "training on {} ({} images), run directory {out_dir}",

@@ -31,10 +31,25 @@ struct ChannelGrad {
     source_start: usize,
 }
 
+/// When the gradient parts of a tensor read by several nodes are summed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Accumulate {
+    /// All at once, when the tensor's producer is differentiated: the fewest
+    /// nodes, but every part lives until then (for an encoder activation read
+    /// by every decoder level at its resolution, until the encoder's backward).
+    #[default]
+    AtProducer,
+    /// Into a running sum as each part arrives (a conv dx adds it in its
+    /// epilogue where it can): one partial sum lives instead of every part.
+    /// The sum runs in another order, so values differ in the last bits.
+    Running,
+}
+
 #[derive(Default)]
 struct Grads {
     parts: HashMap<TensorId, Vec<TensorId>>,
     channels: HashMap<TensorId, Vec<ChannelGrad>>,
+    accumulate: Accumulate,
 }
 
 fn grad_tensor(g: &mut Graph, of: TensorId) -> TensorId {
@@ -43,6 +58,39 @@ fn grad_tensor(g: &mut Graph, of: TensorId) -> TensorId {
 }
 
 impl Grads {
+    /// Records `grad` as part of `t`'s gradient; with [`Accumulate::Running`]
+    /// adds it to the running sum at once.
+    fn push(&mut self, g: &mut Graph, t: TensorId, grad: TensorId) -> Result<()> {
+        let parts = self.parts.entry(t).or_default();
+        parts.push(grad);
+        if self.accumulate == Accumulate::Running && parts.len() > 1 {
+            fold_into_conv_dx(g, parts);
+            if let [a, b] = parts[..] {
+                let name = format!("grad.{}", g.tensors[t].name);
+                *parts = vec![g.add(&name, a, b)?];
+            }
+        }
+        Ok(())
+    }
+
+    /// Records channels `part.range` of `t`'s gradient; with
+    /// [`Accumulate::Running`] the pending channel parts are first assembled
+    /// and summed when the new one overlaps them.
+    fn push_channels(&mut self, g: &mut Graph, t: TensorId, part: ChannelGrad) -> Result<()> {
+        let pending = self.channels.entry(t).or_default();
+        let overlaps = pending
+            .iter()
+            .any(|p| p.range.0 < part.range.1 && part.range.0 < p.range.1);
+        if self.accumulate == Accumulate::Running && overlaps {
+            let mut group = std::mem::take(pending);
+            group.sort_by_key(|p| p.range);
+            let whole = assemble(g, t, &group)?;
+            self.push(g, t, whole)?;
+        }
+        self.channels.entry(t).or_default().push(part);
+        Ok(())
+    }
+
     /// The total gradient of `t`: channel parts copied into one tensor
     /// (overlapping ones copied separately), then every part summed with Adds.
     fn take(&mut self, g: &mut Graph, t: TensorId) -> Result<Option<TensorId>> {
@@ -191,7 +239,11 @@ impl Backward<'_> {
 
     /// Adds `grad` to the gradient of input `k`.
     pub fn push(&mut self, k: usize, grad: TensorId) {
-        self.grads.parts.entry(self.inputs[k]).or_default().push(grad);
+        // Only `Accumulate::Running` adds here, and an Add of two same-shaped
+        // gradients does not fail.
+        self.grads
+            .push(self.g, self.inputs[k], grad)
+            .expect("adding two gradients of one tensor");
     }
 
     /// Adds `source`'s channels from `source_start` on to channels `range` of input `k`'s gradient.
@@ -201,7 +253,9 @@ impl Backward<'_> {
             source,
             source_start,
         };
-        self.grads.channels.entry(self.inputs[k]).or_default().push(part);
+        self.grads
+            .push_channels(self.g, self.inputs[k], part)
+            .expect("assembling channel gradients of one tensor");
     }
 
     pub fn node(&mut self, op: impl Into<Op>, inputs: Vec<TensorId>, outputs: Vec<TensorId>) {
@@ -218,9 +272,17 @@ impl Backward<'_> {
 
 /// Appends the backward of every forward node, seeded by the loss node.
 pub fn append_backward(g: &mut Graph) -> Result<()> {
+    append_backward_with(g, Accumulate::AtProducer)
+}
+
+/// [`append_backward`], summing gradient parts as `accumulate` says.
+pub fn append_backward_with(g: &mut Graph, accumulate: Accumulate) -> Result<()> {
     g.forward_len = g.nodes.len();
     let need = needs_grad(g);
-    let mut grads = Grads::default();
+    let mut grads = Grads {
+        accumulate,
+        ..Grads::default()
+    };
     for idx in (0..g.forward_len).rev() {
         let node = g.nodes[idx].clone();
         if !node.inputs.iter().any(|&i| need[i]) {
@@ -366,6 +428,71 @@ mod tests {
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
             let w = w + dy[i];
             assert!((g - w).abs() <= 1e-6 * w.abs().max(1e-3), "{i}: {g} vs {w}");
+        }
+    }
+
+    #[test]
+    fn running_sums_free_each_part_as_it_comes_and_agree_with_sums_at_the_producer() {
+        use crate::graph::plan::lifetimes;
+        // `a` is read by four levels, each through a concat (a channel part of
+        // its gradient) and a conv (a whole part), like an encoder activation
+        // read by every decoder level.
+        let build = |accumulate| {
+            let mut g = Graph::default();
+            let a = g.tensor("a", vec![1, 2, 2, 4], Role::Param);
+            let mut x = g.tensor("x", vec![1, 2, 2, 4], Role::Param);
+            let mut sums = Vec::new();
+            for i in 0..4 {
+                let w = g.tensor(format!("w{i}"), vec![4, 1, 1, 8], Role::Param);
+                let v = g.tensor(format!("v{i}"), vec![4, 1, 1, 4], Role::Param);
+                let cat = g.concat(&format!("cat{i}"), x, a).unwrap();
+                let y = g.conv2d(&format!("c{i}"), cat, w, None, None, true).unwrap();
+                let u = g.conv2d(&format!("u{i}"), a, v, None, Some(y), true).unwrap();
+                sums.push(g.sum_per_image(&format!("s{i}"), u).unwrap());
+                x = u;
+            }
+            g.elbo("loss", sums[0], &sums[1..], 16).unwrap();
+            append_backward_with(&mut g, accumulate).unwrap();
+            (g, a)
+        };
+        let run_grads = |g: &Graph| {
+            let mut values = vec![None; g.tensors.len()];
+            for t in g.params() {
+                let n = g.tensors[t].numel();
+                values[t] = Some((0..n).map(|i| ((i * 5 + t) % 9) as f32 / 9.0 - 0.4).collect());
+            }
+            run(g, &mut values, Noise::default()).unwrap();
+            g.param_grads
+                .iter()
+                .map(|&(_, d)| values[d].clone().unwrap())
+                .collect::<Vec<_>>()
+        };
+        let (lazy, a) = build(Accumulate::AtProducer);
+        let (eager, _) = build(Accumulate::Running);
+        assert!(eager.nodes.len() <= lazy.nodes.len());
+        // Gradient parts of `a` alive at once: every one until the end, or a couple.
+        let most_live = |g: &Graph| {
+            let life = lifetimes(g);
+            let parts: Vec<(usize, usize)> = (0..g.tensors.len())
+                .filter(|&t| g.tensors[t].name == format!("grad.{}", g.tensors[a].name))
+                .filter_map(|t| life[t])
+                .collect();
+            (0..g.nodes.len())
+                .map(|i| parts.iter().filter(|l| l.0 <= i && i <= l.1).count())
+                .max()
+                .unwrap()
+        };
+        println!(
+            "parts of grad a alive at once: {} at the producer, {} running",
+            most_live(&lazy),
+            most_live(&eager)
+        );
+        assert!(most_live(&lazy) >= 8, "{}", most_live(&lazy));
+        assert!(most_live(&eager) <= 3, "{}", most_live(&eager));
+        for (got, want) in run_grads(&eager).iter().zip(&run_grads(&lazy)) {
+            for (x, y) in got.iter().zip(want) {
+                assert!((x - y).abs() <= 1e-6 * y.abs().max(1.0), "{x} vs {y}");
+            }
         }
     }
 }

@@ -2,11 +2,13 @@
 //! evaluation, GPU lowering), reverse-mode autodiff, memory plan and executors.
 
 pub mod autodiff;
+pub mod budget;
 pub mod cpu;
 pub mod gpu;
 pub mod ir;
 pub mod ops;
 pub mod plan;
+pub mod recompute;
 
 pub use ir::{Graph, Node, Op, Role, Sampling, TensorId, TensorInfo};
 pub use ops::{ElboParts, ElboTotals, LossTerms, OpRule};

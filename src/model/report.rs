@@ -6,10 +6,11 @@ use super::config::HParams;
 use super::vdvae::build_vdvae;
 use crate::error::Result;
 use crate::gpu::GpuContext;
-use crate::graph::autodiff::append_backward;
+use crate::graph::autodiff::{append_backward, Accumulate};
+use crate::graph::budget::{fit_step, format_size, PlanTarget};
 use crate::graph::gpu::{GpuGraph, TrainConfig};
 use crate::graph::plan::{plan, MemoryPlan};
-use crate::graph::{Role, Sampling};
+use crate::graph::{Graph, Role, Sampling};
 
 /// Binding offset alignment the plan assumes: the largest any adapter requires.
 pub const PLAN_ALIGN: usize = 256;
@@ -30,14 +31,65 @@ pub struct PlanReport {
     /// Dispatches of one training step and the adapter they were counted on
     /// (the graph is built there, never run); None without an adapter.
     pub dispatches: Option<(usize, String)>,
+    /// What fitting a memory budget did, when one was given.
+    pub budget: Option<BudgetReport>,
+}
+
+/// Blocks checkpointed to fit `vdvae plan --memory-budget`.
+#[derive(Clone, Debug)]
+pub struct BudgetReport {
+    pub budget: usize,
+    /// Checkpointed blocks, and how many could be.
+    pub checkpointed: usize,
+    pub candidates: usize,
+    /// Model FLOPs recomputed per step (on top of `model_flops`), and the nodes that do it.
+    pub recompute_flops: f64,
+    pub recompute_nodes: usize,
+    /// The backward sums gradient parts as they come (`Accumulate::Running`).
+    pub running_sums: bool,
+    /// The planned total with every candidate block checkpointed.
+    pub smallest_peak: usize,
+    /// Without an adapter the flipped conv weights are an upper bound.
+    pub estimated: bool,
+}
+
+/// The training step of `forward` (a forward graph with its loss) fitted to
+/// `budget` bytes as `GpuGraph::build` plans it on `ctx` (or without an
+/// adapter): see `graph::budget::fit_step`.
+pub fn fit_training_graph(forward: &Graph, budget: usize, ctx: Option<&GpuContext>) -> Result<(Graph, BudgetReport)> {
+    let target = |g: &Graph| match ctx {
+        Some(ctx) => PlanTarget::for_adapter(ctx, g, true),
+        None => PlanTarget::without_adapter(g, PLAN_ALIGN, PLAN_CHUNK, true),
+    };
+    let s = fit_step(forward, budget, &target)?;
+    let report = BudgetReport {
+        budget,
+        checkpointed: s.checkpointed.len(),
+        candidates: s.candidates,
+        recompute_flops: s.recompute_flops,
+        recompute_nodes: s.recompute_nodes,
+        running_sums: s.accumulate == Accumulate::Running,
+        smallest_peak: s.smallest,
+        estimated: ctx.is_none(),
+    };
+    Ok((s.graph, report))
 }
 
 /// Builds the training graph (forward + backward) and plans its memory. With
 /// an adapter, also builds the GPU step there (buffers, pipelines, bind groups;
 /// nothing runs) to count its dispatches and take the plan at its alignment.
-pub fn plan_training(h: &HParams, batch: usize, ctx: Option<&GpuContext>) -> Result<PlanReport> {
+/// With `budget` (bytes), checkpoints blocks until the plan fits it.
+pub fn plan_training(h: &HParams, batch: usize, ctx: Option<&GpuContext>, budget: Option<usize>) -> Result<PlanReport> {
     let mut m = build_vdvae(h, batch, Sampling::Posterior)?;
-    append_backward(&mut m.graph)?;
+    let mut budget_report = None;
+    match budget {
+        Some(bytes) => {
+            let (g, r) = fit_training_graph(&m.graph, bytes, ctx)?;
+            m.graph = g;
+            budget_report = Some(r);
+        }
+        None => append_backward(&mut m.graph)?,
+    }
     let g = &m.graph;
     let (parameter_tensors, parameters) = g.count(Role::Param);
     let latent_dims = h.decoder_layers()?.iter().map(|l| l.res * l.res * h.zdim).sum();
@@ -49,10 +101,15 @@ pub fn plan_training(h: &HParams, batch: usize, ctx: Option<&GpuContext>) -> Res
         latent_dims,
         forward_nodes: g.forward_len,
         backward_nodes: g.nodes.len() - g.forward_len,
-        model_flops: g.model_flops(),
+        model_flops: g.model_flops() - budget_report.as_ref().map_or(0.0, |r| r.recompute_flops),
         memory: plan(g, PLAN_ALIGN, PLAN_CHUNK, true),
         dispatches: None,
+        budget: budget_report,
     };
+    if report.budget.is_some() && ctx.is_none() {
+        // The total the budget was fitted to: workspace and flipped weights (estimated) counted.
+        report.memory = PlanTarget::without_adapter(g, PLAN_ALIGN, PLAN_CHUNK, true).plan(g);
+    }
     if let Some(ctx) = ctx {
         let train = TrainConfig {
             adamw: Default::default(),
@@ -119,6 +176,38 @@ impl fmt::Display for PlanReport {
             ("flipped conv weights", m.flipped_weights),
         ] {
             writeln!(f, "  {what:<20} {}", mib(bytes))?;
+        }
+        if let Some(b) = &self.budget {
+            let estimated = if b.estimated {
+                " (flipped conv weights estimated: every conv dx counted)"
+            } else {
+                ""
+            };
+            writeln!(
+                f,
+                "memory budget:          {} ({} planned){estimated}",
+                format_size(b.budget),
+                format_size(m.total())
+            )?;
+            writeln!(
+                f,
+                "checkpointed blocks:    {} of {} (recomputed in the backward pass, {} nodes)",
+                b.checkpointed, b.candidates, b.recompute_nodes
+            )?;
+            if b.running_sums {
+                writeln!(f, "gradient sums:          running (each part added as it comes)")?;
+            }
+            writeln!(
+                f,
+                "recompute FLOPs:        {:.2} GFLOP per step ({:.1}% of the model FLOPs)",
+                b.recompute_flops / 1e9,
+                100.0 * b.recompute_flops / self.model_flops
+            )?;
+            writeln!(
+                f,
+                "smallest reachable:     {} (every block checkpointed)",
+                format_size(b.smallest_peak)
+            )?;
         }
         Ok(())
     }

@@ -19,11 +19,13 @@ use crate::data::ImageSet;
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
 use crate::graph::autodiff::append_backward;
+use crate::graph::budget::format_size;
 use crate::graph::gpu::{GpuGraph, StepMetrics, TrainConfig};
 use crate::graph::Sampling;
 use crate::model::config::HParams;
 use crate::model::init::init_weights;
 use crate::model::preprocess::{likelihood_target, network_input, Normalization};
+use crate::model::report::fit_training_graph;
 use crate::model::vdvae::{build_vdvae, VdvaeGraph};
 use crate::ops::optimizer::{AdamW, StepState};
 use crate::ops::rng::RngKey;
@@ -36,6 +38,9 @@ pub struct TrainOptions {
     pub norm: Normalization,
     /// Continue from the checkpoint in `out_dir` (weights, EMA, optimizer state).
     pub resume: bool,
+    /// Bytes the step's planned memory must fit: blocks are recomputed in the
+    /// backward pass until it does (see `graph::budget`). None: nothing recomputed.
+    pub memory_budget: Option<usize>,
 }
 
 fn adamw(h: &HParams) -> AdamW {
@@ -85,6 +90,7 @@ fn start(
     images: &ImageSet,
     batch: usize,
     resume_from: Option<&str>,
+    memory_budget: Option<usize>,
 ) -> Result<(VdvaeGraph, GpuGraph, u32)> {
     if images.n < batch {
         return Err(Error::Input(format!(
@@ -93,7 +99,20 @@ fn start(
         )));
     }
     let mut m = build_vdvae(h, batch, Sampling::Posterior)?;
-    append_backward(&mut m.graph)?;
+    match memory_budget {
+        Some(budget) => {
+            let (g, r) = fit_training_graph(&m.graph, budget, Some(ctx))?;
+            m.graph = g;
+            eprintln!(
+                "memory budget {}: {} of {} blocks recomputed in the backward pass ({:.1}% more FLOPs per step)",
+                format_size(budget),
+                r.checkpointed,
+                r.candidates,
+                100.0 * r.recompute_flops / (m.graph.model_flops() - r.recompute_flops)
+            );
+        }
+        None => append_backward(&mut m.graph)?,
+    }
     let run = resume_from.map(|dir| load_run(dir, &m)).transpose()?;
     let resume = run.as_ref().map_or(StepState::default(), |r| r.state);
     let gpu = GpuGraph::build(
@@ -156,7 +175,14 @@ pub fn train(
         path: o.out_dir.clone(),
         source: e,
     })?;
-    let (m, mut gpu, start) = start(ctx, h, images, o.batch, o.resume.then_some(o.out_dir.as_str()))?;
+    let (m, mut gpu, start) = start(
+        ctx,
+        h,
+        images,
+        o.batch,
+        o.resume.then_some(o.out_dir.as_str()),
+        o.memory_budget,
+    )?;
     let (mut log, dropped) = StepLog::open(&o.out_dir, start)?;
     if dropped > 0 {
         eprintln!(

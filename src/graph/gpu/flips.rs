@@ -121,3 +121,18 @@ impl Flips {
             .collect()
     }
 }
+
+/// Bytes of the flipped copies [`Flips::plan`] makes for `g` on `ctx`, without
+/// allocating anything (memory budgets, `crate::graph::budget`).
+pub(crate) fn flipped_bytes(ctx: &GpuContext, g: &Graph) -> usize {
+    let align = (ctx.limits.min_storage_buffer_offset_alignment as usize / 4).max(1);
+    let mut seen = std::collections::HashSet::new();
+    let len: usize = g
+        .nodes
+        .iter()
+        .filter_map(|node| flippable(ctx, g, node))
+        .filter(|&(w, _)| seen.insert(w))
+        .map(|(_, s)| s.w_len().next_multiple_of(align))
+        .sum();
+    len * 4
+}

@@ -7,6 +7,7 @@ mod lower;
 mod train;
 mod upload;
 
+pub(crate) use flips::flipped_bytes;
 use flips::Flips;
 pub use lower::LowerCall;
 pub use train::{StepMetrics, TrainConfig};

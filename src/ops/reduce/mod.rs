@@ -11,7 +11,7 @@ mod sq_norm;
 
 pub use axes::{mean, sum, ReduceOp, Reduction};
 pub use cases::{bench_cases, check};
-pub use sq_norm::{global_sq_norm, global_sq_norm_scratch_len, SqNormPlan};
+pub use sq_norm::{contiguous_sq_norm_scratch_len, global_sq_norm, global_sq_norm_scratch_len, SqNormPlan};
 
 use crate::error::{shape_err, Result};
 use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec, Work};

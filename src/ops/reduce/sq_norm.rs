@@ -138,6 +138,13 @@ pub fn global_sq_norm_scratch_len(ctx: &GpuContext, tensors: &[BufView<'_>]) -> 
     Ok(SqNormPlan::new(ctx, tensors)?.scratch_len())
 }
 
+/// [`global_sq_norm_scratch_len`] of one contiguous range of `elements` (slices
+/// of one buffer that follow each other, as the optimizer's gradients are),
+/// known without buffers: memory budgets count it (`crate::graph::budget`).
+pub fn contiguous_sq_norm_scratch_len(elements: usize) -> usize {
+    elements.div_ceil(CHUNK).max(1)
+}
+
 /// `out[0] = Σ over all tensors of Σ x²` — the SQUARED global norm, not its
 /// square root: the optimizer reads `out[0]` and takes the sqrt itself.
 ///
