@@ -1,7 +1,7 @@
 //! Lowering: each node becomes one or more kernel dispatches over the planned
 //! buffers, through its op's `lower` rule. The scratch a kernel needs comes
 //! from one shared workspace (ops run one after another, so their scratch
-//! never overlaps in time). A node split across dispatches (`split.rs`) is
+//! never overlaps in time). A node split across dispatches (`split/`) is
 //! lowered once per slice, the call presenting that slice as the whole node.
 
 use super::split::NodeSplit;
@@ -125,7 +125,7 @@ impl<'a> LowerCall<'a> {
 }
 
 /// The dispatches of one node, each with whether its uniform carries a noise
-/// step; a split node's through `sliced.rs`, with staging areas `staging`
+/// step; a split node's through `split::lower`, with staging areas `staging`
 /// (inputs, outputs).
 pub(super) fn lower(
     call: &LowerCall<'_>,
@@ -134,7 +134,7 @@ pub(super) fn lower(
 ) -> Result<Vec<(Dispatch, bool)>> {
     let rule = call.node.op.rule();
     match split {
-        Some(split) => super::sliced::lower(call, split, staging),
+        Some(split) => super::split::lower(call, split, staging),
         None => Ok(rule.lower(call)?.into_iter().map(|d| (d, rule.noisy())).collect()),
     }
 }

@@ -4,7 +4,6 @@
 
 mod flips;
 mod lower;
-mod sliced;
 mod split;
 mod train;
 mod upload;

@@ -1,14 +1,14 @@
-//! A split node lowered slice by slice (the slices come from `split.rs`):
+//! A split node lowered slice by slice (the slices come from `plan.rs`):
 //! each slice is one call of the op's own `lower`, which sees sub-views of the
 //! tensors and their shapes as if they were the node's. Ranges that cannot be
 //! bound in place (an unaligned start, or an output the slice adds to) go
 //! through staging areas, with one copy in before or one copy (or add) out
 //! after the op's dispatches.
 
-use super::lower::{LowerCall, Slice, SliceView};
-use super::split::{Bind, NodeSplit, Range};
+use super::plan::{Bind, NodeSplit, Range};
 use crate::error::Result;
 use crate::gpu::{BufView, Dispatch, GpuContext};
+use crate::graph::gpu::lower::{LowerCall, Slice, SliceView};
 use crate::ops::elementwise::{copy_channels, ChannelRange, CopyMode};
 
 /// Elements `[start, start + len)` of `v`.
@@ -79,7 +79,7 @@ fn view<'a>(v: BufView<'a>, r: Range) -> SliceView<'a> {
 
 /// Every slice's dispatches in order, each with whether its uniform carries a
 /// noise step (the op's own dispatches of a noisy op; never the copies).
-pub(super) fn lower(
+pub(in crate::graph::gpu) fn lower(
     call: &LowerCall<'_>,
     split: &NodeSplit,
     [stage_in, stage_out]: [BufView<'_>; 2],

@@ -1,102 +1,10 @@
-//! Nodes whose tensors exceed one storage binding, split into several
-//! dispatches ("slices") that each bind at most the limit.
-//!
-//! An op says how its work divides ([`OpRule::split`](crate::graph::OpRule::split)):
-//! the finest [`Unit`] its kernels compute on their own (whole images, rows,
-//! pixels) and the [`Part`] each of its tensors plays. For a node with a tensor
-//! over the limit, [`plan_split`] picks the coarsest unit whose slices fit, cuts
-//! the units into even slices at offsets the adapter can bind, and says which
-//! element range of each tensor a slice binds. `sliced.rs` then lowers the
-//! slices through the op's own, unchanged `lower`, which sees each slice as a
-//! smaller node (sub-views, shapes overridden; see [`LowerCall`](super::LowerCall)).
-//! A node with nothing over the limit is lowered as before: no dispatch is added.
+//! Planning a split node's slices: the coarsest unit whose slices fit the
+//! binding limit, even slices at aligned offsets, and the range of each
+//! tensor every slice binds (in place, or through staging).
 
+use super::{Part, Split, Unit};
 use crate::error::{shape_err, Result};
 use crate::graph::ir::{Graph, Node, TensorId};
-
-/// The finest piece of a node's work its kernels compute independently.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Unit {
-    /// Whole images: the leading N dimension.
-    Images,
-    /// Rows of NHWC tensors, images stacked (N·H rows); tensors of different
-    /// heights (resampling) are cut at matching rows.
-    Rows,
-    /// Pixels: NHWC viewed as `[N·H·W, C]`.
-    Pixels,
-}
-
-impl Unit {
-    fn name(self) -> &'static str {
-        match self {
-            Unit::Images => "image",
-            Unit::Rows => "row",
-            Unit::Pixels => "pixel",
-        }
-    }
-}
-
-/// The role of one of a node's tensors when the node is split.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Part {
-    /// Cut with the work: each slice binds its own images, rows or pixels.
-    Cut,
-    /// Bound whole by every slice (weights, biases, gains, a scalar). Inputs only.
-    Whole,
-    /// A small `[N, ...]` tensor, one block per image (per-image sums, their
-    /// gradient): a slice binds its images' blocks; an output that a slice
-    /// inside one image writes gets that slice's partial sum added.
-    PerImage,
-    /// One image `[1, ...]` shared by all images (a broadcast's source, a sum
-    /// over images): a slice binds the positions it covers in its image; as an
-    /// output, the slices over different images add up.
-    Image,
-    /// An output reduced over all of the node's work (a sum over images or
-    /// pixels): the first slice writes it, each later one adds its partial.
-    Sum,
-    /// As [`Part::Sum`], but the op's kernel adds into the output itself when
-    /// [`LowerCall::accumulate`](super::LowerCall::accumulate) says so.
-    Accumulate,
-}
-
-/// How an op's node divides into slices (see the module docs).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Split {
-    pub finest: Unit,
-    /// One per node input, in order.
-    pub inputs: Vec<Part>,
-    /// One per node output, in order.
-    pub outputs: Vec<Part>,
-    /// Why the op splits no finer than `finest`, for the error when one unit is too large.
-    pub finest_because: &'static str,
-}
-
-impl Split {
-    pub fn new(finest: Unit, inputs: Vec<Part>, outputs: Vec<Part>) -> Split {
-        Split {
-            finest,
-            inputs,
-            outputs,
-            finest_because: "",
-        }
-    }
-
-    /// Every input and output cut alike: ops whose units are independent.
-    pub fn cut_all(finest: Unit, node: &Node) -> Split {
-        Split::new(
-            finest,
-            vec![Part::Cut; node.inputs.len()],
-            vec![Part::Cut; node.outputs.len()],
-        )
-    }
-
-    pub fn because(self, why: &'static str) -> Split {
-        Split {
-            finest_because: why,
-            ..self
-        }
-    }
-}
 
 /// One tensor of a split node, measured in the chosen unit.
 #[derive(Clone, Debug)]
@@ -293,7 +201,7 @@ pub(crate) fn plan_split(g: &Graph, node: &Node, limit: usize, align: usize) -> 
         }
     }
     let confining = operands(node, &split).any(|(p, _, _)| matches!(p, Part::PerImage | Part::Image));
-    let mut too_big = String::new();
+    let mut too_big = None;
     for unit in [Unit::Images, Unit::Rows, Unit::Pixels] {
         if unit > split.finest {
             break;
@@ -302,33 +210,20 @@ pub(crate) fn plan_split(g: &Graph, node: &Node, limit: usize, align: usize) -> 
             continue;
         };
         let confined = confining && unit != Unit::Images;
-        // Units per slice that keep every cut tensor within the limit.
-        let mut most = if confined { per_image } else { units };
-        let mut step = 1;
-        for op in inputs.iter().chain(&outputs) {
-            let cut = match op.part {
-                Part::Cut => true,
-                Part::Image => confined,
-                Part::PerImage => !confined,
-                _ => false,
-            };
-            if op.part == Part::Image && !confined && numel(&op.shape) > limit {
-                most = 0;
-            }
-            if cut && op.per_unit > 0 {
-                most = most.min(limit / op.per_unit);
-                if op.part != Part::PerImage {
-                    step = lcm(step, align / gcd(align, op.per_unit));
-                }
-                if most == 0 && too_big.is_empty() {
-                    too_big = format!("one {} of {}", unit.name(), describe(g, op.tensor));
-                }
-            }
+        let span = if confined { per_image } else { units };
+        let (most, step, over) = fit(inputs.iter().chain(&outputs), span, confined, limit, align);
+        if let Some(op) = over {
+            too_big = Some(format!(
+                "one {} of {} {:?} is {} bytes",
+                unit.name(),
+                g.tensors[op.tensor].name,
+                op.shape,
+                op.per_unit * 4
+            ));
         }
         if most == 0 {
             continue;
         }
-        let span = if confined { per_image } else { units };
         let size = even_slices(span, most, step);
         let starts = if confined {
             (0..units).step_by(per_image).collect()
@@ -354,13 +249,50 @@ pub(crate) fn plan_split(g: &Graph, node: &Node, limit: usize, align: usize) -> 
     } else {
         format!(" ({})", split.finest_because)
     };
-    let over = if too_big.is_empty() { describe(g, big) } else { too_big };
+    let over = too_big.unwrap_or_else(|| describe(g, big));
     shape_err(format!(
-        "{name}: {over} exceeds the {}-byte storage binding, and this op splits its work no finer than by {}s{why}; \
+        "{name}: {over}, over the {}-byte storage binding, and this op splits its work no finer than by {}s{why}; \
          use a smaller image or fewer channels there, or an adapter with a larger max_storage_buffer_binding_size",
         limit * 4,
         split.finest.name()
     ))
+}
+
+/// The most units of `span` one slice may cover so that every tensor it cuts
+/// stays within `limit` elements (0: not even one), the step that keeps cut
+/// offsets aligned, and a tensor one unit of which is over the limit.
+fn fit<'a>(
+    ops: impl Iterator<Item = &'a Operand>,
+    span: usize,
+    confined: bool,
+    limit: usize,
+    align: usize,
+) -> (usize, usize, Option<&'a Operand>) {
+    let (mut most, mut step, mut over) = (span, 1, None);
+    for op in ops {
+        let cut = match op.part {
+            Part::Cut => true,
+            Part::Image => confined,
+            Part::PerImage => !confined,
+            _ => false,
+        };
+        // A shared image bound whole must fit as it is.
+        if op.part == Part::Image && !confined && numel(&op.shape) > limit {
+            most = 0;
+        }
+        if !cut || op.per_unit == 0 {
+            continue;
+        }
+        most = most.min(limit / op.per_unit);
+        if op.per_unit > limit {
+            over = Some(op);
+        }
+        // Per-image blocks are small and go through staging: no alignment step.
+        if op.part != Part::PerImage {
+            step = lcm(step, align / gcd(align, op.per_unit));
+        }
+    }
+    (most, step, over)
 }
 
 /// Units per slice when `span` units are cut into slices of at most `most`:
