@@ -15,7 +15,7 @@ use vdvae::graph::gpu::{BuildOptions, GpuGraph, Part, TrainConfig};
 use vdvae::graph::{Graph, Role, Sampling, TensorId};
 use vdvae::model::init::init_weights;
 use vdvae::model::preprocess::MNIST;
-use vdvae::model::vdvae::{build_vdvae, VdvaeGraph};
+use vdvae::model::vdvae::{build_sampler, build_vdvae, param_values, VdvaeGraph};
 use vdvae::model::{preset, HParams};
 use vdvae::ops::optimizer::{AdamW, StepState};
 
@@ -329,6 +329,20 @@ fn wide_row_graph() -> (Graph, TensorId, Vec<TensorId>) {
     (g, loss, grads)
 }
 
+/// Fixed values in [-0.5, 0.5) for every parameter of `g`.
+fn param_values_of(g: &Graph) -> Values {
+    let mut values: Values = vec![None; g.tensors.len()];
+    for (t, info) in g.tensors.iter().enumerate() {
+        if info.role == Role::Param {
+            let v = (0..info.numel())
+                .map(|i| ((i * 37 % 101) as f32 / 50.0 - 1.0) * 0.5)
+                .collect();
+            values[t] = Some(v);
+        }
+    }
+    values
+}
+
 #[test]
 fn rows_wider_than_the_limit_split_by_pixels() {
     let ctx = context();
@@ -360,6 +374,85 @@ fn rows_wider_than_the_limit_split_by_pixels() {
     // the loss, w's and b's gradients are sums cut into slices.
     assert_eq!(got[1], want[1], "dx");
     for (k, what) in [(0, "loss"), (2, "dw"), (3, "db")] {
+        let r = rel(&got[k], &want[k]);
+        assert!(r <= 1e-6, "{what} differs by {r:.2e}");
+    }
+}
+
+#[test]
+fn split_samplers_draw_the_same_noise() {
+    // Prior draws (80 KiB per image) and pixel draws (96 KiB) split by rows:
+    // each slice's noise must be the stream's elements it covers.
+    let ctx = context();
+    let h = HParams {
+        zdim: 20,
+        num_mixtures: 8,
+        ..preset("mnist-tiny").unwrap()
+    };
+    let s = build_sampler(&h, 3, 0.8).unwrap();
+    let values = param_values(&s.graph, &s.params, &init_weights(&h, 4).unwrap(), "init").unwrap();
+    let sample = |options| {
+        let gpu = GpuGraph::build_with(&ctx, &s.graph, 21, None, options).unwrap();
+        gpu.write_values(&ctx, &s.graph, &values).unwrap();
+        gpu.run(&ctx, 0).unwrap();
+        (
+            gpu.labelled_dispatches().map(|(_, l)| l.op).collect::<Vec<_>>(),
+            gpu.read(&ctx, s.samples).unwrap(),
+        )
+    };
+    let (whole_ops, want) = sample(BuildOptions::default());
+    let (split_ops, got) = sample(limit(64 << 10));
+    for op in ["prior_sample", "dmol_sample"] {
+        let count = |ops: &[&str]| ops.iter().filter(|&&o| o == op).count();
+        assert!(count(&split_ops) > count(&whole_ops), "{op} was not split");
+    }
+    assert_eq!(got, want);
+}
+
+/// A learned `[1, 8, 16, 8]` image broadcast over 3 images, scaled per
+/// channel, summed per image as a loss; its gradient is a sum over images.
+fn one_image_graph() -> (Graph, TensorId, Vec<TensorId>) {
+    let mut g = Graph::default();
+    let x = g.tensor("x", vec![1, 8, 16, 8], Role::Param);
+    let gain = g.tensor("gain", vec![8], Role::Param);
+    let bias = g.tensor("bias", vec![8], Role::Param);
+    let b = g.broadcast_batch("b", x, 3).unwrap();
+    let y = g.affine("y", b, gain, bias).unwrap();
+    let s = g.sum_per_image("s", y).unwrap();
+    let loss = g.elbo("loss", s, &[], 1).unwrap();
+    append_backward(&mut g).unwrap();
+    let grad = |p| g.param_grads.iter().find(|&&(q, _)| q == p).unwrap().1;
+    let grads = vec![grad(x), grad(gain), grad(bias)];
+    (g, loss, grads)
+}
+
+#[test]
+fn one_image_shared_by_a_batch_splits_by_rows_within_images() {
+    // One image is 4 KiB, a row 512 bytes: at 1 KiB, each image splits into
+    // 2-row slices; the broadcast reads its rows of x, the batch sum adds
+    // each image's rows into dx, the per-image sum adds each slice's part.
+    let ctx = context();
+    let (g, loss, grads) = one_image_graph();
+    let values = param_values_of(&g);
+    let run = |options| {
+        let gpu = GpuGraph::build_with(&ctx, &g, 0, None, options).unwrap();
+        gpu.write_values(&ctx, &g, &values).unwrap();
+        gpu.run(&ctx, 0).unwrap();
+        let read: Vec<Vec<f32>> = std::iter::once(loss)
+            .chain(grads.iter().copied())
+            .map(|t| gpu.read(&ctx, t).unwrap())
+            .collect();
+        let ops: BTreeSet<&str> = gpu.labelled_dispatches().map(|(_, l)| l.op).collect();
+        (gpu.dispatch_count(), ops, read)
+    };
+    let (n_whole, _, want) = run(BuildOptions::default());
+    let (n_split, ops, got) = run(limit(1 << 10));
+    println!("{n_whole} dispatches unsplit, {n_split} split by rows ({ops:?})");
+    assert!(n_split > n_whole);
+    for op in ["broadcast_batch", "sum_batch", "sum_per_image", "broadcast_per_image"] {
+        assert!(ops.contains(op), "{op}");
+    }
+    for (k, what) in [(0, "loss"), (1, "dx"), (2, "dgain"), (3, "dbias")] {
         let r = rel(&got[k], &want[k]);
         assert!(r <= 1e-6, "{what} differs by {r:.2e}");
     }
