@@ -175,7 +175,7 @@ impl GpuGraph {
             .iter()
             .map(|n| split::plan_split(g, n, binding_limit, align))
             .collect::<Result<Vec<_>>>()?;
-        let staging = splits
+        let staging_len = splits
             .iter()
             .flatten()
             .map(|s| s.staging())
@@ -230,9 +230,9 @@ impl GpuGraph {
         let workspace = all.len();
         all.push(ctx.zeros(workspace_len));
         all.push(ctx.zeros(side_len));
-        all.push(ctx.zeros(staging.0.max(1)));
-        all.push(ctx.zeros(staging.1.max(1)));
-        plan.workspace = (workspace_len + side_len + staging.0 + staging.1) * 4;
+        all.push(ctx.zeros(staging_len.0.max(1)));
+        all.push(ctx.zeros(staging_len.1.max(1)));
+        plan.workspace = (workspace_len + side_len + staging_len.0 + staging_len.1) * 4;
         let bufs = Buffers { all, loc };
 
         let flips = Flips::plan(ctx, g, &bufs, binding_limit)?;
