@@ -29,7 +29,8 @@ fn philox4x32_10(counter: vec4<u32>, key: vec2<u32>) -> vec4<u32> {
     return c;
 }
 
-// Noise stream position: seed (lo, hi), step (lo, hi) and tensor id. Padded to
+// Noise stream position: seed (lo, hi), step (lo, hi), tensor id, and an offset
+// added to every element index (a dispatch over part of a tensor). Padded to
 // 32 bytes so it can sit first in any uniform params struct (uniform layout
 // rounds struct members up to 16 bytes).
 struct RngKey {
@@ -38,13 +39,13 @@ struct RngKey {
     step_lo: u32,
     step_hi: u32,
     tensor: u32,
-    pad0: u32,
+    offset: u32,
     pad1: u32,
     pad2: u32,
 }
 
 fn rng_bits(key: RngKey, element: u32) -> vec4<u32> {
-    return philox4x32_10(vec4<u32>(element, key.tensor, key.step_lo, key.step_hi), vec2<u32>(key.seed_lo, key.seed_hi));
+    return philox4x32_10(vec4<u32>(element + key.offset, key.tensor, key.step_lo, key.step_hi), vec2<u32>(key.seed_lo, key.seed_hi));
 }
 
 // Uniform in (0, 1): the top 23 bits, centred in their bin, so never 0 or 1

@@ -5,7 +5,10 @@
 //! and each colour is its own arena. Inside an arena, tensors are placed
 //! greedily by size so those whose lifetimes overlap never share bytes
 //! (TFLite's "greedy by size" planner), and none crosses a `chunk` boundary, so
-//! an arena can be split into buffers no larger than the adapter allows.
+//! an arena can be split into buffers no larger than the adapter allows. A
+//! tensor larger than `chunk` raises the chunk to its size (the executor checks
+//! the buffers against the adapter's largest). Tensors larger than one storage
+//! binding are fine: the executor splits the dispatches that bind them.
 
 use super::ir::{Graph, Role, TensorId};
 
@@ -128,7 +131,8 @@ fn first_fit(taken: &[(usize, usize)], size: usize, chunk: usize) -> usize {
 }
 
 /// Places every tensor. `align` is the binding offset alignment in bytes,
-/// `chunk` the largest buffer to make; `train` adds optimizer state and EMA.
+/// `chunk` the largest buffer to make (raised to the largest activation when
+/// that is larger); `train` adds optimizer state and EMA.
 pub fn plan(g: &Graph, align: usize, chunk: usize, train: bool) -> MemoryPlan {
     let bytes = |t: TensorId| align_up(g.tensors[t].numel() * 4, align);
     let unplaced = Placement {
@@ -166,6 +170,8 @@ pub fn plan(g: &Graph, align: usize, chunk: usize, train: bool) -> MemoryPlan {
         .filter(|&t| g.tensors[t].role == Role::Activation && life[t].is_some())
         .collect();
     order.sort_by_key(|&t| (std::cmp::Reverse(bytes(t)), t));
+    // Every activation must fit one arena buffer.
+    let chunk = order.first().map_or(chunk, |&t| chunk.max(bytes(t)));
     let colour = colours(g);
     let colours_used = order.iter().map(|&t| colour[t] + 1).max().unwrap_or(0);
     // Per colour: the placed tensors, and the arena's size.
@@ -286,5 +292,28 @@ mod tests {
             assert!(pl.offset + pl.bytes <= 256, "{t} crosses: {pl:?}");
         }
         assert_ne!(p.placements[a].region, p.placements[b].region);
+    }
+
+    #[test]
+    fn a_tensor_larger_than_a_chunk_gets_a_buffer_its_size() {
+        let mut g = Graph::default();
+        let x = g.tensor("x", vec![100], Role::Input);
+        let a = g.tensor("a", vec![100], Role::Activation);
+        let b = g.tensor("b", vec![100], Role::Activation);
+        g.node(crate::graph::ops::Add, vec![x, x], vec![a]);
+        g.node(crate::graph::ops::Add, vec![a, x], vec![b]);
+        g.outputs.push(b);
+        // 400-byte tensors, 256-byte chunks: each arena is one 448-byte buffer (aligned to 64).
+        let p = plan(&g, 64, 256, false);
+        for t in [a, b] {
+            let pl = p.placements[t];
+            let Region::Arena(k) = pl.region else { panic!() };
+            assert!(
+                pl.offset + pl.bytes <= p.arenas[k],
+                "{t} overflows: {pl:?} in {:?}",
+                p.arenas
+            );
+        }
+        assert_eq!(p.arenas, vec![448, 448]);
     }
 }

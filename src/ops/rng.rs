@@ -19,8 +19,10 @@ crate::gpu_params! {
         pub step_lo: u32,
         pub step_hi: u32,
         pub tensor: u32,
+        /// Added to every element index: a dispatch over part of a tensor (see
+        /// `graph::gpu::split`) draws the noise of the elements it covers.
+        pub offset: u32,
         /// Pad the WGSL struct to 32 bytes (uniform layout rounds struct members up to 16).
-        pub pad0: u32,
         pub pad1: u32,
         pub pad2: u32,
     }
@@ -38,16 +40,29 @@ impl RngKey {
             step_lo: step as u32,
             step_hi: (step >> 32) as u32,
             tensor,
-            pad0: 0,
+            offset: 0,
             pad1: 0,
             pad2: 0,
+        }
+    }
+
+    /// The same stream, its element 0 at element `first` of this one.
+    pub fn skip(self, first: usize) -> RngKey {
+        RngKey {
+            offset: self.offset.wrapping_add(first as u32),
+            ..self
         }
     }
 
     /// The four Philox words for one element.
     pub fn bits(&self, element: u32) -> [u32; 4] {
         philox4x32_10(
-            [element, self.tensor, self.step_lo, self.step_hi],
+            [
+                element.wrapping_add(self.offset),
+                self.tensor,
+                self.step_lo,
+                self.step_hi,
+            ],
             [self.seed_lo, self.seed_hi],
         )
     }
@@ -147,7 +162,8 @@ pub fn check(c: &mut Checker) -> Result<()> {
         sizes.push(5_000_003);
     }
     for (t, &n) in sizes.iter().enumerate() {
-        let key = RngKey::new(0x0123_4567_89AB_CDEF + t as u64, 7 + (1u64 << 33), t as u32);
+        // Odd cases start part-way into the stream, as a dispatch over part of a tensor does.
+        let key = RngKey::new(0x0123_4567_89AB_CDEF + t as u64, 7 + (1u64 << 33), t as u32).skip(t % 2 * 4097);
         let out = c.ctx.zeros(n);
         let shapes = format!("n={n}");
         for fill_kind in [Fill::Bits, Fill::Uniform, Fill::Normal] {
@@ -199,6 +215,15 @@ mod tests {
             ),
             [0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1]
         );
+    }
+
+    #[test]
+    fn a_skipped_key_continues_the_stream() {
+        let key = RngKey::new(5, 3, 2);
+        let part = key.skip(1000).skip(24);
+        for i in [0u32, 1, 77] {
+            assert_eq!(part.bits(i), key.bits(1024 + i));
+        }
     }
 
     #[test]

@@ -40,7 +40,8 @@ fn flippable(ctx: &GpuContext, g: &Graph, node: &crate::graph::Node) -> Option<(
 }
 
 impl Flips {
-    pub fn plan(ctx: &GpuContext, g: &Graph, bufs: &Buffers) -> Result<Flips> {
+    /// Spans bind at most `binding_limit` bytes of either buffer.
+    pub fn plan(ctx: &GpuContext, g: &Graph, bufs: &Buffers, binding_limit: usize) -> Result<Flips> {
         let mut weights: Vec<(TensorId, Conv2dShape)> = Vec::new();
         for node in &g.nodes {
             if let Some((w, s)) = flippable(ctx, g, node) {
@@ -54,7 +55,7 @@ impl Flips {
         }
         weights.sort_by_key(|&(w, _)| bufs.loc[w].1);
         let align = (ctx.limits.min_storage_buffer_offset_alignment as usize / 4).max(1);
-        let binding = ctx.limits.max_storage_buffer_binding_size as usize / 4;
+        let binding = binding_limit / 4;
         let mut at = HashMap::new();
         let mut next = 0usize;
         let mut groups: Vec<Vec<TensorId>> = vec![Vec::new()];

@@ -1,15 +1,34 @@
 //! Lowering: each node becomes one or more kernel dispatches over the planned
 //! buffers, through its op's `lower` rule. The scratch a kernel needs comes
 //! from one shared workspace (ops run one after another, so their scratch
-//! never overlaps in time).
+//! never overlaps in time). A node split across dispatches (`split/`) is
+//! lowered once per slice, the call presenting that slice as the whole node.
 
+use super::split::NodeSplit;
 use super::Buffers;
 use crate::error::Result;
 use crate::gpu::{BufView, Dispatch, GpuContext};
 use crate::graph::ir::{Graph, Node};
 use crate::ops::rng::RngKey;
 
-/// What an op's `lower` rule sees of one node.
+/// One tensor as a slice of a split node binds it.
+pub(super) struct SliceView<'a> {
+    pub view: BufView<'a>,
+    pub shape: Vec<usize>,
+    /// Its first element's index in the whole tensor.
+    pub start: usize,
+}
+
+/// The part of a split node one call lowers: per input and output, the view
+/// and shape it has instead of the whole tensor's (None: the whole tensor).
+pub(super) struct Slice<'a> {
+    pub inputs: Vec<Option<SliceView<'a>>>,
+    pub outputs: Vec<Option<SliceView<'a>>>,
+    pub accumulate: bool,
+}
+
+/// What an op's `lower` rule sees of one node (or of one slice of it).
+#[derive(Clone, Copy)]
 pub struct LowerCall<'a> {
     pub ctx: &'a GpuContext,
     pub g: &'a Graph,
@@ -19,25 +38,61 @@ pub struct LowerCall<'a> {
     pub(super) workspace: BufView<'a>,
     pub(super) side: BufView<'a>,
     pub(super) seed: u64,
+    pub(super) slice: Option<&'a Slice<'a>>,
 }
 
 impl<'a> LowerCall<'a> {
-    /// Where input `k` lives.
-    pub fn input(&self, k: usize) -> BufView<'a> {
-        self.bufs.view(self.node.inputs[k])
+    fn sliced_input(&self, k: usize) -> Option<&'a SliceView<'a>> {
+        self.slice.and_then(|s| s.inputs[k].as_ref())
     }
 
-    /// Where output `k` lives.
+    fn sliced_output(&self, k: usize) -> Option<&'a SliceView<'a>> {
+        self.slice.and_then(|s| s.outputs[k].as_ref())
+    }
+
+    /// Where input `k` lives (this slice's part of it, when split).
+    pub fn input(&self, k: usize) -> BufView<'a> {
+        self.sliced_input(k)
+            .map_or_else(|| self.bufs.view(self.node.inputs[k]), |s| s.view)
+    }
+
+    /// Where output `k` lives (this slice's part of it, when split).
     pub fn output(&self, k: usize) -> BufView<'a> {
-        self.bufs.view(self.node.outputs[k])
+        self.sliced_output(k)
+            .map_or_else(|| self.bufs.view(self.node.outputs[k]), |s| s.view)
     }
 
     pub fn in_shape(&self, k: usize) -> &'a [usize] {
-        self.g.shape(self.node.inputs[k])
+        match self.sliced_input(k) {
+            Some(s) => &s.shape,
+            None => self.g.shape(self.node.inputs[k]),
+        }
     }
 
     pub fn out_shape(&self, k: usize) -> &'a [usize] {
-        self.g.shape(self.node.outputs[k])
+        match self.sliced_output(k) {
+            Some(s) => &s.shape,
+            None => self.g.shape(self.node.outputs[k]),
+        }
+    }
+
+    /// Index in the whole tensor of the first element of input `k` this call
+    /// binds (0 unless the node is split).
+    pub fn in_offset(&self, k: usize) -> usize {
+        self.sliced_input(k).map_or(0, |s| s.start)
+    }
+
+    /// As [`LowerCall::in_offset`], for output `k`: noisy ops skip their key
+    /// to it so that every slice draws its own elements' noise.
+    pub fn out_offset(&self, k: usize) -> usize {
+        self.sliced_output(k).map_or(0, |s| s.start)
+    }
+
+    /// Whether the kernels add into the outputs the op's split marks
+    /// [`Part::Accumulate`](super::Part::Accumulate) (a later slice of a split
+    /// node) instead of overwriting them.
+    pub fn accumulate(&self) -> bool {
+        self.slice.is_some_and(|s| s.accumulate)
     }
 
     /// Channels (last dimension) of input `k`.
@@ -69,8 +124,17 @@ impl<'a> LowerCall<'a> {
     }
 }
 
-/// The dispatches of one node, and whether their uniforms carry a noise step.
-pub(super) fn lower(call: &LowerCall<'_>) -> Result<(Vec<Dispatch>, bool)> {
+/// The dispatches of one node, each with whether its uniform carries a noise
+/// step; a split node's through `split::lower`, with staging areas `staging`
+/// (inputs, outputs).
+pub(super) fn lower(
+    call: &LowerCall<'_>,
+    split: Option<&NodeSplit>,
+    staging: [BufView<'_>; 2],
+) -> Result<Vec<(Dispatch, bool)>> {
     let rule = call.node.op.rule();
-    Ok((rule.lower(call)?, rule.noisy()))
+    match split {
+        Some(split) => super::split::lower(call, split, staging),
+        None => Ok(rule.lower(call)?.into_iter().map(|d| (d, rule.noisy())).collect()),
+    }
 }

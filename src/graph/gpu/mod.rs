@@ -4,12 +4,14 @@
 
 mod flips;
 mod lower;
+mod split;
 mod train;
 mod upload;
 
 pub(crate) use flips::flipped_bytes;
 use flips::Flips;
 pub use lower::LowerCall;
+pub use split::{Part, Split, Unit};
 pub use train::{StepMetrics, TrainConfig};
 
 use super::ir::{Graph, Role, TensorId};
@@ -86,6 +88,25 @@ impl DispatchLabel {
     }
 }
 
+/// How [`GpuGraph::build_with`] builds a graph.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BuildOptions {
+    /// The most bytes one dispatch may bind of a buffer; None: the adapter's
+    /// `max_storage_buffer_binding_size` (a larger value is capped to it).
+    /// Nodes with a tensor over it are split into several dispatches, and the
+    /// optimizer sweeps the weights in pieces of at most this size. Tests set
+    /// a small one to exercise splitting on small models.
+    pub binding_limit: Option<usize>,
+}
+
+impl BuildOptions {
+    /// The binding limit in bytes on `ctx`.
+    fn binding_limit(&self, ctx: &GpuContext) -> usize {
+        let adapter = ctx.limits.max_storage_buffer_binding_size as usize;
+        self.binding_limit.map_or(adapter, |l| l.min(adapter))
+    }
+}
+
 /// A graph ready to run on one adapter.
 pub struct GpuGraph {
     pub plan: MemoryPlan,
@@ -99,6 +120,8 @@ pub struct GpuGraph {
     step_word: GpuBuffer,
     /// The flipped conv weights the dx dispatches read (kept alive with them).
     _flips: Flips,
+    /// The most bytes one dispatch binds of a buffer (see [`BuildOptions`]).
+    pub(crate) binding_limit: usize,
     pub(crate) train: Option<train::TrainState>,
 }
 
@@ -106,22 +129,58 @@ fn storage_buffer(ctx: &GpuContext, bytes: usize) -> GpuBuffer {
     ctx.zeros(bytes.div_ceil(4).max(1))
 }
 
+/// An error unless every buffer of the plan fits the adapter's largest buffer.
+fn check_buffer_sizes(ctx: &GpuContext, g: &Graph, plan: &MemoryPlan) -> Result<()> {
+    let max = ctx.limits.max_buffer_size as usize;
+    let regions = [
+        ("weights", plan.weights),
+        ("inputs", plan.inputs),
+        ("constants", plan.constants),
+    ];
+    let arenas = plan.arenas.iter().map(|&b| ("activations", b));
+    let Some((what, bytes)) = regions.into_iter().chain(arenas).find(|&(_, b)| b > max) else {
+        return Ok(());
+    };
+    let largest = g.tensors.iter().max_by_key(|t| t.numel());
+    let hint = largest.map_or(String::new(), |t| {
+        format!(" (the largest tensor is {} {:?})", t.name, t.shape)
+    });
+    Err(Error::Shape(format!(
+        "the {what} need a {bytes}-byte buffer, over this adapter's {max}-byte max_buffer_size{hint}; use a smaller batch"
+    )))
+}
+
 impl GpuGraph {
     /// Plans memory, allocates every buffer, uploads constants and builds every
     /// dispatch. With `train`, appends gradient norm, AdamW and EMA.
     pub fn build(ctx: &GpuContext, g: &Graph, seed: u64, train: Option<TrainConfig>) -> Result<GpuGraph> {
+        GpuGraph::build_with(ctx, g, seed, train, BuildOptions::default())
+    }
+
+    /// [`GpuGraph::build`] with options (e.g. a smaller binding limit).
+    pub fn build_with(
+        ctx: &GpuContext,
+        g: &Graph,
+        seed: u64,
+        train: Option<TrainConfig>,
+        options: BuildOptions,
+    ) -> Result<GpuGraph> {
         let align = ctx.limits.min_storage_buffer_offset_alignment.max(4) as usize;
         let chunk = (ctx.limits.max_buffer_size as usize).min(1 << 30) / align * align;
+        let binding_limit = options.binding_limit(ctx);
         let mut plan = plan(g, align, chunk, train.is_some());
-        let binding = ctx.limits.max_storage_buffer_binding_size as usize;
-        if let Some(t) = g.tensors.iter().find(|t| t.numel() * 4 > binding) {
-            return Err(Error::Shape(format!(
-                "tensor {} ({:?}, {} bytes) exceeds this adapter's {binding}-byte storage binding; use a smaller batch",
-                t.name,
-                t.shape,
-                t.numel() * 4
-            )));
-        }
+        check_buffer_sizes(ctx, g, &plan)?;
+        // Nodes with a tensor over one binding are lowered as several dispatches.
+        let splits = g
+            .nodes
+            .iter()
+            .map(|n| split::plan_split(g, n, binding_limit, align))
+            .collect::<Result<Vec<_>>>()?;
+        let staging_len = splits
+            .iter()
+            .flatten()
+            .map(|s| s.staging())
+            .fold((0, 0), |a, b| (a.0.max(b.0), a.1.max(b.1)));
         let mut all = vec![
             storage_buffer(ctx, plan.weights),
             storage_buffer(ctx, plan.grads),
@@ -160,26 +219,31 @@ impl GpuGraph {
             .max()
             .unwrap_or(0)
             .max(1);
+        // A split node's slices use at most one binding of the side buffer.
         let side_len = g
             .nodes
             .iter()
             .map(|n| n.op.rule().side_len(g, n))
             .max()
             .unwrap_or(0)
+            .min(binding_limit / 4)
             .max(1);
         let workspace = all.len();
         all.push(ctx.zeros(workspace_len));
         all.push(ctx.zeros(side_len));
-        plan.workspace = (workspace_len + side_len) * 4;
+        all.push(ctx.zeros(staging_len.0.max(1)));
+        all.push(ctx.zeros(staging_len.1.max(1)));
+        plan.workspace = (workspace_len + side_len + staging_len.0 + staging_len.1) * 4;
         let bufs = Buffers { all, loc };
 
-        let flips = Flips::plan(ctx, g, &bufs)?;
+        let flips = Flips::plan(ctx, g, &bufs, binding_limit)?;
         plan.flipped_weights = flips.bytes();
         let mut flipped = false;
         let mut dispatches = Vec::new();
         let mut labels = Vec::new();
         let mut noisy = Vec::new();
         let (ws, side) = (bufs.all[workspace].view(), bufs.all[workspace + 1].view());
+        let staging = [bufs.all[workspace + 2].view(), bufs.all[workspace + 3].view()];
         for (i, node) in g.nodes.iter().enumerate() {
             if !flipped && flips.serves(node) {
                 let ds = flips.dispatches(ctx, &bufs)?;
@@ -196,13 +260,16 @@ impl GpuGraph {
                 workspace: ws,
                 side,
                 seed,
+                slice: None,
             };
-            let (ds, is_noisy) = lower::lower(&call)?;
-            if is_noisy {
-                noisy.extend(dispatches.len()..dispatches.len() + ds.len());
-            }
+            let ds = lower::lower(&call, splits[i].as_ref(), staging)?;
             labels.extend(std::iter::repeat_n(DispatchLabel::of_node(g, i), ds.len()));
-            dispatches.extend(ds);
+            for (d, is_noisy) in ds {
+                if is_noisy {
+                    noisy.push(dispatches.len());
+                }
+                dispatches.push(d);
+            }
         }
         let mut graph = GpuGraph {
             plan,
@@ -212,6 +279,7 @@ impl GpuGraph {
             noisy,
             step_word: ctx.zeros(1),
             _flips: flips,
+            binding_limit,
             train: None,
         };
         if let Some(cfg) = train {

@@ -58,10 +58,15 @@ pub(crate) struct TrainState {
     staged: Option<usize>,
 }
 
-/// `view` cut into pieces no larger than one binding (at aligned offsets).
-fn binding_chunks<'a>(ctx: &GpuContext, buf: &'a GpuBuffer) -> Vec<BufView<'a>> {
-    let align = (ctx.limits.min_storage_buffer_offset_alignment as usize / 4).max(1);
-    let max = (ctx.limits.max_storage_buffer_binding_size as usize / 4) / align * align;
+/// Elements of one flat sweep's piece: within `binding_limit` bytes, a
+/// multiple of 64 (256 bytes) so every piece starts at an aligned offset.
+fn chunk_len(binding_limit: usize) -> usize {
+    (binding_limit / 4 / 64 * 64).max(64)
+}
+
+/// `buf` cut into pieces of [`chunk_len`] elements.
+fn binding_chunks(buf: &GpuBuffer, binding_limit: usize) -> Vec<BufView<'_>> {
+    let max = chunk_len(binding_limit);
     (0..buf.len)
         .step_by(max)
         .map(|o| buf.slice(o, max.min(buf.len - o)))
@@ -75,9 +80,10 @@ impl TrainState {
         let moments = [ctx.zeros(n), ctx.zeros(n)];
         let ema = ctx.zeros(n);
         let grads = &graph.bufs.all[GRADS];
-        let views = binding_chunks(ctx, grads);
-        let norm_scratch = ctx.zeros(reduce::global_sq_norm_scratch_len(ctx, &views)?.max(1));
-        let mut dispatches = reduce::global_sq_norm(ctx, &views, norm_scratch.view(), state.slice(0, 1))?;
+        let limit = graph.binding_limit;
+        let norm = reduce::SqNormPlan::with_binding_limit(ctx, &binding_chunks(grads, limit), limit)?;
+        let norm_scratch = ctx.zeros(norm.scratch_len());
+        let mut dispatches = norm.dispatches(ctx, norm_scratch.view(), state.slice(0, 1))?;
         let mut labels = vec![DispatchLabel::optimizer("grad_norm"); dispatches.len()];
         dispatches.push(optimizer::decide(ctx, &cfg.adamw, state.view())?);
         labels.push(DispatchLabel::optimizer("decide"));
@@ -88,7 +94,7 @@ impl TrainState {
             exp_avg_sq: moments[1].view(),
             ema: Some(ema.view()),
         };
-        let update = optimizer::update(ctx, &cfg.adamw, state.view(), &t)?;
+        let update = optimizer::update_in_chunks(ctx, &cfg.adamw, state.view(), &t, chunk_len(limit))?;
         labels.resize(labels.len() + update.len(), DispatchLabel::optimizer("adamw"));
         dispatches.extend(update);
         graph.plan.workspace += norm_scratch.len * 4;

@@ -6,8 +6,8 @@ use crate::error::{shape_err, Result};
 use crate::gpu::Dispatch;
 use crate::graph::autodiff::Backward;
 use crate::graph::cpu::CpuCall;
-use crate::graph::gpu::LowerCall;
-use crate::graph::ir::{Graph, TensorId};
+use crate::graph::gpu::{LowerCall, Split, Unit};
+use crate::graph::ir::{Graph, Node, TensorId};
 use crate::ops::elementwise::{self, reference};
 
 /// in: a, b → a + b.
@@ -50,5 +50,9 @@ impl OpRule for Add {
 
     fn lower(&self, l: &LowerCall<'_>) -> Result<Vec<Dispatch>> {
         Ok(vec![elementwise::add(l.ctx, l.input(0), l.input(1), l.output(0))?])
+    }
+
+    fn split(&self, _: &Graph, node: &Node) -> Option<Split> {
+        Some(Split::cut_all(Unit::Pixels, node))
     }
 }

@@ -6,7 +6,7 @@ use crate::error::{shape_err, Result};
 use crate::gpu::Dispatch;
 use crate::graph::autodiff::Backward;
 use crate::graph::cpu::CpuCall;
-use crate::graph::gpu::LowerCall;
+use crate::graph::gpu::{LowerCall, Part, Split, Unit};
 use crate::graph::ir::{Graph, Node, TensorId};
 use crate::ops::elementwise::{self, reference};
 
@@ -55,6 +55,11 @@ impl OpRule for Affine {
         let d = elementwise::affine(l.ctx, l.input(0), l.input(1), l.input(2), l.output(0))?;
         Ok(vec![d])
     }
+
+    fn split(&self, _: &Graph, _: &Node) -> Option<Split> {
+        let inputs = vec![Part::Cut, Part::Whole, Part::Whole];
+        Some(Split::new(Unit::Pixels, inputs, vec![Part::Cut]))
+    }
 }
 
 impl OpRule for AffineBackward {
@@ -79,6 +84,12 @@ impl OpRule for AffineBackward {
             scratch: l.scratch(len),
         };
         elementwise::affine_backward(l.ctx, &args)
+    }
+
+    /// dx per pixel; dgain and dbias summed over the slices.
+    fn split(&self, _: &Graph, _: &Node) -> Option<Split> {
+        let inputs = vec![Part::Cut, Part::Cut, Part::Whole];
+        Some(Split::new(Unit::Pixels, inputs, vec![Part::Cut, Part::Sum, Part::Sum]))
     }
 
     fn scratch_len(&self, g: &Graph, node: &Node) -> usize {

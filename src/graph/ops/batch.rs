@@ -7,7 +7,7 @@ use crate::error::{shape_err, Result};
 use crate::gpu::Dispatch;
 use crate::graph::autodiff::Backward;
 use crate::graph::cpu::CpuCall;
-use crate::graph::gpu::LowerCall;
+use crate::graph::gpu::{LowerCall, Part, Split, Unit};
 use crate::graph::ir::{Graph, Node, TensorId};
 use crate::ops::broadcast::{self, reference as broadcast_ref};
 use crate::ops::reduce::{self, reference as reduce_ref, ReduceOp, Reduction};
@@ -86,6 +86,10 @@ impl OpRule for BroadcastBatch {
     fn lower(&self, l: &LowerCall<'_>) -> Result<Vec<Dispatch>> {
         Ok(vec![broadcast::broadcast_batch(l.ctx, l.input(0), l.output(0))?])
     }
+
+    fn split(&self, _: &Graph, _: &Node) -> Option<Split> {
+        Some(Split::new(Unit::Pixels, vec![Part::Image], vec![Part::Cut]))
+    }
 }
 
 impl OpRule for SumBatch {
@@ -103,6 +107,10 @@ impl OpRule for SumBatch {
 
     fn scratch_len(&self, g: &Graph, node: &Node) -> usize {
         sum_scratch(g, node, 0)
+    }
+
+    fn split(&self, _: &Graph, _: &Node) -> Option<Split> {
+        Some(Split::new(Unit::Pixels, vec![Part::Cut], vec![Part::Image]))
     }
 }
 
@@ -128,6 +136,10 @@ impl OpRule for SumPerImage {
     fn scratch_len(&self, g: &Graph, node: &Node) -> usize {
         sum_scratch(g, node, 1)
     }
+
+    fn split(&self, _: &Graph, _: &Node) -> Option<Split> {
+        Some(Split::new(Unit::Pixels, vec![Part::Cut], vec![Part::PerImage]))
+    }
 }
 
 impl OpRule for BroadcastPerImage {
@@ -142,5 +154,9 @@ impl OpRule for BroadcastPerImage {
 
     fn lower(&self, l: &LowerCall<'_>) -> Result<Vec<Dispatch>> {
         Ok(vec![broadcast::broadcast_per_image(l.ctx, l.input(0), l.output(0))?])
+    }
+
+    fn split(&self, _: &Graph, _: &Node) -> Option<Split> {
+        Some(Split::new(Unit::Pixels, vec![Part::PerImage], vec![Part::Cut]))
     }
 }

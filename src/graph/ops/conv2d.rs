@@ -7,7 +7,7 @@ use crate::error::{shape_err, Result};
 use crate::gpu::{BufView, Dispatch};
 use crate::graph::autodiff::Backward;
 use crate::graph::cpu::CpuCall;
-use crate::graph::gpu::LowerCall;
+use crate::graph::gpu::{LowerCall, Part, Split, Unit};
 use crate::graph::ir::{Graph, Node, TensorId};
 use crate::ops::conv2d::{self as kernels, reference, Conv2dShape};
 
@@ -50,6 +50,15 @@ pub struct Conv2dBackwardBias;
 /// FLOPs of the model's conv: the shape's, without zero-padded input channels.
 fn model_flops(s: Conv2dShape, model_cin: usize) -> f64 {
     Conv2dShape { cin: model_cin, ..s }.flops()
+}
+
+/// How a conv's node splits: a 1x1 conv by pixels, a 3x3 conv by whole images.
+fn conv_split(k: usize, inputs: Vec<Part>, outputs: Vec<Part>) -> Split {
+    if k == 1 {
+        Split::new(Unit::Pixels, inputs, outputs)
+    } else {
+        Split::new(Unit::Images, inputs, outputs).because("a 3x3 conv's rows would need a halo of their neighbours")
+    }
 }
 
 /// The conv reading `x` (NHWC) into `cout` channels through a `k`x`k` kernel.
@@ -219,6 +228,17 @@ impl OpRule for Conv2d {
         let d = kernels::conv2d_forward(l.ctx, &s, l.input(0), l.input(1), bias, residual, l.output(0))?;
         Ok(vec![d])
     }
+
+    fn split(&self, _: &Graph, _: &Node) -> Option<Split> {
+        let mut inputs = vec![Part::Cut, Part::Whole];
+        if self.bias {
+            inputs.push(Part::Whole);
+        }
+        if self.residual {
+            inputs.push(Part::Cut);
+        }
+        Some(conv_split(self.k, inputs, vec![Part::Cut]))
+    }
 }
 
 impl Conv2dBackwardData {
@@ -255,6 +275,13 @@ impl OpRule for Conv2dBackwardData {
             ..kernels::BackwardInput::plain(l.input(2), l.input(1), l.input(0), scratch, l.output(0))
         };
         kernels::conv2d_backward_input_with(l.ctx, &s, &args)
+    }
+
+    fn split(&self, _: &Graph, node: &Node) -> Option<Split> {
+        // dy, w, x, [addend] → dx, [act].
+        let mut inputs = vec![Part::Cut, Part::Whole, Part::Cut];
+        inputs.extend(node.inputs.get(3).map(|_| Part::Cut));
+        Some(conv_split(self.k, inputs, vec![Part::Cut; node.outputs.len()]))
     }
 
     fn scratch_len(&self, g: &Graph, node: &Node) -> usize {
@@ -297,7 +324,14 @@ impl OpRule for Conv2dBackwardWeight {
         let side = l.side();
         let act = (self.gelu_input && s.x_len() <= side.len).then(|| BufView { len: s.x_len(), ..side });
         let scratch = l.scratch(s.backward_weight_scratch_len());
-        kernels::conv2d_backward_weight(l.ctx, &s, l.input(1), l.input(0), scratch, act, l.output(0), db, false)
+        let (x, dy, dw) = (l.input(1), l.input(0), l.output(0));
+        kernels::conv2d_backward_weight(l.ctx, &s, x, dy, scratch, act, dw, db, l.accumulate())
+    }
+
+    /// Each slice's sums over its pixels are added into dw and db.
+    fn split(&self, _: &Graph, node: &Node) -> Option<Split> {
+        let outputs = vec![Part::Accumulate; node.outputs.len()];
+        Some(conv_split(self.k, vec![Part::Cut, Part::Cut], outputs))
     }
 
     fn scratch_len(&self, g: &Graph, node: &Node) -> usize {
@@ -343,8 +377,12 @@ impl OpRule for Conv2dBackwardBias {
             &s,
             l.input(0),
             l.output(0),
-            false,
+            l.accumulate(),
         )?])
+    }
+
+    fn split(&self, _: &Graph, _: &Node) -> Option<Split> {
+        Some(Split::new(Unit::Pixels, vec![Part::Cut], vec![Part::Accumulate]))
     }
 }
 

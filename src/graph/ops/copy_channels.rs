@@ -8,8 +8,8 @@ use crate::error::{shape_err, Result};
 use crate::gpu::Dispatch;
 use crate::graph::autodiff::Backward;
 use crate::graph::cpu::CpuCall;
-use crate::graph::gpu::LowerCall;
-use crate::graph::ir::{Graph, TensorId};
+use crate::graph::gpu::{LowerCall, Split, Unit};
+use crate::graph::ir::{Graph, Node, TensorId};
 use crate::ops::elementwise::{self, reference, ChannelRange, CopyMode};
 
 /// Channels `[from, from + width)` of input `input` go to output channels `[to, to + width)`.
@@ -178,5 +178,9 @@ impl OpRule for CopyChannels {
             )?);
         }
         Ok(dispatches)
+    }
+
+    fn split(&self, _: &Graph, node: &Node) -> Option<Split> {
+        Some(Split::cut_all(Unit::Pixels, node))
     }
 }

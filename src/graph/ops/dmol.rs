@@ -6,7 +6,7 @@ use crate::error::{shape_err, Result};
 use crate::gpu::{BufView, Dispatch};
 use crate::graph::autodiff::Backward;
 use crate::graph::cpu::CpuCall;
-use crate::graph::gpu::LowerCall;
+use crate::graph::gpu::{LowerCall, Part, Split, Unit};
 use crate::graph::ir::{Graph, Node, TensorId};
 use crate::ops::dmol::{self as kernels, reference, DataBits, DmolSpec};
 
@@ -126,6 +126,15 @@ impl OpRule for DmolNll {
     fn scratch_len(&self, g: &Graph, node: &Node) -> usize {
         spec(g.shape(node.inputs[0]), g.shape(node.inputs[1]), self.low_bit).partials_len()
     }
+
+    /// Each image's NLL from its own pixels: a slice inside an image adds its part.
+    fn split(&self, _: &Graph, _: &Node) -> Option<Split> {
+        Some(Split::new(
+            Unit::Pixels,
+            vec![Part::Cut, Part::Cut],
+            vec![Part::PerImage],
+        ))
+    }
 }
 
 impl OpRule for DmolNllBackward {
@@ -153,6 +162,11 @@ impl OpRule for DmolNllBackward {
     fn side_len(&self, g: &Graph, node: &Node) -> usize {
         g.shape(node.inputs[2])[0]
     }
+
+    fn split(&self, _: &Graph, _: &Node) -> Option<Split> {
+        let inputs = vec![Part::Cut, Part::Cut, Part::PerImage];
+        Some(Split::new(Unit::Pixels, inputs, vec![Part::Cut]))
+    }
 }
 
 impl OpRule for DmolSample {
@@ -167,16 +181,17 @@ impl OpRule for DmolSample {
 
     fn lower(&self, l: &LowerCall<'_>) -> Result<Vec<Dispatch>> {
         let s = spec(l.in_shape(0), l.out_shape(0), self.low_bit);
-        Ok(vec![kernels::sample(
-            l.ctx,
-            &s,
-            l.input(0),
-            l.key(self.tensor),
-            l.output(0),
-        )?])
+        // Pixel p draws from element p · groups of the stream.
+        let first_pixel = l.out_offset(0) / s.channels;
+        let key = l.key(self.tensor).skip(first_pixel * s.draw_groups());
+        Ok(vec![kernels::sample(l.ctx, &s, l.input(0), key, l.output(0))?])
     }
 
     fn noisy(&self) -> bool {
         true
+    }
+
+    fn split(&self, _: &Graph, node: &Node) -> Option<Split> {
+        Some(Split::cut_all(Unit::Pixels, node))
     }
 }

@@ -28,7 +28,7 @@ pub use resample::{AvgPool, AvgPoolBackward, Upsample, UpsampleBackward};
 
 use super::autodiff::Backward;
 use super::cpu::CpuCall;
-use super::gpu::LowerCall;
+use super::gpu::{LowerCall, Split};
 use super::ir::{Graph, Node};
 use crate::error::{shape_err, Error, Result};
 use crate::gpu::Dispatch;
@@ -54,6 +54,13 @@ pub trait OpRule {
     fn side_len(&self, g: &Graph, node: &Node) -> usize {
         let _ = (g, node);
         0
+    }
+    /// How the node divides into several dispatches when one of its tensors
+    /// is larger than a storage binding (see `graph::gpu::split`); None: it
+    /// does not, and such a node is refused.
+    fn split(&self, g: &Graph, node: &Node) -> Option<Split> {
+        let _ = (g, node);
+        None
     }
     /// Whether its kernels draw noise keyed by the step: their uniforms take
     /// the step before each run.

@@ -7,8 +7,8 @@ use crate::error::{shape_err, Error, Result};
 use crate::gpu::Dispatch;
 use crate::graph::autodiff::Backward;
 use crate::graph::cpu::CpuCall;
-use crate::graph::gpu::LowerCall;
-use crate::graph::ir::{Graph, Sampling, TensorId};
+use crate::graph::gpu::{LowerCall, Part, Split, Unit};
+use crate::graph::ir::{Graph, Node, Sampling, TensorId};
 use crate::ops::elementwise::reference as elementwise;
 use crate::ops::reparam_kl::reference::{self, LatentsRef};
 use crate::ops::reparam_kl::{self as kernels, Latents, Packed, Posterior, Reparam, ZMode};
@@ -129,12 +129,16 @@ impl OpRule for ReparamKl {
             p_mu: l.input(2),
             p_logsig: l.input(3),
         };
-        let cfg = config(self.sampling, l.key(self.tensor));
+        let cfg = config(self.sampling, l.key(self.tensor).skip(l.out_offset(0)));
         Ok(vec![kernels::forward(l.ctx, &cfg, &lat, l.output(0), l.output(1))?])
     }
 
     fn noisy(&self) -> bool {
         self.sampling == Sampling::Posterior
+    }
+
+    fn split(&self, _: &Graph, node: &Node) -> Option<Split> {
+        Some(Split::cut_all(Unit::Pixels, node))
     }
 }
 
@@ -168,7 +172,7 @@ impl OpRule for ReparamKlBackward {
             p_mu: l.output(2),
             p_logsig: l.output(3),
         };
-        let cfg = config(self.sampling, l.key(self.tensor));
+        let cfg = config(self.sampling, l.key(self.tensor).skip(l.out_offset(0)));
         Ok(vec![kernels::backward(
             l.ctx,
             &cfg,
@@ -181,6 +185,15 @@ impl OpRule for ReparamKlBackward {
 
     fn noisy(&self) -> bool {
         self.sampling == Sampling::Posterior
+    }
+
+    /// Elementwise; a single dkl value (broadcast) is bound whole.
+    fn split(&self, g: &Graph, node: &Node) -> Option<Split> {
+        let mut split = Split::cut_all(Unit::Pixels, node);
+        if g.tensors[node.inputs[1]].numel() != g.tensors[node.inputs[0]].numel() {
+            split.inputs[1] = Part::Whole;
+        }
+        Some(split)
     }
 }
 
@@ -200,13 +213,17 @@ impl OpRule for PriorSample {
     }
 
     fn lower(&self, l: &LowerCall<'_>) -> Result<Vec<Dispatch>> {
-        let key = l.key(self.tensor);
+        let key = l.key(self.tensor).skip(l.out_offset(0));
         let d = kernels::prior_sample(l.ctx, key, self.temperature, l.input(0), l.input(1), l.output(0))?;
         Ok(vec![d])
     }
 
     fn noisy(&self) -> bool {
         true
+    }
+
+    fn split(&self, _: &Graph, node: &Node) -> Option<Split> {
+        Some(Split::cut_all(Unit::Pixels, node))
     }
 }
 
@@ -324,7 +341,8 @@ impl OpRule for ReparamKlPacked {
     }
 
     fn lower(&self, l: &LowerCall<'_>) -> Result<Vec<Dispatch>> {
-        let cfg = config(self.sampling, l.key(self.tensor));
+        // Element i of z draws element i of the stream.
+        let cfg = config(self.sampling, l.key(self.tensor).skip(l.out_offset(0)));
         let inputs = packed(l, self.zdim, 0, 1);
         let d = kernels::forward_packed(l.ctx, &cfg, &inputs, l.output(0), l.output(1), l.output(2))?;
         Ok(vec![d])
@@ -332,6 +350,10 @@ impl OpRule for ReparamKlPacked {
 
     fn noisy(&self) -> bool {
         self.sampling == Sampling::Posterior
+    }
+
+    fn split(&self, _: &Graph, node: &Node) -> Option<Split> {
+        Some(Split::cut_all(Unit::Pixels, node))
     }
 }
 
@@ -358,7 +380,8 @@ impl OpRule for ReparamKlPackedBackward {
     }
 
     fn lower(&self, l: &LowerCall<'_>) -> Result<Vec<Dispatch>> {
-        let cfg = config(self.sampling, l.key(self.tensor));
+        // dz is laid out like z, whose element i drew element i of the stream.
+        let cfg = config(self.sampling, l.key(self.tensor).skip(l.in_offset(0)));
         let inputs = packed(l, self.zdim, 2, 3);
         let (dz, dkl) = (l.input(0), l.input(1));
         Ok(vec![kernels::backward_packed(
@@ -374,5 +397,9 @@ impl OpRule for ReparamKlPackedBackward {
 
     fn noisy(&self) -> bool {
         self.sampling == Sampling::Posterior
+    }
+
+    fn split(&self, _: &Graph, node: &Node) -> Option<Split> {
+        Some(Split::cut_all(Unit::Pixels, node))
     }
 }

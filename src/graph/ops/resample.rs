@@ -6,8 +6,8 @@ use crate::error::{shape_err, Result};
 use crate::gpu::Dispatch;
 use crate::graph::autodiff::Backward;
 use crate::graph::cpu::CpuCall;
-use crate::graph::gpu::LowerCall;
-use crate::graph::ir::{Graph, TensorId};
+use crate::graph::gpu::{LowerCall, Split, Unit};
+use crate::graph::ir::{Graph, Node, TensorId};
 use crate::ops::resample::{self as kernels, reference};
 
 /// `[N, H, W, C]` → `[N, H/k, W/k, C]`, the mean of each k×k block.
@@ -75,6 +75,11 @@ impl OpRule for AvgPool {
         let x = nhwc(l.in_shape(0));
         Ok(vec![kernels::avg_pool(l.ctx, l.input(0), x, self.k, l.output(0))?])
     }
+
+    /// Images stacked into one tall image: rows cut at matching places.
+    fn split(&self, _: &Graph, node: &Node) -> Option<Split> {
+        Some(Split::cut_all(Unit::Rows, node))
+    }
 }
 
 impl OpRule for AvgPoolBackward {
@@ -99,6 +104,11 @@ impl OpRule for AvgPoolBackward {
             self.k,
             l.output(0),
         )?])
+    }
+
+    /// Images stacked into one tall image: rows cut at matching places.
+    fn split(&self, _: &Graph, node: &Node) -> Option<Split> {
+        Some(Split::cut_all(Unit::Rows, node))
     }
 }
 
@@ -131,6 +141,11 @@ impl OpRule for Upsample {
             l.output(0),
         )?])
     }
+
+    /// Images stacked into one tall image: rows cut at matching places.
+    fn split(&self, _: &Graph, node: &Node) -> Option<Split> {
+        Some(Split::cut_all(Unit::Rows, node))
+    }
 }
 
 impl OpRule for UpsampleBackward {
@@ -152,5 +167,10 @@ impl OpRule for UpsampleBackward {
             self.k,
             l.output(0),
         )?])
+    }
+
+    /// Images stacked into one tall image: rows cut at matching places.
+    fn split(&self, _: &Graph, node: &Node) -> Option<Split> {
+        Some(Split::cut_all(Unit::Rows, node))
     }
 }

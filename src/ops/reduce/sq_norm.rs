@@ -48,6 +48,15 @@ pub struct SqNormPlan<'a> {
 
 impl<'a> SqNormPlan<'a> {
     pub fn new(ctx: &GpuContext, tensors: &[BufView<'a>]) -> Result<SqNormPlan<'a>> {
+        SqNormPlan::with_binding_limit(ctx, tensors, ctx.limits.max_storage_buffer_binding_size as usize)
+    }
+
+    /// [`SqNormPlan::new`] binding at most `binding_limit` bytes (capped to the adapter's limit).
+    pub fn with_binding_limit(
+        ctx: &GpuContext,
+        tensors: &[BufView<'a>],
+        binding_limit: usize,
+    ) -> Result<SqNormPlan<'a>> {
         // Merge neighbours: (buffer, offset, len) ranges.
         let mut ranges: Vec<BufView<'a>> = Vec::new();
         for t in tensors.iter().filter(|t| t.len > 0) {
@@ -57,9 +66,12 @@ impl<'a> SqNormPlan<'a> {
             }
         }
         let align = (ctx.limits.min_storage_buffer_offset_alignment as usize / 4).max(1);
-        let max_binding = ctx.limits.max_storage_buffer_binding_size as usize / 4;
-        // Pieces start up to align − 1 elements past their binding; keep whole chunks.
-        let max_piece = (max_binding.saturating_sub(align) / CHUNK * CHUNK).min(u32::MAX as usize / 2);
+        let max_binding = binding_limit.min(ctx.limits.max_storage_buffer_binding_size as usize) / 4;
+        // Pieces start up to align − 1 elements past their binding; keep whole
+        // chunks unless a binding holds less than one.
+        let room = max_binding.saturating_sub(align);
+        let max_piece = if room >= CHUNK { room / CHUNK * CHUNK } else { room };
+        let max_piece = max_piece.min(u32::MAX as usize / 2);
         if max_piece == 0 {
             return shape_err(format!(
                 "global_sq_norm: a storage binding of {max_binding} elements is too small"
