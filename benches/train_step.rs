@@ -1,5 +1,5 @@
-//! `cargo bench --bench train_step -- (PRESET | --config FILE) [BATCH] [--cpu] [--profile]`:
-//! whole training steps of a real model on the GPU. Prints, from one run, the
+//! `cargo bench --bench train_step -- (PRESET | --config FILE) [BATCH] [--precision f32|f16] [--cpu] [--profile]`:
+//! whole training steps of a real model on the GPU (activations stored at `--precision`). Prints, from one run, the
 //! model GFLOP per step, s/step, images/s, model FLOP utilisation (MFU) against
 //! the FMA ceiling measured in the same run (before and after the steps, the
 //! higher taken), dispatches and submits per step, and buffers created per
@@ -16,7 +16,7 @@ use vdvae::gpu::{measure_fma_ceiling, GpuContext};
 use vdvae::graph::autodiff::append_backward;
 use vdvae::graph::cpu::{self, Noise};
 use vdvae::graph::gpu::{GpuGraph, TrainConfig};
-use vdvae::graph::Sampling;
+use vdvae::graph::{set_precision, Precision, Sampling};
 use vdvae::model::evaluate::fit_images;
 use vdvae::model::init::init_weights;
 use vdvae::model::preprocess::{Normalization, CIFAR10, MNIST};
@@ -37,20 +37,26 @@ struct Args {
     batch: usize,
     cpu: bool,
     profile: bool,
+    precision: Precision,
 }
 
 fn parse_args() -> Args {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     let flag = |f: &str| args.iter().any(|a| a == f);
-    let config = args.iter().position(|a| a == "--config").map(|i| {
-        args.get(i + 1)
-            .unwrap_or_else(|| panic!("--config takes a JSON file"))
-            .clone()
-    });
+    let value_of = |flag: &str, what: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .map(|i| args.get(i + 1).unwrap_or_else(|| panic!("{flag} takes {what}")).clone())
+    };
+    let config = value_of("--config", "a JSON file");
+    let precision =
+        value_of("--precision", "f32 or f16").map_or(Precision::F32, |p| p.parse().unwrap_or_else(|e| panic!("{e}")));
     let positional: Vec<&String> = args
         .iter()
         .enumerate()
-        .filter(|&(i, a)| !a.starts_with("--") && (i == 0 || args[i - 1] != "--config"))
+        .filter(|&(i, a)| {
+            !a.starts_with("--") && (i == 0 || !["--config", "--precision"].contains(&args[i - 1].as_str()))
+        })
         .map(|(_, a)| a)
         .collect();
     let (model, h, rest) = match config {
@@ -71,6 +77,7 @@ fn parse_args() -> Args {
         batch,
         cpu: flag("--cpu"),
         profile: flag("--profile"),
+        precision,
     }
 }
 
@@ -112,6 +119,7 @@ fn main() {
         batch,
         cpu,
         profile,
+        precision,
     } = parse_args();
     let (images, norm): (ImageSet, Normalization) = if h.image_channels == 1 {
         (fit_images(&h, bundled_mnist()).unwrap(), MNIST)
@@ -120,6 +128,7 @@ fn main() {
     };
     let mut m = build_vdvae(&h, batch, Sampling::Posterior).unwrap();
     append_backward(&mut m.graph).unwrap();
+    set_precision(&mut m.graph, precision);
     let model_flops = m.graph.model_flops();
     let weights = init_weights(&h, 1).unwrap();
     let adamw = AdamW {
@@ -167,7 +176,7 @@ fn main() {
 
     println!("adapter: {}", ctx.adapter.name);
     println!(
-        "model: {model}, batch {batch}, {} latent layers, {:.2} GFLOP per step (forward + backward, 2 per multiply-add)",
+        "model: {model}, batch {batch}, activations {precision}, {} latent layers, {:.2} GFLOP per step (forward + backward, 2 per multiply-add)",
         m.kl_per_level.len(),
         model_flops / 1e9
     );
@@ -192,6 +201,7 @@ fn main() {
         "adapter": ctx.adapter.name,
         "model": model,
         "batch": batch,
+        "precision": precision.name(),
         "model_gflop_per_step": model_flops / 1e9,
         "s_per_step": gpu_s,
         "images_per_s": batch as f64 / gpu_s,

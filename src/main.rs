@@ -7,7 +7,7 @@ use vdvae::check::{format_table, CaseSize, Checker};
 use vdvae::checkpoint;
 use vdvae::data::{read_images, DataFormat};
 use vdvae::gpu::{list_adapters, measure_fma_ceiling, quiet_display_probe_when_headless, AdapterChoice, GpuContext};
-use vdvae::graph::Sampling;
+use vdvae::graph::{Precision, Sampling};
 use vdvae::model::evaluate::{evaluate, fit_images, gradient, Device, EvalInput};
 use vdvae::model::preprocess::{Normalization, CIFAR10, MNIST};
 use vdvae::model::{preset, report::plan_training, HParams, PRESETS};
@@ -100,6 +100,8 @@ enum Command {
         /// Seed of the initial weights, batch order and noise [default: the config's]
         #[arg(long)]
         seed: Option<u64>,
+        #[command(flatten)]
+        precision: PrecisionArg,
     },
     /// Unconditional samples of a checkpoint (every level drawn from its prior), as a PNG grid
     Sample {
@@ -139,7 +141,34 @@ enum Command {
         /// Images per step [default: the config's n_batch]
         #[arg(long)]
         batch: Option<usize>,
+        #[command(flatten)]
+        precision: PrecisionArg,
     },
+}
+
+/// `--precision f32|f16`.
+#[derive(clap::Args, Clone, Copy)]
+struct PrecisionArg {
+    /// Storage of the activations: f16 halves the memory of the forward activations kept
+    /// for the backward pass (kernels compute in f32; weights, gradients, optimizer state
+    /// and checkpoints stay f32); needs an adapter with SHADER_F16
+    #[arg(long = "precision", value_enum, default_value_t = PrecisionValue::F32)]
+    value: PrecisionValue,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum PrecisionValue {
+    F32,
+    F16,
+}
+
+impl PrecisionArg {
+    fn get(self) -> Precision {
+        match self.value {
+            PrecisionValue::F32 => Precision::F32,
+            PrecisionValue::F16 => Precision::F16,
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -175,6 +204,8 @@ struct ProfileArgs {
     /// Print the report as one JSON object instead of the table
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    precision: PrecisionArg,
 }
 
 /// A checkpoint on a dataset (shared by eval and grad).
@@ -204,6 +235,8 @@ struct DataArgs {
     /// Input normalisation std [default: CIFAR-10's 64.16736, MNIST's 78.567 for --format mnist]
     #[arg(long)]
     data_std: Option<f32>,
+    #[command(flatten)]
+    precision: PrecisionArg,
 }
 
 impl DataArgs {
@@ -240,6 +273,7 @@ impl DataArgs {
             norm: self.normalization(),
             sampling: self.sampling(),
             seed: self.seed,
+            precision: self.precision.get(),
         }
     }
 
@@ -285,7 +319,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Info { seconds } => info(&choice, seconds),
         Command::Check { kernel, full, perturb } => check(&choice, kernel.as_deref(), full, perturb),
-        Command::Plan { model, batch } => plan(&choice, &model, batch),
+        Command::Plan {
+            model,
+            batch,
+            precision,
+        } => plan(&choice, &model, batch, precision.get()),
         Command::Profile { args } => profile(&choice, &args),
         Command::Sample {
             model,
@@ -308,6 +346,7 @@ fn main() -> ExitCode {
             save_every,
             resume,
             seed,
+            precision,
         } => {
             let args = TrainArgs {
                 preset,
@@ -320,6 +359,7 @@ fn main() -> ExitCode {
                 save_every,
                 resume,
                 seed,
+                precision: precision.get(),
                 adapter: cli.adapter.clone(),
             };
             train(&choice, &args)
@@ -404,7 +444,12 @@ fn check(choice: &AdapterChoice, kernel: Option<&str>, full: bool, perturb: bool
     })
 }
 
-fn plan(choice: &AdapterChoice, model: &ModelArgs, batch: Option<usize>) -> vdvae::Result<ExitCode> {
+fn plan(
+    choice: &AdapterChoice,
+    model: &ModelArgs,
+    batch: Option<usize>,
+    precision: Precision,
+) -> vdvae::Result<ExitCode> {
     let h = model.load()?;
     let ctx = match GpuContext::new(choice) {
         Ok(ctx) => Some(ctx),
@@ -413,7 +458,7 @@ fn plan(choice: &AdapterChoice, model: &ModelArgs, batch: Option<usize>) -> vdva
             None
         }
     };
-    let report = plan_training(&h, batch.unwrap_or(h.n_batch), ctx.as_ref())?;
+    let report = plan_training(&h, batch.unwrap_or(h.n_batch), precision, ctx.as_ref())?;
     print!("{report}");
     Ok(ExitCode::SUCCESS)
 }
@@ -465,6 +510,7 @@ struct TrainArgs {
     save_every: u32,
     resume: bool,
     seed: Option<u64>,
+    precision: Precision,
     adapter: Option<String>,
 }
 
@@ -489,6 +535,9 @@ impl TrainArgs {
         flags.push(("save-every", self.save_every.to_string()));
         if let Some(seed) = self.seed {
             flags.push(("seed", seed.to_string()));
+        }
+        if self.precision != Precision::F32 {
+            flags.push(("precision", self.precision.to_string()));
         }
         if let Some(adapter) = &self.adapter {
             flags.push(("adapter", adapter.clone()));
@@ -554,10 +603,11 @@ fn train(choice: &AdapterChoice, a: &TrainArgs) -> vdvae::Result<ExitCode> {
         save_every: a.save_every,
         norm,
         resume: a.resume,
+        precision: a.precision,
     };
     eprintln!(
-        "training on {} ({} images), run directory {out_dir}",
-        ctx.adapter.name, images.n
+        "training on {} ({} images, activations stored as {}), run directory {out_dir}",
+        ctx.adapter.name, images.n, a.precision
     );
     let outcome = vdvae::train::train(&ctx, &h, &images, &options, &stop)?;
     if let Some(s) = outcome.last {
@@ -590,6 +640,7 @@ fn profile(choice: &AdapterChoice, a: &ProfileArgs) -> vdvae::Result<ExitCode> {
     let ctx = GpuContext::new(choice)?;
     let mut options = ProfileOptions::new(a.batch.unwrap_or(h.n_batch));
     options.timed_steps = a.steps as usize;
+    options.precision = a.precision.get();
     let report = profile_training(&ctx, &h, &options)?;
     if let Some(path) = &a.trace {
         report.write_trace(path)?;

@@ -7,6 +7,8 @@ pub mod gpu;
 pub mod ir;
 pub mod ops;
 pub mod plan;
+pub mod precision;
 
-pub use ir::{Graph, Node, Op, Role, Sampling, TensorId, TensorInfo};
+pub use ir::{DType, Graph, Node, Op, Role, Sampling, TensorId, TensorInfo};
 pub use ops::{ElboParts, ElboTotals, LossTerms, OpRule};
+pub use precision::{set_precision, Precision};

@@ -130,7 +130,7 @@ fn first_fit(taken: &[(usize, usize)], size: usize, chunk: usize) -> usize {
 /// Places every tensor. `align` is the binding offset alignment in bytes,
 /// `chunk` the largest buffer to make; `train` adds optimizer state and EMA.
 pub fn plan(g: &Graph, align: usize, chunk: usize, train: bool) -> MemoryPlan {
-    let bytes = |t: TensorId| align_up(g.tensors[t].numel() * 4, align);
+    let bytes = |t: TensorId| align_up(g.tensors[t].bytes(), align);
     let unplaced = Placement {
         region: Region::Arena(0),
         offset: 0,

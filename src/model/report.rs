@@ -9,7 +9,7 @@ use crate::gpu::GpuContext;
 use crate::graph::autodiff::append_backward;
 use crate::graph::gpu::{GpuGraph, TrainConfig};
 use crate::graph::plan::{plan, MemoryPlan};
-use crate::graph::{Role, Sampling};
+use crate::graph::{set_precision, Precision, Role, Sampling};
 
 /// Binding offset alignment the plan assumes: the largest any adapter requires.
 pub const PLAN_ALIGN: usize = 256;
@@ -18,6 +18,8 @@ pub const PLAN_CHUNK: usize = 1 << 30;
 
 pub struct PlanReport {
     pub batch: usize,
+    /// How activations are stored.
+    pub precision: Precision,
     pub parameters: usize,
     pub parameter_tensors: usize,
     pub latent_layers: usize,
@@ -32,17 +34,20 @@ pub struct PlanReport {
     pub dispatches: Option<(usize, String)>,
 }
 
-/// Builds the training graph (forward + backward) and plans its memory. With
-/// an adapter, also builds the GPU step there (buffers, pipelines, bind groups;
-/// nothing runs) to count its dispatches and take the plan at its alignment.
-pub fn plan_training(h: &HParams, batch: usize, ctx: Option<&GpuContext>) -> Result<PlanReport> {
+/// Builds the training graph (forward + backward) with activations stored at
+/// `precision` and plans its memory. With an adapter, also builds the GPU step
+/// there (buffers, pipelines, bind groups; nothing runs) to count its
+/// dispatches and take the plan at its alignment.
+pub fn plan_training(h: &HParams, batch: usize, precision: Precision, ctx: Option<&GpuContext>) -> Result<PlanReport> {
     let mut m = build_vdvae(h, batch, Sampling::Posterior)?;
     append_backward(&mut m.graph)?;
+    set_precision(&mut m.graph, precision);
     let g = &m.graph;
     let (parameter_tensors, parameters) = g.count(Role::Param);
     let latent_dims = h.decoder_layers()?.iter().map(|l| l.res * l.res * h.zdim).sum();
     let mut report = PlanReport {
         batch,
+        precision,
         parameters,
         parameter_tensors,
         latent_layers: m.kl_per_level.len(),
@@ -73,6 +78,7 @@ impl fmt::Display for PlanReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let m = &self.memory;
         writeln!(f, "batch:                  {}", self.batch)?;
+        writeln!(f, "activations stored as:  {}", self.precision)?;
         writeln!(
             f,
             "parameters:             {} in {} tensors",

@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
 use crate::graph::autodiff::append_backward;
 use crate::graph::gpu::{GpuGraph, StepMetrics, TrainConfig};
-use crate::graph::Sampling;
+use crate::graph::{set_precision, Precision, Sampling};
 use crate::model::config::HParams;
 use crate::model::init::init_weights;
 use crate::model::preprocess::{likelihood_target, network_input, Normalization};
@@ -36,6 +36,9 @@ pub struct TrainOptions {
     pub norm: Normalization,
     /// Continue from the checkpoint in `out_dir` (weights, EMA, optimizer state).
     pub resume: bool,
+    /// How activations are stored (checkpoints are f32 either way, so a run
+    /// may resume at another precision).
+    pub precision: Precision,
 }
 
 fn adamw(h: &HParams) -> AdamW {
@@ -84,6 +87,7 @@ fn start(
     h: &HParams,
     images: &ImageSet,
     batch: usize,
+    precision: Precision,
     resume_from: Option<&str>,
 ) -> Result<(VdvaeGraph, GpuGraph, u32)> {
     if images.n < batch {
@@ -94,6 +98,7 @@ fn start(
     }
     let mut m = build_vdvae(h, batch, Sampling::Posterior)?;
     append_backward(&mut m.graph)?;
+    set_precision(&mut m.graph, precision);
     let run = resume_from.map(|dir| load_run(dir, &m)).transpose()?;
     let resume = run.as_ref().map_or(StepState::default(), |r| r.state);
     let gpu = GpuGraph::build(
@@ -156,7 +161,8 @@ pub fn train(
         path: o.out_dir.clone(),
         source: e,
     })?;
-    let (m, mut gpu, start) = start(ctx, h, images, o.batch, o.resume.then_some(o.out_dir.as_str()))?;
+    let resume_from = o.resume.then_some(o.out_dir.as_str());
+    let (m, mut gpu, start) = start(ctx, h, images, o.batch, o.precision, resume_from)?;
     let (mut log, dropped) = StepLog::open(&o.out_dir, start)?;
     if dropped > 0 {
         eprintln!(

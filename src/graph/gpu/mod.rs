@@ -14,13 +14,15 @@ pub use train::{StepMetrics, TrainConfig};
 use super::ir::{Graph, Role, TensorId};
 use super::plan::{plan, MemoryPlan, Region};
 use crate::error::{Error, Result};
-use crate::gpu::{BufView, Dispatch, GpuBuffer, GpuContext, Work};
+use crate::gpu::{BufView, DType, Dispatch, GpuBuffer, GpuContext, Work};
 use crate::ops::rng::RNG_STEP_WORD;
 
-/// Where each tensor lives: (buffer index, element offset, elements).
+/// Where each tensor lives: (buffer index, element offset, elements), and
+/// how its elements are stored (offsets count elements of that dtype).
 pub(crate) struct Buffers {
     pub all: Vec<GpuBuffer>,
     pub loc: Vec<(usize, usize, usize)>,
+    pub dtypes: Vec<DType>,
 }
 
 impl Buffers {
@@ -30,6 +32,7 @@ impl Buffers {
             buffer: &self.all[b].buffer,
             offset,
             len,
+            dtype: self.dtypes[t],
         }
     }
 }
@@ -111,14 +114,15 @@ impl GpuGraph {
     pub fn build(ctx: &GpuContext, g: &Graph, seed: u64, train: Option<TrainConfig>) -> Result<GpuGraph> {
         let align = ctx.limits.min_storage_buffer_offset_alignment.max(4) as usize;
         let chunk = (ctx.limits.max_buffer_size as usize).min(1 << 30) / align * align;
+        super::precision::check_adapter(ctx, g)?;
         let mut plan = plan(g, align, chunk, train.is_some());
         let binding = ctx.limits.max_storage_buffer_binding_size as usize;
-        if let Some(t) = g.tensors.iter().find(|t| t.numel() * 4 > binding) {
+        if let Some(t) = g.tensors.iter().find(|t| t.bytes() > binding) {
             return Err(Error::Shape(format!(
                 "tensor {} ({:?}, {} bytes) exceeds this adapter's {binding}-byte storage binding; use a smaller batch",
                 t.name,
                 t.shape,
-                t.numel() * 4
+                t.bytes()
             )));
         }
         let mut all = vec![
@@ -149,7 +153,7 @@ impl GpuGraph {
                     Region::Constants => (CONSTANTS, p.offset),
                     Region::Arena(k) => (FIRST_ARENA + k, p.offset),
                 };
-                (b, offset / 4, info.numel())
+                (b, offset / info.dtype.size(), info.numel())
             })
             .collect();
         let workspace_len = g
@@ -170,7 +174,8 @@ impl GpuGraph {
         all.push(ctx.zeros(workspace_len));
         all.push(ctx.zeros(side_len));
         plan.workspace = (workspace_len + side_len) * 4;
-        let bufs = Buffers { all, loc };
+        let dtypes = g.tensors.iter().map(|t| t.dtype).collect();
+        let bufs = Buffers { all, loc, dtypes };
 
         let flips = Flips::plan(ctx, g, &bufs)?;
         plan.flipped_weights = flips.bytes();
@@ -245,12 +250,12 @@ impl GpuGraph {
                 info.shape
             )));
         }
-        if !matches!(info.role, Role::Param | Role::Input) {
-            return Err(Error::Shape(format!("{} is not a parameter or input", info.name)));
+        if !matches!(info.role, Role::Param | Role::Input) || info.dtype != DType::F32 {
+            return Err(Error::Shape(format!("{} is not an f32 parameter or input", info.name)));
         }
         let v = self.view(t);
         ctx.queue
-            .write_buffer(v.buffer, v.offset as u64 * 4, bytemuck::cast_slice(data));
+            .write_buffer(v.buffer, v.byte_offset(), bytemuck::cast_slice(data));
         Ok(())
     }
 
@@ -264,8 +269,9 @@ impl GpuGraph {
         Ok(())
     }
 
+    /// A tensor's values (f16 ones widened to f32).
     pub fn read(&self, ctx: &GpuContext, t: TensorId) -> Result<Vec<f32>> {
-        ctx.read(self.view(t))
+        ctx.read_values(self.view(t))
     }
 
     /// Copies the noise step into every noisy dispatch's uniform, from `src` word `word`.
