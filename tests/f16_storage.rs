@@ -409,3 +409,25 @@ fn activation_gradients_stay_f32_because_f16_would_lose_them() {
         "{with_gradients:e} vs {forward_only:e}"
     );
 }
+
+#[test]
+fn f16_on_an_adapter_without_shader_f16_is_a_clear_error() {
+    let mut ctx = context();
+    ctx.features.remove(wgpu::Features::SHADER_F16);
+    let h = preset("mnist-tiny").unwrap();
+    let (m, _) = f16_step_graph(&h, &mnist_batch(2));
+    let err = GpuGraph::build(&ctx, &m.graph, 0, None).err().unwrap().to_string();
+    assert!(
+        err.contains("SHADER_F16") && err.contains(&ctx.adapter.name) && err.contains("--precision f32"),
+        "{err}"
+    );
+    // A kernel asked for f16 bindings says so too.
+    let x = ctx.zeros(8);
+    let views = [view(&x, 8, true), view(&x, 8, false), view(&x, 8, false)];
+    let err = ctx
+        .dispatch(&TINY, &[], &views, &TinyParams { n: 8 }, Grid::Invocations(8))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("SHADER_F16") && err.contains("f16_storage_test"), "{err}");
+}
