@@ -25,7 +25,7 @@ fn check(g: &Graph, p: &MemoryPlan) {
     for &t in &placed {
         let pl = p.placements[t];
         assert!(pl.bytes >= g.tensors[t].bytes(), "{} is short", g.tensors[t].name);
-        assert!(pl.offset % PLAN_ALIGN == 0 && pl.offset + pl.bytes <= PLAN_CHUNK);
+        assert!(pl.offset.is_multiple_of(PLAN_ALIGN) && pl.offset + pl.bytes <= PLAN_CHUNK);
     }
     let mut by_region: Vec<Vec<usize>> = vec![Vec::new(); p.arenas.len()];
     for &t in &placed {
@@ -54,11 +54,9 @@ fn check(g: &Graph, p: &MemoryPlan) {
         for &o in node.outputs.iter().filter(|&&o| g.tensors[o].role == Role::Activation) {
             for &i in node.inputs.iter().filter(|&&i| g.tensors[i].role == Role::Activation) {
                 assert_ne!(
-                    p.placements[o].region,
-                    p.placements[i].region,
+                    p.placements[o].region, p.placements[i].region,
                     "{} is written into the buffer of {}, which its node reads",
-                    g.tensors[o].name,
-                    g.tensors[i].name
+                    g.tensors[o].name, g.tensors[i].name
                 );
             }
         }
