@@ -152,7 +152,7 @@ struct PrecisionArg {
     /// Storage of the activations: f16 halves the memory of the forward activations kept
     /// for the backward pass (kernels compute in f32; weights, gradients, optimizer state
     /// and checkpoints stay f32); needs an adapter with SHADER_F16
-    #[arg(long = "precision", value_enum, default_value_t = PrecisionValue::F32)]
+    #[arg(long = "precision", value_name = "PRECISION", value_enum, default_value_t = PrecisionValue::F32)]
     value: PrecisionValue,
 }
 
