@@ -1,4 +1,4 @@
-//! `cargo bench --bench memory -- (PRESET | --config FILE) [BATCH] [--steps N] [--memory-budget SIZE]`:
+//! `cargo bench --bench memory -- (PRESET | --config FILE) [BATCH] [--steps N] [--memory-budget SIZE] [--precision f32|f16]`:
 //! the peak resident memory of real training steps against the memory plan.
 //!
 //! On an adapter that keeps its buffers in host memory (lavapipe), what the
@@ -13,12 +13,11 @@ mod common;
 
 use common::{batch_of, bench_args, flag_value, model_arg, training_images, ModelArg};
 use vdvae::gpu::GpuContext;
-use vdvae::graph::autodiff::append_backward;
 use vdvae::graph::budget::parse_size;
 use vdvae::graph::gpu::{GpuGraph, TrainConfig};
-use vdvae::graph::Sampling;
+use vdvae::graph::{Precision, Sampling};
 use vdvae::model::init::init_weights;
-use vdvae::model::report::fit_training_graph;
+use vdvae::model::report::training_graph;
 use vdvae::model::vdvae::build_vdvae;
 use vdvae::ops::optimizer::{AdamW, StepState};
 use vdvae::train::stage_batch;
@@ -49,22 +48,21 @@ fn reset_peak() {
 fn main() {
     vdvae::gpu::quiet_display_probe_when_headless();
     let args = bench_args();
-    let ModelArg { model, h, batch } = model_arg(&args, &["--steps", "--memory-budget"], 16);
+    let ModelArg { model, h, batch } = model_arg(&args, &["--steps", "--memory-budget", "--precision"], 16);
     let steps: usize = flag_value(&args, "--steps").map_or(2, |s| s.parse().expect("--steps N"));
+    let precision =
+        flag_value(&args, "--precision").map_or(Precision::F32, |p| p.parse().unwrap_or_else(|e| panic!("{e}")));
     let budget = flag_value(&args, "--memory-budget").map(|s| parse_size(s).unwrap_or_else(|e| panic!("{e}")));
     let (images, norm) = training_images(&h, batch);
     let ctx = GpuContext::from_env().unwrap_or_else(|e| panic!("{e}"));
     let mut m = build_vdvae(&h, batch, Sampling::Posterior).unwrap();
-    match budget {
-        Some(bytes) => {
-            let (g, r) = fit_training_graph(&m.graph, bytes, Some(&ctx)).unwrap_or_else(|e| panic!("{e}"));
-            println!(
-                "memory budget: {} of {} blocks recomputed",
-                r.checkpointed, r.candidates
-            );
-            m.graph = g;
-        }
-        None => append_backward(&mut m.graph).unwrap(),
+    let (g, report) = training_graph(&m.graph, precision, budget, Some(&ctx)).unwrap_or_else(|e| panic!("{e}"));
+    m.graph = g;
+    if let Some(r) = report {
+        println!(
+            "memory budget: {} of {} blocks recomputed",
+            r.checkpointed, r.candidates
+        );
     }
     let host_memory = ctx.adapter.device_type == "Cpu";
     let cfg = || {
@@ -99,7 +97,7 @@ fn main() {
     let measured = peak.saturating_sub(baseline);
     let ratio = measured as f64 / planned as f64;
     println!("adapter: {} ({})", ctx.adapter.name, ctx.adapter.device_type);
-    println!("model: {model}, batch {batch}, {steps} training steps");
+    println!("model: {model}, batch {batch}, {steps} training steps, activations stored as {precision}");
     println!("planned peak:               {:>9.1} MiB", planned as f64 / MIB);
     println!("resident before the build:  {:>9.1} MiB", baseline as f64 / MIB);
     println!(
@@ -120,6 +118,7 @@ fn main() {
         "adapter": ctx.adapter.name,
         "model": model,
         "batch": batch,
+        "precision": precision.name(),
         "steps": steps,
         "planned_bytes": planned,
         "baseline_rss_bytes": baseline,

@@ -1,5 +1,5 @@
-//! `cargo bench --bench train_step -- (PRESET | --config FILE) [BATCH] [--cpu] [--profile] [--memory-budget SIZE]`:
-//! whole training steps of a real model on the GPU. Prints, from one run, the
+//! `cargo bench --bench train_step -- (PRESET | --config FILE) [BATCH] [--precision f32|f16] [--cpu] [--profile] [--memory-budget SIZE]`:
+//! whole training steps of a real model on the GPU (activations stored at `--precision`). Prints, from one run, the
 //! model GFLOP per step, s/step, images/s, model FLOP utilisation (MFU) against
 //! the FMA ceiling measured in the same run (before and after the steps, the
 //! higher taken), dispatches and submits per step, and buffers created per
@@ -18,13 +18,12 @@ use std::time::Instant;
 use common::{batch_of, bench_args, flag_value, model_arg, training_images, ModelArg};
 use vdvae::data::ImageSet;
 use vdvae::gpu::{measure_fma_ceiling, GpuContext};
-use vdvae::graph::autodiff::append_backward;
 use vdvae::graph::cpu::{self, Noise};
 use vdvae::graph::gpu::{GpuGraph, TrainConfig};
-use vdvae::graph::Sampling;
+use vdvae::graph::{Precision, Sampling};
 use vdvae::model::init::init_weights;
 use vdvae::model::preprocess::Normalization;
-use vdvae::model::report::fit_training_graph;
+use vdvae::model::report::training_graph;
 use vdvae::model::vdvae::build_vdvae;
 use vdvae::ops::optimizer::reference::{self as adam_ref, TensorRef};
 use vdvae::ops::optimizer::{AdamW, StepState};
@@ -40,6 +39,7 @@ struct Args {
     cpu: bool,
     profile: bool,
     memory_budget: Option<usize>,
+    precision: Precision,
 }
 
 fn parse_args() -> Args {
@@ -47,11 +47,14 @@ fn parse_args() -> Args {
     let flag = |f: &str| args.iter().any(|a| a == f);
     let memory_budget = flag_value(&args, "--memory-budget")
         .map(|s| vdvae::graph::budget::parse_size(s).unwrap_or_else(|e| panic!("{e}")));
+    let precision =
+        flag_value(&args, "--precision").map_or(Precision::F32, |p| p.parse().unwrap_or_else(|e| panic!("{e}")));
     Args {
-        model: model_arg(&args, &["--memory-budget"], 16),
+        model: model_arg(&args, &["--memory-budget", "--precision"], 16),
         cpu: flag("--cpu"),
         profile: flag("--profile"),
         memory_budget,
+        precision,
     }
 }
 
@@ -62,25 +65,23 @@ fn main() {
         cpu,
         profile,
         memory_budget,
+        precision,
     } = parse_args();
     let ModelArg { model, h, batch } = model;
     let (images, norm) = training_images(&h, batch);
     let ctx = GpuContext::from_env().unwrap_or_else(|e| panic!("{e}"));
     let mut m = build_vdvae(&h, batch, Sampling::Posterior).unwrap();
-    let mut recompute_flops = 0.0;
-    match memory_budget {
-        Some(bytes) => {
-            let (g, r) = fit_training_graph(&m.graph, bytes, Some(&ctx)).unwrap_or_else(|e| panic!("{e}"));
-            m.graph = g;
-            recompute_flops = r.recompute_flops;
-            println!(
-                "memory budget {bytes} bytes: {} of {} blocks recomputed, {:.2} GFLOP per step",
-                r.checkpointed,
-                r.candidates,
-                recompute_flops / 1e9
-            );
-        }
-        None => append_backward(&mut m.graph).unwrap(),
+    let (g, budget) = training_graph(&m.graph, precision, memory_budget, Some(&ctx)).unwrap_or_else(|e| panic!("{e}"));
+    m.graph = g;
+    let recompute_flops = budget.as_ref().map_or(0.0, |r| r.recompute_flops);
+    if let Some(r) = &budget {
+        println!(
+            "memory budget {} bytes: {} of {} blocks recomputed, {:.2} GFLOP per step",
+            r.budget,
+            r.checkpointed,
+            r.candidates,
+            recompute_flops / 1e9
+        );
     }
     let model_flops = m.graph.model_flops() - recompute_flops;
     let weights = init_weights(&h, 1).unwrap();
@@ -128,7 +129,7 @@ fn main() {
 
     println!("adapter: {}", ctx.adapter.name);
     println!(
-        "model: {model}, batch {batch}, {} latent layers, {:.2} GFLOP per step (forward + backward, 2 per multiply-add)",
+        "model: {model}, batch {batch}, activations {precision}, {} latent layers, {:.2} GFLOP per step (forward + backward, 2 per multiply-add)",
         m.kl_per_level.len(),
         model_flops / 1e9
     );
@@ -153,6 +154,7 @@ fn main() {
         "adapter": ctx.adapter.name,
         "model": model,
         "batch": batch,
+        "precision": precision.name(),
         "model_gflop_per_step": model_flops / 1e9,
         "s_per_step": gpu_s,
         "images_per_s": batch as f64 / gpu_s,

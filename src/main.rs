@@ -7,7 +7,7 @@ use vdvae::check::{format_table, CaseSize, Checker};
 use vdvae::checkpoint;
 use vdvae::data::{read_images, DataFormat};
 use vdvae::gpu::{list_adapters, measure_fma_ceiling, quiet_display_probe_when_headless, AdapterChoice, GpuContext};
-use vdvae::graph::Sampling;
+use vdvae::graph::{Precision, Sampling};
 use vdvae::model::evaluate::{evaluate, fit_images, gradient, Device, EvalInput};
 use vdvae::model::preprocess::{Normalization, CIFAR10, MNIST};
 use vdvae::model::{preset, report::plan_training, HParams, PRESETS};
@@ -104,6 +104,8 @@ enum Command {
         /// (e.g. 6GiB, 512MiB, 6000000000)
         #[arg(long, value_name = "SIZE", value_parser = parse_size)]
         memory_budget: Option<usize>,
+        #[command(flatten)]
+        precision: PrecisionArg,
     },
     /// Unconditional samples of a checkpoint (every level drawn from its prior), as a PNG grid
     Sample {
@@ -147,7 +149,34 @@ enum Command {
         /// (e.g. 6GiB, 512MiB, 6000000000); prints the recompute FLOPs
         #[arg(long, value_name = "SIZE", value_parser = parse_size)]
         memory_budget: Option<usize>,
+        #[command(flatten)]
+        precision: PrecisionArg,
     },
+}
+
+/// `--precision f32|f16`.
+#[derive(clap::Args, Clone, Copy)]
+struct PrecisionArg {
+    /// Storage of the activations: f16 halves the memory of the forward activations kept
+    /// for the backward pass (kernels compute in f32; weights, gradients, optimizer state
+    /// and checkpoints stay f32); needs an adapter with SHADER_F16
+    #[arg(long = "precision", value_name = "PRECISION", value_enum, default_value_t = PrecisionValue::F32)]
+    value: PrecisionValue,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum PrecisionValue {
+    F32,
+    F16,
+}
+
+impl PrecisionArg {
+    fn get(self) -> Precision {
+        match self.value {
+            PrecisionValue::F32 => Precision::F32,
+            PrecisionValue::F16 => Precision::F16,
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -183,6 +212,8 @@ struct ProfileArgs {
     /// Print the report as one JSON object instead of the table
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    precision: PrecisionArg,
 }
 
 /// A checkpoint on a dataset (shared by eval and grad).
@@ -212,6 +243,8 @@ struct DataArgs {
     /// Input normalisation std [default: CIFAR-10's 64.16736, MNIST's 78.567 for --format mnist]
     #[arg(long)]
     data_std: Option<f32>,
+    #[command(flatten)]
+    precision: PrecisionArg,
 }
 
 impl DataArgs {
@@ -248,6 +281,7 @@ impl DataArgs {
             norm: self.normalization(),
             sampling: self.sampling(),
             seed: self.seed,
+            precision: self.precision.get(),
         }
     }
 
@@ -297,7 +331,8 @@ fn main() -> ExitCode {
             model,
             batch,
             memory_budget,
-        } => plan(&choice, &model, batch, memory_budget),
+            precision,
+        } => plan(&choice, &model, batch, memory_budget, precision.get()),
         Command::Profile { args } => profile(&choice, &args),
         Command::Sample {
             model,
@@ -321,6 +356,7 @@ fn main() -> ExitCode {
             resume,
             seed,
             memory_budget,
+            precision,
         } => {
             let args = TrainArgs {
                 memory_budget,
@@ -334,6 +370,7 @@ fn main() -> ExitCode {
                 save_every,
                 resume,
                 seed,
+                precision: precision.get(),
                 adapter: cli.adapter.clone(),
             };
             train(&choice, &args)
@@ -428,6 +465,7 @@ fn plan(
     model: &ModelArgs,
     batch: Option<usize>,
     memory_budget: Option<usize>,
+    precision: Precision,
 ) -> vdvae::Result<ExitCode> {
     let h = model.load()?;
     let ctx = match GpuContext::new(choice) {
@@ -437,7 +475,7 @@ fn plan(
             None
         }
     };
-    let report = plan_training(&h, batch.unwrap_or(h.n_batch), ctx.as_ref(), memory_budget)?;
+    let report = plan_training(&h, batch.unwrap_or(h.n_batch), precision, ctx.as_ref(), memory_budget)?;
     print!("{report}");
     Ok(ExitCode::SUCCESS)
 }
@@ -490,6 +528,7 @@ struct TrainArgs {
     resume: bool,
     seed: Option<u64>,
     memory_budget: Option<usize>,
+    precision: Precision,
     adapter: Option<String>,
 }
 
@@ -517,6 +556,9 @@ impl TrainArgs {
         }
         if let Some(bytes) = self.memory_budget {
             flags.push(("memory-budget", bytes.to_string()));
+        }
+        if self.precision != Precision::F32 {
+            flags.push(("precision", self.precision.to_string()));
         }
         if let Some(adapter) = &self.adapter {
             flags.push(("adapter", adapter.clone()));
@@ -583,10 +625,11 @@ fn train(choice: &AdapterChoice, a: &TrainArgs) -> vdvae::Result<ExitCode> {
         norm,
         resume: a.resume,
         memory_budget: a.memory_budget,
+        precision: a.precision,
     };
     eprintln!(
-        "training on {} ({} images), run directory {out_dir}",
-        ctx.adapter.name, images.n
+        "training on {} ({} images, activations stored as {}), run directory {out_dir}",
+        ctx.adapter.name, images.n, a.precision
     );
     let outcome = vdvae::train::train(&ctx, &h, &images, &options, &stop)?;
     if let Some(s) = outcome.last {
@@ -619,6 +662,7 @@ fn profile(choice: &AdapterChoice, a: &ProfileArgs) -> vdvae::Result<ExitCode> {
     let ctx = GpuContext::new(choice)?;
     let mut options = ProfileOptions::new(a.batch.unwrap_or(h.n_batch));
     options.timed_steps = a.steps as usize;
+    options.precision = a.precision.get();
     let report = profile_training(&ctx, &h, &options)?;
     if let Some(path) = &a.trace {
         report.write_trace(path)?;

@@ -40,6 +40,27 @@ fn plan_fits_cifar10_batch_16_in_8_gib() {
     assert!(stdout.contains("latent layers:          43"), "{stdout}");
 }
 
+#[test]
+fn plan_at_f16_halves_the_kept_activations() {
+    let activations = |precision: &str| -> f64 {
+        let out = vdvae(&["plan", "--preset", "cifar10", "--batch", "16", "--precision", precision]);
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stderr}");
+        assert!(
+            stdout.contains(&format!("activations stored as:  {precision}")),
+            "{stdout}"
+        );
+        stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with("activations ") && l.ends_with("MiB"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no activations line in:\n{stdout}"))
+    };
+    let (f32_mib, f16_mib) = (activations("f32"), activations("f16"));
+    assert!(f16_mib < 0.65 * f32_mib, "f16 {f16_mib} MiB vs f32 {f32_mib} MiB");
+}
+
 fn fixture_args(cmd: &str) -> Vec<String> {
     [
         cmd,
@@ -62,6 +83,18 @@ fn fixture_args(cmd: &str) -> Vec<String> {
         .map(|s| s.to_string()),
     )
     .collect()
+}
+
+#[test]
+fn eval_at_f16_stays_within_1e_3_of_the_official_elbo() {
+    let mut args = fixture_args("eval");
+    args.extend(["--json", "--precision", "f16"].map(String::from));
+    let out = vdvae(&args.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let elbo = v["elbo_nats_per_dim"].as_f64().unwrap();
+    assert!((elbo - 5.771368026733398).abs() / 5.771368026733398 <= 1e-3, "{elbo}");
 }
 
 #[test]

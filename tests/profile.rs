@@ -31,7 +31,11 @@ fn a_profiled_step_accounts_for_every_dispatch_and_flop() {
     let s = &report.step;
 
     // The step's dispatches, as `vdvae plan` counts them on a graph of its own.
-    let planned = plan_training(&h, 2, Some(&ctx), None).unwrap().dispatches.unwrap().0;
+    let planned = plan_training(&h, 2, Default::default(), Some(&ctx), None)
+        .unwrap()
+        .dispatches
+        .unwrap()
+        .0;
     assert_eq!(s.dispatches, planned);
     assert_eq!(report.dispatches.len(), planned);
     assert_eq!(report.kernels.iter().map(|k| k.dispatches).sum::<usize>(), planned);

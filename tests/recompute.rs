@@ -10,7 +10,7 @@ use vdvae::graph::budget::{checkpoint_all, fit_step, PlanTarget};
 use vdvae::graph::cpu::{run, Noise, Values};
 use vdvae::graph::gpu::{GpuGraph, TrainConfig};
 use vdvae::graph::recompute::{apply, block_segments, candidates, Checkpoint};
-use vdvae::graph::{Graph, Op, Sampling};
+use vdvae::graph::{set_precision, DType, Graph, Op, Precision, Sampling};
 use vdvae::model::init::init_weights;
 use vdvae::model::preprocess::MNIST;
 use vdvae::model::preset;
@@ -144,26 +144,43 @@ fn a_checkpointed_step_gives_bit_identical_gradients_on_the_gpu() {
 }
 
 #[test]
-fn the_budget_total_is_the_one_the_gpu_build_plans() {
+fn the_budget_total_is_the_one_the_gpu_build_plans_at_either_precision() {
     let ctx = context();
     let h = preset("mnist-tiny").unwrap();
     let m = build_vdvae(&h, 4, Sampling::Posterior).unwrap();
     let target = |g: &Graph| PlanTarget::for_adapter(&ctx, g, true);
-    let mut plain = m.graph.clone();
-    append_backward(&mut plain).unwrap();
-    let full = target(&plain).plan(&plain).total();
-    // Between the smallest peak and the full plan: some blocks checkpointed.
-    let smallest = fit_step(&m.graph, full, &target).unwrap().smallest;
-    let s = fit_step(&m.graph, (smallest + full) / 2, &target).unwrap();
-    assert!(!s.checkpointed.is_empty() && s.checkpointed.len() < s.candidates);
-    let train = TrainConfig {
-        adamw: Default::default(),
-        resume: Default::default(),
-    };
-    let built = GpuGraph::build(&ctx, &s.graph, 0, Some(train)).unwrap();
-    assert_eq!(built.plan.total(), s.plan.total());
-    assert_eq!(built.plan.workspace, s.plan.workspace);
-    assert_eq!(built.plan.flipped_weights, s.plan.flipped_weights);
+    for precision in [Precision::F32, Precision::F16] {
+        let mut plain = m.graph.clone();
+        append_backward(&mut plain).unwrap();
+        set_precision(&mut plain, precision);
+        let full = target(&plain).plan(&plain).total();
+        // Between the smallest peak and the full plan: some blocks checkpointed.
+        let smallest = fit_step(&m.graph, precision, full, &target).unwrap().smallest;
+        let s = fit_step(&m.graph, precision, (smallest + full) / 2, &target).unwrap();
+        assert!(!s.checkpointed.is_empty() && s.checkpointed.len() < s.candidates);
+        // A recomputed activation is stored as its original is.
+        let mut f16_clones = 0;
+        for t in &s.graph.tensors {
+            if let Some(original) = t.name.strip_suffix(".recomputed") {
+                let o = s.graph.tensors.iter().find(|o| o.name == original).unwrap();
+                assert_eq!(t.dtype, o.dtype, "{}", t.name);
+                f16_clones += (t.dtype == DType::F16) as usize;
+            }
+        }
+        assert_eq!(
+            f16_clones > 0,
+            precision == Precision::F16,
+            "{precision}: {f16_clones} f16 clones"
+        );
+        let train = TrainConfig {
+            adamw: Default::default(),
+            resume: Default::default(),
+        };
+        let built = GpuGraph::build(&ctx, &s.graph, 0, Some(train)).unwrap();
+        assert_eq!(built.plan.total(), s.plan.total(), "{precision}");
+        assert_eq!(built.plan.workspace, s.plan.workspace);
+        assert_eq!(built.plan.flipped_weights, s.plan.flipped_weights);
+    }
 }
 
 /// cifar10's training step at its official batch (16), planned without an adapter.
@@ -215,14 +232,14 @@ fn a_budget_is_met_when_it_can_be_and_refused_when_not() {
     };
 
     // A budget the step already meets changes nothing.
-    let roomy = fit_step(&m.graph, 16 * GIB, &target).unwrap();
+    let roomy = fit_step(&m.graph, Precision::F32, 16 * GIB, &target).unwrap();
     assert!(roomy.checkpointed.is_empty());
     assert_eq!(roomy.accumulate, Accumulate::AtProducer);
     let mut plain = m.graph.clone();
     append_backward(&mut plain).unwrap();
     assert_eq!(roomy.graph.nodes, plain.nodes);
 
-    let s = fit_step(&m.graph, 4 * GIB, &target).unwrap();
+    let s = fit_step(&m.graph, Precision::F32, 4 * GIB, &target).unwrap();
     assert!(s.plan.total() <= 4 * GIB, "{}", s.plan.total());
     assert_eq!(target(&s.graph).plan(&s.graph).total(), s.plan.total());
     assert!(!s.checkpointed.is_empty());
@@ -231,7 +248,9 @@ fn a_budget_is_met_when_it_can_be_and_refused_when_not() {
     assert!((s.graph.model_flops() - flops - s.recompute_flops).abs() < 1e-6 * flops);
     assert!(s.smallest < s.plan.total());
 
-    let e = fit_step(&m.graph, GIB, &target).unwrap_err().to_string();
+    let e = fit_step(&m.graph, Precision::F32, GIB, &target)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("out of reach") && e.contains("smallest planned peak"), "{e}");
     let smallest = format!("{:.2} GiB", s.smallest as f64 / GIB as f64);
     assert!(e.contains(&smallest), "{e} (smallest {smallest})");

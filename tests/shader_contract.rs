@@ -1,12 +1,14 @@
 //! The shader is the contract: naga parses and validates the WGSL of every
 //! kernel the crate can build (each generated variant included), and what the
 //! Rust side states (bindings and their access, the params struct member by
-//! member, workgroup sizes, constants) must match it. Needs no adapter.
+//! member, workgroup sizes, constants) must match it; so must each kernel's
+//! f16-storage variant (every f32 storage array as f16, see
+//! `gpu::f16_storage`). Needs no adapter.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use vdvae::gpu::contract::{check_kernel, struct_mismatches};
+use vdvae::gpu::contract::{check_kernel, check_kernel_with_f16, struct_mismatches};
 use vdvae::gpu::reflect::{MemberLayout, StructLayout};
 use vdvae::gpu::{Access, GpuParams, KernelSpec, Source};
 use vdvae::ops::optimizer::OptState;
@@ -47,10 +49,11 @@ fn nested(m: &MemberLayout, name: &str) -> StructLayout {
     }
 }
 
-/// The contract of one kernel, plus the noise key of noisy ones: the GPU
-/// rewrites the step inside `key`, which must sit first and be laid out as RngKey.
+/// The contract of one kernel and of its f16-storage variant, plus the noise
+/// key of noisy ones: the GPU rewrites the step inside `key`, which must sit
+/// first and be laid out as RngKey.
 fn check(k: &KernelSpec) -> Vec<String> {
-    let r = match check_kernel(k) {
+    let r = match check_kernel_with_f16(k) {
         Ok(r) => r,
         Err(mismatches) => return mismatches,
     };
@@ -178,4 +181,30 @@ fn a_changed_workgroup_size_or_constant_is_named() {
         errors.contains("`CHUNK` = 16384") && errors.contains("8192"),
         "{errors}"
     );
+}
+
+#[test]
+fn f16_variants_halve_the_strides_of_f32_arrays() {
+    let r = check_kernel_with_f16(&find("conv2d_forward")).unwrap();
+    let strides: Vec<_> = r.bindings.iter().map(|b| (b.name.as_str(), b.stride)).collect();
+    assert_eq!(
+        strides,
+        [
+            ("x", Some(2)),
+            ("wt", Some(2)),
+            ("bias", Some(2)),
+            ("residual", Some(2)),
+            ("y", Some(2)),
+            ("p", None)
+        ]
+    );
+    // The flip table (u32) stays; the weights beside it convert.
+    let spec = every_kernel()
+        .into_iter()
+        .map(|(_, k)| k)
+        .find(|k| k.source.text().contains("var<storage, read> table: array<u32>"))
+        .unwrap();
+    let r = check_kernel_with_f16(&spec).unwrap();
+    let table = r.bindings.iter().find(|b| b.name == "table").unwrap();
+    assert_eq!(table.stride, Some(4));
 }

@@ -3,9 +3,10 @@
 //! naga reads from its WGSL. Run when a pipeline is built and, for every kernel
 //! the crate can build, by `tests/shader_contract.rs` without an adapter.
 
+use super::f16_storage;
 use super::kernel::{Access, KernelSpec};
 use super::params::Member;
-use super::reflect::{reflect, Reflection, StructLayout};
+use super::reflect::{parse, reflect, reflect_module, Reflection, StructLayout};
 
 /// Every way `spec` disagrees with `r`, one sentence each; empty when they agree.
 pub fn mismatches(spec: &KernelSpec, r: &Reflection) -> Vec<String> {
@@ -115,6 +116,43 @@ pub fn check_kernel(spec: &KernelSpec) -> Result<Reflection, Vec<String>> {
     } else {
         Err(m)
     }
+}
+
+/// [`check_kernel`], then the same module with every storage binding the f16
+/// pass converts stored as f16 (as `--precision f16` may bind it), validated
+/// and compared again. Returns the f16 variant's reflection, whose converted
+/// bindings have f16 strides.
+pub fn check_kernel_with_f16(spec: &KernelSpec) -> Result<Reflection, Vec<String>> {
+    let source = spec.source.text();
+    let mut module = parse(&source, spec.requires).map_err(|e| vec![e])?;
+    let r = reflect_module(&module, &source, spec.entry, spec.requires).map_err(|e| vec![e])?;
+    let m = mismatches(spec, &r);
+    if !m.is_empty() {
+        return Err(m);
+    }
+    let f16 = f16_storage::convertible_bindings(&module);
+    let in_f16 = |e: String| vec![format!("with f16 storage of bindings {f16:?}: {e}")];
+    f16_storage::store_as_f16(&mut module, &f16).map_err(in_f16)?;
+    let features = spec.requires | f16_storage::features(&f16);
+    let r16 = reflect_module(&module, &source, spec.entry, features).map_err(in_f16)?;
+    let m = mismatches(spec, &r16);
+    if !m.is_empty() {
+        return Err(m.into_iter().flat_map(in_f16).collect());
+    }
+    for (b, b16) in r.bindings.iter().zip(&r16.bindings) {
+        let want = if f16.contains(&b.index) {
+            b.stride.map(|s| s / 2)
+        } else {
+            b.stride
+        };
+        if b16.stride != want {
+            return Err(in_f16(format!(
+                "binding {} `{}` has stride {:?}, expected {want:?}",
+                b.index, b.name, b16.stride
+            )));
+        }
+    }
+    Ok(r16)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use super::grid::Grid;
 use super::kernel::{Access, Kernel, KernelSpec};
 use super::params::GpuParams;
 use super::pipeline::PipelineEntry;
-use super::{BufView, GpuContext};
+use super::{BufView, DType, GpuContext};
 use crate::error::{Error, Result};
 
 /// The least work a dispatch must do, for the profiler's rates.
@@ -122,7 +122,17 @@ impl GpuContext {
                 views.len()
             )));
         }
-        let entry = self.pipeline(kernel, constants)?;
+        // Bindings (by index) whose views hold f16: the kernel's f16-storage variant.
+        let f16: Vec<u32> = {
+            let mut next_view = views.iter();
+            (0..kernel.bindings.len() as u32)
+                .filter(|&i| {
+                    kernel.bindings[i as usize] != Access::Uniform
+                        && next_view.next().is_some_and(|v| v.dtype == DType::F16)
+                })
+                .collect()
+        };
+        let entry = self.pipeline_with_f16(kernel, constants, &f16)?;
         let workgroups = self.workgroups(kernel.name, grid, entry.workgroup_size)?;
         let params_buffer = if kernel.bindings.contains(&Access::Uniform) {
             let mut bytes = params.to_vec();
@@ -131,7 +141,7 @@ impl GpuContext {
         } else {
             None
         };
-        let bound_bytes = views.iter().map(|v| v.len as f64 * 4.0).sum();
+        let bound_bytes = views.iter().map(|v| v.bytes() as f64).sum();
         let mut next_view = views.iter();
         let mut entries = Vec::with_capacity(kernel.bindings.len());
         for (i, (access, (name, min_size))) in kernel.bindings.iter().zip(&entry.bindings).enumerate() {
@@ -140,7 +150,7 @@ impl GpuContext {
                 _ => {
                     let v = next_view.next().unwrap();
                     v.check_binding(self, kernel.name)?;
-                    let bytes = v.len.max(1) as u64 * 4;
+                    let bytes = v.bound_bytes();
                     if bytes < *min_size {
                         return Err(Error::Shape(format!(
                             "kernel `{}`: binding {i} `{name}` needs at least {min_size} bytes, the view has {bytes}",

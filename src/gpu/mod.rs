@@ -8,6 +8,7 @@ mod compile_progress;
 mod context;
 pub mod contract;
 mod dispatch;
+pub mod f16_storage;
 mod grid;
 mod kernel;
 mod params;
@@ -15,7 +16,7 @@ mod pipeline;
 mod profiler;
 pub mod reflect;
 
-pub use buffers::{BufView, GpuBuffer};
+pub use buffers::{BufView, DType, GpuBuffer};
 pub use ceiling::{ceiling_kernels, fma_ceiling_dispatch, measure_fma_ceiling, FmaCeiling, FMA_SINK_LEN};
 pub use context::quiet_display_probe_when_headless;
 pub use context::{list_adapters, AdapterChoice, AdapterSummary, GpuContext, GpuCounters};

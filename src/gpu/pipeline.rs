@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::contract;
+use super::f16_storage;
 use super::kernel::{Access, KernelSpec};
 use super::reflect::{parse, reflect_module};
 use super::GpuContext;
@@ -41,15 +42,37 @@ fn layout_entry(index: usize, access: Access, min_size: u64) -> wgpu::BindGroupL
 }
 
 impl GpuContext {
-    /// The pipeline of `kernel` with override `constants`, built and checked on first use.
-    pub(crate) fn pipeline(&self, kernel: &KernelSpec, constants: &[(&str, f64)]) -> Result<Arc<PipelineEntry>> {
-        if !self.features.contains(kernel.requires) {
-            return Err(Error::Gpu(format!(
-                "kernel `{}` needs adapter features {:?}, which {} lacks",
-                kernel.name, kernel.requires, self.adapter.name
-            )));
+    /// The pipeline of `kernel` with override `constants` and the storage
+    /// bindings `f16` (indices) holding f16, built and checked on first use.
+    pub(crate) fn pipeline_with_f16(
+        &self,
+        kernel: &KernelSpec,
+        constants: &[(&str, f64)],
+        f16: &[u32],
+    ) -> Result<Arc<PipelineEntry>> {
+        let requires = kernel.requires | f16_storage::features(f16);
+        if !self.features.contains(requires) {
+            let why = if self.features.contains(kernel.requires) {
+                format!(
+                    "f16 storage of bindings {f16:?} needs the adapter feature SHADER_F16, which {} lacks",
+                    self.adapter.name
+                )
+            } else {
+                format!(
+                    "needs adapter features {:?}, which {} lacks",
+                    kernel.requires, self.adapter.name
+                )
+            };
+            return Err(Error::Gpu(format!("kernel `{}`: {why}", kernel.name)));
         }
-        let key = format!("{}::{}{:?}{}", kernel.name, kernel.entry, constants, kernel.unchecked);
+        let key = format!(
+            "{}::{}{:?}{}{}",
+            kernel.name,
+            kernel.entry,
+            constants,
+            kernel.unchecked,
+            f16_storage::key_suffix(f16)
+        );
         if let Some(p) = self.cached_pipeline(&key) {
             return Ok(p);
         }
@@ -61,8 +84,9 @@ impl GpuContext {
         };
         // Parsed once, here: wgpu compiles the same module (naga's WGSL parser is
         // slow on the large generated kernels, ~1 s each).
-        let module = parse(&source, kernel.requires).map_err(shader_error)?;
-        let reflection = reflect_module(&module, &source, kernel.entry, kernel.requires).map_err(shader_error)?;
+        let mut module = parse(&source, kernel.requires).map_err(shader_error)?;
+        f16_storage::store_as_f16(&mut module, f16).map_err(shader_error)?;
+        let reflection = reflect_module(&module, &source, kernel.entry, requires).map_err(shader_error)?;
         let mismatches = contract::mismatches(kernel, &reflection);
         if !mismatches.is_empty() {
             return Err(Error::Contract {

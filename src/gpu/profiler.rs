@@ -1,7 +1,7 @@
 //! Per-kernel GPU time from timestamp queries: each dispatch runs in its own
 //! compute pass with begin/end timestamps (needs only TIMESTAMP_QUERY).
 
-use super::{BufView, Dispatch, GpuContext};
+use super::{BufView, DType, Dispatch, GpuContext};
 use crate::error::{Error, Result};
 
 /// GPU time of one dispatch.
@@ -61,6 +61,7 @@ impl GpuContext {
                 buffer: &resolved,
                 offset: 0,
                 len: count as usize * 2,
+                dtype: DType::F32,
             })?;
             let ticks: Vec<u64> = words.chunks(2).map(|w| w[0] as u64 | (w[1] as u64) << 32).collect();
             for (i, d) in chunk.iter().enumerate() {

@@ -23,6 +23,7 @@
 use super::autodiff::{append_backward, append_backward_with, Accumulate};
 use super::ir::{Graph, Op, Role};
 use super::plan::{plan, MemoryPlan};
+use super::precision::{set_precision, Precision};
 use super::recompute::{apply, block_segments, candidates, Checkpoint};
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
@@ -160,12 +161,20 @@ pub fn checkpoint_all(g: &Graph, target: &PlanTarget) -> Selection {
 /// `append_backward` builds it when that fits, else with running gradient
 /// sums and the fewest blocks checkpointed ([`fit`]). `target` says how a
 /// step is planned (it is asked once, with the first step built).
-pub fn fit_step(forward: &Graph, budget: usize, target: &dyn Fn(&Graph) -> PlanTarget) -> Result<Selection> {
+pub fn fit_step(
+    forward: &Graph,
+    precision: Precision,
+    budget: usize,
+    target: &dyn Fn(&Graph) -> PlanTarget,
+) -> Result<Selection> {
+    // Precision is set before any block is cloned: clones keep their originals' dtypes.
     let mut plain = forward.clone();
     append_backward(&mut plain)?;
+    set_precision(&mut plain, precision);
     let target = target(&plain);
     let mut running = forward.clone();
     append_backward_with(&mut running, Accumulate::Running)?;
+    set_precision(&mut running, precision);
     let plan = target.plan(&plain);
     if plan.total() <= budget {
         return Ok(Selection {

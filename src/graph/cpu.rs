@@ -1,8 +1,9 @@
 //! The CPU executor: runs a graph on the plain-Rust reference ops (f32 data,
-//! f64 accumulation), each node through its op's `eval` rule. It is the oracle
+//! f64 accumulation), each node through its op's `eval` rule; a tensor stored
+//! as f16 (see `graph::precision`) is rounded to f16 as it is stored. It is the oracle
 //! for the GPU executor and the fallback where no adapter exists (`--device cpu`).
 
-use super::ir::{Graph, Node, Role};
+use super::ir::{DType, Graph, Node, Role};
 use super::plan::lifetimes;
 use crate::error::{Error, Result};
 use crate::ops::rng::RngKey;
@@ -85,8 +86,13 @@ pub fn run(g: &Graph, values: &mut Values, noise: Noise) -> Result<()> {
     for (i, node) in g.nodes.iter().enumerate() {
         let call = CpuCall { g, node, values, noise };
         let outs = node.op.rule().eval(&call)?;
-        for (&o, v) in node.outputs.iter().zip(outs) {
+        for (&o, mut v) in node.outputs.iter().zip(outs) {
             debug_assert_eq!(v.len(), g.tensors[o].numel(), "{}", g.tensors[o].name);
+            // Stored as the GPU stores it: an f16 tensor is rounded once, here.
+            let dtype = g.tensors[o].dtype;
+            if dtype != DType::F32 {
+                v.iter_mut().for_each(|x| *x = dtype.round(*x));
+            }
             values[o] = Some(v);
         }
         for &t in &node.inputs {

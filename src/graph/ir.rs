@@ -4,6 +4,7 @@
 //! The ops themselves live in `super::ops`, one file per family.
 
 pub use super::ops::Op;
+pub use crate::gpu::DType;
 
 /// Index into [`Graph::tensors`].
 pub type TensorId = usize;
@@ -28,11 +29,18 @@ pub struct TensorInfo {
     pub name: String,
     pub shape: Vec<usize>,
     pub role: Role,
+    /// How its elements are stored (f32 unless `graph::precision` chose f16).
+    pub dtype: DType,
 }
 
 impl TensorInfo {
     pub fn numel(&self) -> usize {
         self.shape.iter().product()
+    }
+
+    /// Bytes of its elements as stored.
+    pub fn bytes(&self) -> usize {
+        self.numel() * self.dtype.size()
     }
 }
 
@@ -73,6 +81,7 @@ impl Graph {
             name: name.into(),
             shape,
             role,
+            dtype: DType::F32,
         });
         self.tensors.len() - 1
     }

@@ -8,7 +8,9 @@ pub mod gpu;
 pub mod ir;
 pub mod ops;
 pub mod plan;
+pub mod precision;
 pub mod recompute;
 
-pub use ir::{Graph, Node, Op, Role, Sampling, TensorId, TensorInfo};
+pub use ir::{DType, Graph, Node, Op, Role, Sampling, TensorId, TensorInfo};
 pub use ops::{ElboParts, ElboTotals, LossTerms, OpRule};
+pub use precision::{set_precision, Precision};

@@ -93,22 +93,85 @@ pub fn lifetimes(g: &Graph) -> Vec<Option<(usize, usize)>> {
 /// A placed tensor: byte range `(start, end)` and lifetime `(first, last node)`.
 type Tenant = (usize, usize, (usize, usize));
 
-/// Colours activations so that no node writes a colour it reads; the first
-/// free colour is taken, so there are only as many as the widest node needs.
-fn colours(g: &Graph) -> Vec<usize> {
-    let mut colour = vec![usize::MAX; g.tensors.len()];
+/// Colours activations so that no node writes a colour it reads. Each colour
+/// is an arena sized by its own peak, and arenas peak at different times (the
+/// forward activations at the end of the forward pass, gradients during the
+/// backward), so colours are chosen to keep the sum of the peaks low: each
+/// output takes, among the colours its node does not read, the one whose peak
+/// grows least (the lowest on ties); then a few sweeps move single tensors to
+/// another allowed colour wherever that lowers the sum.
+fn colours(g: &Graph, life: &[Option<(usize, usize)>], bytes: impl Fn(TensorId) -> usize) -> Vec<usize> {
+    const NONE: usize = usize::MAX;
+    let mut colour = vec![NONE; g.tensors.len()];
+    // Per colour: live bytes at each node, and their peak.
+    let mut live: Vec<Vec<usize>> = Vec::new();
+    let mut peak: Vec<usize> = Vec::new();
+    // The peak colour `c` would have with `size` more bytes over `(first, last)`.
+    let with =
+        |live: &[Vec<usize>], peak: &[usize], c: usize, (first, last): (usize, usize), size: usize| match live.get(c) {
+            Some(l) => (l[first..=last].iter().max().copied().unwrap_or(0) + size).max(peak[c]),
+            None => size,
+        };
+    let mut placed = Vec::new();
     for node in &g.nodes {
-        let read: Vec<usize> = node
-            .inputs
-            .iter()
-            .map(|&t| colour[t])
-            .filter(|&c| c != usize::MAX)
-            .collect();
-        let free = (0..).find(|c| !read.contains(c)).unwrap();
+        let read: Vec<usize> = node.inputs.iter().map(|&t| colour[t]).filter(|&c| c != NONE).collect();
         for &o in &node.outputs {
-            if g.tensors[o].role == Role::Activation && colour[o] == usize::MAX {
-                colour[o] = free;
+            let Some(span) = life[o] else { continue };
+            if g.tensors[o].role != Role::Activation || colour[o] != NONE {
+                continue;
             }
+            let size = bytes(o);
+            let growth = |c: usize| with(&live, &peak, c, span, size) - peak.get(c).copied().unwrap_or(0);
+            let c = (0..=live.len())
+                .filter(|c| !read.contains(c))
+                .min_by_key(|&c| (growth(c), c))
+                .expect("a node reads finitely many colours");
+            let new_peak = with(&live, &peak, c, span, size);
+            if c == live.len() {
+                live.push(vec![0; g.nodes.len() + 1]);
+                peak.push(0);
+            }
+            peak[c] = new_peak;
+            live[c][span.0..=span.1].iter_mut().for_each(|b| *b += size);
+            colour[o] = c;
+            placed.push(o);
+        }
+    }
+    // Colours each tensor may not take: those its producer reads and those its readers write.
+    let mut forbidden: Vec<Vec<TensorId>> = vec![Vec::new(); g.tensors.len()];
+    for node in &g.nodes {
+        for &o in &node.outputs {
+            forbidden[o].extend(&node.inputs);
+        }
+        for &i in &node.inputs {
+            forbidden[i].extend(node.outputs.iter().filter(|&&o| o != i));
+        }
+    }
+    for _sweep in 0..4 {
+        let mut moved = false;
+        for &t in &placed {
+            let (span, size, from) = (life[t].unwrap(), bytes(t), colour[t]);
+            live[from][span.0..=span.1].iter_mut().for_each(|b| *b -= size);
+            let without = live[from].iter().max().copied().unwrap_or(0);
+            let saving = peak[from] - without;
+            let best = (0..live.len())
+                .filter(|&c| c != from && forbidden[t].iter().all(|&u| colour[u] != c))
+                .map(|c| (with(&live, &peak, c, span, size) - peak[c], c))
+                .min();
+            let to = match best {
+                Some((growth, c)) if growth < saving => {
+                    peak[from] = without;
+                    moved = true;
+                    c
+                }
+                _ => from,
+            };
+            peak[to] = with(&live, &peak, to, span, size);
+            live[to][span.0..=span.1].iter_mut().for_each(|b| *b += size);
+            colour[t] = to;
+        }
+        if !moved {
+            break;
         }
     }
     colour
@@ -134,7 +197,7 @@ fn first_fit(taken: &[(usize, usize)], size: usize, chunk: usize) -> usize {
 /// `chunk` the largest buffer to make (raised to the largest activation when
 /// that is larger); `train` adds optimizer state and EMA.
 pub fn plan(g: &Graph, align: usize, chunk: usize, train: bool) -> MemoryPlan {
-    let bytes = |t: TensorId| align_up(g.tensors[t].numel() * 4, align);
+    let bytes = |t: TensorId| align_up(g.tensors[t].bytes(), align);
     let unplaced = Placement {
         region: Region::Arena(0),
         offset: 0,
@@ -172,7 +235,7 @@ pub fn plan(g: &Graph, align: usize, chunk: usize, train: bool) -> MemoryPlan {
     order.sort_by_key(|&t| (std::cmp::Reverse(bytes(t)), t));
     // Every activation must fit one arena buffer.
     let chunk = order.first().map_or(chunk, |&t| chunk.max(bytes(t)));
-    let colour = colours(g);
+    let colour = colours(g, &life, bytes);
     let colours_used = order.iter().map(|&t| colour[t] + 1).max().unwrap_or(0);
     // Per colour: the placed tensors, and the arena's size.
     let mut placed: Vec<Vec<Tenant>> = vec![Vec::new(); colours_used];

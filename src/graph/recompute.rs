@@ -167,7 +167,7 @@ pub fn candidates(g: &Graph, segments: &[Segment]) -> Vec<Checkpoint> {
             .iter()
             .map(|&n| g.nodes[n].op.rule().model_flops(g, &g.nodes[n]))
             .sum();
-        let bytes = recomputed.iter().map(|&t| g.tensors[t].numel() * 4).sum();
+        let bytes = recomputed.iter().map(|&t| g.tensors[t].bytes()).sum();
         out.push(Checkpoint {
             name: s.name.clone(),
             clones,
@@ -204,6 +204,7 @@ pub fn apply(g: &Graph, chosen: &[&Checkpoint]) -> Graph {
                 .map(|&t| {
                     let info = &g.tensors[t];
                     let copy = out.tensor(format!("{}.recomputed", info.name), info.shape.clone(), info.role);
+                    out.tensors[copy].dtype = info.dtype;
                     local.insert(t, copy);
                     copy
                 })

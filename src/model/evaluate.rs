@@ -13,7 +13,7 @@ use crate::gpu::GpuContext;
 use crate::graph::autodiff::append_backward;
 use crate::graph::cpu::{self, Noise, Values};
 use crate::graph::gpu::GpuGraph;
-use crate::graph::{ElboParts, ElboTotals, Sampling};
+use crate::graph::{set_precision, ElboParts, ElboTotals, Precision, Sampling};
 
 /// Where a graph runs.
 pub enum Device {
@@ -107,6 +107,8 @@ pub struct EvalInput<'a> {
     pub sampling: Sampling,
     /// Seed of the posterior noise.
     pub seed: u64,
+    /// How activations are stored.
+    pub precision: Precision,
 }
 
 /// ELBO, distortion, rate and per-level KL of the weights on the images, in batches of `batch`.
@@ -118,6 +120,7 @@ pub fn evaluate(device: &Device, input: &EvalInput<'_>, batch: usize) -> Result<
         norm,
         sampling,
         seed,
+        precision,
     } = *input;
     if images.n == 0 {
         return Err(Error::Input("the dataset holds no images".into()));
@@ -134,7 +137,8 @@ pub fn evaluate(device: &Device, input: &EvalInput<'_>, batch: usize) -> Result<
     while start < images.n {
         let n = batch.min(images.n - start);
         if built.as_ref().is_none_or(|b| b.0 != n) {
-            let m = build_vdvae(h, n, sampling)?;
+            let mut m = build_vdvae(h, n, sampling)?;
+            set_precision(&mut m.graph, precision);
             let values = m.values_from_checkpoint(weights, "checkpoint")?;
             let gpu = match device {
                 Device::Gpu(ctx) => {
@@ -185,12 +189,14 @@ pub fn gradient(device: &Device, input: &EvalInput<'_>) -> Result<NamedTensors> 
         norm,
         sampling,
         seed,
+        precision,
     } = *input;
     if images.n == 0 {
         return Err(Error::Input("the dataset holds no images".into()));
     }
     let mut m = build_vdvae(h, images.n, sampling)?;
     append_backward(&mut m.graph)?;
+    set_precision(&mut m.graph, precision);
     let mut values = m.values_from_checkpoint(weights, "checkpoint")?;
     m.set_images(&mut values, images, norm)?;
     match device {

@@ -10,7 +10,7 @@ use crate::graph::autodiff::{append_backward, Accumulate};
 use crate::graph::budget::{fit_step, format_size, PlanTarget};
 use crate::graph::gpu::{GpuGraph, TrainConfig};
 use crate::graph::plan::{plan, MemoryPlan};
-use crate::graph::{Graph, Role, Sampling};
+use crate::graph::{set_precision, Graph, Precision, Role, Sampling};
 
 /// Binding offset alignment the plan assumes: the largest any adapter requires.
 pub const PLAN_ALIGN: usize = 256;
@@ -19,6 +19,8 @@ pub const PLAN_CHUNK: usize = 1 << 30;
 
 pub struct PlanReport {
     pub batch: usize,
+    /// How activations are stored.
+    pub precision: Precision,
     pub parameters: usize,
     pub parameter_tensors: usize,
     pub latent_layers: usize,
@@ -55,13 +57,18 @@ pub struct BudgetReport {
 
 /// The training step of `forward` (a forward graph with its loss) fitted to
 /// `budget` bytes as `GpuGraph::build` plans it on `ctx` (or without an
-/// adapter): see `graph::budget::fit_step`.
-pub fn fit_training_graph(forward: &Graph, budget: usize, ctx: Option<&GpuContext>) -> Result<(Graph, BudgetReport)> {
+/// adapter), activations stored at `precision`: see `graph::budget::fit_step`.
+pub fn fit_training_graph(
+    forward: &Graph,
+    precision: Precision,
+    budget: usize,
+    ctx: Option<&GpuContext>,
+) -> Result<(Graph, BudgetReport)> {
     let target = |g: &Graph| match ctx {
         Some(ctx) => PlanTarget::for_adapter(ctx, g, true),
         None => PlanTarget::without_adapter(g, PLAN_ALIGN, PLAN_CHUNK, true),
     };
-    let s = fit_step(forward, budget, &target)?;
+    let s = fit_step(forward, precision, budget, &target)?;
     let report = BudgetReport {
         budget,
         checkpointed: s.checkpointed.len(),
@@ -75,26 +82,50 @@ pub fn fit_training_graph(forward: &Graph, budget: usize, ctx: Option<&GpuContex
     Ok((s.graph, report))
 }
 
-/// Builds the training graph (forward + backward) and plans its memory. With
-/// an adapter, also builds the GPU step there (buffers, pipelines, bind groups;
-/// nothing runs) to count its dispatches and take the plan at its alignment.
-/// With `budget` (bytes), checkpoints blocks until the plan fits it.
-pub fn plan_training(h: &HParams, batch: usize, ctx: Option<&GpuContext>, budget: Option<usize>) -> Result<PlanReport> {
-    let mut m = build_vdvae(h, batch, Sampling::Posterior)?;
-    let mut budget_report = None;
+/// The training step of `forward` (a forward graph with its loss): autodiff,
+/// activations stored at `precision`, and with `budget` (bytes) blocks
+/// recomputed until the plan fits it (on `ctx`, or planned without an adapter).
+pub fn training_graph(
+    forward: &Graph,
+    precision: Precision,
+    budget: Option<usize>,
+    ctx: Option<&GpuContext>,
+) -> Result<(Graph, Option<BudgetReport>)> {
     match budget {
         Some(bytes) => {
-            let (g, r) = fit_training_graph(&m.graph, bytes, ctx)?;
-            m.graph = g;
-            budget_report = Some(r);
+            let (g, r) = fit_training_graph(forward, precision, bytes, ctx)?;
+            Ok((g, Some(r)))
         }
-        None => append_backward(&mut m.graph)?,
+        None => {
+            let mut g = forward.clone();
+            append_backward(&mut g)?;
+            set_precision(&mut g, precision);
+            Ok((g, None))
+        }
     }
+}
+
+/// Builds the training graph (forward + backward) with activations stored at
+/// `precision` and plans its memory. With an adapter, also builds the GPU step
+/// there (buffers, pipelines, bind groups; nothing runs) to count its
+/// dispatches and take the plan at its alignment. With `budget` (bytes),
+/// checkpoints blocks until the plan fits it.
+pub fn plan_training(
+    h: &HParams,
+    batch: usize,
+    precision: Precision,
+    ctx: Option<&GpuContext>,
+    budget: Option<usize>,
+) -> Result<PlanReport> {
+    let mut m = build_vdvae(h, batch, Sampling::Posterior)?;
+    let (g, budget_report) = training_graph(&m.graph, precision, budget, ctx)?;
+    m.graph = g;
     let g = &m.graph;
     let (parameter_tensors, parameters) = g.count(Role::Param);
     let latent_dims = h.decoder_layers()?.iter().map(|l| l.res * l.res * h.zdim).sum();
     let mut report = PlanReport {
         batch,
+        precision,
         parameters,
         parameter_tensors,
         latent_layers: m.kl_per_level.len(),
@@ -130,6 +161,7 @@ impl fmt::Display for PlanReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let m = &self.memory;
         writeln!(f, "batch:                  {}", self.batch)?;
+        writeln!(f, "activations stored as:  {}", self.precision)?;
         writeln!(
             f,
             "parameters:             {} in {} tensors",

@@ -21,7 +21,7 @@ use crate::gpu::GpuContext;
 use crate::graph::autodiff::append_backward;
 use crate::graph::budget::format_size;
 use crate::graph::gpu::{GpuGraph, StepMetrics, TrainConfig};
-use crate::graph::Sampling;
+use crate::graph::{set_precision, Precision, Sampling};
 use crate::model::config::HParams;
 use crate::model::init::init_weights;
 use crate::model::preprocess::{likelihood_target, network_input, Normalization};
@@ -41,6 +41,9 @@ pub struct TrainOptions {
     /// Bytes the step's planned memory must fit: blocks are recomputed in the
     /// backward pass until it does (see `graph::budget`). None: nothing recomputed.
     pub memory_budget: Option<usize>,
+    /// How activations are stored (checkpoints are f32 either way, so a run
+    /// may resume at another precision).
+    pub precision: Precision,
 }
 
 fn adamw(h: &HParams) -> AdamW {
@@ -89,6 +92,7 @@ fn start(
     h: &HParams,
     images: &ImageSet,
     batch: usize,
+    precision: Precision,
     resume_from: Option<&str>,
     memory_budget: Option<usize>,
 ) -> Result<(VdvaeGraph, GpuGraph, u32)> {
@@ -101,7 +105,7 @@ fn start(
     let mut m = build_vdvae(h, batch, Sampling::Posterior)?;
     match memory_budget {
         Some(budget) => {
-            let (g, r) = fit_training_graph(&m.graph, budget, Some(ctx))?;
+            let (g, r) = fit_training_graph(&m.graph, precision, budget, Some(ctx))?;
             m.graph = g;
             eprintln!(
                 "memory budget {}: {} of {} blocks recomputed in the backward pass ({:.1}% more FLOPs per step)",
@@ -111,7 +115,10 @@ fn start(
                 100.0 * r.recompute_flops / (m.graph.model_flops() - r.recompute_flops)
             );
         }
-        None => append_backward(&mut m.graph)?,
+        None => {
+            append_backward(&mut m.graph)?;
+            set_precision(&mut m.graph, precision);
+        }
     }
     let run = resume_from.map(|dir| load_run(dir, &m)).transpose()?;
     let resume = run.as_ref().map_or(StepState::default(), |r| r.state);
@@ -175,14 +182,8 @@ pub fn train(
         path: o.out_dir.clone(),
         source: e,
     })?;
-    let (m, mut gpu, start) = start(
-        ctx,
-        h,
-        images,
-        o.batch,
-        o.resume.then_some(o.out_dir.as_str()),
-        o.memory_budget,
-    )?;
+    let resume_from = o.resume.then_some(o.out_dir.as_str());
+    let (m, mut gpu, start) = start(ctx, h, images, o.batch, o.precision, resume_from, o.memory_budget)?;
     let (mut log, dropped) = StepLog::open(&o.out_dir, start)?;
     if dropped > 0 {
         eprintln!(

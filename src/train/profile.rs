@@ -31,7 +31,7 @@ use crate::data::{bundled_mnist, ImageSet};
 use crate::error::{Error, Result};
 use crate::gpu::{measure_fma_ceiling, GpuContext, Work};
 use crate::graph::gpu::DispatchTime;
-use crate::graph::Graph;
+use crate::graph::{Graph, Precision};
 use crate::model::config::HParams;
 use crate::model::evaluate::fit_images;
 use crate::model::preprocess::{CIFAR10, MNIST};
@@ -47,6 +47,8 @@ pub struct ProfileOptions {
     pub timed_steps: usize,
     /// Seconds of each FMA-ceiling measurement (one before, one after the steps).
     pub ceiling_seconds: f64,
+    /// How activations are stored.
+    pub precision: Precision,
 }
 
 impl ProfileOptions {
@@ -56,6 +58,7 @@ impl ProfileOptions {
             warmup_steps: 2,
             timed_steps: 3,
             ceiling_seconds: 1.0,
+            precision: Precision::F32,
         }
     }
 }
@@ -167,7 +170,7 @@ pub fn profile_training(ctx: &GpuContext, h: &HParams, o: &ProfileOptions) -> Re
     }
     let images = profile_images(h, o.batch);
     let norm = if h.image_channels == 1 { MNIST } else { CIFAR10 };
-    let (m, mut gpu, _) = start(ctx, h, &images, o.batch, None, None)?;
+    let (m, mut gpu, _) = start(ctx, h, &images, o.batch, o.precision, None, None)?;
     let step = |k: usize, gpu: &mut crate::graph::gpu::GpuGraph| -> Result<()> {
         let idx: Vec<usize> = (0..o.batch).map(|j| (k * o.batch + j) % images.n).collect();
         stage_batch(ctx, gpu, &m, &gather(&images, &idx), norm)?;

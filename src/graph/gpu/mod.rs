@@ -17,13 +17,15 @@ pub use train::{StepMetrics, TrainConfig};
 use super::ir::{Graph, Role, TensorId};
 use super::plan::{plan, MemoryPlan, Region};
 use crate::error::{Error, Result};
-use crate::gpu::{BufView, Dispatch, GpuBuffer, GpuContext, Work};
+use crate::gpu::{BufView, DType, Dispatch, GpuBuffer, GpuContext, Work};
 use crate::ops::rng::RNG_STEP_WORD;
 
-/// Where each tensor lives: (buffer index, element offset, elements).
+/// Where each tensor lives: (buffer index, element offset, elements), and
+/// how its elements are stored (offsets count elements of that dtype).
 pub(crate) struct Buffers {
     pub all: Vec<GpuBuffer>,
     pub loc: Vec<(usize, usize, usize)>,
+    pub dtypes: Vec<DType>,
 }
 
 impl Buffers {
@@ -33,6 +35,7 @@ impl Buffers {
             buffer: &self.all[b].buffer,
             offset,
             len,
+            dtype: self.dtypes[t],
         }
     }
 }
@@ -168,6 +171,7 @@ impl GpuGraph {
         let align = ctx.limits.min_storage_buffer_offset_alignment.max(4) as usize;
         let chunk = (ctx.limits.max_buffer_size as usize).min(1 << 30) / align * align;
         let binding_limit = options.binding_limit(ctx);
+        super::precision::check_adapter(ctx, g)?;
         let mut plan = plan(g, align, chunk, train.is_some());
         check_buffer_sizes(ctx, g, &plan)?;
         // Nodes with a tensor over one binding are lowered as several dispatches.
@@ -209,7 +213,7 @@ impl GpuGraph {
                     Region::Constants => (CONSTANTS, p.offset),
                     Region::Arena(k) => (FIRST_ARENA + k, p.offset),
                 };
-                (b, offset / 4, info.numel())
+                (b, offset / info.dtype.size(), info.numel())
             })
             .collect();
         let workspace_len = g
@@ -234,7 +238,8 @@ impl GpuGraph {
         all.push(ctx.zeros(staging_len.0.max(1)));
         all.push(ctx.zeros(staging_len.1.max(1)));
         plan.workspace = (workspace_len + side_len + staging_len.0 + staging_len.1) * 4;
-        let bufs = Buffers { all, loc };
+        let dtypes = g.tensors.iter().map(|t| t.dtype).collect();
+        let bufs = Buffers { all, loc, dtypes };
 
         let flips = Flips::plan(ctx, g, &bufs, binding_limit)?;
         plan.flipped_weights = flips.bytes();
@@ -314,12 +319,12 @@ impl GpuGraph {
                 info.shape
             )));
         }
-        if !matches!(info.role, Role::Param | Role::Input) {
-            return Err(Error::Shape(format!("{} is not a parameter or input", info.name)));
+        if !matches!(info.role, Role::Param | Role::Input) || info.dtype != DType::F32 {
+            return Err(Error::Shape(format!("{} is not an f32 parameter or input", info.name)));
         }
         let v = self.view(t);
         ctx.queue
-            .write_buffer(v.buffer, v.offset as u64 * 4, bytemuck::cast_slice(data));
+            .write_buffer(v.buffer, v.byte_offset(), bytemuck::cast_slice(data));
         Ok(())
     }
 
@@ -333,8 +338,9 @@ impl GpuGraph {
         Ok(())
     }
 
+    /// A tensor's values (f16 ones widened to f32).
     pub fn read(&self, ctx: &GpuContext, t: TensorId) -> Result<Vec<f32>> {
-        ctx.read(self.view(t))
+        ctx.read_values(self.view(t))
     }
 
     /// Copies the noise step into every noisy dispatch's uniform, from `src` word `word`.

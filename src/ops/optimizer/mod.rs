@@ -196,9 +196,9 @@ pub fn update(ctx: &GpuContext, cfg: &AdamW, state: BufView<'_>, t: &ParamTensor
 
 fn sub_view<'a>(v: BufView<'a>, start: usize, len: usize) -> BufView<'a> {
     BufView {
-        buffer: v.buffer,
         offset: v.offset + start,
         len,
+        ..v
     }
 }
 

@@ -86,9 +86,9 @@ impl<'a> SqNormPlan<'a> {
                 let offset = r.offset + done;
                 let aligned = offset / align * align;
                 let binding = BufView {
-                    buffer: r.buffer,
                     offset: aligned,
                     len: offset - aligned + len,
+                    ..r
                 };
                 pieces.push(Piece {
                     binding,

@@ -43,8 +43,11 @@ fn copy_range(
     len: usize,
     mode: CopyMode,
 ) -> Result<Vec<Dispatch>> {
-    let align = (ctx.limits.min_storage_buffer_offset_alignment as usize / 4).max(1);
-    let window = |v, start, len| window(v, start, len, align);
+    let align_bytes = ctx.limits.min_storage_buffer_offset_alignment as usize;
+    let window = |v: BufView<'_>, start, len| {
+        let align = (align_bytes / v.dtype.size()).max(1);
+        window(v, start, len, align)
+    };
     let (s, so) = window(src, src_start, len);
     let (d, dof) = window(dst, dst_start, len);
     if so == 0 && dof == 0 {

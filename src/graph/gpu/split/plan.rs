@@ -160,7 +160,7 @@ fn node_name(g: &Graph, node: &Node) -> String {
 
 fn describe(g: &Graph, t: TensorId) -> String {
     let info = &g.tensors[t];
-    format!("{} {:?} ({} bytes)", info.name, info.shape, info.numel() * 4)
+    format!("{} {:?} ({} bytes)", info.name, info.shape, info.bytes())
 }
 
 /// Slices for `node` when one of its tensors exceeds `limit` bytes (None when
@@ -169,7 +169,7 @@ fn describe(g: &Graph, t: TensorId) -> String {
 /// split far enough.
 pub(crate) fn plan_split(g: &Graph, node: &Node, limit: usize, align: usize) -> Result<Option<NodeSplit>> {
     let tensors = node.inputs.iter().chain(&node.outputs);
-    let Some(&big) = tensors.clone().find(|&&t| g.tensors[t].numel() * 4 > limit) else {
+    let Some(&big) = tensors.clone().find(|&&t| g.tensors[t].bytes() > limit) else {
         return Ok(None);
     };
     let name = node_name(g, node);
@@ -180,7 +180,9 @@ pub(crate) fn plan_split(g: &Graph, node: &Node, limit: usize, align: usize) -> 
             describe(g, big)
         ));
     };
-    let (limit, align) = (limit / 4, (align / 4).max(1));
+    // Counted in elements of the widest dtype (f32) for the limit, and of the
+    // narrowest (f16) for alignment, so both hold for any tensor's dtype.
+    let (limit, align) = (limit / 4, (align / 2).max(1));
     if split.inputs.len() != node.inputs.len() || split.outputs.len() != node.outputs.len() {
         return shape_err(format!(
             "{name}: its split names {} inputs and {} outputs, the node has {} and {}",
