@@ -44,10 +44,11 @@ fn copy_range(
     mode: CopyMode,
 ) -> Result<Vec<Dispatch>> {
     let align_bytes = ctx.limits.min_storage_buffer_offset_alignment as usize;
-    let window = |v: BufView<'_>, start, len| {
-        let align = (align_bytes / v.dtype.size()).max(1);
-        window(v, start, len, align)
-    };
+    // The alignment in elements of each view's own dtype.
+    fn window_of(v: BufView<'_>, start: usize, len: usize, align_bytes: usize) -> (BufView<'_>, usize) {
+        window(v, start, len, (align_bytes / v.dtype.size()).max(1))
+    }
+    let window = |v, start, len| window_of(v, start, len, align_bytes);
     let (s, so) = window(src, src_start, len);
     let (d, dof) = window(dst, dst_start, len);
     if so == 0 && dof == 0 {
