@@ -12,7 +12,7 @@ use vdvae::gpu::GpuContext;
 use vdvae::graph::autodiff::append_backward;
 use vdvae::graph::cpu::Values;
 use vdvae::graph::gpu::{BuildOptions, GpuGraph, Part, TrainConfig};
-use vdvae::graph::{Graph, Role, Sampling, TensorId};
+use vdvae::graph::{set_precision, Graph, Precision, Role, Sampling, TensorId};
 use vdvae::model::init::init_weights;
 use vdvae::model::preprocess::MNIST;
 use vdvae::model::vdvae::{build_sampler, build_vdvae, param_values, VdvaeGraph};
@@ -146,12 +146,13 @@ fn rel(a: &[f32], b: &[f32]) -> f64 {
 
 /// Builds `h` at `batch`, runs one step unsplit and one with the binding
 /// limit `bytes`, compares them and returns the op names of the split nodes.
-fn compare_split_step(h: &HParams, batch: usize, bytes: usize) -> BTreeMap<&'static str, usize> {
+fn compare_split_step(h: &HParams, batch: usize, bytes: usize, precision: Precision) -> BTreeMap<&'static str, usize> {
     let ctx = context();
     let h = h.clone();
     let images = mnist_batch(batch);
     let mut m = build_vdvae(&h, images.n, Sampling::Posterior).unwrap();
     append_backward(&mut m.graph).unwrap();
+    set_precision(&mut m.graph, precision);
     let mut values = m.values_from_checkpoint(&init_weights(&h, 5).unwrap(), "init").unwrap();
     m.set_images(&mut values, &images, MNIST).unwrap();
 
@@ -241,7 +242,7 @@ fn a_step_split_under_a_64_kib_binding_matches_the_unsplit_step() {
     // image per slice), the 3x3 convs' [8, 32, 32, 4] (4 images per slice);
     // the posterior's input (32 channels) and the prior's output (24) exceed
     // 64 KiB per image and split by rows.
-    let families = compare_split_step(&preset("mnist-tiny").unwrap(), 8, 64 << 10);
+    let families = compare_split_step(&preset("mnist-tiny").unwrap(), 8, 64 << 10, Precision::F32);
     for op in [
         "conv2d",
         "conv2d_backward_data",
@@ -268,6 +269,14 @@ fn a_step_split_under_a_64_kib_binding_matches_the_unsplit_step() {
 }
 
 #[test]
+fn an_f16_step_split_under_a_64_kib_binding_matches_the_unsplit_f16_step() {
+    // f16 views bind at offsets aligned in f16 elements; staged ranges pass
+    // through f32 staging exactly (each stored value is still rounded once).
+    let families = compare_split_step(&preset("mnist-tiny").unwrap(), 8, 64 << 10, Precision::F16);
+    assert!(families.len() >= 15, "{families:?}");
+}
+
+#[test]
 fn a_single_image_splits_by_rows() {
     // Batch 1 (nothing to split by images), with 24 mixture channels and 20
     // latent channels so that the DMoL parameters (96 KiB) and the KL (80 KiB)
@@ -278,7 +287,7 @@ fn a_single_image_splits_by_rows() {
         num_mixtures: 8,
         ..preset("mnist-tiny").unwrap()
     };
-    let families = compare_split_step(&h, 1, 64 << 10);
+    let families = compare_split_step(&h, 1, 64 << 10, Precision::F32);
     for op in [
         "conv2d",
         "conv2d_backward_data",
