@@ -228,7 +228,11 @@ fn check_cat_shape(c: &mut Checker, s: &Conv2dShape, seed: u64) -> Result<()> {
                 act: act_too.then(|| act.view()),
                 ..plain_args
             };
-            ctx.run(&super::backward_input_args(ctx, path, s, &args)?.iter().collect::<Vec<_>>())?;
+            ctx.run(
+                &super::backward_input_args(ctx, path, s, &args)?
+                    .iter()
+                    .collect::<Vec<_>>(),
+            )?;
             let (got1, got2) = (ctx.read_f32(&dx1)?, ctx.read_f32(&dx2)?);
             let mut what = String::from("backward_input cat");
             if first {
@@ -242,22 +246,61 @@ fn check_cat_shape(c: &mut Checker, s: &Conv2dShape, seed: u64) -> Result<()> {
             }
             let w1 = if first { plus(&want1, &add1) } else { want1.clone() };
             let w2 = if second { plus(&want2, &add2) } else { want2.clone() };
-            c.compare(FAMILY, &label(path, &format!("{what}, first half")), &shapes, &got1, &w1, tol);
-            c.compare(FAMILY, &label(path, &format!("{what}, second half")), &shapes, &got2, &w2, tol);
+            c.compare(
+                FAMILY,
+                &label(path, &format!("{what}, first half")),
+                &shapes,
+                &got1,
+                &w1,
+                tol,
+            );
+            c.compare(
+                FAMILY,
+                &label(path, &format!("{what}, second half")),
+                &shapes,
+                &got2,
+                &w2,
+                tol,
+            );
             if act_too {
                 let what = label(path, "gelu(cat) beside dx cat");
-                c.compare(FAMILY, &what, &shapes, &ctx.read_f32(&act)?, &want_act, Tolerance::new(1e-6, 1e-5));
+                c.compare(
+                    FAMILY,
+                    &what,
+                    &shapes,
+                    &ctx.read_f32(&act)?,
+                    &want_act,
+                    Tolerance::new(1e-6, 1e-5),
+                );
             }
             if !first && !second {
-                halves_one = Some(crate::ops::elementwise::reference::concat_channels(&got1, c1, &got2, c2));
+                halves_one = Some(crate::ops::elementwise::reference::concat_channels(
+                    &got1, c1, &got2, c2,
+                ));
             }
         }
         // The same dx over the concatenation, bit for bit.
         let dx = ctx.zeros(s.x_len());
-        let ds = super::backward_input_with(ctx, path, &plain, xb.view(), w.view(), dy.view(), scratch.view(), dx.view())?;
+        let ds = super::backward_input_with(
+            ctx,
+            path,
+            &plain,
+            xb.view(),
+            w.view(),
+            dy.view(),
+            scratch.view(),
+            dx.view(),
+        )?;
         ctx.run(&ds.iter().collect::<Vec<_>>())?;
         let what = label(path, "backward_input cat = over the concatenation");
-        c.compare(FAMILY, &what, &shapes, &halves_one.unwrap(), &ctx.read_f32(&dx)?, Tolerance::EXACT);
+        c.compare(
+            FAMILY,
+            &what,
+            &shapes,
+            &halves_one.unwrap(),
+            &ctx.read_f32(&dx)?,
+            Tolerance::EXACT,
+        );
     }
 
     // dw and db, GELU applied in the kernel or once into act (two halves).

@@ -568,7 +568,11 @@ pub fn weight(t: &WeightTile) -> String {
                     wl(o, &format!("        var {xv}: vec4<f32>;"));
                     wl(
                         o,
-                        &format!("        if (first) {{ {xv} = {}; }} else {{ {xv} = {}; }}", load("x"), load("x2")),
+                        &format!(
+                            "        if (first) {{ {xv} = {}; }} else {{ {xv} = {}; }}",
+                            load("x"),
+                            load("x2")
+                        ),
                     );
                     if t.gelu_input {
                         wl(o, &format!("        {xv} = gelu4({xv});"));

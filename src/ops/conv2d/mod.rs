@@ -269,7 +269,10 @@ pub fn backward_input_args(
         Path::Simple => {
             let mut ds = vec![simple::backward_input(ctx, s, a.x, a.w, a.dy, a.dx, a.act)?];
             use crate::ops::elementwise::{copy_channels, ChannelRange, CopyMode};
-            let halves = [(a.addend, a.dx.first, s.split()), (a.addend2, a.dx.second_or_first(), s.cin - s.split())];
+            let halves = [
+                (a.addend, a.dx.first, s.split()),
+                (a.addend2, a.dx.second_or_first(), s.cin - s.split()),
+            ];
             for (addend, dx, channels) in halves {
                 if let Some(addend) = addend {
                     let all = ChannelRange::all(channels);

@@ -1,7 +1,7 @@
 //! The conv's shape, its validation and its FLOP/byte counts.
 
-use crate::error::{shape_err, Result};
 use super::InputLike;
+use crate::error::{shape_err, Result};
 use crate::gpu::{BufView, Dispatch, Work};
 
 /// A stride-1, "same"-padded conv: x `[n,h,w,cin]`, w `[cout,k,k,cin]`, y `[n,h,w,cout]`.

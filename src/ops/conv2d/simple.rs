@@ -110,7 +110,14 @@ pub(super) fn forward(
     ];
     // Absent optional inputs bind x in their place; the kernel never reads them.
     let x1 = x.first;
-    let views = [x1, w, bias.unwrap_or(x1), residual.unwrap_or(x1), y, x.second_or_first()];
+    let views = [
+        x1,
+        w,
+        bias.unwrap_or(x1),
+        residual.unwrap_or(x1),
+        y,
+        x.second_or_first(),
+    ];
     let total = s.y_len();
     let p = params(s, total);
     ctx.dispatch(&FORWARD, &constants, &views, &p, Grid::Invocations(total))

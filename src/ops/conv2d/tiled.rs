@@ -48,7 +48,8 @@ pub fn cat_fits(ctx: &GpuContext, s: &Conv2dShape, pass: CatPass) -> bool {
         && match pass {
             CatPass::Forward => s.k == 1,
             CatPass::BackwardInput => {
-                s.k == 1 && ctx.limits.max_storage_buffers_per_shader_stage as usize >= CAT_OUTPUT_ACT_BINDINGS.len() - 1
+                s.k == 1
+                    && ctx.limits.max_storage_buffers_per_shader_stage as usize >= CAT_OUTPUT_ACT_BINDINGS.len() - 1
             }
             CatPass::BackwardWeight => true,
         }
@@ -304,7 +305,14 @@ struct TileViews<'a> {
 
 /// Runs the forward tile over an `[n,h,w,cin]` input with `cout` outputs;
 /// `split` is where a cat's second input (or output) begins.
-fn forward_tiles(ctx: &GpuContext, t: &ForwardTile, s: &Conv2dShape, w: BufView<'_>, v: &TileViews<'_>, split: usize) -> Result<Dispatch> {
+fn forward_tiles(
+    ctx: &GpuContext,
+    t: &ForwardTile,
+    s: &Conv2dShape,
+    w: BufView<'_>,
+    v: &TileViews<'_>,
+    split: usize,
+) -> Result<Dispatch> {
     let (n, h) = if s.k == 1 { (1, stacked_rows(s)) } else { (s.n, s.h) };
     let tiles_w = s.w.div_ceil(t.cols() as usize);
     let tiles_h = h.div_ceil(t.tile_rows() as usize);
@@ -351,7 +359,11 @@ pub(super) fn forward(
         bias: s.bias,
         residual: s.residual,
     };
-    let sources = if x.second.is_some() { Sources::CatInput } else { Sources::One };
+    let sources = if x.second.is_some() {
+        Sources::CatInput
+    } else {
+        Sources::One
+    };
     let t = forward_tile(s.k, stacked_rows(s), s.cout, s.gelu_input, epilogue, sources);
     // Absent optional inputs bind x in their place; the kernel never reads them.
     let views = TileViews {
