@@ -153,18 +153,18 @@ impl Builder {
     }
 
     /// The prior block: `(mu_p, logsig_p, x + xpp)`.
-    fn prior(&mut self, p: &str, x: TensorId, z: usize, w: usize) -> Result<(TensorId, TensorId, TensorId)> {
-        let (feats, x) = self.prior_features(p, x, z, w)?;
+    fn prior(&mut self, p: &str, x: TensorId, z: usize) -> Result<(TensorId, TensorId, TensorId)> {
+        let (feats, x) = self.prior_features(p, x, z)?;
         let mu_p = self.g.slice_channels(&format!("{p}.mu_p"), feats, 0, z)?;
         let logsig_p = self.g.slice_channels(&format!("{p}.logsig_p"), feats, z, 2 * z)?;
         Ok((mu_p, logsig_p, x))
     }
 
-    /// The prior block's output (mu_p, logsig_p, xpp along channels) and `x + xpp`.
-    fn prior_features(&mut self, p: &str, x: TensorId, z: usize, w: usize) -> Result<(TensorId, TensorId)> {
+    /// The prior block's output (mu_p, logsig_p, xpp along channels) and
+    /// `x + xpp`, xpp read from the output in place (no slice).
+    fn prior_features(&mut self, p: &str, x: TensorId, z: usize) -> Result<(TensorId, TensorId)> {
         let feats = self.block(&format!("{p}.prior"), x, false)?;
-        let xpp = self.g.slice_channels(&format!("{p}.xpp"), feats, 2 * z, 2 * z + w)?;
-        let x = self.g.add(&format!("{p}.x_xpp"), x, xpp)?;
+        let x = self.g.add_channels(&format!("{p}.x_xpp"), x, feats, 2 * z)?;
         Ok((feats, x))
     }
 
@@ -236,7 +236,7 @@ fn build(h: &HParams, batch: usize, sampling: Sampling, materialised_cat: bool) 
         } else {
             b.block_cat(&format!("{p}.enc"), x, acts[&l.res])?
         };
-        let (feats, x) = b.prior_features(&p, x, z, w)?;
+        let (feats, x) = b.prior_features(&p, x, z)?;
         // mu and logsig are read from the two blocks' outputs in place.
         let (zt, kl) = b.g.reparam_kl_packed(&p, q, feats, z, sampling, i as u32)?;
         xs.insert(l.res, b.level_output(&p, zt, x)?);
@@ -302,7 +302,7 @@ pub fn build_sampler(h: &HParams, n: usize, temperature: f32) -> Result<SamplerG
         let p = format!("decoder.dec_blocks.{i}");
         let w = h.width_at(l.res);
         let x = b.level_input(&p, l, w, &xs, n)?;
-        let (mu_p, logsig_p, x) = b.prior(&p, x, h.zdim, w)?;
+        let (mu_p, logsig_p, x) = b.prior(&p, x, h.zdim)?;
         let zt =
             b.g.prior_sample(&format!("{p}.z"), (mu_p, logsig_p), temperature, i as u32)?;
         xs.insert(l.res, b.level_output(&p, zt, x)?);
