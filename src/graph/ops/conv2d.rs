@@ -580,7 +580,7 @@ mod tests {
     /// its params and the loss.
     fn two_cats(in_place: bool, c1: usize, c2: usize) -> (Graph, Vec<TensorId>, TensorId) {
         let mut g = Graph::default();
-        let mut param = |g: &mut Graph, name: &str, shape: Vec<usize>| g.tensor(name, shape, Role::Param);
+        let param = |g: &mut Graph, name: &str, shape: Vec<usize>| g.tensor(name, shape, Role::Param);
         let x1 = param(&mut g, "x1", vec![2, 3, 3, c1]);
         let x2 = param(&mut g, "x2", vec![2, 3, 3, c2]);
         let w = param(&mut g, "w", vec![8, 1, 1, c1 + c2]);
@@ -589,7 +589,7 @@ mod tests {
         let w3 = param(&mut g, "w3", vec![c1, 3, 3, c1]);
         let w2 = param(&mut g, "w2", vec![5, 3, 3, 8]);
         let params = vec![x1, x2, w, b, wb, w3, w2];
-        let mut cat_conv = |g: &mut Graph, name: &str, a: TensorId, w: TensorId, bias: Option<TensorId>| {
+        let cat_conv = |g: &mut Graph, name: &str, a: TensorId, w: TensorId, bias: Option<TensorId>| {
             if in_place {
                 g.conv2d_cat(name, a, x2, w, bias, None, true).unwrap()
             } else {

@@ -6,6 +6,12 @@
 //! - dw (+ db): [`WeightTile`] writes per-split partial sums into scratch, one more
 //!   pass adds the splits into dw and db (overwriting or accumulating).
 //!
+//! Over a cat (`Conv2dShape::cat`, see [`cat_fits`]): the forward tile runs its
+//! channel loop over each source in turn ([`Sources::CatInput`]), the dx tile
+//! stores each output channel into the half it belongs to
+//! ([`Sources::CatOutput`]), and each dw workgroup reads the source its
+//! channels lie in.
+//!
 //! Every index the kernels compute is clamped or masked in the generated code, and the
 //! shape rules (`Conv2dShape::check_*` plus the divisibility tests of `Path::best_*`)
 //! guarantee the rest, so the kernels are compiled without bounds checks.

@@ -1,8 +1,11 @@
 //! Channel concat, split and channel-range copies of NHWC tensors viewed as
-//! `[rows, channels]` (rows = N·H·W). VDVAE uses them for `cat[x, a]` into the
-//! posterior, for splitting mu / logsig / xpp off a block's output, and for
-//! taking the first `width(r)` channels of a state. Concat's backward is split
-//! and vice versa; a range copy's backward is [`slice_channels_backward`].
+//! `[rows, channels]` (rows = N·H·W), and an add that reads a channel window
+//! of a wider tensor in place. VDVAE reads its channel windows in place where a
+//! kernel can (the posterior's `cat[x, a]` in its first conv, mu / logsig in the
+//! packed reparam, xpp in [`add_channels`]); the copies serve the rest: the
+//! gradient of the prior block's output assembled from its parts, thin inputs
+//! padded to 4 channels, custom widths' slices and pads. Concat's backward is
+//! split and vice versa; a range copy's backward is [`slice_channels_backward`].
 
 use std::fmt;
 
