@@ -1,10 +1,14 @@
 // conv2d input gradient, simple path: one invocation per dx[n,ih,iw,ci].
 // dx = sum over taps and co of dy[n, ih-kh+pad, iw-kw+pad, co] * w[co,kh,kw,ci], times
 // gelu'(x) when the forward applied GELU to its input. Included after gelu.wgsl.
+// For a conv over cat[x, x2] (x the first `split` channels, x2 the other
+// `cin - split`), channel ci < split reads x and writes dx, the rest x2 and dx2.
+// WRITE_ACT also writes act = gelu(x) (of cat[x, x2], at index i) for the weight gradient.
 
 const WG: u32 = 64u; // invocations per workgroup; Rust sizes grids from @workgroup_size
 
 override GELU_INPUT: bool = false;
+override WRITE_ACT: bool = false;
 
 struct Params {
     n: u32,
@@ -15,6 +19,11 @@ struct Params {
     k: u32,
     pad: u32,
     total: u32,
+    // Channels of x; x2 holds the rest (cin - split, 0 for one input).
+    split: u32,
+    pad0: u32,
+    pad1: u32,
+    pad2: u32,
 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -22,6 +31,9 @@ struct Params {
 @group(0) @binding(2) var<storage, read> dy: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(4) var<uniform> p: Params;
+@group(0) @binding(5) var<storage, read> x2: array<f32>;
+@group(0) @binding(6) var<storage, read_write> dx2: array<f32>;
+@group(0) @binding(7) var<storage, read_write> act: array<f32>;
 
 @compute @workgroup_size(WG)
 fn conv2d_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -45,8 +57,27 @@ fn conv2d_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin
             }
         }
     }
-    if (GELU_INPUT) {
-        acc *= gelu_grad(x[i]);
+    // Where element i of cat[x, x2] lies.
+    let first = ci < p.split;
+    let i1 = pix * p.split + ci;
+    let i2 = select(pix * (p.cin - p.split) + ci - p.split, 0u, first);
+    var xv = 0.0;
+    if (GELU_INPUT || WRITE_ACT) {
+        if (first) {
+            xv = x[i1];
+        } else {
+            xv = x2[i2];
+        }
     }
-    dx[i] = acc;
+    if (GELU_INPUT) {
+        acc *= gelu_grad(xv);
+    }
+    if (first) {
+        dx[i1] = acc;
+    } else {
+        dx2[i2] = acc;
+    }
+    if (WRITE_ACT) {
+        act[i] = gelu(xv);
+    }
 }

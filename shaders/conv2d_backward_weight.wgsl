@@ -2,6 +2,7 @@
 // dw[co,kh,kw,ci] = sum over n,oh,ow of dy[n,oh,ow,co] * act(x)[n, oh+kh-pad, ow+kw-pad, ci]
 // db[co]          = sum over n,oh,ow of dy[n,oh,ow,co]
 // ACCUMULATE adds to the existing gradient instead of overwriting it.
+// For a conv over cat[x, x2], input channel ci < split is read from x, the rest from x2.
 //
 // One workgroup per output element: its 256 invocations take every 256th pixel and a
 // tree in workgroup memory adds their sums. (llvmpipe ends an invocation after 65535
@@ -21,12 +22,18 @@ struct Params {
     k: u32,
     pad: u32,
     total: u32,
+    // Channels of x; x2 holds the rest (cin - split, 0 for one input).
+    split: u32,
+    pad0: u32,
+    pad1: u32,
+    pad2: u32,
 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> dy: array<f32>;
 @group(0) @binding(2) var<storage, read_write> grad: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
+@group(0) @binding(4) var<storage, read> x2: array<f32>;
 
 var<workgroup> partial: array<f32, WG>;
 
@@ -62,6 +69,9 @@ fn conv2d_backward_weight(
     let kw = (i / p.cin) % p.k;
     let kh = (i / (p.cin * p.k)) % p.k;
     let co = i / (p.cin * p.k * p.k);
+    // The source of channel ci, uniform over the workgroup.
+    let first = ci < p.split;
+    let c2 = p.cin - p.split;
     var acc = 0.0;
     for (var q = lid; q < p.n * p.h * p.w; q += WG) {
         let ow = q % p.w;
@@ -69,8 +79,14 @@ fn conv2d_backward_weight(
         let ih = row % p.h + kh - p.pad;
         let iw = ow + kw - p.pad;
         if (ih < p.h && iw < p.w) {
-            let xi = ((row / p.h * p.h + ih) * p.w + iw) * p.cin + ci;
-            acc = fma(dy[q * p.cout + co], act(x[xi]), acc);
+            let pix_in = (row / p.h * p.h + ih) * p.w + iw;
+            var xv: f32;
+            if (first) {
+                xv = x[pix_in * p.split + ci];
+            } else {
+                xv = x2[pix_in * c2 + ci - p.split];
+            }
+            acc = fma(dy[q * p.cout + co], act(xv), acc);
         }
     }
     reduce_and_store(lid, i, acc);

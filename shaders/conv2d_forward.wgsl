@@ -1,5 +1,8 @@
 // conv2d forward, simple path: one invocation per output element y[n,oh,ow,co].
 // Any shape. Included after gelu.wgsl. The fast path is generated (src/ops/conv2d/codegen.rs).
+// The input is cat[x, x2] along channels, read where the two lie: x holds the
+// first `split` channels, x2 the other `cin - split` (none without a cat); the
+// sum runs over the channels in order, as over one concatenated tensor.
 
 const WG: u32 = 64u; // invocations per workgroup; Rust sizes grids from @workgroup_size
 
@@ -16,6 +19,11 @@ struct Params {
     k: u32,
     pad: u32,
     total: u32,
+    // Channels of x; x2 holds the rest (cin - split, 0 for one input).
+    split: u32,
+    pad0: u32,
+    pad1: u32,
+    pad2: u32,
 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -24,6 +32,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read> residual: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 @group(0) @binding(5) var<uniform> p: Params;
+@group(0) @binding(6) var<storage, read> x2: array<f32>;
 
 fn act(v: f32) -> f32 {
     return select(v, gelu(v), GELU_INPUT);
@@ -45,10 +54,16 @@ fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
         for (var kw = 0u; kw < p.k; kw++) {
             let iw = ow + kw - p.pad;
             if (ih < p.h && iw < p.w) {
-                let xb = ((n * p.h + ih) * p.w + iw) * p.cin;
+                let pix_in = (n * p.h + ih) * p.w + iw;
                 let wb = ((co * p.k + kh) * p.k + kw) * p.cin;
-                for (var ci = 0u; ci < p.cin; ci++) {
+                let xb = pix_in * p.split;
+                for (var ci = 0u; ci < p.split; ci++) {
                     acc = fma(act(x[xb + ci]), wt[wb + ci], acc);
+                }
+                let c2 = p.cin - p.split;
+                let xb2 = pix_in * c2;
+                for (var ci = 0u; ci < c2; ci++) {
+                    acc = fma(act(x2[xb2 + ci]), wt[wb + p.split + ci], acc);
                 }
             }
         }

@@ -123,6 +123,31 @@ fn every_kernel_matches_its_wgsl() {
 }
 
 #[test]
+fn the_conv_kernels_over_a_cat_are_listed_for_the_contract() {
+    // The posterior's first conv reads cat[x, a] from two tensors: its forward
+    // tile (two channel loops), its dx tile (two outputs, either addend) and
+    // the dw tile over two sources are among the kernels checked above.
+    let names: Vec<&str> = vdvae::ops::conv2d::all_kernels().iter().map(|k| k.name).collect();
+    let count = |part: &str| names.iter().filter(|n| n.contains(part)).count();
+    for part in [
+        "sources: CatInput",
+        "sources: CatOutput { add2: false }",
+        "sources: CatOutput { add2: true }",
+        "cat: true",
+    ] {
+        assert!(count(part) > 0, "no conv2d kernel variant with `{part}`");
+    }
+    let simple = vdvae::ops::conv2d::all_kernels()
+        .into_iter()
+        .find(|k| k.name == "conv2d_backward_input")
+        .unwrap();
+    assert!(
+        simple.source.text().contains("dx2"),
+        "the simple dx writes a cat's second gradient"
+    );
+}
+
+#[test]
 fn the_optimizer_state_struct_matches_its_rust_words() {
     let r = check_kernel(&find("optimizer_decide")).unwrap();
     let state = r.bindings.iter().find(|b| b.name == "state").unwrap();

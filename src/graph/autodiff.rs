@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use super::ir::{Graph, Op, Role, TensorId};
-use super::ops::ChannelPiece;
+use super::ops::{ChannelPiece, Conv2dBackwardData};
 use crate::error::{Error, Result};
 
 /// Tensors whose value depends on a parameter (only those need gradients).
@@ -61,15 +61,16 @@ impl Grads {
     /// Records `grad` as part of `t`'s gradient; with [`Accumulate::Running`]
     /// adds it to the running sum at once.
     fn push(&mut self, g: &mut Graph, t: TensorId, grad: TensorId) -> Result<()> {
-        let parts = self.parts.entry(t).or_default();
+        let mut parts = self.parts.remove(&t).unwrap_or_default();
         parts.push(grad);
         if self.accumulate == Accumulate::Running && parts.len() > 1 {
-            fold_into_conv_dx(g, parts);
+            fold_into_conv_dx(g, self, &mut parts);
             if let [a, b] = parts[..] {
                 let name = format!("grad.{}", g.tensors[t].name);
-                *parts = vec![g.add(&name, a, b)?];
+                parts = vec![g.add(&name, a, b)?];
             }
         }
+        self.parts.insert(t, parts);
         Ok(())
     }
 
@@ -113,7 +114,7 @@ impl Grads {
         if parts.is_empty() {
             return Ok(None);
         }
-        fold_into_conv_dx(g, &mut parts);
+        fold_into_conv_dx(g, self, &mut parts);
         let name = format!("grad.{}", g.tensors[t].name);
         let mut total = parts[0];
         for &p in &parts[1..] {
@@ -128,29 +129,51 @@ fn producer(g: &Graph, t: TensorId) -> Option<usize> {
     g.nodes.iter().rposition(|n| n.outputs.contains(&t))
 }
 
-/// Where one part is a conv's dx and another part already exists when that dx
-/// runs, the dx pass adds the other part in its epilogue (`Conv2dBackwardData::
-/// addend`) instead of a separate Add: the residual stream's gradient, for one.
-fn fold_into_conv_dx(g: &mut Graph, parts: &mut Vec<TensorId>) {
-    for i in 0..parts.len() {
-        let Some(n) = producer(g, parts[i]) else { continue };
-        let node = &g.nodes[n];
-        let foldable = matches!(node.op, Op::Conv2dBackwardData(op) if !op.addend) && node.outputs[0] == parts[i];
-        if !foldable {
-            continue;
-        }
-        let earlier = (0..parts.len()).find(|&j| j != i && producer(g, parts[j]).is_none_or(|p| p < n));
-        if let Some(j) = earlier {
-            let addend = parts[j];
-            let node = &mut g.nodes[n];
-            if let Op::Conv2dBackwardData(op) = &mut node.op {
-                op.addend = true;
+/// Where one part is a conv's dx (or the second gradient of a conv over a
+/// cat) and another part already exists when that dx runs, the dx pass adds
+/// the other part in its epilogue (`Conv2dBackwardData::addend`) instead of a
+/// separate Add: the residual stream's gradient, for one. In the order the
+/// parts are made, each dx that can takes the sum of the parts before it, so
+/// a tensor read by many convs (an encoder activation read by every decoder
+/// level's posterior) gets its gradient as one chain, with no Add at all and
+/// one running sum alive instead of every part. A dx read by another node or
+/// part of another tensor's gradient is never changed.
+fn fold_into_conv_dx(g: &mut Graph, others: &Grads, parts: &mut Vec<TensorId>) {
+    let made = |g: &Graph, t: TensorId| producer(g, t).map_or(-1, |n| n as i64);
+    loop {
+        let mut order: Vec<usize> = (0..parts.len()).collect();
+        order.sort_by_key(|&i| made(g, parts[i]));
+        let mut fold = None;
+        for &i in &order {
+            let Some(n) = producer(g, parts[i]) else { continue };
+            if !Conv2dBackwardData::can_fold(&g.nodes[n], parts[i]) || read_elsewhere(g, others, parts[i]) {
+                continue;
             }
-            node.inputs.push(addend);
-            parts.remove(j);
+            // The latest part made before this dx runs.
+            let earlier = order
+                .iter()
+                .copied()
+                .filter(|&j| j != i && made(g, parts[j]) < n as i64)
+                .max_by_key(|&j| made(g, parts[j]));
+            if let Some(j) = earlier {
+                fold = Some((n, i, j));
+                break;
+            }
+        }
+        let Some((n, i, j)) = fold else { return };
+        let (part, addend) = (parts[i], parts[j]);
+        if !Conv2dBackwardData::fold_addend(&mut g.nodes[n], part, addend) {
             return;
         }
+        parts.remove(j);
     }
+}
+
+/// Whether `t` is read by a node or is part of another tensor's gradient.
+fn read_elsewhere(g: &Graph, others: &Grads, t: TensorId) -> bool {
+    g.nodes.iter().any(|n| n.inputs.contains(&t))
+        || others.parts.values().any(|p| p.contains(&t))
+        || others.channels.values().any(|c| c.iter().any(|p| p.source == t))
 }
 
 /// One tensor shaped like `t` holding the disjoint channel parts `group`, zero
@@ -391,6 +414,53 @@ mod tests {
         };
         close(grad(a), &[col(0), col(1), col(0), col(1)]);
         close(grad(b), &[col(2), col(3), col(4), col(2), col(3), col(4)]);
+    }
+
+    #[test]
+    fn the_gradient_of_a_tensor_many_convs_read_is_one_chain_of_dx_epilogues() {
+        use crate::ops::conv2d::{reference as conv_ref, Conv2dShape};
+        let mut g = Graph::default();
+        let x = g.tensor("x", vec![1, 2, 3, 4], Role::Param);
+        let ws: Vec<TensorId> = (0..3)
+            .map(|i| g.tensor(format!("w{i}"), vec![4, 1, 1, 4], Role::Param))
+            .collect();
+        let ys: Vec<TensorId> = ws
+            .iter()
+            .map(|&w| {
+                let y = g.conv2d("c", x, w, None, None, true).unwrap();
+                g.sum_per_image("s", y).unwrap()
+            })
+            .collect();
+        let dims = 8;
+        g.elbo("loss", ys[0], &ys[1..], dims).unwrap();
+        let forward = g.nodes.len();
+        append_backward(&mut g).unwrap();
+        let backward = &g.nodes[forward..];
+        // No Add: the second dx adds the first, the third the sum of both.
+        assert!(!backward.iter().any(|n| matches!(n.op, Op::Add(_))));
+        let fused = backward
+            .iter()
+            .filter(|n| matches!(n.op, Op::Conv2dBackwardData(op) if op.addend));
+        assert_eq!(fused.count(), 2);
+
+        let xs: Vec<f32> = (0..24).map(|i| (i as f32 - 11.0) / 7.0).collect();
+        let mut values = vec![None; g.tensors.len()];
+        values[x] = Some(xs.clone());
+        let mut want = vec![0.0f32; 24];
+        for (k, &w) in ws.iter().enumerate() {
+            let wv: Vec<f32> = (0..16).map(|i| ((i * 5 + k * 3) % 11) as f32 / 11.0 - 0.5).collect();
+            let shape = Conv2dShape::new(1, 2, 3, 4, 4, 1).with_gelu(true);
+            let dx = conv_ref::backward_input(&shape, &xs, &wv, &[1.0 / dims as f32; 24]);
+            want.iter_mut().zip(dx).for_each(|(a, b)| *a += b);
+            values[w] = Some(wv);
+        }
+        run(&g, &mut values, Noise::default()).unwrap();
+        let got = values[g.param_grads.iter().find(|d| d.0 == x).unwrap().1]
+            .as_ref()
+            .unwrap();
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!((g - w).abs() <= 1e-6 * w.abs().max(1e-3), "{i}: {g} vs {w}");
+        }
     }
 
     #[test]

@@ -67,11 +67,26 @@ impl Builder {
 
     /// Block: c1..c4 with GELU before each conv; `x + f(x)` when residual.
     fn block(&mut self, prefix: &str, x: TensorId, residual: bool) -> Result<TensorId> {
-        let mut t = x;
-        for c in ["c1", "c2", "c3"] {
+        let c1 = self.conv(&format!("{prefix}.c1"), x, None, true)?;
+        self.block_after_c1(prefix, c1, residual.then_some(x))
+    }
+
+    /// A non-residual Block over `cat[x, a]` along channels: its c1 reads x
+    /// and a where they lie (`Graph::conv2d_cat`), no concatenated copy.
+    fn block_cat(&mut self, prefix: &str, x: TensorId, a: TensorId) -> Result<TensorId> {
+        let c1 = format!("{prefix}.c1");
+        let (w, b) = (self.param(&format!("{c1}.weight"))?, self.param(&format!("{c1}.bias"))?);
+        let t = self.g.conv2d_cat(&c1, x, a, w, Some(b), None, true)?;
+        self.block_after_c1(prefix, t, None)
+    }
+
+    /// c2..c4 of a Block from c1's output, plus `residual` at the end.
+    fn block_after_c1(&mut self, prefix: &str, c1: TensorId, residual: Option<TensorId>) -> Result<TensorId> {
+        let mut t = c1;
+        for c in ["c2", "c3"] {
             t = self.conv(&format!("{prefix}.{c}"), t, None, true)?;
         }
-        self.conv(&format!("{prefix}.c4"), t, residual.then_some(x), true)
+        self.conv(&format!("{prefix}.c4"), t, residual, true)
     }
 }
 
@@ -138,18 +153,18 @@ impl Builder {
     }
 
     /// The prior block: `(mu_p, logsig_p, x + xpp)`.
-    fn prior(&mut self, p: &str, x: TensorId, z: usize, w: usize) -> Result<(TensorId, TensorId, TensorId)> {
-        let (feats, x) = self.prior_features(p, x, z, w)?;
+    fn prior(&mut self, p: &str, x: TensorId, z: usize) -> Result<(TensorId, TensorId, TensorId)> {
+        let (feats, x) = self.prior_features(p, x, z)?;
         let mu_p = self.g.slice_channels(&format!("{p}.mu_p"), feats, 0, z)?;
         let logsig_p = self.g.slice_channels(&format!("{p}.logsig_p"), feats, z, 2 * z)?;
         Ok((mu_p, logsig_p, x))
     }
 
-    /// The prior block's output (mu_p, logsig_p, xpp along channels) and `x + xpp`.
-    fn prior_features(&mut self, p: &str, x: TensorId, z: usize, w: usize) -> Result<(TensorId, TensorId)> {
+    /// The prior block's output (mu_p, logsig_p, xpp along channels) and
+    /// `x + xpp`, xpp read from the output in place (no slice).
+    fn prior_features(&mut self, p: &str, x: TensorId, z: usize) -> Result<(TensorId, TensorId)> {
         let feats = self.block(&format!("{p}.prior"), x, false)?;
-        let xpp = self.g.slice_channels(&format!("{p}.xpp"), feats, 2 * z, 2 * z + w)?;
-        let x = self.g.add(&format!("{p}.x_xpp"), x, xpp)?;
+        let x = self.g.add_channels(&format!("{p}.x_xpp"), x, feats, 2 * z)?;
         Ok((feats, x))
     }
 
@@ -169,6 +184,17 @@ impl Builder {
 
 /// Builds the forward graph for `batch` images.
 pub fn build_vdvae(h: &HParams, batch: usize, sampling: Sampling) -> Result<VdvaeGraph> {
+    build(h, batch, sampling, false)
+}
+
+/// [`build_vdvae`] with each posterior's input `cat[x, a]` materialised by a
+/// channel copy, as before the conv read it in place: the reference the
+/// in-place graph is tested against.
+pub fn build_vdvae_materialised_cat(h: &HParams, batch: usize, sampling: Sampling) -> Result<VdvaeGraph> {
+    build(h, batch, sampling, true)
+}
+
+fn build(h: &HParams, batch: usize, sampling: Sampling, materialised_cat: bool) -> Result<VdvaeGraph> {
     if batch == 0 {
         return Err(Error::Input("batch must be at least 1".into()));
     }
@@ -195,7 +221,8 @@ pub fn build_vdvae(h: &HParams, batch: usize, sampling: Sampling) -> Result<Vdva
         acts.insert(res, x);
     }
 
-    // Decoder: posterior from cat[x, activation], prior from x, KL between them.
+    // Decoder: posterior from cat[x, activation] (read in place), prior from
+    // x, KL between them.
     let mut xs = b.decoder_start(h, batch)?;
     let z = h.zdim;
     let mut kl_per_level = Vec::new();
@@ -203,9 +230,13 @@ pub fn build_vdvae(h: &HParams, batch: usize, sampling: Sampling) -> Result<Vdva
         let p = format!("decoder.dec_blocks.{i}");
         let w = h.width_at(l.res);
         let x = b.level_input(&p, l, w, &xs, batch)?;
-        let cat = b.g.concat(&format!("{p}.cat"), x, acts[&l.res])?;
-        let q = b.block(&format!("{p}.enc"), cat, false)?;
-        let (feats, x) = b.prior_features(&p, x, z, w)?;
+        let q = if materialised_cat {
+            let cat = b.g.concat(&format!("{p}.cat"), x, acts[&l.res])?;
+            b.block(&format!("{p}.enc"), cat, false)?
+        } else {
+            b.block_cat(&format!("{p}.enc"), x, acts[&l.res])?
+        };
+        let (feats, x) = b.prior_features(&p, x, z)?;
         // mu and logsig are read from the two blocks' outputs in place.
         let (zt, kl) = b.g.reparam_kl_packed(&p, q, feats, z, sampling, i as u32)?;
         xs.insert(l.res, b.level_output(&p, zt, x)?);
@@ -271,7 +302,7 @@ pub fn build_sampler(h: &HParams, n: usize, temperature: f32) -> Result<SamplerG
         let p = format!("decoder.dec_blocks.{i}");
         let w = h.width_at(l.res);
         let x = b.level_input(&p, l, w, &xs, n)?;
-        let (mu_p, logsig_p, x) = b.prior(&p, x, h.zdim, w)?;
+        let (mu_p, logsig_p, x) = b.prior(&p, x, h.zdim)?;
         let zt =
             b.g.prior_sample(&format!("{p}.z"), (mu_p, logsig_p), temperature, i as u32)?;
         xs.insert(l.res, b.level_output(&p, zt, x)?);
@@ -347,6 +378,49 @@ mod tests {
         assert_eq!(m.graph.param_grads.len(), m.params.len());
         for &(p, d) in &m.graph.param_grads {
             assert_eq!(m.graph.shape(p), m.graph.shape(d), "{}", m.graph.tensors[p].name);
+        }
+    }
+
+    #[test]
+    fn the_posterior_reads_its_cat_in_place_with_the_values_of_the_copied_cat() {
+        use crate::graph::cpu::{run, Noise};
+        use crate::model::init::init_weights;
+        let h = preset("mnist-tiny").unwrap();
+        let weights = init_weights(&h, 2).unwrap();
+        let step = |materialised: bool| {
+            let build = if materialised {
+                build_vdvae_materialised_cat
+            } else {
+                build_vdvae
+            };
+            let mut m = build(&h, 1, Sampling::Posterior).unwrap();
+            append_backward(&mut m.graph).unwrap();
+            let mut values = m.values_from_checkpoint(&weights, "init").unwrap();
+            let images = ImageSet {
+                n: 1,
+                h: 32,
+                w: 32,
+                c: 1,
+                pixels: (0..1024).map(|i| (i * 37 % 256) as u8).collect(),
+            };
+            m.set_images(&mut values, &images, crate::model::preprocess::MNIST)
+                .unwrap();
+            run(&m.graph, &mut values, Noise { seed: 1, step: 0 }).unwrap();
+            let grads: Vec<Vec<f32>> = m
+                .graph
+                .param_grads
+                .iter()
+                .map(|&(_, d)| values[d].clone().unwrap())
+                .collect();
+            (values[m.loss].clone().unwrap(), grads, m.graph.nodes.len())
+        };
+        let ((loss, grads, nodes), (loss2, grads2, nodes2)) = (step(false), step(true));
+        assert_eq!(loss, loss2, "the forward is bit-identical");
+        assert!(nodes < nodes2, "{nodes} nodes in place, {nodes2} with the copies");
+        for (g, w) in grads.iter().zip(&grads2) {
+            for (a, b) in g.iter().zip(w) {
+                assert!((a - b).abs() <= 1e-6 * b.abs().max(1e-3), "{a} vs {b}");
+            }
         }
     }
 

@@ -34,8 +34,13 @@ fn flippable(ctx: &GpuContext, g: &Graph, node: &crate::graph::Node) -> Option<(
     if g.tensors[w].role != Role::Param {
         return None;
     }
-    let [n, h, wd, cin] = super::super::ops::nhwc(g.shape(x));
-    let s = Conv2dShape::new(n, h, wd, cin, g.shape(w)[0], op.k).with_gelu(op.gelu_input);
+    // The input channels from the weights: x is only the first half of a cat.
+    let [n, h, wd, c1] = super::super::ops::nhwc(g.shape(x));
+    let [cout, .., cin] = *g.shape(w) else { return None };
+    let mut s = Conv2dShape::new(n, h, wd, cin, cout, op.k).with_gelu(op.gelu_input);
+    if op.cat {
+        s = s.with_cat(c1);
+    }
     (Path::best_backward_input(ctx, &s) == Path::Tiled).then_some((w, s))
 }
 

@@ -16,7 +16,7 @@ mod elbo;
 mod reparam;
 mod resample;
 
-pub use add::Add;
+pub use add::{Add, AddChannels};
 pub use affine::{Affine, AffineBackward};
 pub use batch::{BroadcastBatch, BroadcastPerImage, SumBatch, SumPerImage};
 pub use conv2d::{Conv2d, Conv2dBackwardBias, Conv2dBackwardData, Conv2dBackwardWeight};
@@ -111,6 +111,7 @@ ops!(
     Conv2dBackwardWeight,
     Conv2dBackwardBias,
     Add,
+    AddChannels,
     AvgPool,
     AvgPoolBackward,
     Upsample,

@@ -132,7 +132,199 @@ pub fn check(c: &mut Checker) -> Result<()> {
     for (i, s) in shapes(c.full()).iter().enumerate() {
         check_shape(c, s, 100 + i as u64)?;
     }
+    for (i, s) in cat_shapes().iter().enumerate() {
+        check_cat_shape(c, s, 300 + i as u64)?;
+    }
     check_flip_many(c)
+}
+
+/// Convs over `cat[x1, x2]` read from two tensors (`Conv2dShape::cat`).
+fn cat_shapes() -> Vec<Conv2dShape> {
+    let s = Conv2dShape::new;
+    vec![
+        // The posterior's first conv: 1x1, GELU, bias, halves of whole vec4s.
+        // 64 dx channels: 8 per lane, 4-wide epilogue vectors, one chunk.
+        s(2, 5, 9, 64, 16, 1).with_gelu(true).with_bias(true).with_cat(32),
+        // 96 dx channels in two chunks of 48 (2-wide vectors); the split at 20
+        // falls inside the first chunk and inside a lane's channels' workgroup.
+        s(1, 6, 5, 96, 24, 1).with_gelu(true).with_bias(true).with_cat(20),
+        // 40 dx channels: 5 per lane, one channel per access; uneven halves.
+        s(3, 2, 3, 40, 12, 1).with_gelu(true).with_cat(28),
+        // No GELU: dx's plain store with the addends as residuals.
+        s(1, 3, 5, 12, 8, 1).with_residual(true).with_cat(4),
+        // A 3x3 over a cat: simple forward and dx, tiled dw.
+        s(1, 5, 6, 8, 8, 3).with_gelu(true).with_bias(true).with_cat(4),
+        // Halves not of whole vec4s: the simple kernels only.
+        s(1, 3, 4, 7, 5, 1).with_gelu(true).with_cat(3),
+    ]
+}
+
+/// One cat conv against the reference on the concatenated input (and, where the
+/// kernels sum in the same order, bit for bit against the one-input kernel on
+/// the concatenation): forward, dx with each addend and act, dw (+ db).
+fn check_cat_shape(c: &mut Checker, s: &Conv2dShape, seed: u64) -> Result<()> {
+    use crate::ops::elementwise::reference::split_channels;
+    let ctx = c.ctx;
+    let shapes = format!("{} cat {}", describe(s), s.split());
+    let (c1, c2) = (s.split(), s.cin - s.split());
+    let plain = Conv2dShape { cat: None, ..*s };
+    let inp = Inputs::new(&plain, seed);
+    let (x1, x2) = split_channels(&inp.x, c1, c2);
+    let (add1, add2) = split_channels(&inp.residual_x, c1, c2);
+    let up = |v: &[f32]| ctx.upload(v);
+    let (xb, x1b, x2b) = (up(&inp.x), up(&x1), up(&x2));
+    let (w, dy, bias, residual) = (up(&inp.w), up(&inp.dy), up(&inp.bias), up(&inp.residual));
+    let (add1b, add2b) = (up(&add1), up(&add2));
+    let cat = || super::InputLike::cat(x1b.view(), x2b.view());
+    let taps = s.k * s.k;
+
+    // Forward.
+    let want = reference::forward(
+        &plain,
+        &inp.x,
+        &inp.w,
+        s.bias.then_some(&inp.bias[..]),
+        s.residual.then_some(&inp.residual[..]),
+    );
+    let tiled = Path::best_forward(ctx, s) == Path::Tiled;
+    for path in paths(tiled) {
+        let (bv, rv) = (s.bias.then(|| bias.view()), s.residual.then(|| residual.view()));
+        let run = |shape: &Conv2dShape, x: super::InputLike<'_>| -> Result<Vec<f32>> {
+            let y = ctx.zeros(s.y_len());
+            ctx.run(&[&super::forward_with(ctx, path, shape, x, w.view(), bv, rv, y.view())?])?;
+            ctx.read_f32(&y)
+        };
+        let got = run(s, cat())?;
+        let tol = reduction_tol(taps * s.cin + 2);
+        c.compare(FAMILY, &label(path, "forward cat"), &shapes, &got, &want, tol);
+        let one = run(&plain, xb.view().into())?;
+        let what = label(path, "forward cat = over the concatenation");
+        c.compare(FAMILY, &what, &shapes, &got, &one, Tolerance::EXACT);
+    }
+
+    // dx (two halves), with either addend and with act = gelu(cat[x1, x2]).
+    let want = reference::backward_input(&plain, &inp.x, &inp.w, &inp.dy);
+    let (want1, want2) = split_channels(&want, c1, c2);
+    let plus = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(p, q)| p + q).collect::<Vec<f32>>();
+    let want_act = crate::ops::elementwise::reference::gelu(&inp.x);
+    let scratch = ctx.zeros(s.backward_input_scratch_len());
+    let tiled = Path::best_backward_input(ctx, s) == Path::Tiled;
+    let tol = reduction_tol(taps * s.cout);
+    for path in paths(tiled) {
+        let mut halves_one = None;
+        for (first, second) in [(false, false), (true, false), (false, true), (true, true)] {
+            let act_too = s.gelu_input && first && second;
+            let (dx1, dx2, act) = (ctx.zeros(x1.len()), ctx.zeros(x2.len()), ctx.zeros(s.x_len()));
+            let plain_args = super::BackwardInput::plain(
+                cat(),
+                w.view(),
+                dy.view(),
+                scratch.view(),
+                super::InputLike::cat(dx1.view(), dx2.view()),
+            );
+            let args = super::BackwardInput {
+                addend: first.then(|| add1b.view()),
+                addend2: second.then(|| add2b.view()),
+                act: act_too.then(|| act.view()),
+                ..plain_args
+            };
+            ctx.run(
+                &super::backward_input_args(ctx, path, s, &args)?
+                    .iter()
+                    .collect::<Vec<_>>(),
+            )?;
+            let (got1, got2) = (ctx.read_f32(&dx1)?, ctx.read_f32(&dx2)?);
+            let mut what = String::from("backward_input cat");
+            if first {
+                what += " + addend";
+            }
+            if second {
+                what += " + addend2";
+            }
+            if act_too {
+                what += " +act";
+            }
+            let w1 = if first { plus(&want1, &add1) } else { want1.clone() };
+            let w2 = if second { plus(&want2, &add2) } else { want2.clone() };
+            c.compare(
+                FAMILY,
+                &label(path, &format!("{what}, first half")),
+                &shapes,
+                &got1,
+                &w1,
+                tol,
+            );
+            c.compare(
+                FAMILY,
+                &label(path, &format!("{what}, second half")),
+                &shapes,
+                &got2,
+                &w2,
+                tol,
+            );
+            if act_too {
+                let what = label(path, "gelu(cat) beside dx cat");
+                c.compare(
+                    FAMILY,
+                    &what,
+                    &shapes,
+                    &ctx.read_f32(&act)?,
+                    &want_act,
+                    Tolerance::new(1e-6, 1e-5),
+                );
+            }
+            if !first && !second {
+                halves_one = Some(crate::ops::elementwise::reference::concat_channels(
+                    &got1, c1, &got2, c2,
+                ));
+            }
+        }
+        // The same dx over the concatenation, bit for bit.
+        let dx = ctx.zeros(s.x_len());
+        let ds = super::backward_input_with(
+            ctx,
+            path,
+            &plain,
+            xb.view(),
+            w.view(),
+            dy.view(),
+            scratch.view(),
+            dx.view(),
+        )?;
+        ctx.run(&ds.iter().collect::<Vec<_>>())?;
+        let what = label(path, "backward_input cat = over the concatenation");
+        c.compare(
+            FAMILY,
+            &what,
+            &shapes,
+            &halves_one.unwrap(),
+            &ctx.read_f32(&dx)?,
+            Tolerance::EXACT,
+        );
+    }
+
+    // dw and db, GELU applied in the kernel or once into act (two halves).
+    let want_dw = reference::backward_weight(&plain, &inp.x, &inp.dy);
+    let want_db = reference::backward_bias(&plain, &inp.dy);
+    let scratch = ctx.zeros(s.backward_weight_scratch_len());
+    let act = ctx.zeros(s.act_len());
+    let tiled = Path::best_backward_weight(ctx, s) == Path::Tiled;
+    let dw_tol = reduction_tol(s.pixels() + 1);
+    for path in paths(tiled) {
+        for with_act in [false, true] {
+            let (dw, db) = (ctx.zeros(s.w_len()), ctx.zeros(s.cout));
+            let av = with_act.then(|| act.view());
+            let (sv, dwv, dbv) = (scratch.view(), dw.view(), Some(db.view()));
+            let ds = super::backward_weight_with(ctx, path, s, cat(), dy.view(), sv, av, dwv, dbv, false)?;
+            ctx.run(&ds.iter().collect::<Vec<_>>())?;
+            let suffix = if with_act && s.gelu_input { ", act given" } else { "" };
+            let kernel = label(path, &format!("backward_weight cat{suffix}"));
+            c.compare(FAMILY, &kernel, &shapes, &ctx.read_f32(&dw)?, &want_dw, dw_tol);
+            let kernel = label(path, &format!("backward_bias cat{suffix}"));
+            c.compare(FAMILY, &kernel, &shapes, &ctx.read_f32(&db)?, &want_db, dw_tol);
+        }
+    }
+    Ok(())
 }
 
 /// Several convs' weights flipped in one pass from one buffer into another (at

@@ -33,6 +33,21 @@ pub enum Epilogue {
     GeluGrad { act: bool, add: bool },
 }
 
+/// Where a forward tile's input channels come from and its output channels go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Sources {
+    /// One input tensor `x`, one output `y`.
+    One,
+    /// A forward conv over `cat[x, x2]`: the channel loop runs over x's
+    /// `split` channels, then over x2's, in the order of the concatenation.
+    CatInput,
+    /// The dx of a conv over a cat: output channels below `split` go to `y`
+    /// (with `extra` and `bias` read at the same place), the rest to `y2`
+    /// (with `extra2`, and `bias2` when `add2`: the second half's addend, or
+    /// residual in a plain store). `act` stays in the concatenated layout.
+    CatOutput { add2: bool },
+}
+
 /// One forward tile kernel: `rows * blocks` output rows by `9 - k` output columns
 /// (an 8-pixel input row segment minus the halo) for `8 * couts_per_lane` output
 /// channels. Blocks are computed one after another inside each channel chunk so
@@ -51,6 +66,7 @@ pub struct ForwardTile {
     /// vectors: on lavapipe every storage access is a loop over the lanes, and
     /// this epilogue, not the FMAs, bounds a 1x1 dx with a short reduction.
     pub vec: u32,
+    pub sources: Sources,
 }
 
 impl ForwardTile {
@@ -82,6 +98,12 @@ struct Params {
     tiles_w: u32,
     tiles_h: u32,
     tiles: u32,
+    // Channels of the first source (input for a cat input, output for a cat
+    // output); the second holds the rest. Unused with one source.
+    split: u32,
+    pad0: u32,
+    pad1: u32,
+    pad2: u32,
 }
 
 @group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
@@ -104,19 +126,31 @@ pub fn forward(t: &ForwardTile) -> String {
     let in_rows = t.tile_rows() + k - 1;
     let v = t.vec;
     let mut s = String::from(FORWARD_HEADER);
+    let ty = if v > 1 { format!("vec{v}<f32>") } else { "f32".into() };
     if v > 1 {
         // The epilogue's arrays as vectors of `v` channels.
-        let f = "array<f32>";
-        let vf = format!("array<vec{v}<f32>>");
         for name in ["bias: ", "extra: ", "y: "] {
-            s = s.replace(&format!("{name}{f}"), &format!("{name}{vf}"));
+            s = s.replace(&format!("{name}array<f32>"), &format!("{name}array<{ty}>"));
         }
     }
-    if let Epilogue::GeluGrad { act: true, .. } = t.epilogue {
-        let ty = if v > 1 { format!("vec{v}<f32>") } else { "f32".into() };
+    let mut binding = 6;
+    let mut declare = |s: &mut String, access: &str, name: &str, elem: &str| {
         s.push_str(&format!(
-            "@group(0) @binding(6) var<storage, read_write> act: array<{ty}>;\n"
+            "@group(0) @binding({binding}) var<storage, {access}> {name}: array<{elem}>;\n"
         ));
+        binding += 1;
+    };
+    if let Epilogue::GeluGrad { act: true, .. } = t.epilogue {
+        declare(&mut s, "read_write", "act", &ty);
+    }
+    match t.sources {
+        Sources::One => {}
+        Sources::CatInput => declare(&mut s, "read", "x2", "vec4<f32>"),
+        Sources::CatOutput { .. } => {
+            declare(&mut s, "read_write", "y2", &ty);
+            declare(&mut s, "read", "extra2", &ty);
+            declare(&mut s, "read", "bias2", &ty);
+        }
     }
     let o = &mut s;
     wl(o, &format!("@compute @workgroup_size({LANES})"));
@@ -155,6 +189,21 @@ pub fn forward(t: &ForwardTile) -> String {
         };
         wl(o, &format!("    let co{c} = min({co}, p.cout - 1u);"));
     }
+    // Input vec4s per pixel of each source.
+    let loops: Vec<(&str, &str, &str)> = match t.sources {
+        Sources::CatInput => {
+            wl(o, "    let c4a = p.split / 4u;");
+            wl(o, "    let c4b = p.cin4 - c4a;");
+            vec![("x", "xb", "c4a"), ("x2", "xc", "c4b")]
+        }
+        _ => {
+            wl(o, "    let c4a = p.cin4;");
+            vec![("x", "xb", "c4a")]
+        }
+    };
+    if let Sources::CatOutput { .. } = t.sources {
+        wl(o, "    let c2 = p.cout - p.split;");
+    }
     wl(
         o,
         "    // This lane's input column; wrap-around makes the left halo fail `< p.w`.",
@@ -163,10 +212,12 @@ pub fn forward(t: &ForwardTile) -> String {
     for ir in 0..in_rows {
         wl(o, &format!("    let ih{ir} = oh0 + {ir}u - {pad}u;"));
         wl(o, &format!("    let ok{ir} = ih{ir} < p.h && iw < p.w;"));
-        wl(
-            o,
-            &format!("    let xb{ir} = select(0u, ((n * p.h + ih{ir}) * p.w + iw) * p.cin4, ok{ir});"),
-        );
+        for &(_, base, per_pixel) in &loops {
+            wl(
+                o,
+                &format!("    let {base}{ir} = select(0u, ((n * p.h + ih{ir}) * p.w + iw) * {per_pixel}, ok{ir});"),
+            );
+        }
     }
     for r in 0..t.tile_rows() {
         for oc in 0..cols {
@@ -179,13 +230,51 @@ pub fn forward(t: &ForwardTile) -> String {
             }
         }
     }
-    wl(o, "    for (var c4 = 0u; c4 < p.cin4; c4++) {");
+    // One loop per source, the second's weights from channel `split` on: the
+    // same sums in the same order as one loop over the concatenation.
+    for (i, &(buf, base, count)) in loops.iter().enumerate() {
+        let w_first = if i == 0 { String::new() } else { "c4a + ".to_string() };
+        channel_loop(o, t, buf, base, count, &w_first);
+    }
+    for r in 0..t.tile_rows() {
+        for oc in 0..cols {
+            wl(o, &format!("    if (oh0 + {r}u < p.h && ow0 + {oc}u < p.w) {{"));
+            wl(
+                o,
+                &format!("        let pix = (n * p.h + oh0 + {r}u) * p.w + ow0 + {oc}u;"),
+            );
+            wl(o, "        let q = pix * p.cout;");
+            if v > 1 {
+                vector_gelu_grad_epilogue(o, t, r, oc);
+                wl(o, "    }");
+                continue;
+            }
+            for c in 0..cpl {
+                let a = format!("a{r}_{oc}_{c}");
+                let guard = format!("co_lane + {}u < p.cout", 8 * c);
+                wl(o, &format!("        if ({guard}) {{"));
+                scalar_epilogue(o, t, &a, &format!("co{c}"));
+                wl(o, "        }");
+            }
+            wl(o, "    }");
+        }
+    }
+    wl(o, "}");
+    s
+}
+
+/// The reduction over one source's input vec4s (`count` of them, at `base`
+/// per input row in `buf`), the weights read from vec4 `w_first + c4`.
+fn channel_loop(o: &mut String, t: &ForwardTile, buf: &str, base: &str, count: &str, w_first: &str) {
+    let (k, cols, cpl) = (t.k, t.cols(), t.couts_per_lane);
+    let in_rows = t.tile_rows() + k - 1;
+    wl(o, &format!("    for (var c4 = 0u; c4 < {count}; c4++) {{"));
     for c in 0..cpl {
         for tap in 0..k * k {
             wl(
                 o,
                 &format!(
-                    "        let w{c}_{tap} = wt[(co{c} * {}u + {tap}u) * p.cin4 + c4];",
+                    "        let w{c}_{tap} = wt[(co{c} * {}u + {tap}u) * p.cin4 + {w_first}c4];",
                     k * k
                 ),
             );
@@ -197,7 +286,7 @@ pub fn forward(t: &ForwardTile) -> String {
             let ir = b * t.rows + irb;
             if !loaded[ir as usize] {
                 loaded[ir as usize] = true;
-                let v = format!("select(vec4<f32>(0.0), x[xb{ir} + c4], ok{ir})");
+                let v = format!("select(vec4<f32>(0.0), {buf}[{base}{ir} + c4], ok{ir})");
                 let v = if t.gelu_input { format!("gelu4({v})") } else { v };
                 wl(o, &format!("        let xv{ir} = {v};"));
             }
@@ -229,58 +318,70 @@ pub fn forward(t: &ForwardTile) -> String {
         }
     }
     wl(o, "    }");
-    for r in 0..t.tile_rows() {
-        for oc in 0..cols {
-            wl(o, &format!("    if (oh0 + {r}u < p.h && ow0 + {oc}u < p.w) {{"));
+}
+
+/// Output channel `co` (a clamped channel index) of pixel `pix`, one element
+/// per access: where it goes (`y` or, past `split` of a cat output, `y2`) and
+/// what is read beside it at the same place (`extra`, `bias` for an addend).
+/// Defines `j` (the element's index in its tensor) and `first` for a cat output.
+fn scalar_epilogue(o: &mut String, t: &ForwardTile, a: &str, co: &str) {
+    let cat = match t.sources {
+        Sources::CatOutput { add2 } => {
+            wl(o, &format!("            let first = {co} < p.split;"));
             wl(
                 o,
-                &format!("        let q = ((n * p.h + oh0 + {r}u) * p.w + ow0 + {oc}u) * p.cout;"),
+                &format!("            let j = select(pix * c2 + {co} - p.split, pix * p.split + {co}, first);"),
             );
-            if v > 1 {
-                vector_gelu_grad_epilogue(o, t, r, oc);
-                wl(o, "    }");
-                continue;
+            Some(add2)
+        }
+        _ => {
+            wl(o, &format!("            let j = q + {co};"));
+            None
+        }
+    };
+    // `name[j]` from the first half's array or the second's.
+    let read = |o: &mut String, var: &str, name: &str| match cat {
+        Some(_) => {
+            wl(o, &format!("            var {var}: f32;"));
+            wl(
+                o,
+                &format!("            if (first) {{ {var} = {name}[j]; }} else {{ {var} = {name}2[j]; }}"),
+            );
+        }
+        None => wl(o, &format!("            let {var} = {name}[j];")),
+    };
+    let write = |o: &mut String, first: &str, second: &str| match cat {
+        Some(_) => wl(
+            o,
+            &format!("            if (first) {{ y[j] = {first}; }} else {{ y2[j] = {second}; }}"),
+        ),
+        None => wl(o, &format!("            y[j] = {first};")),
+    };
+    let add2 = cat.unwrap_or(false);
+    match t.epilogue {
+        Epilogue::GeluGrad { act, add } => {
+            // gelu'(e) = Phi(e) + e phi(e) and gelu(e) = e Phi(e), as gelu.wgsl computes them.
+            read(o, "e", "extra");
+            wl(o, "            let cdf = normal_cdf(e);");
+            let g = format!("{a} * (cdf + e * 0.3989422804014327 * exp(-0.5 * e * e))");
+            let plus = |on: bool, name: &str| if on { format!("{g} + {name}[j]") } else { g.clone() };
+            write(o, &plus(add, "bias"), &plus(add2, "bias2"));
+            if act {
+                wl(o, &format!("            act[q + {co}] = e * cdf;"));
             }
-            for c in 0..cpl {
-                let a = format!("a{r}_{oc}_{c}");
-                let guard = format!("co_lane + {}u < p.cout", 8 * c);
-                if let Epilogue::GeluGrad { act, add } = t.epilogue {
-                    // gelu'(e) = Phi(e) + e phi(e) and gelu(e) = e Phi(e), as gelu.wgsl computes them.
-                    let plus = if add {
-                        format!(" + bias[q + co{c}]")
-                    } else {
-                        String::new()
-                    };
-                    wl(o, &format!("        if ({guard}) {{"));
-                    wl(o, &format!("            let e = extra[q + co{c}];"));
-                    wl(o, "            let cdf = normal_cdf(e);");
-                    wl(
-                        o,
-                        &format!("            y[q + co{c}] = {a} * (cdf + e * 0.3989422804014327 * exp(-0.5 * e * e)){plus};"),
-                    );
-                    if act {
-                        wl(o, &format!("            act[q + co{c}] = e * cdf;"));
-                    }
-                    wl(o, "        }");
-                    continue;
-                }
-                let v = match t.epilogue {
-                    Epilogue::Store { residual: true, .. } => format!("{a} + extra[q + co{c}]"),
-                    Epilogue::Store { residual: false, .. } => a,
-                    Epilogue::GeluGrad { .. } => unreachable!("written above"),
-                };
-                wl(o, &format!("        if ({guard}) {{ y[q + co{c}] = {v}; }}"));
-            }
-            wl(o, "    }");
+        }
+        Epilogue::Store { residual, .. } => {
+            // A cat output's second residual is read from extra2 (the dx addend of x2).
+            let plus = |on: bool, name: &str| if on { format!("{a} + {name}[j]") } else { a.to_string() };
+            write(o, &plus(residual, "extra"), &plus(add2, "extra2"));
         }
     }
-    wl(o, "}");
-    s
 }
 
 /// The GELU-gradient epilogue of output pixel (r, oc) with `t.vec` channels per
 /// access: the lane's consecutive channels go out as vectors (all of a vector
-/// valid or none, since cout and the lane's first channel are multiples of it).
+/// valid or none, since cout and the lane's first channel are multiples of it;
+/// for a cat output `split` is one too, so no vector straddles the two halves).
 fn vector_gelu_grad_epilogue(o: &mut String, t: &ForwardTile, r: u32, oc: u32) {
     let Epilogue::GeluGrad { act, add } = t.epilogue else {
         unreachable!("vector epilogues are GELU-gradient ones")
@@ -290,22 +391,49 @@ fn vector_gelu_grad_epilogue(o: &mut String, t: &ForwardTile, r: u32, oc: u32) {
     for g in 0..t.couts_per_lane / v {
         let c0 = g * v;
         wl(o, &format!("        if (co_base + {c0}u < p.cout) {{"));
-        wl(o, &format!("            let i = (q + co_base + {c0}u) / {v}u;"));
-        wl(o, "            let e = extra[i];");
+        wl(o, &format!("            let co = co_base + {c0}u;"));
+        wl(o, &format!("            let i = (q + co) / {v}u;"));
+        let add2 = match t.sources {
+            Sources::CatOutput { add2 } => {
+                wl(o, "            let first = co < p.split;");
+                wl(
+                    o,
+                    &format!("            let j = select(pix * c2 + co - p.split, pix * p.split + co, first) / {v}u;"),
+                );
+                wl(o, &format!("            var e: vec{v}<f32>;"));
+                wl(o, "            if (first) { e = extra[j]; } else { e = extra2[j]; }");
+                Some(add2)
+            }
+            _ => {
+                wl(o, "            let e = extra[i];");
+                None
+            }
+        };
         let cdf: Vec<String> = comps[..v as usize]
             .iter()
             .map(|c| format!("normal_cdf(e.{c})"))
             .collect();
         wl(o, &format!("            let cdf = vec{v}<f32>({});", cdf.join(", ")));
         let accs: Vec<String> = (0..v).map(|j| format!("a{r}_{oc}_{}", c0 + j)).collect();
-        let plus = if add { " + bias[i]" } else { "" };
-        wl(
-            o,
-            &format!(
-                "            y[i] = vec{v}<f32>({}) * (cdf + e * 0.3989422804014327 * exp(-0.5 * e * e)){plus};",
-                accs.join(", ")
-            ),
+        let g = format!(
+            "vec{v}<f32>({}) * (cdf + e * 0.3989422804014327 * exp(-0.5 * e * e))",
+            accs.join(", ")
         );
+        match add2 {
+            None => {
+                let plus = if add { " + bias[i]" } else { "" };
+                wl(o, &format!("            y[i] = {g}{plus};"));
+            }
+            Some(add2) => {
+                let plus = if add { " + bias[j]" } else { "" };
+                let plus2 = if add2 { " + bias2[j]" } else { "" };
+                wl(o, &format!("            let g = {g};"));
+                wl(
+                    o,
+                    &format!("            if (first) {{ y[j] = g{plus}; }} else {{ y2[j] = g{plus2}; }}"),
+                );
+            }
+        }
         if act {
             wl(o, "            act[i] = e * cdf;");
         }
@@ -322,6 +450,9 @@ pub struct WeightTile {
     /// Input-channel vec4s per workgroup (4 channels each).
     pub ci_vecs: u32,
     pub gelu_input: bool,
+    /// x is `cat[x, x2]`, x holding the first `4 * split4` channels: each
+    /// workgroup's channels lie in one of the two (`ci_vecs` divides both).
+    pub cat: bool,
 }
 
 impl WeightTile {
@@ -345,7 +476,8 @@ struct Params {
     w_len: u32,
     // Elements between dw and db when the kernel writes them in place (one split).
     db_gap: u32,
-    pad1: u32,
+    // Input vec4s of x when it is the first half of cat[x, x2] (else cin4).
+    split4: u32,
 }
 
 @group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
@@ -367,6 +499,9 @@ pub fn weight(t: &WeightTile) -> String {
     let loads = in_cols.div_ceil(8);
     let comps = ["x", "y", "z", "w"];
     let mut s = String::from(WEIGHT_HEADER);
+    if t.cat {
+        s.push_str("@group(0) @binding(4) var<storage, read> x2: array<vec4<f32>>;\n");
+    }
     let o = &mut s;
     wl(o, &format!("@compute @workgroup_size({LANES})"));
     wl(
@@ -374,6 +509,15 @@ pub fn weight(t: &WeightTile) -> String {
         "fn main(@builtin(subgroup_invocation_id) lane: u32, @builtin(workgroup_id) wid: vec3<u32>) {",
     );
     wl(o, &format!("    let ci4 = wid.x * {}u;", t.ci_vecs));
+    if t.cat {
+        // The workgroup's source, its vec4s per pixel and its first vec4 there.
+        wl(o, "    let first = ci4 < p.split4;");
+        wl(o, "    let c4s = select(p.cin4 - p.split4, p.split4, first);");
+        wl(o, "    let ci4s = select(ci4 - p.split4, ci4, first);");
+    } else {
+        wl(o, "    let c4s = p.cin4;");
+        wl(o, "    let ci4s = ci4;");
+    }
     wl(
         o,
         "    // This lane's 4 output channels (one vec4 of dy); lanes past cout repeat the last.",
@@ -414,13 +558,30 @@ pub fn weight(t: &WeightTile) -> String {
                 o,
                 &format!("        let ok{kh}_{l} = ih{kh} < p.h && iw{kh}_{l} < p.w;"),
             );
-            wl(o, &format!("        let xi{kh}_{l} = select(0u, ((n * p.h + ih{kh}) * p.w + iw{kh}_{l}) * p.cin4 + ci4, ok{kh}_{l});"));
+            wl(o, &format!("        let xi{kh}_{l} = select(0u, ((n * p.h + ih{kh}) * p.w + iw{kh}_{l}) * c4s + ci4s, ok{kh}_{l});"));
         }
         for v in 0..t.ci_vecs {
             for l in 0..loads {
-                let x = format!("select(vec4<f32>(0.0), x[xi{kh}_{l} + {v}u], ok{kh}_{l})");
-                let x = if t.gelu_input { format!("gelu4({x})") } else { x };
-                wl(o, &format!("        let xv{kh}_{v}_{l} = {x};"));
+                let load = |buf: &str| format!("select(vec4<f32>(0.0), {buf}[xi{kh}_{l} + {v}u], ok{kh}_{l})");
+                let xv = format!("xv{kh}_{v}_{l}");
+                if t.cat {
+                    wl(o, &format!("        var {xv}: vec4<f32>;"));
+                    wl(
+                        o,
+                        &format!(
+                            "        if (first) {{ {xv} = {}; }} else {{ {xv} = {}; }}",
+                            load("x"),
+                            load("x2")
+                        ),
+                    );
+                    if t.gelu_input {
+                        wl(o, &format!("        {xv} = gelu4({xv});"));
+                    }
+                } else {
+                    let x = load("x");
+                    let x = if t.gelu_input { format!("gelu4({x})") } else { x };
+                    wl(o, &format!("        let {xv} = {x};"));
+                }
             }
             for col in 0..in_cols {
                 wl(

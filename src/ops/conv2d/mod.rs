@@ -16,6 +16,12 @@
 //!
 //! `dw`/`db` overwrite their outputs unless `accumulate` is set, in which case the
 //! new gradient is added to what is there (gradient accumulation over micro-batches).
+//!
+//! Two sources (`Conv2dShape::cat`): x may be `cat[x1, x2]` along channels, read
+//! where the two tensors lie (an [`InputLike`] of two buffers) instead of
+//! concatenated first; dx then writes its two halves apart, and the weights stay
+//! one tensor over all input channels. The forward and dw kernels sum in the
+//! same order as over a concatenated x, so results are bit-identical to it.
 
 mod cases;
 mod codegen;
@@ -29,6 +35,7 @@ pub use cases::{bench_cases, check};
 pub use flip_many::{flip_table, flip_transpose_many, FlipJob};
 pub use shape::Conv2dShape;
 use shape::Pass;
+use tiled::CatPass;
 
 use crate::error::Result;
 use crate::gpu::{BufView, Dispatch, GpuContext, KernelSpec};
@@ -39,6 +46,37 @@ pub fn all_kernels() -> Vec<KernelSpec> {
     all.extend(tiled::kernels());
     all.extend(flip_many::kernels());
     all
+}
+
+/// A tensor laid out like the conv's input x (x itself, dx, an addend of dx):
+/// one buffer, or for a conv over `cat[x1, x2]` (`Conv2dShape::cat`) the two
+/// tensors, channels `[0, c1)` in `first` and the rest in `second`.
+#[derive(Clone, Copy)]
+pub struct InputLike<'a> {
+    pub first: BufView<'a>,
+    pub second: Option<BufView<'a>>,
+}
+
+impl<'a> InputLike<'a> {
+    /// `cat[first, second]` along channels.
+    pub fn cat(first: BufView<'a>, second: BufView<'a>) -> InputLike<'a> {
+        InputLike {
+            first,
+            second: Some(second),
+        }
+    }
+
+    /// The second source, or the first when there is one only (bound in
+    /// place of an absent binding; the kernels then never touch it).
+    fn second_or_first(&self) -> BufView<'a> {
+        self.second.unwrap_or(self.first)
+    }
+}
+
+impl<'a> From<BufView<'a>> for InputLike<'a> {
+    fn from(first: BufView<'a>) -> InputLike<'a> {
+        InputLike { first, second: None }
+    }
 }
 
 /// Which implementation runs; the public functions pick [`Path::best`].
@@ -53,7 +91,7 @@ pub enum Path {
 impl Path {
     /// The tiled path for the forward conv when the adapter and shape allow it.
     pub fn best_forward(ctx: &GpuContext, s: &Conv2dShape) -> Path {
-        if tiled::usable(ctx) && s.cin.is_multiple_of(4) {
+        if tiled::usable(ctx) && s.cin.is_multiple_of(4) && tiled::cat_fits(ctx, s, CatPass::Forward) {
             Path::Tiled
         } else {
             Path::Simple
@@ -62,7 +100,7 @@ impl Path {
 
     /// The tiled path for dx (a forward conv over Cout) when allowed.
     pub fn best_backward_input(ctx: &GpuContext, s: &Conv2dShape) -> Path {
-        if tiled::usable(ctx) && s.cout.is_multiple_of(4) {
+        if tiled::usable(ctx) && s.cout.is_multiple_of(4) && tiled::cat_fits(ctx, s, CatPass::BackwardInput) {
             Path::Tiled
         } else {
             Path::Simple
@@ -71,7 +109,8 @@ impl Path {
 
     /// The tiled path for dw/db when allowed.
     pub fn best_backward_weight(ctx: &GpuContext, s: &Conv2dShape) -> Path {
-        if tiled::usable(ctx) && s.cin.is_multiple_of(4) && s.cout.is_multiple_of(4) {
+        let fits = tiled::cat_fits(ctx, s, CatPass::BackwardWeight);
+        if tiled::usable(ctx) && s.cin.is_multiple_of(4) && s.cout.is_multiple_of(4) && fits {
             Path::Tiled
         } else {
             Path::Simple
@@ -81,10 +120,11 @@ impl Path {
 
 /// `y = conv(act(x), w) + bias + residual`. `bias` must be given exactly when
 /// `s.bias`, `residual` exactly when `s.residual`; `residual` may not alias `y`.
-pub fn conv2d_forward(
+/// `x` is one buffer, or two for a cat (`s.cat`).
+pub fn conv2d_forward<'a>(
     ctx: &GpuContext,
     s: &Conv2dShape,
-    x: BufView<'_>,
+    x: impl Into<InputLike<'a>>,
     w: BufView<'_>,
     bias: Option<BufView<'_>>,
     residual: Option<BufView<'_>>,
@@ -95,16 +135,17 @@ pub fn conv2d_forward(
 
 /// [`conv2d_forward`] on a chosen path.
 #[allow(clippy::too_many_arguments)]
-pub fn forward_with(
+pub fn forward_with<'a>(
     ctx: &GpuContext,
     path: Path,
     s: &Conv2dShape,
-    x: BufView<'_>,
+    x: impl Into<InputLike<'a>>,
     w: BufView<'_>,
     bias: Option<BufView<'_>>,
     residual: Option<BufView<'_>>,
     y: BufView<'_>,
 ) -> Result<Dispatch> {
+    let x = x.into();
     s.check_forward(&x, &w, bias.as_ref(), residual.as_ref(), &y)?;
     let d = match path {
         Path::Simple => simple::forward(ctx, s, x, w, bias, residual, y),
@@ -128,17 +169,17 @@ pub fn conv2d_backward_input(
     backward_input_with(ctx, Path::best_backward_input(ctx, s), s, x, w, dy, scratch, dx)
 }
 
-/// [`conv2d_backward_input`] on a chosen path.
+/// [`conv2d_backward_input`] on a chosen path; `x` and `dx` two buffers each for a cat.
 #[allow(clippy::too_many_arguments)]
-pub fn backward_input_with(
+pub fn backward_input_with<'a>(
     ctx: &GpuContext,
     path: Path,
     s: &Conv2dShape,
-    x: BufView<'_>,
-    w: BufView<'_>,
-    dy: BufView<'_>,
-    scratch: BufView<'_>,
-    dx: BufView<'_>,
+    x: impl Into<InputLike<'a>>,
+    w: BufView<'a>,
+    dy: BufView<'a>,
+    scratch: BufView<'a>,
+    dx: impl Into<InputLike<'a>>,
 ) -> Result<Vec<Dispatch>> {
     backward_input_args(ctx, path, s, &BackwardInput::plain(x, w, dy, scratch, dx))
 }
@@ -146,42 +187,49 @@ pub fn backward_input_with(
 /// What a dx pass reads and writes besides the conv's shape.
 #[derive(Clone, Copy)]
 pub struct BackwardInput<'a> {
-    pub x: BufView<'a>,
+    /// The conv's input (read for `gelu'`), two buffers for a cat.
+    pub x: InputLike<'a>,
     pub w: BufView<'a>,
     pub dy: BufView<'a>,
     /// At least [`Conv2dShape::backward_input_scratch_len`] elements.
     pub scratch: BufView<'a>,
-    pub dx: BufView<'a>,
+    /// dx, laid out as x: for a cat, the gradients of x1 and x2 apart.
+    pub dx: InputLike<'a>,
     /// `gelu(x)` (`x_len` elements) written beside dx, for the weight gradient
     /// that follows; only for a conv with `gelu_input`. The tiled dx computes it
-    /// in its epilogue from the `Phi(x)` that `gelu'(x)` needs anyway.
+    /// in its epilogue from the `Phi(x)` that `gelu'(x)` needs anyway. One
+    /// buffer also for a cat: `gelu(cat[x1, x2])`, which the weight gradient
+    /// then reads as a plain input.
     pub act: Option<BufView<'a>>,
     /// `w` already flipped and transposed (by [`flip_transpose_many`]): the
     /// tiled path reads it instead of flipping `w` into scratch itself.
     pub transposed: Option<BufView<'a>>,
-    /// Another gradient of x (`x_len` elements, not `dx`) added to dx: the
+    /// Another gradient of x (of x1 for a cat; not `dx`) added to dx: the
     /// tiled dx adds it in its epilogue, so the sum needs no pass of its own.
     pub addend: Option<BufView<'a>>,
+    /// For a cat, another gradient of x2 added to the second half of dx.
+    pub addend2: Option<BufView<'a>>,
 }
 
 impl<'a> BackwardInput<'a> {
     /// dx alone: no `act`, the weights flipped by the pass itself, no addend.
     pub fn plain(
-        x: BufView<'a>,
+        x: impl Into<InputLike<'a>>,
         w: BufView<'a>,
         dy: BufView<'a>,
         scratch: BufView<'a>,
-        dx: BufView<'a>,
+        dx: impl Into<InputLike<'a>>,
     ) -> BackwardInput<'a> {
         BackwardInput {
-            x,
+            x: x.into(),
             w,
             dy,
             scratch,
-            dx,
+            dx: dx.into(),
             act: None,
             transposed: None,
             addend: None,
+            addend2: None,
         }
     }
 }
@@ -209,18 +257,27 @@ pub fn backward_input_args(
         wt.expect_len("conv2d backward_input", "transposed weights", s.w_len())?;
     }
     if let Some(addend) = a.addend {
-        addend.expect_len("conv2d backward_input", "addend", s.x_len())?;
+        addend.expect_len("conv2d backward_input", "addend", s.x1_len())?;
+    }
+    if let Some(addend) = a.addend2 {
+        if s.cat.is_none() {
+            return crate::error::shape_err("conv2d: a second addend needs a cat input");
+        }
+        addend.expect_len("conv2d backward_input", "addend2", s.x2_len())?;
     }
     let ds = match path {
         Path::Simple => {
-            let mut ds = vec![simple::backward_input(ctx, s, a.x, a.w, a.dy, a.dx)?];
-            if let Some(act) = a.act {
-                ds.push(crate::ops::elementwise::gelu_forward(ctx, a.x, act)?);
-            }
-            if let Some(addend) = a.addend {
-                use crate::ops::elementwise::{copy_channels, ChannelRange, CopyMode};
-                let all = ChannelRange::all(s.cin);
-                ds.push(copy_channels(ctx, addend, all, a.dx, all, CopyMode::Accumulate)?);
+            let mut ds = vec![simple::backward_input(ctx, s, a.x, a.w, a.dy, a.dx, a.act)?];
+            use crate::ops::elementwise::{copy_channels, ChannelRange, CopyMode};
+            let halves = [
+                (a.addend, a.dx.first, s.split()),
+                (a.addend2, a.dx.second_or_first(), s.cin - s.split()),
+            ];
+            for (addend, dx, channels) in halves {
+                if let Some(addend) = addend {
+                    let all = ChannelRange::all(channels);
+                    ds.push(copy_channels(ctx, addend, all, dx, all, CopyMode::Accumulate)?);
+                }
             }
             ds
         }
@@ -233,14 +290,14 @@ pub fn backward_input_args(
 /// `dw = Σ dy ⊗ act(x)` and, when `db` is given, `db = Σ dy`; both overwrite, or add
 /// to the outputs when `accumulate`. `scratch` holds at least
 /// [`Conv2dShape::backward_weight_scratch_len`] elements (per-split partial sums).
-/// `act` (optional, `x_len` elements, a buffer other than `scratch`) lets the tiled path
+/// `act` (optional, [`Conv2dShape::act_len`] elements, a buffer other than `scratch`) lets the tiled path
 /// apply GELU once in its own pass instead of inside the dw kernel (about 1.4x faster
 /// dw at 64 channels with `gelu_input`); it is ignored otherwise.
 #[allow(clippy::too_many_arguments)]
-pub fn conv2d_backward_weight(
+pub fn conv2d_backward_weight<'a>(
     ctx: &GpuContext,
     s: &Conv2dShape,
-    x: BufView<'_>,
+    x: impl Into<InputLike<'a>>,
     dy: BufView<'_>,
     scratch: BufView<'_>,
     act: Option<BufView<'_>>,
@@ -254,11 +311,11 @@ pub fn conv2d_backward_weight(
 
 /// [`conv2d_backward_weight`] on a chosen path.
 #[allow(clippy::too_many_arguments)]
-pub fn backward_weight_with(
+pub fn backward_weight_with<'a>(
     ctx: &GpuContext,
     path: Path,
     s: &Conv2dShape,
-    x: BufView<'_>,
+    x: impl Into<InputLike<'a>>,
     dy: BufView<'_>,
     scratch: BufView<'_>,
     act: Option<BufView<'_>>,
@@ -266,6 +323,7 @@ pub fn backward_weight_with(
     db: Option<BufView<'_>>,
     accumulate: bool,
 ) -> Result<Vec<Dispatch>> {
+    let x = x.into();
     s.check_backward_weight(&x, &dy, &scratch, act.as_ref(), &dw, db.as_ref())?;
     let ds = match path {
         Path::Simple => {

@@ -1,5 +1,6 @@
 //! The conv's shape, its validation and its FLOP/byte counts.
 
+use super::InputLike;
 use crate::error::{shape_err, Result};
 use crate::gpu::{BufView, Dispatch, Work};
 
@@ -19,6 +20,11 @@ pub struct Conv2dShape {
     pub bias: bool,
     /// Add `residual[n,h,w,cout]` in the epilogue.
     pub residual: bool,
+    /// `Some(c1)`: x is `cat[x1, x2]` along channels, read where it lies: x1
+    /// `[n,h,w,c1]` holds input channels `[0, c1)` and x2 `[n,h,w,cin-c1]` the
+    /// rest (dx writes the two gradients apart the same way). The weights stay
+    /// one `[cout,k,k,cin]` tensor, so the conv is the one over the concatenation.
+    pub cat: Option<usize>,
 }
 
 /// Which computation of the conv a list of dispatches performs, for [`Conv2dShape::state_work`].
@@ -51,6 +57,52 @@ impl Conv2dShape {
             gelu_input: false,
             bias: false,
             residual: false,
+            cat: None,
+        }
+    }
+
+    /// The same conv over `cat[x1, x2]` read from two tensors, x1 holding the first `c1` channels.
+    pub fn with_cat(mut self, c1: usize) -> Conv2dShape {
+        self.cat = Some(c1);
+        self
+    }
+
+    /// Input channels of each source: `[cin]`, or `[c1, cin - c1]` for a cat.
+    pub fn sources(&self) -> Vec<usize> {
+        match self.cat {
+            None => vec![self.cin],
+            Some(c1) => vec![c1, self.cin - c1],
+        }
+    }
+
+    /// Channels of the first source (all of x without a cat).
+    pub fn split(&self) -> usize {
+        self.cat.unwrap_or(self.cin)
+    }
+
+    /// Elements of the first source.
+    pub fn x1_len(&self) -> usize {
+        self.pixels() * self.split()
+    }
+
+    /// Elements of the second source (0 without a cat).
+    pub fn x2_len(&self) -> usize {
+        self.x_len() - self.x1_len()
+    }
+
+    /// Where act(x2) starts in an `act` buffer of the weight gradient: after
+    /// act(x1), at the next 256-byte boundary (the largest storage offset
+    /// alignment an adapter may ask), so each half binds on its own.
+    pub fn act2_offset(&self) -> usize {
+        self.x1_len().next_multiple_of(64)
+    }
+
+    /// Elements of the `act` buffer the weight gradient takes: act(x), or for
+    /// a cat act(x1) and act(x2) at [`Conv2dShape::act2_offset`].
+    pub fn act_len(&self) -> usize {
+        match self.cat {
+            None => self.x_len(),
+            Some(_) => self.act2_offset() + self.x2_len(),
         }
     }
 
@@ -203,6 +255,14 @@ impl Conv2dShape {
                 self.pixels()
             ));
         }
+        if let Some(c1) = self.cat {
+            if c1 == 0 || c1 >= self.cin {
+                return shape_err(format!(
+                    "conv2d: a cat input needs channels in both sources, got {c1} of {}",
+                    self.cin
+                ));
+            }
+        }
         let largest = self.x_len().max(self.y_len()).max(self.w_len()) as u64;
         if largest >= u32::MAX as u64 / 2 {
             return shape_err(format!(
@@ -212,16 +272,29 @@ impl Conv2dShape {
         Ok(())
     }
 
+    /// A tensor shaped like x (x itself, dx, an addend): one buffer, or two for a cat.
+    pub(super) fn check_input_like(&self, name: &str, v: &InputLike<'_>) -> Result<()> {
+        match (self.cat, v.second) {
+            (None, None) => expect_len(name, &v.first, self.x_len()),
+            (Some(_), Some(second)) => {
+                expect_len(&format!("{name} (first source)"), &v.first, self.x1_len())?;
+                expect_len(&format!("{name} (second source)"), &second, self.x2_len())
+            }
+            (None, Some(_)) => shape_err(format!("conv2d: {name} has two sources, the shape has no cat")),
+            (Some(_), None) => shape_err(format!("conv2d: the shape reads a cat, {name} has one source")),
+        }
+    }
+
     pub(super) fn check_forward(
         &self,
-        x: &BufView<'_>,
+        x: &InputLike<'_>,
         w: &BufView<'_>,
         bias: Option<&BufView<'_>>,
         residual: Option<&BufView<'_>>,
         y: &BufView<'_>,
     ) -> Result<()> {
         self.validate()?;
-        expect_len("x", x, self.x_len())?;
+        self.check_input_like("x", x)?;
         expect_len("w", w, self.w_len())?;
         expect_len("y", y, self.y_len())?;
         expect_optional("bias", self.bias, bias, self.cout)?;
@@ -230,23 +303,23 @@ impl Conv2dShape {
 
     pub(super) fn check_backward_input(
         &self,
-        x: &BufView<'_>,
+        x: &InputLike<'_>,
         w: &BufView<'_>,
         dy: &BufView<'_>,
         scratch: &BufView<'_>,
-        dx: &BufView<'_>,
+        dx: &InputLike<'_>,
     ) -> Result<()> {
         self.validate()?;
-        expect_len("x", x, self.x_len())?;
+        self.check_input_like("x", x)?;
         expect_len("w", w, self.w_len())?;
         expect_len("dy", dy, self.y_len())?;
-        expect_len("dx", dx, self.x_len())?;
+        self.check_input_like("dx", dx)?;
         expect_at_least("scratch", scratch, self.backward_input_scratch_len())
     }
 
     pub(super) fn check_backward_weight(
         &self,
-        x: &BufView<'_>,
+        x: &InputLike<'_>,
         dy: &BufView<'_>,
         scratch: &BufView<'_>,
         act: Option<&BufView<'_>>,
@@ -254,11 +327,11 @@ impl Conv2dShape {
         db: Option<&BufView<'_>>,
     ) -> Result<()> {
         self.validate()?;
-        expect_len("x", x, self.x_len())?;
+        self.check_input_like("x", x)?;
         expect_len("dy", dy, self.y_len())?;
         expect_len("dw", dw, self.w_len())?;
         if let Some(act) = act {
-            expect_len("act", act, self.x_len())?;
+            expect_len("act", act, self.act_len())?;
         }
         if let Some(db) = db {
             expect_len("db", db, self.cout)?;

@@ -1,7 +1,7 @@
 //! The simple path: one invocation per output element, any shape, any adapter.
 //! The readable version of each kernel and the fallback of the tiled path.
 
-use super::Conv2dShape;
+use super::{Conv2dShape, InputLike};
 use crate::error::Result;
 use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec};
 use crate::ops::elementwise::GELU_WGSL;
@@ -12,13 +12,13 @@ const FORWARD: Kernel<Params> = Kernel::portable(
     "conv2d_forward",
     &[GELU_WGSL, include_str!("../../../shaders/conv2d_forward.wgsl")],
     "conv2d_forward",
-    &[Read, Read, Read, Read, ReadWrite, Uniform],
+    &[Read, Read, Read, Read, ReadWrite, Uniform, Read],
 );
 const BACKWARD_INPUT: Kernel<Params> = Kernel::portable(
     "conv2d_backward_input",
     &[GELU_WGSL, include_str!("../../../shaders/conv2d_backward_input.wgsl")],
     "conv2d_backward_input",
-    &[Read, Read, Read, ReadWrite, Uniform],
+    &[Read, Read, Read, ReadWrite, Uniform, Read, ReadWrite, ReadWrite],
 );
 const WEIGHT_SOURCES: &[&str] = &[GELU_WGSL, include_str!("../../../shaders/conv2d_backward_weight.wgsl")];
 /// Invocations sharing one weight or bias gradient's pixel sum (`WG` in the
@@ -29,15 +29,15 @@ const BACKWARD_WEIGHT: Kernel<Params> = Kernel::portable(
     "conv2d_backward_weight",
     WEIGHT_SOURCES,
     "conv2d_backward_weight",
-    &[Read, Read, ReadWrite, Uniform],
+    &[Read, Read, ReadWrite, Uniform, Read],
 )
 .with_constants(REDUCTION);
 const BACKWARD_BIAS: Kernel<Params> = Kernel::portable(
     "conv2d_backward_bias",
     WEIGHT_SOURCES,
     "conv2d_backward_bias",
-    // Binding 0 (x) is declared by the shared module but unused by this entry point.
-    &[Read, Read, ReadWrite, Uniform],
+    // Bindings 0 and 4 (x, x2) are declared by the shared module but unused by this entry point.
+    &[Read, Read, ReadWrite, Uniform, Read],
 )
 .with_constants(REDUCTION);
 
@@ -61,6 +61,11 @@ crate::gpu_params! {
         pad: u32,
         /// Invocations (weight/bias gradients: workgroups) that do work.
         total: u32,
+        /// Input channels in the first source (all of them without a cat).
+        split: u32,
+        pad0: u32,
+        pad1: u32,
+        pad2: u32,
     }
 }
 
@@ -74,6 +79,10 @@ fn params(s: &Conv2dShape, total: usize) -> Params {
         k: s.k as u32,
         pad: (s.k / 2) as u32,
         total: total as u32,
+        split: s.split() as u32,
+        pad0: 0,
+        pad1: 0,
+        pad2: 0,
     }
 }
 
@@ -88,7 +97,7 @@ fn flag(on: bool) -> f64 {
 pub(super) fn forward(
     ctx: &GpuContext,
     s: &Conv2dShape,
-    x: BufView<'_>,
+    x: InputLike<'_>,
     w: BufView<'_>,
     bias: Option<BufView<'_>>,
     residual: Option<BufView<'_>>,
@@ -100,29 +109,45 @@ pub(super) fn forward(
         ("HAS_RESIDUAL", flag(s.residual)),
     ];
     // Absent optional inputs bind x in their place; the kernel never reads them.
-    let views = [x, w, bias.unwrap_or(x), residual.unwrap_or(x), y];
+    let x1 = x.first;
+    let views = [
+        x1,
+        w,
+        bias.unwrap_or(x1),
+        residual.unwrap_or(x1),
+        y,
+        x.second_or_first(),
+    ];
     let total = s.y_len();
     let p = params(s, total);
     ctx.dispatch(&FORWARD, &constants, &views, &p, Grid::Invocations(total))
 }
 
+/// dx (two halves for a cat) and, when `act` is given, gelu(x) in the
+/// layout of the concatenated input.
 pub(super) fn backward_input(
     ctx: &GpuContext,
     s: &Conv2dShape,
-    x: BufView<'_>,
+    x: InputLike<'_>,
     w: BufView<'_>,
     dy: BufView<'_>,
-    dx: BufView<'_>,
+    dx: InputLike<'_>,
+    act: Option<BufView<'_>>,
 ) -> Result<Dispatch> {
     let total = s.x_len();
     let p = params(s, total);
-    ctx.dispatch(
-        &BACKWARD_INPUT,
-        &[("GELU_INPUT", flag(s.gelu_input))],
-        &[x, w, dy, dx],
-        &p,
-        Grid::Invocations(total),
-    )
+    let constants = [("GELU_INPUT", flag(s.gelu_input)), ("WRITE_ACT", flag(act.is_some()))];
+    // Absent bindings take x's and dx's place; the kernel never touches them.
+    let views = [
+        x.first,
+        w,
+        dy,
+        dx.first,
+        x.second_or_first(),
+        dx.second_or_first(),
+        act.unwrap_or(dx.first),
+    ];
+    ctx.dispatch(&BACKWARD_INPUT, &constants, &views, &p, Grid::Invocations(total))
 }
 
 /// One workgroup per output element (see the WGSL for why).
@@ -133,7 +158,7 @@ fn per_element_grid(n: usize) -> Grid {
 pub(super) fn backward_weight(
     ctx: &GpuContext,
     s: &Conv2dShape,
-    x: BufView<'_>,
+    x: InputLike<'_>,
     dy: BufView<'_>,
     dw: BufView<'_>,
     accumulate: bool,
@@ -141,7 +166,8 @@ pub(super) fn backward_weight(
     let total = s.w_len();
     let p = params(s, total);
     let constants = [("GELU_INPUT", flag(s.gelu_input)), ("ACCUMULATE", flag(accumulate))];
-    ctx.dispatch(&BACKWARD_WEIGHT, &constants, &[x, dy, dw], &p, per_element_grid(total))
+    let views = [x.first, dy, dw, x.second_or_first()];
+    ctx.dispatch(&BACKWARD_WEIGHT, &constants, &views, &p, per_element_grid(total))
 }
 
 pub(super) fn backward_bias(
@@ -155,7 +181,7 @@ pub(super) fn backward_bias(
     ctx.dispatch(
         &BACKWARD_BIAS,
         &[("ACCUMULATE", flag(accumulate))],
-        &[dy, dy, db],
+        &[dy, dy, db, dy],
         &p,
         per_element_grid(s.cout),
     )

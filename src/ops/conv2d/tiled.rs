@@ -6,6 +6,12 @@
 //! - dw (+ db): [`WeightTile`] writes per-split partial sums into scratch, one more
 //!   pass adds the splits into dw and db (overwriting or accumulating).
 //!
+//! Over a cat (`Conv2dShape::cat`, see [`cat_fits`]): the forward tile runs its
+//! channel loop over each source in turn ([`Sources::CatInput`]), the dx tile
+//! stores each output channel into the half it belongs to
+//! ([`Sources::CatOutput`]), and each dw workgroup reads the source its
+//! channels lie in.
+//!
 //! Every index the kernels compute is clamped or masked in the generated code, and the
 //! shape rules (`Conv2dShape::check_*` plus the divisibility tests of `Path::best_*`)
 //! guarantee the rest, so the kernels are compiled without bounds checks.
@@ -14,8 +20,8 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Mutex;
 
-use super::codegen::{self, Epilogue, ForwardTile, WeightTile, LANES};
-use super::Conv2dShape;
+use super::codegen::{self, Epilogue, ForwardTile, Sources, WeightTile, LANES};
+use super::{Conv2dShape, InputLike};
 use crate::error::{shape_err, Result};
 use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec};
 use crate::ops::elementwise::GELU_WGSL;
@@ -25,6 +31,34 @@ use Access::{Read, ReadWrite, Uniform};
 /// The generated kernels need subgroups of at least 8 lanes (one workgroup = 8 lanes).
 pub fn usable(ctx: &GpuContext) -> bool {
     ctx.has(wgpu::Features::SUBGROUP) && ctx.subgroup_min_size >= LANES
+}
+
+/// A pass of a conv over a cat, for [`cat_fits`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CatPass {
+    Forward,
+    BackwardInput,
+    BackwardWeight,
+}
+
+/// Whether the tiled path runs `pass` of this conv's cat input (always, without
+/// one): both halves hold whole vec4s of channels; the forward and dx tiles over
+/// a cat are generated for 1x1 convs only (the posterior's first conv: a 3x3
+/// over a cat runs the simple kernels, and the contract test checks fewer
+/// variants); and dx, with its second output's three bindings, must fit the
+/// adapter's storage buffers per stage.
+pub fn cat_fits(ctx: &GpuContext, s: &Conv2dShape, pass: CatPass) -> bool {
+    let Some(c1) = s.cat else { return true };
+    let halves = c1.is_multiple_of(4) && (s.cin - c1).is_multiple_of(4);
+    halves
+        && match pass {
+            CatPass::Forward => s.k == 1,
+            CatPass::BackwardInput => {
+                s.k == 1
+                    && ctx.limits.max_storage_buffers_per_shader_stage as usize >= CAT_OUTPUT_ACT_BINDINGS.len() - 1
+            }
+            CatPass::BackwardWeight => true,
+        }
 }
 
 /// A generated kernel (after gelu.wgsl) with one subgroup per workgroup.
@@ -38,19 +72,31 @@ fn generated<P: crate::gpu::GpuParams>(name: String, wgsl: String, bindings: &'s
 const FORWARD_BINDINGS: &[Access] = &[Read, Read, Read, Read, ReadWrite, Uniform];
 /// The dx tile that also writes GELU of the conv's input (binding 6).
 const FORWARD_ACT_BINDINGS: &[Access] = &[Read, Read, Read, Read, ReadWrite, Uniform, ReadWrite];
+/// The forward tile over a cat: x2 at binding 6.
+const CAT_INPUT_BINDINGS: &[Access] = &[Read, Read, Read, Read, ReadWrite, Uniform, Read];
+/// The dx tile of a conv over a cat: y2, extra2, bias2 after the others (and act).
+const CAT_OUTPUT_BINDINGS: &[Access] = &[Read, Read, Read, Read, ReadWrite, Uniform, ReadWrite, Read, Read];
+const CAT_OUTPUT_ACT_BINDINGS: &[Access] = &[
+    Read, Read, Read, Read, ReadWrite, Uniform, ReadWrite, ReadWrite, Read, Read,
+];
 const WEIGHT_BINDINGS: &[Access] = &[Read, Read, ReadWrite, Uniform];
+const WEIGHT_CAT_BINDINGS: &[Access] = &[Read, Read, ReadWrite, Uniform, Read];
 
 fn forward_kernel(t: &ForwardTile) -> Kernel<ForwardParams> {
-    let bindings = if let Epilogue::GeluGrad { act: true, .. } = t.epilogue {
-        FORWARD_ACT_BINDINGS
-    } else {
-        FORWARD_BINDINGS
+    let act = matches!(t.epilogue, Epilogue::GeluGrad { act: true, .. });
+    let bindings = match (t.sources, act) {
+        (Sources::One, false) => FORWARD_BINDINGS,
+        (Sources::One, true) => FORWARD_ACT_BINDINGS,
+        (Sources::CatInput, _) => CAT_INPUT_BINDINGS,
+        (Sources::CatOutput { .. }, false) => CAT_OUTPUT_BINDINGS,
+        (Sources::CatOutput { .. }, true) => CAT_OUTPUT_ACT_BINDINGS,
     };
     generated(t.name(), codegen::forward(t), bindings)
 }
 
 fn weight_kernel(t: &WeightTile) -> Kernel<WeightParams> {
-    generated(t.name(), codegen::weight(t), WEIGHT_BINDINGS)
+    let bindings = if t.cat { WEIGHT_CAT_BINDINGS } else { WEIGHT_BINDINGS };
+    generated(t.name(), codegen::weight(t), bindings)
 }
 
 /// Generated kernels are built once per process and variant.
@@ -86,21 +132,40 @@ pub(super) fn kernels() -> Vec<KernelSpec> {
     let mut all = vec![FLIP_TRANSPOSE.spec(), SUM_SPLITS.spec(), SUM_SPLITS_PAIR.spec()];
     for k in [1, 3] {
         let (max_blocks, max_couts_per_lane) = forward_limits(k);
-        // (gelu on the input, epilogue) pairs: forward convs and the dx conv.
+        // (gelu on the input, epilogue, sources): forward convs and the dx conv;
+        // over a cat (1x1 only, see `cat_fits`) the forward's input or dx's output.
         let mut uses = Vec::new();
+        let cat = k == 1;
         for act in [false, true] {
             for add in [false, true] {
-                uses.push((false, Epilogue::GeluGrad { act, add }));
+                let epilogue = Epilogue::GeluGrad { act, add };
+                uses.push((false, epilogue, Sources::One));
+                if cat {
+                    for add2 in [false, true] {
+                        uses.push((false, epilogue, Sources::CatOutput { add2 }));
+                    }
+                }
             }
         }
         for gelu_input in [false, true] {
             for (bias, residual) in [(false, false), (false, true), (true, false), (true, true)] {
-                uses.push((gelu_input, Epilogue::Store { bias, residual }));
+                let epilogue = Epilogue::Store { bias, residual };
+                uses.push((gelu_input, epilogue, Sources::One));
+                if cat {
+                    uses.push((gelu_input, epilogue, Sources::CatInput));
+                }
+            }
+        }
+        if cat {
+            // The dx of a plain (no GELU) conv over a cat, with either addend.
+            for (residual, add2) in [(false, false), (false, true), (true, false), (true, true)] {
+                let epilogue = Epilogue::Store { bias: false, residual };
+                uses.push((false, epilogue, Sources::CatOutput { add2 }));
             }
         }
         for blocks in 1..=max_blocks {
             for couts_per_lane in 1..=max_couts_per_lane {
-                for &(gelu_input, epilogue) in &uses {
+                for &(gelu_input, epilogue, sources) in &uses {
                     for vec in epilogue_widths(epilogue, couts_per_lane) {
                         let t = ForwardTile {
                             k: k as u32,
@@ -110,6 +175,7 @@ pub(super) fn kernels() -> Vec<KernelSpec> {
                             gelu_input,
                             epilogue,
                             vec,
+                            sources,
                         };
                         all.push(forward_kernel(&t).spec());
                     }
@@ -118,12 +184,15 @@ pub(super) fn kernels() -> Vec<KernelSpec> {
         }
         for ci_vecs in 1..=max_ci_vecs(k as u32) {
             for gelu_input in [false, true] {
-                let t = WeightTile {
-                    k: k as u32,
-                    ci_vecs,
-                    gelu_input,
-                };
-                all.push(weight_kernel(&t).spec());
+                for cat in [false, true] {
+                    let t = WeightTile {
+                        k: k as u32,
+                        ci_vecs,
+                        gelu_input,
+                        cat,
+                    };
+                    all.push(weight_kernel(&t).spec());
+                }
             }
         }
     }
@@ -140,6 +209,10 @@ crate::gpu_params! {
         tiles_w: u32,
         tiles_h: u32,
         tiles: u32,
+        split: u32,
+        pad0: u32,
+        pad1: u32,
+        pad2: u32,
     }
 }
 
@@ -163,7 +236,14 @@ fn forward_limits(k: usize) -> (usize, usize) {
 /// 3x3 blocks x couts/lane (rows x blocks for the first two): 4x4 x1: 19.5, 2x8 x2: 23.2,
 /// 8 x4: 23.2, 16 x4: 25.9, 32 x4: 27.8, 16 x8: 27.1, 32 x8: 16.3;
 /// 1x1: 4 x3: 7.7, 16 x4: 14.1, 8 x4: 13.2, 4 x8: 19.6, 16 x8: 19.1.
-fn forward_tile(k: usize, h: usize, cout: usize, gelu_input: bool, epilogue: Epilogue) -> ForwardTile {
+fn forward_tile(
+    k: usize,
+    h: usize,
+    cout: usize,
+    gelu_input: bool,
+    epilogue: Epilogue,
+    sources: Sources,
+) -> ForwardTile {
     let (max_blocks, max_couts_per_lane) = forward_limits(k);
     let cpl = couts_per_lane(cout, max_couts_per_lane);
     // The widest epilogue vector the lane's channels and the row stride allow.
@@ -180,6 +260,7 @@ fn forward_tile(k: usize, h: usize, cout: usize, gelu_input: bool, epilogue: Epi
         gelu_input,
         epilogue,
         vec,
+        sources,
     }
 }
 
@@ -214,18 +295,29 @@ fn stacked_rows(s: &Conv2dShape) -> usize {
     }
 }
 
-/// Runs the forward tile over an `[n,h,w,cin]` input with `cout` outputs.
-#[allow(clippy::too_many_arguments)]
+/// What a forward tile binds besides its weights: the input, the epilogue's
+/// per-element arrays (`bias`, `extra`, output `y`), `act`, and for a cat the
+/// second input, or the second output with its `extra2` and `bias2`.
+struct TileViews<'a> {
+    x: BufView<'a>,
+    bias: BufView<'a>,
+    extra: BufView<'a>,
+    y: BufView<'a>,
+    act: Option<BufView<'a>>,
+    x2: Option<BufView<'a>>,
+    /// (y2, extra2, bias2).
+    second: Option<[BufView<'a>; 3]>,
+}
+
+/// Runs the forward tile over an `[n,h,w,cin]` input with `cout` outputs;
+/// `split` is where a cat's second input (or output) begins.
 fn forward_tiles(
     ctx: &GpuContext,
     t: &ForwardTile,
     s: &Conv2dShape,
-    x: BufView<'_>,
     w: BufView<'_>,
-    bias: BufView<'_>,
-    extra: BufView<'_>,
-    y: BufView<'_>,
-    act: Option<BufView<'_>>,
+    v: &TileViews<'_>,
+    split: usize,
 ) -> Result<Dispatch> {
     let (n, h) = if s.k == 1 { (1, stacked_rows(s)) } else { (s.n, s.h) };
     let tiles_w = s.w.div_ceil(t.cols() as usize);
@@ -240,6 +332,10 @@ fn forward_tiles(
         tiles_w: tiles_w as u32,
         tiles_h: tiles_h as u32,
         tiles: tiles as u32,
+        split: split as u32,
+        pad0: 0,
+        pad1: 0,
+        pad2: 0,
     };
     let gz = s.cout.div_ceil(t.couts_per_workgroup() as usize);
     if gz > 65535 {
@@ -249,16 +345,17 @@ fn forward_tiles(
     let kernel = cached(&KERNELS, *t, forward_kernel);
     // One workgroup per tile (folded into x and y), one layer per output-channel chunk.
     let grid = Grid::GroupLayers(tiles, gz);
-    match act {
-        Some(act) => ctx.dispatch(&kernel, &[], &[x, w, bias, extra, y, act], &p, grid),
-        None => ctx.dispatch(&kernel, &[], &[x, w, bias, extra, y], &p, grid),
-    }
+    let mut views = vec![v.x, w, v.bias, v.extra, v.y];
+    views.extend(v.act);
+    views.extend(v.x2);
+    views.extend(v.second.iter().flatten());
+    ctx.dispatch(&kernel, &[], &views, &p, grid)
 }
 
 pub(super) fn forward(
     ctx: &GpuContext,
     s: &Conv2dShape,
-    x: BufView<'_>,
+    x: InputLike<'_>,
     w: BufView<'_>,
     bias: Option<BufView<'_>>,
     residual: Option<BufView<'_>>,
@@ -268,9 +365,23 @@ pub(super) fn forward(
         bias: s.bias,
         residual: s.residual,
     };
-    let t = forward_tile(s.k, stacked_rows(s), s.cout, s.gelu_input, epilogue);
+    let sources = if x.second.is_some() {
+        Sources::CatInput
+    } else {
+        Sources::One
+    };
+    let t = forward_tile(s.k, stacked_rows(s), s.cout, s.gelu_input, epilogue, sources);
     // Absent optional inputs bind x in their place; the kernel never reads them.
-    forward_tiles(ctx, &t, s, x, w, bias.unwrap_or(x), residual.unwrap_or(x), y, None)
+    let views = TileViews {
+        x: x.first,
+        bias: bias.unwrap_or(x.first),
+        extra: residual.unwrap_or(x.first),
+        y,
+        act: None,
+        x2: x.second,
+        second: None,
+    };
+    forward_tiles(ctx, &t, s, w, &views, s.split())
 }
 
 crate::gpu_params! {
@@ -316,6 +427,7 @@ pub(super) fn backward_input(ctx: &GpuContext, s: &Conv2dShape, a: &super::Backw
     let swapped = Conv2dShape {
         cin: s.cout,
         cout: s.cin,
+        cat: None,
         ..*s
     };
     let act = a.act.filter(|_| s.gelu_input);
@@ -332,23 +444,48 @@ pub(super) fn backward_input(ctx: &GpuContext, s: &Conv2dShape, a: &super::Backw
             residual: a.addend.is_some(),
         }
     };
-    let t = forward_tile(s.k, stacked_rows(s), s.cin, false, epilogue);
+    // For a cat, the same arrays of the second half.
+    let (sources, second) = match a.dx.second {
+        Some(dx2) => {
+            let x2 = a.x.second_or_first();
+            let (extra2, bias2) = match (s.gelu_input, a.addend2) {
+                (true, addend2) => (x2, addend2.unwrap_or(a.dy)),
+                (false, Some(addend2)) => (addend2, a.dy),
+                (false, None) => (a.dy, a.dy),
+            };
+            let add2 = a.addend2.is_some();
+            (Sources::CatOutput { add2 }, Some([dx2, extra2, bias2]))
+        }
+        None => (Sources::One, None),
+    };
+    let t = forward_tile(s.k, stacked_rows(s), s.cin, false, epilogue, sources);
     let (bias, extra) = match (s.gelu_input, a.addend) {
-        (true, addend) => (addend.unwrap_or(a.dy), a.x),
+        (true, addend) => (addend.unwrap_or(a.dy), a.x.first),
         (false, Some(addend)) => (a.dy, addend),
         (false, None) => (a.dy, a.dy),
     };
-    ds.push(forward_tiles(ctx, &t, &swapped, a.dy, wt, bias, extra, a.dx, act)?);
+    let views = TileViews {
+        x: a.dy,
+        bias,
+        extra,
+        y: a.dx.first,
+        act,
+        x2: None,
+        second,
+    };
+    ds.push(forward_tiles(ctx, &t, &swapped, wt, &views, s.split())?);
     Ok(ds)
 }
 
 /// Input-channel vec4s per dw workgroup: 1 for 3x3 (9 taps already give 144
 /// accumulators per lane), 8 for 1x1, or the largest count below that divides cin/4.
 /// Measured (GFLOP per CPU-second): 3x3 1: 28.3, 2: 24.2; 1x1 1: 7.1, 4: 13.5, 8: 16.2, 16: 13.5.
+/// Over a cat, the count divides both halves' vec4s, so no workgroup straddles them.
 fn ci_vecs(s: &Conv2dShape) -> u32 {
+    let halves = s.sources();
     (1..=max_ci_vecs(s.k as u32))
         .rev()
-        .find(|v| (s.cin / 4).is_multiple_of(*v as usize))
+        .find(|v| halves.iter().all(|c| (c / 4).is_multiple_of(*v as usize)))
         .unwrap_or(1)
 }
 
@@ -398,7 +535,7 @@ crate::gpu_params! {
         stride: u32,
         w_len: u32,
         db_gap: u32,
-        pad1: u32,
+        split4: u32,
     }
 }
 
@@ -419,7 +556,7 @@ fn pair_view<'a>(ctx: &GpuContext, dw: BufView<'a>, db: BufView<'a>) -> Option<B
 pub(super) fn backward_weight(
     ctx: &GpuContext,
     s: &Conv2dShape,
-    x: BufView<'_>,
+    x: InputLike<'_>,
     dy: BufView<'_>,
     scratch: BufView<'_>,
     act: Option<BufView<'_>>,
@@ -446,14 +583,28 @@ pub(super) fn backward_weight(
         stride: stride as u32,
         w_len: s.w_len() as u32,
         db_gap: in_place.map_or(0, |(_, gap)| gap as u32),
-        pad1: 0,
+        split4: (s.split() / 4) as u32,
     };
     // With room for act(x), GELU runs once in an elementwise pass instead of inside
-    // every dw workgroup (each x element is loaded by 3 rows x cout/32 workgroups).
+    // every dw workgroup (each x element is loaded by 3 rows x cout/32 workgroups);
+    // over a cat, act(x1) and act(x2) lie apart in `act` (see `Conv2dShape::act_len`).
     let mut ds = Vec::new();
     let (x, gelu_in_kernel) = match act {
         Some(act) if s.gelu_input => {
-            ds.push(crate::ops::elementwise::gelu_forward(ctx, x, act)?);
+            let act1 = BufView { len: s.x1_len(), ..act };
+            ds.push(crate::ops::elementwise::gelu_forward(ctx, x.first, act1)?);
+            let act = match x.second {
+                Some(x2) => {
+                    let act2 = BufView {
+                        offset: act.offset + s.act2_offset(),
+                        len: s.x2_len(),
+                        ..act
+                    };
+                    ds.push(crate::ops::elementwise::gelu_forward(ctx, x2, act2)?);
+                    InputLike::cat(act1, act2)
+                }
+                None => act1.into(),
+            };
             (act, false)
         }
         _ => (x, s.gelu_input),
@@ -462,6 +613,7 @@ pub(super) fn backward_weight(
         k: s.k as u32,
         ci_vecs: ci_vecs(s),
         gelu_input: gelu_in_kernel,
+        cat: x.second.is_some(),
     };
     static KERNELS: Mutex<Option<HashMap<WeightTile, Kernel<WeightParams>>>> = Mutex::new(None);
     let kernel = cached(&KERNELS, t, weight_kernel);
@@ -484,7 +636,9 @@ pub(super) fn backward_weight(
             ..scratch
         },
     };
-    ds.push(ctx.dispatch(&kernel, &[], &[x, dy, partials], &p, grid)?);
+    let mut views = vec![x.first, dy, partials];
+    views.extend(x.second);
+    ds.push(ctx.dispatch(&kernel, &[], &views, &p, grid)?);
     if in_place.is_some() {
         return Ok(ds);
     }

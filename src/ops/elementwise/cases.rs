@@ -243,6 +243,20 @@ fn check_channels(c: &mut Checker) -> Result<()> {
                 Tolerance::EXACT,
             );
 
+            // a + x[.., range], the window read in place: one f32 add, exact.
+            let a = rng.vec(rows * w, -2.0, 2.0);
+            let (ga, gy) = (ctx.upload(&a), ctx.zeros(rows * w));
+            ctx.run(&[&super::add_channels(ctx, ga.view(), gx.view(), range, gy.view())?])?;
+            let want = reference::add_channels(&a, &x, ch, start);
+            c.compare(
+                FAMILY,
+                "add_channels",
+                &what,
+                &ctx.read_f32(&gy)?,
+                &want,
+                Tolerance::EXACT,
+            );
+
             let dy = rng.vec(rows * w, -1.0, 1.0);
             let gdy = ctx.upload(&dy);
             let before = rng.vec(n, -1.0, 1.0);

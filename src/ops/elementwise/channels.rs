@@ -1,8 +1,11 @@
 //! Channel concat, split and channel-range copies of NHWC tensors viewed as
-//! `[rows, channels]` (rows = N·H·W). VDVAE uses them for `cat[x, a]` into the
-//! posterior, for splitting mu / logsig / xpp off a block's output, and for
-//! taking the first `width(r)` channels of a state. Concat's backward is split
-//! and vice versa; a range copy's backward is [`slice_channels_backward`].
+//! `[rows, channels]` (rows = N·H·W), and an add that reads a channel window
+//! of a wider tensor in place. VDVAE reads its channel windows in place where a
+//! kernel can (the posterior's `cat[x, a]` in its first conv, mu / logsig in the
+//! packed reparam, xpp in [`add_channels`]); the copies serve the rest: the
+//! gradient of the prior block's output assembled from its parts, thin inputs
+//! padded to 4 channels, custom widths' slices and pads. Concat's backward is
+//! split and vice versa; a range copy's backward is [`slice_channels_backward`].
 
 use std::fmt;
 
@@ -25,6 +28,24 @@ const COPY: [Kernel<Params>; 2] = [
         &[DIVIDE_WGSL, ELEM_VEC4, COPY_WGSL],
         "copy_channels",
         BINDINGS,
+    ),
+];
+
+const ADD_WGSL: &str = include_str!("../../../shaders/elementwise_add_channels.wgsl");
+const ADD_BINDINGS: &[Access] = &[Access::Read, Access::Read, Access::ReadWrite, Access::Uniform];
+/// `a + b[.., window]` with one channel, or four (a vec4) per invocation.
+const ADD: [Kernel<AddParams>; 2] = [
+    Kernel::portable(
+        "add_channels",
+        &[DIVIDE_WGSL, ELEM_F32, ADD_WGSL],
+        "add_channels",
+        ADD_BINDINGS,
+    ),
+    Kernel::portable(
+        "add_channels_vec4",
+        &[DIVIDE_WGSL, ELEM_VEC4, ADD_WGSL],
+        "add_channels",
+        ADD_BINDINGS,
     ),
 ];
 
@@ -95,8 +116,58 @@ crate::gpu_params! {
     }
 }
 
+crate::gpu_params! {
+    struct AddParams {
+        rows: u32,
+        width: u32,
+        b_stride: u32,
+        b_start: u32,
+        inv_width: f32,
+    }
+}
+
 pub(super) fn kernels() -> Vec<KernelSpec> {
-    COPY.iter().map(|k| k.spec()).collect()
+    let mut all: Vec<KernelSpec> = COPY.iter().map(|k| k.spec()).collect();
+    all.extend(ADD.iter().map(|k| k.spec()));
+    all
+}
+
+/// `y = a + b[.., b_range]`: a (and y) has `b_range.width()` channels, the
+/// window of b is read where it lies instead of sliced off first. One dispatch.
+pub fn add_channels(
+    ctx: &GpuContext,
+    a: BufView<'_>,
+    b: BufView<'_>,
+    b_range: ChannelRange,
+    y: BufView<'_>,
+) -> Result<Dispatch> {
+    let op = "add_channels";
+    let rows = b_range.validate(op, "b", b.len)?;
+    let width = b_range.width();
+    if a.len != rows * width || y.len != a.len {
+        return shape_err(format!(
+            "{op}: a and y must be {rows} rows (N·H·W) of {width} channels ({} elements), got {} and {}",
+            rows * width,
+            a.len,
+            y.len
+        ));
+    }
+    let counts = [b_range.channels, b_range.start, width];
+    let v = if counts.iter().all(|c| c.is_multiple_of(4)) {
+        4
+    } else {
+        1
+    };
+    let params = AddParams {
+        rows: rows as u32,
+        width: (width / v) as u32,
+        b_stride: (b_range.channels / v) as u32,
+        b_start: (b_range.start / v) as u32,
+        inv_width: reciprocal(op, width / v)?,
+    };
+    let kernel = &ADD[(v == 4) as usize];
+    let d = ctx.dispatch(kernel, &[], &[a, b, y], &params, Grid::Invocations(rows * width / v))?;
+    Ok(d.with_work(Work::f32s(3 * rows * width)))
 }
 
 /// `dst[.., dst_range] (=, +=) src[.., src_range]` for every row (N·H·W position).

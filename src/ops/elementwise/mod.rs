@@ -12,7 +12,8 @@ pub mod reference;
 pub use affine::{add, affine, affine_backward, affine_backward_scratch_len, AffineBackward};
 pub use cases::{bench_cases, check};
 pub use channels::{
-    concat_channels, copy_channels, slice_channels, slice_channels_backward, split_channels, ChannelRange, CopyMode,
+    add_channels, concat_channels, copy_channels, slice_channels, slice_channels_backward, split_channels,
+    ChannelRange, CopyMode,
 };
 pub use divide::{div_exact, divide_on_gpu, edge_numerators, reciprocal, DIVIDE_WGSL, MAX_DIVISOR};
 

@@ -63,6 +63,15 @@ pub fn slice_channels(x: &[f32], channels: usize, start: usize, end: usize) -> V
         .collect()
 }
 
+/// `a + x[.., start..start + C]` for a with C channels (x with `channels`).
+pub fn add_channels(a: &[f32], x: &[f32], channels: usize, start: usize) -> Vec<f32> {
+    let c = a.len() / (x.len() / channels).max(1);
+    a.chunks(c.max(1))
+        .zip(x.chunks(channels))
+        .flat_map(|(ra, rx)| ra.iter().zip(&rx[start..start + c]).map(|(p, q)| p + q))
+        .collect()
+}
+
 /// Backward of [`slice_channels`]: dy placed at `start..end`, zeros elsewhere.
 pub fn slice_channels_backward(dy: &[f32], channels: usize, start: usize, end: usize) -> Vec<f32> {
     let width = end - start;
