@@ -540,7 +540,7 @@ mod tests {
         let (lazy, a) = build(Accumulate::AtProducer);
         let (eager, _) = build(Accumulate::Running);
         assert!(eager.nodes.len() <= lazy.nodes.len());
-        // Gradient parts of `a` alive at once: every one until the end, or a couple.
+        // Gradient parts of `a` alive at once: several until the end, or a couple.
         let most_live = |g: &Graph| {
             let life = lifetimes(g);
             let parts: Vec<(usize, usize)> = (0..g.tensors.len())
@@ -557,7 +557,9 @@ mod tests {
             most_live(&lazy),
             most_live(&eager)
         );
-        assert!(most_live(&lazy) >= 8, "{}", most_live(&lazy));
+        // At the producer, the channel parts (from the concats) wait for the
+        // encoder's backward; the convs' parts fold into one dx chain either way.
+        assert!(most_live(&lazy) >= 6, "{}", most_live(&lazy));
         assert!(most_live(&eager) <= 3, "{}", most_live(&eager));
         for (got, want) in run_grads(&eager).iter().zip(&run_grads(&lazy)) {
             for (x, y) in got.iter().zip(want) {
