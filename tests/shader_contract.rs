@@ -220,7 +220,8 @@ fn f16_variants_halve_the_strides_of_f32_arrays() {
             ("bias", Some(2)),
             ("residual", Some(2)),
             ("y", Some(2)),
-            ("p", None)
+            ("p", None),
+            ("x2", Some(2))
         ]
     );
     // The flip table (u32) stays; the weights beside it convert.

@@ -63,6 +63,17 @@ fn model_flops(s: Conv2dShape, model_cin: usize) -> f64 {
     Conv2dShape { cin: model_cin, ..s }.flops()
 }
 
+/// The shapes of a node's inputs.
+fn graph_shapes(g: &Graph, node: &Node) -> Vec<Vec<usize>> {
+    node.inputs.iter().map(|&t| g.shape(t).to_vec()).collect()
+}
+
+/// The shapes of the inputs a lowering binds: the node's, or one slice's when
+/// the node is split over the storage-binding limit.
+fn lowered_shapes(l: &LowerCall<'_>) -> Vec<Vec<usize>> {
+    (0..l.node.inputs.len()).map(|k| l.in_shape(k).to_vec()).collect()
+}
+
 /// How a conv's node splits: a 1x1 conv by pixels, a 3x3 conv by whole images.
 fn conv_split(k: usize, inputs: Vec<Part>, outputs: Vec<Part>) -> Split {
     if k == 1 {
@@ -239,8 +250,12 @@ impl Conv2d {
     }
 
     fn node_shape(&self, g: &Graph, node: &Node) -> Conv2dShape {
-        let x2 = self.cat.then(|| g.shape(node.inputs[self.x2_input()]));
-        self.shape(g.shape(node.inputs[0]), g.shape(node.inputs[1]), x2)
+        self.shape_of(&graph_shapes(g, node))
+    }
+
+    fn shape_of(&self, ins: &[Vec<usize>]) -> Conv2dShape {
+        let x2 = self.cat.then(|| &ins[self.x2_input()][..]);
+        self.shape(&ins[0], &ins[1], x2)
     }
 }
 
@@ -351,7 +366,7 @@ impl OpRule for Conv2d {
     }
 
     fn lower(&self, l: &LowerCall<'_>) -> Result<Vec<Dispatch>> {
-        let s = self.node_shape(l.g, l.node);
+        let s = self.shape_of(&lowered_shapes(l));
         let bias = self.bias.then(|| l.input(2));
         let residual = self.residual.then(|| l.input(self.residual_input()));
         let x = InputLike {
@@ -379,14 +394,12 @@ impl OpRule for Conv2d {
 
 impl Conv2dBackwardData {
     fn shape(&self, g: &Graph, node: &Node) -> Conv2dShape {
-        let x2 = self.cat.then(|| g.shape(node.inputs[3]));
-        conv_shape(
-            g.shape(node.inputs[2]),
-            x2,
-            g.shape(node.inputs[0])[3],
-            self.k,
-            self.gelu_input,
-        )
+        self.shape_of(&graph_shapes(g, node))
+    }
+
+    fn shape_of(&self, ins: &[Vec<usize>]) -> Conv2dShape {
+        let x2 = self.cat.then(|| &ins[3][..]);
+        conv_shape(&ins[2], x2, ins[0][3], self.k, self.gelu_input)
     }
 
     /// Input index of the addend of dx (after x and x2).
@@ -469,7 +482,7 @@ impl OpRule for Conv2dBackwardData {
     }
 
     fn lower(&self, l: &LowerCall<'_>) -> Result<Vec<Dispatch>> {
-        let s = self.shape(l.g, l.node);
+        let s = self.shape_of(&lowered_shapes(l));
         let scratch = l.scratch(s.backward_input_scratch_len());
         let x = InputLike {
             first: l.input(2),
@@ -507,14 +520,12 @@ impl OpRule for Conv2dBackwardData {
 
 impl Conv2dBackwardWeight {
     fn shape(&self, g: &Graph, node: &Node) -> Conv2dShape {
-        let x2 = self.cat.then(|| g.shape(node.inputs[2]));
-        conv_shape(
-            g.shape(node.inputs[1]),
-            x2,
-            g.shape(node.inputs[0])[3],
-            self.k,
-            self.gelu_input,
-        )
+        self.shape_of(&graph_shapes(g, node))
+    }
+
+    fn shape_of(&self, ins: &[Vec<usize>]) -> Conv2dShape {
+        let x2 = self.cat.then(|| &ins[2][..]);
+        conv_shape(&ins[1], x2, ins[0][3], self.k, self.gelu_input)
     }
 }
 
@@ -537,7 +548,7 @@ impl OpRule for Conv2dBackwardWeight {
     }
 
     fn lower(&self, l: &LowerCall<'_>) -> Result<Vec<Dispatch>> {
-        let s = self.shape(l.g, l.node);
+        let s = self.shape_of(&lowered_shapes(l));
         let db = self.bias.then(|| l.output(1));
         // The tiled path can apply GELU to x once, into the side buffer, instead of per tap.
         let side = l.side();
