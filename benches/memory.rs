@@ -92,6 +92,7 @@ fn main() {
         gpu.train_step(&ctx).unwrap();
     }
     gpu.finish(&ctx).unwrap();
+    let after_steps = status_bytes("VmRSS:");
     let peak = status_bytes("VmHWM:");
     let planned = gpu.plan.total();
     let measured = peak.saturating_sub(baseline);
@@ -104,6 +105,11 @@ fn main() {
         "resident after build+upload:{:>9.1} MiB (+{:.1})",
         after_build as f64 / MIB,
         after_build.saturating_sub(baseline) as f64 / MIB
+    );
+    println!(
+        "resident after the steps:   {:>9.1} MiB (+{:.1})",
+        after_steps as f64 / MIB,
+        after_steps.saturating_sub(baseline) as f64 / MIB
     );
     println!(
         "peak resident:              {:>9.1} MiB (+{:.1} over the baseline)",
@@ -123,6 +129,7 @@ fn main() {
         "planned_bytes": planned,
         "baseline_rss_bytes": baseline,
         "peak_rss_bytes": peak,
+        "rss_after_steps_bytes": after_steps,
         "measured_bytes": measured,
         "measured_over_planned": ratio,
         "host_memory_adapter": host_memory,
