@@ -211,13 +211,16 @@ pub fn fit(g: &Graph, budget: usize, target: &PlanTarget) -> Result<Selection> {
     if smallest > budget {
         let m = &all.plan;
         let persistent = m.weights + m.grads + m.optimizer + m.ema;
+        // Sizes that round alike are told apart by their bytes.
+        let (want, least) = match (format_size(budget), format_size(m.total())) {
+            (a, b) if a == b => (format!("{budget} bytes"), format!("{} bytes", m.total())),
+            pair => pair,
+        };
         return Err(Error::Input(format!(
-            "a memory budget of {} is out of reach: with every block recomputed ({} blocks) \
-             the smallest planned peak is {} ({} of it weights, gradients, optimizer state and EMA); \
+            "a memory budget of {want} is out of reach: with every block recomputed ({} blocks) \
+             the smallest planned peak is {least} ({} of it weights, gradients, optimizer state and EMA); \
              use a smaller batch or a larger budget",
-            format_size(budget),
             order.len(),
-            format_size(m.total()),
             format_size(persistent),
         )));
     }
