@@ -3,20 +3,23 @@
 //! official fixture's ELBO at f16 against f32, and the measurement that keeps
 //! the backward pass's activation gradients in f32.
 
+mod common;
+
+use common::{fixture, gpu_step, reference_step, rel_norm, ReferenceStep};
 use vdvae::checkpoint::load;
 use vdvae::data::{bundled_mnist, read_images, DataFormat, ImageSet};
 use vdvae::gpu::{Access, BufView, DType, GpuBuffer, GpuContext, Grid, Kernel};
 use vdvae::graph::autodiff::append_backward;
 use vdvae::graph::cpu::{run, Noise, Values};
-use vdvae::graph::gpu::{GpuGraph, TrainConfig};
+use vdvae::graph::gpu::GpuGraph;
 use vdvae::graph::precision::{backward_activations, f16_activations};
 use vdvae::graph::{set_precision, Precision, Role, Sampling};
 use vdvae::model::init::init_weights;
 use vdvae::model::preprocess::{CIFAR10, MNIST};
 use vdvae::model::vdvae::{build_vdvae, VdvaeGraph};
 use vdvae::model::{preset, HParams};
-use vdvae::ops::optimizer::reference::{self as adam_ref, TensorRef};
-use vdvae::ops::optimizer::{AdamW, StepState};
+use vdvae::ops::optimizer::reference as adam_ref;
+use vdvae::ops::optimizer::AdamW;
 
 fn context() -> GpuContext {
     let ctx = GpuContext::from_env().unwrap_or_else(|e| panic!("f16 storage tests need an adapter: {e}"));
@@ -26,21 +29,6 @@ fn context() -> GpuContext {
         ctx.adapter.name
     );
     ctx
-}
-
-fn fixture(file: &str) -> String {
-    format!("{}/tests/fixtures/official-vdvae/{file}", env!("CARGO_MANIFEST_DIR"))
-}
-
-fn rel_norm(got: &[f32], want: &[f32]) -> (f64, f64) {
-    let d: f64 = got
-        .iter()
-        .zip(want)
-        .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
-        .sum::<f64>()
-        .sqrt();
-    let n: f64 = want.iter().map(|&b| (b as f64).powi(2)).sum::<f64>().sqrt();
-    (d, n)
 }
 
 fn view(buf: &GpuBuffer, len: usize, f16: bool) -> BufView<'_> {
@@ -177,41 +165,14 @@ fn one_f16_training_step_on_gpu_matches_the_f16_cpu_step() {
     };
     let seed = 9;
 
-    let mut cpu = values.clone();
-    run(&m.graph, &mut cpu, Noise { seed, step: 0 }).unwrap();
-    let cpu_elbo = cpu[m.loss].as_ref().unwrap()[0] as f64;
-    let mut tensors: Vec<TensorRef> = m
-        .graph
-        .param_grads
-        .iter()
-        .map(|&(p, d)| {
-            let n = m.graph.tensors[p].numel();
-            TensorRef {
-                param: cpu[p].clone().unwrap(),
-                grad: cpu[d].clone().unwrap(),
-                exp_avg: vec![0.0; n],
-                exp_avg_sq: vec![0.0; n],
-                ema: Some(cpu[p].clone().unwrap()),
-            }
-        })
-        .collect();
-    let mut state = StepState::default();
-    let decision = adam_ref::step(&adamw, &mut state, &mut tensors);
-
-    let mut gpu = GpuGraph::build(
-        &ctx,
-        &m.graph,
-        seed,
-        Some(TrainConfig {
-            adamw,
-            resume: StepState::default(),
-        }),
-    )
-    .unwrap();
-    gpu.write_values(&ctx, &m.graph, &values).unwrap();
-    gpu.reset_ema(&ctx).unwrap();
-    let bad = gpu.invalid_dispatches(&ctx);
-    assert!(bad.is_empty(), "{}", bad.join("\n"));
+    let ReferenceStep {
+        values: cpu,
+        elbo: cpu_elbo,
+        tensors,
+        decision,
+    } = reference_step(&m, &values, &adamw, seed);
+    // GPU: the same step in one submit.
+    let mut gpu = gpu_step(&ctx, &m, &values, adamw, seed);
     gpu.train_step(&ctx).unwrap();
     let metrics = gpu.finish(&ctx).unwrap().unwrap();
     println!(

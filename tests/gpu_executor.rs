@@ -2,37 +2,25 @@
 //! posterior-mean ELBO on the GPU, and one whole training step (loss, every
 //! gradient, updated weights and EMA) on GPU and CPU with the same seed.
 
+mod common;
+
+use common::{fixture, gpu_step, reference_step, rel_norm, ReferenceStep};
 use vdvae::checkpoint::load;
 use vdvae::data::{bundled_mnist, read_images, DataFormat, ImageSet};
 use vdvae::gpu::GpuContext;
 use vdvae::graph::autodiff::append_backward;
 use vdvae::graph::cpu::{run, Noise, Values};
-use vdvae::graph::gpu::{GpuGraph, TrainConfig};
+use vdvae::graph::gpu::GpuGraph;
 use vdvae::graph::Sampling;
 use vdvae::model::init::init_weights;
 use vdvae::model::preprocess::{CIFAR10, MNIST};
 use vdvae::model::vdvae::{build_vdvae, build_vdvae_materialised_cat, VdvaeGraph};
 use vdvae::model::{preset, HParams};
-use vdvae::ops::optimizer::reference::{self as adam_ref, TensorRef};
-use vdvae::ops::optimizer::{AdamW, StepState};
-
-fn fixture(file: &str) -> String {
-    format!("{}/tests/fixtures/official-vdvae/{file}", env!("CARGO_MANIFEST_DIR"))
-}
+use vdvae::ops::optimizer::reference as adam_ref;
+use vdvae::ops::optimizer::AdamW;
 
 fn context() -> GpuContext {
     GpuContext::from_env().unwrap_or_else(|e| panic!("GPU executor tests need an adapter: {e}"))
-}
-
-fn rel_norm(got: &[f32], want: &[f32]) -> (f64, f64) {
-    let d: f64 = got
-        .iter()
-        .zip(want)
-        .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
-        .sum::<f64>()
-        .sqrt();
-    let n: f64 = want.iter().map(|&b| (b as f64).powi(2)).sum::<f64>().sqrt();
-    (d, n)
 }
 
 #[test]
@@ -93,42 +81,14 @@ fn one_training_step_on_gpu_matches_the_cpu_step() {
     let seed = 9;
 
     // CPU: forward, backward, then the reference optimizer over every parameter.
-    let mut cpu = values.clone();
-    run(&m.graph, &mut cpu, Noise { seed, step: 0 }).unwrap();
-    let cpu_elbo = cpu[m.loss].as_ref().unwrap()[0] as f64;
-    let mut tensors: Vec<TensorRef> = m
-        .graph
-        .param_grads
-        .iter()
-        .map(|&(p, d)| {
-            let n = m.graph.tensors[p].numel();
-            TensorRef {
-                param: cpu[p].clone().unwrap(),
-                grad: cpu[d].clone().unwrap(),
-                exp_avg: vec![0.0; n],
-                exp_avg_sq: vec![0.0; n],
-                ema: Some(cpu[p].clone().unwrap()),
-            }
-        })
-        .collect();
-    let mut state = StepState::default();
-    let decision = adam_ref::step(&adamw, &mut state, &mut tensors);
-
+    let ReferenceStep {
+        values: cpu,
+        elbo: cpu_elbo,
+        tensors,
+        decision,
+    } = reference_step(&m, &values, &adamw, seed);
     // GPU: the same step in one submit.
-    let mut gpu = GpuGraph::build(
-        &ctx,
-        &m.graph,
-        seed,
-        Some(TrainConfig {
-            adamw,
-            resume: StepState::default(),
-        }),
-    )
-    .unwrap();
-    gpu.write_values(&ctx, &m.graph, &values).unwrap();
-    gpu.reset_ema(&ctx).unwrap();
-    let bad = gpu.invalid_dispatches(&ctx);
-    assert!(bad.is_empty(), "{}", bad.join("\n"));
+    let mut gpu = gpu_step(&ctx, &m, &values, adamw, seed);
     assert!(gpu.train_step(&ctx).unwrap().is_none(), "metrics arrive one step late");
     let metrics = gpu.finish(&ctx).unwrap().unwrap();
     println!(
