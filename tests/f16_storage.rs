@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{fixture, gpu_step, reference_step, rel_norm, ReferenceStep};
+use common::{assert_step_matches, fixture, gpu_step, reference_step, rel_norm};
 use vdvae::checkpoint::load;
 use vdvae::data::{bundled_mnist, read_images, DataFormat, ImageSet};
 use vdvae::gpu::{Access, BufView, DType, GpuBuffer, GpuContext, Grid, Kernel};
@@ -18,7 +18,6 @@ use vdvae::model::init::init_weights;
 use vdvae::model::preprocess::{CIFAR10, MNIST};
 use vdvae::model::vdvae::{build_vdvae, VdvaeGraph};
 use vdvae::model::{preset, HParams};
-use vdvae::ops::optimizer::reference as adam_ref;
 use vdvae::ops::optimizer::AdamW;
 
 fn context() -> GpuContext {
@@ -165,12 +164,8 @@ fn one_f16_training_step_on_gpu_matches_the_f16_cpu_step() {
     };
     let seed = 9;
 
-    let ReferenceStep {
-        values: cpu,
-        elbo: cpu_elbo,
-        tensors,
-        decision,
-    } = reference_step(&m, &values, &adamw, seed);
+    let want = reference_step(&m, &values, &adamw, seed);
+    let (cpu, cpu_elbo) = (&want.values, want.elbo);
     // GPU: the same step in one submit.
     let mut gpu = gpu_step(&ctx, &m, &values, adamw, seed);
     gpu.train_step(&ctx).unwrap();
@@ -215,41 +210,7 @@ fn one_f16_training_step_on_gpu_matches_the_f16_cpu_step() {
     // (tests/gpu_executor.rs), except the gradients: 1e-4 → 5e-4 of their norm,
     // for the flips above (each moves its share of a gradient by 2^-11;
     // measured 6e-5 at worst).
-    assert!(
-        (metrics.elbo - cpu_elbo).abs() <= 1e-5 * cpu_elbo.abs(),
-        "ELBO {} vs {cpu_elbo}",
-        metrics.elbo
-    );
-    assert_eq!(metrics.applied, decision.apply);
-    let cpu_norm = (adam_ref::grad_sq(&tensors) as f64).sqrt();
-    assert!(
-        (metrics.grad_norm as f64 - cpu_norm).abs() <= 1e-4 * cpu_norm,
-        "{} vs {cpu_norm}",
-        metrics.grad_norm
-    );
-    let mut worst_grad = 0.0f64;
-    for (k, &(p, d)) in m.graph.param_grads.iter().enumerate() {
-        let name = &m.graph.tensors[p].name;
-        let want_grad = cpu[d].as_ref().unwrap();
-        let (diff, norm) = rel_norm(&gpu.read(&ctx, d).unwrap(), want_grad);
-        assert!(
-            diff <= 5e-4 * norm + 1e-9,
-            "{name}: gradient differs by {diff:e} (norm {norm:e})"
-        );
-        if norm > 0.0 {
-            worst_grad = worst_grad.max(diff / norm);
-        }
-        let (w_gpu, w_cpu) = (gpu.read(&ctx, p).unwrap(), &tensors[k].param);
-        let g_max = want_grad.iter().fold(0f32, |a, &g| a.max(g.abs()));
-        for (i, (&a, &b)) in w_gpu.iter().zip(w_cpu).enumerate() {
-            let tiny_grad = want_grad[i].abs() <= 1e-3 * g_max;
-            assert!(
-                (a - b).abs() <= 1e-6 || tiny_grad,
-                "{name}[{i}]: weight {a} vs {b} (grad {})",
-                want_grad[i]
-            );
-        }
-    }
+    let worst_grad = assert_step_matches(&ctx, &m, &gpu, &metrics, &want, 5e-4);
     println!("worst gradient relative difference, f16 GPU vs f16 CPU: {worst_grad:.2e}");
 }
 

@@ -4,7 +4,7 @@
 
 use vdvae::gpu::GpuContext;
 use vdvae::graph::cpu::{run, Noise, Values};
-use vdvae::graph::gpu::{GpuGraph, TrainConfig};
+use vdvae::graph::gpu::{GpuGraph, StepMetrics, TrainConfig};
 use vdvae::model::vdvae::VdvaeGraph;
 use vdvae::ops::optimizer::reference::{self as adam_ref, Decision, TensorRef};
 use vdvae::ops::optimizer::{AdamW, StepState};
@@ -78,4 +78,61 @@ pub fn gpu_step(ctx: &GpuContext, m: &VdvaeGraph, values: &Values, adamw: AdamW,
     let bad = gpu.invalid_dispatches(ctx);
     assert!(bad.is_empty(), "{}", bad.join("\n"));
     gpu
+}
+
+/// Asserts that the GPU's training step agrees with the reference step: the
+/// ELBO to 1e-5 and the gradient norm to 1e-4 relative, the same clip/skip
+/// decision, every gradient within `grad_tol` of its norm (f32 sums in
+/// another order; 1e-9 absolute for ~0 ones), updated weights to 1e-6 (Adam's
+/// first step moves each weight by about lr·sign(g), ill-conditioned where
+/// g ≈ 0, so those are left out), and EMA to 1e-5. Returns the worst relative
+/// gradient difference.
+pub fn assert_step_matches(
+    ctx: &GpuContext,
+    m: &VdvaeGraph,
+    gpu: &GpuGraph,
+    metrics: &StepMetrics,
+    want: &ReferenceStep,
+    grad_tol: f64,
+) -> f64 {
+    assert!(
+        (metrics.elbo - want.elbo).abs() <= 1e-5 * want.elbo.abs(),
+        "ELBO {} vs {}",
+        metrics.elbo,
+        want.elbo
+    );
+    assert_eq!(metrics.applied, want.decision.apply);
+    let cpu_norm = (adam_ref::grad_sq(&want.tensors) as f64).sqrt();
+    assert!(
+        (metrics.grad_norm as f64 - cpu_norm).abs() <= 1e-4 * cpu_norm,
+        "{} vs {cpu_norm}",
+        metrics.grad_norm
+    );
+    let mut worst = 0.0f64;
+    for (k, &(p, d)) in m.graph.param_grads.iter().enumerate() {
+        let name = &m.graph.tensors[p].name;
+        let want_grad = want.values[d].as_ref().unwrap();
+        let (diff, norm) = rel_norm(&gpu.read(ctx, d).unwrap(), want_grad);
+        assert!(
+            diff <= grad_tol * norm + 1e-9,
+            "{name}: gradient differs by {diff:e} (norm {norm:e})"
+        );
+        if norm > 0.0 {
+            worst = worst.max(diff / norm);
+        }
+        let (w_gpu, w_cpu) = (gpu.read(ctx, p).unwrap(), &want.tensors[k].param);
+        let g_max = want_grad.iter().fold(0f32, |a, &g| a.max(g.abs()));
+        for (i, (&a, &b)) in w_gpu.iter().zip(w_cpu).enumerate() {
+            let tiny_grad = want_grad[i].abs() <= 1e-3 * g_max;
+            assert!(
+                (a - b).abs() <= 1e-6 || tiny_grad,
+                "{name}[{i}]: weight {a} vs {b} (grad {})",
+                want_grad[i]
+            );
+        }
+        let (ema_gpu, ema_cpu) = (gpu.read_ema(ctx, p).unwrap(), want.tensors[k].ema.as_ref().unwrap());
+        let (diff, norm) = rel_norm(&ema_gpu, ema_cpu);
+        assert!(diff <= 1e-5 * norm + 1e-7, "{name}: EMA differs by {diff:e}");
+    }
+    worst
 }
