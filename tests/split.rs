@@ -352,27 +352,32 @@ fn param_values_of(g: &Graph) -> Values {
     values
 }
 
+/// Runs `g` (no optimizer) built with `options`; reads the loss and `grads`.
+fn run_graph(
+    ctx: &GpuContext,
+    g: &Graph,
+    values: &Values,
+    loss: TensorId,
+    grads: &[TensorId],
+    options: BuildOptions,
+) -> (GpuGraph, Vec<Vec<f32>>) {
+    let gpu = GpuGraph::build_with(ctx, g, 0, None, options).unwrap();
+    gpu.write_values(ctx, g, values).unwrap();
+    gpu.run(ctx, 0).unwrap();
+    let read = std::iter::once(loss)
+        .chain(grads.iter().copied())
+        .map(|t| gpu.read(ctx, t).unwrap())
+        .collect();
+    (gpu, read)
+}
+
 #[test]
 fn rows_wider_than_the_limit_split_by_pixels() {
     let ctx = context();
     let (g, loss, grads) = wide_row_graph();
-    let mut values: Values = vec![None; g.tensors.len()];
-    for (t, info) in g.tensors.iter().enumerate() {
-        if info.role == Role::Param {
-            let v = (0..info.numel())
-                .map(|i| ((i * 37 % 101) as f32 / 50.0 - 1.0) * 0.5)
-                .collect();
-            values[t] = Some(v);
-        }
-    }
+    let values = param_values_of(&g);
     let run = |options| {
-        let gpu = GpuGraph::build_with(&ctx, &g, 0, None, options).unwrap();
-        gpu.write_values(&ctx, &g, &values).unwrap();
-        gpu.run(&ctx, 0).unwrap();
-        let read: Vec<Vec<f32>> = std::iter::once(loss)
-            .chain(grads.iter().copied())
-            .map(|t| gpu.read(&ctx, t).unwrap())
-            .collect();
+        let (gpu, read) = run_graph(&ctx, &g, &values, loss, &grads, options);
         (gpu.dispatch_count(), read)
     };
     let (n_whole, want) = run(BuildOptions::default());
@@ -444,13 +449,7 @@ fn one_image_shared_by_a_batch_splits_by_rows_within_images() {
     let (g, loss, grads) = one_image_graph();
     let values = param_values_of(&g);
     let run = |options| {
-        let gpu = GpuGraph::build_with(&ctx, &g, 0, None, options).unwrap();
-        gpu.write_values(&ctx, &g, &values).unwrap();
-        gpu.run(&ctx, 0).unwrap();
-        let read: Vec<Vec<f32>> = std::iter::once(loss)
-            .chain(grads.iter().copied())
-            .map(|t| gpu.read(&ctx, t).unwrap())
-            .collect();
+        let (gpu, read) = run_graph(&ctx, &g, &values, loss, &grads, options);
         let ops: BTreeSet<&str> = gpu.labelled_dispatches().map(|(_, l)| l.op).collect();
         (gpu.dispatch_count(), ops, read)
     };
