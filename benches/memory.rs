@@ -24,7 +24,7 @@ use vdvae::graph::gpu::{GpuGraph, TrainConfig};
 use vdvae::graph::{Precision, Sampling};
 use vdvae::model::init::init_weights;
 use vdvae::model::report::training_graph;
-use vdvae::model::vdvae::build_vdvae;
+use vdvae::model::vdvae::build_model;
 use vdvae::ops::optimizer::{AdamW, StepState};
 use vdvae::train::stage_batch;
 
@@ -61,7 +61,7 @@ fn main() {
     let budget = flag_value(&args, "--memory-budget").map(|s| parse_size(s).unwrap_or_else(|e| panic!("{e}")));
     let (images, norm) = training_images(&h, batch);
     let ctx = GpuContext::from_env().unwrap_or_else(|e| panic!("{e}"));
-    let mut m = build_vdvae(&h, batch, Sampling::Posterior).unwrap();
+    let mut m = build_model(&h, batch, Sampling::Posterior).unwrap();
     let (g, report) = training_graph(&m.graph, precision, budget, Some(&ctx)).unwrap_or_else(|e| panic!("{e}"));
     m.graph = g;
     if let Some(r) = report {

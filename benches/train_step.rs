@@ -24,7 +24,7 @@ use vdvae::graph::{Precision, Sampling};
 use vdvae::model::init::init_weights;
 use vdvae::model::preprocess::Normalization;
 use vdvae::model::report::training_graph;
-use vdvae::model::vdvae::build_vdvae;
+use vdvae::model::vdvae::build_model;
 use vdvae::ops::optimizer::reference::{self as adam_ref, TensorRef};
 use vdvae::ops::optimizer::{AdamW, StepState};
 use vdvae::train::stage_batch;
@@ -70,7 +70,7 @@ fn main() {
     let ModelArg { model, h, batch } = model;
     let (images, norm) = training_images(&h, batch);
     let ctx = GpuContext::from_env().unwrap_or_else(|e| panic!("{e}"));
-    let mut m = build_vdvae(&h, batch, Sampling::Posterior).unwrap();
+    let mut m = build_model(&h, batch, Sampling::Posterior).unwrap();
     let (g, budget) = training_graph(&m.graph, precision, memory_budget, Some(&ctx)).unwrap_or_else(|e| panic!("{e}"));
     m.graph = g;
     let recompute_flops = budget.as_ref().map_or(0.0, |r| r.recompute_flops);
@@ -199,7 +199,7 @@ fn main() {
 
 /// Seconds per step of the same step (forward, backward, AdamW) on the plain-Rust ops.
 fn cpu_reference_seconds(
-    m: &vdvae::model::vdvae::VdvaeGraph,
+    m: &vdvae::model::vdvae::ModelGraph,
     values: &vdvae::graph::cpu::Values,
     images: &ImageSet,
     batch: usize,

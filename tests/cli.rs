@@ -275,3 +275,37 @@ fn sample_writes_a_png_grid() {
     assert!(!out.status.success());
     assert!(text(&out).1.contains("temperature"), "{}", text(&out).1);
 }
+
+#[test]
+fn a_ladder_vae_trains_and_reports_its_iw_nll_in_json() {
+    let run = tmp("ladder-run");
+    let data = format!("{}/assets/mnist-1k-images-idx3-ubyte.gz", env!("CARGO_MANIFEST_DIR"));
+    let out = vdvae(&[
+        "train", "--preset", "ladder-mnist", "--steps", "4", "--batch", "16", "--out", &run, "--save-every", "0",
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("nats/image"), "{stdout}");
+    let log = std::fs::read_to_string(format!("{run}/log.jsonl")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+    let betas = first["beta_per_level"].as_array().expect("warm-up logs the β of each level");
+    assert_eq!(betas.len(), 5);
+    assert_eq!(betas[0].as_f64(), Some(0.0), "the warm-up starts at β0 = 0");
+    let checkpoint = format!("{run}/model-ema.safetensors");
+    let out = vdvae(&[
+        "eval", "--preset", "ladder-mnist", "--checkpoint", &checkpoint, "--data", &data, "--format", "mnist",
+        "--iw", "4", "--iw-rows", "256", "--batch", "100", "--json",
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let r: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(r["images"].as_u64(), Some(1000));
+    assert_eq!(r["iw_k"].as_u64(), Some(4));
+    let (iw, elbo) = (
+        r["iw_nll_nats_per_image"].as_f64().unwrap(),
+        r["elbo_nats_per_image"].as_f64().unwrap(),
+    );
+    assert!(iw > 0.0 && elbo > 0.0, "{stdout}");
+    assert!(iw <= elbo, "the IW NLL {iw} is at most the negative ELBO {elbo}");
+    assert!((elbo - r["elbo_nats_per_dim"].as_f64().unwrap() * 784.0).abs() < 1e-6 * elbo);
+}

@@ -16,7 +16,7 @@ use vdvae::graph::precision::{backward_activations, f16_activations};
 use vdvae::graph::{set_precision, Precision, Role, Sampling};
 use vdvae::model::init::init_weights;
 use vdvae::model::preprocess::{CIFAR10, MNIST};
-use vdvae::model::vdvae::{build_vdvae, VdvaeGraph};
+use vdvae::model::vdvae::{build_vdvae, ModelGraph};
 use vdvae::model::{preset, HParams};
 use vdvae::ops::optimizer::AdamW;
 
@@ -132,7 +132,7 @@ fn mnist_batch(n: usize) -> ImageSet {
     .unwrap()
 }
 
-fn f16_step_graph(h: &HParams, images: &ImageSet) -> (VdvaeGraph, Values) {
+fn f16_step_graph(h: &HParams, images: &ImageSet) -> (ModelGraph, Values) {
     let mut m = build_vdvae(h, images.n, Sampling::Posterior).unwrap();
     append_backward(&mut m.graph).unwrap();
     set_precision(&mut m.graph, Precision::F16);

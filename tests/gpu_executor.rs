@@ -14,7 +14,7 @@ use vdvae::graph::gpu::GpuGraph;
 use vdvae::graph::Sampling;
 use vdvae::model::init::init_weights;
 use vdvae::model::preprocess::{CIFAR10, MNIST};
-use vdvae::model::vdvae::{build_vdvae, build_vdvae_materialised_cat, VdvaeGraph};
+use vdvae::model::vdvae::{build_vdvae, build_vdvae_materialised_cat, ModelGraph};
 use vdvae::model::{preset, HParams};
 use vdvae::ops::optimizer::AdamW;
 
@@ -152,7 +152,7 @@ fn gpu_samples_match_the_cpu_sampler() {
 }
 
 /// Loss, per-level KL and every parameter gradient of one forward + backward on the GPU.
-fn gpu_step_values(ctx: &GpuContext, m: &VdvaeGraph, values: &Values, seed: u64) -> Vec<(String, Vec<f32>)> {
+fn gpu_step_values(ctx: &GpuContext, m: &ModelGraph, values: &Values, seed: u64) -> Vec<(String, Vec<f32>)> {
     let gpu = GpuGraph::build(ctx, &m.graph, seed, None).unwrap();
     gpu.write_values(ctx, &m.graph, values).unwrap();
     let bad = gpu.invalid_dispatches(ctx);
@@ -189,14 +189,14 @@ fn reading_the_posterior_cat_in_place_changes_no_value() {
         m
     };
     let (in_place, copied) = (build(false), build(true));
-    let cats = |m: &VdvaeGraph| {
+    let cats = |m: &ModelGraph| {
         let cat = |n: &str| n.starts_with("decoder.") && n.ends_with(".cat");
         m.graph.tensors.iter().filter(|t| cat(&t.name)).count()
     };
     assert_eq!(cats(&in_place), 0);
     assert_eq!(cats(&copied), h.decoder_layers().unwrap().len());
     let weights = init_weights(&h, 7).unwrap();
-    let run_one = |m: &VdvaeGraph| {
+    let run_one = |m: &ModelGraph| {
         let mut values = m.values_from_checkpoint(&weights, "init").unwrap();
         m.set_images(&mut values, &images, MNIST).unwrap();
         gpu_step_values(&ctx, m, &values, 3)

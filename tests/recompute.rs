@@ -15,7 +15,7 @@ use vdvae::model::init::init_weights;
 use vdvae::model::preprocess::MNIST;
 use vdvae::model::preset;
 use vdvae::model::report::{PLAN_ALIGN, PLAN_CHUNK};
-use vdvae::model::vdvae::{build_vdvae, VdvaeGraph};
+use vdvae::model::vdvae::{build_vdvae, ModelGraph};
 
 const GIB: usize = 1 << 30;
 
@@ -32,7 +32,7 @@ fn mnist_batch(n: usize) -> ImageSet {
 
 /// mnist-tiny's training step for 3 images, its input values, and the same
 /// step with every block that has internals checkpointed (the last one too).
-fn tiny_step(accumulate: Accumulate) -> (VdvaeGraph, Graph, Values) {
+fn tiny_step(accumulate: Accumulate) -> (ModelGraph, Graph, Values) {
     let h = preset("mnist-tiny").unwrap();
     let images = mnist_batch(3);
     let mut m = build_vdvae(&h, images.n, Sampling::Posterior).unwrap();

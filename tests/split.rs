@@ -15,7 +15,7 @@ use vdvae::graph::gpu::{BuildOptions, GpuGraph, Part, TrainConfig};
 use vdvae::graph::{set_precision, Graph, Precision, Role, Sampling, TensorId};
 use vdvae::model::init::init_weights;
 use vdvae::model::preprocess::MNIST;
-use vdvae::model::vdvae::{build_sampler, build_vdvae, param_values, VdvaeGraph};
+use vdvae::model::vdvae::{build_sampler, build_vdvae, param_values, ModelGraph};
 use vdvae::model::{preset, HParams};
 use vdvae::ops::optimizer::{AdamW, StepState};
 
@@ -91,7 +91,7 @@ struct Step {
     tensors: Vec<[Vec<f32>; 3]>,
 }
 
-fn train_step(ctx: &GpuContext, m: &VdvaeGraph, values: &Values, options: BuildOptions) -> (GpuGraph, Step) {
+fn train_step(ctx: &GpuContext, m: &ModelGraph, values: &Values, options: BuildOptions) -> (GpuGraph, Step) {
     // No clipping and no skipping: the update of a weight depends on its own gradient only.
     let adamw = AdamW {
         lr: LR,

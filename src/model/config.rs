@@ -6,9 +6,88 @@ use serde::{Deserialize, Serialize};
 use super::blocks::{parse_layer_string, parse_width_settings, LayerSpec};
 use crate::error::{Error, Result};
 
+/// Which model the config describes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    /// The official VDVAE (Child 2021).
+    #[default]
+    Vdvae,
+    /// The Ladder VAE (Sønderby et al. 2016): a bottom-up pass, and posteriors
+    /// that merge it with the top-down prior by precision weighting.
+    Ladder,
+}
+
+/// The two forms of the Ladder VAE.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LadderForm {
+    /// The paper's: fully connected layers with normalisation (`ladder_hidden`, `ladder_latent`).
+    #[default]
+    Mlp,
+    /// The VDVAE's blocks (`enc_blocks`, `dec_blocks`, `width`, `zdim`), each
+    /// level's posterior the merge of a bottom-up estimate and the prior.
+    Conv,
+}
+
+/// The distribution of the pixels given the latents.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Likelihood {
+    /// Discretized mixture of logistics over 8-bit (or 5-bit) pixels (official VDVAE).
+    #[default]
+    Dmol,
+    /// Bernoulli over binary pixels: the data is binarized, a fresh draw
+    /// x ~ Bernoulli(pixel / 255) each training step, a fixed seeded one for evaluation.
+    Bernoulli,
+}
+
+/// The nonlinearity of the MLP Ladder VAE.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActivationName {
+    /// Leaky ReLU, slope 0.1.
+    #[default]
+    LeakyRelu,
+    Elu,
+    Gelu,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HParams {
+    pub model: ModelKind,
+    pub ladder_form: LadderForm,
+    pub likelihood: Likelihood,
+    /// MLP Ladder VAE: width of each level's deterministic layers, bottom (data) first.
+    pub ladder_hidden: Vec<usize>,
+    /// MLP Ladder VAE: latent units of each level, bottom first.
+    pub ladder_latent: Vec<usize>,
+    /// MLP Ladder VAE: fully connected layers per deterministic block.
+    pub ladder_mlp_layers: usize,
+    /// MLP Ladder VAE: normalisation groups of each layer's features (1: layer norm).
+    pub norm_groups: usize,
+    pub activation: ActivationName,
+    // KL controls (hierarchical β-VAE). All default to the plain ELBO.
+    /// β of every level after warm-up (1 for the ELBO).
+    pub kl_beta: f64,
+    /// β of each level, top first (overrides `kl_beta`); empty: `kl_beta` everywhere.
+    pub kl_beta_per_level: Vec<f64>,
+    /// β at step 0 of the warm-up (Sønderby et al.: 0).
+    pub kl_beta0: f64,
+    /// Steps of the linear warm-up from `kl_beta0` to each level's β; 0: none.
+    pub kl_warmup_steps: u32,
+    /// Warm-up steps of each level, top first (overrides `kl_warmup_steps`).
+    pub kl_warmup_steps_per_level: Vec<u32>,
+    /// Free bits λ (Kingma et al. 2016): nats of batch-mean KL of each level, or of
+    /// each channel group when `free_bits_groups` > 1, that are not penalised; 0: none.
+    pub free_bits: f64,
+    /// Free bits of each level, top first (overrides `free_bits`).
+    pub free_bits_per_level: Vec<f64>,
+    /// Channel groups per level that free bits apply to separately (1: the whole level).
+    pub free_bits_groups: usize,
+    /// NVAE's KL balancing during warm-up (Vahdat & Kautz 2020).
+    pub kl_balance: bool,
     pub width: usize,
     pub zdim: usize,
     pub bottleneck_multiple: f64,
@@ -38,6 +117,23 @@ impl Default for HParams {
     /// The official argparse defaults (hps.py `add_vae_arguments`).
     fn default() -> HParams {
         HParams {
+            model: ModelKind::Vdvae,
+            ladder_form: LadderForm::Mlp,
+            likelihood: Likelihood::Dmol,
+            ladder_hidden: vec![512, 256, 128, 64, 32],
+            ladder_latent: vec![64, 32, 16, 8, 4],
+            ladder_mlp_layers: 2,
+            norm_groups: 1,
+            activation: ActivationName::LeakyRelu,
+            kl_beta: 1.0,
+            kl_beta_per_level: Vec::new(),
+            kl_beta0: 0.0,
+            kl_warmup_steps: 0,
+            kl_warmup_steps_per_level: Vec::new(),
+            free_bits: 0.0,
+            free_bits_per_level: Vec::new(),
+            free_bits_groups: 1,
+            kl_balance: false,
             width: 512,
             zdim: 16,
             bottleneck_multiple: 0.25,
@@ -101,14 +197,116 @@ impl HParams {
         (self.width_at(res) as f64 * self.bottleneck_multiple) as usize
     }
 
-    /// Checks that the block strings describe a model that can be built.
+    /// The MLP Ladder VAE (no blocks, no resolutions).
+    pub fn is_mlp(&self) -> bool {
+        self.model == ModelKind::Ladder && self.ladder_form == LadderForm::Mlp
+    }
+
+    /// Latent levels, top (coarsest) first as the KL per level is reported.
+    pub fn latent_levels(&self) -> Result<usize> {
+        if self.is_mlp() {
+            Ok(self.ladder_latent.len())
+        } else {
+            Ok(self.decoder_layers()?.len())
+        }
+    }
+
+    /// Whether the objective differs from the plain ELBO (β, warm-up, free bits, balancing).
+    pub fn has_kl_controls(&self) -> bool {
+        self.kl_beta != 1.0
+            || !self.kl_beta_per_level.is_empty()
+            || self.kl_warmup_steps > 0
+            || self.kl_warmup_steps_per_level.iter().any(|&s| s > 0)
+            || self.free_bits > 0.0
+            || self.free_bits_per_level.iter().any(|&f| f > 0.0)
+            || self.kl_balance
+    }
+
+    /// Checks that the config describes a model that can be built.
     pub fn validate(&self) -> Result<()> {
         let bad = |msg: String| Err(Error::Input(msg));
-        if self.width == 0 || self.zdim == 0 || self.num_mixtures == 0 || self.image_size == 0 {
-            return bad("width, zdim, num_mixtures and image_size must be positive".into());
-        }
         if !matches!(self.image_channels, 1 | 3) {
             return bad(format!("image_channels must be 1 or 3, got {}", self.image_channels));
+        }
+        if self.image_size == 0 {
+            return bad("image_size must be positive".into());
+        }
+        if self.is_mlp() {
+            self.validate_mlp()?;
+        } else {
+            self.validate_blocks()?;
+        }
+        self.validate_kl_controls()
+    }
+
+    fn validate_mlp(&self) -> Result<()> {
+        let bad = |msg: String| Err(Error::Input(msg));
+        let (hidden, latent) = (&self.ladder_hidden, &self.ladder_latent);
+        if latent.is_empty() || hidden.len() != latent.len() {
+            return bad(format!(
+                "ladder_hidden ({} widths) and ladder_latent ({} sizes) must name the same levels, at least one",
+                hidden.len(),
+                latent.len()
+            ));
+        }
+        if hidden.iter().chain(latent).any(|&w| w == 0) || self.ladder_mlp_layers == 0 {
+            return bad("ladder_hidden, ladder_latent and ladder_mlp_layers must be positive".into());
+        }
+        if self.likelihood != Likelihood::Bernoulli {
+            return bad("the MLP Ladder VAE models binary images: set \"likelihood\": \"bernoulli\"".into());
+        }
+        if let Some(&z) = latent.iter().find(|&&z| z % self.free_bits_groups.max(1) != 0) {
+            return bad(format!(
+                "free_bits_groups = {} must divide every ladder_latent size (got {z})",
+                self.free_bits_groups
+            ));
+        }
+        if let Some(&w) = hidden.iter().find(|&&w| self.norm_groups == 0 || w % self.norm_groups != 0) {
+            return bad(format!(
+                "norm_groups = {} must divide every ladder_hidden width (got {w})",
+                self.norm_groups
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_kl_controls(&self) -> Result<()> {
+        let bad = |msg: String| Err(Error::Input(msg));
+        let levels = self.latent_levels()?;
+        for (name, len) in [
+            ("kl_beta_per_level", self.kl_beta_per_level.len()),
+            ("kl_warmup_steps_per_level", self.kl_warmup_steps_per_level.len()),
+            ("free_bits_per_level", self.free_bits_per_level.len()),
+        ] {
+            if len != 0 && len != levels {
+                return bad(format!("{name} has {len} values; the model has {levels} latent levels"));
+            }
+        }
+        let mut betas = self.kl_beta_per_level.iter().chain([&self.kl_beta, &self.kl_beta0]);
+        if let Some(b) = betas.find(|b| !(b.is_finite() && **b >= 0.0)) {
+            return bad(format!("every β must be a finite number ≥ 0, got {b}"));
+        }
+        let mut frees = self.free_bits_per_level.iter().chain([&self.free_bits]);
+        if let Some(f) = frees.find(|f| !(f.is_finite() && **f >= 0.0)) {
+            return bad(format!("free bits must be a finite number of nats ≥ 0, got {f}"));
+        }
+        if self.free_bits_groups == 0 {
+            return bad("free_bits_groups must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The VDVAE block strings and widths.
+    fn validate_blocks(&self) -> Result<()> {
+        let bad = |msg: String| Err(Error::Input(msg));
+        if self.width == 0 || self.zdim == 0 || self.num_mixtures == 0 {
+            return bad("width, zdim and num_mixtures must be positive".into());
+        }
+        if self.free_bits_groups > 0 && self.zdim % self.free_bits_groups != 0 {
+            return bad(format!(
+                "free_bits_groups = {} must divide zdim = {}",
+                self.free_bits_groups, self.zdim
+            ));
         }
         parse_width_settings(&self.custom_width_str)?;
         let enc = self.encoder_layers()?;

@@ -5,7 +5,8 @@ use serde::Serialize;
 
 use super::config::HParams;
 use super::preprocess::Normalization;
-use super::vdvae::{build_vdvae, VdvaeGraph};
+use super::preprocess::Binarization;
+use super::vdvae::{build_model, ModelGraph};
 use crate::checkpoint::NamedTensors;
 use crate::data::ImageSet;
 use crate::error::{Error, Result};
@@ -13,7 +14,7 @@ use crate::gpu::GpuContext;
 use crate::graph::autodiff::append_backward;
 use crate::graph::cpu::{self, Noise, Values};
 use crate::graph::gpu::GpuGraph;
-use crate::graph::{set_precision, ElboParts, ElboTotals, Precision, Sampling};
+use crate::graph::{set_precision, ElboParts, ElboTotals, Precision, Sampling, TensorId};
 
 /// Where a graph runs.
 pub enum Device {
@@ -26,12 +27,22 @@ pub enum Device {
 #[derive(Clone, Debug, Serialize)]
 pub struct EvalReport {
     pub images: usize,
+    /// Negative ELBO, positive, lower is better: per dim and per image.
     pub elbo_nats_per_dim: f64,
+    pub elbo_nats_per_image: f64,
     pub bits_per_dim: f64,
     pub distortion: f64,
     pub rate: f64,
     /// nats/dim of each decoder level, top (coarsest) first.
     pub kl_per_level: Vec<f64>,
+    /// Samples per image of the importance-weighted NLL (`--iw K`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iw_k: Option<usize>,
+    /// The importance-weighted NLL, positive, lower is better: nats per image and bits per dim.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iw_nll_nats_per_image: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iw_nll_bits_per_dim: Option<f64>,
 }
 
 /// The images a model takes: checks channels, pads smaller images (MNIST 28 → 32).
@@ -50,7 +61,7 @@ pub fn fit_images(h: &HParams, images: ImageSet) -> Result<ImageSet> {
         .map_err(|e| Error::Input(format!("{e}; the model takes {0}x{0} images", h.image_size)))
 }
 
-fn slice(images: &ImageSet, start: usize, n: usize) -> ImageSet {
+pub(crate) fn slice(images: &ImageSet, start: usize, n: usize) -> ImageSet {
     let len = images.image_len();
     ImageSet {
         n,
@@ -62,18 +73,19 @@ fn slice(images: &ImageSet, start: usize, n: usize) -> ImageSet {
 /// Per-image NLL and per-level KL sums of one batch, run on `device` with noise
 /// step `step`. `values` holds the weights (already on the GPU) and this batch's
 /// input and target.
-fn run_batch(
+pub(crate) fn run_batch(
     device: &Device,
-    m: &VdvaeGraph,
+    m: &ModelGraph,
     gpu: Option<&GpuGraph>,
     values: &mut Values,
+    data: Vec<(TensorId, Vec<f32>)>,
     seed: u64,
     step: u32,
 ) -> Result<(Vec<f32>, Vec<Vec<f32>>)> {
     match (device, gpu) {
         (Device::Gpu(ctx), Some(gpu)) => {
-            for t in [m.input, m.target] {
-                gpu.write(ctx, &m.graph, t, values[t].as_ref().expect("set_images ran"))?;
+            for (t, d) in &data {
+                gpu.write(ctx, &m.graph, *t, d)?;
             }
             gpu.run(ctx, step)?;
             let kls = m
@@ -84,6 +96,9 @@ fn run_batch(
             Ok((gpu.read(ctx, m.nll)?, kls))
         }
         _ => {
+            for (t, d) in data {
+                values[t] = Some(d);
+            }
             cpu::run(
                 &m.graph,
                 values,
@@ -98,6 +113,45 @@ fn run_batch(
     }
 }
 
+/// A model's graph for one batch size, with its weights on the device.
+pub(crate) struct BatchGraph {
+    rows: usize,
+    model: ModelGraph,
+    gpu: Option<GpuGraph>,
+    values: Values,
+}
+
+/// The graph of `input`'s model for `rows` images: the one in `built` when it
+/// has that batch size, else a new one (built, weights converted and uploaded once).
+pub(crate) fn fit_batch_graph<'a>(
+    device: &Device,
+    input: &EvalInput<'_>,
+    rows: usize,
+    built: &'a mut Option<BatchGraph>,
+) -> Result<(&'a ModelGraph, Option<&'a GpuGraph>, &'a mut Values)> {
+    if built.as_ref().is_none_or(|b| b.rows != rows) {
+        let mut model = build_model(input.h, rows, input.sampling)?;
+        set_precision(&mut model.graph, input.precision);
+        let values = model.values_from_checkpoint(input.weights, "checkpoint")?;
+        let gpu = match device {
+            Device::Gpu(ctx) => {
+                let gpu = GpuGraph::build(ctx, &model.graph, input.seed, None)?;
+                gpu.write_values(ctx, &model.graph, &values)?;
+                Some(gpu)
+            }
+            Device::Cpu => None,
+        };
+        *built = Some(BatchGraph {
+            rows,
+            model,
+            gpu,
+            values,
+        });
+    }
+    let b = built.as_mut().expect("just built");
+    Ok((&b.model, b.gpu.as_ref(), &mut b.values))
+}
+
 /// What to evaluate: a model with its weights on images.
 pub struct EvalInput<'a> {
     pub h: &'a HParams,
@@ -107,6 +161,8 @@ pub struct EvalInput<'a> {
     pub sampling: Sampling,
     /// Seed of the posterior noise.
     pub seed: u64,
+    /// Seed of the fixed binarization of a Bernoulli model's data.
+    pub binarize_seed: u64,
     /// How activations are stored.
     pub precision: Precision,
 }
@@ -114,13 +170,11 @@ pub struct EvalInput<'a> {
 /// ELBO, distortion, rate and per-level KL of the weights on the images, in batches of `batch`.
 pub fn evaluate(device: &Device, input: &EvalInput<'_>, batch: usize) -> Result<EvalReport> {
     let EvalInput {
-        h,
-        weights,
         images,
         norm,
-        sampling,
         seed,
-        precision,
+        binarize_seed,
+        ..
     } = *input;
     if images.n == 0 {
         return Err(Error::Input("the dataset holds no images".into()));
@@ -132,28 +186,18 @@ pub fn evaluate(device: &Device, input: &EvalInput<'_>, batch: usize) -> Result<
             .expect("a valid progress template"),
     );
     // The graph (one per batch size) with the weights converted and uploaded once.
-    let mut built: Option<(usize, VdvaeGraph, Option<GpuGraph>, Values)> = None;
+    let mut built = None;
     let mut start = 0;
     while start < images.n {
         let n = batch.min(images.n - start);
-        if built.as_ref().is_none_or(|b| b.0 != n) {
-            let mut m = build_vdvae(h, n, sampling)?;
-            set_precision(&mut m.graph, precision);
-            let values = m.values_from_checkpoint(weights, "checkpoint")?;
-            let gpu = match device {
-                Device::Gpu(ctx) => {
-                    let gpu = GpuGraph::build(ctx, &m.graph, seed, None)?;
-                    gpu.write_values(ctx, &m.graph, &values)?;
-                    Some(gpu)
-                }
-                Device::Cpu => None,
-            };
-            built = Some((n, m, gpu, values));
-        }
-        let (_, m, gpu, values) = built.as_mut().unwrap();
-        m.set_images(values, &slice(images, start, n), norm)?;
+        let (m, gpu, values) = fit_batch_graph(device, input, n, &mut built)?;
+        let binarization = Binarization::Fixed {
+            seed: binarize_seed,
+            first_image: start,
+        };
+        let data = m.input_data(&slice(images, start, n), norm, binarization)?;
         let step = (start / batch) as u32;
-        let (nll, kls) = run_batch(device, m, gpu.as_ref(), values, seed, step)?;
+        let (nll, kls) = run_batch(device, m, gpu, values, data, seed, step)?;
         totals.add(&nll, &kls);
         start += n;
         progress.set_position(start as u64);
@@ -173,10 +217,14 @@ pub fn evaluate(device: &Device, input: &EvalInput<'_>, batch: usize) -> Result<
     Ok(EvalReport {
         images: images.n,
         elbo_nats_per_dim: elbo,
+        elbo_nats_per_image: elbo * images.image_len() as f64,
         bits_per_dim: elbo / std::f64::consts::LN_2,
         distortion,
         rate,
         kl_per_level,
+        iw_k: None,
+        iw_nll_nats_per_image: None,
+        iw_nll_bits_per_dim: None,
     })
 }
 
@@ -190,15 +238,22 @@ pub fn gradient(device: &Device, input: &EvalInput<'_>) -> Result<NamedTensors> 
         sampling,
         seed,
         precision,
+        binarize_seed,
     } = *input;
     if images.n == 0 {
         return Err(Error::Input("the dataset holds no images".into()));
     }
-    let mut m = build_vdvae(h, images.n, sampling)?;
+    let mut m = build_model(h, images.n, sampling)?;
     append_backward(&mut m.graph)?;
     set_precision(&mut m.graph, precision);
     let mut values = m.values_from_checkpoint(weights, "checkpoint")?;
-    m.set_images(&mut values, images, norm)?;
+    let binarization = Binarization::Fixed {
+        seed: binarize_seed,
+        first_image: 0,
+    };
+    for (t, d) in m.input_data(images, norm, binarization)? {
+        values[t] = Some(d);
+    }
     match device {
         Device::Gpu(ctx) => {
             let gpu = GpuGraph::build(ctx, &m.graph, seed, None)?;

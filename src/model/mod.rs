@@ -1,10 +1,14 @@
-//! Model configuration: official hyperparameter names, presets, block strings.
+//! The models (VDVAE, Ladder VAE) as graphs, their configuration (official
+//! hyperparameter names, presets, block strings), evaluation and sampling.
 
 pub mod blocks;
 pub mod config;
 pub mod evaluate;
+pub mod importance;
 pub mod init;
+pub mod ladder;
 pub mod layout;
+pub mod objective;
 pub mod params;
 pub mod preprocess;
 pub mod presets;

@@ -1,7 +1,7 @@
 //! The parameter list of a VDVAE: official `state_dict` names and shapes
 //! (PyTorch layouts) and the official initialisation of each tensor.
 
-use super::config::HParams;
+use super::config::{HParams, Likelihood, ModelKind};
 use crate::checkpoint::NamedTensors;
 use crate::error::{Error, Result};
 
@@ -70,6 +70,9 @@ pub fn block_kernel(res: usize) -> usize {
 
 /// Every parameter in official `state_dict` order-independent naming.
 pub fn param_specs(h: &HParams) -> Result<Vec<ParamSpec>> {
+    if h.is_mlp() {
+        return Ok(super::ladder::param_specs(h));
+    }
     let mut out = Vec::new();
     let enc = h.encoder_layers()?;
     let dec = h.decoder_layers()?;
@@ -99,10 +102,13 @@ pub fn param_specs(h: &HParams) -> Result<Vec<ParamSpec>> {
     for (i, l) in dec.iter().enumerate() {
         let (w, mid, k, z) = (h.width_at(l.res), h.mid_width_at(l.res), block_kernel(l.res), h.zdim);
         let p = format!("decoder.dec_blocks.{i}");
+        // The official posterior reads cat[x, activation]; the Ladder VAE's
+        // bottom-up estimate reads the activation alone.
+        let enc_in = if h.model == ModelKind::Ladder { w } else { 2 * w };
         block(
             &mut out,
             &format!("{p}.enc"),
-            2 * w,
+            enc_in,
             mid,
             2 * z,
             k,
@@ -128,7 +134,10 @@ pub fn param_specs(h: &HParams) -> Result<Vec<ParamSpec>> {
             init: Init::Zeros,
         });
     }
-    let out_channels = h.num_mixtures * if h.image_channels == 1 { 3 } else { 10 };
+    let out_channels = match h.likelihood {
+        Likelihood::Dmol => h.num_mixtures * if h.image_channels == 1 { 3 } else { 10 },
+        Likelihood::Bernoulli => h.image_channels,
+    };
     conv(
         &mut out,
         "decoder.out_net.out_conv",

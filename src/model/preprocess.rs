@@ -32,3 +32,25 @@ pub fn likelihood_target(images: &ImageSet) -> Vec<f32> {
     let scale = 1.0f32 / 127.5;
     images.pixels.iter().map(|&p| (p as f32 - 127.5) * scale).collect()
 }
+
+/// How a Bernoulli model's images become binary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Binarization {
+    /// The graph draws x ~ Bernoulli(pixel / 255) afresh each step (training).
+    Dynamic,
+    /// One draw per image fixed by `seed` and the image's index in its dataset
+    /// (`first_image` is the index of the first image given), whatever the batch.
+    Fixed { seed: u64, first_image: usize },
+}
+
+/// A Bernoulli model's input: pixel probabilities `x / 255` (the graph
+/// binarizes them), or binary pixels already drawn (which the graph's
+/// binarization keeps: probabilities 0 and 1 give 0 and 1).
+pub fn bernoulli_input(images: &ImageSet, binarization: Binarization) -> Vec<f32> {
+    match binarization {
+        Binarization::Dynamic => images.pixels.iter().map(|&p| p as f32 / 255.0).collect(),
+        Binarization::Fixed { seed, first_image } => {
+            crate::graph::stubs_tmp::binarize_fixed(&images.pixels, images.image_len(), first_image, seed)
+        }
+    }
+}

@@ -1,7 +1,7 @@
 //! Named configurations: the official VDVAE hparam sets (hps.py) and small
 //! MNIST models that train on a CPU Vulkan driver.
 
-use super::config::HParams;
+use super::config::{HParams, LadderForm, Likelihood, ModelKind};
 use crate::error::{Error, Result};
 
 /// Every preset name, for `--help` and error messages.
@@ -13,6 +13,8 @@ pub const PRESETS: &[&str] = &[
     "ffhq1024",
     "mnist",
     "mnist-tiny",
+    "ladder-mnist",
+    "vdvae-ladder-mnist",
 ];
 
 fn cifar10() -> HParams {
@@ -122,6 +124,45 @@ fn mnist_tiny() -> HParams {
     }
 }
 
+/// The Ladder VAE paper's MNIST model (Sønderby et al. 2016): 5 levels,
+/// deterministic 512-256-128-64-32, latent 64-32-16-8-4, two fully connected
+/// layers per block, Bernoulli likelihood on dynamically binarized 28x28 MNIST,
+/// KL warm-up from β = 0.
+fn ladder_mnist() -> HParams {
+    HParams {
+        model: ModelKind::Ladder,
+        ladder_form: LadderForm::Mlp,
+        likelihood: Likelihood::Bernoulli,
+        image_size: 28,
+        image_channels: 1,
+        kl_beta0: 0.0,
+        kl_warmup_steps: 2000,
+        n_batch: 256,
+        lr: 0.001,
+        wd: 0.0,
+        warmup_iters: 100.0,
+        adam_beta2: 0.999,
+        ema_rate: 0.999,
+        grad_clip: 200.0,
+        skip_threshold: 1000.0,
+        ..HParams::default()
+    }
+}
+
+/// The conv form of the Ladder VAE: the `mnist` VDVAE's blocks with each
+/// posterior the precision-weighted merge of a bottom-up estimate and the
+/// prior, Bernoulli likelihood on binarized MNIST (padded to 32x32), KL warm-up.
+fn vdvae_ladder_mnist() -> HParams {
+    HParams {
+        model: ModelKind::Ladder,
+        ladder_form: LadderForm::Conv,
+        likelihood: Likelihood::Bernoulli,
+        kl_beta0: 0.0,
+        kl_warmup_steps: 1000,
+        ..mnist()
+    }
+}
+
 pub fn preset(name: &str) -> Result<HParams> {
     let h = match name {
         "cifar10" => cifar10(),
@@ -131,6 +172,8 @@ pub fn preset(name: &str) -> Result<HParams> {
         "ffhq1024" => ffhq1024(),
         "mnist" => mnist(),
         "mnist-tiny" => mnist_tiny(),
+        "ladder-mnist" => ladder_mnist(),
+        "vdvae-ladder-mnist" => vdvae_ladder_mnist(),
         _ => {
             return Err(Error::Input(format!(
                 "unknown preset {name:?}; the presets are: {}",

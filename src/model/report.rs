@@ -3,14 +3,14 @@
 use std::fmt;
 
 use super::config::HParams;
-use super::vdvae::build_vdvae;
+use super::vdvae::build_model;
 use crate::error::Result;
 use crate::gpu::GpuContext;
 use crate::graph::autodiff::{append_backward, Accumulate};
 use crate::graph::budget::{fit_step, format_size, PlanTarget};
 use crate::graph::gpu::{GpuGraph, TrainConfig};
 use crate::graph::plan::{plan, MemoryPlan};
-use crate::graph::{set_precision, Graph, Precision, Role, Sampling};
+use crate::graph::{set_precision, Graph, Precision, Role, Sampling, TensorId};
 
 /// Binding offset alignment the plan assumes: the largest any adapter requires.
 pub const PLAN_ALIGN: usize = 256;
@@ -117,12 +117,19 @@ pub fn plan_training(
     ctx: Option<&GpuContext>,
     budget: Option<usize>,
 ) -> Result<PlanReport> {
-    let mut m = build_vdvae(h, batch, Sampling::Posterior)?;
+    let mut m = build_model(h, batch, Sampling::Posterior)?;
     let (g, budget_report) = training_graph(&m.graph, precision, budget, ctx)?;
     m.graph = g;
     let g = &m.graph;
     let (parameter_tensors, parameters) = g.count(Role::Param);
-    let latent_dims = h.decoder_layers()?.iter().map(|l| l.res * l.res * h.zdim).sum();
+    // Latent elements per image: each level's per-element KL tensor.
+    let kl_of = |level: TensorId| g.nodes.iter().find(|n| n.outputs.contains(&level)).map(|n| n.inputs[0]);
+    let latent_dims = m
+        .kl_per_level
+        .iter()
+        .filter_map(|&sum| kl_of(sum))
+        .map(|kl| g.tensors[kl].numel() / batch)
+        .sum();
     let mut report = PlanReport {
         batch,
         precision,

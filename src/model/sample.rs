@@ -1,6 +1,6 @@
 //! `vdvae sample`: unconditional samples of a checkpoint, as a PNG grid.
 
-use super::config::HParams;
+use super::config::{HParams, Likelihood};
 use super::evaluate::Device;
 use super::vdvae::{build_sampler, param_values};
 use crate::checkpoint::NamedTensors;
@@ -10,7 +10,8 @@ use crate::graph::cpu::{self, Noise};
 use crate::graph::gpu::GpuGraph;
 use crate::ops::dmol::samples_to_u8;
 
-/// `n` samples at `temperature` as uint8 images (official rounding: truncate `(x + 1) · 127.5`).
+/// `n` samples at `temperature` as uint8 images (official rounding: truncate
+/// `(x + 1) · 127.5`; a Bernoulli model's are its pixel probabilities · 255).
 pub fn sample_images(
     device: &Device,
     h: &HParams,
@@ -34,12 +35,17 @@ pub fn sample_images(
         }
     };
     let (size, c) = (h.image_size, h.image_channels);
+    let pixels = match s.likelihood {
+        Likelihood::Dmol => samples_to_u8(&x),
+        // Bernoulli means: the probability of a white pixel, as a grey level.
+        Likelihood::Bernoulli => x.iter().map(|&p| (p.clamp(0.0, 1.0) * 255.0).round() as u8).collect(),
+    };
     Ok(ImageSet {
         n,
         h: size,
         w: size,
         c,
-        pixels: samples_to_u8(&x),
+        pixels,
     })
 }
 

@@ -4,11 +4,12 @@
 use std::collections::HashMap;
 
 use super::blocks::LayerSpec;
-use super::config::HParams;
+use super::config::{HParams, Likelihood, ModelKind};
+use super::{ladder, objective};
 use super::layout::{to_internal, to_official};
 use super::params::check_against;
 use super::params::{param_specs, ParamSpec};
-use super::preprocess::{likelihood_target, network_input, Normalization};
+use super::preprocess::{bernoulli_input, likelihood_target, network_input, Binarization, Normalization};
 use crate::checkpoint::{NamedTensors, Tensor};
 use crate::data::ImageSet;
 use crate::error::{Error, Result};
@@ -16,14 +17,17 @@ use crate::graph::cpu::Values;
 use crate::graph::{Graph, Role, Sampling, TensorId};
 
 /// A built model: its graph and where its named parts are.
-pub struct VdvaeGraph {
+pub struct ModelGraph {
     pub graph: Graph,
     /// Official spec and graph tensor of each parameter, in `param_specs` order.
     pub params: Vec<(ParamSpec, TensorId)>,
-    /// Network input `(x - mean) / std`, NHWC.
+    /// What the data is written to: the network input `(x - mean) / std`
+    /// (DMoL), or the pixel probabilities `x / 255` that the graph binarizes (Bernoulli).
     pub input: TensorId,
-    /// Likelihood target `x / 127.5 - 1`, NHWC.
+    /// Likelihood target: `x / 127.5 - 1` (a graph input, DMoL), or the binarized
+    /// image the graph draws from `input` (Bernoulli).
     pub target: TensorId,
+    pub likelihood: Likelihood,
     /// Per-image NLL `[N]` (nats, summed over pixels).
     pub nll: TensorId,
     /// Per-image KL of each decoder level `[N]`, top (coarsest) first.
@@ -44,13 +48,14 @@ pub fn internal_shape(spec: &ParamSpec) -> Vec<usize> {
     }
 }
 
-struct Builder {
-    g: Graph,
+/// A graph under construction and its parameters by name.
+pub(crate) struct Builder {
+    pub g: Graph,
     p: HashMap<String, TensorId>,
 }
 
 impl Builder {
-    fn param(&self, name: &str) -> Result<TensorId> {
+    pub(crate) fn param(&self, name: &str) -> Result<TensorId> {
         self.p
             .get(name)
             .copied()
@@ -182,30 +187,87 @@ impl Builder {
     }
 }
 
-/// Builds the forward graph for `batch` images.
-pub fn build_vdvae(h: &HParams, batch: usize, sampling: Sampling) -> Result<VdvaeGraph> {
+/// Builds the forward graph of the model `h` describes (VDVAE or Ladder VAE) for `batch` images.
+pub fn build_model(h: &HParams, batch: usize, sampling: Sampling) -> Result<ModelGraph> {
+    build(h, batch, sampling, false)
+}
+
+/// Builds the forward graph of a VDVAE-shaped model for `batch` images
+/// (the same as [`build_model`], kept for the VDVAE's callers).
+pub fn build_vdvae(h: &HParams, batch: usize, sampling: Sampling) -> Result<ModelGraph> {
     build(h, batch, sampling, false)
 }
 
 /// [`build_vdvae`] with each posterior's input `cat[x, a]` materialised by a
 /// channel copy, as before the conv read it in place: the reference the
 /// in-place graph is tested against.
-pub fn build_vdvae_materialised_cat(h: &HParams, batch: usize, sampling: Sampling) -> Result<VdvaeGraph> {
+pub fn build_vdvae_materialised_cat(h: &HParams, batch: usize, sampling: Sampling) -> Result<ModelGraph> {
     build(h, batch, sampling, true)
 }
 
-fn build(h: &HParams, batch: usize, sampling: Sampling, materialised_cat: bool) -> Result<VdvaeGraph> {
+fn build(h: &HParams, batch: usize, sampling: Sampling, materialised_cat: bool) -> Result<ModelGraph> {
     if batch == 0 {
         return Err(Error::Input("batch must be at least 1".into()));
     }
     let (mut b, params) = Builder::with_params(h)?;
     let (s, c) = (h.image_size, h.image_channels);
-    let input = b.g.tensor("input", vec![batch, s, s, c], Role::Input);
-    let target = b.g.tensor("target", vec![batch, s, s, c], Role::Input);
+    // The MLP reads each image as one vector: the same NHWC data, viewed [N, 1, 1, D].
+    let image_shape = if h.is_mlp() {
+        vec![batch, 1, 1, s * s * c]
+    } else {
+        vec![batch, s, s, c]
+    };
+    let input = b.g.tensor("input", image_shape.clone(), Role::Input);
+    let (x, target) = match h.likelihood {
+        Likelihood::Dmol => (input, b.g.tensor("target", image_shape, Role::Input)),
+        Likelihood::Bernoulli => {
+            let x = b.g.binarize("binarized", input, BINARIZE_STREAM)?;
+            (x, x)
+        }
+    };
+    let (out, kl) = if h.is_mlp() {
+        let f = ladder::build_inference(&mut b, h, x, sampling)?;
+        (f.logits, f.kl)
+    } else {
+        vdvae_inference(&mut b, h, x, sampling, materialised_cat)?
+    };
+    let nll = match h.likelihood {
+        Likelihood::Dmol => b.g.dmol_nll("decoder.out_net.nll", out, target, h.low_bit)?,
+        Likelihood::Bernoulli => b.g.bernoulli_nll("likelihood.nll", out, target)?,
+    };
+    let dims = s * s * c;
+    let (loss, kl_per_level) = objective::loss(&mut b.g, h, nll, &kl, dims)?;
+    Ok(ModelGraph {
+        graph: b.g,
+        params,
+        input,
+        target,
+        likelihood: h.likelihood,
+        nll,
+        kl_per_level,
+        loss,
+        batch,
+        dims,
+    })
+}
 
+/// Noise stream of the training binarization (apart from the latents' 0, 1, …).
+pub const BINARIZE_STREAM: u32 = u32::MAX - 1000;
+
+/// The VDVAE's encoder and top-down decoder from the network input `x`:
+/// returns the likelihood's parameters and each level's per-element KL, top first.
+fn vdvae_inference(
+    b: &mut Builder,
+    h: &HParams,
+    x: TensorId,
+    sampling: Sampling,
+    materialised_cat: bool,
+) -> Result<(TensorId, Vec<TensorId>)> {
+    let batch = b.g.shape(x)[0];
+    let s = h.image_size;
     // Encoder: the last activation at each resolution feeds the decoder.
     let mut acts: HashMap<usize, TensorId> = HashMap::new();
-    let mut x = b.conv("encoder.in_conv", input, None, false)?;
+    let mut x = b.conv("encoder.in_conv", x, None, false)?;
     acts.insert(s, x);
     for (i, l) in h.encoder_layers()?.iter().enumerate() {
         x = b.block(&format!("encoder.enc_blocks.{i}"), x, true)?;
@@ -221,42 +283,52 @@ fn build(h: &HParams, batch: usize, sampling: Sampling, materialised_cat: bool) 
         acts.insert(res, x);
     }
 
-    // Decoder: posterior from cat[x, activation] (read in place), prior from
-    // x, KL between them.
+    // Decoder: the official posterior from cat[x, activation] (read in place),
+    // or the Ladder VAE's merge of a bottom-up estimate from the activation
+    // alone with the prior; prior from x; KL between them.
     let mut xs = b.decoder_start(h, batch)?;
     let z = h.zdim;
+    let merge = h.model == ModelKind::Ladder;
     let mut kl_per_level = Vec::new();
     for (i, l) in h.decoder_layers()?.iter().enumerate() {
         let p = format!("decoder.dec_blocks.{i}");
         let w = h.width_at(l.res);
         let x = b.level_input(&p, l, w, &xs, batch)?;
-        let q = if materialised_cat {
+        let q = if merge {
+            b.block(&format!("{p}.enc"), acts[&l.res], false)?
+        } else if materialised_cat {
             let cat = b.g.concat(&format!("{p}.cat"), x, acts[&l.res])?;
             b.block(&format!("{p}.enc"), cat, false)?
         } else {
             b.block_cat(&format!("{p}.enc"), x, acts[&l.res])?
         };
         let (feats, x) = b.prior_features(&p, x, z)?;
-        // mu and logsig are read from the two blocks' outputs in place.
-        let (zt, kl) = b.g.reparam_kl_packed(&p, q, feats, z, sampling, i as u32)?;
+        let (zt, kl) = if merge {
+            let slice = |b: &mut Builder, t, part: &str, from| b.g.slice_channels(&format!("{p}.{part}"), t, from, from + z);
+            let d = (slice(b, q, "mu_d", 0)?, slice(b, q, "logsig_d", z)?);
+            let prior = (slice(b, feats, "mu_p", 0)?, slice(b, feats, "logsig_p", z)?);
+            b.g.reparam_kl_ladder(&p, d, prior, sampling, i as u32)?
+        } else {
+            // mu and logsig are read from the two blocks' outputs in place.
+            b.g.reparam_kl_packed(&p, q, feats, z, sampling, i as u32)?
+        };
         xs.insert(l.res, b.level_output(&p, zt, x)?);
-        kl_per_level.push(b.g.sum_per_image(&format!("{p}.kl_sum"), kl)?);
+        kl_per_level.push(kl);
     }
-    let logits = b.output_head(xs[&s])?;
-    let nll = b.g.dmol_nll("decoder.out_net.nll", logits, target, h.low_bit)?;
-    let dims = s * s * c;
-    let loss = b.g.elbo("loss", nll, &kl_per_level, dims)?;
-    Ok(VdvaeGraph {
-        graph: b.g,
-        params,
-        input,
-        target,
-        nll,
-        kl_per_level,
-        loss,
-        batch,
-        dims,
-    })
+    Ok((b.output_head(xs[&s])?, kl_per_level))
+}
+
+/// The values of a model's data inputs for uint8 images (see [`ModelGraph::input_data`]).
+pub fn encode_images(
+    likelihood: Likelihood,
+    images: &ImageSet,
+    norm: Normalization,
+    binarization: Binarization,
+) -> Vec<Vec<f32>> {
+    match likelihood {
+        Likelihood::Dmol => vec![network_input(images, norm), likelihood_target(images)],
+        Likelihood::Bernoulli => vec![bernoulli_input(images, binarization)],
+    }
 }
 
 /// Graph values holding `weights` (official names and layouts) for `params`,
@@ -277,12 +349,14 @@ pub fn param_values(
 }
 
 /// The unconditional sampler (official `forward_uncond`): every level draws z
-/// from its prior at `temperature`, and the output is sampled from the mixture.
+/// from its prior at `temperature`, and the output is sampled from the mixture
+/// (DMoL) or is the Bernoulli means.
 pub struct SamplerGraph {
     pub graph: Graph,
     pub params: Vec<(ParamSpec, TensorId)>,
-    /// Images in [-1, 1], NHWC.
+    /// Images NHWC: in [-1, 1] (DMoL samples) or in [0, 1] (Bernoulli means).
     pub samples: TensorId,
+    pub likelihood: Likelihood,
 }
 
 /// Builds the sampler for `n` images.
@@ -296,46 +370,80 @@ pub fn build_sampler(h: &HParams, n: usize, temperature: f32) -> Result<SamplerG
         )));
     }
     let (mut b, params) = Builder::with_params(h)?;
-    let mut xs = b.decoder_start(h, n)?;
-    let layers = h.decoder_layers()?;
-    for (i, l) in layers.iter().enumerate() {
-        let p = format!("decoder.dec_blocks.{i}");
-        let w = h.width_at(l.res);
-        let x = b.level_input(&p, l, w, &xs, n)?;
-        let (mu_p, logsig_p, x) = b.prior(&p, x, h.zdim)?;
-        let zt =
-            b.g.prior_sample(&format!("{p}.z"), (mu_p, logsig_p), temperature, i as u32)?;
-        xs.insert(l.res, b.level_output(&p, zt, x)?);
-    }
-    let logits = b.output_head(xs[&h.image_size])?;
-    let samples =
-        b.g.dmol_sample("samples", logits, h.image_channels, h.low_bit, layers.len() as u32)?;
+    let out = if h.is_mlp() {
+        ladder::build_generator(&mut b, h, n, temperature)?
+    } else {
+        let mut xs = b.decoder_start(h, n)?;
+        for (i, l) in h.decoder_layers()?.iter().enumerate() {
+            let p = format!("decoder.dec_blocks.{i}");
+            let w = h.width_at(l.res);
+            let x = b.level_input(&p, l, w, &xs, n)?;
+            let (mu_p, logsig_p, x) = b.prior(&p, x, h.zdim)?;
+            let zt =
+                b.g.prior_sample(&format!("{p}.z"), (mu_p, logsig_p), temperature, i as u32)?;
+            xs.insert(l.res, b.level_output(&p, zt, x)?);
+        }
+        b.output_head(xs[&h.image_size])?
+    };
+    let levels = h.latent_levels()? as u32;
+    let samples = match h.likelihood {
+        Likelihood::Dmol => b.g.dmol_sample("samples", out, h.image_channels, h.low_bit, levels)?,
+        Likelihood::Bernoulli => b.g.bernoulli_mean("samples", out)?,
+    };
     b.g.outputs.push(samples);
     Ok(SamplerGraph {
         graph: b.g,
         params,
         samples,
+        likelihood: h.likelihood,
     })
 }
 
-impl VdvaeGraph {
+impl ModelGraph {
     /// Graph values holding a checkpoint's weights (official names and layouts),
     /// after checking every name and shape against the config.
     pub fn values_from_checkpoint(&self, weights: &NamedTensors, what: &str) -> Result<Values> {
         param_values(&self.graph, &self.params, weights, what)
     }
 
-    /// Sets the network input and likelihood target from uint8 images.
-    pub fn set_images(&self, values: &mut Values, images: &ImageSet, norm: Normalization) -> Result<()> {
+    /// The graph inputs that hold `images` (uint8): the network input and
+    /// target (DMoL), or the pixel probabilities the graph binarizes afresh
+    /// each step (Bernoulli, [`Binarization::Dynamic`]) or binary pixels drawn
+    /// once from a seed ([`Binarization::Fixed`], for evaluation).
+    pub fn input_data(
+        &self,
+        images: &ImageSet,
+        norm: Normalization,
+        binarization: Binarization,
+    ) -> Result<Vec<(TensorId, Vec<f32>)>> {
         let want = self.graph.shape(self.input);
-        if [images.n, images.h, images.w, images.c] != want[..] {
+        let per_image: usize = want[1..].iter().product();
+        if images.n != want[0] || images.image_len() != per_image {
             return Err(Error::Input(format!(
-                "the model takes images of {:?} (N, H, W, C); got {}x{}x{}x{}",
-                want, images.n, images.h, images.w, images.c
+                "the model takes {} images of {per_image} values ({:?}); got {}x{}x{}x{}",
+                want[0], want, images.n, images.h, images.w, images.c
             )));
         }
-        values[self.input] = Some(network_input(images, norm));
-        values[self.target] = Some(likelihood_target(images));
+        Ok(self
+            .data_inputs()
+            .into_iter()
+            .zip(encode_images(self.likelihood, images, norm, binarization))
+            .collect())
+    }
+
+    /// The graph inputs the data is written to, in [`encode_images`] order.
+    pub fn data_inputs(&self) -> Vec<TensorId> {
+        match self.likelihood {
+            Likelihood::Dmol => vec![self.input, self.target],
+            Likelihood::Bernoulli => vec![self.input],
+        }
+    }
+
+    /// Sets the graph inputs from uint8 images ([`ModelGraph::input_data`], binarized afresh by the graph).
+    pub fn set_images(&self, values: &mut Values, images: &ImageSet, norm: Normalization) -> Result<()> {
+        for (t, data) in self.input_data(images, norm, Binarization::Dynamic)? {
+            values[t] = Some(data);
+        }
         Ok(())
     }
 

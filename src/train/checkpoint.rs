@@ -18,7 +18,7 @@ use crate::model::config::HParams;
 use crate::model::layout::{to_internal, to_official};
 use crate::model::params::check_against;
 use crate::model::params::ParamSpec;
-use crate::model::vdvae::VdvaeGraph;
+use crate::model::vdvae::ModelGraph;
 use crate::ops::optimizer::StepState;
 
 const MOMENTS: [&str; 2] = ["exp_avg", "exp_avg_sq"];
@@ -48,7 +48,7 @@ impl StagedRun {
 }
 
 /// Writes weights, EMA and optimizer state of `gpu` to temporary files in `dir`.
-pub fn stage_run(ctx: &GpuContext, dir: &str, h: &HParams, m: &VdvaeGraph, gpu: &GpuGraph) -> Result<StagedRun> {
+pub fn stage_run(ctx: &GpuContext, dir: &str, h: &HParams, m: &ModelGraph, gpu: &GpuGraph) -> Result<StagedRun> {
     let state = gpu.optimizer_state(ctx)?;
     let (mut weights, mut ema, mut opt) = (NamedTensors::new(), NamedTensors::new(), NamedTensors::new());
     for (spec, t) in &m.params {
@@ -85,7 +85,7 @@ pub fn stage_run(ctx: &GpuContext, dir: &str, h: &HParams, m: &VdvaeGraph, gpu: 
 }
 
 /// Writes weights, EMA and optimizer state of `gpu` into `dir`.
-pub fn save_run(ctx: &GpuContext, dir: &str, h: &HParams, m: &VdvaeGraph, gpu: &GpuGraph) -> Result<()> {
+pub fn save_run(ctx: &GpuContext, dir: &str, h: &HParams, m: &ModelGraph, gpu: &GpuGraph) -> Result<()> {
     stage_run(ctx, dir, h, m, gpu)?.commit()
 }
 
@@ -117,7 +117,7 @@ fn check_same_step(dir: &str, opt_meta: &Metadata) -> Result<()> {
 }
 
 /// Reads a run written by [`save_run`], checking every tensor against the model.
-pub fn load_run(dir: &str, m: &VdvaeGraph) -> Result<RunState> {
+pub fn load_run(dir: &str, m: &ModelGraph) -> Result<RunState> {
     let specs: Vec<ParamSpec> = m.params.iter().map(|(s, _)| s.clone()).collect();
     let weights = load(&path(dir, "model.safetensors"))?;
     check_against(&specs, &weights, "model.safetensors")?;
@@ -152,7 +152,7 @@ pub fn load_run(dir: &str, m: &VdvaeGraph) -> Result<RunState> {
 
 impl RunState {
     /// Puts weights, EMA and moments on the GPU.
-    pub fn upload(&self, ctx: &GpuContext, m: &VdvaeGraph, gpu: &GpuGraph) -> Result<()> {
+    pub fn upload(&self, ctx: &GpuContext, m: &ModelGraph, gpu: &GpuGraph) -> Result<()> {
         for (spec, t) in &m.params {
             let internal = |set: &NamedTensors, name: &str| to_internal(spec, &set[name].data);
             gpu.write(ctx, &m.graph, *t, &internal(&self.weights, &spec.name))?;

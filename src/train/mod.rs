@@ -24,9 +24,10 @@ use crate::graph::gpu::{GpuGraph, StepMetrics, TrainConfig};
 use crate::graph::{set_precision, Precision, Sampling};
 use crate::model::config::HParams;
 use crate::model::init::init_weights;
-use crate::model::preprocess::{likelihood_target, network_input, Normalization};
+use crate::graph::TensorId;
+use crate::model::preprocess::{Binarization, Normalization};
 use crate::model::report::fit_training_graph;
-use crate::model::vdvae::{build_vdvae, VdvaeGraph};
+use crate::model::vdvae::{build_model, ModelGraph};
 use crate::ops::optimizer::{AdamW, StepState};
 use crate::ops::rng::RngKey;
 
@@ -95,14 +96,14 @@ fn start(
     precision: Precision,
     resume_from: Option<&str>,
     memory_budget: Option<usize>,
-) -> Result<(VdvaeGraph, GpuGraph, u32)> {
+) -> Result<(ModelGraph, GpuGraph, u32)> {
     if images.n < batch {
         return Err(Error::Input(format!(
             "the dataset has {} images, fewer than a batch of {batch}",
             images.n
         )));
     }
-    let mut m = build_vdvae(h, batch, Sampling::Posterior)?;
+    let mut m = build_model(h, batch, Sampling::Posterior)?;
     match memory_budget {
         Some(budget) => {
             let (g, r) = fit_training_graph(&m.graph, precision, budget, Some(ctx))?;
@@ -142,16 +143,18 @@ fn start(
     Ok((m, gpu, resume.iteration))
 }
 
-/// Stages a batch of uint8 images as the next step's network input and target.
+/// Stages a batch of uint8 images as the next step's inputs (network input and
+/// target, or the pixel probabilities the step binarizes).
 pub fn stage_batch(
     ctx: &GpuContext,
     gpu: &mut GpuGraph,
-    m: &VdvaeGraph,
+    m: &ModelGraph,
     batch: &ImageSet,
     norm: Normalization,
 ) -> Result<()> {
-    let (x, t) = (network_input(batch, norm), likelihood_target(batch));
-    gpu.stage_inputs(ctx, &m.graph, &[(m.input, &x), (m.target, &t)])
+    let data = m.input_data(batch, norm, Binarization::Dynamic)?;
+    let inputs: Vec<(TensorId, &[f32])> = data.iter().map(|(t, d)| (*t, d.as_slice())).collect();
+    gpu.stage_inputs(ctx, &m.graph, &inputs)
 }
 
 /// How a call to [`train`] ended.

@@ -5,7 +5,8 @@
 use vdvae::gpu::GpuContext;
 use vdvae::graph::cpu::{run, Noise, Values};
 use vdvae::graph::gpu::{GpuGraph, StepMetrics, TrainConfig};
-use vdvae::model::vdvae::VdvaeGraph;
+use vdvae::graph::ElboTotals;
+use vdvae::model::vdvae::ModelGraph;
 use vdvae::ops::optimizer::reference::{self as adam_ref, Decision, TensorRef};
 use vdvae::ops::optimizer::{AdamW, StepState};
 
@@ -37,10 +38,14 @@ pub struct ReferenceStep {
 
 /// Forward, backward and the reference AdamW over every parameter (EMA from
 /// the weights, moments from zero), with noise `seed` at step 0.
-pub fn reference_step(m: &VdvaeGraph, values: &Values, adamw: &AdamW, seed: u64) -> ReferenceStep {
+pub fn reference_step(m: &ModelGraph, values: &Values, adamw: &AdamW, seed: u64) -> ReferenceStep {
     let mut cpu = values.clone();
     run(&m.graph, &mut cpu, Noise { seed, step: 0 }).unwrap();
-    let elbo = cpu[m.loss].as_ref().unwrap()[0] as f64;
+    // The ELBO from its terms: the loss differs from it under KL controls.
+    let mut totals = ElboTotals::default();
+    let kls: Vec<&[f32]> = m.kl_per_level.iter().map(|&k| cpu[k].as_deref().unwrap()).collect();
+    totals.add(cpu[m.nll].as_ref().unwrap(), &kls);
+    let elbo = totals.per_dim(m.dims).elbo;
     let mut tensors: Vec<TensorRef> = m
         .graph
         .param_grads
@@ -67,7 +72,7 @@ pub fn reference_step(m: &VdvaeGraph, values: &Values, adamw: &AdamW, seed: u64)
 
 /// The same step built on the GPU, its weights, inputs and EMA set and
 /// every dispatch valid; not yet run.
-pub fn gpu_step(ctx: &GpuContext, m: &VdvaeGraph, values: &Values, adamw: AdamW, seed: u64) -> GpuGraph {
+pub fn gpu_step(ctx: &GpuContext, m: &ModelGraph, values: &Values, adamw: AdamW, seed: u64) -> GpuGraph {
     let train = TrainConfig {
         adamw,
         resume: StepState::default(),
@@ -89,7 +94,7 @@ pub fn gpu_step(ctx: &GpuContext, m: &VdvaeGraph, values: &Values, adamw: AdamW,
 /// gradient difference.
 pub fn assert_step_matches(
     ctx: &GpuContext,
-    m: &VdvaeGraph,
+    m: &ModelGraph,
     gpu: &GpuGraph,
     metrics: &StepMetrics,
     want: &ReferenceStep,
