@@ -20,6 +20,33 @@ fn gelu_backward_matches_finite_differences() {
 }
 
 #[test]
+fn leaky_relu_and_elu_backward_match_finite_differences() {
+    let mut rng = TestRng::new(8);
+    // Away from the kink at 0, where the central difference straddles two slopes.
+    let x: Vec<f32> = rng
+        .vec(40, -4.0, 4.0)
+        .into_iter()
+        .map(|v| if v.abs() < 0.01 { v + 0.02 } else { v })
+        .collect();
+    let w = rng.vec(40, -1.0, 1.0);
+    let slope = 0.2;
+    let fd = finite_difference(&x, 1e-3, |x| weighted_sum(&reference::leaky_relu(x, slope), &w));
+    assert_close_f64(
+        "leaky_relu dx",
+        &reference::leaky_relu_backward(&x, &w, slope),
+        &fd,
+        1e-5,
+        1e-4,
+    );
+    let fd = finite_difference(&x, 1e-3, |x| weighted_sum(&reference::elu(x), &w));
+    assert_close_f64("elu dx", &reference::elu_backward(&x, &w), &fd, 1e-4, 1e-3);
+    // Both are the identity for x > 0 and continuous at 0.
+    assert_eq!(reference::leaky_relu(&[2.5, 0.0, -2.0], slope), [2.5, 0.0, -0.4]);
+    assert_eq!(reference::elu(&[2.5, 0.0]), [2.5, 0.0]);
+    assert!((reference::elu(&[-1.0])[0] - (-1f32).exp_m1()).abs() < 1e-7);
+}
+
+#[test]
 fn add_backward_matches_finite_differences() {
     let mut rng = TestRng::new(4);
     let (a, b, w) = (rng.vec(30, -2.0, 2.0), rng.vec(30, -2.0, 2.0), rng.vec(30, -1.0, 1.0));

@@ -20,7 +20,9 @@
 //!   (its smallest normal is 6.1e-5); without loss scaling f16 would lose
 //!   them (measured in `tests/f16_storage.rs`); they are also short-lived,
 //!   so f16 would save little peak memory;
-//! - kernel scratch and workspace.
+//! - kernel scratch and workspace;
+//! - outputs an op keeps f32 (`OpRule::keeps_f32`: group norm's statistics,
+//!   which its backward reads where the CPU backward recomputes them exactly).
 
 use std::fmt;
 use std::str::FromStr;
@@ -88,12 +90,16 @@ fn forward_nodes(g: &Graph) -> usize {
 }
 
 /// The tensors [`Precision::F16`] stores as f16: activations produced by a
-/// forward node from the data, except the graph's outputs.
+/// forward node from the data, except the graph's outputs and the outputs
+/// their op keeps f32.
 pub fn f16_activations(g: &Graph) -> Vec<TensorId> {
     let data = from_data(g);
     let mut out = Vec::new();
     for node in &g.nodes[..forward_nodes(g)] {
-        for &t in &node.outputs {
+        for (k, &t) in node.outputs.iter().enumerate() {
+            if node.op.rule().keeps_f32(k) {
+                continue;
+            }
             if g.tensors[t].role == Role::Activation && data[t] && !g.outputs.contains(&t) && !out.contains(&t) {
                 out.push(t);
             }

@@ -6,6 +6,7 @@
 //! here, list it in `ops!` below, and give it a kernel family in `src/ops/` if
 //! no existing kernel computes it. See `docs/design-notes.md`, "How to add an op".
 
+mod activation;
 mod add;
 mod affine;
 mod batch;
@@ -13,9 +14,12 @@ mod conv2d;
 mod copy_channels;
 mod dmol;
 mod elbo;
+mod linear;
+mod norm;
 mod reparam;
 mod resample;
 
+pub use activation::{Activation, ActivationBackward, ActivationKind};
 pub use add::{Add, AddChannels};
 pub use affine::{Affine, AffineBackward};
 pub use batch::{BroadcastBatch, BroadcastPerImage, SumBatch, SumPerImage};
@@ -23,6 +27,8 @@ pub use conv2d::{Conv2d, Conv2dBackwardBias, Conv2dBackwardData, Conv2dBackwardW
 pub use copy_channels::{ChannelPiece, CopyChannels};
 pub use dmol::{DmolNll, DmolNllBackward, DmolSample};
 pub use elbo::{Elbo, ElboParts, ElboTotals, LossTerms};
+pub use linear::{Linear, LinearBackwardData, LinearBackwardWeight};
+pub use norm::{GroupNorm, GroupNormBackward};
 pub use reparam::{PriorSample, ReparamKl, ReparamKlBackward, ReparamKlPacked, ReparamKlPackedBackward};
 pub use resample::{AvgPool, AvgPoolBackward, Upsample, UpsampleBackward};
 
@@ -73,6 +79,12 @@ pub trait OpRule {
     fn model_flops(&self, g: &Graph, node: &Node) -> f64 {
         let _ = (g, node);
         0.0
+    }
+    /// Whether output `output` stays f32 under every storage precision (see
+    /// `graph::precision`): statistics a backward reads, which f16 would round.
+    fn keeps_f32(&self, output: usize) -> bool {
+        let _ = output;
+        false
     }
     /// Whether this op is the loss: autodiff seeds the backward pass from it.
     fn is_loss(&self) -> bool {
@@ -132,6 +144,13 @@ ops!(
     DmolNllBackward,
     DmolSample,
     Elbo,
+    Linear,
+    LinearBackwardData,
+    LinearBackwardWeight,
+    GroupNorm,
+    GroupNormBackward,
+    Activation,
+    ActivationBackward,
 );
 
 impl Graph {

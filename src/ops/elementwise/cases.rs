@@ -11,6 +11,11 @@ use crate::ops::testdata::TestRng;
 const FAMILY: &str = "elementwise";
 /// The WGSL erfc approximation has fractional error < 1.2e-7, exp a few ulp.
 const GELU_TOL: Tolerance = Tolerance::new(1e-6, 1e-5);
+/// ELU: exp within a few ulp (Vulkan allows 3 + 2·|x| ulp), and exp(x) − 1
+/// cancels near 0 to a few ulp of 1 in absolute terms.
+const ELU_TOL: Tolerance = Tolerance::new(1e-6, 1e-5);
+/// The leaky ReLU slope of the checks (PyTorch's default is 0.01).
+const SLOPE: f32 = 0.1;
 /// `x * gain + bias` rounds twice in f32 (or once when fused): within 2 ulp of
 /// |x·gain| + |y|; inputs are O(1), so an absolute 1e-6 covers the cancelling case.
 const AFFINE_TOL: Tolerance = Tolerance::new(1e-6, 1e-6);
@@ -43,6 +48,7 @@ fn sum_tolerance(abs_sums: impl Iterator<Item = f64>) -> Tolerance {
 pub fn check(c: &mut Checker) -> Result<()> {
     check_divide(c)?;
     check_gelu(c)?;
+    check_activations(c)?;
     check_add_affine(c)?;
     check_channels(c)
 }
@@ -86,6 +92,64 @@ fn check_gelu(c: &mut Checker) -> Result<()> {
         c.ctx.run(&[&d])?;
         let want = reference::gelu_backward(&x, &dy);
         c.compare(FAMILY, "gelu_backward", &shapes, &c.ctx.read_f32(&gy)?, &want, GELU_TOL);
+    }
+    Ok(())
+}
+
+/// Leaky ReLU and ELU, forward and backward, scalar (odd lengths) and vec4
+/// kernels; x includes exact zeros (the kink, where both take the x ≤ 0 side).
+fn check_activations(c: &mut Checker) -> Result<()> {
+    let mut sizes = vec![1usize, 255, 4099, 4100];
+    if c.full() {
+        sizes.push(c.ctx.limits.max_storage_buffer_binding_size as usize / 4);
+    }
+    let mut rng = TestRng::new(13);
+    let ctx = c.ctx;
+    for n in sizes {
+        let shapes = format!("n={n}");
+        let mut x = rng.vec(n, -6.0, 6.0);
+        x.iter_mut().step_by(7).for_each(|v| *v = 0.0);
+        let dy = rng.vec(n, -1.0, 1.0);
+        let (gx, gdy, gy) = (ctx.upload(&x), ctx.upload(&dy), ctx.zeros(n));
+        // One f32 multiply (or none) per element: correctly rounded on both sides.
+        ctx.run(&[&super::leaky_relu_forward(ctx, gx.view(), gy.view(), SLOPE)?])?;
+        let want = reference::leaky_relu(&x, SLOPE);
+        c.compare(
+            FAMILY,
+            "leaky_relu",
+            &shapes,
+            &ctx.read_f32(&gy)?,
+            &want,
+            Tolerance::EXACT,
+        );
+        ctx.run(&[&super::leaky_relu_backward(
+            ctx,
+            gx.view(),
+            gdy.view(),
+            gy.view(),
+            SLOPE,
+        )?])?;
+        let want = reference::leaky_relu_backward(&x, &dy, SLOPE);
+        c.compare(
+            FAMILY,
+            "leaky_relu_backward",
+            &shapes,
+            &ctx.read_f32(&gy)?,
+            &want,
+            Tolerance::EXACT,
+        );
+        ctx.run(&[&super::elu_forward(ctx, gx.view(), gy.view())?])?;
+        c.compare(
+            FAMILY,
+            "elu",
+            &shapes,
+            &ctx.read_f32(&gy)?,
+            &reference::elu(&x),
+            ELU_TOL,
+        );
+        ctx.run(&[&super::elu_backward(ctx, gx.view(), gdy.view(), gy.view())?])?;
+        let want = reference::elu_backward(&x, &dy);
+        c.compare(FAMILY, "elu_backward", &shapes, &ctx.read_f32(&gy)?, &want, ELU_TOL);
     }
     Ok(())
 }

@@ -1,14 +1,16 @@
-//! Elementwise ops on flat (NHWC) tensors: GELU (erf form) and its gradient,
-//! `add`, the per-channel affine `x * gain + bias` with its backward, and channel
+//! Elementwise ops on flat (NHWC) tensors: GELU (erf form), leaky ReLU and
+//! ELU with their gradients, `add`, the per-channel affine `x * gain + bias` with its backward, and channel
 //! concat / split / range copies.
 //! WGSL: `shaders/elementwise*.wgsl`, `shaders/gelu.wgsl`.
 
+mod activation;
 mod affine;
 mod cases;
 mod channels;
 mod divide;
 pub mod reference;
 
+pub use activation::{elu_backward, elu_forward, leaky_relu_backward, leaky_relu_forward};
 pub use affine::{add, affine, affine_backward, affine_backward_scratch_len, AffineBackward};
 pub use cases::{bench_cases, check};
 pub use channels::{
@@ -51,6 +53,7 @@ crate::gpu_params! {
 /// Every kernel of the family, for the contract test.
 pub fn all_kernels() -> Vec<KernelSpec> {
     let mut all = vec![GELU_FWD.spec(), GELU_BWD.spec()];
+    all.extend(activation::kernels());
     all.extend(affine::kernels());
     all.extend(channels::kernels());
     all.extend(divide::kernels());

@@ -23,6 +23,42 @@ pub fn gelu_backward(x: &[f32], dy: &[f32]) -> Vec<f32> {
         .collect()
 }
 
+/// `x if x > 0 else slope · x`.
+pub fn leaky_relu(x: &[f32], slope: f32) -> Vec<f32> {
+    x.iter()
+        .map(|&v| if v > 0.0 { v } else { (slope as f64 * v as f64) as f32 })
+        .collect()
+}
+
+/// `dy if x > 0 else slope · dy`.
+pub fn leaky_relu_backward(x: &[f32], dy: &[f32], slope: f32) -> Vec<f32> {
+    x.iter()
+        .zip(dy)
+        .map(|(&v, &g)| if v > 0.0 { g } else { (slope as f64 * g as f64) as f32 })
+        .collect()
+}
+
+/// `x if x > 0 else exp(x) − 1`.
+pub fn elu(x: &[f32]) -> Vec<f32> {
+    x.iter()
+        .map(|&v| if v > 0.0 { v } else { (v as f64).exp_m1() as f32 })
+        .collect()
+}
+
+/// `dy if x > 0 else dy · exp(x)`.
+pub fn elu_backward(x: &[f32], dy: &[f32]) -> Vec<f32> {
+    x.iter()
+        .zip(dy)
+        .map(|(&v, &g)| {
+            if v > 0.0 {
+                g
+            } else {
+                (g as f64 * (v as f64).exp()) as f32
+            }
+        })
+        .collect()
+}
+
 pub fn add(a: &[f32], b: &[f32]) -> Vec<f32> {
     a.iter().zip(b).map(|(&x, &y)| (x as f64 + y as f64) as f32).collect()
 }
