@@ -1,6 +1,7 @@
-// Forward: z and the per-element KL from (mu_q, logsig_q, mu_p, logsig_p), or,
-// for the ladder entry point, from the bottom-up (mu_d, logsig_d) merged with the
-// prior. Included after rng.wgsl and reparam_kl_common.wgsl.
+// Forward: z and the per-element KL (or, in MODE_IMPORTANCE, the log density
+// ratio) from (mu_q, logsig_q, mu_p, logsig_p), or, for the ladder entry point,
+// from the bottom-up (mu_d, logsig_d) merged with the prior. Included after
+// rng.wgsl and reparam_kl_common.wgsl.
 
 @group(0) @binding(0) var<storage, read> q_mu: array<f32>;
 @group(0) @binding(1) var<storage, read> q_logsig: array<f32>;
@@ -11,12 +12,9 @@
 @group(0) @binding(6) var<uniform> p: Params;
 
 fn write_sample_and_kl(i: u32, mq: f32, lq: f32, mp: f32, lp: f32) {
-    var zi = mq;
-    if (p.mode == MODE_SAMPLE) {
-        zi = mq + exp(lq) * standard_normal(p.key, i);
-    }
-    z[i] = zi;
-    kl[i] = gaussian_kl(mq, lq, mp, lp);
+    let d = latent_draw(i, mq, lq, mp, lp);
+    z[i] = d.x;
+    kl[i] = d.y;
 }
 
 @compute @workgroup_size(WG)

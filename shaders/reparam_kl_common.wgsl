@@ -8,7 +8,8 @@ const WG: u32 = 64u; // invocations per workgroup; Rust sizes grids from @workgr
 struct Params {
     key: RngKey,
     n: u32,
-    // 0: z = mu_q + sigma_q * eps, 1: z = mu_q (posterior mean).
+    // 0: z = mu_q + sigma_q * eps, 1: z = mu_q (posterior mean), 2: sampled z
+    // and the log density ratio log q(z) - log p(z) in place of the KL (forward only).
     mode: u32,
     // 1 when dkl is one value broadcast over every element.
     dkl_scalar: u32,
@@ -23,6 +24,8 @@ struct Params {
 }
 
 const MODE_SAMPLE: u32 = 0u;
+const MODE_MEAN: u32 = 1u;
+const MODE_IMPORTANCE: u32 = 2u;
 
 fn flat_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * WG;
@@ -37,6 +40,28 @@ fn standard_normal(key: RngKey, i: u32) -> f32 {
 fn gaussian_kl(mq: f32, lq: f32, mp: f32, lp: f32) -> f32 {
     let d = mq - mp;
     return -0.5 + lp - lq + 0.5 * (exp(2.0 * (lq - lp)) + d * d * exp(-2.0 * lp));
+}
+
+// log q(z) - log p(z) for z = mq + exp(lq) eps: -eps^2 / 2 - lq + t^2 / 2 + lp with
+// t = (z - mp) / sigma_p = (mq - mp) exp(-lp) + exp(lq - lp) eps, formed without z
+// (no cancellation in z - mp) and without either variance on its own.
+fn gaussian_log_ratio(eps: f32, mq: f32, lq: f32, mp: f32, lp: f32) -> f32 {
+    let t = (mq - mp) * exp(-lp) + exp(lq - lp) * eps;
+    return -0.5 * eps * eps - lq + 0.5 * t * t + lp;
+}
+
+// (z, second output) of element i: the second output is the KL, or in
+// MODE_IMPORTANCE the log density ratio of the drawn z. Reads p.mode and p.key.
+fn latent_draw(i: u32, mq: f32, lq: f32, mp: f32, lp: f32) -> vec2<f32> {
+    if (p.mode == MODE_MEAN) {
+        return vec2<f32>(mq, gaussian_kl(mq, lq, mp, lp));
+    }
+    let eps = standard_normal(p.key, i);
+    let z = mq + exp(lq) * eps;
+    if (p.mode == MODE_IMPORTANCE) {
+        return vec2<f32>(z, gaussian_log_ratio(eps, mq, lq, mp, lp));
+    }
+    return vec2<f32>(z, gaussian_kl(mq, lq, mp, lp));
 }
 
 // Gradients of (z, kl) with respect to (mu_q, logsig_q, mu_p, logsig_p) as a vec4,

@@ -25,18 +25,15 @@ fn packed_latents(i: u32) -> vec4<f32> {
     return vec4<f32>(q[qi], q[qi + p.zdim], pk[pi], pk[pi + p.zdim]);
 }
 
-// out_a = z, out_b = kl, and p_stash (dz and dkl are not read).
+// out_a = z, out_b = kl (or the log ratio), and p_stash (dz and dkl are not read).
 @compute @workgroup_size(WG)
 fn reparam_kl_forward_packed(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
     if (i >= p.n) { return; }
     let l = packed_latents(i);
-    var zi = l.x;
-    if (p.mode == MODE_SAMPLE) {
-        zi = l.x + exp(l.y) * standard_normal(p.key, i);
-    }
-    out_a[i] = zi;
-    out_b[i] = gaussian_kl(l.x, l.y, l.z, l.w);
+    let d = latent_draw(i, l.x, l.y, l.z, l.w);
+    out_a[i] = d.x;
+    out_b[i] = d.y;
     let o = (i / p.zdim) * 2u * p.zdim + i % p.zdim;
     p_stash[o] = l.z;
     p_stash[o + p.zdim] = l.w;

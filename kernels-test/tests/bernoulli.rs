@@ -34,3 +34,16 @@ fn saturated_logits_give_exact_limits() {
     // ~0, ~0, 100 (a confident miss costs the logit), ln 2.
     assert!((nll - (100.0 + std::f64::consts::LN_2)).abs() < 1e-12, "nll {nll}");
 }
+
+#[test]
+fn probabilities_zero_and_one_sample_to_themselves() {
+    use vdvae::ops::rng::RngKey;
+    let key = RngKey::new(1, 2, 3);
+    let probs: Vec<f32> = (0..1000).map(|i| (i % 2) as f32).collect();
+    assert_eq!(reference::sample_probs(&probs, &key), probs);
+    // Element i's bit is decided by element i's uniform, at its flat index.
+    let half = reference::sample_probs(&[0.5; 8], &key);
+    for (i, &x) in half.iter().enumerate() {
+        assert_eq!(x == 1.0, reference::uniform(&key, i) < 0.5, "element {i}");
+    }
+}

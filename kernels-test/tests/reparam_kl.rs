@@ -105,3 +105,80 @@ fn kl_of_identical_gaussians_is_zero_and_prior_sample_is_scaled() {
     }
     assert_eq!(reference::prior_sample(key, 0.0, &[1.5], &[3.0]), vec![1.5]);
 }
+
+#[test]
+fn importance_log_ratio_is_log_q_minus_log_p_and_averages_to_the_kl() {
+    let ln_2pi = (2.0 * std::f64::consts::PI).ln();
+    let log_normal = |z: f64, mu: f64, logsig: f64| {
+        let t = (z - mu) / logsig.exp();
+        -0.5 * t * t - logsig - 0.5 * ln_2pi
+    };
+    let n = 40_000;
+    let (md, ld, mp, lp) = (0.4f32, -0.9f32, -0.2f32, 0.3f32);
+    let x = [vec![md; n], vec![ld; n], vec![mp; n], vec![lp; n]];
+    let [md, ld, mp, lp] = [md, ld, mp, lp].map(f64::from);
+    let l = LatentsRef {
+        q_mu: &x[0],
+        q_logsig: &x[1],
+        p_mu: &x[2],
+        p_logsig: &x[3],
+    };
+    for posterior in [Posterior::Direct, Posterior::Ladder] {
+        let (z, ratio) = reference::forward_f64(&cfg(posterior, ZMode::Importance), &l);
+        // The draw is the sampled mode's.
+        let (z_sample, kl) = reference::forward_f64(&cfg(posterior, ZMode::Sample), &l);
+        assert_eq!(z, z_sample);
+        let (mq, lq) = match posterior {
+            Posterior::Direct => (md, ld),
+            Posterior::Ladder => reference::ladder_merge(md, ld, mp, lp),
+        };
+        for i in 0..100 {
+            let want = log_normal(z[i], mq, lq) - log_normal(z[i], mp, lp);
+            assert!(
+                (ratio[i] - want).abs() < 1e-9,
+                "{posterior:?} {i}: {} vs {want}",
+                ratio[i]
+            );
+        }
+        let mean = ratio.iter().sum::<f64>() / n as f64;
+        let var = ratio.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / n as f64;
+        let se = (var / n as f64).sqrt();
+        assert!(
+            (mean - kl[0]).abs() < 5.0 * se,
+            "{posterior:?}: mean {mean} vs KL {} (se {se})",
+            kl[0]
+        );
+    }
+}
+
+#[test]
+fn importance_mode_backward_is_refused() {
+    use vdvae::ops::reparam_kl::{backward, backward_packed, Latents, Packed};
+    let ctx = kernels_test::context();
+    let buf = ctx.zeros(4);
+    let v = buf.view();
+    let lat = Latents {
+        q_mu: v,
+        q_logsig: v,
+        p_mu: v,
+        p_logsig: v,
+    };
+    let cfg = cfg(Posterior::Ladder, ZMode::Importance);
+    let err = backward(&ctx, &cfg, &lat, v, v, &lat)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("no backward"), "{err}");
+    let packed = Packed {
+        zdim: 2,
+        q: v,
+        p: v,
+        p_channels: 4,
+    };
+    let cfg = self::cfg(Posterior::Direct, ZMode::Importance);
+    let err = backward_packed(&ctx, &cfg, &packed, v, v, v, v)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("no backward"), "{err}");
+}

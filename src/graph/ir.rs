@@ -51,6 +51,11 @@ pub enum Sampling {
     Posterior,
     /// z = mu_q (deterministic evaluation).
     PosteriorMean,
+    /// z = mu_q + sigma_q · eps as in `Posterior`, and the latent op's second
+    /// output is the single-sample log density ratio log q(z|x) − log p(z)
+    /// instead of the analytic KL (importance-sampled likelihood bounds).
+    /// Forward only: its backward is an error.
+    Importance,
 }
 
 #[derive(Clone, Debug, PartialEq)]

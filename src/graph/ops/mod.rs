@@ -10,6 +10,7 @@ mod activation;
 mod add;
 mod affine;
 mod batch;
+mod bernoulli;
 mod conv2d;
 mod copy_channels;
 mod dmol;
@@ -23,6 +24,7 @@ pub use activation::{Activation, ActivationBackward, ActivationKind};
 pub use add::{Add, AddChannels};
 pub use affine::{Affine, AffineBackward};
 pub use batch::{BroadcastBatch, BroadcastPerImage, SumBatch, SumPerImage};
+pub use bernoulli::{BernoulliMean, BernoulliNll, BernoulliNllBackward, BernoulliSample, Binarize};
 pub use conv2d::{Conv2d, Conv2dBackwardBias, Conv2dBackwardData, Conv2dBackwardWeight};
 pub use copy_channels::{ChannelPiece, CopyChannels};
 pub use dmol::{DmolNll, DmolNllBackward, DmolSample};
@@ -143,6 +145,11 @@ ops!(
     DmolNll,
     DmolNllBackward,
     DmolSample,
+    BernoulliNll,
+    BernoulliNllBackward,
+    BernoulliMean,
+    BernoulliSample,
+    Binarize,
     Elbo,
     Linear,
     LinearBackwardData,

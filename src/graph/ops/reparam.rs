@@ -1,6 +1,9 @@
 //! A latent level's draw: the fused reparameterize + KL (posterior draw and
-//! its KL to the prior) with its backward, and a prior draw at a temperature
-//! for unconditional sampling. Kernels: `crate::ops::reparam_kl`.
+//! its KL to the prior) with its backward, for a direct (VDVAE) or a Ladder
+//! VAE posterior, and a prior draw at a temperature for unconditional
+//! sampling. With [`Sampling::Importance`] the second output is the
+//! single-sample log ratio log q(z|x) − log p(z) (forward only).
+//! Kernels: `crate::ops::reparam_kl`.
 
 use super::{nhwc_of, OpRule};
 use crate::error::{shape_err, Error, Result};
@@ -14,17 +17,22 @@ use crate::ops::reparam_kl::reference::{self, LatentsRef};
 use crate::ops::reparam_kl::{self as kernels, Latents, Packed, Posterior, Reparam, ZMode};
 use crate::ops::rng::RngKey;
 
-/// in: mu_q, logsig_q, mu_p, logsig_p → z, kl (elementwise); noise from
-/// `tensor` of the RNG stream.
+/// in: mu_q, logsig_q, mu_p, logsig_p → z, kl (elementwise; the log ratio
+/// with [`Sampling::Importance`]); noise from `tensor` of the RNG stream.
+/// With [`Posterior::Ladder`] the first two inputs are the bottom-up
+/// (mu_d, logsig_d), merged with the prior into the posterior.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ReparamKl {
+    pub posterior: Posterior,
     pub sampling: Sampling,
     pub tensor: u32,
 }
 
-/// in: dz, dkl, mu_q, logsig_q, mu_p, logsig_p → dmu_q, dlogsig_q, dmu_p, dlogsig_p.
+/// in: dz, dkl, mu_q (or mu_d), logsig_q (or logsig_d), mu_p, logsig_p →
+/// their four gradients.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ReparamKlBackward {
+    pub posterior: Posterior,
     pub sampling: Sampling,
     pub tensor: u32,
 }
@@ -37,10 +45,39 @@ pub struct PriorSample {
 }
 
 impl Graph {
-    /// Returns (z, per-element KL).
+    /// The draw of a level with posterior q = (mu_q, logsig_q) and prior p =
+    /// (mu_p, logsig_p): returns (z, per-element KL(q‖p), or with
+    /// [`Sampling::Importance`] the per-element log q(z) − log p(z)).
     pub fn reparam_kl(
         &mut self,
         name: &str,
+        q: (TensorId, TensorId),
+        p: (TensorId, TensorId),
+        sampling: Sampling,
+        tensor: u32,
+    ) -> Result<(TensorId, TensorId)> {
+        self.latent(name, Posterior::Direct, q, p, sampling, tensor)
+    }
+
+    /// A Ladder VAE level: the bottom-up d = (mu_d, logsig_d) and the prior p
+    /// merged by precision weighting into the posterior q (Sønderby et al.
+    /// 2016); returns (z, per-element KL(q‖p), or with [`Sampling::Importance`]
+    /// the per-element log q(z) − log p(z)). The backward reaches all four inputs.
+    pub fn reparam_kl_ladder(
+        &mut self,
+        name: &str,
+        d: (TensorId, TensorId),
+        p: (TensorId, TensorId),
+        sampling: Sampling,
+        tensor: u32,
+    ) -> Result<(TensorId, TensorId)> {
+        self.latent(name, Posterior::Ladder, d, p, sampling, tensor)
+    }
+
+    fn latent(
+        &mut self,
+        name: &str,
+        posterior: Posterior,
         q: (TensorId, TensorId),
         p: (TensorId, TensorId),
         sampling: Sampling,
@@ -52,7 +89,12 @@ impl Graph {
         }
         let z = self.activation(&format!("{name}.z"), s.clone());
         let kl = self.activation(&format!("{name}.kl"), s);
-        self.node(ReparamKl { sampling, tensor }, vec![q.0, q.1, p.0, p.1], vec![z, kl]);
+        let op = ReparamKl {
+            posterior,
+            sampling,
+            tensor,
+        };
+        self.node(op, vec![q.0, q.1, p.0, p.1], vec![z, kl]);
         Ok((z, kl))
     }
 
@@ -73,17 +115,30 @@ impl Graph {
     }
 }
 
-/// A VDVAE level's reparameterization (direct posterior) drawing from `key`.
-fn config(sampling: Sampling, key: RngKey) -> Reparam {
+/// A level's reparameterization drawing from `key`.
+fn config(posterior: Posterior, sampling: Sampling, key: RngKey) -> Reparam {
     let mode = match sampling {
         Sampling::Posterior => ZMode::Sample,
         Sampling::PosteriorMean => ZMode::Mean,
+        Sampling::Importance => ZMode::Importance,
     };
-    Reparam {
-        posterior: Posterior::Direct,
-        mode,
-        key,
+    Reparam { posterior, mode, key }
+}
+
+/// Whether the level draws eps (every mode but the posterior mean).
+fn draws(sampling: Sampling) -> bool {
+    sampling != Sampling::PosteriorMean
+}
+
+/// The importance log ratio is for evaluation: autodiff through it is refused.
+fn no_importance_backward(op: &str, sampling: Sampling) -> Result<()> {
+    if sampling == Sampling::Importance {
+        return Err(Error::Input(format!(
+            "{op}: Sampling::Importance gives the log ratio log q(z|x) − log p(z) for evaluation and has no backward; \
+             build the graph without autodiff"
+        )));
     }
+    Ok(())
 }
 
 impl OpRule for ReparamKl {
@@ -92,6 +147,7 @@ impl OpRule for ReparamKl {
     }
 
     fn backward(&self, b: &mut Backward<'_>) -> Result<()> {
+        no_importance_backward("reparam_kl", self.sampling)?;
         let (Some(dz), Some(dkl)) = (b.dy_of(0), b.dy_of(1)) else {
             return Err(Error::Shape("reparam_kl: both z and kl must reach the loss".into()));
         };
@@ -99,6 +155,7 @@ impl OpRule for ReparamKl {
         let mut inputs = vec![dz, dkl];
         inputs.extend((0..4).map(|k| b.input(k)));
         let op = ReparamKlBackward {
+            posterior: self.posterior,
             sampling: self.sampling,
             tensor: self.tensor,
         };
@@ -118,7 +175,8 @@ impl OpRule for ReparamKl {
             p_mu: c.input(2),
             p_logsig: c.input(3),
         };
-        let (z, kl) = reference::forward(&config(self.sampling, c.key(self.tensor)), &lat);
+        let cfg = config(self.posterior, self.sampling, c.key(self.tensor));
+        let (z, kl) = reference::forward(&cfg, &lat);
         Ok(vec![z, kl])
     }
 
@@ -129,12 +187,13 @@ impl OpRule for ReparamKl {
             p_mu: l.input(2),
             p_logsig: l.input(3),
         };
-        let cfg = config(self.sampling, l.key(self.tensor).skip(l.out_offset(0)));
+        let key = l.key(self.tensor).skip(l.out_offset(0));
+        let cfg = config(self.posterior, self.sampling, key);
         Ok(vec![kernels::forward(l.ctx, &cfg, &lat, l.output(0), l.output(1))?])
     }
 
     fn noisy(&self) -> bool {
-        self.sampling == Sampling::Posterior
+        draws(self.sampling)
     }
 
     fn split(&self, _: &Graph, node: &Node) -> Option<Split> {
@@ -148,13 +207,14 @@ impl OpRule for ReparamKlBackward {
     }
 
     fn eval(&self, c: &CpuCall<'_>) -> Result<Vec<Vec<f32>>> {
+        no_importance_backward(self.name(), self.sampling)?;
         let lat = LatentsRef {
             q_mu: c.input(2),
             q_logsig: c.input(3),
             p_mu: c.input(4),
             p_logsig: c.input(5),
         };
-        let cfg = config(self.sampling, c.key(self.tensor));
+        let cfg = config(self.posterior, self.sampling, c.key(self.tensor));
         let d = reference::backward(&cfg, &lat, c.input(0), c.input(1));
         Ok(vec![d.q_mu, d.q_logsig, d.p_mu, d.p_logsig])
     }
@@ -172,7 +232,8 @@ impl OpRule for ReparamKlBackward {
             p_mu: l.output(2),
             p_logsig: l.output(3),
         };
-        let cfg = config(self.sampling, l.key(self.tensor).skip(l.out_offset(0)));
+        let key = l.key(self.tensor).skip(l.out_offset(0));
+        let cfg = config(self.posterior, self.sampling, key);
         Ok(vec![kernels::backward(
             l.ctx,
             &cfg,
@@ -184,7 +245,7 @@ impl OpRule for ReparamKlBackward {
     }
 
     fn noisy(&self) -> bool {
-        self.sampling == Sampling::Posterior
+        draws(self.sampling)
     }
 
     /// Elementwise; a single dkl value (broadcast) is bound whole.
@@ -248,7 +309,8 @@ pub struct ReparamKlPackedBackward {
 
 impl Graph {
     /// The level's draw from the posterior block's output `q` (2·zdim channels)
-    /// and the prior block's output `p` (at least 2·zdim): returns (z, per-element KL).
+    /// and the prior block's output `p` (at least 2·zdim): returns (z, per-element
+    /// KL, or with [`Sampling::Importance`] the per-element log q(z|x) − log p(z)).
     pub fn reparam_kl_packed(
         &mut self,
         name: &str,
@@ -304,6 +366,7 @@ impl OpRule for ReparamKlPacked {
     }
 
     fn backward(&self, b: &mut Backward<'_>) -> Result<()> {
+        no_importance_backward("reparam_kl_packed", self.sampling)?;
         let (Some(dz), Some(dkl)) = (b.dy_of(0), b.dy_of(1)) else {
             return Err(Error::Shape("reparam_kl: both z and kl must reach the loss".into()));
         };
@@ -335,21 +398,23 @@ impl OpRule for ReparamKlPacked {
             p_mu: &p_mu,
             p_logsig: &p_logsig,
         };
-        let (z, kl) = reference::forward(&config(self.sampling, c.key(self.tensor)), &lat);
+        let cfg = config(Posterior::Direct, self.sampling, c.key(self.tensor));
+        let (z, kl) = reference::forward(&cfg, &lat);
         let stash = elementwise::concat_channels(&p_mu, self.zdim, &p_logsig, self.zdim);
         Ok(vec![z, kl, stash])
     }
 
     fn lower(&self, l: &LowerCall<'_>) -> Result<Vec<Dispatch>> {
         // Element i of z draws element i of the stream.
-        let cfg = config(self.sampling, l.key(self.tensor).skip(l.out_offset(0)));
+        let key = l.key(self.tensor).skip(l.out_offset(0));
+        let cfg = config(Posterior::Direct, self.sampling, key);
         let inputs = packed(l, self.zdim, 0, 1);
         let d = kernels::forward_packed(l.ctx, &cfg, &inputs, l.output(0), l.output(1), l.output(2))?;
         Ok(vec![d])
     }
 
     fn noisy(&self) -> bool {
-        self.sampling == Sampling::Posterior
+        draws(self.sampling)
     }
 
     fn split(&self, _: &Graph, node: &Node) -> Option<Split> {
@@ -363,6 +428,7 @@ impl OpRule for ReparamKlPackedBackward {
     }
 
     fn eval(&self, c: &CpuCall<'_>) -> Result<Vec<Vec<f32>>> {
+        no_importance_backward(self.name(), self.sampling)?;
         let [q_mu, q_logsig, p_mu, p_logsig] = unpack(c, self.zdim, 2, 3);
         let lat = LatentsRef {
             q_mu: &q_mu,
@@ -370,7 +436,7 @@ impl OpRule for ReparamKlPackedBackward {
             p_mu: &p_mu,
             p_logsig: &p_logsig,
         };
-        let cfg = config(self.sampling, c.key(self.tensor));
+        let cfg = config(Posterior::Direct, self.sampling, c.key(self.tensor));
         let d = reference::backward(&cfg, &lat, c.input(0), c.input(1));
         let z = self.zdim;
         Ok(vec![
@@ -381,7 +447,8 @@ impl OpRule for ReparamKlPackedBackward {
 
     fn lower(&self, l: &LowerCall<'_>) -> Result<Vec<Dispatch>> {
         // dz is laid out like z, whose element i drew element i of the stream.
-        let cfg = config(self.sampling, l.key(self.tensor).skip(l.in_offset(0)));
+        let key = l.key(self.tensor).skip(l.in_offset(0));
+        let cfg = config(Posterior::Direct, self.sampling, key);
         let inputs = packed(l, self.zdim, 2, 3);
         let (dz, dkl) = (l.input(0), l.input(1));
         Ok(vec![kernels::backward_packed(
@@ -396,7 +463,7 @@ impl OpRule for ReparamKlPackedBackward {
     }
 
     fn noisy(&self) -> bool {
-        self.sampling == Sampling::Posterior
+        draws(self.sampling)
     }
 
     fn split(&self, _: &Graph, node: &Node) -> Option<Split> {

@@ -18,6 +18,8 @@ const GRAD_TOL: Tolerance = Tolerance::new(1e-12, 2e-6);
 /// Where u and sigmoid(l) are this close, f32 rounding may decide either way:
 /// the check accepts the GPU's bit there. Elsewhere samples must match exactly.
 const SAMPLE_TIE: f64 = 1e-6;
+/// sigmoid: an exp and a division, a few ulp.
+const MEAN_TOL: Tolerance = Tolerance::new(1e-12, 2e-6);
 
 fn spec(n: usize, h: usize, w: usize, c: usize) -> BernoulliSpec {
     BernoulliSpec { n, h, w, c }
@@ -83,8 +85,30 @@ pub fn check(c: &mut Checker) -> Result<()> {
         let data = inputs(&spec, 200 + i as u64);
         check_loss(c, &spec, &data, &shapes)?;
         check_sample(c, &spec, &data.logits, i as u32, &shapes)?;
+        check_mean(c, &spec, &data.logits, &shapes)?;
+        check_sample_probs(c, &spec, &probs(&spec, 300 + i as u64), i as u32, &shapes)?;
     }
     Ok(())
+}
+
+/// Probabilities as data gives them: exact 0 and 1 (binarized pixels), grey
+/// levels k/255, and arbitrary values in (0, 1).
+pub fn probs(spec: &BernoulliSpec, seed: u64) -> Vec<f32> {
+    let mut rng = TestRng::new(seed);
+    (0..spec.len())
+        .map(|_| {
+            let pick = rng.uniform(0.0, 1.0);
+            if pick < 0.2 {
+                0.0
+            } else if pick < 0.4 {
+                1.0
+            } else if pick < 0.7 {
+                (rng.uniform(0.0, 256.0) as u8) as f32 / 255.0
+            } else {
+                rng.uniform(0.0, 1.0)
+            }
+        })
+        .collect()
 }
 
 fn check_loss(c: &mut Checker, spec: &BernoulliSpec, data: &Inputs, shapes: &str) -> Result<()> {
@@ -143,7 +167,7 @@ fn check_sample(c: &mut Checker, spec: &BernoulliSpec, logits: &[f32], tensor: u
     let ctx = c.ctx;
     let key = RngKey::new(0xBE5A_3D1E, 11 + (1u64 << 32), tensor);
     let (l, out) = (ctx.upload(logits), ctx.zeros(spec.len()));
-    let d = super::sample(ctx, spec, l.view(), key, out.view())?;
+    let d = super::sample(ctx, spec, l.view(), key, 0, out.view())?;
     ctx.run(&[&d])?;
     let got = ctx.read_f32(&out)?;
     let mut want = reference::sample(spec, logits, &key);
@@ -156,6 +180,56 @@ fn check_sample(c: &mut Checker, spec: &BernoulliSpec, logits: &[f32], tensor: u
     }
     let shapes = format!("{shapes} ties={ties}");
     c.compare(FAMILY, "bernoulli_sample", &shapes, &got, &want, Tolerance::EXACT);
+    Ok(())
+}
+
+fn check_mean(c: &mut Checker, spec: &BernoulliSpec, logits: &[f32], shapes: &str) -> Result<()> {
+    let ctx = c.ctx;
+    let (l, out) = (ctx.upload(logits), ctx.zeros(spec.len()));
+    ctx.run(&[&super::mean(ctx, spec, l.view(), out.view())?])?;
+    let want = reference::mean(logits);
+    c.compare(FAMILY, "bernoulli_mean", shapes, &ctx.read_f32(&out)?, &want, MEAN_TOL);
+    Ok(())
+}
+
+/// The whole tensor in one dispatch, then in three dispatches starting at
+/// elements that are not multiples of 4 (a Philox block's elements split
+/// between dispatches): both must give the reference's bits exactly.
+fn check_sample_probs(c: &mut Checker, spec: &BernoulliSpec, probs: &[f32], tensor: u32, shapes: &str) -> Result<()> {
+    let ctx = c.ctx;
+    let key = RngKey::new(0x05EE_DB1A, 3 + (5u64 << 32), tensor);
+    let want = reference::sample_probs(probs, &key);
+    let n = spec.len();
+    let (p, out) = (ctx.upload(probs), ctx.zeros(n));
+    ctx.run(&[&super::sample_probs(ctx, spec, p.view(), key, 0, out.view())?])?;
+    c.compare(
+        FAMILY,
+        "bernoulli_sample_probs",
+        shapes,
+        &ctx.read_f32(&out)?,
+        &want,
+        Tolerance::EXACT,
+    );
+    // The largest case is checked whole only (its copies would double the memory).
+    if !(8..=1 << 22).contains(&n) {
+        return Ok(());
+    }
+    let cuts = [0, (n / 3) | 1, (2 * n / 3) | 2, n];
+    let mut got = Vec::with_capacity(n);
+    for w in cuts.windows(2) {
+        let (a, b) = (w[0], w[1]);
+        let part = BernoulliSpec {
+            n: 1,
+            h: 1,
+            w: b - a,
+            c: 1,
+        };
+        let (p, out) = (ctx.upload(&probs[a..b]), ctx.zeros(b - a));
+        ctx.run(&[&super::sample_probs(ctx, &part, p.view(), key, a, out.view())?])?;
+        got.extend(ctx.read_f32(&out)?);
+    }
+    let shapes = format!("{shapes} cut at {:?}", &cuts[1..3]);
+    c.compare(FAMILY, "bernoulli_sample_probs", &shapes, &got, &want, Tolerance::EXACT);
     Ok(())
 }
 

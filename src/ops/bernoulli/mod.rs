@@ -1,16 +1,21 @@
 //! Bernoulli likelihood on logits, for binarized data (targets in {0, 1}, e.g.
-//! binarized MNIST): per-image NLL, NLL fused with its gradient, and sampling.
-//! WGSL: `shaders/bernoulli_common.wgsl`, `bernoulli_loss.wgsl`,
-//! `bernoulli_loss_grad.wgsl`, `bernoulli_sample.wgsl`; the per-image sums of
-//! chunk partials use the reduce family's `sum_partials`.
+//! binarized MNIST): per-image NLL, NLL fused with its gradient, the mean
+//! (sigmoid), sampling from logits, and sampling from probabilities (dynamic
+//! binarization of data). WGSL: `shaders/bernoulli_common.wgsl`,
+//! `bernoulli_loss.wgsl`, `bernoulli_loss_grad.wgsl`, `bernoulli_mean.wgsl`,
+//! `bernoulli_sample.wgsl`; the per-image sums of chunk partials use the reduce
+//! family's `sum_partials`. [`binarize_fixed`] binarizes evaluation data on the
+//! CPU, the same for an image whatever batch it is in.
 //!
 //! Per element: nll = -[t log sigmoid(l) + (1 - t) log(1 - sigmoid(l))], written
 //! stably as softplus(l) - t l; summed over each image's H*W*C elements (NHWC).
 
 mod cases;
+mod fixed;
 pub mod reference;
 
 pub use cases::{bench_cases, check};
+pub use fixed::{binarize_fixed, FIXED_BINARIZATION_TENSOR};
 
 use crate::error::{shape_err, Result};
 use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec};
@@ -38,11 +43,20 @@ const LOSS_GRAD: Kernel<LossParams> = Kernel::portable(
     ],
 )
 .with_constants(CHUNK_CONSTANT);
-const SAMPLE: Kernel<SampleParams> = Kernel::portable(
-    "bernoulli_sample",
-    &[RNG_WGSL, COMMON, include_str!("../../../shaders/bernoulli_sample.wgsl")],
-    "bernoulli_sample",
-    &[Access::Read, Access::ReadWrite, Access::Uniform],
+const SAMPLE_SRC: &[&str] = &[RNG_WGSL, COMMON, include_str!("../../../shaders/bernoulli_sample.wgsl")];
+const ELEMENTWISE: &[Access] = &[Access::Read, Access::ReadWrite, Access::Uniform];
+const SAMPLE: Kernel<SampleParams> = Kernel::portable("bernoulli_sample", SAMPLE_SRC, "bernoulli_sample", ELEMENTWISE);
+const SAMPLE_PROBS: Kernel<SampleParams> = Kernel::portable(
+    "bernoulli_sample_probs",
+    SAMPLE_SRC,
+    "bernoulli_sample_probs",
+    ELEMENTWISE,
+);
+const MEAN: Kernel<MeanParams> = Kernel::portable(
+    "bernoulli_mean",
+    &[COMMON, include_str!("../../../shaders/bernoulli_mean.wgsl")],
+    "bernoulli_mean",
+    ELEMENTWISE,
 );
 
 /// Elements per workgroup of the loss kernels (256 invocations x 4).
@@ -52,7 +66,13 @@ const CHUNK_CONSTANT: &[(&str, i64)] = &[("BERNOULLI_CHUNK", CHUNK as i64)];
 
 /// Every kernel of the family, for the contract test.
 pub fn all_kernels() -> Vec<KernelSpec> {
-    vec![LOSS.spec(), LOSS_GRAD.spec(), SAMPLE.spec()]
+    vec![
+        LOSS.spec(),
+        LOSS_GRAD.spec(),
+        SAMPLE.spec(),
+        SAMPLE_PROBS.spec(),
+        MEAN.spec(),
+    ]
 }
 
 /// Shape of one Bernoulli op: logits and targets are `[N, H, W, C]`.
@@ -194,34 +214,84 @@ crate::gpu_params! {
     struct SampleParams {
         key: RngKey,
         n: u32,
+        first: u32,
     }
 }
 
-/// `out[i] = 1.0` if `u_i < sigmoid(logits[i])` else `0.0`, where `u_i` is
-/// `uniform_from_bits(key.bits(i / 4)[i % 4])` (flat NHWC index i).
+crate::gpu_params! {
+    struct MeanParams {
+        n: u32,
+    }
+}
+
+/// Checks a sampling or mean dispatch's views; returns the elements it covers.
+fn check_elementwise(op: &str, spec: &BernoulliSpec, first: usize, x: &BufView, out: &BufView) -> Result<usize> {
+    spec.validate(op)?;
+    x.expect_len(op, "input", spec.len())?;
+    out.expect_len(op, "out", spec.len())?;
+    if first + spec.len() > u32::MAX as usize - 4 {
+        return shape_err(format!(
+            "{op}: elements {first}.. of {} need more than 2^32 indices",
+            spec.describe()
+        ));
+    }
+    Ok(spec.len())
+}
+
+fn sample_with(
+    ctx: &GpuContext,
+    kernel: &Kernel<SampleParams>,
+    spec: &BernoulliSpec,
+    x: BufView<'_>,
+    key: RngKey,
+    first: usize,
+    out: BufView<'_>,
+) -> Result<Dispatch> {
+    let n = check_elementwise(kernel.name, spec, first, &x, &out)?;
+    let params = SampleParams {
+        key,
+        n: n as u32,
+        first: first as u32,
+    };
+    // One invocation per Philox block of 4 elements the dispatch touches.
+    let blocks = (first + n).div_ceil(4) - first / 4;
+    ctx.dispatch(kernel, &[], &[x, out], &params, Grid::Invocations(blocks))
+}
+
+/// `out[i] = 1.0` if `u < sigmoid(logits[i])` else `0.0`, where `u` is the
+/// uniform of element `first + i` of `key`'s stream: word `e % 4` of Philox
+/// block `e / 4` (`reference::uniform(key, e)`, e the flat NHWC index in the
+/// whole tensor). `first` is 0 for a whole tensor, the slice's first element
+/// for a part of one (any element, not only multiples of 4).
 pub fn sample(
     ctx: &GpuContext,
     spec: &BernoulliSpec,
     logits: BufView<'_>,
     key: RngKey,
+    first: usize,
     out: BufView<'_>,
 ) -> Result<Dispatch> {
-    let op = "bernoulli sample";
-    spec.validate(op)?;
-    logits.expect_len(op, "logits", spec.len())?;
-    out.expect_len(op, "out", spec.len())?;
-    let params = SampleParams {
-        key,
-        n: spec.len() as u32,
-    };
-    // One invocation per Philox block of 4 elements.
-    ctx.dispatch(
-        &SAMPLE,
-        &[],
-        &[logits, out],
-        &params,
-        Grid::Invocations(spec.len().div_ceil(4)),
-    )
+    sample_with(ctx, &SAMPLE, spec, logits, key, first, out)
+}
+
+/// As [`sample`] from probabilities: `out[i] = 1.0` if `u < probs[i]` (in
+/// f32) else `0.0`. u is never 0 or 1, so probabilities 0 and 1 give 0 and 1.
+pub fn sample_probs(
+    ctx: &GpuContext,
+    spec: &BernoulliSpec,
+    probs: BufView<'_>,
+    key: RngKey,
+    first: usize,
+    out: BufView<'_>,
+) -> Result<Dispatch> {
+    sample_with(ctx, &SAMPLE_PROBS, spec, probs, key, first, out)
+}
+
+/// `out[i] = sigmoid(logits[i])`, the Bernoulli mean.
+pub fn mean(ctx: &GpuContext, spec: &BernoulliSpec, logits: BufView<'_>, out: BufView<'_>) -> Result<Dispatch> {
+    let n = check_elementwise("bernoulli mean", spec, 0, &logits, &out)?;
+    let params = MeanParams { n: n as u32 };
+    ctx.dispatch(&MEAN, &[], &[logits, out], &params, Grid::Invocations(n))
 }
 
 /// Nominal work per element counting exp and the division as one FLOP each:

@@ -52,3 +52,16 @@ pub fn sample(spec: &BernoulliSpec, logits: &[f32], key: &RngKey) -> Vec<f32> {
         .map(|i| f32::from(u8::from(uniform(key, i) < sigmoid(logits[i] as f64))))
         .collect()
 }
+
+/// 1 where `uniform(key, i) < probs[i]`, compared in f32 (the uniform is
+/// exact in f32, so the GPU draws the same bits); probabilities 0 and 1 give 0 and 1.
+pub fn sample_probs(probs: &[f32], key: &RngKey) -> Vec<f32> {
+    (0..probs.len())
+        .map(|i| f32::from(u8::from((uniform(key, i) as f32) < probs[i])))
+        .collect()
+}
+
+/// sigmoid(logits[i]), the Bernoulli mean.
+pub fn mean(logits: &[f32]) -> Vec<f32> {
+    logits.iter().map(|&l| sigmoid(l as f64) as f32).collect()
+}

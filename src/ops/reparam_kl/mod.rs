@@ -14,6 +14,16 @@
 //! estimate (mu_d, logsig_d) with the prior by precision weighting (Sønderby et
 //! al. 2016). Prior sampling at temperature t draws `mu_p + exp(logsig_p + ln t) * eps`.
 //!
+//! In importance mode ([`ZMode::Importance`]) z is drawn as above and the
+//! second output is the single-sample log density ratio instead of the KL:
+//!
+//! ```text
+//! log q(z) - log p(z) = -eps^2 / 2 - logsig_q + ((z - mu_p) / sig_p)^2 / 2 + logsig_p
+//! ```
+//!
+//! (the 1/2 ln 2 pi terms cancel), with q the merged posterior for the Ladder
+//! variant. Its mean over eps is the KL. It has no backward.
+//!
 //! WGSL: `shaders/reparam_kl_common.wgsl` (shared math), `reparam_kl.wgsl`,
 //! `reparam_kl_backward.wgsl`, `reparam_kl_prior.wgsl`.
 
@@ -119,6 +129,9 @@ pub enum ZMode {
     Sample,
     /// `z = mu_q` (posterior mean, e.g. deterministic reconstructions); the KL is unchanged.
     Mean,
+    /// `z = mu_q + sig_q * eps` as in `Sample`, and the second output is
+    /// `log q(z) - log p(z)` instead of the KL (see the module docs). Forward only.
+    Importance,
 }
 
 /// One call's settings: how the posterior is formed, what z is, and where its noise comes from.
@@ -175,6 +188,7 @@ crate::gpu_params! {
 
 const MODE_SAMPLE: u32 = 0;
 const MODE_MEAN: u32 = 1;
+const MODE_IMPORTANCE: u32 = 2;
 
 impl Params {
     fn new(key: RngKey, n: usize, mode: ZMode) -> Params {
@@ -184,6 +198,7 @@ impl Params {
             mode: match mode {
                 ZMode::Sample => MODE_SAMPLE,
                 ZMode::Mean => MODE_MEAN,
+                ZMode::Importance => MODE_IMPORTANCE,
             },
             dkl_scalar: 0,
             ln_t: 0.0,
@@ -221,7 +236,18 @@ pub const BACKWARD_FLOPS_PER_ELEMENT: f64 = 55.0;
 pub const FORWARD_BYTES_PER_ELEMENT: f64 = 24.0;
 pub const BACKWARD_BYTES_PER_ELEMENT: f64 = 40.0;
 
-/// `z` and the per-element `kl` of one level (see the module docs).
+/// The error of a backward asked for in importance mode.
+fn no_importance_backward(op: &str, cfg: &Reparam) -> Result<()> {
+    if cfg.mode == ZMode::Importance {
+        return Err(Error::Input(format!(
+            "{op}: the importance-sampling log ratio has no backward (evaluation only)"
+        )));
+    }
+    Ok(())
+}
+
+/// `z` and the per-element `kl` of one level (see the module docs); in
+/// importance mode `kl` receives the log density ratio.
 pub fn forward(
     ctx: &GpuContext,
     cfg: &Reparam,
@@ -248,7 +274,7 @@ pub fn forward(
 /// Gradients of a loss with respect to the four inputs of [`forward`], given its
 /// gradients `dz` and `dkl` with respect to `z` and `kl`. `dkl` has one value per
 /// element, or a single value broadcast over all of them. eps is redrawn from
-/// `cfg.key`, which must be the forward's key.
+/// `cfg.key`, which must be the forward's key. Not for [`ZMode::Importance`] (an error).
 pub fn backward(
     ctx: &GpuContext,
     cfg: &Reparam,
@@ -257,6 +283,7 @@ pub fn backward(
     dkl: BufView<'_>,
     grads: &Latents<'_>,
 ) -> Result<Dispatch> {
+    no_importance_backward("reparam_kl_backward", cfg)?;
     let mut views = inputs.views().to_vec();
     views.push(dz);
     views.extend(grads.views());

@@ -3,9 +3,10 @@
 //! (mu_p, logsig_p, xpp) along channels, so [`forward_packed`] reads the four
 //! inputs there instead of from four sliced copies, and [`backward_packed`]
 //! writes dq whole and the (mu_p, logsig_p) part of the prior's gradient.
-//! WGSL: `shaders/reparam_kl_packed.wgsl`. Direct posterior only.
+//! WGSL: `shaders/reparam_kl_packed.wgsl`. Direct posterior only; the
+//! forward also computes the importance-mode log ratio.
 
-use super::{Params, Reparam, COMMON, FORWARD_FLOPS_PER_ELEMENT};
+use super::{no_importance_backward, Params, Posterior, Reparam, COMMON, FORWARD_FLOPS_PER_ELEMENT};
 use super::{BACKWARD_BYTES_PER_ELEMENT, BACKWARD_FLOPS_PER_ELEMENT, FORWARD_BYTES_PER_ELEMENT};
 use crate::error::{shape_err, Result};
 use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec, Work};
@@ -71,18 +72,22 @@ impl Packed<'_> {
         Ok(n)
     }
 
-    fn params(&self, cfg: &Reparam, n: usize) -> Params {
+    fn params(&self, cfg: &Reparam, n: usize) -> Result<Params> {
+        if cfg.posterior != Posterior::Direct {
+            return shape_err("reparam_kl packed: the packed kernels take a direct posterior only");
+        }
         let mut params = Params::new(cfg.key, n, cfg.mode);
         params.zdim = self.zdim as u32;
         params.q_stride = (2 * self.zdim) as u32;
         params.p_stride = self.p_channels as u32;
-        params
+        Ok(params)
     }
 }
 
 /// `z` and the per-element `kl` (rows · zdim each) of a level with a direct
-/// posterior, and `p_stash`: the prior's (mu, logsig) (2·zdim channels), which
-/// the backward reads as its `p` so that the prior's whole output need not live on.
+/// posterior (in importance mode `kl` receives the log density ratio), and
+/// `p_stash`: the prior's (mu, logsig) (2·zdim channels), which the backward
+/// reads as its `p` so that the prior's whole output need not live on.
 pub fn forward_packed(
     ctx: &GpuContext,
     cfg: &Reparam,
@@ -98,7 +103,7 @@ pub fn forward_packed(
     p_stash.expect_len(op, "p_stash", 2 * n)?;
     // dz and dkl are not read: the inputs stand in for them.
     let views = [inputs.q, inputs.p, inputs.q, inputs.q, z, kl, p_stash];
-    let d = ctx.dispatch(&FWD, &[], &views, &inputs.params(cfg, n), Grid::Invocations(n))?;
+    let d = ctx.dispatch(&FWD, &[], &views, &inputs.params(cfg, n)?, Grid::Invocations(n))?;
     let bytes = n as f64 * (FORWARD_BYTES_PER_ELEMENT + 8.0);
     Ok(d.with_work(Work::new(n as f64 * FORWARD_FLOPS_PER_ELEMENT, bytes)))
 }
@@ -106,6 +111,7 @@ pub fn forward_packed(
 /// `dq` (2·zdim channels, all of q's gradient) and `dp_mu_logsig` (2·zdim
 /// channels: the gradient of p's first 2·zdim channels), from `dz` and `dkl`
 /// (one value per element or a single value); eps is redrawn from `cfg.key`.
+/// Not for importance mode (an error).
 pub fn backward_packed(
     ctx: &GpuContext,
     cfg: &Reparam,
@@ -116,6 +122,7 @@ pub fn backward_packed(
     dp_mu_logsig: BufView<'_>,
 ) -> Result<Dispatch> {
     let op = "reparam_kl_backward_packed";
+    no_importance_backward(op, cfg)?;
     let n = inputs.elements(op)?;
     dz.expect_len(op, "dz", n)?;
     dq.expect_len(op, "dq", 2 * n)?;
@@ -124,7 +131,7 @@ pub fn backward_packed(
     if dkl.len != n && !dkl_scalar {
         return shape_err(format!("{op}: dkl must have {n} values or one, got {}", dkl.len));
     }
-    let mut params = inputs.params(cfg, n);
+    let mut params = inputs.params(cfg, n)?;
     params.dkl_scalar = dkl_scalar as u32;
     let views = [inputs.q, inputs.p, dz, dkl, dq, dp_mu_logsig];
     let d = ctx.dispatch(&BWD, &[], &views, &params, Grid::Invocations(n))?;

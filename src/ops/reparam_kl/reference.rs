@@ -35,9 +35,14 @@ pub fn ladder_merge(md: f64, ld: f64, mp: f64, lp: f64) -> (f64, f64) {
     ((md * prec_d + mp * prec_p) * var_q, 0.5 * var_q.ln())
 }
 
+/// Single-sample `log N(z; mq, e^lq) - log N(z; mp, e^lp)` for `z = mq + e^lq eps`.
+pub fn log_ratio(eps: f64, z: f64, lq: f64, mp: f64, lp: f64) -> f64 {
+    -0.5 * eps * eps - lq + 0.5 * ((z - mp) * (-lp).exp()).powi(2) + lp
+}
+
 fn eps(cfg: &Reparam, i: usize) -> f64 {
     match cfg.mode {
-        ZMode::Sample => cfg.key.normal(i as u32) as f64,
+        ZMode::Sample | ZMode::Importance => cfg.key.normal(i as u32) as f64,
         ZMode::Mean => 0.0,
     }
 }
@@ -56,13 +61,20 @@ fn posterior(cfg: &Reparam, x: &LatentsRef<'_>, i: usize) -> (f64, f64) {
     }
 }
 
-/// `(z, kl)` of one level, unrounded (finite-difference tests differentiate this).
+/// `(z, kl)` of one level, unrounded (finite-difference tests differentiate
+/// this); in importance mode the second output is the log density ratio.
 pub fn forward_f64(cfg: &Reparam, x: &LatentsRef<'_>) -> (Vec<f64>, Vec<f64>) {
     (0..x.q_mu.len())
         .map(|i| {
             let (mq, lq) = posterior(cfg, x, i);
             let (mp, lp) = (x.p_mu[i] as f64, x.p_logsig[i] as f64);
-            (mq + lq.exp() * eps(cfg, i), gaussian_kl(mq, lq, mp, lp))
+            let e = eps(cfg, i);
+            let z = mq + lq.exp() * e;
+            let second = match cfg.mode {
+                ZMode::Importance => log_ratio(e, z, lq, mp, lp),
+                ZMode::Sample | ZMode::Mean => gaussian_kl(mq, lq, mp, lp),
+            };
+            (z, second)
         })
         .unzip()
 }
@@ -89,7 +101,12 @@ fn direct_grads(dz: f64, dkl: f64, eps: f64, mq: f64, lq: f64, mp: f64, lp: f64)
 }
 
 /// Backward of [`forward`]: `dkl` has one value per element or a single broadcast value.
+/// Importance mode has none (panics: the graph and the kernels refuse it first).
 pub fn backward(cfg: &Reparam, x: &LatentsRef<'_>, dz: &[f32], dkl: &[f32]) -> LatentGrads {
+    assert!(
+        cfg.mode != ZMode::Importance,
+        "reparam_kl reference: the importance log ratio has no backward"
+    );
     let n = x.q_mu.len();
     let mut g = LatentGrads {
         q_mu: Vec::with_capacity(n),
