@@ -13,6 +13,7 @@ mod conv2d;
 mod copy_channels;
 mod dmol;
 mod elbo;
+mod kl_control;
 mod reparam;
 mod resample;
 
@@ -23,6 +24,7 @@ pub use conv2d::{Conv2d, Conv2dBackwardBias, Conv2dBackwardData, Conv2dBackwardW
 pub use copy_channels::{ChannelPiece, CopyChannels};
 pub use dmol::{DmolNll, DmolNllBackward, DmolSample};
 pub use elbo::{Elbo, ElboParts, ElboTotals, LossTerms};
+pub use kl_control::{ControlledElbo, KlCoefTensor, KlColumns, KlSchedule, KlSeeds, KlStack, KlTerm};
 pub use reparam::{PriorSample, ReparamKl, ReparamKlBackward, ReparamKlPacked, ReparamKlPackedBackward};
 pub use resample::{AvgPool, AvgPoolBackward, Upsample, UpsampleBackward};
 
@@ -132,6 +134,10 @@ ops!(
     DmolNllBackward,
     DmolSample,
     Elbo,
+    KlStack,
+    KlColumns,
+    KlSeeds,
+    ControlledElbo,
 );
 
 impl Graph {
