@@ -12,5 +12,5 @@ pub mod precision;
 pub mod recompute;
 
 pub use ir::{DType, Graph, Node, Op, Role, Sampling, TensorId, TensorInfo};
-pub use ops::{ActivationKind, ElboParts, ElboTotals, LossTerms, OpRule};
+pub use ops::{ActivationKind, ElboParts, ElboTotals, KlCoefTensor, KlSchedule, KlTerm, LossTerms, OpRule};
 pub use precision::{set_precision, Precision};

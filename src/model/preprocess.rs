@@ -50,7 +50,7 @@ pub fn bernoulli_input(images: &ImageSet, binarization: Binarization) -> Vec<f32
     match binarization {
         Binarization::Dynamic => images.pixels.iter().map(|&p| p as f32 / 255.0).collect(),
         Binarization::Fixed { seed, first_image } => {
-            crate::graph::stubs_tmp::binarize_fixed(&images.pixels, images.image_len(), first_image, seed)
+            crate::ops::bernoulli::binarize_fixed(&images.pixels, images.image_len(), first_image, seed)
         }
     }
 }

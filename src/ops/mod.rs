@@ -10,6 +10,7 @@ pub mod conv2d;
 pub mod dmol;
 pub mod elementwise;
 pub mod groupnorm;
+pub mod kl_control;
 pub mod matmul;
 pub mod optimizer;
 pub mod reduce;
@@ -40,6 +41,7 @@ pub const FAMILIES: &[(&str, CheckFn)] = &[
     ("dmol", dmol::check),
     ("bernoulli", bernoulli::check),
     ("optimizer", optimizer::check),
+    ("kl_control", kl_control::check),
 ];
 
 /// Every family with benchmark cases.
@@ -94,5 +96,6 @@ pub fn all_kernels() -> Vec<(&'static str, Vec<KernelSpec>)> {
         ("dmol", dmol::all_kernels()),
         ("bernoulli", bernoulli::all_kernels()),
         ("optimizer", optimizer::all_kernels()),
+        ("kl_control", kl_control::all_kernels()),
     ]
 }

@@ -54,10 +54,13 @@ impl StepLog {
 
     /// Appends the line of one step.
     pub fn append(&mut self, s: &StepMetrics) -> Result<()> {
-        let line = serde_json::json!({
+        let mut line = serde_json::json!({
             "step": s.iteration, "elbo": s.elbo, "distortion": s.distortion, "rate": s.rate,
             "grad_norm": s.grad_norm, "applied": s.applied, "skips": s.skips,
         });
+        if !s.beta_per_level.is_empty() {
+            line["beta_per_level"] = serde_json::json!(s.beta_per_level);
+        }
         // One buffer, one write: `writeln!` on a File may split a line
         // over several writes.
         self.file
@@ -90,6 +93,38 @@ mod tests {
         assert_eq!(kept, "{\"step\":0}\n{\"step\":1}\n");
         let (_, dropped) = StepLog::open(&dir, 2).unwrap();
         assert_eq!(dropped, 0, "a consistent log is left as it is");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn beta_per_level_is_logged_only_under_kl_controls() {
+        let dir = std::env::temp_dir().join(format!("vdvae-steplog-beta-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let dir = dir.to_string_lossy().into_owned();
+        let _ = std::fs::remove_file(format!("{dir}/log.jsonl"));
+        let mut s = StepMetrics {
+            iteration: 0,
+            elbo: 1.5,
+            distortion: 1.0,
+            rate: 0.5,
+            kl_per_level: vec![0.25, 0.25],
+            beta_per_level: Vec::new(),
+            grad_norm: 2.0,
+            applied: true,
+            skips: 0,
+        };
+        let (mut log, _) = StepLog::open(&dir, 0).unwrap();
+        log.append(&s).unwrap();
+        s.iteration = 1;
+        s.beta_per_level = vec![0.5, 1.0];
+        log.append(&s).unwrap();
+        let text = std::fs::read_to_string(log.path()).unwrap();
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert!(lines[0].get("beta_per_level").is_none(), "{text}");
+        assert_eq!(lines[1]["beta_per_level"], serde_json::json!([0.5, 1.0]));
+        for key in ["step", "elbo", "distortion", "rate", "grad_norm", "applied", "skips"] {
+            assert!(lines[1].get(key).is_some(), "{key} kept: {text}");
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -7,7 +7,7 @@ use super::{DispatchLabel, GpuGraph, GRADS, INPUTS, WEIGHTS};
 use crate::error::{Error, Result};
 use crate::gpu::{BufView, Dispatch, GpuBuffer, GpuContext};
 use crate::graph::ir::{Graph, TensorId};
-use crate::graph::ElboTotals;
+use crate::graph::{ElboTotals, KlCoefTensor};
 use crate::ops::optimizer::{self, AdamW, ParamTensor, StepState, STATE_WORDS};
 use crate::ops::reduce;
 
@@ -26,11 +26,15 @@ pub struct TrainConfig {
 pub struct StepMetrics {
     /// The iteration this step ran as (its noise step).
     pub iteration: u32,
-    /// Mean ELBO in nats per dim, and its two parts.
+    /// Mean ELBO in nats per dim, and its two parts: the true ELBO (β = 1, no
+    /// free bits) whatever controls the loss has.
     pub elbo: f64,
     pub distortion: f64,
     pub rate: f64,
     pub kl_per_level: Vec<f64>,
+    /// With a controlled loss, the β·γ in force at each level (the mean over
+    /// its terms) this step; empty with the plain ELBO.
+    pub beta_per_level: Vec<f64>,
     pub grad_norm: f32,
     pub applied: bool,
     pub skips: u32,
@@ -47,6 +51,8 @@ pub(crate) struct TrainState {
     _norm_scratch: GpuBuffer,
     /// nll then each level's KL sum: the tensors metrics are computed from.
     metric_tensors: Vec<TensorId>,
+    /// A controlled loss's coefficients, read back after them.
+    kl_coef: Option<KlCoefTensor>,
     metric_words: usize,
     readback: [wgpu::Buffer; 2],
     /// Submission of the step whose metrics sit in each readback slot.
@@ -104,7 +110,8 @@ impl TrainState {
             .ok_or_else(|| Error::Shape("training needs a graph with a loss (an ELBO node)".into()))?;
         let mut metric_tensors = vec![loss.nll];
         metric_tensors.extend(&loss.kl_per_level);
-        let metric_words = metric_tensors.iter().map(|&t| g.tensors[t].numel()).sum::<usize>() + STATE_WORDS;
+        let read = metric_tensors.iter().chain(loss.kl_coef.as_ref().map(|k| &k.coef));
+        let metric_words = read.map(|&t| g.tensors[t].numel()).sum::<usize>() + STATE_WORDS;
         let readback = [0, 1].map(|_| {
             ctx.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("metrics"),
@@ -121,6 +128,7 @@ impl TrainState {
             labels,
             _norm_scratch: norm_scratch,
             metric_tensors,
+            kl_coef: loss.kl_coef,
             metric_words,
             readback,
             pending: [None, None],
@@ -191,7 +199,7 @@ impl GpuGraph {
         }
         // Metrics of this step, and the state before the optimizer's counters move on.
         let mut at = 0u64;
-        for &m in &t.metric_tensors {
+        for &m in t.metric_tensors.iter().chain(t.kl_coef.as_ref().map(|k| &k.coef)) {
             let v = self.bufs.view(m);
             encoder.copy_buffer_to_buffer(v.buffer, v.offset as u64 * 4, &t.readback[slot], at, v.len as u64 * 4);
             at += v.len as u64 * 4;
@@ -248,11 +256,19 @@ impl GpuGraph {
         };
         buffer.unmap();
         let n = t.metric_words - STATE_WORDS;
-        let images = n / t.metric_tensors.len();
-        let per_image: Vec<&[f32]> = bytemuck::cast_slice::<u32, f32>(&words[..n]).chunks(images).collect();
+        let values: &[f32] = bytemuck::cast_slice(&words[..n]);
+        // The per-image tensors, then the coefficients (2 per term).
+        let coef_len = t.kl_coef.as_ref().map_or(0, |k| 2 * k.term_levels.len());
+        let (per_image, coef) = values.split_at(n - coef_len);
+        let per_image: Vec<&[f32]> = per_image.chunks(per_image.len() / t.metric_tensors.len()).collect();
         let mut totals = ElboTotals::default();
         totals.add(per_image[0], &per_image[1..]);
         let parts = totals.per_dim(t.dims);
+        let levels = per_image.len() - 1;
+        let beta_per_level = t
+            .kl_coef
+            .as_ref()
+            .map_or(Vec::new(), |k| k.beta_per_level(coef, levels));
         let state = StepState::from_words(&words[n..n + STATE_WORDS])?;
         Ok(StepMetrics {
             // The state was copied after `decide` advanced the counter.
@@ -261,6 +277,7 @@ impl GpuGraph {
             distortion: parts.distortion,
             rate: parts.rate,
             kl_per_level: parts.kl_per_level,
+            beta_per_level,
             grad_norm: state.grad_norm,
             applied: state.applied,
             skips: state.skips,

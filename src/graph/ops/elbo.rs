@@ -1,9 +1,10 @@
-//! The loss: the negative ELBO per image in nats per dim, `mean_n (nll + Σ kl) / dims`.
+//! The loss: the negative ELBO per image in nats per dim, `mean_n (nll + Σ kl) / dims`
+//! (`kl_control.rs` has the loss with β, free bits and balancing).
 //! [`ElboTotals`] is the one place that turns per-image NLL and per-level KL
 //! sums into the ELBO and its parts: the CPU op, training metrics and
 //! evaluation all go through it.
 
-use super::OpRule;
+use super::{KlCoefTensor, OpRule};
 use crate::error::{shape_err, Result};
 use crate::gpu::Dispatch;
 use crate::graph::autodiff::Backward;
@@ -26,6 +27,8 @@ pub struct LossTerms {
     pub kl_per_level: Vec<TensorId>,
     /// Dimensions per image.
     pub dims: usize,
+    /// The coefficients of a controlled loss (`Graph::controlled_elbo`); None for the ELBO.
+    pub kl_coef: Option<KlCoefTensor>,
 }
 
 /// The ELBO and its parts, in nats per dim.
@@ -87,14 +90,17 @@ impl Graph {
         Ok(y)
     }
 
-    /// The terms of the graph's loss, when it has one.
+    /// The terms of the graph's loss, when it has one (the ELBO's parts also
+    /// for a controlled loss).
     pub fn loss_terms(&self) -> Option<LossTerms> {
         self.nodes.iter().find_map(|node| match node.op {
             Op::Elbo(Elbo { dims }) => Some(LossTerms {
                 nll: node.inputs[0],
                 kl_per_level: node.inputs[1..].to_vec(),
                 dims,
+                kl_coef: None,
             }),
+            Op::ControlledElbo(ref op) => Some(op.loss_terms(node)),
             _ => None,
         })
     }

@@ -17,6 +17,7 @@ mod dmol;
 mod elbo;
 mod linear;
 mod norm;
+mod kl_control;
 mod reparam;
 mod resample;
 
@@ -31,6 +32,7 @@ pub use dmol::{DmolNll, DmolNllBackward, DmolSample};
 pub use elbo::{Elbo, ElboParts, ElboTotals, LossTerms};
 pub use linear::{Linear, LinearBackwardData, LinearBackwardWeight};
 pub use norm::{GroupNorm, GroupNormBackward};
+pub use kl_control::{ControlledElbo, KlCoefTensor, KlColumns, KlSchedule, KlSeeds, KlStack, KlTerm};
 pub use reparam::{PriorSample, ReparamKl, ReparamKlBackward, ReparamKlPacked, ReparamKlPackedBackward};
 pub use resample::{AvgPool, AvgPoolBackward, Upsample, UpsampleBackward};
 
@@ -158,6 +160,10 @@ ops!(
     GroupNormBackward,
     Activation,
     ActivationBackward,
+    KlStack,
+    KlColumns,
+    KlSeeds,
+    ControlledElbo,
 );
 
 impl Graph {
