@@ -675,9 +675,19 @@ fn train(choice: &AdapterChoice, a: &TrainArgs) -> vdvae::Result<ExitCode> {
     let outcome = vdvae::train::train(&ctx, &h, &images, &options, &stop)?;
     if let Some(s) = outcome.last {
         println!(
-            "step {}: ELBO {:.4} nats/dim (distortion {:.4}, rate {:.4}), grad norm {:.2}, skipped steps {}",
-            s.iteration, s.elbo, s.distortion, s.rate, s.grad_norm, s.skips
+            "step {}: ELBO {:.4} nats/dim, {:.2} nats/image (distortion {:.4}, rate {:.4}), grad norm {:.2}, skipped steps {}",
+            s.iteration,
+            s.elbo,
+            s.elbo * images.image_len() as f64,
+            s.distortion,
+            s.rate,
+            s.grad_norm,
+            s.skips
         );
+        if !s.beta_per_level.is_empty() {
+            let betas: Vec<String> = s.beta_per_level.iter().map(|b| format!("{b:.3}")).collect();
+            println!("β per level (top first): {}", betas.join(" "));
+        }
     }
     let checkpoint =
         format!("checkpoint: {out_dir}/model.safetensors (EMA: model-ema.safetensors, optimizer: opt.safetensors)");

@@ -281,20 +281,46 @@ fn a_ladder_vae_trains_and_reports_its_iw_nll_in_json() {
     let run = tmp("ladder-run");
     let data = format!("{}/assets/mnist-1k-images-idx3-ubyte.gz", env!("CARGO_MANIFEST_DIR"));
     let out = vdvae(&[
-        "train", "--preset", "ladder-mnist", "--steps", "4", "--batch", "16", "--out", &run, "--save-every", "0",
+        "train",
+        "--preset",
+        "ladder-mnist",
+        "--steps",
+        "4",
+        "--batch",
+        "16",
+        "--out",
+        &run,
+        "--save-every",
+        "0",
     ]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     assert!(stdout.contains("nats/image"), "{stdout}");
     let log = std::fs::read_to_string(format!("{run}/log.jsonl")).unwrap();
     let first: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
-    let betas = first["beta_per_level"].as_array().expect("warm-up logs the β of each level");
+    let betas = first["beta_per_level"]
+        .as_array()
+        .expect("warm-up logs the β of each level");
     assert_eq!(betas.len(), 5);
     assert_eq!(betas[0].as_f64(), Some(0.0), "the warm-up starts at β0 = 0");
     let checkpoint = format!("{run}/model-ema.safetensors");
     let out = vdvae(&[
-        "eval", "--preset", "ladder-mnist", "--checkpoint", &checkpoint, "--data", &data, "--format", "mnist",
-        "--iw", "4", "--iw-rows", "256", "--batch", "100", "--json",
+        "eval",
+        "--preset",
+        "ladder-mnist",
+        "--checkpoint",
+        &checkpoint,
+        "--data",
+        &data,
+        "--format",
+        "mnist",
+        "--iw",
+        "4",
+        "--iw-rows",
+        "256",
+        "--batch",
+        "100",
+        "--json",
     ]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");

@@ -12,10 +12,10 @@ use vdvae::graph::autodiff::append_backward;
 use vdvae::graph::cpu::{run, Noise, Values};
 use vdvae::graph::gpu::{GpuGraph, StepMetrics, TrainConfig};
 use vdvae::graph::Sampling;
+use vdvae::model::config::ActivationName;
 use vdvae::model::init::init_weights;
 use vdvae::model::preprocess::MNIST;
 use vdvae::model::vdvae::{build_model, ModelGraph};
-use vdvae::model::config::ActivationName;
 use vdvae::model::{preset, HParams};
 use vdvae::ops::optimizer::{AdamW, StepState};
 use vdvae::ops::rng::RngKey;
@@ -78,7 +78,9 @@ fn check_gradient(h: &HParams, batch: usize) -> f64 {
     let forward = build_model(h, batch, Sampling::Posterior).unwrap();
     let mut full = build_model(h, batch, Sampling::Posterior).unwrap();
     append_backward(&mut full.graph).unwrap();
-    let mut values = full.values_from_checkpoint(&init_weights(h, 3).unwrap(), "init").unwrap();
+    let mut values = full
+        .values_from_checkpoint(&init_weights(h, 3).unwrap(), "init")
+        .unwrap();
     full.set_images(&mut values, &images, MNIST).unwrap();
     let seed = 11;
     let mut grads = values.clone();
@@ -95,7 +97,12 @@ fn check_gradient(h: &HParams, batch: usize) -> f64 {
         let eps = 1e-3 * scale.max(1.0) / 4.0;
         let shifted = |sign: f64| {
             let mut v = values.clone();
-            v[p] = Some(w.iter().zip(&dir).map(|(&a, &b)| (a as f64 + sign * eps * b as f64) as f32).collect());
+            v[p] = Some(
+                w.iter()
+                    .zip(&dir)
+                    .map(|(&a, &b)| (a as f64 + sign * eps * b as f64) as f32)
+                    .collect(),
+            );
             loss_of(&forward, &v, seed)
         };
         let (plus, minus) = (shifted(1.0), shifted(-1.0));
@@ -155,7 +162,10 @@ fn one_step_matches(h: &HParams, batch: usize) {
     assert!(gpu.train_step(&ctx).unwrap().is_none());
     let metrics = gpu.finish(&ctx).unwrap().unwrap();
     let worst = assert_step_matches(&ctx, &m, &gpu, &metrics, &want, 1e-4);
-    println!("ELBO {:.6}; worst gradient relative difference GPU vs CPU {worst:.2e}", metrics.elbo);
+    println!(
+        "ELBO {:.6}; worst gradient relative difference GPU vs CPU {worst:.2e}",
+        metrics.elbo
+    );
 }
 
 #[test]
@@ -187,7 +197,9 @@ fn train_kl(ctx: &GpuContext, h: &HParams, steps: u32, tail: usize) -> Vec<f64> 
         resume: StepState::default(),
     };
     let mut gpu = GpuGraph::build(ctx, &m.graph, h.seed, Some(train)).unwrap();
-    let values = m.values_from_checkpoint(&init_weights(h, h.seed).unwrap(), "init").unwrap();
+    let values = m
+        .values_from_checkpoint(&init_weights(h, h.seed).unwrap(), "init")
+        .unwrap();
     gpu.write_values(ctx, &m.graph, &values).unwrap();
     gpu.reset_ema(ctx).unwrap();
     let mut seen: Vec<StepMetrics> = Vec::new();
@@ -228,7 +240,9 @@ fn free_bits_keep_every_level_at_its_floor_where_it_would_collapse() {
         300,
         30,
     );
-    println!("KL per level (nats/image, top first): without free bits {without:.3?}, with {floor} free nats {with:.3?}");
+    println!(
+        "KL per level (nats/image, top first): without free bits {without:.3?}, with {floor} free nats {with:.3?}"
+    );
     assert!(
         without.iter().any(|&k| k < 0.05 * floor),
         "some level collapses without free bits: {without:?}"

@@ -261,7 +261,10 @@ impl HParams {
                 self.free_bits_groups
             ));
         }
-        if let Some(&w) = hidden.iter().find(|&&w| self.norm_groups == 0 || w % self.norm_groups != 0) {
+        if let Some(&w) = hidden
+            .iter()
+            .find(|&&w| self.norm_groups == 0 || w % self.norm_groups != 0)
+        {
             return bad(format!(
                 "norm_groups = {} must divide every ladder_hidden width (got {w})",
                 self.norm_groups
@@ -302,7 +305,7 @@ impl HParams {
         if self.width == 0 || self.zdim == 0 || self.num_mixtures == 0 {
             return bad("width, zdim and num_mixtures must be positive".into());
         }
-        if self.free_bits_groups > 0 && self.zdim % self.free_bits_groups != 0 {
+        if self.free_bits_groups > 0 && !self.zdim.is_multiple_of(self.free_bits_groups) {
             return bad(format!(
                 "free_bits_groups = {} must divide zdim = {}",
                 self.free_bits_groups, self.zdim
@@ -386,6 +389,25 @@ mod tests {
         assert!(HParams::from_json(&bad).unwrap_err().to_string().contains("mixes in"));
         let bad = TINY.replace("\"32x1,32d2", "\"16x1,32d2");
         assert!(HParams::from_json(&bad).is_err());
+    }
+
+    #[test]
+    fn ladder_and_kl_control_keys_are_read_and_checked() {
+        let h = HParams::from_json(
+            r#"{"model": "ladder", "likelihood": "bernoulli", "image_size": 28,
+                "image_channels": 1, "kl_warmup_steps": 100, "free_bits_per_level": [0, 0, 0, 0, 0.5]}"#,
+        )
+        .unwrap();
+        assert!(h.is_mlp() && h.has_kl_controls());
+        assert_eq!(h.latent_levels().unwrap(), 5);
+        let err = |json: &str| HParams::from_json(json).unwrap_err().to_string();
+        let base = r#""model": "ladder", "likelihood": "bernoulli", "image_size": 28, "image_channels": 1"#;
+        assert!(err(&format!("{{{base}, \"kl_beta_per_level\": [1, 1]}}")).contains("5 latent levels"));
+        assert!(err(r#"{"model": "ladder", "image_size": 28, "image_channels": 1}"#).contains("bernoulli"));
+        assert!(err(&format!("{{{base}, \"kl_beta\": -1}}")).contains("β"));
+        assert!(err(&format!("{{{base}, \"ladder_hidden\": [8]}}")).contains("same levels"));
+        assert!(err(r#"{"model": "laddr"}"#).contains("laddr"));
+        assert!(!HParams::from_json(TINY).unwrap().has_kl_controls());
     }
 
     #[test]

@@ -4,8 +4,8 @@
 use serde::Serialize;
 
 use super::config::HParams;
-use super::preprocess::Normalization;
 use super::preprocess::Binarization;
+use super::preprocess::Normalization;
 use super::vdvae::{build_model, ModelGraph};
 use crate::checkpoint::NamedTensors;
 use crate::data::ImageSet;

@@ -202,9 +202,24 @@ mod tests {
 
     #[test]
     fn passes_hold_at_most_the_rows_asked() {
-        assert_eq!(IwChunks::new(5000, 1000), IwChunks { samples: 1000, images: 1 });
-        assert_eq!(IwChunks::new(10, 1000), IwChunks { samples: 10, images: 100 });
+        assert_eq!(
+            IwChunks::new(5000, 1000),
+            IwChunks {
+                samples: 1000,
+                images: 1
+            }
+        );
+        assert_eq!(
+            IwChunks::new(10, 1000),
+            IwChunks {
+                samples: 10,
+                images: 100
+            }
+        );
         assert_eq!(IwChunks::new(3, 2), IwChunks { samples: 2, images: 1 });
-        assert_eq!(repeat_rows(&[1.0, 2.0, 3.0, 4.0], 2, 2), vec![1.0, 2.0, 1.0, 2.0, 3.0, 4.0, 3.0, 4.0]);
+        assert_eq!(
+            repeat_rows(&[1.0, 2.0, 3.0, 4.0], 2, 2),
+            vec![1.0, 2.0, 1.0, 2.0, 3.0, 4.0, 3.0, 4.0]
+        );
     }
 }

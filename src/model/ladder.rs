@@ -27,7 +27,10 @@ fn linear(out: &mut Vec<ParamSpec>, prefix: &str, cin: usize, cout: usize, bias:
         name: format!("{prefix}.weight"),
         shape: vec![cin, cout],
         // PyTorch's Linear default: U(±1/sqrt(fan_in)).
-        init: Init::ConvUniform { fan_in: cin, scale: 1.0 },
+        init: Init::ConvUniform {
+            fan_in: cin,
+            scale: 1.0,
+        },
     });
     if bias {
         out.push(ParamSpec {
@@ -166,14 +169,16 @@ pub(crate) fn build_inference(b: &mut Builder, h: &HParams, x: TensorId, samplin
     let top = levels - 1;
     let prior = b.standard_normal("ladder.top.prior", batch, h.ladder_latent[top]);
     let name = format!("ladder.z.{top}");
-    let (mut z, kl_top) = b.g.reparam_kl(&name, up[top], prior, sampling, latent_stream(levels, top))?;
+    let (mut z, kl_top) =
+        b.g.reparam_kl(&name, up[top], prior, sampling, latent_stream(levels, top))?;
     let mut kl = vec![kl_top];
     for l in (0..top).rev() {
         let p = format!("ladder.down.{l}");
         let t = b.mlp(h, &p, z)?;
         let prior = b.gaussian_heads(&p, t)?;
         let name = format!("ladder.z.{l}");
-        let (zl, kll) = b.g.reparam_kl_ladder(&name, up[l], prior, sampling, latent_stream(levels, l))?;
+        let (zl, kll) =
+            b.g.reparam_kl_ladder(&name, up[l], prior, sampling, latent_stream(levels, l))?;
         z = zl;
         kl.push(kll);
     }
@@ -187,16 +192,18 @@ pub(crate) fn build_generator(b: &mut Builder, h: &HParams, n: usize, temperatur
     let levels = h.ladder_latent.len();
     let top = levels - 1;
     let prior = b.standard_normal("ladder.top.prior", n, h.ladder_latent[top]);
-    let mut z = b
-        .g
-        .prior_sample(&format!("ladder.z.{top}"), prior, temperature, latent_stream(levels, top))?;
+    let mut z = b.g.prior_sample(
+        &format!("ladder.z.{top}"),
+        prior,
+        temperature,
+        latent_stream(levels, top),
+    )?;
     for l in (0..top).rev() {
         let p = format!("ladder.down.{l}");
         let t = b.mlp(h, &p, z)?;
         let prior = b.gaussian_heads(&p, t)?;
-        z = b
-            .g
-            .prior_sample(&format!("ladder.z.{l}"), prior, temperature, latent_stream(levels, l))?;
+        z =
+            b.g.prior_sample(&format!("ladder.z.{l}"), prior, temperature, latent_stream(levels, l))?;
     }
     b.ladder_output(h, z)
 }

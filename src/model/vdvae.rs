@@ -5,11 +5,11 @@ use std::collections::HashMap;
 
 use super::blocks::LayerSpec;
 use super::config::{HParams, Likelihood, ModelKind};
-use super::{ladder, objective};
 use super::layout::{to_internal, to_official};
 use super::params::check_against;
 use super::params::{param_specs, ParamSpec};
 use super::preprocess::{bernoulli_input, likelihood_target, network_input, Binarization, Normalization};
+use super::{ladder, objective};
 use crate::checkpoint::{NamedTensors, Tensor};
 use crate::data::ImageSet;
 use crate::error::{Error, Result};
@@ -304,7 +304,8 @@ fn vdvae_inference(
         };
         let (feats, x) = b.prior_features(&p, x, z)?;
         let (zt, kl) = if merge {
-            let slice = |b: &mut Builder, t, part: &str, from| b.g.slice_channels(&format!("{p}.{part}"), t, from, from + z);
+            let slice =
+                |b: &mut Builder, t, part: &str, from| b.g.slice_channels(&format!("{p}.{part}"), t, from, from + z);
             let d = (slice(b, q, "mu_d", 0)?, slice(b, q, "logsig_d", z)?);
             let prior = (slice(b, feats, "mu_p", 0)?, slice(b, feats, "logsig_p", z)?);
             b.g.reparam_kl_ladder(&p, d, prior, sampling, i as u32)?

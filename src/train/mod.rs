@@ -21,10 +21,10 @@ use crate::gpu::GpuContext;
 use crate::graph::autodiff::append_backward;
 use crate::graph::budget::format_size;
 use crate::graph::gpu::{GpuGraph, StepMetrics, TrainConfig};
+use crate::graph::TensorId;
 use crate::graph::{set_precision, Precision, Sampling};
 use crate::model::config::HParams;
 use crate::model::init::init_weights;
-use crate::graph::TensorId;
 use crate::model::preprocess::{Binarization, Normalization};
 use crate::model::report::fit_training_graph;
 use crate::model::vdvae::{build_model, ModelGraph};
@@ -157,6 +157,20 @@ pub fn stage_batch(
     gpu.stage_inputs(ctx, &m.graph, &inputs)
 }
 
+/// The β in force at each level, for the progress line: one value when all
+/// levels share it, else the range.
+fn beta_summary(betas: &[f64]) -> String {
+    let Some(&first) = betas.first() else {
+        return String::new();
+    };
+    let (lo, hi) = betas.iter().fold((first, first), |(a, b), &x| (a.min(x), b.max(x)));
+    if hi - lo <= 1e-6 * hi.abs().max(1.0) {
+        format!("  β {first:.3}")
+    } else {
+        format!("  β {lo:.3}..{hi:.3} over {} levels", betas.len())
+    }
+}
+
 /// How a call to [`train`] ended.
 #[derive(Clone, Debug)]
 pub struct TrainOutcome {
@@ -202,8 +216,12 @@ pub fn train(
     let mut report = |metrics: Option<StepMetrics>, last: &mut Option<StepMetrics>| -> Result<()> {
         let Some(s) = metrics else { return Ok(()) };
         progress.set_message(format!(
-            "elbo {:.4} nats/dim  grad norm {:.1}  skips {}",
-            s.elbo, s.grad_norm, s.skips
+            "elbo {:.4} nats/dim ({:.2} nats/image)  grad norm {:.1}  skips {}{}",
+            s.elbo,
+            s.elbo * m.dims as f64,
+            s.grad_norm,
+            s.skips,
+            beta_summary(&s.beta_per_level)
         ));
         log.append(&s)?;
         *last = Some(s);

@@ -15,9 +15,9 @@ mod conv2d;
 mod copy_channels;
 mod dmol;
 mod elbo;
+mod kl_control;
 mod linear;
 mod norm;
-mod kl_control;
 mod reparam;
 mod resample;
 
@@ -30,9 +30,9 @@ pub use conv2d::{Conv2d, Conv2dBackwardBias, Conv2dBackwardData, Conv2dBackwardW
 pub use copy_channels::{ChannelPiece, CopyChannels};
 pub use dmol::{DmolNll, DmolNllBackward, DmolSample};
 pub use elbo::{Elbo, ElboParts, ElboTotals, LossTerms};
+pub use kl_control::{ControlledElbo, KlCoefTensor, KlColumns, KlSchedule, KlSeeds, KlStack, KlTerm};
 pub use linear::{Linear, LinearBackwardData, LinearBackwardWeight};
 pub use norm::{GroupNorm, GroupNormBackward};
-pub use kl_control::{ControlledElbo, KlCoefTensor, KlColumns, KlSchedule, KlSeeds, KlStack, KlTerm};
 pub use reparam::{PriorSample, ReparamKl, ReparamKlBackward, ReparamKlPacked, ReparamKlPackedBackward};
 pub use resample::{AvgPool, AvgPoolBackward, Upsample, UpsampleBackward};
 
