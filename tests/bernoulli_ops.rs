@@ -4,6 +4,10 @@
 //! dispatches, 0/1 probabilities unchanged, the fraction of ones), the mean
 //! and samples of logits.
 
+mod common;
+
+use common::assert_close;
+
 use vdvae::gpu::GpuContext;
 use vdvae::graph::autodiff::append_backward;
 use vdvae::graph::cpu::{run, Noise, Values};
@@ -54,17 +58,6 @@ fn gpu(
         })
         .collect();
     (out, gg.labelled_dispatches().map(|(_, l)| l.op).collect())
-}
-
-fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f64, rtol: f64) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let err = (g as f64 - w as f64).abs();
-        assert!(
-            err <= atol + rtol * (w as f64).abs(),
-            "{what}: element {i}: {g:e} vs {w:e} (|diff| {err:.3e})"
-        );
-    }
 }
 
 /// logits (a parameter) and a binary target → per-image NLL → loss, with backward.

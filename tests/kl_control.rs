@@ -5,6 +5,10 @@
 //! CPU step at several noise steps, the coefficients against their formulas,
 //! and `beta_per_level` through GPU training steps.
 
+mod common;
+
+use common::assert_close;
+
 use vdvae::gpu::GpuContext;
 use vdvae::graph::autodiff::append_backward;
 use vdvae::graph::cpu::{run, Noise, Values};
@@ -139,17 +143,6 @@ fn beta(k: &KlTerm, step: u64) -> f64 {
         k.beta1 as f64
     } else {
         k.beta0 as f64 + (k.beta1 as f64 - k.beta0 as f64) * f
-    }
-}
-
-fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f64, rtol: f64) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let err = (g as f64 - w as f64).abs();
-        assert!(
-            err <= atol + rtol * (w as f64).abs(),
-            "{what}[{i}]: {g:e} vs {w:e} (|diff| {err:e})"
-        );
     }
 }
 

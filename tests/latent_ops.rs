@@ -5,6 +5,10 @@
 //! − log p(z) computed independently from the drawn z, its mean over many
 //! draws against the analytic KL, and its refused backward.
 
+mod common;
+
+use common::assert_close;
+
 use vdvae::gpu::GpuContext;
 use vdvae::graph::autodiff::append_backward;
 use vdvae::graph::cpu::{run, Noise, Values};
@@ -30,17 +34,6 @@ fn gpu(ctx: &GpuContext, g: &Graph, values: &Values, read: &[TensorId]) -> Vec<V
     gg.write_values(ctx, g, values).unwrap();
     gg.run(ctx, 3).unwrap();
     read.iter().map(|&t| gg.read(ctx, t).unwrap()).collect()
-}
-
-fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f64, rtol: f64) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let err = (g as f64 - w as f64).abs();
-        assert!(
-            err <= atol + rtol * (w as f64).abs(),
-            "{what}: element {i}: {g:e} vs {w:e} (|diff| {err:.3e})"
-        );
-    }
 }
 
 /// (mu, logsig) of a level in the ranges the networks produce.

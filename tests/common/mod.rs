@@ -14,6 +14,18 @@ pub fn fixture(file: &str) -> String {
     format!("{}/tests/fixtures/official-vdvae/{file}", env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Every element within `atol + rtol·|want|`; the message names the first that is not.
+pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f64, rtol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let err = (g as f64 - w as f64).abs();
+        assert!(
+            err <= atol + rtol * (w as f64).abs(),
+            "{what}: element {i}: {g:e} vs {w:e} (|diff| {err:.3e})"
+        );
+    }
+}
+
 /// ‖got − want‖ and ‖want‖.
 pub fn rel_norm(got: &[f32], want: &[f32]) -> (f64, f64) {
     let d: f64 = got
