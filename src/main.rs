@@ -248,6 +248,9 @@ struct DataArgs {
     /// Seed of the fixed binarization of the data (Bernoulli models)
     #[arg(long, default_value_t = 0)]
     binarize_seed: u64,
+    /// Only the first N images of the file
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
     /// Input normalisation mean [default: CIFAR-10's 120.63838, MNIST's 33.318 for --format mnist]
     #[arg(long)]
     data_mean: Option<f32>,
@@ -305,7 +308,14 @@ impl DataArgs {
     fn load(&self) -> vdvae::Result<(HParams, checkpoint::NamedTensors, vdvae::data::ImageSet)> {
         let h = self.model.load()?;
         let weights = checkpoint::load(&self.checkpoint)?;
-        let images = fit_images(&h, read_images(&self.data, self.format)?)?;
+        let mut images = read_images(&self.data, self.format)?;
+        if let Some(n) = self.limit {
+            if n == 0 {
+                return Err(vdvae::Error::Input("--limit must be at least 1".into()));
+            }
+            images = images.first(n);
+        }
+        let images = fit_images(&h, images)?;
         Ok((h, weights, images))
     }
 }

@@ -325,7 +325,7 @@ fn a_ladder_vae_trains_and_reports_its_iw_nll_in_json() {
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     let r: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
-    assert_eq!(r["images"].as_u64(), Some(1000));
+    assert_eq!(r["images"].as_u64(), Some(300), "--limit 300");
     assert_eq!(r["iw_k"].as_u64(), Some(4));
     let (iw, elbo) = (
         r["iw_nll_nats_per_image"].as_f64().unwrap(),

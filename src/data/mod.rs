@@ -31,6 +31,21 @@ impl ImageSet {
         &self.pixels[i * self.image_len()..(i + 1) * self.image_len()]
     }
 
+    /// Images `start..start + n` (they must exist).
+    pub fn range(&self, start: usize, n: usize) -> ImageSet {
+        let len = self.image_len();
+        ImageSet {
+            n,
+            pixels: self.pixels[start * len..(start + n) * len].to_vec(),
+            ..*self
+        }
+    }
+
+    /// The first `n` images, or all of them when there are fewer.
+    pub fn first(&self, n: usize) -> ImageSet {
+        self.range(0, n.min(self.n))
+    }
+
     /// Zero-pads every image to `size`x`size`, centred (MNIST 28x28 → 32x32).
     pub fn pad_to(&self, size: usize) -> Result<ImageSet> {
         if self.h > size || self.w > size {

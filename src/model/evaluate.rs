@@ -61,15 +61,6 @@ pub fn fit_images(h: &HParams, images: ImageSet) -> Result<ImageSet> {
         .map_err(|e| Error::Input(format!("{e}; the model takes {0}x{0} images", h.image_size)))
 }
 
-pub(crate) fn slice(images: &ImageSet, start: usize, n: usize) -> ImageSet {
-    let len = images.image_len();
-    ImageSet {
-        n,
-        pixels: images.pixels[start * len..(start + n) * len].to_vec(),
-        ..*images
-    }
-}
-
 /// Per-image NLL and per-level KL sums of one batch, run on `device` with noise
 /// step `step`. `values` holds the weights (already on the GPU) and this batch's
 /// input and target.
@@ -195,7 +186,7 @@ pub fn evaluate(device: &Device, input: &EvalInput<'_>, batch: usize) -> Result<
             seed: binarize_seed,
             first_image: start,
         };
-        let data = m.input_data(&slice(images, start, n), norm, binarization)?;
+        let data = m.input_data(&images.range(start, n), norm, binarization)?;
         let step = (start / batch) as u32;
         let (nll, kls) = run_batch(device, m, gpu, values, data, seed, step)?;
         totals.add(&nll, &kls);

@@ -13,7 +13,7 @@
 //! is its index, so the same K, seed and rows per pass give the same draws on
 //! the CPU and the GPU.
 
-use super::evaluate::{fit_batch_graph, run_batch, slice, Device, EvalInput};
+use super::evaluate::{fit_batch_graph, run_batch, Device, EvalInput};
 use super::preprocess::Binarization;
 use crate::data::ImageSet;
 use crate::error::{Error, Result};
@@ -134,7 +134,7 @@ pub fn importance_weighted(device: &Device, input: &EvalInput<'_>, k: usize, row
         let n = chunks.images.min(images.n - start);
         let rows = n * chunks.samples;
         let (m, gpu, values) = fit_batch_graph(device, &iw, rows, &mut graph)?;
-        let chunk: ImageSet = slice(images, start, n);
+        let chunk: ImageSet = images.range(start, n);
         let binarization = Binarization::Fixed {
             seed: binarize_seed,
             first_image: start,
