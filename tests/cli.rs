@@ -179,6 +179,17 @@ fn bad_input_gets_a_clear_error() {
         stderr.contains("channel") || stderr.contains("does not match"),
         "{stderr}"
     );
+
+    // --iw with --posterior-mean, and --limit 0, are refused before any work.
+    for extra in [&["--iw", "4", "--posterior-mean"][..], &["--limit", "0"][..]] {
+        let mut args = fixture_args("eval");
+        args.retain(|a| a != "--posterior-mean");
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let out = vdvae(&args.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+        assert!(!out.status.success());
+        let stderr = text(&out).1;
+        assert!(stderr.contains(extra[0]), "{extra:?}: {stderr}");
+    }
 }
 
 #[test]
