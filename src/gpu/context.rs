@@ -159,6 +159,26 @@ fn choose(adapters: Vec<wgpu::Adapter>, choice: &AdapterChoice) -> Result<(usize
     Ok((index, adapters.into_iter().nth(index).unwrap()))
 }
 
+/// Whether kernels on this adapter take their params struct (the WGSL
+/// `var<uniform>`) from a read-only storage buffer instead: on Mesa's lavapipe.
+///
+/// Lavapipe "inlines uniforms": for a pipeline whose loops or branches depend
+/// on values in a uniform buffer, each dispatch clones the shader, folds the
+/// values in as constants and, when that shrinks the shader enough (so it
+/// depends on the values: the Ladder VAE at batch 32 had none, at batch 256
+/// 40 per step), JIT-compiles the result on its queue thread. Mesa 22.3
+/// (Debian 12's) caches none of these variants and deletes none while the
+/// pipeline lives: every such dispatch compiled a new shader and kept it, so
+/// training grew by 5.6 MB a step at batch 256 until the OOM killer came.
+/// Lavapipe inlines only from uniform buffers (and push constants), never
+/// from storage buffers, and the params struct has the same layout in both,
+/// so the pipeline builder moves it to a storage binding
+/// (`GpuContext::pipeline_with_f16`) and dispatches upload it as one.
+/// Other adapters keep the uniform (a GPU's constant cache serves it best).
+fn params_in_storage(info: &wgpu::AdapterInfo) -> bool {
+    info.driver.to_lowercase().contains("llvmpipe") || info.name.to_lowercase().starts_with("llvmpipe")
+}
+
 /// Optional features used when the adapter has them.
 pub const OPTIONAL_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY
     .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)
@@ -170,6 +190,9 @@ pub const OPTIONAL_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY
 pub struct GpuContext {
     /// Whether the adapter is a CPU (lavapipe): it runs one workgroup per thread at a time.
     pub is_cpu: bool,
+    /// Whether kernels read their params struct from a read-only storage
+    /// buffer instead of a uniform buffer: on lavapipe (why: `params_in_storage`).
+    pub params_in_storage: bool,
     pub adapter_index: usize,
     pub adapter: AdapterSummary,
     pub device: wgpu::Device,
@@ -211,6 +234,7 @@ impl GpuContext {
         let info = adapter.get_info();
         Ok(GpuContext {
             is_cpu: info.device_type == wgpu::DeviceType::Cpu,
+            params_in_storage: params_in_storage(&info),
             adapter_index,
             adapter: summary(adapter_index, &info),
             device,
@@ -244,6 +268,17 @@ impl GpuContext {
 
     pub fn has(&self, feature: wgpu::Features) -> bool {
         self.features.contains(feature)
+    }
+
+    /// The storage buffers a kernel with `bindings` takes on this adapter: its
+    /// storage bindings, and its params too where they live in storage (see
+    /// [`GpuContext::params_in_storage`]). For checks against
+    /// `limits.max_storage_buffers_per_shader_stage`.
+    pub fn storage_buffers(&self, bindings: &[crate::gpu::Access]) -> usize {
+        bindings
+            .iter()
+            .filter(|&&a| a != crate::gpu::Access::Uniform || self.params_in_storage)
+            .count()
     }
 
     pub(crate) fn cached_pipeline(&self, key: &str) -> Option<Arc<PipelineEntry>> {

@@ -75,7 +75,8 @@ impl Dispatch {
         self.work.is_some()
     }
 
-    /// The uniform holding this dispatch's parameters, for values the GPU
+    /// The buffer holding this dispatch's parameters (a uniform, or a
+    /// read-only storage buffer where `GpuContext::params_in_storage`), for values the GPU
     /// itself updates between steps (e.g. the noise step copied from the
     /// optimizer's iteration counter).
     pub fn params_buffer(&self) -> Option<&wgpu::Buffer> {
@@ -137,7 +138,12 @@ impl GpuContext {
         let params_buffer = if kernel.bindings.contains(&Access::Uniform) {
             let mut bytes = params.to_vec();
             bytes.resize(bytes.len().div_ceil(16).max(1) * 16, 0);
-            Some(self.upload_bytes(&bytes, wgpu::BufferUsages::UNIFORM, kernel.name))
+            let usage = if self.params_in_storage {
+                wgpu::BufferUsages::STORAGE
+            } else {
+                wgpu::BufferUsages::UNIFORM
+            };
+            Some(self.upload_bytes(&bytes, usage, kernel.name))
         } else {
             None
         };

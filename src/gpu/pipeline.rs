@@ -22,9 +22,10 @@ pub(crate) struct PipelineEntry {
     pub bindings: Vec<(String, u64)>,
 }
 
-fn layout_entry(index: usize, access: Access, min_size: u64) -> wgpu::BindGroupLayoutEntry {
+fn layout_entry(index: usize, access: Access, min_size: u64, params_in_storage: bool) -> wgpu::BindGroupLayoutEntry {
     let ty = match access {
-        Access::Uniform => wgpu::BufferBindingType::Uniform,
+        Access::Uniform if !params_in_storage => wgpu::BufferBindingType::Uniform,
+        Access::Uniform => wgpu::BufferBindingType::Storage { read_only: true },
         Access::Read | Access::ReadWrite => wgpu::BufferBindingType::Storage {
             read_only: access == Access::Read,
         },
@@ -38,6 +39,22 @@ fn layout_entry(index: usize, access: Access, min_size: u64) -> wgpu::BindGroupL
             min_binding_size: NonZeroU64::new(min_size),
         },
         count: None,
+    }
+}
+
+/// Moves every `var<uniform>` of `module` to `var<storage, read>`: the same
+/// struct at the same binding, with the same layout (WGSL lays a struct out
+/// alike in both; the uniform address space only adds alignment checks, which
+/// the source already passed). Loads read it as before. Lavapipe compiles a
+/// new shader per dispatch from uniform values and leaks it (see
+/// `context::params_in_storage`); it never does so from storage buffers.
+fn params_to_storage(module: &mut naga::Module) {
+    for (_, var) in module.global_variables.iter_mut() {
+        if var.space == naga::AddressSpace::Uniform {
+            var.space = naga::AddressSpace::Storage {
+                access: naga::StorageAccess::LOAD,
+            };
+        }
     }
 }
 
@@ -106,8 +123,11 @@ impl GpuContext {
             .iter()
             .zip(&bindings)
             .enumerate()
-            .map(|(i, (&access, (_, min)))| layout_entry(i, access, *min))
+            .map(|(i, (&access, (_, min)))| layout_entry(i, access, *min, self.params_in_storage))
             .collect();
+        if self.params_in_storage {
+            params_to_storage(&mut module);
+        }
 
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let desc = wgpu::ShaderModuleDescriptor {

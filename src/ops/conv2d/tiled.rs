@@ -55,7 +55,8 @@ pub fn cat_fits(ctx: &GpuContext, s: &Conv2dShape, pass: CatPass) -> bool {
             CatPass::Forward => s.k == 1,
             CatPass::BackwardInput => {
                 s.k == 1
-                    && ctx.limits.max_storage_buffers_per_shader_stage as usize >= CAT_OUTPUT_ACT_BINDINGS.len() - 1
+                    && ctx.limits.max_storage_buffers_per_shader_stage as usize
+                        >= ctx.storage_buffers(CAT_OUTPUT_ACT_BINDINGS)
             }
             CatPass::BackwardWeight => true,
         }
