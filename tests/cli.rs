@@ -331,6 +331,8 @@ fn a_ladder_vae_trains_and_reports_its_iw_nll_in_json() {
         "256",
         "--batch",
         "100",
+        "--limit",
+        "300",
         "--json",
     ]);
     let (stdout, stderr) = text(&out);
