@@ -5,9 +5,9 @@
 
 mod common;
 
-use common::{assert_step_matches, fixture, gpu_step, reference_step, rel_norm};
+use common::{assert_step_matches, fixture, gpu_step, mnist_batch, reference_step, rel_norm};
 use vdvae::checkpoint::load;
-use vdvae::data::{bundled_mnist, read_images, DataFormat, ImageSet};
+use vdvae::data::{read_images, DataFormat, ImageSet};
 use vdvae::gpu::{Access, BufView, DType, GpuBuffer, GpuContext, Grid, Kernel};
 use vdvae::graph::autodiff::append_backward;
 use vdvae::graph::cpu::{run, Noise, Values};
@@ -118,18 +118,6 @@ fn a_kernel_through_f16_bindings_gives_its_f32_results_rounded() {
             assert_eq!(got[i], want, "x f16 {x_f16}, s f16 {s_f16}, y f16 {y_f16}: element {i}");
         }
     }
-}
-
-/// The first `n` bundled MNIST images, padded to 32x32.
-fn mnist_batch(n: usize) -> ImageSet {
-    let all = bundled_mnist();
-    ImageSet {
-        n,
-        pixels: all.pixels[..n * 28 * 28].to_vec(),
-        ..all
-    }
-    .pad_to(32)
-    .unwrap()
 }
 
 fn f16_step_graph(h: &HParams, images: &ImageSet) -> (ModelGraph, Values) {

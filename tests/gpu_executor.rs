@@ -4,9 +4,9 @@
 
 mod common;
 
-use common::{assert_step_matches, fixture, gpu_step, reference_step, rel_norm};
+use common::{assert_step_matches, fixture, gpu_step, mnist_batch, reference_step, rel_norm};
 use vdvae::checkpoint::load;
-use vdvae::data::{bundled_mnist, read_images, DataFormat, ImageSet};
+use vdvae::data::{read_images, DataFormat};
 use vdvae::gpu::GpuContext;
 use vdvae::graph::autodiff::append_backward;
 use vdvae::graph::cpu::{run, Noise, Values};
@@ -48,18 +48,6 @@ fn gpu_posterior_mean_elbo_matches_the_official_model() {
         (elbo - official).abs() / official <= 1e-4,
         "GPU ELBO {elbo} vs official {official}"
     );
-}
-
-/// The first `n` MNIST test images (from the 1,000 bundled in assets/), padded to 32x32.
-fn mnist_batch(n: usize) -> ImageSet {
-    let all = bundled_mnist();
-    ImageSet {
-        n,
-        pixels: all.pixels[..n * 28 * 28].to_vec(),
-        ..all
-    }
-    .pad_to(32)
-    .unwrap()
 }
 
 #[test]

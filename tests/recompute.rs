@@ -3,7 +3,10 @@
 //! the CPU and GPU executors, checkpointing lowers a real preset's planned
 //! activations, and a budget is met when it can be and refused when not.
 
-use vdvae::data::{bundled_mnist, ImageSet};
+mod common;
+
+use common::mnist_batch;
+
 use vdvae::gpu::GpuContext;
 use vdvae::graph::autodiff::{append_backward, append_backward_with, Accumulate};
 use vdvae::graph::budget::{checkpoint_all, fit_step, PlanTarget};
@@ -18,17 +21,6 @@ use vdvae::model::report::{PLAN_ALIGN, PLAN_CHUNK};
 use vdvae::model::vdvae::{build_vdvae, ModelGraph};
 
 const GIB: usize = 1 << 30;
-
-fn mnist_batch(n: usize) -> ImageSet {
-    let all = bundled_mnist();
-    ImageSet {
-        n,
-        pixels: all.pixels[..n * 28 * 28].to_vec(),
-        ..all
-    }
-    .pad_to(32)
-    .unwrap()
-}
 
 /// mnist-tiny's training step for 3 images, its input values, and the same
 /// step with every block that has internals checkpointed (the last one too).

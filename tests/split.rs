@@ -5,9 +5,12 @@
 //! where the split leaves the order of summation alone, within 1e-6 relative
 //! (by norm) where a sum is cut into slices.
 
+mod common;
+
+use common::mnist_batch;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use vdvae::data::{bundled_mnist, ImageSet};
 use vdvae::gpu::GpuContext;
 use vdvae::graph::autodiff::append_backward;
 use vdvae::graph::cpu::Values;
@@ -21,18 +24,6 @@ use vdvae::ops::optimizer::{AdamW, StepState};
 
 fn context() -> GpuContext {
     GpuContext::from_env().unwrap_or_else(|e| panic!("split tests need an adapter: {e}"))
-}
-
-/// The first `n` bundled MNIST test images, padded to 32x32.
-fn mnist_batch(n: usize) -> ImageSet {
-    let all = bundled_mnist();
-    ImageSet {
-        n,
-        pixels: all.pixels[..n * 28 * 28].to_vec(),
-        ..all
-    }
-    .pad_to(32)
-    .unwrap()
 }
 
 fn limit(bytes: usize) -> BuildOptions {

@@ -2,6 +2,7 @@
 //! and one training step of a model on the CPU reference and on the GPU.
 #![allow(dead_code)] // each test file uses its own part
 
+use vdvae::data::{bundled_mnist, ImageSet};
 use vdvae::gpu::GpuContext;
 use vdvae::graph::cpu::{run, Noise, Values};
 use vdvae::graph::gpu::{GpuGraph, StepMetrics, TrainConfig};
@@ -9,6 +10,11 @@ use vdvae::graph::ElboTotals;
 use vdvae::model::vdvae::ModelGraph;
 use vdvae::ops::optimizer::reference::{self as adam_ref, Decision, TensorRef};
 use vdvae::ops::optimizer::{AdamW, StepState};
+
+/// The first `n` of the 1,000 bundled MNIST images, padded to 32x32.
+pub fn mnist_batch(n: usize) -> ImageSet {
+    bundled_mnist().first(n).pad_to(32).unwrap()
+}
 
 pub fn fixture(file: &str) -> String {
     format!("{}/tests/fixtures/official-vdvae/{file}", env!("CARGO_MANIFEST_DIR"))
