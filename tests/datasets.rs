@@ -5,7 +5,7 @@
 //! `VDVAE_DATASETS`, a path absolute or relative to the repository root:
 //!
 //! ```sh
-//! VDVAE_DATASETS=../shared/datasets cargo test --release --test datasets
+//! VDVAE_DATASETS=path/to/datasets cargo test --release --test datasets
 //! ```
 //!
 //! Without the variable every test fails and says what to set.
@@ -18,7 +18,7 @@ fn dataset_file(path: &str) -> String {
     let Some(root) = std::env::var_os("VDVAE_DATASETS") else {
         panic!(
             "the datasets tests need the dataset folder: set VDVAE_DATASETS to the folder holding \
-             mnist/ and fashion-mnist/ (e.g. VDVAE_DATASETS=../shared/datasets cargo test --release --test datasets)"
+             mnist/ and fashion-mnist/ (e.g. VDVAE_DATASETS=path/to/datasets cargo test --release --test datasets)"
         );
     };
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(root);
