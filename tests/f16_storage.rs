@@ -16,7 +16,7 @@ use vdvae::graph::precision::{backward_activations, f16_activations};
 use vdvae::graph::{set_precision, Precision, Role, Sampling};
 use vdvae::model::init::init_weights;
 use vdvae::model::preprocess::{CIFAR10, MNIST};
-use vdvae::model::vdvae::{build_vdvae, ModelGraph};
+use vdvae::model::vdvae::{build_model, ModelGraph};
 use vdvae::model::{preset, HParams};
 use vdvae::ops::optimizer::AdamW;
 
@@ -121,7 +121,7 @@ fn a_kernel_through_f16_bindings_gives_its_f32_results_rounded() {
 }
 
 fn f16_step_graph(h: &HParams, images: &ImageSet) -> (ModelGraph, Values) {
-    let mut m = build_vdvae(h, images.n, Sampling::Posterior).unwrap();
+    let mut m = build_model(h, images.n, Sampling::Posterior).unwrap();
     append_backward(&mut m.graph).unwrap();
     set_precision(&mut m.graph, Precision::F16);
     let mut values: Values = m.values_from_checkpoint(&init_weights(h, 5).unwrap(), "init").unwrap();
@@ -235,7 +235,7 @@ fn each_forward_op_rounds_its_f16_outputs_once_as_the_cpu_does() {
         (preset("mnist-tiny").unwrap(), mnist_batch(2), MNIST),
         (rgb, noise_image, CIFAR10),
     ] {
-        let mut m = build_vdvae(&h, images.n, Sampling::Posterior).unwrap();
+        let mut m = build_model(&h, images.n, Sampling::Posterior).unwrap();
         append_backward(&mut m.graph).unwrap();
         set_precision(&mut m.graph, Precision::F16);
         let g = &mut m.graph;
@@ -304,7 +304,7 @@ fn each_forward_op_rounds_its_f16_outputs_once_as_the_cpu_does() {
 fn fixture_elbo(ctx: Option<&GpuContext>, precision: Precision) -> f64 {
     let h = HParams::from_json_file(&fixture("tiny.json")).unwrap();
     let images = read_images(&fixture("digits64.bin"), DataFormat::Cifar10).unwrap();
-    let mut m = build_vdvae(&h, images.n, Sampling::PosteriorMean).unwrap();
+    let mut m = build_model(&h, images.n, Sampling::PosteriorMean).unwrap();
     set_precision(&mut m.graph, precision);
     let mut values = m
         .values_from_checkpoint(&load(&fixture("tiny.safetensors")).unwrap(), "tiny")
@@ -354,7 +354,7 @@ fn activation_gradients_stay_f32_because_f16_would_lose_them() {
     let images = read_images(&fixture("digits64.bin"), DataFormat::Cifar10).unwrap();
     let weights = load(&fixture("tiny.safetensors")).unwrap();
     let grads_with = |forward_f16: bool, gradients_f16: bool| {
-        let mut m = build_vdvae(&h, images.n, Sampling::PosteriorMean).unwrap();
+        let mut m = build_model(&h, images.n, Sampling::PosteriorMean).unwrap();
         append_backward(&mut m.graph).unwrap();
         set_precision(&mut m.graph, if forward_f16 { Precision::F16 } else { Precision::F32 });
         let backward = backward_activations(&m.graph);

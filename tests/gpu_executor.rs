@@ -14,7 +14,7 @@ use vdvae::graph::gpu::GpuGraph;
 use vdvae::graph::Sampling;
 use vdvae::model::init::init_weights;
 use vdvae::model::preprocess::{CIFAR10, MNIST};
-use vdvae::model::vdvae::{build_vdvae, build_vdvae_materialised_cat, ModelGraph};
+use vdvae::model::vdvae::{build_model, build_vdvae_materialised_cat, ModelGraph};
 use vdvae::model::{preset, HParams};
 use vdvae::ops::optimizer::AdamW;
 
@@ -27,7 +27,7 @@ fn gpu_posterior_mean_elbo_matches_the_official_model() {
     let ctx = context();
     let h = HParams::from_json_file(&fixture("tiny.json")).unwrap();
     let images = read_images(&fixture("digits64.bin"), DataFormat::Cifar10).unwrap();
-    let m = build_vdvae(&h, images.n, Sampling::PosteriorMean).unwrap();
+    let m = build_model(&h, images.n, Sampling::PosteriorMean).unwrap();
     let mut values = m
         .values_from_checkpoint(&load(&fixture("tiny.safetensors")).unwrap(), "tiny")
         .unwrap();
@@ -55,7 +55,7 @@ fn one_training_step_on_gpu_matches_the_cpu_step() {
     let ctx = context();
     let h = preset("mnist-tiny").unwrap();
     let images = mnist_batch(4);
-    let mut m = build_vdvae(&h, images.n, Sampling::Posterior).unwrap();
+    let mut m = build_model(&h, images.n, Sampling::Posterior).unwrap();
     append_backward(&mut m.graph).unwrap();
     let mut values: Values = m.values_from_checkpoint(&init_weights(&h, 5).unwrap(), "init").unwrap();
     m.set_images(&mut values, &images, MNIST).unwrap();
@@ -88,7 +88,7 @@ fn sampled_forward_draws_the_cpu_noise_at_any_step() {
     let ctx = context();
     let h = preset("mnist-tiny").unwrap();
     let images = mnist_batch(2);
-    let m = build_vdvae(&h, images.n, Sampling::Posterior).unwrap();
+    let m = build_model(&h, images.n, Sampling::Posterior).unwrap();
     let mut values = m.values_from_checkpoint(&init_weights(&h, 3).unwrap(), "init").unwrap();
     m.set_images(&mut values, &images, MNIST).unwrap();
     let (seed, step) = (11, 5);
@@ -170,7 +170,7 @@ fn reading_the_posterior_cat_in_place_changes_no_value() {
         let f = if materialised {
             build_vdvae_materialised_cat
         } else {
-            build_vdvae
+            build_model
         };
         let mut m = f(&h, images.n, Sampling::Posterior).unwrap();
         append_backward(&mut m.graph).unwrap();

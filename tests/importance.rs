@@ -25,13 +25,7 @@ fn tiny_ladder() -> HParams {
 }
 
 fn images(h: &HParams, n: usize) -> ImageSet {
-    let all = bundled_mnist();
-    let first = ImageSet {
-        n,
-        pixels: all.pixels[..n * 28 * 28].to_vec(),
-        ..all
-    };
-    fit_images(h, first).unwrap()
+    fit_images(h, bundled_mnist().first(n)).unwrap()
 }
 
 /// (IW NLL on the CPU, on the GPU, negative ELBO on the GPU), nats per image.

@@ -55,13 +55,7 @@ fn tiny_conv() -> HParams {
 
 /// The first `n` bundled MNIST images, at the model's size.
 fn mnist(h: &HParams, n: usize) -> ImageSet {
-    let all = bundled_mnist();
-    let images = ImageSet {
-        n,
-        pixels: all.pixels[..n * 28 * 28].to_vec(),
-        ..all
-    };
-    vdvae::model::evaluate::fit_images(h, images).unwrap()
+    vdvae::model::evaluate::fit_images(h, bundled_mnist().first(n)).unwrap()
 }
 
 fn loss_of(m: &ModelGraph, values: &Values, seed: u64) -> f64 {
@@ -205,12 +199,7 @@ fn train_kl(ctx: &GpuContext, h: &HParams, steps: u32, tail: usize) -> Vec<f64> 
     let mut seen: Vec<StepMetrics> = Vec::new();
     for step in 0..steps as usize {
         let start = (step * batch) % (all.n - batch);
-        let images = ImageSet {
-            n: batch,
-            pixels: all.pixels[start * all.image_len()..(start + batch) * all.image_len()].to_vec(),
-            ..all
-        };
-        stage_batch(ctx, &mut gpu, &m, &images, MNIST).unwrap();
+        stage_batch(ctx, &mut gpu, &m, &all.range(start, batch), MNIST).unwrap();
         seen.extend(gpu.train_step(ctx).unwrap());
     }
     seen.extend(gpu.finish(ctx).unwrap());

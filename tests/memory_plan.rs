@@ -8,10 +8,10 @@ use vdvae::graph::plan::{lifetimes, plan, MemoryPlan, Region};
 use vdvae::graph::{set_precision, Graph, Precision, Role, Sampling};
 use vdvae::model::preset;
 use vdvae::model::report::{PLAN_ALIGN, PLAN_CHUNK};
-use vdvae::model::vdvae::build_vdvae;
+use vdvae::model::vdvae::build_model;
 
 fn training_graph(name: &str, batch: usize, precision: Precision) -> Graph {
-    let mut m = build_vdvae(&preset(name).unwrap(), batch, Sampling::Posterior).unwrap();
+    let mut m = build_model(&preset(name).unwrap(), batch, Sampling::Posterior).unwrap();
     append_backward(&mut m.graph).unwrap();
     set_precision(&mut m.graph, precision);
     m.graph

@@ -7,7 +7,7 @@ use vdvae::graph::autodiff::append_backward;
 use vdvae::graph::cpu::{run, Noise};
 use vdvae::graph::Sampling;
 use vdvae::model::preprocess::CIFAR10;
-use vdvae::model::vdvae::{build_vdvae, ModelGraph};
+use vdvae::model::vdvae::{build_model, ModelGraph};
 use vdvae::model::HParams;
 
 fn fixture(file: &str) -> String {
@@ -23,7 +23,7 @@ fn json_number(file: &str, key: &str) -> f64 {
 fn run_fixture(sampling: Sampling, backward: bool, seed: u64) -> (ModelGraph, vdvae::graph::cpu::Values, f64) {
     let h = HParams::from_json_file(&fixture("tiny.json")).unwrap();
     let images = read_images(&fixture("digits64.bin"), DataFormat::Cifar10).unwrap();
-    let mut m = build_vdvae(&h, images.n, sampling).unwrap();
+    let mut m = build_model(&h, images.n, sampling).unwrap();
     if backward {
         append_backward(&mut m.graph).unwrap();
     }

@@ -18,7 +18,7 @@ use vdvae::model::init::init_weights;
 use vdvae::model::preprocess::MNIST;
 use vdvae::model::preset;
 use vdvae::model::report::{PLAN_ALIGN, PLAN_CHUNK};
-use vdvae::model::vdvae::{build_vdvae, ModelGraph};
+use vdvae::model::vdvae::{build_model, ModelGraph};
 
 const GIB: usize = 1 << 30;
 
@@ -27,7 +27,7 @@ const GIB: usize = 1 << 30;
 fn tiny_step(accumulate: Accumulate) -> (ModelGraph, Graph, Values) {
     let h = preset("mnist-tiny").unwrap();
     let images = mnist_batch(3);
-    let mut m = build_vdvae(&h, images.n, Sampling::Posterior).unwrap();
+    let mut m = build_model(&h, images.n, Sampling::Posterior).unwrap();
     append_backward_with(&mut m.graph, accumulate).unwrap();
     let mut values = m.values_from_checkpoint(&init_weights(&h, 7).unwrap(), "init").unwrap();
     m.set_images(&mut values, &images, MNIST).unwrap();
@@ -139,7 +139,7 @@ fn a_checkpointed_step_gives_bit_identical_gradients_on_the_gpu() {
 fn the_budget_total_is_the_one_the_gpu_build_plans_at_either_precision() {
     let ctx = context();
     let h = preset("mnist-tiny").unwrap();
-    let m = build_vdvae(&h, 4, Sampling::Posterior).unwrap();
+    let m = build_model(&h, 4, Sampling::Posterior).unwrap();
     let target = |g: &Graph| PlanTarget::for_adapter(&ctx, g, true);
     for precision in [Precision::F32, Precision::F16] {
         let mut plain = m.graph.clone();
@@ -178,7 +178,7 @@ fn the_budget_total_is_the_one_the_gpu_build_plans_at_either_precision() {
 /// cifar10's training step at its official batch (16), planned without an adapter.
 fn cifar10(accumulate: Accumulate) -> (Graph, PlanTarget) {
     let h = preset("cifar10").unwrap();
-    let mut m = build_vdvae(&h, h.n_batch, Sampling::Posterior).unwrap();
+    let mut m = build_model(&h, h.n_batch, Sampling::Posterior).unwrap();
     append_backward_with(&mut m.graph, accumulate).unwrap();
     let target = PlanTarget::without_adapter(&m.graph, PLAN_ALIGN, PLAN_CHUNK, true);
     (m.graph, target)
@@ -221,7 +221,7 @@ fn checkpointing_lowers_the_planned_activations_of_cifar10() {
 #[test]
 fn a_budget_is_met_when_it_can_be_and_refused_when_not() {
     let h = preset("cifar10").unwrap();
-    let m = build_vdvae(&h, h.n_batch, Sampling::Posterior).unwrap();
+    let m = build_model(&h, h.n_batch, Sampling::Posterior).unwrap();
     let target = |g: &Graph| PlanTarget::without_adapter(g, PLAN_ALIGN, PLAN_CHUNK, true);
     let flops = {
         let mut g = m.graph.clone();

@@ -18,7 +18,7 @@ use vdvae::graph::gpu::{BuildOptions, GpuGraph, Part, TrainConfig};
 use vdvae::graph::{set_precision, Graph, Precision, Role, Sampling, TensorId};
 use vdvae::model::init::init_weights;
 use vdvae::model::preprocess::MNIST;
-use vdvae::model::vdvae::{build_sampler, build_vdvae, param_values, ModelGraph};
+use vdvae::model::vdvae::{build_model, build_sampler, param_values, ModelGraph};
 use vdvae::model::{preset, HParams};
 use vdvae::ops::optimizer::{AdamW, StepState};
 
@@ -141,7 +141,7 @@ fn compare_split_step(h: &HParams, batch: usize, bytes: usize, precision: Precis
     let ctx = context();
     let h = h.clone();
     let images = mnist_batch(batch);
-    let mut m = build_vdvae(&h, images.n, Sampling::Posterior).unwrap();
+    let mut m = build_model(&h, images.n, Sampling::Posterior).unwrap();
     append_backward(&mut m.graph).unwrap();
     set_precision(&mut m.graph, precision);
     let mut values = m.values_from_checkpoint(&init_weights(&h, 5).unwrap(), "init").unwrap();
@@ -299,7 +299,7 @@ fn a_single_image_splits_by_rows() {
 fn a_3x3_conv_whose_one_image_exceeds_the_limit_is_refused_by_name() {
     let ctx = context();
     let h = preset("mnist-tiny").unwrap();
-    let m = build_vdvae(&h, 1, Sampling::Posterior).unwrap();
+    let m = build_model(&h, 1, Sampling::Posterior).unwrap();
     // The input conv (3x3) writes a [1, 32, 32, 16] image: 64 KiB.
     let err = match GpuGraph::build_with(&ctx, &m.graph, 0, None, limit(32 << 10)) {
         Err(e) => e.to_string(),

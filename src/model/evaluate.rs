@@ -69,13 +69,13 @@ pub(crate) fn run_batch(
     m: &ModelGraph,
     gpu: Option<&GpuGraph>,
     values: &mut Values,
-    data: Vec<(TensorId, Vec<f32>)>,
+    data: &[(TensorId, Vec<f32>)],
     seed: u64,
     step: u32,
 ) -> Result<(Vec<f32>, Vec<Vec<f32>>)> {
     match (device, gpu) {
         (Device::Gpu(ctx), Some(gpu)) => {
-            for (t, d) in &data {
+            for (t, d) in data {
                 gpu.write(ctx, &m.graph, *t, d)?;
             }
             gpu.run(ctx, step)?;
@@ -88,7 +88,7 @@ pub(crate) fn run_batch(
         }
         _ => {
             for (t, d) in data {
-                values[t] = Some(d);
+                values[*t] = Some(d.clone());
             }
             cpu::run(
                 &m.graph,
@@ -188,7 +188,7 @@ pub fn evaluate(device: &Device, input: &EvalInput<'_>, batch: usize) -> Result<
         };
         let data = m.input_data(&images.range(start, n), norm, binarization)?;
         let step = (start / batch) as u32;
-        let (nll, kls) = run_batch(device, m, gpu, values, data, seed, step)?;
+        let (nll, kls) = run_batch(device, m, gpu, values, &data, seed, step)?;
         totals.add(&nll, &kls);
         start += n;
         progress.set_position(start as u64);

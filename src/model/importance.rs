@@ -149,7 +149,7 @@ pub fn importance_weighted(device: &Device, input: &EvalInput<'_>, k: usize, row
             .collect();
         let mut lse = vec![LogSumExp::default(); n];
         for c in 0..passes_per_image_chunk {
-            let (nll, kls) = run_batch(device, m, gpu, values, data.clone(), input.seed, pass)?;
+            let (nll, kls) = run_batch(device, m, gpu, values, &data, input.seed, pass)?;
             pass += 1;
             // The last pass may hold more draws than K needs: use the first ones.
             let used = chunks.samples.min(k - c * chunks.samples);

@@ -192,13 +192,7 @@ pub fn build_model(h: &HParams, batch: usize, sampling: Sampling) -> Result<Mode
     build(h, batch, sampling, false)
 }
 
-/// Builds the forward graph of a VDVAE-shaped model for `batch` images
-/// (the same as [`build_model`], kept for the VDVAE's callers).
-pub fn build_vdvae(h: &HParams, batch: usize, sampling: Sampling) -> Result<ModelGraph> {
-    build(h, batch, sampling, false)
-}
-
-/// [`build_vdvae`] with each posterior's input `cat[x, a]` materialised by a
+/// [`build_model`] with each posterior's input `cat[x, a]` materialised by a
 /// channel copy, as before the conv read it in place: the reference the
 /// in-place graph is tested against.
 pub fn build_vdvae_materialised_cat(h: &HParams, batch: usize, sampling: Sampling) -> Result<ModelGraph> {
@@ -482,7 +476,7 @@ mod tests {
     #[test]
     fn every_parameter_gets_a_gradient() {
         let h = preset("mnist-tiny").unwrap();
-        let mut m = build_vdvae(&h, 2, Sampling::Posterior).unwrap();
+        let mut m = build_model(&h, 2, Sampling::Posterior).unwrap();
         append_backward(&mut m.graph).unwrap();
         assert_eq!(m.graph.param_grads.len(), m.params.len());
         for &(p, d) in &m.graph.param_grads {
@@ -500,7 +494,7 @@ mod tests {
             let build = if materialised {
                 build_vdvae_materialised_cat
             } else {
-                build_vdvae
+                build_model
             };
             let mut m = build(&h, 1, Sampling::Posterior).unwrap();
             append_backward(&mut m.graph).unwrap();
@@ -536,7 +530,7 @@ mod tests {
     #[test]
     fn internal_shapes_are_channels_last() {
         let h = preset("mnist-tiny").unwrap();
-        let m = build_vdvae(&h, 1, Sampling::Posterior).unwrap();
+        let m = build_model(&h, 1, Sampling::Posterior).unwrap();
         let by_name = |n: &str| {
             m.params
                 .iter()
