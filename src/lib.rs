@@ -5,6 +5,7 @@ pub mod bench;
 pub mod check;
 pub mod checkpoint;
 pub mod data;
+pub mod diagnose;
 pub mod error;
 pub mod gpu;
 pub mod graph;

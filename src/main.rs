@@ -10,7 +10,9 @@ use vdvae::gpu::{list_adapters, measure_fma_ceiling, quiet_display_probe_when_he
 use vdvae::graph::{Precision, Sampling};
 use vdvae::model::evaluate::{evaluate, fit_images, gradient, Device, EvalInput};
 use vdvae::model::importance::importance_weighted;
-use vdvae::model::preprocess::{Normalization, CIFAR10, MNIST};
+use vdvae::model::preprocess::{fixed_binary_images, Normalization, CIFAR10, MNIST};
+use vdvae::model::sample::{sample_images, write_grid_png, FixedLevels};
+use vdvae::model::temperature::Temperatures;
 use vdvae::model::{preset, report::plan_training, HParams, PRESETS};
 use vdvae::ops::run_checks;
 use vdvae::train::{profile_training, shell_command, ProfileOptions, StopSignal, INTERRUPTED_EXIT_CODE};
@@ -115,7 +117,8 @@ enum Command {
         #[command(flatten)]
         precision: PrecisionArg,
     },
-    /// Unconditional samples of a checkpoint (every level drawn from its prior), as a PNG grid
+    /// Samples of a checkpoint as a PNG grid: every level drawn from its prior, or the top
+    /// levels fixed to a reference image's posterior (--fix-levels K --reference I --data F)
     Sample {
         #[command(flatten)]
         model: ModelArgs,
@@ -125,9 +128,19 @@ enum Command {
         /// Number of images
         #[arg(long, default_value_t = 16)]
         n: usize,
-        /// Prior temperature (official: logsig_p += ln t); 0 gives the prior means
-        #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
-        temperature: f32,
+        /// Prior temperature (official: logsig_p += ln t; 0 gives the prior means): one value, or
+        /// one per level top first (0.9,0.9,0.8), or T:N for N levels (1.0:16,0.8); the last
+        /// value holds for the levels left
+        #[arg(long, default_value = "1.0", value_name = "T[,T|T:N...]", allow_hyphen_values = true)]
+        temperature: Temperatures,
+        /// Fix the top K levels to the posterior mean of the --reference image
+        #[arg(long, value_name = "K", requires = "reference")]
+        fix_levels: Option<usize>,
+        /// Index of the reference image in --data (from 0)
+        #[arg(long, value_name = "INDEX", requires_all = ["fix_levels", "data"])]
+        reference: Option<usize>,
+        #[command(flatten)]
+        data: OptionalData,
         /// Seed of the prior and pixel noise
         #[arg(long, default_value_t = 0)]
         seed: u64,
@@ -196,11 +209,20 @@ enum DeviceArg {
 }
 
 impl DeviceArg {
-    fn open(self, choice: &AdapterChoice) -> vdvae::Result<Device> {
+    /// The GPU context, when the device is the GPU.
+    fn open(self, choice: &AdapterChoice) -> vdvae::Result<Option<GpuContext>> {
         Ok(match self {
-            DeviceArg::Gpu => Device::Gpu(Box::new(GpuContext::new(choice)?)),
-            DeviceArg::Cpu => Device::Cpu,
+            DeviceArg::Gpu => Some(GpuContext::new(choice)?),
+            DeviceArg::Cpu => None,
         })
+    }
+}
+
+/// The device a command runs on: the opened GPU, or the CPU reference.
+fn device_of(ctx: &Option<GpuContext>) -> Device<'_> {
+    match ctx {
+        Some(ctx) => Device::Gpu(ctx),
+        None => Device::Cpu,
     }
 }
 
@@ -263,15 +285,7 @@ struct DataArgs {
 
 impl DataArgs {
     fn normalization(&self) -> Normalization {
-        let base = if self.format == DataFormat::Mnist {
-            MNIST
-        } else {
-            CIFAR10
-        };
-        Normalization {
-            mean: self.data_mean.unwrap_or(base.mean),
-            std: self.data_std.unwrap_or(base.std),
-        }
+        normalization(Some(self.format), self.data_mean, self.data_std)
     }
 
     fn sampling(&self) -> Sampling {
@@ -300,7 +314,7 @@ impl DataArgs {
         }
     }
 
-    fn device(&self, choice: &AdapterChoice) -> vdvae::Result<Device> {
+    fn device(&self, choice: &AdapterChoice) -> vdvae::Result<Option<GpuContext>> {
         self.device.open(choice)
     }
 
@@ -317,6 +331,53 @@ impl DataArgs {
         }
         let images = fit_images(&h, images)?;
         Ok((h, weights, images))
+    }
+}
+
+/// Images for a command that may read a dataset (e.g. a reference image).
+#[derive(clap::Args)]
+struct OptionalData {
+    /// Image file (CIFAR-10 binary batch, MNIST IDX, or .npy uint8 [N,H,W(,C)])
+    #[arg(long, requires = "format")]
+    data: Option<String>,
+    #[arg(long, value_enum)]
+    format: Option<DataFormat>,
+    /// Input normalisation mean [default: CIFAR-10's 120.63838, MNIST's 33.318 for --format mnist]
+    #[arg(long)]
+    data_mean: Option<f32>,
+    /// Input normalisation std [default: CIFAR-10's 64.16736, MNIST's 78.567 for --format mnist]
+    #[arg(long)]
+    data_std: Option<f32>,
+    /// Seed of the fixed binarization of the data (Bernoulli models)
+    #[arg(long, default_value_t = 0)]
+    binarize_seed: u64,
+}
+
+impl OptionalData {
+    fn normalization(&self) -> Normalization {
+        normalization(self.format, self.data_mean, self.data_std)
+    }
+
+    /// The images fitted to the model (binarized once for a Bernoulli model).
+    fn load(&self, h: &HParams) -> vdvae::Result<vdvae::data::ImageSet> {
+        let (Some(path), Some(format)) = (&self.data, self.format) else {
+            return Err(vdvae::Error::Input("this needs --data FILE --format F".into()));
+        };
+        let images = fit_images(h, read_images(path, format)?)?;
+        Ok(fixed_binary_images(h.likelihood, images, self.binarize_seed))
+    }
+}
+
+/// The normalisation of a data format, with the flags' overrides.
+fn normalization(format: Option<DataFormat>, mean: Option<f32>, std: Option<f32>) -> Normalization {
+    let base = if format == Some(DataFormat::Mnist) {
+        MNIST
+    } else {
+        CIFAR10
+    };
+    Normalization {
+        mean: mean.unwrap_or(base.mean),
+        std: std.unwrap_or(base.std),
     }
 }
 
@@ -361,11 +422,29 @@ fn main() -> ExitCode {
             checkpoint,
             n,
             temperature,
+            fix_levels,
+            reference,
+            data,
             seed,
             cols,
             out,
             device,
-        } => sample(&choice, &model, &checkpoint, n, temperature, seed, cols, &out, device),
+        } => sample(
+            &choice,
+            &SampleArgs {
+                model,
+                checkpoint,
+                n,
+                temperature,
+                fix_levels,
+                reference,
+                data,
+                seed,
+                cols,
+                out,
+                device,
+            },
+        ),
         Command::Train {
             preset,
             config,
@@ -525,9 +604,9 @@ fn eval(
     let device = args.device(choice)?;
     let batch = batch.unwrap_or(h.n_batch);
     let input = args.input(&h, &weights, &images);
-    let mut r = evaluate(&device, &input, batch)?;
+    let mut r = evaluate(device_of(&device), &input, batch)?;
     if let Some((k, rows)) = iw {
-        let e = importance_weighted(&device, &input, k, rows)?;
+        let e = importance_weighted(device_of(&device), &input, k, rows)?;
         r.iw_k = Some(e.k);
         r.iw_nll_nats_per_image = Some(e.nll_nats_per_image);
         r.iw_nll_bits_per_dim = Some(e.nll_nats_per_image / images.image_len() as f64 / std::f64::consts::LN_2);
@@ -557,7 +636,7 @@ fn eval(
 fn grad(choice: &AdapterChoice, args: &DataArgs, out: &str) -> vdvae::Result<ExitCode> {
     let (h, weights, images) = args.load()?;
     let device = args.device(choice)?;
-    let grads = gradient(&device, &args.input(&h, &weights, &images))?;
+    let grads = gradient(device_of(&device), &args.input(&h, &weights, &images))?;
     checkpoint::save(out, &grads, None)?;
     println!(
         "wrote {} gradient tensors of the mean ELBO over {} images to {out}",
@@ -737,24 +816,55 @@ fn profile(choice: &AdapterChoice, a: &ProfileArgs) -> vdvae::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn sample(
-    choice: &AdapterChoice,
-    model: &ModelArgs,
-    checkpoint_path: &str,
+struct SampleArgs {
+    model: ModelArgs,
+    checkpoint: String,
     n: usize,
-    temperature: f32,
+    temperature: Temperatures,
+    fix_levels: Option<usize>,
+    reference: Option<usize>,
+    data: OptionalData,
     seed: u64,
     cols: Option<usize>,
-    out: &str,
+    out: String,
     device: DeviceArg,
-) -> vdvae::Result<ExitCode> {
-    let h = model.load()?;
-    let weights = checkpoint::load(checkpoint_path)?;
-    let device = device.open(choice)?;
-    let images = vdvae::model::sample::sample_images(&device, &h, &weights, n, temperature, seed)?;
-    let cols = cols.unwrap_or_else(|| (n as f64).sqrt().ceil() as usize);
-    vdvae::model::sample::write_grid_png(out, &images, cols)?;
-    println!("wrote {n} samples at temperature {temperature} to {out}");
+}
+
+fn sample(choice: &AdapterChoice, a: &SampleArgs) -> vdvae::Result<ExitCode> {
+    let h = a.model.load()?;
+    let weights = checkpoint::load(&a.checkpoint)?;
+    let temperatures = a.temperature.per_level(h.latent_levels()?)?;
+    let reference = match (a.fix_levels, a.reference) {
+        (Some(_), Some(i)) => Some(a.data.load(&h)?.select(&[i])?),
+        _ => None,
+    };
+    let fixed = reference.as_ref().map(|reference| FixedLevels {
+        reference,
+        levels: a.fix_levels.unwrap_or(0),
+        norm: a.data.normalization(),
+    });
+    let ctx = a.device.open(choice)?;
+    let images = sample_images(
+        device_of(&ctx),
+        &h,
+        &weights,
+        a.n,
+        &temperatures,
+        a.seed,
+        fixed.as_ref(),
+    )?;
+    let cols = a.cols.unwrap_or_else(|| (a.n as f64).sqrt().ceil() as usize);
+    write_grid_png(&a.out, &images, cols)?;
+    match &fixed {
+        Some(f) => println!(
+            "wrote {} samples at temperature {}, the top {} levels fixed to image {} of the data, to {}",
+            a.n,
+            a.temperature,
+            f.levels,
+            a.reference.unwrap_or(0),
+            a.out
+        ),
+        None => println!("wrote {} samples at temperature {} to {}", a.n, a.temperature, a.out),
+    }
     Ok(ExitCode::SUCCESS)
 }

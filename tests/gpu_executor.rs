@@ -122,8 +122,10 @@ fn gpu_samples_match_the_cpu_sampler() {
     use vdvae::model::sample::sample_images;
     let h = preset("mnist-tiny").unwrap();
     let weights = init_weights(&h, 4).unwrap();
-    let gpu = sample_images(&Device::Gpu(Box::new(context())), &h, &weights, 3, 0.8, 21).unwrap();
-    let cpu = sample_images(&Device::Cpu, &h, &weights, 3, 0.8, 21).unwrap();
+    let ctx = context();
+    let t = vec![0.8; h.latent_levels().unwrap()];
+    let gpu = sample_images(Device::Gpu(&ctx), &h, &weights, 3, &t, 21, None).unwrap();
+    let cpu = sample_images(Device::Cpu, &h, &weights, 3, &t, 21, None).unwrap();
     assert_eq!((gpu.n, gpu.h, gpu.w, gpu.c), (3, 32, 32, 1));
     // uint8 truncation can flip a value that sits on a bin edge; nothing else may differ.
     let off = gpu.pixels.iter().zip(&cpu.pixels).filter(|(a, b)| a != b).count();

@@ -11,9 +11,8 @@ use vdvae::model::init::init_weights;
 use vdvae::model::preprocess::MNIST;
 use vdvae::model::{preset, HParams};
 
-fn gpu() -> Device {
-    let ctx = GpuContext::from_env().unwrap_or_else(|e| panic!("IW tests need an adapter: {e}"));
-    Device::Gpu(Box::new(ctx))
+fn context() -> GpuContext {
+    GpuContext::from_env().unwrap_or_else(|e| panic!("IW tests need an adapter: {e}"))
 }
 
 fn tiny_ladder() -> HParams {
@@ -42,10 +41,11 @@ fn iw_both(h: &HParams, n: usize, k: usize, rows: usize) -> (f64, f64, f64) {
         binarize_seed: 1,
         precision: Precision::F32,
     };
-    let gpu = gpu();
-    let on_cpu = importance_weighted(&Device::Cpu, &input, k, rows).unwrap();
-    let on_gpu = importance_weighted(&gpu, &input, k, rows).unwrap();
-    let elbo = evaluate(&gpu, &input, n).unwrap();
+    let ctx = context();
+    let gpu = Device::Gpu(&ctx);
+    let on_cpu = importance_weighted(Device::Cpu, &input, k, rows).unwrap();
+    let on_gpu = importance_weighted(gpu, &input, k, rows).unwrap();
+    let elbo = evaluate(gpu, &input, n).unwrap();
     (
         on_cpu.nll_nats_per_image,
         on_gpu.nll_nats_per_image,

@@ -16,9 +16,11 @@ use vdvae::graph::autodiff::append_backward;
 use vdvae::graph::cpu::Values;
 use vdvae::graph::gpu::{BuildOptions, GpuGraph, Part, TrainConfig};
 use vdvae::graph::{set_precision, Graph, Precision, Role, Sampling, TensorId};
+use vdvae::model::conditional::build_conditional;
 use vdvae::model::init::init_weights;
+use vdvae::model::levels::LevelSource;
 use vdvae::model::preprocess::MNIST;
-use vdvae::model::vdvae::{build_model, build_sampler, param_values, ModelGraph};
+use vdvae::model::vdvae::{build_model, param_values, ModelGraph};
 use vdvae::model::{preset, HParams};
 use vdvae::ops::optimizer::{AdamW, StepState};
 
@@ -394,7 +396,8 @@ fn split_samplers_draw_the_same_noise() {
         num_mixtures: 8,
         ..preset("mnist-tiny").unwrap()
     };
-    let s = build_sampler(&h, 3, 0.8).unwrap();
+    let prior = vec![LevelSource::Prior { temperature: 0.8 }; h.latent_levels().unwrap()];
+    let s = build_conditional(&h, 3, &prior).unwrap();
     let values = param_values(&s.graph, &s.params, &init_weights(&h, 4).unwrap(), "init").unwrap();
     let sample = |options| {
         let gpu = GpuGraph::build_with(&ctx, &s.graph, 21, None, options).unwrap();
@@ -402,7 +405,7 @@ fn split_samplers_draw_the_same_noise() {
         gpu.run(&ctx, 0).unwrap();
         (
             gpu.labelled_dispatches().map(|(_, l)| l.op).collect::<Vec<_>>(),
-            gpu.read(&ctx, s.samples).unwrap(),
+            gpu.read(&ctx, s.spec.images).unwrap(),
         )
     };
     let (whole_ops, want) = sample(BuildOptions::default());

@@ -41,6 +41,48 @@ impl ImageSet {
         }
     }
 
+    /// The images at `indices`, in that order (repeats allowed); an index past
+    /// the end is an input error.
+    pub fn select(&self, indices: &[usize]) -> Result<ImageSet> {
+        let mut pixels = Vec::with_capacity(indices.len() * self.image_len());
+        for &i in indices {
+            if i >= self.n {
+                return Err(Error::Input(format!(
+                    "image index {i} is past the end of the data ({} images, indices from 0)",
+                    self.n
+                )));
+            }
+            pixels.extend_from_slice(self.image(i));
+        }
+        Ok(ImageSet {
+            n: indices.len(),
+            pixels,
+            ..*self
+        })
+    }
+
+    /// The sets one after another (they must all have the same image size).
+    pub fn concat(sets: &[ImageSet]) -> Result<ImageSet> {
+        let Some(first) = sets.first() else {
+            return Err(Error::Input("no images to join".into()));
+        };
+        let mut pixels = Vec::new();
+        for s in sets {
+            if (s.h, s.w, s.c) != (first.h, first.w, first.c) {
+                return Err(Error::Input(format!(
+                    "cannot join {}x{}x{} images with {}x{}x{} ones",
+                    s.h, s.w, s.c, first.h, first.w, first.c
+                )));
+            }
+            pixels.extend_from_slice(&s.pixels);
+        }
+        Ok(ImageSet {
+            n: sets.iter().map(|s| s.n).sum(),
+            pixels,
+            ..*first
+        })
+    }
+
     /// The first `n` images, or all of them when there are fewer.
     pub fn first(&self, n: usize) -> ImageSet {
         self.range(0, n.min(self.n))

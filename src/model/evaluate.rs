@@ -17,8 +17,9 @@ use crate::graph::gpu::GpuGraph;
 use crate::graph::{set_precision, ElboParts, ElboTotals, Precision, Sampling, TensorId};
 
 /// Where a graph runs.
-pub enum Device {
-    Gpu(Box<GpuContext>),
+#[derive(Clone, Copy)]
+pub enum Device<'a> {
+    Gpu(&'a GpuContext),
     /// The plain-Rust reference ops.
     Cpu,
 }
@@ -65,7 +66,7 @@ pub fn fit_images(h: &HParams, images: ImageSet) -> Result<ImageSet> {
 /// step `step`. `values` holds the weights (already on the GPU) and this batch's
 /// input and target.
 pub(crate) fn run_batch(
-    device: &Device,
+    device: Device<'_>,
     m: &ModelGraph,
     gpu: Option<&GpuGraph>,
     values: &mut Values,
@@ -115,7 +116,7 @@ pub(crate) struct BatchGraph {
 /// The graph of `input`'s model for `rows` images: the one in `built` when it
 /// has that batch size, else a new one (built, weights converted and uploaded once).
 pub(crate) fn fit_batch_graph<'a>(
-    device: &Device,
+    device: Device<'_>,
     input: &EvalInput<'_>,
     rows: usize,
     built: &'a mut Option<BatchGraph>,
@@ -159,7 +160,7 @@ pub struct EvalInput<'a> {
 }
 
 /// ELBO, distortion, rate and per-level KL of the weights on the images, in batches of `batch`.
-pub fn evaluate(device: &Device, input: &EvalInput<'_>, batch: usize) -> Result<EvalReport> {
+pub fn evaluate(device: Device<'_>, input: &EvalInput<'_>, batch: usize) -> Result<EvalReport> {
     let EvalInput {
         images,
         norm,
@@ -220,7 +221,7 @@ pub fn evaluate(device: &Device, input: &EvalInput<'_>, batch: usize) -> Result<
 }
 
 /// The gradient of the mean ELBO over all the images taken as one batch, official names.
-pub fn gradient(device: &Device, input: &EvalInput<'_>) -> Result<NamedTensors> {
+pub fn gradient(device: Device<'_>, input: &EvalInput<'_>) -> Result<NamedTensors> {
     let EvalInput {
         h,
         weights,

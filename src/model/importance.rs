@@ -101,7 +101,7 @@ fn repeat_rows(data: &[f32], images: usize, s: usize) -> Vec<f32> {
 }
 
 /// The IW estimate of −log p(x) with `k` samples per image, `rows` rows per pass.
-pub fn importance_weighted(device: &Device, input: &EvalInput<'_>, k: usize, rows: usize) -> Result<IwEstimate> {
+pub fn importance_weighted(device: Device<'_>, input: &EvalInput<'_>, k: usize, rows: usize) -> Result<IwEstimate> {
     let EvalInput {
         images,
         norm,

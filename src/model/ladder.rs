@@ -14,10 +14,11 @@
 //! names; KL per level is reported top first like the VDVAE's.
 
 use super::config::{ActivationName, HParams};
+use super::levels::{Level, LevelSource, PosteriorParts};
 use super::params::{Init, ParamSpec};
 use super::vdvae::Builder;
 use crate::error::Result;
-use crate::graph::{ActivationKind, Role, Sampling, TensorId};
+use crate::graph::{ActivationKind, Role, TensorId};
 
 /// Normalisation epsilon (PyTorch's default).
 const NORM_EPS: f32 = 1e-5;
@@ -147,65 +148,63 @@ impl Builder {
     }
 }
 
-/// What the inference graph produces: the Bernoulli logits and each level's
-/// per-element KL (top first).
-pub struct LadderForward {
-    pub logits: TensorId,
-    pub kl: Vec<TensorId>,
-}
-
-/// The bottom-up pass, then the top-down pass drawing every level from its
-/// merged posterior. `x` is the binary image `[N, 1, 1, D]`.
-pub(crate) fn build_inference(b: &mut Builder, h: &HParams, x: TensorId, sampling: Sampling) -> Result<LadderForward> {
+/// The bottom-up pass (when `x`, the binary image `[N, 1, 1, D]`, is given),
+/// then the top-down pass drawing each level from its source; returns the
+/// Bernoulli logits and the levels, top first.
+pub(crate) fn build_levels(
+    b: &mut Builder,
+    h: &HParams,
+    x: Option<TensorId>,
+    batch: usize,
+    sources: &[LevelSource],
+) -> Result<(TensorId, Vec<Level>)> {
     let levels = h.ladder_latent.len();
-    let batch = b.g.shape(x)[0];
     let mut up = Vec::with_capacity(levels);
-    let mut d = x;
-    for l in 0..levels {
-        let p = format!("ladder.up.{l}");
-        d = b.mlp(h, &p, d)?;
-        up.push(b.gaussian_heads(&p, d)?);
+    if let Some(mut d) = x {
+        for l in 0..levels {
+            let p = format!("ladder.up.{l}");
+            d = b.mlp(h, &p, d)?;
+            up.push(b.gaussian_heads(&p, d)?);
+        }
     }
     let top = levels - 1;
-    let prior = b.standard_normal("ladder.top.prior", batch, h.ladder_latent[top]);
-    let name = format!("ladder.z.{top}");
-    let (mut z, kl_top) =
-        b.g.reparam_kl(&name, up[top], prior, sampling, latent_stream(levels, top))?;
-    let mut kl = vec![kl_top];
-    for l in (0..top).rev() {
-        let p = format!("ladder.down.{l}");
-        let t = b.mlp(h, &p, z)?;
-        let prior = b.gaussian_heads(&p, t)?;
+    let mut out = Vec::with_capacity(levels);
+    let mut z = None;
+    for l in (0..levels).rev() {
+        let prior = match z {
+            None => b.standard_normal("ladder.top.prior", batch, h.ladder_latent[top]),
+            Some(z) => {
+                let p = format!("ladder.down.{l}");
+                let t = b.mlp(h, &p, z)?;
+                b.gaussian_heads(&p, t)?
+            }
+        };
         let name = format!("ladder.z.{l}");
-        let (zl, kll) =
-            b.g.reparam_kl_ladder(&name, up[l], prior, sampling, latent_stream(levels, l))?;
-        z = zl;
-        kl.push(kll);
+        let stream = latent_stream(levels, l);
+        let level = match sources[top - l] {
+            LevelSource::Posterior(sampling) => {
+                let (zl, kl, posterior) = if l == top {
+                    let (zl, kl) = b.g.reparam_kl(&name, up[l], prior, sampling, stream)?;
+                    let (mu, logsig) = up[l];
+                    (zl, kl, PosteriorParts::Split { mu, logsig })
+                } else {
+                    let (zl, kl) = b.g.reparam_kl_ladder(&name, up[l], prior, sampling, stream)?;
+                    (zl, kl, PosteriorParts::Merged { d: up[l], p: prior })
+                };
+                Level {
+                    kl: Some(kl),
+                    posterior: Some(posterior),
+                    ..Level::drawn(zl)
+                }
+            }
+            LevelSource::Prior { temperature } => Level::drawn(b.g.prior_sample(&name, prior, temperature, stream)?),
+            LevelSource::Given => b.given_latent(&format!("{name}.given"), vec![batch, 1, 1, h.ladder_latent[l]]),
+        };
+        z = Some(level.z);
+        out.push(level);
     }
-    let logits = b.ladder_output(h, z)?;
-    Ok(LadderForward { logits, kl })
-}
-
-/// The unconditional sampler: every level from its prior at `temperature`;
-/// returns the Bernoulli logits `[n, 1, 1, D]`.
-pub(crate) fn build_generator(b: &mut Builder, h: &HParams, n: usize, temperature: f32) -> Result<TensorId> {
-    let levels = h.ladder_latent.len();
-    let top = levels - 1;
-    let prior = b.standard_normal("ladder.top.prior", n, h.ladder_latent[top]);
-    let mut z = b.g.prior_sample(
-        &format!("ladder.z.{top}"),
-        prior,
-        temperature,
-        latent_stream(levels, top),
-    )?;
-    for l in (0..top).rev() {
-        let p = format!("ladder.down.{l}");
-        let t = b.mlp(h, &p, z)?;
-        let prior = b.gaussian_heads(&p, t)?;
-        z =
-            b.g.prior_sample(&format!("ladder.z.{l}"), prior, temperature, latent_stream(levels, l))?;
-    }
-    b.ladder_output(h, z)
+    let logits = b.ladder_output(h, z.expect("at least one level"))?;
+    Ok((logits, out))
 }
 
 #[cfg(test)]

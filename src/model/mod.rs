@@ -2,18 +2,22 @@
 //! hyperparameter names, presets, block strings), evaluation and sampling.
 
 pub mod blocks;
+pub mod conditional;
 pub mod config;
 pub mod evaluate;
+pub mod forward;
 pub mod importance;
 pub mod init;
 pub mod ladder;
 pub mod layout;
+pub mod levels;
 pub mod objective;
 pub mod params;
 pub mod preprocess;
 pub mod presets;
 pub mod report;
 pub mod sample;
+pub mod temperature;
 pub mod vdvae;
 
 pub use config::HParams;

@@ -54,3 +54,18 @@ pub fn bernoulli_input(images: &ImageSet, binarization: Binarization) -> Vec<f32
         }
     }
 }
+
+/// The images a Bernoulli model sees, drawn once: each image binarized by
+/// `seed` and its index in `images` ([`Binarization::Fixed`]), as 0/255
+/// pixels. Selecting or repeating them keeps the draw; other models' images
+/// are returned as they are.
+pub fn fixed_binary_images(likelihood: crate::model::config::Likelihood, images: ImageSet, seed: u64) -> ImageSet {
+    if likelihood != crate::model::config::Likelihood::Bernoulli {
+        return images;
+    }
+    let binary = crate::ops::bernoulli::binarize_fixed(&images.pixels, images.image_len(), 0, seed);
+    ImageSet {
+        pixels: binary.iter().map(|&b| if b > 0.5 { 255 } else { 0 }).collect(),
+        ..images
+    }
+}

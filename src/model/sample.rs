@@ -1,52 +1,60 @@
 //! `vdvae sample`: unconditional samples of a checkpoint, as a PNG grid.
 
-use super::config::{HParams, Likelihood};
+use super::conditional::Conditional;
+use super::config::HParams;
 use super::evaluate::Device;
-use super::vdvae::{build_sampler, param_values};
+use super::levels::posterior_then_prior;
+use super::preprocess::Normalization;
 use crate::checkpoint::NamedTensors;
 use crate::data::ImageSet;
 use crate::error::{Error, Result};
-use crate::graph::cpu::{self, Noise};
-use crate::graph::gpu::GpuGraph;
-use crate::ops::dmol::samples_to_u8;
 
-/// `n` samples at `temperature` as uint8 images (official rounding: truncate
-/// `(x + 1) · 127.5`; a Bernoulli model's are its pixel probabilities · 255).
+/// The top levels a sample takes from a reference image's posterior mean.
+pub struct FixedLevels<'a> {
+    /// One image (fitted to the model; binarized for a Bernoulli model, see
+    /// [`fixed_binary_images`](super::preprocess::fixed_binary_images)).
+    pub reference: &'a ImageSet,
+    /// How many levels, from the top.
+    pub levels: usize,
+    pub norm: Normalization,
+}
+
+/// `n` samples as uint8 images: each level from its prior at its temperature
+/// (`temperatures`, top first), or the top levels fixed to a reference
+/// image's posterior mean. DMoL samples use the official rounding (truncate
+/// `(x + 1) · 127.5`); a Bernoulli model's are its pixel probabilities · 255.
 pub fn sample_images(
-    device: &Device,
+    device: Device<'_>,
     h: &HParams,
     weights: &NamedTensors,
     n: usize,
-    temperature: f32,
+    temperatures: &[f32],
     seed: u64,
+    fixed: Option<&FixedLevels<'_>>,
 ) -> Result<ImageSet> {
-    let s = build_sampler(h, n, temperature)?;
-    let mut values = param_values(&s.graph, &s.params, weights, "checkpoint")?;
-    let x = match device {
-        Device::Gpu(ctx) => {
-            let gpu = GpuGraph::build(ctx, &s.graph, seed, None)?;
-            gpu.write_values(ctx, &s.graph, &values)?;
-            gpu.run(ctx, 0)?;
-            gpu.read(ctx, s.samples)?
+    if n == 0 {
+        return Err(Error::Input("the number of samples must be at least 1".into()));
+    }
+    let k = fixed.map_or(0, |f| f.levels);
+    let sources = posterior_then_prior(h.latent_levels()?, k, temperatures)?;
+    let mut c = Conditional::new(device, h, weights, n, &sources, seed)?;
+    if let Some(f) = fixed.filter(|f| f.levels > 0) {
+        if f.reference.n != 1 {
+            return Err(Error::Input("--reference names one image".into()));
         }
-        Device::Cpu => {
-            cpu::run(&s.graph, &mut values, Noise { seed, step: 0 })?;
-            values[s.samples].take().unwrap_or_default()
-        }
-    };
-    let (size, c) = (h.image_size, h.image_channels);
-    let pixels = match s.likelihood {
-        Likelihood::Dmol => samples_to_u8(&x),
-        // Bernoulli means: the probability of a white pixel, as a grey level.
-        Likelihood::Bernoulli => x.iter().map(|&p| (p.clamp(0.0, 1.0) * 255.0).round() as u8).collect(),
-    };
-    Ok(ImageSet {
-        n,
-        h: size,
-        w: size,
-        c,
-        pixels,
-    })
+        c.set_images(&f.reference.select(&vec![0; n])?, f.norm)?;
+    }
+    c.run(0)?;
+    c.images()
+}
+
+/// Writes the sets as the rows of one PNG grid (each set one row, all the same length), atomically.
+pub fn write_rows_png(path: &str, rows: &[ImageSet]) -> Result<()> {
+    let cols = rows.first().map_or(1, |r| r.n);
+    if rows.iter().any(|r| r.n != cols) {
+        return Err(Error::Input("every row of the picture must hold as many images".into()));
+    }
+    write_grid_png(path, &ImageSet::concat(rows)?, cols)
 }
 
 /// Writes the images as one PNG grid (`cols` wide, 2-pixel white gutters), atomically.

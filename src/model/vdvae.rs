@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use super::blocks::LayerSpec;
 use super::config::{HParams, Likelihood, ModelKind};
 use super::layout::{to_internal, to_official};
+use super::levels::{check_sources, Level, LevelSource, PosteriorParts};
 use super::params::check_against;
 use super::params::{param_specs, ParamSpec};
 use super::preprocess::{bernoulli_input, likelihood_target, network_input, Binarization, Normalization};
@@ -97,7 +98,7 @@ impl Builder {
 
 impl Builder {
     /// A graph holding every parameter of `h` (graph layouts).
-    fn with_params(h: &HParams) -> Result<(Builder, Vec<(ParamSpec, TensorId)>)> {
+    pub(crate) fn with_params(h: &HParams) -> Result<(Builder, Vec<(ParamSpec, TensorId)>)> {
         h.validate()?;
         let mut b = Builder {
             g: Graph::default(),
@@ -157,14 +158,6 @@ impl Builder {
         Ok(x)
     }
 
-    /// The prior block: `(mu_p, logsig_p, x + xpp)`.
-    fn prior(&mut self, p: &str, x: TensorId, z: usize) -> Result<(TensorId, TensorId, TensorId)> {
-        let (feats, x) = self.prior_features(p, x, z)?;
-        let mu_p = self.g.slice_channels(&format!("{p}.mu_p"), feats, 0, z)?;
-        let logsig_p = self.g.slice_channels(&format!("{p}.logsig_p"), feats, z, 2 * z)?;
-        Ok((mu_p, logsig_p, x))
-    }
-
     /// The prior block's output (mu_p, logsig_p, xpp along channels) and
     /// `x + xpp`, xpp read from the output in place (no slice).
     fn prior_features(&mut self, p: &str, x: TensorId, z: usize) -> Result<(TensorId, TensorId)> {
@@ -200,42 +193,22 @@ pub fn build_vdvae_materialised_cat(h: &HParams, batch: usize, sampling: Samplin
 }
 
 fn build(h: &HParams, batch: usize, sampling: Sampling, materialised_cat: bool) -> Result<ModelGraph> {
-    if batch == 0 {
-        return Err(Error::Input("batch must be at least 1".into()));
-    }
     let (mut b, params) = Builder::with_params(h)?;
-    let (s, c) = (h.image_size, h.image_channels);
-    // The MLP reads each image as one vector: the same NHWC data, viewed [N, 1, 1, D].
-    let image_shape = if h.is_mlp() {
-        vec![batch, 1, 1, s * s * c]
-    } else {
-        vec![batch, s, s, c]
-    };
-    let input = b.g.tensor("input", image_shape.clone(), Role::Input);
-    let (x, target) = match h.likelihood {
-        Likelihood::Dmol => (input, b.g.tensor("target", image_shape, Role::Input)),
-        Likelihood::Bernoulli => {
-            let x = b.g.binarize("binarized", input, BINARIZE_STREAM)?;
-            (x, x)
-        }
-    };
-    let (out, kl) = if h.is_mlp() {
-        let f = ladder::build_inference(&mut b, h, x, sampling)?;
-        (f.logits, f.kl)
-    } else {
-        vdvae_inference(&mut b, h, x, sampling, materialised_cat)?
-    };
-    let nll = match h.likelihood {
-        Likelihood::Dmol => b.g.dmol_nll("decoder.out_net.nll", out, target, h.low_bit)?,
-        Likelihood::Bernoulli => b.g.bernoulli_nll("likelihood.nll", out, target)?,
-    };
-    let dims = s * s * c;
+    let data = b.data_input(h, batch)?;
+    let sources = vec![LevelSource::Posterior(sampling); h.latent_levels()?];
+    let (out, levels) = b.levels(h, Some(data.x), batch, &sources, materialised_cat)?;
+    let kl: Vec<TensorId> = levels
+        .iter()
+        .map(|l| l.kl.expect("a posterior level has a KL"))
+        .collect();
+    let nll = b.nll(h, out, data.target)?;
+    let dims = h.image_size * h.image_size * h.image_channels;
     let (loss, kl_per_level) = objective::loss(&mut b.g, h, nll, &kl, dims)?;
     Ok(ModelGraph {
         graph: b.g,
         params,
-        input,
-        target,
+        input: data.input,
+        target: data.target,
         likelihood: h.likelihood,
         nll,
         kl_per_level,
@@ -245,24 +218,96 @@ fn build(h: &HParams, batch: usize, sampling: Sampling, materialised_cat: bool) 
     })
 }
 
+/// A model's data tensors: what the data is written to, the likelihood's
+/// target and what the encoder reads (see [`ModelGraph`]).
+pub(crate) struct DataInput {
+    pub input: TensorId,
+    pub target: TensorId,
+    pub x: TensorId,
+}
+
+impl Builder {
+    /// The data inputs for `batch` images: the network input and target (DMoL),
+    /// or the pixel probabilities and their binarization (Bernoulli).
+    pub(crate) fn data_input(&mut self, h: &HParams, batch: usize) -> Result<DataInput> {
+        if batch == 0 {
+            return Err(Error::Input("batch must be at least 1".into()));
+        }
+        let (s, c) = (h.image_size, h.image_channels);
+        // The MLP reads each image as one vector: the same NHWC data, viewed [N, 1, 1, D].
+        let image_shape = if h.is_mlp() {
+            vec![batch, 1, 1, s * s * c]
+        } else {
+            vec![batch, s, s, c]
+        };
+        let input = self.g.tensor("input", image_shape.clone(), Role::Input);
+        Ok(match h.likelihood {
+            Likelihood::Dmol => DataInput {
+                input,
+                target: self.g.tensor("target", image_shape, Role::Input),
+                x: input,
+            },
+            Likelihood::Bernoulli => {
+                let x = self.g.binarize("binarized", input, BINARIZE_STREAM)?;
+                DataInput { input, target: x, x }
+            }
+        })
+    }
+
+    /// Every latent level from its source, top first, then the likelihood's
+    /// parameters. `x` is what the encoder reads (needed when a level reads the posterior).
+    pub(crate) fn levels(
+        &mut self,
+        h: &HParams,
+        x: Option<TensorId>,
+        batch: usize,
+        sources: &[LevelSource],
+        materialised_cat: bool,
+    ) -> Result<(TensorId, Vec<Level>)> {
+        check_sources(sources, h.latent_levels()?, x.is_some())?;
+        let x = x.filter(|_| sources.iter().any(|s| s.reads_data()));
+        if h.is_mlp() {
+            ladder::build_levels(self, h, x, batch, sources)
+        } else {
+            vdvae_levels(self, h, x, batch, sources, materialised_cat)
+        }
+    }
+
+    /// Per-image NLL `[N]` of `target` under the likelihood's parameters `out`.
+    pub(crate) fn nll(&mut self, h: &HParams, out: TensorId, target: TensorId) -> Result<TensorId> {
+        match h.likelihood {
+            Likelihood::Dmol => self.g.dmol_nll("decoder.out_net.nll", out, target, h.low_bit),
+            Likelihood::Bernoulli => self.g.bernoulli_nll("likelihood.nll", out, target),
+        }
+    }
+
+    /// Images from the likelihood's parameters: DMoL samples in [-1, 1], or Bernoulli means.
+    pub(crate) fn images(&mut self, h: &HParams, out: TensorId) -> Result<TensorId> {
+        let levels = h.latent_levels()? as u32;
+        match h.likelihood {
+            Likelihood::Dmol => self.g.dmol_sample("samples", out, h.image_channels, h.low_bit, levels),
+            Likelihood::Bernoulli => self.g.bernoulli_mean("samples", out),
+        }
+    }
+
+    /// The input a [`LevelSource::Given`] level's z is written to.
+    pub(crate) fn given_latent(&mut self, name: &str, shape: Vec<usize>) -> Level {
+        let z = self.g.tensor(name, shape, Role::Input);
+        Level {
+            given: Some(z),
+            ..Level::drawn(z)
+        }
+    }
+}
+
 /// Noise stream of the training binarization (apart from the latents' 0, 1, …).
 pub const BINARIZE_STREAM: u32 = u32::MAX - 1000;
 
-/// The VDVAE's encoder and top-down decoder from the network input `x`:
-/// returns the likelihood's parameters and each level's per-element KL, top first.
-fn vdvae_inference(
-    b: &mut Builder,
-    h: &HParams,
-    x: TensorId,
-    sampling: Sampling,
-    materialised_cat: bool,
-) -> Result<(TensorId, Vec<TensorId>)> {
-    let batch = b.g.shape(x)[0];
-    let s = h.image_size;
-    // Encoder: the last activation at each resolution feeds the decoder.
+/// The encoder's last activation at each resolution.
+fn encoder(b: &mut Builder, h: &HParams, x: TensorId) -> Result<HashMap<usize, TensorId>> {
     let mut acts: HashMap<usize, TensorId> = HashMap::new();
     let mut x = b.conv("encoder.in_conv", x, None, false)?;
-    acts.insert(s, x);
+    acts.insert(h.image_size, x);
     for (i, l) in h.encoder_layers()?.iter().enumerate() {
         x = b.block(&format!("encoder.enc_blocks.{i}"), x, true)?;
         let mut res = l.res;
@@ -276,41 +321,76 @@ fn vdvae_inference(
         }
         acts.insert(res, x);
     }
+    Ok(acts)
+}
 
-    // Decoder: the official posterior from cat[x, activation] (read in place),
-    // or the Ladder VAE's merge of a bottom-up estimate from the activation
-    // alone with the prior; prior from x; KL between them.
+/// The VDVAE's encoder (when `x` is given) and top-down decoder, each level's
+/// z from its source: returns the likelihood's parameters and the levels, top first.
+fn vdvae_levels(
+    b: &mut Builder,
+    h: &HParams,
+    x: Option<TensorId>,
+    batch: usize,
+    sources: &[LevelSource],
+    materialised_cat: bool,
+) -> Result<(TensorId, Vec<Level>)> {
+    let acts = match x {
+        Some(x) => encoder(b, h, x)?,
+        None => HashMap::new(),
+    };
+    // The official posterior from cat[x, activation] (read in place), or the
+    // Ladder VAE's merge of a bottom-up estimate from the activation alone
+    // with the prior; prior from x; KL between them.
     let mut xs = b.decoder_start(h, batch)?;
     let z = h.zdim;
     let merge = h.model == ModelKind::Ladder;
-    let mut kl_per_level = Vec::new();
-    for (i, l) in h.decoder_layers()?.iter().enumerate() {
+    let mut levels = Vec::new();
+    for (i, (l, &source)) in h.decoder_layers()?.iter().zip(sources).enumerate() {
         let p = format!("decoder.dec_blocks.{i}");
         let w = h.width_at(l.res);
         let x = b.level_input(&p, l, w, &xs, batch)?;
-        let q = if merge {
-            b.block(&format!("{p}.enc"), acts[&l.res], false)?
-        } else if materialised_cat {
-            let cat = b.g.concat(&format!("{p}.cat"), x, acts[&l.res])?;
-            b.block(&format!("{p}.enc"), cat, false)?
-        } else {
-            b.block_cat(&format!("{p}.enc"), x, acts[&l.res])?
+        let q = match source {
+            LevelSource::Posterior(_) if merge => Some(b.block(&format!("{p}.enc"), acts[&l.res], false)?),
+            LevelSource::Posterior(_) if materialised_cat => {
+                let cat = b.g.concat(&format!("{p}.cat"), x, acts[&l.res])?;
+                Some(b.block(&format!("{p}.enc"), cat, false)?)
+            }
+            LevelSource::Posterior(_) => Some(b.block_cat(&format!("{p}.enc"), x, acts[&l.res])?),
+            _ => None,
         };
         let (feats, x) = b.prior_features(&p, x, z)?;
-        let (zt, kl) = if merge {
-            let slice =
-                |b: &mut Builder, t, part: &str, from| b.g.slice_channels(&format!("{p}.{part}"), t, from, from + z);
-            let d = (slice(b, q, "mu_d", 0)?, slice(b, q, "logsig_d", z)?);
-            let prior = (slice(b, feats, "mu_p", 0)?, slice(b, feats, "logsig_p", z)?);
-            b.g.reparam_kl_ladder(&p, d, prior, sampling, i as u32)?
-        } else {
-            // mu and logsig are read from the two blocks' outputs in place.
-            b.g.reparam_kl_packed(&p, q, feats, z, sampling, i as u32)?
+        let slice =
+            |b: &mut Builder, t, part: &str, from| b.g.slice_channels(&format!("{p}.{part}"), t, from, from + z);
+        let level = match (source, q) {
+            (LevelSource::Posterior(sampling), Some(q)) if merge => {
+                let d = (slice(b, q, "mu_d", 0)?, slice(b, q, "logsig_d", z)?);
+                let prior = (slice(b, feats, "mu_p", 0)?, slice(b, feats, "logsig_p", z)?);
+                let (zt, kl) = b.g.reparam_kl_ladder(&p, d, prior, sampling, i as u32)?;
+                Level {
+                    kl: Some(kl),
+                    posterior: Some(PosteriorParts::Merged { d, p: prior }),
+                    ..Level::drawn(zt)
+                }
+            }
+            (LevelSource::Posterior(sampling), Some(q)) => {
+                // mu and logsig are read from the two blocks' outputs in place.
+                let (zt, kl) = b.g.reparam_kl_packed(&p, q, feats, z, sampling, i as u32)?;
+                Level {
+                    kl: Some(kl),
+                    posterior: Some(PosteriorParts::Packed { q, zdim: z }),
+                    ..Level::drawn(zt)
+                }
+            }
+            (LevelSource::Prior { temperature }, _) => {
+                let prior = (slice(b, feats, "mu_p", 0)?, slice(b, feats, "logsig_p", z)?);
+                Level::drawn(b.g.prior_sample(&format!("{p}.z"), prior, temperature, i as u32)?)
+            }
+            _ => b.given_latent(&format!("{p}.z_given"), vec![batch, l.res, l.res, z]),
         };
-        xs.insert(l.res, b.level_output(&p, zt, x)?);
-        kl_per_level.push(kl);
+        xs.insert(l.res, b.level_output(&p, level.z, x)?);
+        levels.push(level);
     }
-    Ok((b.output_head(xs[&s])?, kl_per_level))
+    Ok((b.output_head(xs[&h.image_size])?, levels))
 }
 
 /// The values of a model's data inputs for uint8 images (see [`ModelGraph::input_data`]).
@@ -341,57 +421,6 @@ pub fn param_values(
         values[*t] = Some(to_internal(spec, &weights[&spec.name].data));
     }
     Ok(values)
-}
-
-/// The unconditional sampler (official `forward_uncond`): every level draws z
-/// from its prior at `temperature`, and the output is sampled from the mixture
-/// (DMoL) or is the Bernoulli means.
-pub struct SamplerGraph {
-    pub graph: Graph,
-    pub params: Vec<(ParamSpec, TensorId)>,
-    /// Images NHWC: in [-1, 1] (DMoL samples) or in [0, 1] (Bernoulli means).
-    pub samples: TensorId,
-    pub likelihood: Likelihood,
-}
-
-/// Builds the sampler for `n` images.
-pub fn build_sampler(h: &HParams, n: usize, temperature: f32) -> Result<SamplerGraph> {
-    if n == 0 {
-        return Err(Error::Input("the number of samples must be at least 1".into()));
-    }
-    if !(temperature.is_finite() && temperature >= 0.0) {
-        return Err(Error::Input(format!(
-            "temperature must be a finite number ≥ 0, got {temperature}"
-        )));
-    }
-    let (mut b, params) = Builder::with_params(h)?;
-    let out = if h.is_mlp() {
-        ladder::build_generator(&mut b, h, n, temperature)?
-    } else {
-        let mut xs = b.decoder_start(h, n)?;
-        for (i, l) in h.decoder_layers()?.iter().enumerate() {
-            let p = format!("decoder.dec_blocks.{i}");
-            let w = h.width_at(l.res);
-            let x = b.level_input(&p, l, w, &xs, n)?;
-            let (mu_p, logsig_p, x) = b.prior(&p, x, h.zdim)?;
-            let zt =
-                b.g.prior_sample(&format!("{p}.z"), (mu_p, logsig_p), temperature, i as u32)?;
-            xs.insert(l.res, b.level_output(&p, zt, x)?);
-        }
-        b.output_head(xs[&h.image_size])?
-    };
-    let levels = h.latent_levels()? as u32;
-    let samples = match h.likelihood {
-        Likelihood::Dmol => b.g.dmol_sample("samples", out, h.image_channels, h.low_bit, levels)?,
-        Likelihood::Bernoulli => b.g.bernoulli_mean("samples", out)?,
-    };
-    b.g.outputs.push(samples);
-    Ok(SamplerGraph {
-        graph: b.g,
-        params,
-        samples,
-        likelihood: h.likelihood,
-    })
 }
 
 impl ModelGraph {

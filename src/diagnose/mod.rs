@@ -1,0 +1,7 @@
+//! What each level of the hierarchy does: partial reconstructions,
+//! interpolation, encodings, active units, distortion by depth and the
+//! `vdvae diagnose` report with its plots. Every function runs on the GPU or
+//! on the CPU reference path ([`Device`](crate::model::evaluate::Device)).
+
+pub mod reconstruct;
+pub mod report;

@@ -1,0 +1,93 @@
+//! A forward-only graph with a checkpoint's weights on a device (the GPU or
+//! the CPU reference), run again and again with new inputs.
+
+use super::evaluate::Device;
+use super::params::ParamSpec;
+use super::vdvae::param_values;
+use crate::checkpoint::NamedTensors;
+use crate::error::{Error, Result};
+use crate::graph::cpu::{self, Noise, Values};
+use crate::graph::gpu::GpuGraph;
+use crate::graph::{Graph, TensorId};
+
+pub struct Forward<'d> {
+    device: Device<'d>,
+    pub graph: Graph,
+    gpu: Option<GpuGraph>,
+    values: Values,
+    seed: u64,
+}
+
+impl<'d> Forward<'d> {
+    /// The graph with `weights` (official names, checked against `params`)
+    /// written once; `seed` keys the noise of every run.
+    pub fn new(
+        device: Device<'d>,
+        graph: Graph,
+        params: &[(ParamSpec, TensorId)],
+        weights: &NamedTensors,
+        seed: u64,
+    ) -> Result<Forward<'d>> {
+        let values = param_values(&graph, params, weights, "checkpoint")?;
+        let gpu = match device {
+            Device::Gpu(ctx) => {
+                let gpu = GpuGraph::build(ctx, &graph, seed, None)?;
+                gpu.write_values(ctx, &graph, &values)?;
+                Some(gpu)
+            }
+            Device::Cpu => None,
+        };
+        Ok(Forward {
+            device,
+            graph,
+            gpu,
+            values,
+            seed,
+        })
+    }
+
+    /// Sets an input for the next runs.
+    pub fn set(&mut self, t: TensorId, data: Vec<f32>) -> Result<()> {
+        let info = &self.graph.tensors[t];
+        if data.len() != info.numel() {
+            return Err(Error::Input(format!(
+                "{}: {} values for shape {:?}",
+                info.name,
+                data.len(),
+                info.shape
+            )));
+        }
+        match (self.device, &self.gpu) {
+            (Device::Gpu(ctx), Some(gpu)) => gpu.write(ctx, &self.graph, t, &data),
+            _ => {
+                self.values[t] = Some(data);
+                Ok(())
+            }
+        }
+    }
+
+    /// Runs the graph with noise step `step`.
+    pub fn run(&mut self, step: u32) -> Result<()> {
+        match (self.device, &self.gpu) {
+            (Device::Gpu(ctx), Some(gpu)) => gpu.run(ctx, step),
+            _ => cpu::run(
+                &self.graph,
+                &mut self.values,
+                Noise {
+                    seed: self.seed,
+                    step: step as u64,
+                },
+            ),
+        }
+    }
+
+    /// A tensor's values after the last run (it must be one of the graph's outputs).
+    pub fn read(&self, t: TensorId) -> Result<Vec<f32>> {
+        match (self.device, &self.gpu) {
+            (Device::Gpu(ctx), Some(gpu)) => gpu.read(ctx, t),
+            _ => self.values[t]
+                .clone()
+                .ok_or_else(|| Error::Shape(format!("{} was not computed", self.graph.tensors[t].name))),
+        }
+    }
+}
