@@ -2,15 +2,22 @@
 
 use std::process::ExitCode;
 
+mod cli;
+
 use clap::{Parser, Subcommand, ValueEnum};
+use cli::args::{device_of, DataArgs, DeviceArg, ModelArgs, OptionalData, PrecisionArg};
+use cli::diagnostics::{
+    run_diagnose, run_encode, run_interpolate, run_reconstruct, DiagnoseArgs, EncodeArgs, InterpolateArgs,
+    ReconstructArgs,
+};
 use vdvae::check::{format_table, CaseSize, Checker};
 use vdvae::checkpoint;
 use vdvae::data::{read_images, DataFormat};
 use vdvae::gpu::{list_adapters, measure_fma_ceiling, quiet_display_probe_when_headless, AdapterChoice, GpuContext};
-use vdvae::graph::{Precision, Sampling};
-use vdvae::model::evaluate::{evaluate, fit_images, gradient, Device, EvalInput};
+use vdvae::graph::Precision;
+use vdvae::model::evaluate::{evaluate, fit_images, gradient};
 use vdvae::model::importance::importance_weighted;
-use vdvae::model::preprocess::{fixed_binary_images, Normalization, CIFAR10, MNIST};
+use vdvae::model::preprocess::{CIFAR10, MNIST};
 use vdvae::model::sample::{sample_images, write_grid_png, FixedLevels};
 use vdvae::model::temperature::Temperatures;
 use vdvae::model::{preset, report::plan_training, HParams, PRESETS};
@@ -153,6 +160,28 @@ enum Command {
         #[arg(long, value_enum, default_value_t = DeviceArg::Gpu)]
         device: DeviceArg,
     },
+    /// Inputs beside their reconstructions: per row, the top K levels from the posterior
+    /// mean and the rest from the prior (--levels K1,K2,...)
+    Reconstruct {
+        #[command(flatten)]
+        args: ReconstructArgs,
+    },
+    /// A strip from one image to another: level L's latent moves between the two posterior
+    /// means, the levels above keep the first image's, the levels below come from the prior
+    Interpolate {
+        #[command(flatten)]
+        args: InterpolateArgs,
+    },
+    /// Every level's posterior mean and standard deviation of each image, to safetensors
+    Encode {
+        #[command(flatten)]
+        args: EncodeArgs,
+    },
+    /// Per-level KL, active units and distortion by depth: DIR/report.json and PNG plots
+    Diagnose {
+        #[command(flatten)]
+        args: DiagnoseArgs,
+    },
     /// Where a training step's time and FLOPs go: per kernel GPU time, FLOPs, bytes, rates and
     /// share of the FMA ceiling; for the step model FLOPs, pipelined wall time, MFU and GPU-busy time
     Profile {
@@ -175,57 +204,6 @@ enum Command {
     },
 }
 
-/// `--precision f32|f16`.
-#[derive(clap::Args, Clone, Copy)]
-struct PrecisionArg {
-    /// Storage of the activations: f16 halves the memory of the forward activations kept
-    /// for the backward pass (kernels compute in f32; weights, gradients, optimizer state
-    /// and checkpoints stay f32); needs an adapter with SHADER_F16
-    #[arg(long = "precision", value_name = "PRECISION", value_enum, default_value_t = PrecisionValue::F32)]
-    value: PrecisionValue,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum PrecisionValue {
-    F32,
-    F16,
-}
-
-impl PrecisionArg {
-    fn get(self) -> Precision {
-        match self.value {
-            PrecisionValue::F32 => Precision::F32,
-            PrecisionValue::F16 => Precision::F16,
-        }
-    }
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum DeviceArg {
-    /// The chosen GPU adapter
-    Gpu,
-    /// The plain-Rust reference path (slow, exact)
-    Cpu,
-}
-
-impl DeviceArg {
-    /// The GPU context, when the device is the GPU.
-    fn open(self, choice: &AdapterChoice) -> vdvae::Result<Option<GpuContext>> {
-        Ok(match self {
-            DeviceArg::Gpu => Some(GpuContext::new(choice)?),
-            DeviceArg::Cpu => None,
-        })
-    }
-}
-
-/// The device a command runs on: the opened GPU, or the CPU reference.
-fn device_of(ctx: &Option<GpuContext>) -> Device<'_> {
-    match ctx {
-        Some(ctx) => Device::Gpu(ctx),
-        None => Device::Cpu,
-    }
-}
-
 #[derive(clap::Args)]
 struct ProfileArgs {
     #[command(flatten)]
@@ -246,162 +224,6 @@ struct ProfileArgs {
     precision: PrecisionArg,
 }
 
-/// A checkpoint on a dataset (shared by eval and grad).
-#[derive(clap::Args)]
-struct DataArgs {
-    #[command(flatten)]
-    model: ModelArgs,
-    /// Weights: safetensors with the official state_dict names
-    #[arg(long)]
-    checkpoint: String,
-    /// Image file (CIFAR-10 binary batch, MNIST IDX, or .npy uint8 [N,H,W(,C)])
-    #[arg(long)]
-    data: String,
-    #[arg(long, value_enum)]
-    format: DataFormat,
-    /// Use z = mu_q at every level (deterministic) instead of sampling
-    #[arg(long)]
-    posterior_mean: bool,
-    #[arg(long, value_enum, default_value_t = DeviceArg::Gpu)]
-    device: DeviceArg,
-    /// Seed of the posterior noise
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Seed of the fixed binarization of the data (Bernoulli models)
-    #[arg(long, default_value_t = 0)]
-    binarize_seed: u64,
-    /// Only the first N images of the file
-    #[arg(long, value_name = "N")]
-    limit: Option<usize>,
-    /// Input normalisation mean [default: CIFAR-10's 120.63838, MNIST's 33.318 for --format mnist]
-    #[arg(long)]
-    data_mean: Option<f32>,
-    /// Input normalisation std [default: CIFAR-10's 64.16736, MNIST's 78.567 for --format mnist]
-    #[arg(long)]
-    data_std: Option<f32>,
-    #[command(flatten)]
-    precision: PrecisionArg,
-}
-
-impl DataArgs {
-    fn normalization(&self) -> Normalization {
-        normalization(Some(self.format), self.data_mean, self.data_std)
-    }
-
-    fn sampling(&self) -> Sampling {
-        if self.posterior_mean {
-            Sampling::PosteriorMean
-        } else {
-            Sampling::Posterior
-        }
-    }
-
-    fn input<'a>(
-        &self,
-        h: &'a HParams,
-        weights: &'a checkpoint::NamedTensors,
-        images: &'a vdvae::data::ImageSet,
-    ) -> EvalInput<'a> {
-        EvalInput {
-            h,
-            weights,
-            images,
-            norm: self.normalization(),
-            sampling: self.sampling(),
-            seed: self.seed,
-            binarize_seed: self.binarize_seed,
-            precision: self.precision.get(),
-        }
-    }
-
-    fn device(&self, choice: &AdapterChoice) -> vdvae::Result<Option<GpuContext>> {
-        self.device.open(choice)
-    }
-
-    /// Config, weights and images, each checked.
-    fn load(&self) -> vdvae::Result<(HParams, checkpoint::NamedTensors, vdvae::data::ImageSet)> {
-        let h = self.model.load()?;
-        let weights = checkpoint::load(&self.checkpoint)?;
-        let mut images = read_images(&self.data, self.format)?;
-        if let Some(n) = self.limit {
-            if n == 0 {
-                return Err(vdvae::Error::Input("--limit must be at least 1".into()));
-            }
-            images = images.first(n);
-        }
-        let images = fit_images(&h, images)?;
-        Ok((h, weights, images))
-    }
-}
-
-/// Images for a command that may read a dataset (e.g. a reference image).
-#[derive(clap::Args)]
-struct OptionalData {
-    /// Image file (CIFAR-10 binary batch, MNIST IDX, or .npy uint8 [N,H,W(,C)])
-    #[arg(long, requires = "format")]
-    data: Option<String>,
-    #[arg(long, value_enum)]
-    format: Option<DataFormat>,
-    /// Input normalisation mean [default: CIFAR-10's 120.63838, MNIST's 33.318 for --format mnist]
-    #[arg(long)]
-    data_mean: Option<f32>,
-    /// Input normalisation std [default: CIFAR-10's 64.16736, MNIST's 78.567 for --format mnist]
-    #[arg(long)]
-    data_std: Option<f32>,
-    /// Seed of the fixed binarization of the data (Bernoulli models)
-    #[arg(long, default_value_t = 0)]
-    binarize_seed: u64,
-}
-
-impl OptionalData {
-    fn normalization(&self) -> Normalization {
-        normalization(self.format, self.data_mean, self.data_std)
-    }
-
-    /// The images fitted to the model (binarized once for a Bernoulli model).
-    fn load(&self, h: &HParams) -> vdvae::Result<vdvae::data::ImageSet> {
-        let (Some(path), Some(format)) = (&self.data, self.format) else {
-            return Err(vdvae::Error::Input("this needs --data FILE --format F".into()));
-        };
-        let images = fit_images(h, read_images(path, format)?)?;
-        Ok(fixed_binary_images(h.likelihood, images, self.binarize_seed))
-    }
-}
-
-/// The normalisation of a data format, with the flags' overrides.
-fn normalization(format: Option<DataFormat>, mean: Option<f32>, std: Option<f32>) -> Normalization {
-    let base = if format == Some(DataFormat::Mnist) {
-        MNIST
-    } else {
-        CIFAR10
-    };
-    Normalization {
-        mean: mean.unwrap_or(base.mean),
-        std: std.unwrap_or(base.std),
-    }
-}
-
-#[derive(clap::Args)]
-#[group(required = true, multiple = false)]
-struct ModelArgs {
-    /// A named configuration
-    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(PRESETS))]
-    preset: Option<String>,
-    /// A JSON file of official VDVAE hyperparameters (width, zdim, enc_blocks, ...)
-    #[arg(long)]
-    config: Option<String>,
-}
-
-impl ModelArgs {
-    fn load(&self) -> vdvae::Result<HParams> {
-        match (&self.preset, &self.config) {
-            (Some(p), _) => preset(p),
-            (None, Some(c)) => HParams::from_json_file(c),
-            (None, None) => unreachable!("clap requires --preset or --config"),
-        }
-    }
-}
-
 fn main() -> ExitCode {
     // Before any thread starts: it may set an environment variable.
     quiet_display_probe_when_headless();
@@ -417,6 +239,10 @@ fn main() -> ExitCode {
             precision,
         } => plan(&choice, &model, batch, memory_budget, precision.get()),
         Command::Profile { args } => profile(&choice, &args),
+        Command::Reconstruct { args } => run_reconstruct(&choice, &args),
+        Command::Interpolate { args } => run_interpolate(&choice, &args),
+        Command::Encode { args } => run_encode(&choice, &args),
+        Command::Diagnose { args } => run_diagnose(&choice, &args),
         Command::Sample {
             model,
             checkpoint,

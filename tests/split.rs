@@ -397,7 +397,7 @@ fn split_samplers_draw_the_same_noise() {
         ..preset("mnist-tiny").unwrap()
     };
     let prior = vec![LevelSource::Prior { temperature: 0.8 }; h.latent_levels().unwrap()];
-    let s = build_conditional(&h, 3, &prior).unwrap();
+    let s = build_conditional(&h, 3, &prior, false).unwrap();
     let values = param_values(&s.graph, &s.params, &init_weights(&h, 4).unwrap(), "init").unwrap();
     let sample = |options| {
         let gpu = GpuGraph::build_with(&ctx, &s.graph, 21, None, options).unwrap();

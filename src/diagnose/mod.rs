@@ -3,5 +3,10 @@
 //! `vdvae diagnose` report with its plots. Every function runs on the GPU or
 //! on the CPU reference path ([`Device`](crate::model::evaluate::Device)).
 
+pub mod active_units;
+pub mod analyse;
+pub mod depth;
+pub mod encode;
+pub mod interpolate;
 pub mod reconstruct;
 pub mod report;

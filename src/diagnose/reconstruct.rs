@@ -29,7 +29,7 @@ pub fn reconstruct(
     let mut rows = Vec::with_capacity(ks.len());
     for &k in ks {
         let sources = posterior_then_prior(levels, k, temperatures)?;
-        let mut c = Conditional::new(device, h, weights, images.n, &sources, seed)?;
+        let mut c = Conditional::new(device, h, weights, images.n, &sources, false, seed)?;
         if k > 0 {
             c.set_images(images, norm)?;
         }

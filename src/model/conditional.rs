@@ -42,10 +42,17 @@ pub struct ConditionalSpec {
     pub image: (usize, usize),
 }
 
-/// Builds the forward graph of `h` for `batch` images, level l's z from `sources[l]`.
-pub fn build_conditional(h: &HParams, batch: usize, sources: &[LevelSource]) -> Result<ConditionalGraph> {
+/// Builds the forward graph of `h` for `batch` images, level l's z from
+/// `sources[l]`. It reads images (and gives their NLL) when `with_data` or
+/// when a level reads the posterior.
+pub fn build_conditional(
+    h: &HParams,
+    batch: usize,
+    sources: &[LevelSource],
+    with_data: bool,
+) -> Result<ConditionalGraph> {
     let (mut b, params) = Builder::with_params(h)?;
-    let reads_data = sources.iter().any(|s| s.reads_data());
+    let reads_data = with_data || sources.iter().any(|s| s.reads_data());
     let data = if reads_data {
         Some(b.data_input(h, batch)?)
     } else {
@@ -104,16 +111,18 @@ pub struct Conditional<'d> {
 }
 
 impl<'d> Conditional<'d> {
-    /// Builds the graph for `batch` images and writes the weights to the device.
+    /// Builds the graph for `batch` images (see [`build_conditional`]) and
+    /// writes the weights to the device.
     pub fn new(
         device: Device<'d>,
         h: &HParams,
         weights: &NamedTensors,
         batch: usize,
         sources: &[LevelSource],
+        with_data: bool,
         seed: u64,
     ) -> Result<Conditional<'d>> {
-        let c = build_conditional(h, batch, sources)?;
+        let c = build_conditional(h, batch, sources, with_data)?;
         let forward = Forward::new(device, c.graph, &c.params, weights, seed)?;
         Ok(Conditional { spec: c.spec, forward })
     }

@@ -37,7 +37,7 @@ pub fn sample_images(
     }
     let k = fixed.map_or(0, |f| f.levels);
     let sources = posterior_then_prior(h.latent_levels()?, k, temperatures)?;
-    let mut c = Conditional::new(device, h, weights, n, &sources, seed)?;
+    let mut c = Conditional::new(device, h, weights, n, &sources, false, seed)?;
     if let Some(f) = fixed.filter(|f| f.levels > 0) {
         if f.reference.n != 1 {
             return Err(Error::Input("--reference names one image".into()));

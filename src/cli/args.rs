@@ -1,0 +1,243 @@
+//! Command-line arguments shared by several commands: the model, a
+//! checkpoint on a dataset, the device and the activation precision.
+
+use vdvae::checkpoint;
+use vdvae::data::{read_images, DataFormat, ImageSet};
+use vdvae::gpu::{AdapterChoice, GpuContext};
+use vdvae::graph::{Precision, Sampling};
+use vdvae::model::evaluate::{fit_images, Device, EvalInput};
+use vdvae::model::preprocess::{fixed_binary_images, Normalization, CIFAR10, MNIST};
+use vdvae::model::{preset, HParams, PRESETS};
+
+/// `--precision f32|f16`.
+#[derive(clap::Args, Clone, Copy)]
+pub struct PrecisionArg {
+    /// Storage of the activations: f16 halves the memory of the forward activations kept
+    /// for the backward pass (kernels compute in f32; weights, gradients, optimizer state
+    /// and checkpoints stay f32); needs an adapter with SHADER_F16
+    #[arg(long = "precision", value_name = "PRECISION", value_enum, default_value_t = PrecisionValue::F32)]
+    pub value: PrecisionValue,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PrecisionValue {
+    F32,
+    F16,
+}
+
+impl PrecisionArg {
+    pub fn get(self) -> Precision {
+        match self.value {
+            PrecisionValue::F32 => Precision::F32,
+            PrecisionValue::F16 => Precision::F16,
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeviceArg {
+    /// The chosen GPU adapter
+    Gpu,
+    /// The plain-Rust reference path (slow, exact)
+    Cpu,
+}
+
+impl DeviceArg {
+    /// The GPU context, when the device is the GPU.
+    pub fn open(self, choice: &AdapterChoice) -> vdvae::Result<Option<GpuContext>> {
+        Ok(match self {
+            DeviceArg::Gpu => Some(GpuContext::new(choice)?),
+            DeviceArg::Cpu => None,
+        })
+    }
+}
+
+/// The device a command runs on: the opened GPU, or the CPU reference.
+pub fn device_of(ctx: &Option<GpuContext>) -> Device<'_> {
+    match ctx {
+        Some(ctx) => Device::Gpu(ctx),
+        None => Device::Cpu,
+    }
+}
+
+/// A checkpoint on a dataset: what every command that reads images through a model takes.
+#[derive(clap::Args)]
+pub struct CheckpointOnData {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Weights: safetensors with the official state_dict names
+    #[arg(long)]
+    pub checkpoint: String,
+    /// Image file (CIFAR-10 binary batch, MNIST IDX, or .npy uint8 [N,H,W(,C)])
+    #[arg(long)]
+    pub data: String,
+    #[arg(long, value_enum)]
+    pub format: DataFormat,
+    #[arg(long, value_enum, default_value_t = DeviceArg::Gpu)]
+    pub device: DeviceArg,
+    /// Seed of the posterior and prior noise
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Seed of the fixed binarization of the data (Bernoulli models)
+    #[arg(long, default_value_t = 0)]
+    pub binarize_seed: u64,
+    /// Input normalisation mean [default: CIFAR-10's 120.63838, MNIST's 33.318 for --format mnist]
+    #[arg(long)]
+    pub data_mean: Option<f32>,
+    /// Input normalisation std [default: CIFAR-10's 64.16736, MNIST's 78.567 for --format mnist]
+    #[arg(long)]
+    pub data_std: Option<f32>,
+}
+
+impl CheckpointOnData {
+    pub fn normalization(&self) -> Normalization {
+        normalization(Some(self.format), self.data_mean, self.data_std)
+    }
+
+    pub fn device(&self, choice: &AdapterChoice) -> vdvae::Result<Option<GpuContext>> {
+        self.device.open(choice)
+    }
+
+    /// Config, weights and the images (the first `limit`, fitted to the model), each checked.
+    pub fn load(&self, limit: Option<usize>) -> vdvae::Result<(HParams, checkpoint::NamedTensors, ImageSet)> {
+        let h = self.model.load()?;
+        let weights = checkpoint::load(&self.checkpoint)?;
+        let mut images = read_images(&self.data, self.format)?;
+        if let Some(n) = limit {
+            if n == 0 {
+                return Err(vdvae::Error::Input("--limit must be at least 1".into()));
+            }
+            images = images.first(n);
+        }
+        let images = fit_images(&h, images)?;
+        Ok((h, weights, images))
+    }
+
+    /// [`CheckpointOnData::load`] with a Bernoulli model's images binarized
+    /// once, each keyed by `--binarize-seed` and its index in the file.
+    pub fn load_fixed(&self, limit: Option<usize>) -> vdvae::Result<(HParams, checkpoint::NamedTensors, ImageSet)> {
+        let (h, weights, images) = self.load(limit)?;
+        let images = fixed_binary_images(h.likelihood, images, self.binarize_seed);
+        Ok((h, weights, images))
+    }
+}
+
+/// A checkpoint on a dataset, as eval and grad take it.
+#[derive(clap::Args)]
+pub struct DataArgs {
+    #[command(flatten)]
+    pub base: CheckpointOnData,
+    /// Use z = mu_q at every level (deterministic) instead of sampling
+    #[arg(long)]
+    pub posterior_mean: bool,
+    /// Only the first N images of the file
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    #[command(flatten)]
+    pub precision: PrecisionArg,
+}
+
+impl DataArgs {
+    pub fn sampling(&self) -> Sampling {
+        if self.posterior_mean {
+            Sampling::PosteriorMean
+        } else {
+            Sampling::Posterior
+        }
+    }
+
+    pub fn input<'a>(
+        &self,
+        h: &'a HParams,
+        weights: &'a checkpoint::NamedTensors,
+        images: &'a ImageSet,
+    ) -> EvalInput<'a> {
+        EvalInput {
+            h,
+            weights,
+            images,
+            norm: self.base.normalization(),
+            sampling: self.sampling(),
+            seed: self.base.seed,
+            binarize_seed: self.base.binarize_seed,
+            precision: self.precision.get(),
+        }
+    }
+
+    pub fn device(&self, choice: &AdapterChoice) -> vdvae::Result<Option<GpuContext>> {
+        self.base.device(choice)
+    }
+
+    /// Config, weights and images, each checked.
+    pub fn load(&self) -> vdvae::Result<(HParams, checkpoint::NamedTensors, ImageSet)> {
+        self.base.load(self.limit)
+    }
+}
+
+/// Images for a command that may read a dataset (e.g. a reference image).
+#[derive(clap::Args)]
+pub struct OptionalData {
+    /// Image file (CIFAR-10 binary batch, MNIST IDX, or .npy uint8 [N,H,W(,C)])
+    #[arg(long, requires = "format")]
+    pub data: Option<String>,
+    #[arg(long, value_enum)]
+    pub format: Option<DataFormat>,
+    /// Input normalisation mean [default: CIFAR-10's 120.63838, MNIST's 33.318 for --format mnist]
+    #[arg(long)]
+    pub data_mean: Option<f32>,
+    /// Input normalisation std [default: CIFAR-10's 64.16736, MNIST's 78.567 for --format mnist]
+    #[arg(long)]
+    pub data_std: Option<f32>,
+    /// Seed of the fixed binarization of the data (Bernoulli models)
+    #[arg(long, default_value_t = 0)]
+    pub binarize_seed: u64,
+}
+
+impl OptionalData {
+    pub fn normalization(&self) -> Normalization {
+        normalization(self.format, self.data_mean, self.data_std)
+    }
+
+    /// The images fitted to the model (binarized once for a Bernoulli model).
+    pub fn load(&self, h: &HParams) -> vdvae::Result<ImageSet> {
+        let (Some(path), Some(format)) = (&self.data, self.format) else {
+            return Err(vdvae::Error::Input("this needs --data FILE --format F".into()));
+        };
+        let images = fit_images(h, read_images(path, format)?)?;
+        Ok(fixed_binary_images(h.likelihood, images, self.binarize_seed))
+    }
+}
+
+/// The normalisation of a data format, with the flags' overrides.
+pub fn normalization(format: Option<DataFormat>, mean: Option<f32>, std: Option<f32>) -> Normalization {
+    let base = if format == Some(DataFormat::Mnist) {
+        MNIST
+    } else {
+        CIFAR10
+    };
+    Normalization {
+        mean: mean.unwrap_or(base.mean),
+        std: std.unwrap_or(base.std),
+    }
+}
+
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct ModelArgs {
+    /// A named configuration
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(PRESETS))]
+    pub preset: Option<String>,
+    /// A JSON file of official VDVAE hyperparameters (width, zdim, enc_blocks, ...)
+    #[arg(long)]
+    pub config: Option<String>,
+}
+
+impl ModelArgs {
+    pub fn load(&self) -> vdvae::Result<HParams> {
+        match (&self.preset, &self.config) {
+            (Some(p), _) => preset(p),
+            (None, Some(c)) => HParams::from_json_file(c),
+            (None, None) => unreachable!("clap requires --preset or --config"),
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! The command-line interface's pieces beside `main.rs`.
+
+pub mod args;
+pub mod diagnostics;

@@ -1,0 +1,119 @@
+//! `vdvae diagnose`: per-level KL and active units from the posterior-mean
+//! pass, and distortion by depth for every k.
+
+use super::active_units::ActiveUnits;
+use super::depth::{depth_point, DepthTotals};
+use super::encode::posterior_passes;
+use super::report::{DiagnoseReport, LevelReport, ACTIVE_THRESHOLD};
+use crate::checkpoint::NamedTensors;
+use crate::data::ImageSet;
+use crate::error::Result;
+use crate::model::config::{LadderForm, ModelKind};
+use crate::model::evaluate::Device;
+use crate::model::preprocess::Normalization;
+use crate::model::HParams;
+
+/// What `diagnose` runs on.
+pub struct DiagnoseInput<'a> {
+    pub h: &'a HParams,
+    pub weights: &'a NamedTensors,
+    /// Fitted to the model; binarized for a Bernoulli model.
+    pub images: &'a ImageSet,
+    pub norm: Normalization,
+    pub batch: usize,
+    /// Prior temperature of the levels below k in the distortion by depth.
+    pub temperature: f32,
+    pub seed: u64,
+}
+
+/// The whole report. `progress` is told each finished stage (`done`, `of`).
+pub fn diagnose(
+    device: Device<'_>,
+    input: &DiagnoseInput<'_>,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<DiagnoseReport> {
+    let DiagnoseInput {
+        h,
+        weights,
+        images,
+        norm,
+        batch,
+        temperature,
+        seed,
+    } = *input;
+    let levels = h.latent_levels()?;
+    let stages = levels + 1;
+    // Every level from the posterior mean: KL per level, active units and the depth point k = levels.
+    let mut kl = vec![0f64; levels];
+    let mut active: Vec<Option<ActiveUnits>> = (0..levels).map(|_| None).collect();
+    let mut full = DepthTotals::default();
+    let shapes = posterior_passes(device, h, weights, images, norm, batch, seed, |pass| {
+        full.add(&pass.nll, &pass.kl);
+        for (l, ((mu, _), k)) in pass.posterior.iter().zip(&pass.kl).enumerate() {
+            kl[l] += k.iter().map(|&v| v as f64).sum::<f64>();
+            active[l]
+                .get_or_insert_with(|| ActiveUnits::new(mu.len() / pass.nll.len()))
+                .add(mu);
+        }
+        Ok(())
+    })?;
+    progress(1, stages);
+    let dims = images.image_len();
+    let mut depth = Vec::with_capacity(stages);
+    let temperatures = vec![temperature; levels];
+    for k in 0..levels {
+        depth.push(depth_point(
+            device,
+            h,
+            weights,
+            images,
+            norm,
+            batch,
+            k,
+            &temperatures,
+            seed,
+        )?);
+        progress(k + 2, stages);
+    }
+    depth.push(full.point(levels, dims)?);
+
+    let total: f64 = kl.iter().sum();
+    let n = images.n as f64;
+    let levels = shapes
+        .iter()
+        .zip(&kl)
+        .zip(&active)
+        .enumerate()
+        .map(|(l, ((shape, &kl), a))| {
+            let a = a.as_ref().expect("every level was counted");
+            let active_units = a.active(ACTIVE_THRESHOLD);
+            LevelReport {
+                level: l,
+                resolution: shape[0],
+                units: a.units(),
+                kl_nats_per_image: kl / n,
+                kl_bits_per_dim: kl / n / dims as f64 / std::f64::consts::LN_2,
+                rate_share: if total > 0.0 { kl / total } else { 0.0 },
+                active_units,
+                active_fraction: active_units as f64 / a.units() as f64,
+            }
+        })
+        .collect();
+    Ok(DiagnoseReport {
+        model: model_name(h),
+        images: images.n,
+        dims,
+        levels,
+        active_threshold: ACTIVE_THRESHOLD,
+        depth_temperature: temperature,
+        depth,
+    })
+}
+
+fn model_name(h: &HParams) -> String {
+    match (h.model, h.ladder_form) {
+        (ModelKind::Vdvae, _) => "vdvae".into(),
+        (ModelKind::Ladder, LadderForm::Mlp) => "ladder (mlp)".into(),
+        (ModelKind::Ladder, LadderForm::Conv) => "ladder (conv)".into(),
+    }
+}

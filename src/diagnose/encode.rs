@@ -1,0 +1,146 @@
+//! `vdvae encode`: every level's posterior (mean and standard deviation) of
+//! each image, along the posterior-mean path (each level's z is its posterior
+//! mean, so a level's posterior is conditioned on the means above it).
+
+use crate::checkpoint::{NamedTensors, Tensor};
+use crate::data::ImageSet;
+use crate::error::{Error, Result};
+use crate::graph::Sampling;
+use crate::model::conditional::Conditional;
+use crate::model::evaluate::Device;
+use crate::model::levels::LevelSource;
+use crate::model::preprocess::Normalization;
+use crate::model::HParams;
+
+/// One batch's pass with every level from its posterior mean: per-image NLL,
+/// and per level the per-image KL and the posterior `(mu, log sigma)`, NHWC.
+pub struct PosteriorPass {
+    pub first_image: usize,
+    pub nll: Vec<f32>,
+    pub kl: Vec<Vec<f32>>,
+    pub posterior: Vec<(Vec<f32>, Vec<f32>)>,
+}
+
+/// Runs the posterior-mean pass over `images` in batches of `batch`, handing
+/// each batch to `visit`. Returns each level's latent shape per image `[H, W, C]`.
+#[allow(clippy::too_many_arguments)]
+pub fn posterior_passes(
+    device: Device<'_>,
+    h: &HParams,
+    weights: &NamedTensors,
+    images: &ImageSet,
+    norm: Normalization,
+    batch: usize,
+    seed: u64,
+    mut visit: impl FnMut(PosteriorPass) -> Result<()>,
+) -> Result<Vec<Vec<usize>>> {
+    if images.n == 0 {
+        return Err(Error::Input("the dataset holds no images".into()));
+    }
+    let levels = h.latent_levels()?;
+    let sources = vec![LevelSource::Posterior(Sampling::PosteriorMean); levels];
+    let batch = batch.clamp(1, images.n);
+    let mut graph: Option<Conditional<'_>> = None;
+    let mut start = 0;
+    let mut shapes = Vec::new();
+    while start < images.n {
+        let n = batch.min(images.n - start);
+        if graph.as_ref().is_none_or(|c| c.spec.batch != n) {
+            graph = Some(Conditional::new(device, h, weights, n, &sources, true, seed)?);
+        }
+        let c = graph.as_mut().expect("just built");
+        c.set_images(&images.range(start, n), norm)?;
+        c.run(0)?;
+        shapes = (0..levels).map(|l| c.latent_shape(l)[1..].to_vec()).collect();
+        let mut pass = PosteriorPass {
+            first_image: start,
+            nll: c.nll()?,
+            kl: Vec::with_capacity(levels),
+            posterior: Vec::with_capacity(levels),
+        };
+        for l in 0..levels {
+            pass.kl.push(c.kl(l)?.expect("every level reads the posterior"));
+            pass.posterior
+                .push(c.posterior(l)?.expect("every level reads the posterior"));
+        }
+        visit(pass)?;
+        start += n;
+    }
+    Ok(shapes)
+}
+
+/// The name of level `l`'s tensors in an encoding file: `level.00.mean`, `level.00.std`.
+pub fn level_name(l: usize, what: &str) -> String {
+    format!("level.{l:02}.{what}")
+}
+
+/// Every level's posterior mean and standard deviation of every image, as
+/// tensors named by level ([`level_name`]), in PyTorch's layout: `[N, C, H, W]`
+/// (an MLP level: `[N, C]`).
+#[allow(clippy::too_many_arguments)]
+pub fn encode(
+    device: Device<'_>,
+    h: &HParams,
+    weights: &NamedTensors,
+    images: &ImageSet,
+    norm: Normalization,
+    batch: usize,
+    seed: u64,
+) -> Result<NamedTensors> {
+    let levels = h.latent_levels()?;
+    let mut mean = vec![Vec::new(); levels];
+    let mut std = vec![Vec::new(); levels];
+    let shapes = posterior_passes(device, h, weights, images, norm, batch, seed, |pass| {
+        for (l, (mu, logsig)) in pass.posterior.into_iter().enumerate() {
+            mean[l].extend(mu);
+            std[l].extend(logsig.into_iter().map(f32::exp));
+        }
+        Ok(())
+    })?;
+    let mut out = NamedTensors::new();
+    for (l, shape) in shapes.iter().enumerate() {
+        let [hh, ww, c] = shape[..] else {
+            unreachable!("a latent is [N, H, W, C]")
+        };
+        let torch_shape = if h.is_mlp() {
+            vec![images.n, c]
+        } else {
+            vec![images.n, c, hh, ww]
+        };
+        for (what, values) in [("mean", &mean[l]), ("std", &std[l])] {
+            out.insert(
+                level_name(l, what),
+                Tensor {
+                    shape: torch_shape.clone(),
+                    data: nhwc_to_nchw(values, images.n, hh * ww, c),
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// `[N, HW, C]` to `[N, C, HW]`.
+fn nhwc_to_nchw(x: &[f32], n: usize, hw: usize, c: usize) -> Vec<f32> {
+    let mut out = vec![0.0; x.len()];
+    for i in 0..n {
+        for p in 0..hw {
+            for k in 0..c {
+                out[(i * c + k) * hw + p] = x[(i * hw + p) * c + k];
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channels_move_before_pixels() {
+        // 1 image, 2 pixels, 3 channels: [p0c0, p0c1, p0c2, p1c0, ...].
+        let x = [0.0, 1.0, 2.0, 10.0, 11.0, 12.0];
+        assert_eq!(nhwc_to_nchw(&x, 1, 2, 3), vec![0.0, 10.0, 1.0, 11.0, 2.0, 12.0]);
+    }
+}
