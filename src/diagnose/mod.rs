@@ -3,5 +3,6 @@
 //! `vdvae diagnose` report with its plots. Every function runs on the GPU or
 //! on the CPU reference path ([`Device`](crate::model::evaluate::Device)).
 
+pub mod plots;
 pub mod reconstruct;
 pub mod report;
