@@ -7,6 +7,7 @@ use super::args::{device_of, CheckpointOnData};
 use vdvae::diagnose::analyse::{diagnose, DiagnoseInput};
 use vdvae::diagnose::encode::encode;
 use vdvae::diagnose::interpolate::{interpolate, Interpolation};
+use vdvae::diagnose::plots::write_plots;
 use vdvae::diagnose::reconstruct::reconstruct;
 use vdvae::gpu::AdapterChoice;
 use vdvae::model::sample::write_rows_png;
@@ -231,7 +232,9 @@ pub fn run_diagnose(choice: &AdapterChoice, a: &DiagnoseArgs) -> vdvae::Result<E
             d.k, d.distortion_nats_per_dim, d.rate_nats_per_dim, d.elbo_nats_per_dim
         );
     }
-    println!("wrote {path}");
+    let plots = write_plots(&report, std::path::Path::new(&a.out))?;
+    let plots: Vec<String> = plots.iter().map(|p| p.display().to_string()).collect();
+    println!("wrote {path} and {}", plots.join(", "));
     Ok(ExitCode::SUCCESS)
 }
 

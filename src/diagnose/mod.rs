@@ -8,5 +8,6 @@ pub mod analyse;
 pub mod depth;
 pub mod encode;
 pub mod interpolate;
+pub mod plots;
 pub mod reconstruct;
 pub mod report;
