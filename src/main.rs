@@ -128,37 +128,7 @@ enum Command {
     /// levels fixed to a reference image's posterior (--fix-levels K --reference I --data F)
     Sample {
         #[command(flatten)]
-        model: ModelArgs,
-        /// Weights: safetensors with the official state_dict names (e.g. a run's model-ema.safetensors)
-        #[arg(long)]
-        checkpoint: String,
-        /// Number of images
-        #[arg(long, default_value_t = 16)]
-        n: usize,
-        /// Prior temperature (official: logsig_p += ln t; 0 gives the prior means): one value, or
-        /// one per level top first (0.9,0.9,0.8), or T:N for N levels (1.0:16,0.8); the last
-        /// value holds for the levels left
-        #[arg(long, default_value = "1.0", value_name = "T[,T|T:N...]", allow_hyphen_values = true)]
-        temperature: Temperatures,
-        /// Fix the top K levels to the posterior mean of the --reference image
-        #[arg(long, value_name = "K", requires = "reference")]
-        fix_levels: Option<usize>,
-        /// Index of the reference image in --data (from 0)
-        #[arg(long, value_name = "INDEX", requires_all = ["fix_levels", "data"])]
-        reference: Option<usize>,
-        #[command(flatten)]
-        data: OptionalData,
-        /// Seed of the prior and pixel noise
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Images per row of the grid [default: about the square root of n]
-        #[arg(long)]
-        cols: Option<usize>,
-        /// Output PNG (written atomically)
-        #[arg(long, default_value = "samples.png")]
-        out: String,
-        #[arg(long, value_enum, default_value_t = DeviceArg::Gpu)]
-        device: DeviceArg,
+        args: SampleArgs,
     },
     /// Inputs beside their reconstructions: per row, the top K levels from the posterior
     /// mean and the rest from the prior (--levels K1,K2,...)
@@ -243,34 +213,7 @@ fn main() -> ExitCode {
         Command::Interpolate { args } => run_interpolate(&choice, &args),
         Command::Encode { args } => run_encode(&choice, &args),
         Command::Diagnose { args } => run_diagnose(&choice, &args),
-        Command::Sample {
-            model,
-            checkpoint,
-            n,
-            temperature,
-            fix_levels,
-            reference,
-            data,
-            seed,
-            cols,
-            out,
-            device,
-        } => sample(
-            &choice,
-            &SampleArgs {
-                model,
-                checkpoint,
-                n,
-                temperature,
-                fix_levels,
-                reference,
-                data,
-                seed,
-                cols,
-                out,
-                device,
-            },
-        ),
+        Command::Sample { args } => sample(&choice, &args),
         Command::Train {
             preset,
             config,
@@ -642,17 +585,39 @@ fn profile(choice: &AdapterChoice, a: &ProfileArgs) -> vdvae::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+#[derive(clap::Args)]
 struct SampleArgs {
+    #[command(flatten)]
     model: ModelArgs,
+    /// Weights: safetensors with the official state_dict names (e.g. a run's model-ema.safetensors)
+    #[arg(long)]
     checkpoint: String,
+    /// Number of images
+    #[arg(long, default_value_t = 16)]
     n: usize,
+    /// Prior temperature (official: logsig_p += ln t; 0 gives the prior means): one value, or
+    /// one per level top first (0.9,0.9,0.8), or T:N for N levels (1.0:16,0.8); the last
+    /// value holds for the levels left
+    #[arg(long, default_value = "1.0", value_name = "T[,T|T:N...]", allow_hyphen_values = true)]
     temperature: Temperatures,
+    /// Fix the top K levels to the posterior mean of the --reference image
+    #[arg(long, value_name = "K", requires = "reference")]
     fix_levels: Option<usize>,
+    /// Index of the reference image in --data (from 0)
+    #[arg(long, value_name = "INDEX", requires_all = ["fix_levels", "data"])]
     reference: Option<usize>,
+    #[command(flatten)]
     data: OptionalData,
+    /// Seed of the prior and pixel noise
+    #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Images per row of the grid [default: about the square root of n]
+    #[arg(long)]
     cols: Option<usize>,
+    /// Output PNG (written atomically)
+    #[arg(long, default_value = "samples.png")]
     out: String,
+    #[arg(long, value_enum, default_value_t = DeviceArg::Gpu)]
     device: DeviceArg,
 }
 

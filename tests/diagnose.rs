@@ -7,14 +7,14 @@ mod common;
 use common::assert_close;
 use vdvae::checkpoint::NamedTensors;
 use vdvae::data::{bundled_mnist, ImageSet};
-use vdvae::diagnose::analyse::{diagnose, DiagnoseInput};
+use vdvae::diagnose::analyse::diagnose;
 use vdvae::diagnose::encode::{encode, level_name};
 use vdvae::diagnose::interpolate::{interpolate, Interpolation};
 use vdvae::diagnose::reconstruct::reconstruct;
 use vdvae::diagnose::report::DiagnoseReport;
 use vdvae::gpu::GpuContext;
 use vdvae::graph::{Precision, Sampling};
-use vdvae::model::conditional::Conditional;
+use vdvae::model::conditional::{BatchRun, Conditional};
 use vdvae::model::evaluate::{evaluate, fit_images, Device, EvalInput};
 use vdvae::model::init::init_weights;
 use vdvae::model::levels::{posterior_then_prior, LevelSource};
@@ -40,17 +40,26 @@ fn images(h: &HParams, n: usize) -> ImageSet {
     fixed_binary_images(h.likelihood, fit_images(h, bundled_mnist().first(n)).unwrap(), 3)
 }
 
-fn diagnose_on(device: Device<'_>, h: &HParams, weights: &NamedTensors, images: &ImageSet) -> DiagnoseReport {
-    let input = DiagnoseInput {
+/// The images in batches of 3 on `device`.
+fn batches<'a, 'd>(
+    device: Device<'d>,
+    h: &'a HParams,
+    weights: &'a NamedTensors,
+    images: &'a ImageSet,
+) -> BatchRun<'a, 'd> {
+    BatchRun {
+        device,
         h,
         weights,
         images,
         norm: MNIST,
         batch: 3,
-        temperature: 1.0,
         seed: 9,
-    };
-    diagnose(device, &input, |_, _| {}).unwrap()
+    }
+}
+
+fn diagnose_on(device: Device<'_>, h: &HParams, weights: &NamedTensors, images: &ImageSet) -> DiagnoseReport {
+    diagnose(&batches(device, h, weights, images), 1.0, |_, _| {}).unwrap()
 }
 
 /// Each unit's population variance over images of an encoding `[N, ...]`, by a plain two-pass sum.
@@ -85,7 +94,7 @@ fn a_level_whose_posterior_is_its_prior_has_no_active_units_and_no_kl() {
     assert_eq!((top.units, top.active_units), (2, 0), "{top:?}");
     assert!(top.kl_nats_per_image.abs() < 1e-6, "{top:?}");
     // The other levels' counts are those of their encodings' variances.
-    let encoded = encode(Device::Gpu(&ctx), &h, &weights, &images, MNIST, 5, 9).unwrap();
+    let encoded = encode(&batches(Device::Gpu(&ctx), &h, &weights, &images)).unwrap();
     for level in &report.levels {
         let v = variances(&encoded[&level_name(level.level, "mean")]);
         let want = v.iter().filter(|&&v| v > 0.01).count();
@@ -318,7 +327,7 @@ fn every_command_gives_the_same_on_the_gpu_and_the_cpu() {
         };
         assert_close(&format!("{name}: interpolate"), &strip(gpu), &strip(cpu), 1e-4, 1e-4);
 
-        let enc = |d| encode(d, &h, &weights, &images, MNIST, 3, 1).unwrap();
+        let enc = |d| encode(&batches(d, &h, &weights, &images)).unwrap();
         let (g, c) = (enc(gpu), enc(cpu));
         assert_eq!(g.keys().collect::<Vec<_>>(), c.keys().collect::<Vec<_>>());
         assert_eq!(g.len(), 2 * levels);

@@ -5,6 +5,7 @@ use vdvae::checkpoint;
 use vdvae::data::{read_images, DataFormat, ImageSet};
 use vdvae::gpu::{AdapterChoice, GpuContext};
 use vdvae::graph::{Precision, Sampling};
+use vdvae::model::conditional::BatchRun;
 use vdvae::model::evaluate::{fit_images, Device, EvalInput};
 use vdvae::model::preprocess::{fixed_binary_images, Normalization, CIFAR10, MNIST};
 use vdvae::model::{preset, HParams, PRESETS};
@@ -111,6 +112,26 @@ impl CheckpointOnData {
         }
         let images = fit_images(&h, images)?;
         Ok((h, weights, images))
+    }
+
+    /// The images' batches on the device, `batch` [default: the config's n_batch] at a time.
+    pub fn batch_run<'a, 'd>(
+        &self,
+        ctx: &'d Option<GpuContext>,
+        h: &'a HParams,
+        weights: &'a checkpoint::NamedTensors,
+        images: &'a ImageSet,
+        batch: Option<usize>,
+    ) -> BatchRun<'a, 'd> {
+        BatchRun {
+            device: device_of(ctx),
+            h,
+            weights,
+            images,
+            norm: self.normalization(),
+            batch: batch.unwrap_or(h.n_batch),
+            seed: self.seed,
+        }
     }
 
     /// [`CheckpointOnData::load`] with a Bernoulli model's images binarized

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use super::args::{device_of, CheckpointOnData};
-use vdvae::diagnose::analyse::{diagnose, DiagnoseInput};
+use vdvae::diagnose::analyse::diagnose;
 use vdvae::diagnose::encode::encode;
 use vdvae::diagnose::interpolate::{interpolate, Interpolation};
 use vdvae::diagnose::plots::write_plots;
@@ -134,9 +134,7 @@ pub struct EncodeArgs {
 pub fn run_encode(choice: &AdapterChoice, a: &EncodeArgs) -> vdvae::Result<ExitCode> {
     let (h, weights, images) = a.base.load_fixed(a.limit)?;
     let ctx = a.base.device(choice)?;
-    let batch = a.batch.unwrap_or(h.n_batch);
-    let norm = a.base.normalization();
-    let tensors = encode(device_of(&ctx), &h, &weights, &images, norm, batch, a.base.seed)?;
+    let tensors = encode(&a.base.batch_run(&ctx, &h, &weights, &images, a.batch))?;
     let metadata = [
         ("levels".to_string(), h.latent_levels()?.to_string()),
         ("images".to_string(), images.n.to_string()),
@@ -180,22 +178,14 @@ pub fn run_diagnose(choice: &AdapterChoice, a: &DiagnoseArgs) -> vdvae::Result<E
     let (h, weights, images) = a.base.load_fixed(Some(a.limit))?;
     let ctx = a.base.device(choice)?;
     create_dir(&a.out)?;
-    let input = DiagnoseInput {
-        h: &h,
-        weights: &weights,
-        images: &images,
-        norm: a.base.normalization(),
-        batch: a.batch.unwrap_or(h.n_batch),
-        temperature: a.temperature,
-        seed: a.base.seed,
-    };
+    let run = a.base.batch_run(&ctx, &h, &weights, &images, a.batch);
     let bar = indicatif::ProgressBar::new(0).with_style(
         indicatif::ProgressStyle::with_template(
             "diagnose {bar:40} {pos}/{len} passes over the images [{elapsed_precise}<{eta_precise}]",
         )
         .expect("a valid progress template"),
     );
-    let report = diagnose(device_of(&ctx), &input, |done, of| {
+    let report = diagnose(&run, a.temperature, |done, of| {
         bar.set_length(of as u64);
         bar.set_position(done as u64);
     })?;

@@ -5,49 +5,27 @@ use super::active_units::ActiveUnits;
 use super::depth::{depth_point, DepthTotals};
 use super::encode::posterior_passes;
 use super::report::{DiagnoseReport, LevelReport, ACTIVE_THRESHOLD};
-use crate::checkpoint::NamedTensors;
-use crate::data::ImageSet;
 use crate::error::Result;
+use crate::model::conditional::BatchRun;
 use crate::model::config::{LadderForm, ModelKind};
-use crate::model::evaluate::Device;
-use crate::model::preprocess::Normalization;
 use crate::model::HParams;
 
-/// What `diagnose` runs on.
-pub struct DiagnoseInput<'a> {
-    pub h: &'a HParams,
-    pub weights: &'a NamedTensors,
-    /// Fitted to the model; binarized for a Bernoulli model.
-    pub images: &'a ImageSet,
-    pub norm: Normalization,
-    pub batch: usize,
-    /// Prior temperature of the levels below k in the distortion by depth.
-    pub temperature: f32,
-    pub seed: u64,
-}
-
-/// The whole report. `progress` is told each finished stage (`done`, `of`).
+/// The whole report over the images of `run`; `temperature` is the prior's
+/// for the levels below k in the distortion by depth. `progress` is told each
+/// finished pass over the images (`done`, `of`).
 pub fn diagnose(
-    device: Device<'_>,
-    input: &DiagnoseInput<'_>,
+    run: &BatchRun<'_, '_>,
+    temperature: f32,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<DiagnoseReport> {
-    let DiagnoseInput {
-        h,
-        weights,
-        images,
-        norm,
-        batch,
-        temperature,
-        seed,
-    } = *input;
+    let (h, images) = (run.h, run.images);
     let levels = h.latent_levels()?;
     let stages = levels + 1;
     // Every level from the posterior mean: KL per level, active units and the depth point k = levels.
     let mut kl = vec![0f64; levels];
     let mut active: Vec<Option<ActiveUnits>> = (0..levels).map(|_| None).collect();
     let mut full = DepthTotals::default();
-    let shapes = posterior_passes(device, h, weights, images, norm, batch, seed, |pass| {
+    let shapes = posterior_passes(run, |pass| {
         full.add(&pass.nll, &pass.kl);
         for (l, ((mu, _), k)) in pass.posterior.iter().zip(&pass.kl).enumerate() {
             kl[l] += k.iter().map(|&v| v as f64).sum::<f64>();
@@ -62,17 +40,7 @@ pub fn diagnose(
     let mut depth = Vec::with_capacity(stages);
     let temperatures = vec![temperature; levels];
     for k in 0..levels {
-        depth.push(depth_point(
-            device,
-            h,
-            weights,
-            images,
-            norm,
-            batch,
-            k,
-            &temperatures,
-            seed,
-        )?);
+        depth.push(depth_point(run, k, &temperatures)?);
         progress(k + 2, stages);
     }
     depth.push(full.point(levels, dims)?);

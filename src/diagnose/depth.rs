@@ -3,14 +3,9 @@
 //! adds to the reconstruction, and at what rate.
 
 use super::report::DepthPoint;
-use crate::checkpoint::NamedTensors;
-use crate::data::ImageSet;
 use crate::error::{Error, Result};
-use crate::model::conditional::Conditional;
-use crate::model::evaluate::Device;
+use crate::model::conditional::{over_batches, BatchRun};
 use crate::model::levels::posterior_then_prior;
-use crate::model::preprocess::Normalization;
-use crate::model::HParams;
 
 /// Sums over images of the NLL and of each level's KL, turned into a [`DepthPoint`].
 #[derive(Default)]
@@ -46,40 +41,14 @@ impl DepthTotals {
 }
 
 /// The [`DepthPoint`] of `k` levels from the posterior mean, the rest from the
-/// prior at `temperatures` (one per level), over `images` in batches of `batch`.
-/// A Bernoulli model's images should come binarized
-/// ([`fixed_binary_images`](crate::model::preprocess::fixed_binary_images)).
-#[allow(clippy::too_many_arguments)]
-pub fn depth_point(
-    device: Device<'_>,
-    h: &HParams,
-    weights: &NamedTensors,
-    images: &ImageSet,
-    norm: Normalization,
-    batch: usize,
-    k: usize,
-    temperatures: &[f32],
-    seed: u64,
-) -> Result<DepthPoint> {
-    if images.n == 0 {
-        return Err(Error::Input("the dataset holds no images".into()));
-    }
-    let sources = posterior_then_prior(h.latent_levels()?, k, temperatures)?;
-    let batch = batch.clamp(1, images.n);
+/// prior at `temperatures` (one per level), over the images of `run`.
+pub fn depth_point(run: &BatchRun<'_, '_>, k: usize, temperatures: &[f32]) -> Result<DepthPoint> {
+    let sources = posterior_then_prior(run.h.latent_levels()?, k, temperatures)?;
     let mut totals = DepthTotals::default();
-    let mut graph: Option<Conditional<'_>> = None;
-    let mut start = 0;
-    while start < images.n {
-        let n = batch.min(images.n - start);
-        if graph.as_ref().is_none_or(|c| c.spec.batch != n) {
-            graph = Some(Conditional::new(device, h, weights, n, &sources, true, seed)?);
-        }
-        let c = graph.as_mut().expect("just built");
-        c.set_images(&images.range(start, n), norm)?;
-        c.run((start / batch) as u32)?;
+    over_batches(run, &sources, |c, _| {
         let kl = (0..k).map(|l| c.kl(l)).collect::<Result<Vec<_>>>()?;
         totals.add(&c.nll()?, &kl.into_iter().flatten().collect::<Vec<_>>());
-        start += n;
-    }
-    totals.point(k, images.image_len())
+        Ok(())
+    })?;
+    totals.point(k, run.images.image_len())
 }

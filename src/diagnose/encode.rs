@@ -3,14 +3,10 @@
 //! mean, so a level's posterior is conditioned on the means above it).
 
 use crate::checkpoint::{NamedTensors, Tensor};
-use crate::data::ImageSet;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::graph::Sampling;
-use crate::model::conditional::Conditional;
-use crate::model::evaluate::Device;
+use crate::model::conditional::{over_batches, BatchRun};
 use crate::model::levels::LevelSource;
-use crate::model::preprocess::Normalization;
-use crate::model::HParams;
 
 /// One batch's pass with every level from its posterior mean: per-image NLL,
 /// and per level the per-image KL and the posterior `(mu, log sigma)`, NHWC.
@@ -21,39 +17,19 @@ pub struct PosteriorPass {
     pub posterior: Vec<(Vec<f32>, Vec<f32>)>,
 }
 
-/// Runs the posterior-mean pass over `images` in batches of `batch`, handing
-/// each batch to `visit`. Returns each level's latent shape per image `[H, W, C]`.
-#[allow(clippy::too_many_arguments)]
+/// Runs the posterior-mean pass over the images of `run`, handing each batch
+/// to `visit`. Returns each level's latent shape per image `[H, W, C]`.
 pub fn posterior_passes(
-    device: Device<'_>,
-    h: &HParams,
-    weights: &NamedTensors,
-    images: &ImageSet,
-    norm: Normalization,
-    batch: usize,
-    seed: u64,
+    run: &BatchRun<'_, '_>,
     mut visit: impl FnMut(PosteriorPass) -> Result<()>,
 ) -> Result<Vec<Vec<usize>>> {
-    if images.n == 0 {
-        return Err(Error::Input("the dataset holds no images".into()));
-    }
-    let levels = h.latent_levels()?;
+    let levels = run.h.latent_levels()?;
     let sources = vec![LevelSource::Posterior(Sampling::PosteriorMean); levels];
-    let batch = batch.clamp(1, images.n);
-    let mut graph: Option<Conditional<'_>> = None;
-    let mut start = 0;
     let mut shapes = Vec::new();
-    while start < images.n {
-        let n = batch.min(images.n - start);
-        if graph.as_ref().is_none_or(|c| c.spec.batch != n) {
-            graph = Some(Conditional::new(device, h, weights, n, &sources, true, seed)?);
-        }
-        let c = graph.as_mut().expect("just built");
-        c.set_images(&images.range(start, n), norm)?;
-        c.run(0)?;
+    over_batches(run, &sources, |c, first_image| {
         shapes = (0..levels).map(|l| c.latent_shape(l)[1..].to_vec()).collect();
         let mut pass = PosteriorPass {
-            first_image: start,
+            first_image,
             nll: c.nll()?,
             kl: Vec::with_capacity(levels),
             posterior: Vec::with_capacity(levels),
@@ -63,9 +39,8 @@ pub fn posterior_passes(
             pass.posterior
                 .push(c.posterior(l)?.expect("every level reads the posterior"));
         }
-        visit(pass)?;
-        start += n;
-    }
+        visit(pass)
+    })?;
     Ok(shapes)
 }
 
@@ -74,23 +49,15 @@ pub fn level_name(l: usize, what: &str) -> String {
     format!("level.{l:02}.{what}")
 }
 
-/// Every level's posterior mean and standard deviation of every image, as
-/// tensors named by level ([`level_name`]), in PyTorch's layout: `[N, C, H, W]`
-/// (an MLP level: `[N, C]`).
-#[allow(clippy::too_many_arguments)]
-pub fn encode(
-    device: Device<'_>,
-    h: &HParams,
-    weights: &NamedTensors,
-    images: &ImageSet,
-    norm: Normalization,
-    batch: usize,
-    seed: u64,
-) -> Result<NamedTensors> {
+/// Every level's posterior mean and standard deviation of every image of
+/// `run`, as tensors named by level ([`level_name`]), in PyTorch's layout:
+/// `[N, C, H, W]` (an MLP level: `[N, C]`).
+pub fn encode(run: &BatchRun<'_, '_>) -> Result<NamedTensors> {
+    let (h, images) = (run.h, run.images);
     let levels = h.latent_levels()?;
     let mut mean = vec![Vec::new(); levels];
     let mut std = vec![Vec::new(); levels];
-    let shapes = posterior_passes(device, h, weights, images, norm, batch, seed, |pass| {
+    let shapes = posterior_passes(run, |pass| {
         for (l, (mu, logsig)) in pass.posterior.into_iter().enumerate() {
             mean[l].extend(mu);
             std[l].extend(logsig.into_iter().map(f32::exp));

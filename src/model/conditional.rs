@@ -219,6 +219,55 @@ impl<'d> Conditional<'d> {
     }
 }
 
+/// What [`over_batches`] runs: a model with its weights on images.
+pub struct BatchRun<'a, 'd> {
+    pub device: Device<'d>,
+    pub h: &'a HParams,
+    pub weights: &'a NamedTensors,
+    /// Binarized for a Bernoulli model (see [`Conditional::set_images`]).
+    pub images: &'a ImageSet,
+    pub norm: Normalization,
+    pub batch: usize,
+    pub seed: u64,
+}
+
+/// Runs the conditional graph of `sources` over every image in batches (one
+/// graph per batch size, noise step = the batch's index) and hands each run
+/// to `visit` with the index of its first image.
+pub fn over_batches(
+    run: &BatchRun<'_, '_>,
+    sources: &[LevelSource],
+    mut visit: impl FnMut(&Conditional<'_>, usize) -> Result<()>,
+) -> Result<()> {
+    let images = run.images;
+    if images.n == 0 {
+        return Err(Error::Input("the dataset holds no images".into()));
+    }
+    let batch = run.batch.clamp(1, images.n);
+    let mut graph: Option<Conditional<'_>> = None;
+    let mut start = 0;
+    while start < images.n {
+        let n = batch.min(images.n - start);
+        if graph.as_ref().is_none_or(|c| c.spec.batch != n) {
+            graph = Some(Conditional::new(
+                run.device,
+                run.h,
+                run.weights,
+                n,
+                sources,
+                true,
+                run.seed,
+            )?);
+        }
+        let c = graph.as_mut().expect("just built");
+        c.set_images(&images.range(start, n), run.norm)?;
+        c.run((start / batch) as u32)?;
+        visit(c, start)?;
+        start += n;
+    }
+    Ok(())
+}
+
 /// Model images as uint8: DMoL samples with the official rounding (truncate
 /// `(x + 1) · 127.5`), Bernoulli means (the probability of a white pixel) as grey levels.
 pub fn to_u8(likelihood: Likelihood, x: &[f32]) -> Vec<u8> {

@@ -1,0 +1,203 @@
+//! The diagnostic commands end to end on a small model: what they write, and
+//! clear errors for requests the model cannot serve.
+
+use std::process::{Command, Output};
+
+fn vdvae(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vdvae")).args(args).output().unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn tmp(name: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("vdvae-cli-diagnostics-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name).to_string_lossy().into_owned()
+}
+
+/// `mnist-tiny` initial weights for one command (tests run in parallel, each writes its own).
+fn weights(command: &str) -> String {
+    let weights = tmp(&format!("{command}-init.safetensors"));
+    let h = vdvae::model::preset("mnist-tiny").unwrap();
+    vdvae::checkpoint::save(&weights, &vdvae::model::init::init_weights(&h, 2).unwrap(), None).unwrap();
+    weights
+}
+
+/// The model on the bundled MNIST images: the flags every command takes.
+fn model_flags(command: &str) -> Vec<String> {
+    let weights = weights(command);
+    let data = format!("{}/assets/mnist-1k-images-idx3-ubyte.gz", env!("CARGO_MANIFEST_DIR"));
+    [
+        "--preset",
+        "mnist-tiny",
+        "--checkpoint",
+        &weights,
+        "--data",
+        &data,
+        "--format",
+        "mnist",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn run(command: &str, extra: &[&str]) -> Output {
+    let flags = model_flags(command);
+    let mut args: Vec<&str> = vec![command];
+    args.extend(flags.iter().map(String::as_str));
+    args.extend(extra);
+    vdvae(&args)
+}
+
+/// A PNG's width and height.
+fn png_size(path: &str) -> (u32, u32) {
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+    let info = decoder.read_info().unwrap();
+    (info.info().width, info.info().height)
+}
+
+/// The size of a grid of 32x32 images with 2-pixel gutters.
+fn grid(cols: u32, rows: u32) -> (u32, u32) {
+    (cols * 34 + 2, rows * 34 + 2)
+}
+
+#[test]
+fn reconstruct_writes_the_inputs_and_a_row_per_k() {
+    let out_png = tmp("rec.png");
+    let out = run(
+        "reconstruct",
+        &[
+            "--images",
+            "0,1,2",
+            "--levels",
+            "0,3,9",
+            "--temperature",
+            "0.5",
+            "--out",
+            &out_png,
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(png_size(&out_png), grid(3, 4));
+    let out = run("reconstruct", &["--levels", "10", "--out", &out_png]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("9 latent levels"), "{}", stderr(&out));
+}
+
+#[test]
+fn interpolate_writes_one_strip_per_pair() {
+    let dir = tmp("interp");
+    let out = run(
+        "interpolate",
+        &[
+            "--level", "2", "--steps", "5", "--pair", "0,1", "--pair", "2,3", "--out", &dir,
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    for name in ["level2-0-1.png", "level2-2-3.png"] {
+        assert_eq!(png_size(&format!("{dir}/{name}")), grid(5, 1));
+    }
+    for (bad, says) in [
+        (vec!["--level", "9"], "0..=8"),
+        (vec!["--level", "1", "--pair", "0,1,2"], "two image indices"),
+        (vec!["--level", "1", "--pair", "0,5000"], "past the end"),
+        (vec!["--level", "1", "--steps", "1"], "at least 2"),
+    ] {
+        let mut args = bad.clone();
+        args.extend(["--out", &dir]);
+        let out = run("interpolate", &args);
+        assert!(!out.status.success(), "{bad:?}");
+        assert!(stderr(&out).contains(says), "{bad:?}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn encode_writes_every_levels_mean_and_std() {
+    let path = tmp("enc.safetensors");
+    let out = run("encode", &["--limit", "5", "--batch", "2", "--out", &path]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let tensors = vdvae::checkpoint::load(&path).unwrap();
+    assert_eq!(tensors.len(), 2 * 9);
+    // Level 0 is the 1x1 top; level 1 the first at 4x4 (mnist-tiny: zdim 4).
+    assert_eq!(tensors["level.00.mean"].shape, vec![5, 4, 1, 1]);
+    assert_eq!(tensors["level.01.std"].shape, vec![5, 4, 4, 4]);
+    assert!(tensors["level.01.std"].data.iter().all(|&s| s > 0.0));
+}
+
+#[test]
+fn diagnose_writes_a_report_and_three_plots() {
+    let dir = tmp("diag");
+    let out = run(
+        "diagnose",
+        &["--limit", "6", "--batch", "3", "--temperature", "0.5", "--out", &dir],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{dir}/report.json")).unwrap()).unwrap();
+    assert_eq!(report["images"], 6);
+    assert_eq!(report["levels"].as_array().unwrap().len(), 9);
+    assert_eq!(report["depth"].as_array().unwrap().len(), 10);
+    for key in [
+        "kl_nats_per_image",
+        "kl_bits_per_dim",
+        "rate_share",
+        "active_units",
+        "active_fraction",
+        "resolution",
+        "units",
+    ] {
+        assert!(
+            report["levels"][0].get(key).is_some(),
+            "no {key} in {}",
+            report["levels"][0]
+        );
+    }
+    for plot in ["kl_per_level.png", "active_units.png", "distortion_by_depth.png"] {
+        assert!(png_size(&format!("{dir}/{plot}")).0 > 100, "{plot}");
+    }
+}
+
+#[test]
+fn sample_fixes_the_top_levels_to_a_reference_image() {
+    let weights = weights("sample");
+    let data = format!("{}/assets/mnist-1k-images-idx3-ubyte.gz", env!("CARGO_MANIFEST_DIR"));
+    let png = tmp("fixed.png");
+    let base = [
+        "sample",
+        "--preset",
+        "mnist-tiny",
+        "--checkpoint",
+        &weights,
+        "--n",
+        "4",
+        "--out",
+        &png,
+    ];
+    let with = |extra: &[&str]| {
+        let mut args = base.to_vec();
+        args.extend(extra);
+        vdvae(&args)
+    };
+    let out = with(&[
+        "--fix-levels",
+        "3",
+        "--reference",
+        "7",
+        "--data",
+        &data,
+        "--format",
+        "mnist",
+        "--temperature",
+        "1.0:2,0.7",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(png_size(&png), grid(2, 2));
+    let out = with(&["--fix-levels", "3"]);
+    assert!(!out.status.success(), "--fix-levels without --reference");
+    let out = with(&["--temperature", "1.0:20"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("names 20 levels"), "{}", stderr(&out));
+}
