@@ -11,7 +11,6 @@ use crate::model::levels::LevelSource;
 /// One batch's pass with every level from its posterior mean: per-image NLL,
 /// and per level the per-image KL and the posterior `(mu, log sigma)`, NHWC.
 pub struct PosteriorPass {
-    pub first_image: usize,
     pub nll: Vec<f32>,
     pub kl: Vec<Vec<f32>>,
     pub posterior: Vec<(Vec<f32>, Vec<f32>)>,
@@ -26,10 +25,9 @@ pub fn posterior_passes(
     let levels = run.h.latent_levels()?;
     let sources = vec![LevelSource::Posterior(Sampling::PosteriorMean); levels];
     let mut shapes = Vec::new();
-    over_batches(run, &sources, |c, first_image| {
+    over_batches(run, &sources, |c, _| {
         shapes = (0..levels).map(|l| c.latent_shape(l)[1..].to_vec()).collect();
         let mut pass = PosteriorPass {
-            first_image,
             nll: c.nll()?,
             kl: Vec::with_capacity(levels),
             posterior: Vec::with_capacity(levels),
