@@ -123,6 +123,28 @@ enum Command {
         memory_budget: Option<usize>,
         #[command(flatten)]
         precision: PrecisionArg,
+        /// Write samples.png (16 samples of the EMA weights, 4x4) and reconstructions.png (the
+        /// first 8 training images above their reconstructions from the EMA weights' posterior
+        /// means) into the run directory every N steps of the run and at its end; 0 = never
+        #[arg(long, default_value_t = 500, value_name = "N")]
+        image_every: u32,
+        /// Prior temperature of the samples in samples.png: one value, or one per level top
+        /// first, or T:N for N levels (as sample --temperature)
+        #[arg(long, default_value = "0.8", value_name = "T[,T|T:N...]", allow_hyphen_values = true)]
+        image_temperature: Temperatures,
+        /// Held-out images: the EMA weights' ELBO on them goes to log.jsonl and above the
+        /// progress bar every --eval-every steps and at the end of the run
+        #[arg(long, value_name = "FILE")]
+        eval_data: Option<String>,
+        /// Format of --eval-data [default: --format, or mnist with the bundled data]
+        #[arg(long, value_enum, requires = "eval_data")]
+        eval_format: Option<DataFormat>,
+        /// Evaluate the held-out ELBO every N steps of the run (and at its end); 0 = only at the end
+        #[arg(long, default_value_t = 500, value_name = "N")]
+        eval_every: u32,
+        /// Evaluate on the first N images of --eval-data, in batches of --batch
+        #[arg(long, default_value_t = 1000, value_name = "N")]
+        eval_limit: usize,
     },
     /// Samples of a checkpoint as a PNG grid: every level drawn from its prior, or the top
     /// levels fixed to a reference image's posterior (--fix-levels K --reference I --data F)
@@ -227,6 +249,12 @@ fn main() -> ExitCode {
             seed,
             memory_budget,
             precision,
+            image_every,
+            image_temperature,
+            eval_data,
+            eval_format,
+            eval_every,
+            eval_limit,
         } => {
             let args = TrainArgs {
                 memory_budget,
@@ -242,6 +270,12 @@ fn main() -> ExitCode {
                 seed,
                 precision: precision.get(),
                 adapter: cli.adapter.clone(),
+                image_every,
+                image_temperature,
+                eval_data,
+                eval_format,
+                eval_every,
+                eval_limit,
             };
             train(&choice, &args)
         }
@@ -429,6 +463,12 @@ struct TrainArgs {
     memory_budget: Option<usize>,
     precision: Precision,
     adapter: Option<String>,
+    image_every: u32,
+    image_temperature: Temperatures,
+    eval_data: Option<String>,
+    eval_format: Option<DataFormat>,
+    eval_every: u32,
+    eval_limit: usize,
 }
 
 impl TrainArgs {
@@ -439,10 +479,10 @@ impl TrainArgs {
             Some(config) => flags.push(("config", config.clone())),
             None => flags.push(("preset", self.preset.clone())),
         }
+        let format_name = |f: DataFormat| f.to_possible_value().expect("no hidden formats").get_name().to_string();
         if let (Some(data), Some(format)) = (&self.data, self.format) {
-            let format = format.to_possible_value().expect("no hidden formats");
             flags.push(("data", data.clone()));
-            flags.push(("format", format.get_name().to_string()));
+            flags.push(("format", format_name(format)));
         }
         flags.push(("steps", steps.to_string()));
         if let Some(batch) = self.batch {
@@ -458,6 +498,16 @@ impl TrainArgs {
         }
         if self.precision != Precision::F32 {
             flags.push(("precision", self.precision.to_string()));
+        }
+        flags.push(("image-every", self.image_every.to_string()));
+        flags.push(("image-temperature", self.image_temperature.to_string()));
+        if let Some(eval_data) = &self.eval_data {
+            flags.push(("eval-data", eval_data.clone()));
+            if let Some(format) = self.eval_format {
+                flags.push(("eval-format", format_name(format)));
+            }
+            flags.push(("eval-every", self.eval_every.to_string()));
+            flags.push(("eval-limit", self.eval_limit.to_string()));
         }
         if let Some(adapter) = &self.adapter {
             flags.push(("adapter", adapter.clone()));
@@ -507,6 +557,23 @@ fn train(choice: &AdapterChoice, a: &TrainArgs) -> vdvae::Result<ExitCode> {
     };
     let images = fit_images(&h, images)?;
     let norm = if format == DataFormat::Mnist { MNIST } else { CIFAR10 };
+    // Flags are checked and held-out images read before any step, so a mistake costs no training.
+    if let Err(e) = a.image_temperature.per_level(h.latent_levels()?) {
+        return Err(vdvae::Error::Input(format!(
+            "--image-temperature {}: {e}",
+            a.image_temperature
+        )));
+    }
+    let eval_images = match &a.eval_data {
+        Some(path) => {
+            if a.eval_limit == 0 {
+                return Err(vdvae::Error::Input("--eval-limit must be at least 1".into()));
+            }
+            let images = read_images(path, a.eval_format.unwrap_or(format))?;
+            Some(fit_images(&h, images.first(a.eval_limit))?)
+        }
+        None => None,
+    };
     let name = a
         .config
         .as_deref()
@@ -525,6 +592,10 @@ fn train(choice: &AdapterChoice, a: &TrainArgs) -> vdvae::Result<ExitCode> {
         resume: a.resume,
         memory_budget: a.memory_budget,
         precision: a.precision,
+        image_every: a.image_every,
+        image_temperature: a.image_temperature.clone(),
+        eval_images,
+        eval_every: a.eval_every,
     };
     eprintln!(
         "training on {} ({} images, activations stored as {}), run directory {out_dir}",

@@ -13,6 +13,7 @@ const LAYERS: &[&[&str]] = &[
     &["ops"],
     &["graph"],
     &["model"],
+    &["diagnose"],
     &["train"],
 ];
 

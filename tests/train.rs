@@ -1,6 +1,7 @@
 //! `vdvae train` end to end on the bundled MNIST subset: the ELBO falls,
-//! checkpoints load, and a resumed run continues the step count; and the
-//! training loop's resident memory stays flat from step to step.
+//! checkpoints load, and a resumed run continues the step count; log lines
+//! carry their time, pictures and held-out evals of the EMA weights are
+//! written; and the training loop's resident memory stays flat from step to step.
 
 use std::process::Command;
 
@@ -51,6 +52,200 @@ fn training_lowers_the_elbo_and_resumes_where_it_stopped() {
     // The checkpoint is an official-layout state_dict that eval reads.
     let weights = vdvae::checkpoint::load(&format!("{dir}/model.safetensors")).unwrap();
     assert_eq!(weights["encoder.in_conv.weight"].shape, vec![16, 1, 3, 3]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn tmp_dir(name: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("vdvae-train-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir.to_string_lossy().into_owned()
+}
+
+fn bundled_data() -> String {
+    format!("{}/assets/mnist-1k-images-idx3-ubyte.gz", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Width and height of a PNG, decoded in full.
+fn png_size(path: &str) -> (u32, u32) {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut reader = png::Decoder::new(std::io::BufReader::new(file)).read_info().unwrap();
+    let mut pixels = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut pixels).unwrap();
+    (info.width, info.height)
+}
+
+/// Checks the pictures of a run on `size`x`size` images: 16 samples as a 4x4
+/// grid, 8 images above their reconstructions, 2-pixel gutters.
+fn assert_pictures(dir: &str, size: u32) {
+    let cell = size + 2;
+    assert_eq!(png_size(&format!("{dir}/samples.png")), (4 * cell + 2, 4 * cell + 2));
+    assert_eq!(
+        png_size(&format!("{dir}/reconstructions.png")),
+        (8 * cell + 2, 2 * cell + 2)
+    );
+}
+
+/// Fields of an RFC 3339 UTC time with milliseconds (`2026-11-29T16:04:05.123Z`).
+fn parse_time(t: &str) -> Option<[u32; 7]> {
+    let b = t.as_bytes();
+    let seps = [
+        (4, b'-'),
+        (7, b'-'),
+        (10, b'T'),
+        (13, b':'),
+        (16, b':'),
+        (19, b'.'),
+        (23, b'Z'),
+    ];
+    if b.len() != 24 || seps.iter().any(|&(i, c)| b[i] != c) {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| t[r].parse::<u32>().ok();
+    let f = [
+        num(0..4)?,
+        num(5..7)?,
+        num(8..10)?,
+        num(11..13)?,
+        num(14..16)?,
+        num(17..19)?,
+        num(20..23)?,
+    ];
+    let ok = (1..=12).contains(&f[1]) && (1..=31).contains(&f[2]) && f[3] < 24 && f[4] < 60 && f[5] < 60;
+    ok.then_some(f)
+}
+
+#[test]
+fn a_run_logs_times_and_draws_pictures_and_held_out_evals_of_its_ema_weights() {
+    let dir = tmp_dir("look");
+    let data = bundled_data();
+    let out = vdvae(&[
+        "train",
+        "--preset",
+        "mnist-tiny",
+        "--batch",
+        "4",
+        "--steps",
+        "3",
+        "--image-every",
+        "2",
+        "--eval-data",
+        &data,
+        "--eval-format",
+        "mnist",
+        "--eval-every",
+        "2",
+        "--eval-limit",
+        "8",
+        "--out",
+        &dir,
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("step 2: held-out ELBO"), "{stderr}");
+    assert_pictures(&dir, 32);
+
+    let log = log_lines(&dir);
+    let (evals, steps): (Vec<_>, Vec<_>) = log.iter().partition(|v| v.get("eval").is_some());
+    assert_eq!(steps.len(), 3, "one line per step");
+    let mut previous = None;
+    for s in &steps {
+        let time = s["time"].as_str().unwrap();
+        let fields = parse_time(time).unwrap_or_else(|| panic!("time {time:?}"));
+        assert!(previous <= Some(fields), "times go forward: {log:?}");
+        previous = Some(fields);
+        assert!(s["step_seconds"].as_f64().unwrap() > 0.0, "{s}");
+        assert!(s["elbo"].as_f64().is_some(), "the step's keys stay: {s}");
+    }
+    let levels = preset("mnist-tiny").unwrap().latent_levels().unwrap();
+    let eval_steps: Vec<u64> = evals.iter().map(|v| v["step"].as_u64().unwrap()).collect();
+    assert_eq!(eval_steps, [2, 3], "after 2 steps and at the end");
+    for e in &evals {
+        assert!(parse_time(e["time"].as_str().unwrap()).is_some(), "{e}");
+        assert_eq!(e["eval"]["images"].as_u64(), Some(8), "--eval-limit 8");
+        assert_eq!(e["eval"]["kl_per_level"].as_array().unwrap().len(), levels);
+    }
+
+    // The last eval is `vdvae eval` of the final EMA checkpoint.
+    let out = vdvae(&[
+        "eval",
+        "--preset",
+        "mnist-tiny",
+        "--checkpoint",
+        &format!("{dir}/model-ema.safetensors"),
+        "--data",
+        &data,
+        "--format",
+        "mnist",
+        "--limit",
+        "8",
+        "--batch",
+        "4",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let last = &evals[1]["eval"];
+    for key in ["elbo_nats_per_dim", "elbo_nats_per_image", "distortion", "rate"] {
+        let (logged, evaluated) = (last[key].as_f64().unwrap(), r[key].as_f64().unwrap());
+        assert!(
+            (logged - evaluated).abs() <= 1e-5 * evaluated.abs(),
+            "{key}: logged {logged}, vdvae eval {evaluated}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_ladder_vae_run_draws_both_pictures() {
+    let dir = tmp_dir("ladder-look");
+    let out = vdvae(&[
+        "train",
+        "--preset",
+        "ladder-mnist",
+        "--batch",
+        "8",
+        "--steps",
+        "2",
+        "--image-every",
+        "1",
+        "--out",
+        &dir,
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_pictures(&dir, 28);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_bad_eval_file_fails_before_any_step() {
+    let dir = tmp_dir("bad-eval");
+    let corrupt = format!("{dir}-corrupt.gz");
+    std::fs::write(&corrupt, b"\x1f\x8b not gzip at all").unwrap();
+    for file in ["/no/such/held-out.gz", corrupt.as_str()] {
+        let out = vdvae(&[
+            "train",
+            "--preset",
+            "mnist-tiny",
+            "--batch",
+            "4",
+            "--steps",
+            "2",
+            "--eval-data",
+            file,
+            "--eval-format",
+            "mnist",
+            "--out",
+            &dir,
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(stderr.contains(file), "{stderr}");
+        assert!(
+            !std::path::Path::new(&format!("{dir}/log.jsonl")).exists(),
+            "no step ran: {stderr}"
+        );
+    }
+    let _ = std::fs::remove_file(&corrupt);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

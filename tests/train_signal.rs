@@ -14,27 +14,45 @@ fn run_dir(name: &str) -> String {
     dir.to_string_lossy().into_owned()
 }
 
+/// Picture and held-out eval flags of the runs, which a resume command must carry.
+const LOOK_FLAGS: [[&str; 2]; 5] = [
+    ["--image-every", "1000"],
+    ["--image-temperature", "0.7"],
+    ["--eval-format", "mnist"],
+    ["--eval-every", "1000"],
+    ["--eval-limit", "8"],
+];
+
+fn eval_data() -> String {
+    format!("{}/assets/mnist-1k-images-idx3-ubyte.gz", env!("CARGO_MANIFEST_DIR"))
+}
+
 /// A long training run in `dir`, with a checkpoint every `save_every` steps.
 fn start_training(dir: &str, save_every: u32) -> Child {
     Command::new(env!("CARGO_BIN_EXE_vdvae"))
         .args(["train", "--preset", "mnist-tiny", "--batch", "8", "--steps", "100000"])
         .args(["--save-every", &save_every.to_string(), "--out", dir])
+        .args(LOOK_FLAGS.iter().flatten())
+        .args(["--eval-data", &eval_data()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
 }
 
-fn log_steps(dir: &str) -> Vec<u64> {
+/// The `step` of each line of the log: steps, or evals with `eval`.
+fn logged(dir: &str, eval: bool) -> Vec<u64> {
     std::fs::read_to_string(format!("{dir}/log.jsonl"))
         .unwrap_or_default()
         .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
-                .as_u64()
-                .unwrap()
-        })
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v.get("eval").is_some() == eval)
+        .map(|v| v["step"].as_u64().unwrap())
         .collect()
+}
+
+fn log_steps(dir: &str) -> Vec<u64> {
+    logged(dir, false)
 }
 
 fn wait_for_steps(child: &mut Child, dir: &str, steps: usize) {
@@ -128,12 +146,21 @@ fn stop_then_resume(signal: libc::c_int, name: &str) {
     let mut args: Vec<&str> = line.split_whitespace().collect();
     assert_eq!(args[0], env!("CARGO_BIN_EXE_vdvae"));
     assert!(args.contains(&"--resume") && args.contains(&dir.as_str()), "{line}");
+    let data = eval_data();
+    for flag in LOOK_FLAGS.iter().chain([&["--eval-data", data.as_str()]]) {
+        assert!(args.windows(2).any(|w| w == flag), "{flag:?} in {line}");
+    }
     let steps_at = args.iter().position(|a| *a == "--steps").unwrap() + 1;
     assert_eq!(args[steps_at], (100_000 - iteration).to_string(), "{line}");
     args[steps_at] = "2";
     let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(&log_steps(&dir)[iteration as usize..], &[iteration, iteration + 1]);
+    assert_eq!(
+        logged(&dir, true),
+        [iteration + 2],
+        "the resumed run evaluates at its end"
+    );
     assert_eq!(checkpoint_iteration(&dir), iteration + 2);
     let _ = std::fs::remove_dir_all(&dir);
 }

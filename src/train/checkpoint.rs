@@ -47,17 +47,30 @@ impl StagedRun {
     }
 }
 
+fn official(spec: &ParamSpec, data: Vec<f32>) -> Tensor {
+    Tensor {
+        shape: spec.shape.clone(),
+        data: to_official(spec, &data),
+    }
+}
+
+/// The EMA weights on the GPU, in official names and layouts (what
+/// `model-ema.safetensors` holds).
+pub fn read_ema_weights(ctx: &GpuContext, m: &ModelGraph, gpu: &GpuGraph) -> Result<NamedTensors> {
+    m.params
+        .iter()
+        .map(|(spec, t)| Ok((spec.name.clone(), official(spec, gpu.read_ema(ctx, *t)?))))
+        .collect()
+}
+
 /// Writes weights, EMA and optimizer state of `gpu` to temporary files in `dir`.
 pub fn stage_run(ctx: &GpuContext, dir: &str, h: &HParams, m: &ModelGraph, gpu: &GpuGraph) -> Result<StagedRun> {
     let state = gpu.optimizer_state(ctx)?;
-    let (mut weights, mut ema, mut opt) = (NamedTensors::new(), NamedTensors::new(), NamedTensors::new());
+    let (mut weights, mut opt) = (NamedTensors::new(), NamedTensors::new());
+    let ema = read_ema_weights(ctx, m, gpu)?;
     for (spec, t) in &m.params {
-        let official = |data: Vec<f32>| Tensor {
-            shape: spec.shape.clone(),
-            data: to_official(spec, &data),
-        };
+        let official = |data: Vec<f32>| official(spec, data);
         weights.insert(spec.name.clone(), official(gpu.read(ctx, *t)?));
-        ema.insert(spec.name.clone(), official(gpu.read_ema(ctx, *t)?));
         let (m1, m2) = gpu.read_moments(ctx, *t)?;
         opt.insert(format!("{}.{}", MOMENTS[0], spec.name), official(m1));
         opt.insert(format!("{}.{}", MOMENTS[1], spec.name), official(m2));

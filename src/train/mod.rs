@@ -1,19 +1,31 @@
 //! `vdvae train`: the training loop on the GPU. Shuffled batches are staged
 //! each step, the step runs in one submit, metrics arrive one step late and go
 //! to a progress bar and a JSON-lines log; checkpoints are written atomically.
+//! Every so many steps and at the end, the EMA weights are drawn as pictures
+//! and evaluated on held-out images (`monitor.rs`).
 //! A [`StopSignal`] ends a run early, after a step, with its checkpoint saved.
 
 mod checkpoint;
+mod clock;
+mod held_out;
 mod log;
+mod monitor;
+mod pictures;
 mod profile;
+mod progress;
 mod stop;
 
-pub use checkpoint::{load_run, save_run, stage_run, RunState, StagedRun};
+pub use checkpoint::{load_run, read_ema_weights, save_run, stage_run, RunState, StagedRun};
 pub use log::StepLog;
 pub use profile::{
     profile_training, short_kernel_name, DispatchRecord, KernelRow, ProfileOptions, ProfileReport, StepSummary,
 };
 pub use stop::{shell_command, StopSignal, INTERRUPTED_EXIT_CODE};
+
+use held_out::HeldOut;
+use monitor::Monitor;
+use pictures::Pictures;
+use progress::Progress;
 
 use crate::data::ImageSet;
 use crate::error::{Error, Result};
@@ -27,6 +39,7 @@ use crate::model::config::HParams;
 use crate::model::init::init_weights;
 use crate::model::preprocess::{Binarization, Normalization};
 use crate::model::report::fit_training_graph;
+use crate::model::temperature::Temperatures;
 use crate::model::vdvae::{build_model, ModelGraph};
 use crate::ops::optimizer::{AdamW, StepState};
 use crate::ops::rng::RngKey;
@@ -45,6 +58,15 @@ pub struct TrainOptions {
     /// How activations are stored (checkpoints are f32 either way, so a run
     /// may resume at another precision).
     pub precision: Precision,
+    /// Write samples.png and reconstructions.png every this many steps of the
+    /// run and at its end; 0: never.
+    pub image_every: u32,
+    /// Prior temperatures of the samples in samples.png.
+    pub image_temperature: Temperatures,
+    /// Held-out images (fitted to the model) whose ELBO is logged every
+    /// `eval_every` steps of the run (0: only at the end) and at its end.
+    pub eval_images: Option<ImageSet>,
+    pub eval_every: u32,
 }
 
 fn adamw(h: &HParams) -> AdamW {
@@ -157,18 +179,26 @@ pub fn stage_batch(
     gpu.stage_inputs(ctx, &m.graph, &inputs)
 }
 
-/// The β in force at each level, for the progress line: one value when all
-/// levels share it, else the range.
-fn beta_summary(betas: &[f64]) -> String {
-    let Some(&first) = betas.first() else {
-        return String::new();
-    };
-    let (lo, hi) = betas.iter().fold((first, first), |(a, b), &x| (a.min(x), b.max(x)));
-    if hi - lo <= 1e-6 * hi.abs().max(1.0) {
-        format!("  β {first:.3}")
+/// The pictures and held-out eval `o` asks for, checked before any step.
+fn monitor(h: &HParams, images: &ImageSet, o: &TrainOptions) -> Result<Monitor> {
+    let pictures = if o.image_every > 0 {
+        let temperatures = o.image_temperature.per_level(h.latent_levels()?)?;
+        Some(Pictures::new(h, images, o.norm, temperatures)?)
     } else {
-        format!("  β {lo:.3}..{hi:.3} over {} levels", betas.len())
-    }
+        None
+    };
+    let held_out = o.eval_images.as_ref().map(|images| HeldOut {
+        images: images.clone(),
+        norm: o.norm,
+        batch: o.batch,
+        precision: o.precision,
+    });
+    Ok(Monitor {
+        pictures,
+        image_every: o.image_every,
+        held_out,
+        eval_every: o.eval_every,
+    })
 }
 
 /// How a call to [`train`] ended.
@@ -179,7 +209,7 @@ pub struct TrainOutcome {
     /// Steps this call ran.
     pub steps_run: u32,
     /// Steps of the run in all, resumed ones included: the checkpoint's
-    /// `iteration` and the number of lines in log.jsonl.
+    /// `iteration` and the number of step lines in log.jsonl.
     pub iteration: u32,
     /// True when a stop request ended the run before `steps`.
     pub stopped: bool,
@@ -195,38 +225,21 @@ pub fn train(
     o: &TrainOptions,
     stop: &StopSignal,
 ) -> Result<TrainOutcome> {
+    let monitor = monitor(h, images, o)?;
     std::fs::create_dir_all(&o.out_dir).map_err(|e| Error::Io {
         path: o.out_dir.clone(),
         source: e,
     })?;
     let resume_from = o.resume.then_some(o.out_dir.as_str());
     let (m, mut gpu, start) = start(ctx, h, images, o.batch, o.precision, resume_from, o.memory_budget)?;
-    let (mut log, dropped) = StepLog::open(&o.out_dir, start)?;
+    let (log, dropped) = StepLog::open(&o.out_dir, start)?;
     if dropped > 0 {
         eprintln!(
             "note: dropped {dropped} lines of steps from {start} on from {} (they are not in the checkpoint this run starts from)",
             log.path()
         );
     }
-    let progress = indicatif::ProgressBar::new(o.steps as u64).with_style(
-        indicatif::ProgressStyle::with_template("train {bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}")
-            .expect("a valid progress template"),
-    );
-    let mut last = None;
-    let mut report = |metrics: Option<StepMetrics>, last: &mut Option<StepMetrics>| -> Result<()> {
-        let Some(s) = metrics else { return Ok(()) };
-        progress.set_message(format!(
-            "elbo {:.4} nats/dim ({:.2} nats/image)  grad norm {:.1}  skips {}{}",
-            s.elbo,
-            s.elbo * m.dims as f64,
-            s.grad_norm,
-            s.skips,
-            beta_summary(&s.beta_per_level)
-        ));
-        log.append(&s)?;
-        *last = Some(s);
-        Ok(())
-    };
+    let mut progress = Progress::new(o.steps, log, m.dims);
     // Writes the checkpoint; true when a second stop request came while its
     // files were being renamed, and the caller should return at once.
     let save = |gpu: &GpuGraph| -> Result<bool> {
@@ -244,21 +257,32 @@ pub fn train(
         let batch = gather(images, &batch_indices(images.n, o.batch, h.seed, step as u64));
         stage_batch(ctx, &mut gpu, &m, &batch, o.norm)?;
         let metrics = gpu.train_step(ctx)?;
-        report(metrics, &mut last)?;
-        progress.inc(1);
+        progress.step(metrics)?;
+        progress.bar.inc(1);
         steps_run = k + 1;
-        if o.save_every > 0 && (k + 1) % o.save_every == 0 && k + 1 < o.steps {
-            report(gpu.finish(ctx)?, &mut last)?;
-            saved_at = Some(start + steps_run);
+        if k + 1 == o.steps {
+            break; // the end saves and looks
+        }
+        let trained = step + 1;
+        let save_due = o.save_every > 0 && (k + 1) % o.save_every == 0;
+        let look = monitor.due(trained);
+        if !save_due && !look.any() {
+            continue;
+        }
+        progress.step(gpu.finish(ctx)?)?;
+        if save_due {
+            saved_at = Some(trained);
             if save(&gpu)? {
                 break;
             }
         }
+        monitor.run(look, ctx, h, &m, &gpu, &o.out_dir, trained, &mut progress)?;
+        progress.resume_clock();
     }
     let iteration = start + steps_run;
     let stopped = steps_run < o.steps;
     if stopped && saved_at != Some(iteration) {
-        progress.suspend(|| {
+        progress.bar.suspend(|| {
             eprintln!(
                 "stopping: saving the checkpoint ({iteration} steps trained) to {}; \
                  a second Ctrl-C or SIGTERM quits at once and keeps the previous checkpoint",
@@ -266,17 +290,19 @@ pub fn train(
             )
         });
     }
-    report(gpu.finish(ctx)?, &mut last)?;
+    progress.step(gpu.finish(ctx)?)?;
     if saved_at != Some(iteration) {
         save(&gpu)?;
     }
     if stopped {
-        progress.abandon();
+        // No final look: the run was asked to end.
+        progress.bar.abandon();
     } else {
-        progress.finish();
+        monitor.run(monitor.at_end(), ctx, h, &m, &gpu, &o.out_dir, iteration, &mut progress)?;
+        progress.bar.finish();
     }
     Ok(TrainOutcome {
-        last,
+        last: progress.last,
         steps_run,
         iteration,
         stopped,
