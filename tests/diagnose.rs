@@ -15,6 +15,7 @@ use vdvae::diagnose::report::DiagnoseReport;
 use vdvae::gpu::GpuContext;
 use vdvae::graph::{Precision, Sampling};
 use vdvae::model::conditional::{BatchRun, Conditional};
+use vdvae::model::config::{LadderForm, Likelihood, ModelKind};
 use vdvae::model::evaluate::{evaluate, fit_images, Device, EvalInput};
 use vdvae::model::init::init_weights;
 use vdvae::model::levels::{posterior_then_prior, LevelSource};
@@ -33,6 +34,21 @@ fn tiny_ladder() -> HParams {
         ladder_latent: vec![8, 4, 2],
         ..preset("ladder-mnist").unwrap()
     }
+}
+
+/// The conv Ladder VAE on `mnist-tiny`'s blocks (Bernoulli).
+fn tiny_conv_ladder() -> HParams {
+    HParams {
+        model: ModelKind::Ladder,
+        ladder_form: LadderForm::Conv,
+        likelihood: Likelihood::Bernoulli,
+        ..preset("mnist-tiny").unwrap()
+    }
+}
+
+/// One model of each kind: the VDVAE, the MLP Ladder and the conv Ladder.
+fn every_kind() -> [HParams; 3] {
+    [preset("mnist-tiny").unwrap(), tiny_ladder(), tiny_conv_ladder()]
 }
 
 /// `n` bundled images fitted to the model (binarized once for a Bernoulli model).
@@ -125,7 +141,7 @@ fn a_vdvae_level_with_a_constant_posterior_mean_has_no_active_units() {
 
 #[test]
 fn distortion_at_every_level_is_the_posterior_mean_reconstruction() {
-    for h in [preset("mnist-tiny").unwrap(), tiny_ladder()] {
+    for h in every_kind() {
         let weights = init_weights(&h, 4).unwrap();
         let images = images(&h, 6);
         let ctx = context();
@@ -170,7 +186,7 @@ fn posterior_decode(device: Device<'_>, h: &HParams, weights: &NamedTensors, ima
 #[test]
 fn interpolation_ends_are_the_two_posterior_decodes() {
     let ctx = context();
-    for h in [preset("mnist-tiny").unwrap(), tiny_ladder()] {
+    for h in every_kind() {
         let weights = init_weights(&h, 4).unwrap();
         let pair = images(&h, 2);
         let steps = 4;
@@ -219,7 +235,7 @@ fn prior_latents(device: Device<'_>, h: &HParams, weights: &NamedTensors, t: &[f
 #[test]
 fn a_levels_temperature_changes_that_level_alone() {
     let ctx = context();
-    for h in [preset("mnist-tiny").unwrap(), tiny_ladder()] {
+    for h in every_kind() {
         let weights = init_weights(&h, 4).unwrap();
         let levels = h.latent_levels().unwrap();
         let j = 1;
@@ -299,12 +315,12 @@ fn far_pixels(a: &ImageSet, b: &ImageSet) -> usize {
 fn every_command_gives_the_same_on_the_gpu_and_the_cpu() {
     let ctx = context();
     let (gpu, cpu) = (Device::Gpu(&ctx), Device::Cpu);
-    for h in [preset("mnist-tiny").unwrap(), tiny_ladder()] {
+    for h in every_kind() {
         let weights = init_weights(&h, 4).unwrap();
         let levels = h.latent_levels().unwrap();
         let images = images(&h, 4);
         let t = vec![0.9; levels];
-        let name = format!("{:?}", h.model);
+        let name = format!("{:?} {:?}", h.model, h.ladder_form);
 
         let ks = [0, 1, levels];
         let rec = |d| reconstruct(d, &h, &weights, &images, MNIST, &ks, &t, 3).unwrap();
