@@ -89,63 +89,8 @@ enum Command {
     /// optimizer state) and pictures. The default run (the Ladder VAE on the bundled 1,000
     /// MNIST images, 2,000 steps, about 10 minutes on lavapipe) ends with digits in samples.png
     Train {
-        /// A named configuration (ignored with --config)
-        #[arg(long, default_value = "ladder-mnist", value_parser = clap::builder::PossibleValuesParser::new(PRESETS))]
-        preset: String,
-        /// A JSON file of official VDVAE hyperparameters instead of a preset
-        #[arg(long)]
-        config: Option<String>,
-        /// Image file [default: the bundled MNIST subset]
-        #[arg(long, requires = "format")]
-        data: Option<String>,
-        #[arg(long, value_enum)]
-        format: Option<DataFormat>,
-        /// Training steps to run (on top of a resumed run's)
-        #[arg(long, default_value_t = 2000)]
-        steps: u32,
-        /// Images per step [default: the config's n_batch]
-        #[arg(long)]
-        batch: Option<usize>,
-        /// Run directory: checkpoints and log.jsonl [default: runs/<preset>]
-        #[arg(long)]
-        out: Option<String>,
-        /// Write a checkpoint every this many steps (and always at the end); 0 = only at the end
-        #[arg(long, default_value_t = 100)]
-        save_every: u32,
-        /// Continue the run in --out from its checkpoint
-        #[arg(long)]
-        resume: bool,
-        /// Seed of the initial weights, batch order and noise [default: the config's]
-        #[arg(long)]
-        seed: Option<u64>,
-        /// Recompute blocks in the backward pass until the step's planned memory fits
-        /// (e.g. 6GiB, 512MiB, 6000000000)
-        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
-        memory_budget: Option<usize>,
         #[command(flatten)]
-        precision: PrecisionArg,
-        /// Write samples.png (16 samples of the EMA weights, 4x4) and reconstructions.png (the
-        /// first 8 training images above their reconstructions from the EMA weights' posterior
-        /// means) into the run directory every N steps of the run and at its end; 0 = never
-        #[arg(long, default_value_t = 500, value_name = "N")]
-        image_every: u32,
-        /// Prior temperature of the samples in samples.png: one value, or one per level top
-        /// first, or T:N for N levels (as sample --temperature)
-        #[arg(long, default_value = "0.8", value_name = "T[,T|T:N...]", allow_hyphen_values = true)]
-        image_temperature: Temperatures,
-        /// Held-out images: the EMA weights' ELBO on them goes to log.jsonl and above the
-        /// progress bar every --eval-every steps and at the end of the run
-        #[arg(long, value_name = "FILE")]
-        eval_data: Option<String>,
-        /// Format of --eval-data [default: --format, or mnist with the bundled data]
-        #[arg(long, value_enum, requires = "eval_data")]
-        eval_format: Option<DataFormat>,
-        /// Evaluate the held-out ELBO every N steps of the run (and at its end); 0 = only at the end
-        #[arg(long, default_value_t = 500, value_name = "N")]
-        eval_every: u32,
-        /// Evaluate on the first N images of --eval-data, in batches of --batch
-        #[arg(long, default_value_t = 1000, value_name = "N")]
-        eval_limit: usize,
+        args: TrainArgs,
     },
     /// Samples of a checkpoint as a PNG grid: every level drawn from its prior, or the top
     /// levels fixed to a reference image's posterior (--fix-levels K --reference I --data F)
@@ -237,49 +182,7 @@ fn main() -> ExitCode {
         Command::Encode { args } => run_encode(&choice, &args),
         Command::Diagnose { args } => run_diagnose(&choice, &args),
         Command::Sample { args } => sample(&choice, &args),
-        Command::Train {
-            preset,
-            config,
-            data,
-            format,
-            steps,
-            batch,
-            out,
-            save_every,
-            resume,
-            seed,
-            memory_budget,
-            precision,
-            image_every,
-            image_temperature,
-            eval_data,
-            eval_format,
-            eval_every,
-            eval_limit,
-        } => {
-            let args = TrainArgs {
-                memory_budget,
-                preset,
-                config,
-                data,
-                format,
-                steps,
-                batch,
-                out,
-                save_every,
-                resume,
-                seed,
-                precision: precision.get(),
-                adapter: cli.adapter.clone(),
-                image_every,
-                image_temperature,
-                eval_data,
-                eval_format,
-                eval_every,
-                eval_limit,
-            };
-            train(&choice, &args)
-        }
+        Command::Train { args } => train(&choice, &args, cli.adapter.as_deref()),
         Command::Eval {
             args,
             batch,
@@ -450,31 +353,70 @@ fn grad(choice: &AdapterChoice, args: &DataArgs, out: &str) -> vdvae::Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
+#[derive(clap::Args)]
 struct TrainArgs {
+    /// A named configuration (ignored with --config)
+    #[arg(long, default_value = "ladder-mnist", value_parser = clap::builder::PossibleValuesParser::new(PRESETS))]
     preset: String,
+    /// A JSON file of official VDVAE hyperparameters instead of a preset
+    #[arg(long)]
     config: Option<String>,
+    /// Image file [default: the bundled MNIST subset]
+    #[arg(long, requires = "format")]
     data: Option<String>,
+    #[arg(long, value_enum)]
     format: Option<DataFormat>,
+    /// Training steps to run (on top of a resumed run's)
+    #[arg(long, default_value_t = 2000)]
     steps: u32,
+    /// Images per step [default: the config's n_batch]
+    #[arg(long)]
     batch: Option<usize>,
+    /// Run directory: checkpoints and log.jsonl [default: runs/<preset>]
+    #[arg(long)]
     out: Option<String>,
+    /// Write a checkpoint every this many steps (and always at the end); 0 = only at the end
+    #[arg(long, default_value_t = 100)]
     save_every: u32,
+    /// Continue the run in --out from its checkpoint
+    #[arg(long)]
     resume: bool,
+    /// Seed of the initial weights, batch order and noise [default: the config's]
+    #[arg(long)]
     seed: Option<u64>,
+    /// Recompute blocks in the backward pass until the step's planned memory fits
+    /// (e.g. 6GiB, 512MiB, 6000000000)
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     memory_budget: Option<usize>,
-    precision: Precision,
-    adapter: Option<String>,
+    #[command(flatten)]
+    precision: PrecisionArg,
+    /// Write samples.png (16 samples of the EMA weights, 4x4) and reconstructions.png (the
+    /// first 8 training images above their reconstructions from the EMA weights' posterior
+    /// means) into the run directory every N steps of the run and at its end; 0 = never
+    #[arg(long, default_value_t = 500, value_name = "N")]
     image_every: u32,
+    /// Prior temperature of the samples in samples.png: one value, or one per level top
+    /// first, or T:N for N levels (as sample --temperature)
+    #[arg(long, default_value = "0.8", value_name = "T[,T|T:N...]", allow_hyphen_values = true)]
     image_temperature: Temperatures,
+    /// Held-out images: the EMA weights' ELBO on them goes to log.jsonl and above the
+    /// progress bar every --eval-every steps and at the end of the run
+    #[arg(long, value_name = "FILE")]
     eval_data: Option<String>,
+    /// Format of --eval-data [default: --format, or mnist with the bundled data]
+    #[arg(long, value_enum, requires = "eval_data")]
     eval_format: Option<DataFormat>,
+    /// Evaluate the held-out ELBO every N steps of the run (and at its end); 0 = only at the end
+    #[arg(long, default_value_t = 500, value_name = "N")]
     eval_every: u32,
+    /// Evaluate on the first N images of --eval-data, in batches of --batch
+    #[arg(long, default_value_t = 1000, value_name = "N")]
     eval_limit: usize,
 }
 
 impl TrainArgs {
     /// The command that continues this run in `out_dir` for `steps` more steps.
-    fn resume_command(&self, out_dir: &str, steps: u32) -> Vec<String> {
+    fn resume_command(&self, out_dir: &str, steps: u32, adapter: Option<&str>) -> Vec<String> {
         let mut flags: Vec<(&str, String)> = Vec::new();
         match &self.config {
             Some(config) => flags.push(("config", config.clone())),
@@ -497,8 +439,8 @@ impl TrainArgs {
         if let Some(bytes) = self.memory_budget {
             flags.push(("memory-budget", bytes.to_string()));
         }
-        if self.precision != Precision::F32 {
-            flags.push(("precision", self.precision.to_string()));
+        if self.precision.get() != Precision::F32 {
+            flags.push(("precision", self.precision.get().to_string()));
         }
         flags.push(("image-every", self.image_every.to_string()));
         flags.push(("image-temperature", self.image_temperature.to_string()));
@@ -510,8 +452,8 @@ impl TrainArgs {
             flags.push(("eval-every", self.eval_every.to_string()));
             flags.push(("eval-limit", self.eval_limit.to_string()));
         }
-        if let Some(adapter) = &self.adapter {
-            flags.push(("adapter", adapter.clone()));
+        if let Some(adapter) = adapter {
+            flags.push(("adapter", adapter.to_string()));
         }
         let program = std::env::args().next().unwrap_or_else(|| "vdvae".into());
         [program, "train".into()]
@@ -543,7 +485,7 @@ fn stop_on_signals() -> StopSignal {
     stop
 }
 
-fn train(choice: &AdapterChoice, a: &TrainArgs) -> vdvae::Result<ExitCode> {
+fn train(choice: &AdapterChoice, a: &TrainArgs, adapter: Option<&str>) -> vdvae::Result<ExitCode> {
     let stop = stop_on_signals();
     let mut h = match &a.config {
         Some(c) => HParams::from_json_file(c)?,
@@ -592,7 +534,7 @@ fn train(choice: &AdapterChoice, a: &TrainArgs) -> vdvae::Result<ExitCode> {
         norm,
         resume: a.resume,
         memory_budget: a.memory_budget,
-        precision: a.precision,
+        precision: a.precision.get(),
         image_every: a.image_every,
         image_temperature: a.image_temperature.clone(),
         eval_images,
@@ -600,7 +542,9 @@ fn train(choice: &AdapterChoice, a: &TrainArgs) -> vdvae::Result<ExitCode> {
     };
     eprintln!(
         "training on {} ({} images, activations stored as {}), run directory {out_dir}",
-        ctx.adapter.name, images.n, a.precision
+        ctx.adapter.name,
+        images.n,
+        a.precision.get()
     );
     let outcome = vdvae::train::train(&ctx, &h, &images, &options, &stop)?;
     if let Some(s) = outcome.last {
@@ -633,7 +577,7 @@ fn train(choice: &AdapterChoice, a: &TrainArgs) -> vdvae::Result<ExitCode> {
     eprintln!("{checkpoint}");
     eprintln!(
         "resume the {left} steps left with:\n  {}",
-        shell_command(&a.resume_command(&out_dir, left))
+        shell_command(&a.resume_command(&out_dir, left, adapter))
     );
     Ok(ExitCode::from(INTERRUPTED_EXIT_CODE as u8))
 }
