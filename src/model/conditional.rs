@@ -107,7 +107,8 @@ pub fn build_conditional(
 /// A conditional graph with its weights on a device.
 pub struct Conditional<'d> {
     pub spec: ConditionalSpec,
-    pub forward: Forward<'d>,
+    graph: Graph,
+    forward: Forward<'d>,
 }
 
 impl<'d> Conditional<'d> {
@@ -123,8 +124,12 @@ impl<'d> Conditional<'d> {
         seed: u64,
     ) -> Result<Conditional<'d>> {
         let c = build_conditional(h, batch, sources, with_data)?;
-        let forward = Forward::new(device, c.graph, &c.params, weights, seed)?;
-        Ok(Conditional { spec: c.spec, forward })
+        let forward = Forward::new(device, &c.graph, &c.params, weights, seed)?;
+        Ok(Conditional {
+            spec: c.spec,
+            graph: c.graph,
+            forward,
+        })
     }
 
     /// Writes `images` (exactly the batch) to the data inputs. A Bernoulli
@@ -145,7 +150,7 @@ impl<'d> Conditional<'d> {
         };
         let encoded = encode_images(self.spec.likelihood, images, norm, binarization);
         for (&t, data) in self.spec.data.clone().iter().zip(encoded) {
-            self.forward.set(t, data)?;
+            self.forward.set(&self.graph, t, &data)?;
         }
         Ok(())
     }
@@ -155,11 +160,11 @@ impl<'d> Conditional<'d> {
         let t = self.spec.levels[l]
             .given
             .ok_or_else(|| Error::Input(format!("level {l} is not given by the caller")))?;
-        self.forward.set(t, z)
+        self.forward.set(&self.graph, t, &z)
     }
 
     pub fn run(&mut self, step: u32) -> Result<()> {
-        self.forward.run(step)
+        self.forward.run(&self.graph, step)
     }
 
     /// The images of the last run as uint8 (DMoL samples with the official
@@ -215,7 +220,7 @@ impl<'d> Conditional<'d> {
 
     /// The shape of level `l`'s z: `[N, H, W, C]`.
     pub fn latent_shape(&self, l: usize) -> Vec<usize> {
-        self.forward.graph.shape(self.spec.levels[l].z).to_vec()
+        self.graph.shape(self.spec.levels[l].z).to_vec()
     }
 }
 

@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use super::config::HParams;
+use super::forward::Forward;
 use super::preprocess::Binarization;
 use super::preprocess::Normalization;
 use super::vdvae::{build_model, ModelGraph};
@@ -12,8 +13,7 @@ use crate::data::ImageSet;
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
 use crate::graph::autodiff::append_backward;
-use crate::graph::cpu::{self, Noise, Values};
-use crate::graph::gpu::GpuGraph;
+use crate::graph::cpu::Values;
 use crate::graph::{set_precision, ElboParts, ElboTotals, Precision, Sampling, TensorId};
 
 /// Where a graph runs.
@@ -62,86 +62,45 @@ pub fn fit_images(h: &HParams, images: ImageSet) -> Result<ImageSet> {
         .map_err(|e| Error::Input(format!("{e}; the model takes {0}x{0} images", h.image_size)))
 }
 
-/// Per-image NLL and per-level KL sums of one batch, run on `device` with noise
-/// step `step`. `values` holds the weights (already on the GPU) and this batch's
-/// input and target.
+/// Per-image NLL and per-level KL sums of one batch, run with noise step
+/// `step`: `data` is this batch's input (and target).
 pub(crate) fn run_batch(
-    device: Device<'_>,
     m: &ModelGraph,
-    gpu: Option<&GpuGraph>,
-    values: &mut Values,
+    forward: &mut Forward<'_>,
     data: &[(TensorId, Vec<f32>)],
-    seed: u64,
     step: u32,
 ) -> Result<(Vec<f32>, Vec<Vec<f32>>)> {
-    match (device, gpu) {
-        (Device::Gpu(ctx), Some(gpu)) => {
-            for (t, d) in data {
-                gpu.write(ctx, &m.graph, *t, d)?;
-            }
-            gpu.run(ctx, step)?;
-            let kls = m
-                .kl_per_level
-                .iter()
-                .map(|&k| gpu.read(ctx, k))
-                .collect::<Result<_>>()?;
-            Ok((gpu.read(ctx, m.nll)?, kls))
-        }
-        _ => {
-            for (t, d) in data {
-                values[*t] = Some(d.clone());
-            }
-            cpu::run(
-                &m.graph,
-                values,
-                Noise {
-                    seed,
-                    step: step as u64,
-                },
-            )?;
-            let get = |t: usize| -> Vec<f32> { values[t].clone().unwrap_or_default() };
-            Ok((get(m.nll), m.kl_per_level.iter().map(|&k| get(k)).collect()))
-        }
+    for (t, d) in data {
+        forward.set(&m.graph, *t, d)?;
     }
+    forward.run(&m.graph, step)?;
+    let kls = m.kl_per_level.iter().map(|&k| forward.read(k)).collect::<Result<_>>()?;
+    Ok((forward.read(m.nll)?, kls))
 }
 
 /// A model's graph for one batch size, with its weights on the device.
-pub(crate) struct BatchGraph {
+pub(crate) struct BatchGraph<'d> {
     rows: usize,
     model: ModelGraph,
-    gpu: Option<GpuGraph>,
-    values: Values,
+    forward: Forward<'d>,
 }
 
 /// The graph of `input`'s model for `rows` images: the one in `built` when it
 /// has that batch size, else a new one (built, weights converted and uploaded once).
-pub(crate) fn fit_batch_graph<'a>(
-    device: Device<'_>,
+pub(crate) fn fit_batch_graph<'a, 'd>(
+    device: Device<'d>,
     input: &EvalInput<'_>,
     rows: usize,
-    built: &'a mut Option<BatchGraph>,
-) -> Result<(&'a ModelGraph, Option<&'a GpuGraph>, &'a mut Values)> {
+    built: &'a mut Option<BatchGraph<'d>>,
+) -> Result<(&'a ModelGraph, &'a mut Forward<'d>)> {
     if built.as_ref().is_none_or(|b| b.rows != rows) {
         let mut model = build_model(input.h, rows, input.sampling)?;
         set_precision(&mut model.graph, input.precision);
-        let values = model.values_from_checkpoint(input.weights, "checkpoint")?;
-        let gpu = match device {
-            Device::Gpu(ctx) => {
-                let gpu = GpuGraph::build(ctx, &model.graph, input.seed, None)?;
-                gpu.write_values(ctx, &model.graph, &values)?;
-                Some(gpu)
-            }
-            Device::Cpu => None,
-        };
-        *built = Some(BatchGraph {
-            rows,
-            model,
-            gpu,
-            values,
-        });
+        let forward = Forward::new(device, &model.graph, &model.params, input.weights, input.seed)?;
+        *built = Some(BatchGraph { rows, model, forward });
     }
     let b = built.as_mut().expect("just built");
-    Ok((&b.model, b.gpu.as_ref(), &mut b.values))
+    Ok((&b.model, &mut b.forward))
 }
 
 /// What to evaluate: a model with its weights on images.
@@ -164,7 +123,6 @@ pub fn evaluate(device: Device<'_>, input: &EvalInput<'_>, batch: usize) -> Resu
     let EvalInput {
         images,
         norm,
-        seed,
         binarize_seed,
         ..
     } = *input;
@@ -182,14 +140,14 @@ pub fn evaluate(device: Device<'_>, input: &EvalInput<'_>, batch: usize) -> Resu
     let mut start = 0;
     while start < images.n {
         let n = batch.min(images.n - start);
-        let (m, gpu, values) = fit_batch_graph(device, input, n, &mut built)?;
+        let (m, forward) = fit_batch_graph(device, input, n, &mut built)?;
         let binarization = Binarization::Fixed {
             seed: binarize_seed,
             first_image: start,
         };
         let data = m.input_data(&images.range(start, n), norm, binarization)?;
         let step = (start / batch) as u32;
-        let (nll, kls) = run_batch(device, m, gpu, values, &data, seed, step)?;
+        let (nll, kls) = run_batch(m, forward, &data, step)?;
         totals.add(&nll, &kls);
         start += n;
         progress.set_position(start as u64);
@@ -238,24 +196,18 @@ pub fn gradient(device: Device<'_>, input: &EvalInput<'_>) -> Result<NamedTensor
     let mut m = build_model(h, images.n, sampling)?;
     append_backward(&mut m.graph)?;
     set_precision(&mut m.graph, precision);
-    let mut values = m.values_from_checkpoint(weights, "checkpoint")?;
+    let mut forward = Forward::new(device, &m.graph, &m.params, weights, seed)?;
     let binarization = Binarization::Fixed {
         seed: binarize_seed,
         first_image: 0,
     };
     for (t, d) in m.input_data(images, norm, binarization)? {
-        values[t] = Some(d);
+        forward.set(&m.graph, t, &d)?;
     }
-    match device {
-        Device::Gpu(ctx) => {
-            let gpu = GpuGraph::build(ctx, &m.graph, seed, None)?;
-            gpu.write_values(ctx, &m.graph, &values)?;
-            gpu.run(ctx, 0)?;
-            for &(_, d) in &m.graph.param_grads {
-                values[d] = Some(gpu.read(ctx, d)?);
-            }
-        }
-        Device::Cpu => cpu::run(&m.graph, &mut values, Noise { seed, step: 0 })?,
+    forward.run(&m.graph, 0)?;
+    let mut values: Values = vec![None; m.graph.tensors.len()];
+    for &(_, d) in &m.graph.param_grads {
+        values[d] = Some(forward.read(d)?);
     }
     m.official_grads(&values)
 }

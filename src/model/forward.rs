@@ -1,5 +1,6 @@
-//! A forward-only graph with a checkpoint's weights on a device (the GPU or
-//! the CPU reference), run again and again with new inputs.
+//! A forward-only graph's state on a device (the GPU or the CPU reference):
+//! a checkpoint's weights written once, then runs with new inputs. The graph
+//! itself stays with its owner, which passes it to each call.
 
 use super::evaluate::Device;
 use super::params::ParamSpec;
@@ -12,7 +13,6 @@ use crate::graph::{Graph, TensorId};
 
 pub struct Forward<'d> {
     device: Device<'d>,
-    pub graph: Graph,
     gpu: Option<GpuGraph>,
     values: Values,
     seed: u64,
@@ -23,32 +23,31 @@ impl<'d> Forward<'d> {
     /// written once; `seed` keys the noise of every run.
     pub fn new(
         device: Device<'d>,
-        graph: Graph,
+        graph: &Graph,
         params: &[(ParamSpec, TensorId)],
         weights: &NamedTensors,
         seed: u64,
     ) -> Result<Forward<'d>> {
-        let values = param_values(&graph, params, weights, "checkpoint")?;
+        let values = param_values(graph, params, weights, "checkpoint")?;
         let gpu = match device {
             Device::Gpu(ctx) => {
-                let gpu = GpuGraph::build(ctx, &graph, seed, None)?;
-                gpu.write_values(ctx, &graph, &values)?;
+                let gpu = GpuGraph::build(ctx, graph, seed, None)?;
+                gpu.write_values(ctx, graph, &values)?;
                 Some(gpu)
             }
             Device::Cpu => None,
         };
         Ok(Forward {
             device,
-            graph,
             gpu,
             values,
             seed,
         })
     }
 
-    /// Sets an input for the next runs.
-    pub fn set(&mut self, t: TensorId, data: Vec<f32>) -> Result<()> {
-        let info = &self.graph.tensors[t];
+    /// Sets an input of `graph` for the next runs.
+    pub fn set(&mut self, graph: &Graph, t: TensorId, data: &[f32]) -> Result<()> {
+        let info = &graph.tensors[t];
         if data.len() != info.numel() {
             return Err(Error::Input(format!(
                 "{}: {} values for shape {:?}",
@@ -58,20 +57,20 @@ impl<'d> Forward<'d> {
             )));
         }
         match (self.device, &self.gpu) {
-            (Device::Gpu(ctx), Some(gpu)) => gpu.write(ctx, &self.graph, t, &data),
+            (Device::Gpu(ctx), Some(gpu)) => gpu.write(ctx, graph, t, data),
             _ => {
-                self.values[t] = Some(data);
+                self.values[t] = Some(data.to_vec());
                 Ok(())
             }
         }
     }
 
-    /// Runs the graph with noise step `step`.
-    pub fn run(&mut self, step: u32) -> Result<()> {
+    /// Runs `graph` with noise step `step`.
+    pub fn run(&mut self, graph: &Graph, step: u32) -> Result<()> {
         match (self.device, &self.gpu) {
             (Device::Gpu(ctx), Some(gpu)) => gpu.run(ctx, step),
             _ => cpu::run(
-                &self.graph,
+                graph,
                 &mut self.values,
                 Noise {
                     seed: self.seed,
@@ -87,7 +86,7 @@ impl<'d> Forward<'d> {
             (Device::Gpu(ctx), Some(gpu)) => gpu.read(ctx, t),
             _ => self.values[t]
                 .clone()
-                .ok_or_else(|| Error::Shape(format!("{} was not computed", self.graph.tensors[t].name))),
+                .ok_or_else(|| Error::Shape(format!("tensor {t} was not computed"))),
         }
     }
 }

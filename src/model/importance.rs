@@ -133,7 +133,7 @@ pub fn importance_weighted(device: Device<'_>, input: &EvalInput<'_>, k: usize, 
     while start < images.n {
         let n = chunks.images.min(images.n - start);
         let rows = n * chunks.samples;
-        let (m, gpu, values) = fit_batch_graph(device, &iw, rows, &mut graph)?;
+        let (m, forward) = fit_batch_graph(device, &iw, rows, &mut graph)?;
         let chunk: ImageSet = images.range(start, n);
         let binarization = Binarization::Fixed {
             seed: binarize_seed,
@@ -149,7 +149,7 @@ pub fn importance_weighted(device: Device<'_>, input: &EvalInput<'_>, k: usize, 
             .collect();
         let mut lse = vec![LogSumExp::default(); n];
         for c in 0..passes_per_image_chunk {
-            let (nll, kls) = run_batch(device, m, gpu, values, &data, input.seed, pass)?;
+            let (nll, kls) = run_batch(m, forward, &data, pass)?;
             pass += 1;
             // The last pass may hold more draws than K needs: use the first ones.
             let used = chunks.samples.min(k - c * chunks.samples);
