@@ -10,7 +10,7 @@ use super::forward::Forward;
 use super::levels::{Level, LevelSource};
 use super::params::ParamSpec;
 use super::preprocess::{Binarization, Normalization};
-use super::vdvae::{encode_images, Builder};
+use super::vdvae::{encode_images, written_inputs, Builder};
 use crate::checkpoint::NamedTensors;
 use crate::data::ImageSet;
 use crate::error::{Error, Result};
@@ -82,11 +82,7 @@ pub fn build_conditional(
         outputs.extend(l.posterior.iter().flat_map(|p| p.tensors()));
     }
     b.g.outputs.extend(outputs);
-    let data = match (data, h.likelihood) {
-        (None, _) => vec![],
-        (Some(d), Likelihood::Dmol) => vec![d.input, d.target],
-        (Some(d), Likelihood::Bernoulli) => vec![d.input],
-    };
+    let data = data.map_or_else(Vec::new, |d| written_inputs(h.likelihood, d.input, d.target));
     Ok(ConditionalGraph {
         graph: b.g,
         params,
@@ -149,7 +145,7 @@ impl<'d> Conditional<'d> {
             first_image: 0,
         };
         let encoded = encode_images(self.spec.likelihood, images, norm, binarization);
-        for (&t, data) in self.spec.data.clone().iter().zip(encoded) {
+        for (&t, data) in self.spec.data.iter().zip(encoded) {
             self.forward.set(&self.graph, t, &data)?;
         }
         Ok(())

@@ -226,6 +226,15 @@ pub(crate) struct DataInput {
     pub x: TensorId,
 }
 
+/// Of a model's `input` and `target`, the graph inputs the data is written to,
+/// in [`encode_images`] order: a Bernoulli model's target is drawn by the graph from its input.
+pub(crate) fn written_inputs(likelihood: Likelihood, input: TensorId, target: TensorId) -> Vec<TensorId> {
+    match likelihood {
+        Likelihood::Dmol => vec![input, target],
+        Likelihood::Bernoulli => vec![input],
+    }
+}
+
 impl Builder {
     /// The data inputs for `batch` images: the network input and target (DMoL),
     /// or the pixel probabilities and their binarization (Bernoulli).
@@ -457,10 +466,7 @@ impl ModelGraph {
 
     /// The graph inputs the data is written to, in [`encode_images`] order.
     pub fn data_inputs(&self) -> Vec<TensorId> {
-        match self.likelihood {
-            Likelihood::Dmol => vec![self.input, self.target],
-            Likelihood::Bernoulli => vec![self.input],
-        }
+        written_inputs(self.likelihood, self.input, self.target)
     }
 
     /// Sets the graph inputs from uint8 images ([`ModelGraph::input_data`], binarized afresh by the graph).

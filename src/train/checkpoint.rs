@@ -69,11 +69,10 @@ pub fn stage_run(ctx: &GpuContext, dir: &str, h: &HParams, m: &ModelGraph, gpu: 
     let (mut weights, mut opt) = (NamedTensors::new(), NamedTensors::new());
     let ema = read_ema_weights(ctx, m, gpu)?;
     for (spec, t) in &m.params {
-        let official = |data: Vec<f32>| official(spec, data);
-        weights.insert(spec.name.clone(), official(gpu.read(ctx, *t)?));
+        weights.insert(spec.name.clone(), official(spec, gpu.read(ctx, *t)?));
         let (m1, m2) = gpu.read_moments(ctx, *t)?;
-        opt.insert(format!("{}.{}", MOMENTS[0], spec.name), official(m1));
-        opt.insert(format!("{}.{}", MOMENTS[1], spec.name), official(m2));
+        opt.insert(format!("{}.{}", MOMENTS[0], spec.name), official(spec, m1));
+        opt.insert(format!("{}.{}", MOMENTS[1], spec.name), official(spec, m2));
     }
     let config = serde_json::to_string(h).expect("hyperparameters serialise");
     let meta = Metadata::from([

@@ -183,7 +183,7 @@ pub fn stage_batch(
 fn monitor(h: &HParams, images: &ImageSet, o: &TrainOptions) -> Result<Monitor> {
     let pictures = if o.image_every > 0 {
         let temperatures = o.image_temperature.per_level(h.latent_levels()?)?;
-        Some(Pictures::new(h, images, o.norm, temperatures)?)
+        Some(Pictures::new(h, images, o.norm, temperatures))
     } else {
         None
     };

@@ -14,7 +14,6 @@ use crate::diagnose::reconstruct::reconstruct;
 use crate::error::Result;
 use crate::gpu::GpuContext;
 use crate::model::evaluate::Device;
-use crate::model::levels::check_temperature;
 use crate::model::preprocess::{fixed_binary_images, Normalization};
 use crate::model::sample::{sample_images, write_grid_png, write_rows_png};
 use crate::model::HParams;
@@ -36,21 +35,14 @@ pub struct Pictures {
 
 impl Pictures {
     /// The pictures of a model trained on `images` (fitted to it) with
-    /// normalisation `norm`, sampled at `temperatures` (one per level).
-    pub fn new(h: &HParams, images: &ImageSet, norm: Normalization, temperatures: Vec<f32>) -> Result<Pictures> {
-        let levels = h.latent_levels()?;
-        if temperatures.len() != levels {
-            return Err(crate::error::Error::Input(format!(
-                "{} picture temperatures for the model's {levels} latent levels",
-                temperatures.len()
-            )));
-        }
-        temperatures.iter().try_for_each(|&t| check_temperature(t))?;
-        Ok(Pictures {
+    /// normalisation `norm`, sampled at `temperatures`: one per level, each
+    /// checked, as `Temperatures::per_level` gives them.
+    pub fn new(h: &HParams, images: &ImageSet, norm: Normalization, temperatures: Vec<f32>) -> Pictures {
+        Pictures {
             originals: fixed_binary_images(h.likelihood, images.first(RECONSTRUCTED), SEED),
             temperatures,
             norm,
-        })
+        }
     }
 
     /// Writes `samples.png` and `reconstructions.png` of `weights` into `dir`.
