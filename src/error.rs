@@ -28,6 +28,9 @@ pub enum Error {
         path: String,
         source: std::io::Error,
     },
+    /// A data-parallel collective failed: another rank failed, panicked or ended
+    /// early, or the ranks disagree on a length. The message names the rank.
+    Parallel(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -50,6 +53,7 @@ impl fmt::Display for Error {
             Error::Shape(msg) => write!(f, "shape error: {msg}"),
             Error::Input(msg) => write!(f, "{msg}"),
             Error::Io { path, source } => write!(f, "{path}: {source}"),
+            Error::Parallel(msg) => write!(f, "{msg}"),
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod gpu;
 pub mod graph;
 pub mod model;
 pub mod ops;
+pub mod parallel;
 pub mod train;
 
 pub use error::{Error, Result};
