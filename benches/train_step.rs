@@ -1,4 +1,4 @@
-//! `cargo bench --bench train_step -- (PRESET | --config FILE) [BATCH] [--precision f32|f16] [--cpu] [--profile] [--memory-budget SIZE]`:
+//! `cargo bench --bench train_step -- (PRESET | --config FILE) [BATCH] [--precision f32|f16] [--cpu] [--profile] [--memory-budget SIZE] [--ranks N]`:
 //! whole training steps of a real model on the GPU (activations stored at `--precision`). Prints, from one run, the
 //! model GFLOP per step, s/step, images/s, model FLOP utilisation (MFU) against
 //! the FMA ceiling measured in the same run (before and after the steps, the
@@ -8,10 +8,15 @@
 //! `--memory-budget` (e.g. 6GiB) recomputes blocks as `vdvae train --memory-budget` does
 //! (model FLOPs and MFU leave the recompute out).
 //!
+//! `--ranks N` (or started by `mpirun -np N`, built with `--features mpi`) runs
+//! data-parallel steps instead, BATCH images per rank, and reports the share of
+//! a step spent exchanging the gradient (`data_parallel/`).
+//!
 //! Models with one channel train on the bundled MNIST images; others on seeded
 //! random images of their size (speed does not depend on pixel values).
 
 mod common;
+mod data_parallel;
 
 use std::time::Instant;
 
@@ -40,6 +45,8 @@ struct Args {
     profile: bool,
     memory_budget: Option<usize>,
     precision: Precision,
+    /// Data-parallel ranks (threads of this process), or the MPI world's.
+    ranks: usize,
 }
 
 fn parse_args() -> Args {
@@ -50,7 +57,8 @@ fn parse_args() -> Args {
     let precision =
         flag_value(&args, "--precision").map_or(Precision::F32, |p| p.parse().unwrap_or_else(|e| panic!("{e}")));
     Args {
-        model: model_arg(&args, &["--memory-budget", "--precision"], 16),
+        model: model_arg(&args, &["--memory-budget", "--precision", "--ranks"], 16),
+        ranks: flag_value(&args, "--ranks").map_or(1, |r| r.parse().unwrap_or_else(|e| panic!("--ranks: {e}"))),
         cpu: flag("--cpu"),
         profile: flag("--profile"),
         memory_budget,
@@ -66,7 +74,13 @@ fn main() {
         profile,
         memory_budget,
         precision,
+        ranks,
     } = parse_args();
+    if ranks > 1 || vdvae::parallel::launched_by_mpirun() {
+        // Enough images for every rank's shard of each step.
+        let (images, norm) = training_images(&model.h, model.batch * ranks.max(2));
+        return data_parallel::run(&model, &images, norm, ranks);
+    }
     let ModelArg { model, h, batch } = model;
     let (images, norm) = training_images(&h, batch);
     let ctx = GpuContext::from_env().unwrap_or_else(|e| panic!("{e}"));
@@ -212,10 +226,7 @@ fn cpu_reference_seconds(
     for k in 0..CPU_STEPS {
         m.set_images(&mut cpu_values, &batch_of(images, k, batch), norm)
             .unwrap();
-        let noise = Noise {
-            seed: 1,
-            step: k as u64,
-        };
+        let noise = Noise::new(1, k as u64);
         cpu::run(&m.graph, &mut cpu_values, noise).unwrap();
         let mut tensors: Vec<TensorRef> = m
             .graph

@@ -4,25 +4,24 @@ use std::process::ExitCode;
 
 mod cli;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use cli::args::{device_of, DataArgs, DeviceArg, ModelArgs, OptionalData, PrecisionArg};
 use cli::diagnostics::{
     run_diagnose, run_encode, run_interpolate, run_reconstruct, DiagnoseArgs, EncodeArgs, InterpolateArgs,
     ReconstructArgs,
 };
+use cli::train::{train, TrainArgs};
 use vdvae::check::{format_table, CaseSize, Checker};
 use vdvae::checkpoint;
-use vdvae::data::{read_images, DataFormat};
 use vdvae::gpu::{list_adapters, measure_fma_ceiling, quiet_display_probe_when_headless, AdapterChoice, GpuContext};
 use vdvae::graph::Precision;
-use vdvae::model::evaluate::{evaluate, fit_images, gradient};
+use vdvae::model::evaluate::{evaluate, gradient};
 use vdvae::model::importance::importance_weighted;
-use vdvae::model::preprocess::{CIFAR10, MNIST};
+use vdvae::model::report::plan_training;
 use vdvae::model::sample::{sample_images, write_grid_png, FixedLevels};
 use vdvae::model::temperature::Temperatures;
-use vdvae::model::{preset, report::plan_training, HParams, PRESETS};
 use vdvae::ops::run_checks;
-use vdvae::train::{profile_training, shell_command, ProfileOptions, StopSignal, INTERRUPTED_EXIT_CODE};
+use vdvae::train::{profile_training, ProfileOptions};
 
 #[derive(Parser)]
 #[command(
@@ -135,7 +134,7 @@ enum Command {
         batch: Option<usize>,
         /// Recompute blocks in the backward pass until the planned memory fits
         /// (e.g. 6GiB, 512MiB, 6000000000); prints the recompute FLOPs
-        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        #[arg(long, value_name = "SIZE", value_parser = cli::args::parse_size)]
         memory_budget: Option<usize>,
         #[command(flatten)]
         precision: PrecisionArg,
@@ -269,11 +268,6 @@ fn check(choice: &AdapterChoice, kernel: Option<&str>, full: bool, perturb: bool
     })
 }
 
-/// A `--memory-budget` value in bytes.
-fn parse_size(s: &str) -> Result<usize, String> {
-    vdvae::graph::budget::parse_size(s).map_err(|e| e.to_string())
-}
-
 fn plan(
     choice: &AdapterChoice,
     model: &ModelArgs,
@@ -351,235 +345,6 @@ fn grad(choice: &AdapterChoice, args: &DataArgs, out: &str) -> vdvae::Result<Exi
         images.n
     );
     Ok(ExitCode::SUCCESS)
-}
-
-#[derive(clap::Args)]
-struct TrainArgs {
-    /// A named configuration (ignored with --config)
-    #[arg(long, default_value = "ladder-mnist", value_parser = clap::builder::PossibleValuesParser::new(PRESETS))]
-    preset: String,
-    /// A JSON file of official VDVAE hyperparameters instead of a preset
-    #[arg(long)]
-    config: Option<String>,
-    /// Image file [default: the bundled MNIST subset]
-    #[arg(long, requires = "format")]
-    data: Option<String>,
-    #[arg(long, value_enum)]
-    format: Option<DataFormat>,
-    /// Training steps to run (on top of a resumed run's)
-    #[arg(long, default_value_t = 2000)]
-    steps: u32,
-    /// Images per step [default: the config's n_batch]
-    #[arg(long)]
-    batch: Option<usize>,
-    /// Run directory: checkpoints and log.jsonl [default: runs/<preset>]
-    #[arg(long)]
-    out: Option<String>,
-    /// Write a checkpoint every this many steps (and always at the end); 0 = only at the end
-    #[arg(long, default_value_t = 100)]
-    save_every: u32,
-    /// Continue the run in --out from its checkpoint
-    #[arg(long)]
-    resume: bool,
-    /// Seed of the initial weights, batch order and noise [default: the config's]
-    #[arg(long)]
-    seed: Option<u64>,
-    /// Recompute blocks in the backward pass until the step's planned memory fits
-    /// (e.g. 6GiB, 512MiB, 6000000000)
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
-    memory_budget: Option<usize>,
-    #[command(flatten)]
-    precision: PrecisionArg,
-    /// Write samples.png (16 samples of the EMA weights, 4x4) and reconstructions.png (the
-    /// first 8 training images above their reconstructions from the EMA weights' posterior
-    /// means) into the run directory every N steps of the run and at its end; 0 = never
-    #[arg(long, default_value_t = 500, value_name = "N")]
-    image_every: u32,
-    /// Prior temperature of the samples in samples.png: one value, or one per level top
-    /// first, or T:N for N levels (as sample --temperature)
-    #[arg(long, default_value = "0.8", value_name = "T[,T|T:N...]", allow_hyphen_values = true)]
-    image_temperature: Temperatures,
-    /// Held-out images: the EMA weights' ELBO on them goes to log.jsonl and above the
-    /// progress bar every --eval-every steps and at the end of the run
-    #[arg(long, value_name = "FILE")]
-    eval_data: Option<String>,
-    /// Format of --eval-data [default: --format, or mnist with the bundled data]
-    #[arg(long, value_enum, requires = "eval_data")]
-    eval_format: Option<DataFormat>,
-    /// Evaluate the held-out ELBO every N steps of the run (and at its end); 0 = only at the end
-    #[arg(long, default_value_t = 500, value_name = "N")]
-    eval_every: u32,
-    /// Evaluate on the first N images of --eval-data, in batches of --batch
-    #[arg(long, default_value_t = 1000, value_name = "N")]
-    eval_limit: usize,
-}
-
-impl TrainArgs {
-    /// The command that continues this run in `out_dir` for `steps` more steps.
-    fn resume_command(&self, out_dir: &str, steps: u32, adapter: Option<&str>) -> Vec<String> {
-        let mut flags: Vec<(&str, String)> = Vec::new();
-        match &self.config {
-            Some(config) => flags.push(("config", config.clone())),
-            None => flags.push(("preset", self.preset.clone())),
-        }
-        let format_name = |f: DataFormat| f.to_possible_value().expect("no hidden formats").get_name().to_string();
-        if let (Some(data), Some(format)) = (&self.data, self.format) {
-            flags.push(("data", data.clone()));
-            flags.push(("format", format_name(format)));
-        }
-        flags.push(("steps", steps.to_string()));
-        if let Some(batch) = self.batch {
-            flags.push(("batch", batch.to_string()));
-        }
-        flags.push(("out", out_dir.to_string()));
-        flags.push(("save-every", self.save_every.to_string()));
-        if let Some(seed) = self.seed {
-            flags.push(("seed", seed.to_string()));
-        }
-        if let Some(bytes) = self.memory_budget {
-            flags.push(("memory-budget", bytes.to_string()));
-        }
-        if self.precision.get() != Precision::F32 {
-            flags.push(("precision", self.precision.get().to_string()));
-        }
-        flags.push(("image-every", self.image_every.to_string()));
-        flags.push(("image-temperature", self.image_temperature.to_string()));
-        if let Some(eval_data) = &self.eval_data {
-            flags.push(("eval-data", eval_data.clone()));
-            if let Some(format) = self.eval_format {
-                flags.push(("eval-format", format_name(format)));
-            }
-            flags.push(("eval-every", self.eval_every.to_string()));
-            flags.push(("eval-limit", self.eval_limit.to_string()));
-        }
-        if let Some(adapter) = adapter {
-            flags.push(("adapter", adapter.to_string()));
-        }
-        let program = std::env::args().next().unwrap_or_else(|| "vdvae".into());
-        [program, "train".into()]
-            .into_iter()
-            .chain(flags.into_iter().flat_map(|(name, value)| [format!("--{name}"), value]))
-            .chain(["--resume".into()])
-            .collect()
-    }
-}
-
-/// Ctrl-C and SIGTERM ask `vdvae train` to stop after the current step and
-/// save; a second one ends the process at once (the previous checkpoint
-/// stays whole: files are renamed into place only when complete).
-fn stop_on_signals() -> StopSignal {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let stop = StopSignal::new();
-    for (signal, name) in [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM")] {
-        let s = stop.clone();
-        let action = move || {
-            if s.request() {
-                signal_hook::low_level::exit(INTERRUPTED_EXIT_CODE);
-            }
-        };
-        // SAFETY: the action is async-signal-safe: atomics and `_exit` only.
-        if let Err(e) = unsafe { signal_hook::low_level::register(signal, action) } {
-            eprintln!("warning: no {name} handler ({e}); stopping the run loses the steps since its last checkpoint");
-        }
-    }
-    stop
-}
-
-fn train(choice: &AdapterChoice, a: &TrainArgs, adapter: Option<&str>) -> vdvae::Result<ExitCode> {
-    let stop = stop_on_signals();
-    let mut h = match &a.config {
-        Some(c) => HParams::from_json_file(c)?,
-        None => preset(&a.preset)?,
-    };
-    if let Some(seed) = a.seed {
-        h.seed = seed;
-    }
-    let (images, format) = match (&a.data, a.format) {
-        (Some(path), Some(format)) => (read_images(path, format)?, format),
-        _ => (vdvae::data::bundled_mnist(), DataFormat::Mnist),
-    };
-    let images = fit_images(&h, images)?;
-    let norm = if format == DataFormat::Mnist { MNIST } else { CIFAR10 };
-    // Flags are checked and held-out images read before any step, so a mistake costs no training.
-    if let Err(e) = a.image_temperature.per_level(h.latent_levels()?) {
-        return Err(vdvae::Error::Input(format!(
-            "--image-temperature {}: {e}",
-            a.image_temperature
-        )));
-    }
-    let eval_images = match &a.eval_data {
-        Some(path) => {
-            if a.eval_limit == 0 {
-                return Err(vdvae::Error::Input("--eval-limit must be at least 1".into()));
-            }
-            let images = read_images(path, a.eval_format.unwrap_or(format))?;
-            Some(fit_images(&h, images.first(a.eval_limit))?)
-        }
-        None => None,
-    };
-    let name = a
-        .config
-        .as_deref()
-        .map_or(a.preset.as_str(), |c| c.trim_end_matches(".json"));
-    let out_dir = a
-        .out
-        .clone()
-        .unwrap_or_else(|| format!("runs/{}", name.rsplit('/').next().unwrap_or(name)));
-    let ctx = GpuContext::new(choice)?;
-    let options = vdvae::train::TrainOptions {
-        steps: a.steps,
-        batch: a.batch.unwrap_or(h.n_batch),
-        out_dir: out_dir.clone(),
-        save_every: a.save_every,
-        norm,
-        resume: a.resume,
-        memory_budget: a.memory_budget,
-        precision: a.precision.get(),
-        image_every: a.image_every,
-        image_temperature: a.image_temperature.clone(),
-        eval_images,
-        eval_every: a.eval_every,
-    };
-    eprintln!(
-        "training on {} ({} images, activations stored as {}), run directory {out_dir}",
-        ctx.adapter.name,
-        images.n,
-        a.precision.get()
-    );
-    let outcome = vdvae::train::train(&ctx, &h, &images, &options, &stop)?;
-    if let Some(s) = outcome.last {
-        println!(
-            "step {}: ELBO {:.4} nats/dim, {:.2} nats/image (distortion {:.4}, rate {:.4}), grad norm {:.2}, skipped steps {}",
-            s.iteration,
-            s.elbo,
-            s.elbo * images.image_len() as f64,
-            s.distortion,
-            s.rate,
-            s.grad_norm,
-            s.skips
-        );
-        if !s.beta_per_level.is_empty() {
-            let betas: Vec<String> = s.beta_per_level.iter().map(|b| format!("{b:.3}")).collect();
-            println!("β per level (top first): {}", betas.join(" "));
-        }
-    }
-    let checkpoint =
-        format!("checkpoint: {out_dir}/model.safetensors (EMA: model-ema.safetensors, optimizer: opt.safetensors)");
-    if !outcome.stopped {
-        println!("{checkpoint}");
-        return Ok(ExitCode::SUCCESS);
-    }
-    let left = a.steps - outcome.steps_run;
-    eprintln!(
-        "stopped on request after {} of {} steps (the run has trained {} steps in all)",
-        outcome.steps_run, a.steps, outcome.iteration
-    );
-    eprintln!("{checkpoint}");
-    eprintln!(
-        "resume the {left} steps left with:\n  {}",
-        shell_command(&a.resume_command(&out_dir, left, adapter))
-    );
-    Ok(ExitCode::from(INTERRUPTED_EXIT_CODE as u8))
 }
 
 fn profile(choice: &AdapterChoice, a: &ProfileArgs) -> vdvae::Result<ExitCode> {

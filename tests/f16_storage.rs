@@ -273,7 +273,7 @@ fn each_forward_op_rounds_its_f16_outputs_once_as_the_cpu_does() {
                     cpu[t] = values[t].clone();
                 }
             }
-            run(&alone, &mut cpu, Noise { seed: 3, step: 0 }).unwrap();
+            run(&alone, &mut cpu, Noise::new(3, 0)).unwrap();
             nodes += 1;
             for o in f16 {
                 let (got, want) = (values[o].as_ref().unwrap(), cpu[o].as_ref().unwrap());

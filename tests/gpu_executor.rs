@@ -95,9 +95,9 @@ fn sampled_forward_draws_the_cpu_noise_at_any_step() {
     let gpu = GpuGraph::build(&ctx, &m.graph, seed, None).unwrap();
     gpu.write_values(&ctx, &m.graph, &values).unwrap();
     gpu.run(&ctx, step as u32).unwrap();
-    run(&m.graph, &mut values, Noise { seed, step }).unwrap();
+    run(&m.graph, &mut values, Noise::new(seed, step)).unwrap();
     let mut other = values.clone();
-    run(&m.graph, &mut other, Noise { seed, step: 0 }).unwrap();
+    run(&m.graph, &mut other, Noise::new(seed, 0)).unwrap();
     let layers = h.decoder_layers().unwrap();
     for (&k, layer) in m.kl_per_level.iter().zip(&layers) {
         let (got, want) = (gpu.read(&ctx, k).unwrap(), values[k].clone().unwrap());

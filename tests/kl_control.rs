@@ -112,7 +112,7 @@ fn param_values(t: &Tiny) -> Values {
 
 fn cpu_run(t: &Tiny, params: &Values, step: u64) -> Values {
     let mut values = params.clone();
-    run(&t.g, &mut values, Noise { seed: SEED, step }).unwrap();
+    run(&t.g, &mut values, Noise::new(SEED, step)).unwrap();
     values
 }
 

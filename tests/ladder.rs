@@ -60,7 +60,7 @@ fn mnist(h: &HParams, n: usize) -> ImageSet {
 
 fn loss_of(m: &ModelGraph, values: &Values, seed: u64) -> f64 {
     let mut v = values.clone();
-    run(&m.graph, &mut v, Noise { seed, step: 0 }).unwrap();
+    run(&m.graph, &mut v, Noise::new(seed, 0)).unwrap();
     v[m.loss].as_ref().unwrap()[0] as f64
 }
 
@@ -78,7 +78,7 @@ fn check_gradient(h: &HParams, batch: usize) -> f64 {
     full.set_images(&mut values, &images, MNIST).unwrap();
     let seed = 11;
     let mut grads = values.clone();
-    run(&full.graph, &mut grads, Noise { seed, step: 0 }).unwrap();
+    run(&full.graph, &mut grads, Noise::new(seed, 0)).unwrap();
     let mut worst = 0.0f64;
     for (k, &(p, d)) in full.graph.param_grads.iter().enumerate() {
         let g = grads[d].as_ref().unwrap();

@@ -25,7 +25,7 @@ fn context() -> GpuContext {
 
 fn cpu(g: &Graph, values: &Values, read: &[TensorId]) -> Vec<Vec<f32>> {
     let mut v = values.clone();
-    run(g, &mut v, Noise { seed: SEED, step: 3 }).unwrap();
+    run(g, &mut v, Noise::new(SEED, 3)).unwrap();
     read.iter().map(|&t| v[t].clone().unwrap()).collect()
 }
 

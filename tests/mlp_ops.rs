@@ -267,6 +267,7 @@ fn linear_layers_and_activations_split_past_the_binding_limit_as_they_run_whole(
     let (whole, want) = gpu_run(&ctx, &g, &values, &read, BuildOptions::default());
     let limit = BuildOptions {
         binding_limit: Some(1 << 10),
+        ..BuildOptions::default()
     };
     let (split, got) = gpu_run(&ctx, &g, &values, &read, limit);
     let (before, after) = (ops(&whole), ops(&split));

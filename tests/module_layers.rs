@@ -8,7 +8,7 @@ use std::path::Path;
 /// Bottom first. A module may use modules of its own layer or below.
 const LAYERS: &[&[&str]] = &[
     &["error"],
-    &["gpu", "data", "checkpoint"],
+    &["gpu", "data", "checkpoint", "parallel"],
     &["check", "bench"],
     &["ops"],
     &["graph"],

@@ -31,7 +31,7 @@ fn run_fixture(sampling: Sampling, backward: bool, seed: u64) -> (ModelGraph, vd
         .values_from_checkpoint(&load(&fixture("tiny.safetensors")).unwrap(), "tiny")
         .unwrap();
     m.set_images(&mut values, &images, CIFAR10).unwrap();
-    run(&m.graph, &mut values, Noise { seed, step: 0 }).unwrap();
+    run(&m.graph, &mut values, Noise::new(seed, 0)).unwrap();
     let loss = values[m.loss].as_ref().unwrap()[0] as f64;
     (m, values, loss)
 }

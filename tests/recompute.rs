@@ -74,7 +74,7 @@ fn a_checkpointed_step_gives_bit_identical_gradients_on_the_cpu() {
             })
             .collect();
         let seed = 3;
-        let noise = Noise { seed, step: 2 };
+        let noise = Noise::new(seed, 2);
         let mut plain = values.clone();
         run(g, &mut plain, noise).unwrap();
         let mut rerun = values;
@@ -119,15 +119,7 @@ fn a_checkpointed_step_gives_bit_identical_gradients_on_the_gpu() {
     }
     // And the GPU step agrees with the CPU one (same tolerance as tests/gpu_executor.rs).
     let mut cpu = values.clone();
-    run(
-        &checkpointed,
-        &mut cpu,
-        Noise {
-            seed,
-            step: step as u64,
-        },
-    )
-    .unwrap();
+    run(&checkpointed, &mut cpu, Noise::new(seed, step as u64)).unwrap();
     let want = cpu[m.nll].as_ref().unwrap();
     for (got, want) in loss2.iter().zip(want) {
         assert!((got - want).abs() <= 1e-5 * want.abs(), "NLL {got} vs {want}");

@@ -31,6 +31,7 @@ fn context() -> GpuContext {
 fn limit(bytes: usize) -> BuildOptions {
     BuildOptions {
         binding_limit: Some(bytes),
+        ..BuildOptions::default()
     }
 }
 

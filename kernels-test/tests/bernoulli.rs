@@ -40,9 +40,9 @@ fn probabilities_zero_and_one_sample_to_themselves() {
     use vdvae::ops::rng::RngKey;
     let key = RngKey::new(1, 2, 3);
     let probs: Vec<f32> = (0..1000).map(|i| (i % 2) as f32).collect();
-    assert_eq!(reference::sample_probs(&probs, &key), probs);
+    assert_eq!(reference::sample_probs(&probs, &key, 0), probs);
     // Element i's bit is decided by element i's uniform, at its flat index.
-    let half = reference::sample_probs(&[0.5; 8], &key);
+    let half = reference::sample_probs(&[0.5; 8], &key, 0);
     for (i, &x) in half.iter().enumerate() {
         assert_eq!(x == 1.0, reference::uniform(&key, i) < 0.5, "element {i}");
     }

@@ -262,3 +262,8 @@ impl ModelArgs {
         }
     }
 }
+
+/// A `--memory-budget` value in bytes.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    vdvae::graph::budget::parse_size(s).map_err(|e| e.to_string())
+}

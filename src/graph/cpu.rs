@@ -13,6 +13,25 @@ use crate::ops::rng::RngKey;
 pub struct Noise {
     pub seed: u64,
     pub step: u64,
+    /// Index in the global batch of this run's image 0: a data-parallel rank
+    /// draws the noise one process with the whole batch would draw for its images.
+    pub first_image: usize,
+}
+
+impl Noise {
+    /// The noise of a whole batch (its image 0 is the batch's first).
+    pub fn new(seed: u64, step: u64) -> Noise {
+        Noise {
+            seed,
+            step,
+            first_image: 0,
+        }
+    }
+}
+
+/// Elements per image of a batch-first tensor.
+pub(crate) fn per_image(shape: &[usize]) -> usize {
+    shape.iter().skip(1).product()
 }
 
 /// Tensor values by id; `None` until produced (or after their last use).
@@ -51,6 +70,17 @@ impl CpuCall<'_> {
     /// from the same stream position on CPU and GPU.
     pub fn key(&self, tensor: u32) -> RngKey {
         RngKey::new(self.noise.seed, self.noise.step, tensor)
+    }
+
+    /// Index in the global batch of this run's image 0 (see [`Noise::first_image`]).
+    pub fn first_image(&self) -> usize {
+        self.noise.first_image
+    }
+
+    /// The key of a tensor whose stream is indexed by the elements of a
+    /// batch-first tensor of shape `keyed`: element 0 is this run's first image's.
+    pub fn batch_key(&self, tensor: u32, keyed: &[usize]) -> RngKey {
+        self.key(tensor).skip(self.first_image() * per_image(keyed))
     }
 }
 

@@ -69,14 +69,7 @@ impl<'d> Forward<'d> {
     pub fn run(&mut self, graph: &Graph, step: u32) -> Result<()> {
         match (self.device, &self.gpu) {
             (Device::Gpu(ctx), Some(gpu)) => gpu.run(ctx, step),
-            _ => cpu::run(
-                graph,
-                &mut self.values,
-                Noise {
-                    seed: self.seed,
-                    step: step as u64,
-                },
-            ),
+            _ => cpu::run(graph, &mut self.values, Noise::new(self.seed, step as u64)),
         }
     }
 

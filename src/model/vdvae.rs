@@ -543,7 +543,7 @@ mod tests {
             };
             m.set_images(&mut values, &images, crate::model::preprocess::MNIST)
                 .unwrap();
-            run(&m.graph, &mut values, Noise { seed: 1, step: 0 }).unwrap();
+            run(&m.graph, &mut values, Noise::new(1, 0)).unwrap();
             let grads: Vec<Vec<f32>> = m
                 .graph
                 .param_grads

@@ -28,6 +28,9 @@ pub struct RunState {
     pub ema: NamedTensors,
     pub opt: NamedTensors,
     pub state: StepState,
+    /// The data-parallel ranks and the images per rank that trained it (None
+    /// in checkpoints written before they were recorded).
+    pub layout: Option<(usize, usize)>,
 }
 
 fn path(dir: &str, file: &str) -> String {
@@ -64,7 +67,15 @@ pub fn read_ema_weights(ctx: &GpuContext, m: &ModelGraph, gpu: &GpuGraph) -> Res
 }
 
 /// Writes weights, EMA and optimizer state of `gpu` to temporary files in `dir`.
-pub fn stage_run(ctx: &GpuContext, dir: &str, h: &HParams, m: &ModelGraph, gpu: &GpuGraph) -> Result<StagedRun> {
+/// `ranks`: the data-parallel ranks that trained it (1 for one process).
+pub fn stage_run(
+    ctx: &GpuContext,
+    dir: &str,
+    h: &HParams,
+    m: &ModelGraph,
+    gpu: &GpuGraph,
+    ranks: usize,
+) -> Result<StagedRun> {
     let state = gpu.optimizer_state(ctx)?;
     let (mut weights, mut opt) = (NamedTensors::new(), NamedTensors::new());
     let ema = read_ema_weights(ctx, m, gpu)?;
@@ -82,6 +93,8 @@ pub fn stage_run(ctx: &GpuContext, dir: &str, h: &HParams, m: &ModelGraph, gpu: 
     ]);
     let mut opt_meta = meta.clone();
     opt_meta.insert("skips".into(), state.skips.to_string());
+    opt_meta.insert("ranks".into(), ranks.to_string());
+    opt_meta.insert("batch".into(), m.batch.to_string());
     let files = [
         ("model.safetensors", &weights, &meta),
         ("model-ema.safetensors", &ema, &meta),
@@ -97,8 +110,8 @@ pub fn stage_run(ctx: &GpuContext, dir: &str, h: &HParams, m: &ModelGraph, gpu: 
 }
 
 /// Writes weights, EMA and optimizer state of `gpu` into `dir`.
-pub fn save_run(ctx: &GpuContext, dir: &str, h: &HParams, m: &ModelGraph, gpu: &GpuGraph) -> Result<()> {
-    stage_run(ctx, dir, h, m, gpu)?.commit()
+pub fn save_run(ctx: &GpuContext, dir: &str, h: &HParams, m: &ModelGraph, gpu: &GpuGraph, ranks: usize) -> Result<()> {
+    stage_run(ctx, dir, h, m, gpu, ranks)?.commit()
 }
 
 fn counter(meta: &Metadata, key: &str, file: &str) -> Result<u32> {
@@ -154,15 +167,31 @@ pub fn load_run(dir: &str, m: &ModelGraph) -> Result<RunState> {
         counter(&meta, "skips", "opt.safetensors")?,
         counter(&meta, "iteration", "opt.safetensors")?,
     );
+    let number = |key: &str| meta.get(key).and_then(|v| v.parse::<usize>().ok());
     Ok(RunState {
         weights,
         ema,
         opt,
         state,
+        layout: number("ranks").zip(number("batch")),
     })
 }
 
 impl RunState {
+    /// Says so when the run continues with another data-parallel layout: it
+    /// trains on, but its batches are not the ones an uninterrupted run would take.
+    pub fn note_other_layout(&self, ranks: usize, batch: usize) {
+        if let Some((was_ranks, was_batch)) = self.layout {
+            if (was_ranks, was_batch) != (ranks, batch) {
+                eprintln!(
+                    "note: this run was trained on {was_ranks} rank(s) of batch {was_batch} and continues on \
+                     {ranks} of batch {batch}: its batches differ from those of an uninterrupted run \
+                     (resume with the same ranks and --batch to continue it exactly)"
+                );
+            }
+        }
+    }
+
     /// Puts weights, EMA and moments on the GPU.
     pub fn upload(&self, ctx: &GpuContext, m: &ModelGraph, gpu: &GpuGraph) -> Result<()> {
         for (spec, t) in &m.params {

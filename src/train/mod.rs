@@ -13,6 +13,7 @@ mod monitor;
 mod pictures;
 mod profile;
 mod progress;
+mod ranks;
 mod stop;
 
 pub use checkpoint::{load_run, read_ema_weights, save_run, stage_run, RunState, StagedRun};
@@ -20,6 +21,9 @@ pub use log::StepLog;
 pub use profile::{
     profile_training, short_kernel_name, DispatchRecord, KernelRow, ProfileOptions, ProfileReport, StepSummary,
 };
+#[cfg(feature = "mpi")]
+pub use ranks::train_mpi;
+pub use ranks::train_threads;
 pub use stop::{shell_command, StopSignal, INTERRUPTED_EXIT_CODE};
 
 use held_out::HeldOut;
@@ -32,7 +36,7 @@ use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
 use crate::graph::autodiff::append_backward;
 use crate::graph::budget::format_size;
-use crate::graph::gpu::{GpuGraph, StepMetrics, TrainConfig};
+use crate::graph::gpu::{BuildOptions, GpuGraph, StepMetrics, TrainConfig};
 use crate::graph::TensorId;
 use crate::graph::{set_precision, Precision, Sampling};
 use crate::model::config::HParams;
@@ -43,6 +47,7 @@ use crate::model::temperature::Temperatures;
 use crate::model::vdvae::{build_model, ModelGraph};
 use crate::ops::optimizer::{AdamW, StepState};
 use crate::ops::rng::RngKey;
+use crate::parallel::{Collective, Single};
 
 pub struct TrainOptions {
     pub steps: u32,
@@ -67,7 +72,13 @@ pub struct TrainOptions {
     /// `eval_every` steps of the run (0: only at the end) and at its end.
     pub eval_images: Option<ImageSet>,
     pub eval_every: u32,
+    /// Data-parallel runs: gradient elements summed among the ranks per
+    /// bucket (see `graph::gpu::exchange`).
+    pub bucket_len: usize,
 }
+
+/// The all-reduce bucket when none is asked for: 16 MiB of f32.
+pub const DEFAULT_BUCKET_LEN: usize = 4 << 20;
 
 fn adamw(h: &HParams) -> AdamW {
     AdamW {
@@ -95,6 +106,13 @@ fn batch_indices(n: usize, batch: usize, seed: u64, step: u64) -> Vec<usize> {
     (0..batch).map(|j| order[(k * batch + j) % n]).collect()
 }
 
+/// Rank `rank`'s images of one step: its shard of the global batch of
+/// `ranks` × `batch` images one process would take at that step.
+fn shard_indices(n: usize, batch: usize, ranks: usize, rank: usize, seed: u64, step: u64) -> Vec<usize> {
+    let global = batch_indices(n, batch * ranks, seed, step);
+    global[rank * batch..(rank + 1) * batch].to_vec()
+}
+
 fn gather(images: &ImageSet, idx: &[usize]) -> ImageSet {
     let mut pixels = Vec::with_capacity(idx.len() * images.image_len());
     for &i in idx {
@@ -107,21 +125,27 @@ fn gather(images: &ImageSet, idx: &[usize]) -> ImageSet {
     }
 }
 
-/// The training graph of `h` for `batch` images, built on the GPU with fresh
-/// weights (official init) or with the run saved in `resume_from`. Returns the
-/// iteration it starts at.
+/// The training graph of `h` for rank `rank` of `ranks`, `batch` images each,
+/// built on the GPU with fresh weights (official init) or with the run saved
+/// in `resume_from`. Returns the iteration it starts at.
 fn start(
     ctx: &GpuContext,
     h: &HParams,
     images: &ImageSet,
-    batch: usize,
+    (batch, rank, ranks): (usize, usize, usize),
     precision: Precision,
     resume_from: Option<&str>,
     memory_budget: Option<usize>,
 ) -> Result<(ModelGraph, GpuGraph, u32)> {
-    if images.n < batch {
+    let leader = rank == 0;
+    if images.n < batch * ranks {
+        let of = if ranks > 1 {
+            format!("a global batch of {} ({ranks} ranks × {batch})", batch * ranks)
+        } else {
+            format!("a batch of {batch}")
+        };
         return Err(Error::Input(format!(
-            "the dataset has {} images, fewer than a batch of {batch}",
+            "the dataset has {} images, fewer than {of}",
             images.n
         )));
     }
@@ -130,13 +154,15 @@ fn start(
         Some(budget) => {
             let (g, r) = fit_training_graph(&m.graph, precision, budget, Some(ctx))?;
             m.graph = g;
-            eprintln!(
-                "memory budget {}: {} of {} blocks recomputed in the backward pass ({:.1}% more FLOPs per step)",
-                format_size(budget),
-                r.checkpointed,
-                r.candidates,
-                100.0 * r.recompute_flops / (m.graph.model_flops() - r.recompute_flops)
-            );
+            if leader {
+                eprintln!(
+                    "memory budget {}: {} of {} blocks recomputed in the backward pass ({:.1}% more FLOPs per step)",
+                    format_size(budget),
+                    r.checkpointed,
+                    r.candidates,
+                    100.0 * r.recompute_flops / (m.graph.model_flops() - r.recompute_flops)
+                );
+            }
         }
         None => {
             append_backward(&mut m.graph)?;
@@ -144,16 +170,20 @@ fn start(
         }
     }
     let run = resume_from.map(|dir| load_run(dir, &m)).transpose()?;
+    if let (Some(run), true) = (&run, leader) {
+        run.note_other_layout(ranks, batch);
+    }
     let resume = run.as_ref().map_or(StepState::default(), |r| r.state);
-    let gpu = GpuGraph::build(
-        ctx,
-        &m.graph,
-        h.seed,
-        Some(TrainConfig {
-            adamw: adamw(h),
-            resume,
-        }),
-    )?;
+    let train = TrainConfig {
+        adamw: adamw(h),
+        resume,
+    };
+    // A rank draws the noise of its images' places in the global batch.
+    let options = BuildOptions {
+        first_image: rank * batch,
+        ..BuildOptions::default()
+    };
+    let gpu = GpuGraph::build_with(ctx, &m.graph, h.seed, Some(train), options)?;
     match &run {
         Some(r) => r.upload(ctx, &m, &gpu)?,
         None => {
@@ -225,42 +255,83 @@ pub fn train(
     o: &TrainOptions,
     stop: &StopSignal,
 ) -> Result<TrainOutcome> {
+    train_rank(ctx, h, images, o, stop, &mut Single)
+}
+
+/// [`train`] as one rank of a data-parallel run: every rank calls it with the
+/// same arguments (its own adapter), and each step takes its shard of a
+/// global batch of `ranks` × `o.batch` images. Rank 0 shows progress and
+/// writes the log, the checkpoints and the pictures. The ranks stop together
+/// when any of them is asked to. On an error the caller stops the other ranks
+/// ([`Collective::abort`]).
+pub fn train_rank(
+    ctx: &GpuContext,
+    h: &HParams,
+    images: &ImageSet,
+    o: &TrainOptions,
+    stop: &StopSignal,
+    ranks: &mut dyn Collective,
+) -> Result<TrainOutcome> {
+    let (rank, count) = (ranks.rank(), ranks.ranks());
+    let leader = rank == 0;
     let monitor = monitor(h, images, o)?;
-    std::fs::create_dir_all(&o.out_dir).map_err(|e| Error::Io {
-        path: o.out_dir.clone(),
-        source: e,
-    })?;
-    let resume_from = o.resume.then_some(o.out_dir.as_str());
-    let (m, mut gpu, start) = start(ctx, h, images, o.batch, o.precision, resume_from, o.memory_budget)?;
-    let (log, dropped) = StepLog::open(&o.out_dir, start)?;
-    if dropped > 0 {
-        eprintln!(
-            "note: dropped {dropped} lines of steps from {start} on from {} (they are not in the checkpoint this run starts from)",
-            log.path()
-        );
+    if leader {
+        std::fs::create_dir_all(&o.out_dir).map_err(|e| Error::Io {
+            path: o.out_dir.clone(),
+            source: e,
+        })?;
     }
+    let resume_from = o.resume.then_some(o.out_dir.as_str());
+    let layout = (o.batch, rank, count);
+    let (m, mut gpu, start) = start(ctx, h, images, layout, o.precision, resume_from, o.memory_budget)?;
+    if count > 1 {
+        gpu.share(ctx, count, o.bucket_len)?;
+    }
+    let log = if leader {
+        let (log, dropped) = StepLog::open(&o.out_dir, start)?;
+        if dropped > 0 {
+            eprintln!(
+                "note: dropped {dropped} lines of steps from {start} on from {} (they are not in the checkpoint this run starts from)",
+                log.path()
+            );
+        }
+        Some(log)
+    } else {
+        None
+    };
     let mut progress = Progress::new(o.steps, log, m.dims);
-    // Writes the checkpoint; true when a second stop request came while its
-    // files were being renamed, and the caller should return at once.
+    // Writes the checkpoint (rank 0); true when a second stop request came
+    // while its files were being renamed, and a lone process should return at once.
     let save = |gpu: &GpuGraph| -> Result<bool> {
-        let staged = stage_run(ctx, &o.out_dir, h, &m, gpu)?;
+        if !leader {
+            return Ok(false);
+        }
+        let staged = stage_run(ctx, &o.out_dir, h, &m, gpu, count)?;
         let (committed, second_request) = stop.while_renaming(|| staged.commit());
-        committed.map(|()| second_request)
+        committed.map(|()| second_request && count == 1)
     };
     let mut steps_run = 0;
     let mut saved_at = None;
     for k in 0..o.steps {
-        if stop.requested() {
+        // One process stops before a step; data-parallel ranks agree on it
+        // during the step and stop after it.
+        let asked = stop.requested();
+        if asked && count == 1 {
             break;
         }
         let step = start + k;
-        let batch = gather(images, &batch_indices(images.n, o.batch, h.seed, step as u64));
-        stage_batch(ctx, &mut gpu, &m, &batch, o.norm)?;
-        let metrics = gpu.train_step(ctx)?;
+        let shard = shard_indices(images.n, o.batch, count, rank, h.seed, step as u64);
+        stage_batch(ctx, &mut gpu, &m, &gather(images, &shard), o.norm)?;
+        let (metrics, agreed_stop) = if count == 1 {
+            (gpu.train_step(ctx)?, false)
+        } else {
+            let s = gpu.shared_train_step(ctx, ranks, asked)?;
+            (s.previous, s.stop)
+        };
         progress.step(metrics)?;
         progress.bar.inc(1);
         steps_run = k + 1;
-        if k + 1 == o.steps {
+        if k + 1 == o.steps || agreed_stop {
             break; // the end saves and looks
         }
         let trained = step + 1;
@@ -276,12 +347,14 @@ pub fn train(
                 break;
             }
         }
-        monitor.run(look, ctx, h, &m, &gpu, &o.out_dir, trained, &mut progress)?;
+        if leader {
+            monitor.run(look, ctx, h, &m, &gpu, &o.out_dir, trained, &mut progress)?;
+        }
         progress.resume_clock();
     }
     let iteration = start + steps_run;
     let stopped = steps_run < o.steps;
-    if stopped && saved_at != Some(iteration) {
+    if stopped && saved_at != Some(iteration) && leader {
         progress.bar.suspend(|| {
             eprintln!(
                 "stopping: saving the checkpoint ({iteration} steps trained) to {}; \
@@ -298,7 +371,9 @@ pub fn train(
         // No final look: the run was asked to end.
         progress.bar.abandon();
     } else {
-        monitor.run(monitor.at_end(), ctx, h, &m, &gpu, &o.out_dir, iteration, &mut progress)?;
+        if leader {
+            monitor.run(monitor.at_end(), ctx, h, &m, &gpu, &o.out_dir, iteration, &mut progress)?;
+        }
         progress.bar.finish();
     }
     Ok(TrainOutcome {
@@ -312,6 +387,18 @@ pub fn train(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shards_partition_the_global_batch() {
+        for step in 0..7 {
+            let global = batch_indices(20, 6, 9, step);
+            let shards: Vec<usize> = (0..3).flat_map(|r| shard_indices(20, 2, 3, r, 9, step)).collect();
+            assert_eq!(
+                shards, global,
+                "step {step}: the shards, in rank order, are the global batch"
+            );
+        }
+    }
 
     #[test]
     fn batches_walk_a_seeded_permutation() {

@@ -170,7 +170,7 @@ pub fn profile_training(ctx: &GpuContext, h: &HParams, o: &ProfileOptions) -> Re
     }
     let images = profile_images(h, o.batch);
     let norm = if h.image_channels == 1 { MNIST } else { CIFAR10 };
-    let (m, mut gpu, _) = start(ctx, h, &images, o.batch, o.precision, None, None)?;
+    let (m, mut gpu, _) = start(ctx, h, &images, (o.batch, 0, 1), o.precision, None, None)?;
     let step = |k: usize, gpu: &mut crate::graph::gpu::GpuGraph| -> Result<()> {
         let idx: Vec<usize> = (0..o.batch).map(|j| (k * o.batch + j) % images.n).collect();
         stage_batch(ctx, gpu, &m, &gather(&images, &idx), norm)?;

@@ -12,7 +12,8 @@ use crate::model::evaluate::EvalReport;
 
 pub struct Progress {
     pub bar: indicatif::ProgressBar,
-    log: StepLog,
+    /// None on a data-parallel rank other than 0: it shows and logs nothing.
+    log: Option<StepLog>,
     /// Dimensions of an image, for nats/image.
     dims: usize,
     /// When the previous step's metrics arrived, or when the last pause
@@ -37,14 +38,18 @@ fn beta_summary(betas: &[f64]) -> String {
 }
 
 impl Progress {
-    /// A bar of `steps` steps over `log`, for images of `dims` dimensions.
-    pub fn new(steps: u32, log: StepLog, dims: usize) -> Progress {
+    /// A bar of `steps` steps over `log`, for images of `dims` dimensions;
+    /// without a log, a hidden bar.
+    pub fn new(steps: u32, log: Option<StepLog>, dims: usize) -> Progress {
         let bar = indicatif::ProgressBar::new(steps as u64).with_style(
             indicatif::ProgressStyle::with_template(
                 "train {bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}",
             )
             .expect("a valid progress template"),
         );
+        if log.is_none() {
+            bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        }
         Progress {
             bar,
             log,
@@ -69,7 +74,9 @@ impl Progress {
             s.skips,
             beta_summary(&s.beta_per_level)
         ));
-        self.log.append(&s, &rfc3339_millis(SystemTime::now()), seconds)?;
+        if let Some(log) = &mut self.log {
+            log.append(&s, &rfc3339_millis(SystemTime::now()), seconds)?;
+        }
         self.last = Some(s);
         Ok(())
     }
@@ -82,6 +89,9 @@ impl Progress {
 
     /// Prints and logs a held-out evaluation after `trained` steps.
     pub fn eval(&mut self, trained: u32, r: &EvalReport) -> Result<()> {
+        let Some(log) = &mut self.log else {
+            return Ok(());
+        };
         // Above the bar; `bar.println` would print nothing when stderr is not a terminal.
         self.bar.suspend(|| {
             eprintln!(
@@ -89,6 +99,6 @@ impl Progress {
                 r.elbo_nats_per_dim, r.elbo_nats_per_image, r.distortion, r.rate, r.images
             )
         });
-        self.log.append_eval(trained, &rfc3339_millis(SystemTime::now()), r)
+        log.append_eval(trained, &rfc3339_millis(SystemTime::now()), r)
     }
 }

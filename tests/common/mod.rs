@@ -2,6 +2,9 @@
 //! and one training step of a model on the CPU reference and on the GPU.
 #![allow(dead_code)] // each test file uses its own part
 
+pub mod process;
+pub mod runs;
+
 use vdvae::data::{bundled_mnist, ImageSet};
 use vdvae::gpu::GpuContext;
 use vdvae::graph::cpu::{run, Noise, Values};
@@ -58,7 +61,7 @@ pub struct ReferenceStep {
 /// the weights, moments from zero), with noise `seed` at step 0.
 pub fn reference_step(m: &ModelGraph, values: &Values, adamw: &AdamW, seed: u64) -> ReferenceStep {
     let mut cpu = values.clone();
-    run(&m.graph, &mut cpu, Noise { seed, step: 0 }).unwrap();
+    run(&m.graph, &mut cpu, Noise::new(seed, 0)).unwrap();
     // The ELBO from its terms: the loss differs from it under KL controls.
     let mut totals = ElboTotals::default();
     let kls: Vec<&[f32]> = m.kl_per_level.iter().map(|&k| cpu[k].as_deref().unwrap()).collect();

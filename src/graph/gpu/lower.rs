@@ -8,6 +8,7 @@ use super::split::NodeSplit;
 use super::Buffers;
 use crate::error::Result;
 use crate::gpu::{BufView, Dispatch, GpuContext};
+use crate::graph::cpu::per_image;
 use crate::graph::ir::{Graph, Node};
 use crate::ops::rng::RngKey;
 
@@ -38,6 +39,7 @@ pub struct LowerCall<'a> {
     pub(super) workspace: BufView<'a>,
     pub(super) side: BufView<'a>,
     pub(super) seed: u64,
+    pub(super) first_image: usize,
     pub(super) slice: Option<&'a Slice<'a>>,
 }
 
@@ -121,6 +123,19 @@ impl<'a> LowerCall<'a> {
     /// with step 0.
     pub fn key(&self, tensor: u32) -> RngKey {
         RngKey::new(self.seed, 0, tensor)
+    }
+
+    /// Index in the global batch of this graph's image 0 (see [`BuildOptions::first_image`](super::BuildOptions)).
+    pub fn first_image(&self) -> usize {
+        self.first_image
+    }
+
+    /// The key of a tensor whose stream is indexed by the elements of a
+    /// batch-first tensor of shape `keyed` (the whole tensor's, not a slice's):
+    /// element 0 is this graph's first image's. Split nodes skip further to
+    /// their slice.
+    pub fn batch_key(&self, tensor: u32, keyed: &[usize]) -> RngKey {
+        self.key(tensor).skip(self.first_image * per_image(keyed))
     }
 }
 

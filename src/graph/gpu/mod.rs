@@ -2,8 +2,10 @@
 //! memory plan, every node lowered to dispatches once at build time, and a
 //! whole step recorded into one command buffer with one submit.
 
+mod exchange;
 mod flips;
 mod lower;
+mod shared;
 mod split;
 mod train;
 mod upload;
@@ -11,6 +13,7 @@ mod upload;
 pub(crate) use flips::flipped_bytes;
 use flips::Flips;
 pub use lower::LowerCall;
+pub use shared::SharedStep;
 pub use split::{Part, Split, Unit};
 pub use train::{StepMetrics, TrainConfig};
 
@@ -100,6 +103,10 @@ pub struct BuildOptions {
     /// optimizer sweeps the weights in pieces of at most this size. Tests set
     /// a small one to exercise splitting on small models.
     pub binding_limit: Option<usize>,
+    /// Index in the global batch of this graph's image 0: a data-parallel
+    /// rank's graph draws the noise of its images as one graph of the whole
+    /// global batch would (0 for a whole batch).
+    pub first_image: usize,
 }
 
 impl BuildOptions {
@@ -107,6 +114,23 @@ impl BuildOptions {
     fn binding_limit(&self, ctx: &GpuContext) -> usize {
         let adapter = ctx.limits.max_storage_buffer_binding_size as usize;
         self.binding_limit.map_or(adapter, |l| l.min(adapter))
+    }
+}
+
+/// Copies the noise step into the uniform of each of `noisy` (indices into
+/// `dispatches`), from `src` word `word`.
+fn record_noise_step(
+    noisy: &[usize],
+    dispatches: &[Dispatch],
+    encoder: &mut wgpu::CommandEncoder,
+    src: &wgpu::Buffer,
+    word: u64,
+) {
+    for &i in noisy {
+        if let Some(params) = dispatches[i].params_buffer() {
+            // The step word of the `RngKey` that noisy kernels' uniforms start with.
+            encoder.copy_buffer_to_buffer(src, word * 4, params, RNG_STEP_WORD as u64 * 4, 4);
+        }
     }
 }
 
@@ -265,6 +289,7 @@ impl GpuGraph {
                 workspace: ws,
                 side,
                 seed,
+                first_image: options.first_image,
                 slice: None,
             };
             let ds = lower::lower(&call, splits[i].as_ref(), staging)?;
@@ -345,12 +370,7 @@ impl GpuGraph {
 
     /// Copies the noise step into every noisy dispatch's uniform, from `src` word `word`.
     fn record_noise_step(&self, encoder: &mut wgpu::CommandEncoder, src: &wgpu::Buffer, word: u64) {
-        for &i in &self.noisy {
-            if let Some(params) = self.dispatches[i].params_buffer() {
-                // The step word of the `RngKey` that noisy kernels' uniforms start with.
-                encoder.copy_buffer_to_buffer(src, word * 4, params, RNG_STEP_WORD as u64 * 4, 4);
-            }
-        }
+        record_noise_step(&self.noisy, &self.dispatches, encoder, src, word);
     }
 
     /// Runs the graph once (no optimizer) with noise step `step`; waits for the GPU.

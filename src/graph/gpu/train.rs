@@ -3,7 +3,7 @@
 //! host submits once per step and reads metrics back one step late.
 
 use super::upload::Uploader;
-use super::{DispatchLabel, GpuGraph, GRADS, INPUTS, WEIGHTS};
+use super::{Buffers, DispatchLabel, GpuGraph, GRADS, INPUTS, WEIGHTS};
 use crate::error::{Error, Result};
 use crate::gpu::{BufView, Dispatch, GpuBuffer, GpuContext};
 use crate::graph::ir::{Graph, TensorId};
@@ -12,7 +12,7 @@ use crate::ops::optimizer::{self, AdamW, ParamTensor, StepState, STATE_WORDS};
 use crate::ops::reduce;
 
 /// Word of the optimizer state holding the iteration counter (the noise step).
-const ITERATION_WORD: u64 = optimizer::ITERATION as u64;
+pub(super) const ITERATION_WORD: u64 = optimizer::ITERATION as u64;
 
 #[derive(Clone, Copy, Debug)]
 pub struct TrainConfig {
@@ -50,18 +50,20 @@ pub(crate) struct TrainState {
     pub labels: Vec<DispatchLabel>,
     _norm_scratch: GpuBuffer,
     /// nll then each level's KL sum: the tensors metrics are computed from.
-    metric_tensors: Vec<TensorId>,
+    pub(super) metric_tensors: Vec<TensorId>,
     /// A controlled loss's coefficients, read back after them.
-    kl_coef: Option<KlCoefTensor>,
-    metric_words: usize,
-    readback: [wgpu::Buffer; 2],
+    pub(super) kl_coef: Option<KlCoefTensor>,
+    pub(super) metric_words: usize,
+    pub(super) readback: [wgpu::Buffer; 2],
     /// Submission of the step whose metrics sit in each readback slot.
     pending: [Option<wgpu::SubmissionIndex>; 2],
-    steps: usize,
+    pub(super) steps: usize,
     dims: usize,
-    uploader: Uploader,
+    pub(super) uploader: Uploader,
     /// The staging slot holding this step's inputs, once `stage_inputs` ran.
-    staged: Option<usize>,
+    pub(super) staged: Option<usize>,
+    /// Buffers of data-parallel steps, once [`GpuGraph::share`] made them.
+    pub(super) shared: Option<super::shared::SharedState>,
 }
 
 /// Elements of one flat sweep's piece: within `binding_limit` bytes, a
@@ -136,16 +138,104 @@ impl TrainState {
             dims: loss.dims,
             uploader: Uploader::new(ctx, graph.bufs.all[INPUTS].len * 4),
             staged: None,
+            shared: None,
         })
     }
 }
 
-fn not_training() -> Error {
+impl TrainState {
+    /// A step's metrics from the values of its metric tensors (each per-image
+    /// tensor, then the coefficients of a controlled loss) and the optimizer
+    /// state after it.
+    pub(super) fn metrics(&self, values: &[f32], state: &StepState) -> StepMetrics {
+        // The per-image tensors, then the coefficients (2 per term).
+        let coef_len = self.kl_coef.as_ref().map_or(0, |k| 2 * k.term_levels.len());
+        let (per_image, coef) = values.split_at(values.len() - coef_len);
+        let per_image: Vec<&[f32]> = per_image.chunks(per_image.len() / self.metric_tensors.len()).collect();
+        let mut totals = ElboTotals::default();
+        totals.add(per_image[0], &per_image[1..]);
+        let parts = totals.per_dim(self.dims);
+        let levels = per_image.len() - 1;
+        let beta_per_level = self
+            .kl_coef
+            .as_ref()
+            .map_or(Vec::new(), |k| k.beta_per_level(coef, levels));
+        StepMetrics {
+            // The state was copied after `decide` advanced the counter.
+            iteration: state.iteration.saturating_sub(1),
+            elbo: parts.elbo,
+            distortion: parts.distortion,
+            rate: parts.rate,
+            kl_per_level: parts.kl_per_level,
+            beta_per_level,
+            grad_norm: state.grad_norm,
+            applied: state.applied,
+            skips: state.skips,
+        }
+    }
+
+    /// Images of the graph's batch (the length of each per-image metric tensor).
+    pub(super) fn images(&self) -> usize {
+        let coef_len = self.kl_coef.as_ref().map_or(0, |k| 2 * k.term_levels.len());
+        (self.metric_words - STATE_WORDS - coef_len) / self.metric_tensors.len()
+    }
+
+    /// Records the copy of the metric tensors (then the coefficients) into
+    /// `dst` from byte 0; returns the bytes copied.
+    pub(super) fn record_metric_copies(
+        &self,
+        bufs: &Buffers,
+        encoder: &mut wgpu::CommandEncoder,
+        dst: &wgpu::Buffer,
+    ) -> u64 {
+        let mut at = 0u64;
+        for &m in self.metric_tensors.iter().chain(self.kl_coef.as_ref().map(|k| &k.coef)) {
+            let v = bufs.view(m);
+            encoder.copy_buffer_to_buffer(v.buffer, v.offset as u64 * 4, dst, at, v.len as u64 * 4);
+            at += v.len as u64 * 4;
+        }
+        at
+    }
+}
+
+/// The first `words` words of `buffer`, mapped after submission `index` (or
+/// everything submitted) finished.
+pub(super) fn map_words(
+    ctx: &GpuContext,
+    buffer: &wgpu::Buffer,
+    index: Option<wgpu::SubmissionIndex>,
+    words: usize,
+) -> Result<Vec<u32>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    buffer.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+        let _ = tx.send(r);
+    });
+    ctx.device
+        .poll(wgpu::PollType::Wait {
+            submission_index: index,
+            timeout: None,
+        })
+        .map_err(|e| Error::Gpu(format!("waiting for a training step failed: {e}")))?;
+    rx.recv()
+        .map_err(|_| Error::Gpu("metrics readback never completed".into()))?
+        .map_err(|e| Error::Gpu(format!("mapping metrics failed: {e}")))?;
+    let out = {
+        let mapped = buffer
+            .slice(..)
+            .get_mapped_range()
+            .map_err(|e| Error::Gpu(format!("{e}")))?;
+        bytemuck::cast_slice(&mapped)[..words].to_vec()
+    };
+    buffer.unmap();
+    Ok(out)
+}
+
+pub(super) fn not_training() -> Error {
     Error::Input("this graph was built without training".into())
 }
 
 impl GpuGraph {
-    fn train_state(&self) -> Result<&TrainState> {
+    pub(super) fn train_state(&self) -> Result<&TrainState> {
         self.train.as_ref().ok_or_else(not_training)
     }
 
@@ -198,12 +288,7 @@ impl GpuGraph {
             }
         }
         // Metrics of this step, and the state before the optimizer's counters move on.
-        let mut at = 0u64;
-        for &m in t.metric_tensors.iter().chain(t.kl_coef.as_ref().map(|k| &k.coef)) {
-            let v = self.bufs.view(m);
-            encoder.copy_buffer_to_buffer(v.buffer, v.offset as u64 * 4, &t.readback[slot], at, v.len as u64 * 4);
-            at += v.len as u64 * 4;
-        }
+        let at = t.record_metric_copies(&self.bufs, &mut encoder, &t.readback[slot]);
         encoder.copy_buffer_to_buffer(&t.state.buffer, 0, &t.readback[slot], at, (STATE_WORDS * 4) as u64);
         let index = ctx.submit(encoder.finish());
         let t = self.train.as_mut().unwrap();
@@ -221,6 +306,9 @@ impl GpuGraph {
     /// Waits for the last submitted step and returns its metrics (None when
     /// they were already returned).
     pub fn finish(&mut self, ctx: &GpuContext) -> Result<Option<StepMetrics>> {
+        if self.train_state()?.shared.is_some() {
+            return self.finish_shared(ctx);
+        }
         let t = self.train_state()?;
         if t.steps == 0 || t.pending[(t.steps - 1) % 2].is_none() {
             return Ok(None);
@@ -233,55 +321,10 @@ impl GpuGraph {
         let Some(index) = t.pending[slot].take() else {
             return Err(Error::Gpu("no step is pending in that metrics slot".into()));
         };
-        let buffer = &t.readback[slot];
-        let (tx, rx) = std::sync::mpsc::channel();
-        buffer.slice(..).map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        ctx.device
-            .poll(wgpu::PollType::Wait {
-                submission_index: Some(index),
-                timeout: None,
-            })
-            .map_err(|e| Error::Gpu(format!("waiting for a training step failed: {e}")))?;
-        rx.recv()
-            .map_err(|_| Error::Gpu("metrics readback never completed".into()))?
-            .map_err(|e| Error::Gpu(format!("mapping metrics failed: {e}")))?;
-        let words: Vec<u32> = {
-            let mapped = buffer
-                .slice(..)
-                .get_mapped_range()
-                .map_err(|e| Error::Gpu(format!("{e}")))?;
-            bytemuck::cast_slice(&mapped)[..t.metric_words].to_vec()
-        };
-        buffer.unmap();
+        let words = map_words(ctx, &t.readback[slot], Some(index), t.metric_words)?;
         let n = t.metric_words - STATE_WORDS;
-        let values: &[f32] = bytemuck::cast_slice(&words[..n]);
-        // The per-image tensors, then the coefficients (2 per term).
-        let coef_len = t.kl_coef.as_ref().map_or(0, |k| 2 * k.term_levels.len());
-        let (per_image, coef) = values.split_at(n - coef_len);
-        let per_image: Vec<&[f32]> = per_image.chunks(per_image.len() / t.metric_tensors.len()).collect();
-        let mut totals = ElboTotals::default();
-        totals.add(per_image[0], &per_image[1..]);
-        let parts = totals.per_dim(t.dims);
-        let levels = per_image.len() - 1;
-        let beta_per_level = t
-            .kl_coef
-            .as_ref()
-            .map_or(Vec::new(), |k| k.beta_per_level(coef, levels));
-        let state = StepState::from_words(&words[n..n + STATE_WORDS])?;
-        Ok(StepMetrics {
-            // The state was copied after `decide` advanced the counter.
-            iteration: state.iteration.saturating_sub(1),
-            elbo: parts.elbo,
-            distortion: parts.distortion,
-            rate: parts.rate,
-            kl_per_level: parts.kl_per_level,
-            beta_per_level,
-            grad_norm: state.grad_norm,
-            applied: state.applied,
-            skips: state.skips,
-        })
+        let state = StepState::from_words(&words[n..])?;
+        Ok(t.metrics(bytemuck::cast_slice(&words[..n]), &state))
     }
 
     /// Current optimizer state (waits for the GPU).

@@ -7,7 +7,7 @@ use super::{nhwc, nhwc_of, OpRule};
 use crate::error::{shape_err, Result};
 use crate::gpu::{BufView, Dispatch};
 use crate::graph::autodiff::Backward;
-use crate::graph::cpu::CpuCall;
+use crate::graph::cpu::{per_image, CpuCall};
 use crate::graph::gpu::{LowerCall, Part, Split, Unit};
 use crate::graph::ir::{Graph, Node, TensorId};
 use crate::ops::bernoulli::{self as kernels, reference, BernoulliSpec};
@@ -179,6 +179,13 @@ impl OpRule for BernoulliMean {
     }
 }
 
+/// The global-batch index of the first element a lowering binds: element i
+/// draws word i % 4 of Philox block i / 4, so a slice or a rank's shard passes
+/// its first element, not a skipped key (it may start inside a block).
+fn first_element(l: &LowerCall<'_>) -> usize {
+    l.first_image() * per_image(l.g.shape(l.node.outputs[0])) + l.out_offset(0)
+}
+
 impl OpRule for BernoulliSample {
     fn name(&self) -> &'static str {
         "bernoulli_sample"
@@ -186,13 +193,14 @@ impl OpRule for BernoulliSample {
 
     fn eval(&self, c: &CpuCall<'_>) -> Result<Vec<Vec<f32>>> {
         let s = spec(c.in_shape(0));
-        Ok(vec![reference::sample(&s, c.input(0), &c.key(self.tensor))])
+        let first = c.first_image() * per_image(c.out_shape(0));
+        Ok(vec![reference::sample(&s, c.input(0), &c.key(self.tensor), first)])
     }
 
     fn lower(&self, l: &LowerCall<'_>) -> Result<Vec<Dispatch>> {
         // Element i draws word i % 4 of Philox block i / 4: a slice passes its
         // first element, not a skipped key (it may start inside a block).
-        let (s, key, first) = (spec(l.in_shape(0)), l.key(self.tensor), l.out_offset(0));
+        let (s, key, first) = (spec(l.in_shape(0)), l.key(self.tensor), first_element(l));
         Ok(vec![kernels::sample(l.ctx, &s, l.input(0), key, first, l.output(0))?])
     }
 
@@ -211,12 +219,13 @@ impl OpRule for Binarize {
     }
 
     fn eval(&self, c: &CpuCall<'_>) -> Result<Vec<Vec<f32>>> {
-        Ok(vec![reference::sample_probs(c.input(0), &c.key(self.tensor))])
+        let first = c.first_image() * per_image(c.out_shape(0));
+        Ok(vec![reference::sample_probs(c.input(0), &c.key(self.tensor), first)])
     }
 
     fn lower(&self, l: &LowerCall<'_>) -> Result<Vec<Dispatch>> {
         // As in BernoulliSample: the slice's first element, not a skipped key.
-        let (s, key, first) = (spec(l.in_shape(0)), l.key(self.tensor), l.out_offset(0));
+        let (s, key, first) = (spec(l.in_shape(0)), l.key(self.tensor), first_element(l));
         Ok(vec![kernels::sample_probs(
             l.ctx,
             &s,

@@ -5,7 +5,7 @@ use super::{nhwc, nhwc_of, OpRule};
 use crate::error::{shape_err, Result};
 use crate::gpu::{BufView, Dispatch};
 use crate::graph::autodiff::Backward;
-use crate::graph::cpu::CpuCall;
+use crate::graph::cpu::{per_image, CpuCall};
 use crate::graph::gpu::{LowerCall, Part, Split, Unit};
 use crate::graph::ir::{Graph, Node, TensorId};
 use crate::ops::dmol::{self as kernels, reference, DataBits, DmolSpec};
@@ -176,13 +176,16 @@ impl OpRule for DmolSample {
 
     fn eval(&self, c: &CpuCall<'_>) -> Result<Vec<Vec<f32>>> {
         let s = spec(c.in_shape(0), c.out_shape(0), self.low_bit);
-        Ok(vec![reference::sample(&s, c.input(0), &c.key(self.tensor))])
+        let first_pixel = c.first_image() * per_image(c.out_shape(0)) / s.channels;
+        let key = c.key(self.tensor).skip(first_pixel * s.draw_groups());
+        Ok(vec![reference::sample(&s, c.input(0), &key)])
     }
 
     fn lower(&self, l: &LowerCall<'_>) -> Result<Vec<Dispatch>> {
         let s = spec(l.in_shape(0), l.out_shape(0), self.low_bit);
-        // Pixel p draws from element p · groups of the stream.
-        let first_pixel = l.out_offset(0) / s.channels;
+        // Pixel p of the global batch draws from element p · groups of the stream.
+        let whole = per_image(l.g.shape(l.node.outputs[0]));
+        let first_pixel = (l.first_image() * whole + l.out_offset(0)) / s.channels;
         let key = l.key(self.tensor).skip(first_pixel * s.draw_groups());
         Ok(vec![kernels::sample(l.ctx, &s, l.input(0), key, l.output(0))?])
     }

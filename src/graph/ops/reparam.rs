@@ -175,7 +175,7 @@ impl OpRule for ReparamKl {
             p_mu: c.input(2),
             p_logsig: c.input(3),
         };
-        let cfg = config(self.posterior, self.sampling, c.key(self.tensor));
+        let cfg = config(self.posterior, self.sampling, c.batch_key(self.tensor, c.out_shape(0)));
         let (z, kl) = reference::forward(&cfg, &lat);
         Ok(vec![z, kl])
     }
@@ -187,7 +187,9 @@ impl OpRule for ReparamKl {
             p_mu: l.input(2),
             p_logsig: l.input(3),
         };
-        let key = l.key(self.tensor).skip(l.out_offset(0));
+        let key = l
+            .batch_key(self.tensor, l.g.shape(l.node.outputs[0]))
+            .skip(l.out_offset(0));
         let cfg = config(self.posterior, self.sampling, key);
         Ok(vec![kernels::forward(l.ctx, &cfg, &lat, l.output(0), l.output(1))?])
     }
@@ -214,7 +216,7 @@ impl OpRule for ReparamKlBackward {
             p_mu: c.input(4),
             p_logsig: c.input(5),
         };
-        let cfg = config(self.posterior, self.sampling, c.key(self.tensor));
+        let cfg = config(self.posterior, self.sampling, c.batch_key(self.tensor, c.out_shape(0)));
         let d = reference::backward(&cfg, &lat, c.input(0), c.input(1));
         Ok(vec![d.q_mu, d.q_logsig, d.p_mu, d.p_logsig])
     }
@@ -232,7 +234,9 @@ impl OpRule for ReparamKlBackward {
             p_mu: l.output(2),
             p_logsig: l.output(3),
         };
-        let key = l.key(self.tensor).skip(l.out_offset(0));
+        let key = l
+            .batch_key(self.tensor, l.g.shape(l.node.outputs[0]))
+            .skip(l.out_offset(0));
         let cfg = config(self.posterior, self.sampling, key);
         Ok(vec![kernels::backward(
             l.ctx,
@@ -264,7 +268,7 @@ impl OpRule for PriorSample {
     }
 
     fn eval(&self, c: &CpuCall<'_>) -> Result<Vec<Vec<f32>>> {
-        let key = c.key(self.tensor);
+        let key = c.batch_key(self.tensor, c.out_shape(0));
         Ok(vec![reference::prior_sample(
             key,
             self.temperature,
@@ -274,7 +278,9 @@ impl OpRule for PriorSample {
     }
 
     fn lower(&self, l: &LowerCall<'_>) -> Result<Vec<Dispatch>> {
-        let key = l.key(self.tensor).skip(l.out_offset(0));
+        let key = l
+            .batch_key(self.tensor, l.g.shape(l.node.outputs[0]))
+            .skip(l.out_offset(0));
         let d = kernels::prior_sample(l.ctx, key, self.temperature, l.input(0), l.input(1), l.output(0))?;
         Ok(vec![d])
     }
@@ -398,7 +404,11 @@ impl OpRule for ReparamKlPacked {
             p_mu: &p_mu,
             p_logsig: &p_logsig,
         };
-        let cfg = config(Posterior::Direct, self.sampling, c.key(self.tensor));
+        let cfg = config(
+            Posterior::Direct,
+            self.sampling,
+            c.batch_key(self.tensor, c.out_shape(0)),
+        );
         let (z, kl) = reference::forward(&cfg, &lat);
         let stash = elementwise::concat_channels(&p_mu, self.zdim, &p_logsig, self.zdim);
         Ok(vec![z, kl, stash])
@@ -406,7 +416,9 @@ impl OpRule for ReparamKlPacked {
 
     fn lower(&self, l: &LowerCall<'_>) -> Result<Vec<Dispatch>> {
         // Element i of z draws element i of the stream.
-        let key = l.key(self.tensor).skip(l.out_offset(0));
+        let key = l
+            .batch_key(self.tensor, l.g.shape(l.node.outputs[0]))
+            .skip(l.out_offset(0));
         let cfg = config(Posterior::Direct, self.sampling, key);
         let inputs = packed(l, self.zdim, 0, 1);
         let d = kernels::forward_packed(l.ctx, &cfg, &inputs, l.output(0), l.output(1), l.output(2))?;
@@ -436,7 +448,11 @@ impl OpRule for ReparamKlPackedBackward {
             p_mu: &p_mu,
             p_logsig: &p_logsig,
         };
-        let cfg = config(Posterior::Direct, self.sampling, c.key(self.tensor));
+        let cfg = config(
+            Posterior::Direct,
+            self.sampling,
+            c.batch_key(self.tensor, c.in_shape(0)),
+        );
         let d = reference::backward(&cfg, &lat, c.input(0), c.input(1));
         let z = self.zdim;
         Ok(vec![
@@ -447,7 +463,9 @@ impl OpRule for ReparamKlPackedBackward {
 
     fn lower(&self, l: &LowerCall<'_>) -> Result<Vec<Dispatch>> {
         // dz is laid out like z, whose element i drew element i of the stream.
-        let key = l.key(self.tensor).skip(l.in_offset(0));
+        let key = l
+            .batch_key(self.tensor, l.g.shape(l.node.inputs[0]))
+            .skip(l.in_offset(0));
         let cfg = config(Posterior::Direct, self.sampling, key);
         let inputs = packed(l, self.zdim, 2, 3);
         let (dz, dkl) = (l.input(0), l.input(1));

@@ -170,7 +170,7 @@ fn check_sample(c: &mut Checker, spec: &BernoulliSpec, logits: &[f32], tensor: u
     let d = super::sample(ctx, spec, l.view(), key, 0, out.view())?;
     ctx.run(&[&d])?;
     let got = ctx.read_f32(&out)?;
-    let mut want = reference::sample(spec, logits, &key);
+    let mut want = reference::sample(spec, logits, &key, 0);
     let mut ties = 0;
     for (i, w) in want.iter_mut().enumerate() {
         if (reference::uniform(&key, i) - reference::sigmoid(logits[i] as f64)).abs() < SAMPLE_TIE {
@@ -198,7 +198,7 @@ fn check_mean(c: &mut Checker, spec: &BernoulliSpec, logits: &[f32], shapes: &st
 fn check_sample_probs(c: &mut Checker, spec: &BernoulliSpec, probs: &[f32], tensor: u32, shapes: &str) -> Result<()> {
     let ctx = c.ctx;
     let key = RngKey::new(0x05EE_DB1A, 3 + (5u64 << 32), tensor);
-    let want = reference::sample_probs(probs, &key);
+    let want = reference::sample_probs(probs, &key, 0);
     let n = spec.len();
     let (p, out) = (ctx.upload(probs), ctx.zeros(n));
     ctx.run(&[&super::sample_probs(ctx, spec, p.view(), key, 0, out.view())?])?;

@@ -46,18 +46,19 @@ pub fn uniform(key: &RngKey, i: usize) -> f64 {
     uniform_from_bits(key.bits((i / 4) as u32)[i % 4]) as f64
 }
 
-/// 1 where `uniform(key, i) < sigmoid(logits[i])`, else 0.
-pub fn sample(spec: &BernoulliSpec, logits: &[f32], key: &RngKey) -> Vec<f32> {
+/// 1 where `uniform(key, first + i) < sigmoid(logits[i])`, else 0 (`first`:
+/// the stream index of element 0, 0 for a whole tensor).
+pub fn sample(spec: &BernoulliSpec, logits: &[f32], key: &RngKey, first: usize) -> Vec<f32> {
     (0..spec.len())
-        .map(|i| f32::from(u8::from(uniform(key, i) < sigmoid(logits[i] as f64))))
+        .map(|i| f32::from(u8::from(uniform(key, first + i) < sigmoid(logits[i] as f64))))
         .collect()
 }
 
-/// 1 where `uniform(key, i) < probs[i]`, compared in f32 (the uniform is
+/// 1 where `uniform(key, first + i) < probs[i]`, compared in f32 (the uniform is
 /// exact in f32, so the GPU draws the same bits); probabilities 0 and 1 give 0 and 1.
-pub fn sample_probs(probs: &[f32], key: &RngKey) -> Vec<f32> {
+pub fn sample_probs(probs: &[f32], key: &RngKey, first: usize) -> Vec<f32> {
     (0..probs.len())
-        .map(|i| f32::from(u8::from((uniform(key, i) as f32) < probs[i])))
+        .map(|i| f32::from(u8::from((uniform(key, first + i) as f32) < probs[i])))
         .collect()
 }
 
