@@ -3,7 +3,8 @@
 //! on the CPU reference and on the GPU, so the shards' per-image losses are
 //! the global batch's and the mean of their gradients is its gradient. And
 //! `vdvae train --adapters 0,0` (two devices on one adapter, a thread each,
-//! batch 4) trains the weights one process with batch 8 trains.
+//! batch 4) trains the weights one process with batch 8 trains; a
+//! data-parallel step allocates nothing; a rank that fails stops the others.
 
 mod common;
 
@@ -16,13 +17,16 @@ use vdvae::data::{bundled_mnist, ImageSet};
 use vdvae::gpu::GpuContext;
 use vdvae::graph::autodiff::append_backward;
 use vdvae::graph::cpu::{run, Noise, Values};
-use vdvae::graph::gpu::{BuildOptions, GpuGraph};
+use vdvae::graph::gpu::{BuildOptions, GpuGraph, TrainConfig};
 use vdvae::graph::Sampling;
 use vdvae::model::evaluate::fit_images;
 use vdvae::model::init::init_weights;
 use vdvae::model::preprocess::MNIST;
 use vdvae::model::vdvae::{build_model, ModelGraph};
 use vdvae::model::{preset, HParams};
+use vdvae::ops::optimizer::{AdamW, StepState};
+use vdvae::parallel::{thread_group, Collective};
+use vdvae::train::stage_batch;
 
 const GLOBAL: usize = 8;
 const RANKS: usize = 2;
@@ -195,4 +199,65 @@ fn a_failing_rank_stops_the_others_with_its_message() {
     assert!(stderr.contains("rank 1"), "the message names the rank:\n{stderr}");
     assert!(stderr.contains("99"), "and says what was wrong:\n{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One rank's steady steps: buffers created and submits made per step after
+/// the first two.
+fn rank_counters(h: &HParams, images: &ImageSet, ranks: &mut dyn Collective) -> (usize, usize) {
+    let ctx = context();
+    let per_rank = images.n / ranks.ranks();
+    let first = ranks.rank() * per_rank;
+    let shard = images.select(&(first..first + per_rank).collect::<Vec<_>>()).unwrap();
+    let (m, values) = training_graph(h, &shard);
+    let train = TrainConfig {
+        adamw: AdamW::default(),
+        resume: StepState::default(),
+    };
+    let options = BuildOptions {
+        first_image: first,
+        ..BuildOptions::default()
+    };
+    let mut gpu = GpuGraph::build_with(&ctx, &m.graph, SEED, Some(train), options).unwrap();
+    gpu.write_values(&ctx, &m.graph, &values).unwrap();
+    // Small buckets: the gradient crosses in several.
+    gpu.share(&ctx, ranks.ranks(), 1024).unwrap();
+    let step = |gpu: &mut GpuGraph, ranks: &mut dyn Collective| {
+        stage_batch(&ctx, gpu, &m, &shard, MNIST).unwrap();
+        gpu.shared_train_step(&ctx, ranks, false).unwrap()
+    };
+    step(&mut gpu, ranks);
+    step(&mut gpu, ranks);
+    let before = ctx.counters();
+    let steps = 3;
+    for _ in 0..steps {
+        assert!(
+            step(&mut gpu, ranks).previous.is_some(),
+            "each step reports the one before"
+        );
+    }
+    let after = ctx.counters();
+    (
+        (after.buffers_created - before.buffers_created) / steps,
+        (after.submits - before.submits) / steps,
+    )
+}
+
+#[test]
+fn a_data_parallel_step_allocates_nothing_and_submits_twice() {
+    let h = preset("mnist-tiny").unwrap();
+    let images = fit_images(&h, bundled_mnist().first(GLOBAL)).unwrap();
+    let counts: Vec<(usize, usize)> = std::thread::scope(|s| {
+        let handles: Vec<_> = thread_group(RANKS)
+            .into_iter()
+            .map(|mut rank| {
+                let (h, images) = (&h, &images);
+                s.spawn(move || rank_counters(h, images, &mut rank))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (r, &(buffers, submits)) in counts.iter().enumerate() {
+        assert_eq!(buffers, 0, "rank {r}: buffers created per step");
+        assert_eq!(submits, 2, "rank {r}: the gradient pass, then the update");
+    }
 }

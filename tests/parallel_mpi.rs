@@ -8,10 +8,13 @@
 //! ```
 #![cfg(feature = "mpi")]
 
-use std::io::Read;
+mod common;
+
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+use common::process::run_with_timeout;
 
 const RANKS: usize = 2;
 /// A job that has not ended by then hangs: it is killed and the test fails.
@@ -46,43 +49,11 @@ fn example() -> PathBuf {
 /// `mpirun -np 2 EXAMPLE ARGS`: its success and its stdout and stderr together,
 /// or a panic when it outlives the timeout.
 fn mpirun(args: &[&str]) -> (bool, String) {
-    let mut child = Command::new("mpirun")
-        .args(["--allow-run-as-root", "--oversubscribe", "-np", &RANKS.to_string()])
+    let mut cmd = Command::new("mpirun");
+    cmd.args(["--allow-run-as-root", "--oversubscribe", "-np", &RANKS.to_string()])
         .arg(example())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start mpirun (Debian: apt-get install openmpi-bin libopenmpi-dev)");
-    // Read both pipes in threads so that a full pipe cannot stall the job.
-    let readers: Vec<_> = [
-        Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
-        Box::new(child.stderr.take().unwrap()),
-    ]
-    .into_iter()
-    .map(|mut pipe| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            pipe.read_to_string(&mut text).unwrap();
-            text
-        })
-    })
-    .collect();
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > TIMEOUT {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            panic!("mpirun {args:?} did not end within {TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let output: String = readers.into_iter().map(|r| r.join().unwrap()).collect();
-    (status.success(), output)
+        .args(args);
+    run_with_timeout(&mut cmd, TIMEOUT)
 }
 
 fn contribution(rank: usize, step: usize, i: usize) -> f32 {

@@ -286,6 +286,15 @@ pub fn train_rank(
     let (m, mut gpu, start) = start(ctx, h, images, layout, o.precision, resume_from, o.memory_budget)?;
     if count > 1 {
         gpu.share(ctx, count, o.bucket_len)?;
+        let batch_statistics = h.free_bits > 0.0 || h.free_bits_per_level.iter().any(|&f| f > 0.0) || h.kl_balance;
+        if leader && batch_statistics {
+            eprintln!(
+                "note: free bits and KL balancing gate on the batch mean of each level's KL; data-parallel ranks \
+                 take it over their own {} images, not the global batch's {}",
+                o.batch,
+                o.batch * count
+            );
+        }
     }
     let log = if leader {
         let (log, dropped) = StepLog::open(&o.out_dir, start)?;
