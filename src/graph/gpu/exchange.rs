@@ -20,16 +20,14 @@ pub(crate) struct GradientExchange {
     /// True while `upload` is mapped (it is remapped after each update pass).
     upload_mapped: Arc<AtomicBool>,
     buckets: Buckets,
+    /// Each bucket's elements in the gradient (`buckets` is lent to the all-reduce).
+    ranges: Vec<std::ops::Range<usize>>,
     /// One bucket's sum times the scale, on its way into the write-only mapping.
     scaled: Vec<f32>,
 }
 
 fn bytes(range: &std::ops::Range<usize>) -> (u64, u64) {
     (range.start as u64 * 4, range.len() as u64 * 4)
-}
-
-fn gpu_err(what: &str) -> impl Fn(wgpu::BufferAsyncError) -> Error + '_ {
-    move |e| Error::Gpu(format!("{what}: {e}"))
 }
 
 impl GradientExchange {
@@ -57,14 +55,15 @@ impl GradientExchange {
             upload,
             upload_mapped: Arc::new(AtomicBool::new(true)),
             scaled: vec![0.0; bucket_len.max(64).min(len.max(1))],
+            ranges: (0..buckets.count()).map(|k| buckets.range(k)).collect(),
             buckets,
         }
     }
 
     /// Records the copy of each bucket of `grads` into its download buffer.
     pub fn record_download(&self, encoder: &mut wgpu::CommandEncoder, grads: &wgpu::Buffer) {
-        for (k, dst) in self.download.iter().enumerate() {
-            let (offset, size) = bytes(&self.buckets.range(k));
+        for (dst, range) in self.download.iter().zip(&self.ranges) {
+            let (offset, size) = bytes(range);
             encoder.copy_buffer_to_buffer(grads, offset, dst, 0, size);
         }
     }
@@ -86,15 +85,14 @@ impl GradientExchange {
         }
         poll(ctx)?;
         for (_, r) in rx.iter() {
-            r.map_err(gpu_err("mapping a gradient bucket failed"))?;
+            r.map_err(|e| Error::Gpu(format!("mapping a gradient bucket failed: {e}")))?;
         }
-        let (download, scaled) = (&self.download, &mut self.scaled);
+        let (download, scaled, ranges) = (&self.download, &mut self.scaled, &self.ranges);
         let mut view = self
             .upload
             .slice(..)
             .get_mapped_range_mut()
             .map_err(|e| Error::Gpu(format!("writing the summed gradient failed: {e}")))?;
-        let ranges: Vec<_> = (0..self.buckets.count()).map(|k| self.buckets.range(k)).collect();
         let mut fill = |k: usize, send: &mut [f32]| -> Result<()> {
             {
                 let mapped = download[k]
