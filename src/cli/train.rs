@@ -79,7 +79,7 @@ pub struct TrainArgs {
     /// names as --adapter; one may repeat: two devices on it), each taking --batch
     /// images of a global batch of (adapters x --batch). Under mpirun, do not use
     /// this: each MPI process is one rank (see README)
-    #[arg(long, value_name = "A,B,...", value_delimiter = ',', num_args = 1..)]
+    #[arg(long, value_name = "A,B,...", value_delimiter = ',')]
     adapters: Vec<String>,
     /// Data-parallel runs: MiB of gradient summed among the ranks at a time; the sum
     /// of one bucket overlaps the copy of the next
