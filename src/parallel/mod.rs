@@ -26,8 +26,9 @@ use crate::{Error, Result};
 /// are called in the same order on every rank.
 ///
 /// An `Err` from a collective leaves the ranks out of step: the caller stops,
-/// and calls [`abort`](Collective::abort) when the error is its own (a `fill` or
-/// `drain` that failed) so that no other rank waits for it.
+/// and calls [`abort`](Collective::abort) when the error is its own so that no
+/// other rank waits for it. A `fill` or `drain` that fails is such an error:
+/// [`all_reduce_buckets`](Collective::all_reduce_buckets) aborts with it itself.
 pub trait Collective: Send {
     fn rank(&self) -> usize;
     fn ranks(&self) -> usize;
@@ -41,6 +42,7 @@ pub trait Collective: Send {
     /// may start bucket k's reduction before calling `fill(k + 1)` (MPI: a
     /// non-blocking all-reduce, so the reduction of one bucket overlaps the copy of
     /// the next); the default runs them one after another with `all_reduce_sum`.
+    /// A failing `fill` or `drain` stops every rank with its message.
     fn all_reduce_buckets(
         &mut self,
         buckets: &mut Buckets,
@@ -49,9 +51,9 @@ pub trait Collective: Send {
     ) -> Result<()> {
         for k in 0..buckets.count() {
             let (send, sum) = buckets.pair(k);
-            fill(k, send)?;
+            own(self, fill(k, send))?;
             self.all_reduce_sum(send, sum)?;
-            drain(k, sum)?;
+            own(self, drain(k, sum))?;
         }
         Ok(())
     }
@@ -61,6 +63,15 @@ pub trait Collective: Send {
     /// message. MPI: prints "rank R: MESSAGE" to stderr and calls MPI_Abort, so
     /// `mpirun` ends every process (does not return).
     fn abort(&mut self, message: &str);
+}
+
+/// `result`, after stopping every rank with its message when it is an error:
+/// for errors of this rank's own, which no other rank knows of.
+pub(crate) fn own<C: Collective + ?Sized>(ranks: &mut C, result: Result<()>) -> Result<()> {
+    if let Err(e) = &result {
+        ranks.abort(&e.to_string());
+    }
+    result
 }
 
 /// One process, one rank: the sums are copies.

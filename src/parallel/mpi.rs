@@ -6,7 +6,7 @@ use ::mpi::environment::Universe;
 use ::mpi::topology::{Communicator, SimpleCommunicator};
 use ::mpi::Threading;
 
-use super::{check_lengths, Buckets, Collective};
+use super::{check_lengths, own, Buckets, Collective};
 use crate::{Error, Result};
 
 /// This process's rank in `MPI_COMM_WORLD`.
@@ -104,8 +104,8 @@ impl Collective for MpiRanks {
 
     /// Bucket k's `MPI_Iallreduce` is started as soon as it is filled; bucket
     /// k − 1 is then waited for and drained, so two reductions are in flight while
-    /// this rank copies. A failing `fill` or `drain` is returned once the
-    /// reductions in flight have completed; the caller then aborts.
+    /// this rank copies. A failing `fill` or `drain` stops every process once
+    /// the reductions in flight have completed.
     fn all_reduce_buckets(
         &mut self,
         buckets: &mut Buckets,
@@ -118,7 +118,7 @@ impl Collective for MpiRanks {
         )?;
         let world = self.world();
         let (sends, sums) = (&mut buckets.send, &mut buckets.sum);
-        ::mpi::request::scope(|scope| {
+        let result = ::mpi::request::scope(|scope| {
             let mut in_flight = None;
             let mut result = Ok(());
             for (k, (send, sum)) in sends.iter_mut().zip(sums.iter_mut()).enumerate() {
@@ -141,7 +141,9 @@ impl Collective for MpiRanks {
                 result = result.and_then(|()| drain(j, data));
             }
             result
-        })
+        });
+        // Only `fill` and `drain` fail in the scope: this rank's own errors.
+        own(self, result)
     }
 
     fn abort(&mut self, message: &str) {

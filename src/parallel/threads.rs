@@ -10,7 +10,7 @@
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 
-use super::{check_lengths, Buckets, Collective};
+use super::{check_lengths, own, Collective};
 use crate::{Error, Result};
 
 /// What the ranks of a group share.
@@ -115,16 +115,6 @@ impl Group {
     }
 }
 
-impl ThreadRank {
-    /// This rank's own result: an error fails the group with its message.
-    fn own(&mut self, result: Result<()>) -> Result<()> {
-        if let Err(e) = &result {
-            self.abort(&e.to_string());
-        }
-        result
-    }
-}
-
 impl Collective for ThreadRank {
     fn rank(&self) -> usize {
         self.rank
@@ -135,7 +125,7 @@ impl Collective for ThreadRank {
     }
 
     fn all_reduce_sum(&mut self, send: &[f32], sum: &mut [f32]) -> Result<()> {
-        self.own(check_lengths(send, sum))?;
+        own(self, check_lengths(send, sum))?;
         let g = &*self.group;
         if let Some(e) = Group::error(&lock(&g.state)) {
             return Err(e);
@@ -162,23 +152,6 @@ impl Collective for ThreadRank {
         }
         drop(state);
         sum.copy_from_slice(&g.sum.read().unwrap_or_else(|e| e.into_inner()));
-        Ok(())
-    }
-
-    /// As the default, and a `fill` or `drain` that fails fails the group with
-    /// its message, so no other rank waits for this one's next bucket.
-    fn all_reduce_buckets(
-        &mut self,
-        buckets: &mut Buckets,
-        fill: &mut dyn FnMut(usize, &mut [f32]) -> Result<()>,
-        drain: &mut dyn FnMut(usize, &[f32]) -> Result<()>,
-    ) -> Result<()> {
-        for k in 0..buckets.count() {
-            let (send, sum) = buckets.pair(k);
-            self.own(fill(k, send))?;
-            self.all_reduce_sum(send, sum)?;
-            self.own(drain(k, sum))?;
-        }
         Ok(())
     }
 

@@ -22,6 +22,19 @@ fn as_rank<T>(ranks: &mut dyn Collective, work: impl FnOnce(&mut dyn Collective)
     result
 }
 
+/// Opens `choice` and trains on it as this rank.
+fn on_adapter(
+    choice: &AdapterChoice,
+    h: &HParams,
+    images: &ImageSet,
+    o: &TrainOptions,
+    stop: &StopSignal,
+    ranks: &mut dyn Collective,
+) -> Result<TrainOutcome> {
+    let ctx = GpuContext::new(choice)?;
+    train_rank(&ctx, h, images, o, stop, ranks)
+}
+
 /// Trains with one thread per adapter of `adapters` (an adapter may appear
 /// twice: two devices on it), each thread a rank of batch `o.batch`. Returns
 /// rank 0's outcome, or the error that stopped the run: the failing rank's
@@ -41,12 +54,7 @@ pub fn train_threads(
             .into_iter()
             .zip(adapters)
             .map(|(mut rank, choice)| {
-                s.spawn(move || {
-                    as_rank(&mut rank, |ranks| {
-                        let ctx = GpuContext::new(choice)?;
-                        train_rank(&ctx, h, images, o, stop, ranks)
-                    })
-                })
+                s.spawn(move || as_rank(&mut rank, |ranks| on_adapter(choice, h, images, o, stop, ranks)))
             })
             .collect();
         handles
@@ -98,8 +106,5 @@ pub fn train_mpi(
     o: &TrainOptions,
     stop: &StopSignal,
 ) -> Result<TrainOutcome> {
-    as_rank(ranks, |ranks| {
-        let ctx = GpuContext::new(choice)?;
-        train_rank(&ctx, h, images, o, stop, ranks)
-    })
+    as_rank(ranks, |ranks| on_adapter(choice, h, images, o, stop, ranks))
 }

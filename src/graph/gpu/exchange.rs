@@ -81,9 +81,9 @@ impl GradientExchange {
         drop(tx);
         // The upload buffer was given back for mapping after the last update pass.
         while !self.upload_mapped.load(Ordering::Acquire) {
-            poll(ctx)?;
+            ctx.wait()?;
         }
-        poll(ctx)?;
+        ctx.wait()?;
         for (_, r) in rx.iter() {
             r.map_err(|e| Error::Gpu(format!("mapping a gradient bucket failed: {e}")))?;
         }
@@ -133,11 +133,4 @@ impl GradientExchange {
             }
         });
     }
-}
-
-fn poll(ctx: &GpuContext) -> Result<()> {
-    ctx.device
-        .poll(wgpu::PollType::wait_indefinitely())
-        .map(|_| ())
-        .map_err(|e| Error::Gpu(format!("waiting for the gradient buffers failed: {e}")))
 }

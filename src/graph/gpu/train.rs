@@ -148,9 +148,8 @@ impl TrainState {
     /// tensor, then the coefficients of a controlled loss) and the optimizer
     /// state after it.
     pub(super) fn metrics(&self, values: &[f32], state: &StepState) -> StepMetrics {
-        // The per-image tensors, then the coefficients (2 per term).
-        let coef_len = self.kl_coef.as_ref().map_or(0, |k| 2 * k.term_levels.len());
-        let (per_image, coef) = values.split_at(values.len() - coef_len);
+        // The per-image tensors, then the coefficients.
+        let (per_image, coef) = values.split_at(values.len() - self.coef_len());
         let per_image: Vec<&[f32]> = per_image.chunks(per_image.len() / self.metric_tensors.len()).collect();
         let mut totals = ElboTotals::default();
         totals.add(per_image[0], &per_image[1..]);
@@ -174,10 +173,14 @@ impl TrainState {
         }
     }
 
+    /// Words of a controlled loss's coefficients in the metrics (2 per term).
+    fn coef_len(&self) -> usize {
+        self.kl_coef.as_ref().map_or(0, |k| 2 * k.term_levels.len())
+    }
+
     /// Images of the graph's batch (the length of each per-image metric tensor).
     pub(super) fn images(&self) -> usize {
-        let coef_len = self.kl_coef.as_ref().map_or(0, |k| 2 * k.term_levels.len());
-        (self.metric_words - STATE_WORDS - coef_len) / self.metric_tensors.len()
+        (self.metric_words - STATE_WORDS - self.coef_len()) / self.metric_tensors.len()
     }
 
     /// Records the copy of the metric tensors (then the coefficients) into
