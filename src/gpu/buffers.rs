@@ -213,22 +213,33 @@ impl GpuContext {
         let mut encoder = self.device.create_command_encoder(&Default::default());
         encoder.copy_buffer_to_buffer(view.buffer, view.byte_offset(), &staging, 0, bytes);
         self.submit(encoder.finish());
+        self.read_mapped(&staging, None)
+    }
+
+    /// The bytes of a `MAP_READ` buffer, mapped once submission `after` (None:
+    /// everything submitted) has finished; the buffer is unmapped again.
+    pub(crate) fn read_mapped(&self, buffer: &wgpu::Buffer, after: Option<wgpu::SubmissionIndex>) -> Result<Vec<u8>> {
         let (tx, rx) = std::sync::mpsc::channel();
-        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+        buffer.slice(..).map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
-        self.wait()?;
+        self.device
+            .poll(wgpu::PollType::Wait {
+                submission_index: after,
+                timeout: None,
+            })
+            .map_err(|e| Error::Gpu(format!("waiting for the GPU failed: {e}")))?;
         rx.recv()
             .map_err(|_| Error::Gpu("readback callback never ran".into()))?
             .map_err(|e| Error::Gpu(format!("mapping a readback buffer failed: {e}")))?;
         let data = {
-            let mapped = staging
+            let mapped = buffer
                 .slice(..)
                 .get_mapped_range()
                 .map_err(|e| Error::Gpu(format!("reading a mapped buffer failed: {e}")))?;
             mapped.to_vec()
         };
-        staging.unmap();
+        buffer.unmap();
         Ok(data)
     }
 

@@ -209,28 +209,8 @@ pub(super) fn map_words(
     index: Option<wgpu::SubmissionIndex>,
     words: usize,
 ) -> Result<Vec<u32>> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    buffer.slice(..).map_async(wgpu::MapMode::Read, move |r| {
-        let _ = tx.send(r);
-    });
-    ctx.device
-        .poll(wgpu::PollType::Wait {
-            submission_index: index,
-            timeout: None,
-        })
-        .map_err(|e| Error::Gpu(format!("waiting for a training step failed: {e}")))?;
-    rx.recv()
-        .map_err(|_| Error::Gpu("metrics readback never completed".into()))?
-        .map_err(|e| Error::Gpu(format!("mapping metrics failed: {e}")))?;
-    let out = {
-        let mapped = buffer
-            .slice(..)
-            .get_mapped_range()
-            .map_err(|e| Error::Gpu(format!("{e}")))?;
-        bytemuck::cast_slice(&mapped)[..words].to_vec()
-    };
-    buffer.unmap();
-    Ok(out)
+    let bytes = ctx.read_mapped(buffer, index)?;
+    Ok(bytemuck::pod_collect_to_vec::<u8, u32>(&bytes[..words * 4]))
 }
 
 pub(super) fn not_training() -> Error {
