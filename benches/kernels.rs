@@ -8,7 +8,7 @@
 
 use vdvae::bench::{run_case, BenchResult};
 use vdvae::gpu::{measure_fma_ceiling, GpuContext};
-use vdvae::ops::BENCHES;
+use vdvae::kernels::BENCHES;
 
 fn main() {
     // cargo passes `--bench`; anything else is a family or case-name filter.

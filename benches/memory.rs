@@ -20,12 +20,12 @@ mod common;
 use common::{batch_of, bench_args, flag_value, model_arg, training_images, ModelArg};
 use vdvae::gpu::GpuContext;
 use vdvae::graph::budget::parse_size;
-use vdvae::graph::gpu::{GpuGraph, TrainConfig};
+use vdvae::graph::executor::{GpuGraph, TrainConfig};
 use vdvae::graph::{Precision, Sampling};
+use vdvae::kernels::optimizer::{AdamW, StepState};
 use vdvae::model::init::init_weights;
 use vdvae::model::report::training_graph;
 use vdvae::model::vdvae::build_model;
-use vdvae::ops::optimizer::{AdamW, StepState};
 use vdvae::train::stage_batch;
 
 const MIB: f64 = (1 << 20) as f64;
@@ -65,10 +65,7 @@ fn main() {
     let (g, report) = training_graph(&m.graph, precision, budget, Some(&ctx)).unwrap_or_else(|e| panic!("{e}"));
     m.graph = g;
     if let Some(r) = report {
-        println!(
-            "memory budget: {} of {} blocks recomputed",
-            r.checkpointed, r.candidates
-        );
+        println!("memory budget: {} of {} blocks recomputed", r.recomputed, r.candidates);
     }
     let host_memory = ctx.adapter.device_type == "Cpu";
     let cfg = || {

@@ -23,15 +23,15 @@ use std::time::Instant;
 use common::{batch_of, bench_args, flag_value, model_arg, training_images, ModelArg};
 use vdvae::data::ImageSet;
 use vdvae::gpu::{measure_fma_ceiling, GpuContext};
-use vdvae::graph::cpu::{self, Noise};
-use vdvae::graph::gpu::{GpuGraph, TrainConfig};
+use vdvae::graph::executor::cpu::{self, Noise};
+use vdvae::graph::executor::{GpuGraph, TrainConfig};
 use vdvae::graph::{Precision, Sampling};
+use vdvae::kernels::optimizer::reference::{self as adam_ref, TensorRef};
+use vdvae::kernels::optimizer::{AdamW, StepState};
 use vdvae::model::init::init_weights;
 use vdvae::model::preprocess::Normalization;
 use vdvae::model::report::training_graph;
 use vdvae::model::vdvae::build_model;
-use vdvae::ops::optimizer::reference::{self as adam_ref, TensorRef};
-use vdvae::ops::optimizer::{AdamW, StepState};
 use vdvae::train::stage_batch;
 
 const WARMUP: usize = 2;
@@ -92,7 +92,7 @@ fn main() {
         println!(
             "memory budget {} bytes: {} of {} blocks recomputed, {:.2} GFLOP per step",
             r.budget,
-            r.checkpointed,
+            r.recomputed,
             r.candidates,
             recompute_flops / 1e9
         );
@@ -214,7 +214,7 @@ fn main() {
 /// Seconds per step of the same step (forward, backward, AdamW) on the plain-Rust ops.
 fn cpu_reference_seconds(
     m: &vdvae::model::vdvae::ModelGraph,
-    values: &vdvae::graph::cpu::Values,
+    values: &vdvae::graph::executor::cpu::Values,
     images: &ImageSet,
     batch: usize,
     norm: Normalization,

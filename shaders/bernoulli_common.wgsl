@@ -1,7 +1,7 @@
 // Bernoulli likelihood on logits (binarized data), shared by the loss,
-// loss+gradient and sampling kernels. src/ops/bernoulli/reference.rs is the f64 oracle.
+// loss+gradient and sampling kernels. src/kernels/bernoulli/reference.rs is the f64 oracle.
 
-// Elements of one image a loss workgroup sums (CHUNK in src/ops/bernoulli/mod.rs).
+// Elements of one image a loss workgroup sums (CHUNK in src/kernels/bernoulli/mod.rs).
 const BERNOULLI_CHUNK: u32 = 1024u;
 
 struct BernoulliParams {

@@ -1,8 +1,8 @@
 // conv2d input gradient, simple path: one invocation per dx[n,ih,iw,ci].
 // dx = sum over taps and co of dy[n, ih-kh+pad, iw-kw+pad, co] * w[co,kh,kw,ci], times
 // gelu'(x) when the forward applied GELU to its input. Included after gelu.wgsl.
-// For a conv over cat[x, x2] (x the first `split` channels, x2 the other
-// `cin - split`), channel ci < split reads x and writes dx, the rest x2 and dx2.
+// For a conv over cat[x, x2] (x the first `cat_split` channels, x2 the other
+// `cin - cat_split`), channel ci < cat_split reads x and writes dx, the rest x2 and dx2.
 // WRITE_ACT also writes act = gelu(x) (of cat[x, x2], at index i) for the weight gradient.
 
 const WG: u32 = 64u; // invocations per workgroup; Rust sizes grids from @workgroup_size
@@ -19,8 +19,8 @@ struct Params {
     k: u32,
     pad: u32,
     total: u32,
-    // Channels of x; x2 holds the rest (cin - split, 0 for one input).
-    split: u32,
+    // Channels of x; x2 holds the rest (cin - cat_split, 0 for one input).
+    cat_split: u32,
     pad0: u32,
     pad1: u32,
     pad2: u32,
@@ -58,9 +58,9 @@ fn conv2d_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin
         }
     }
     // Where element i of cat[x, x2] lies.
-    let first = ci < p.split;
-    let i1 = pix * p.split + ci;
-    let i2 = select(pix * (p.cin - p.split) + ci - p.split, 0u, first);
+    let first = ci < p.cat_split;
+    let i1 = pix * p.cat_split + ci;
+    let i2 = select(pix * (p.cin - p.cat_split) + ci - p.cat_split, 0u, first);
     var xv = 0.0;
     if (GELU_INPUT || WRITE_ACT) {
         if (first) {

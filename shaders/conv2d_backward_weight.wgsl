@@ -2,7 +2,7 @@
 // dw[co,kh,kw,ci] = sum over n,oh,ow of dy[n,oh,ow,co] * act(x)[n, oh+kh-pad, ow+kw-pad, ci]
 // db[co]          = sum over n,oh,ow of dy[n,oh,ow,co]
 // ACCUMULATE adds to the existing gradient instead of overwriting it.
-// For a conv over cat[x, x2], input channel ci < split is read from x, the rest from x2.
+// For a conv over cat[x, x2], input channel ci < cat_split is read from x, the rest from x2.
 //
 // One workgroup per output element: its 256 invocations take every 256th pixel and a
 // tree in workgroup memory adds their sums. (llvmpipe ends an invocation after 65535
@@ -22,8 +22,8 @@ struct Params {
     k: u32,
     pad: u32,
     total: u32,
-    // Channels of x; x2 holds the rest (cin - split, 0 for one input).
-    split: u32,
+    // Channels of x; x2 holds the rest (cin - cat_split, 0 for one input).
+    cat_split: u32,
     pad0: u32,
     pad1: u32,
     pad2: u32,
@@ -70,8 +70,8 @@ fn conv2d_backward_weight(
     let kh = (i / (p.cin * p.k)) % p.k;
     let co = i / (p.cin * p.k * p.k);
     // The source of channel ci, uniform over the workgroup.
-    let first = ci < p.split;
-    let c2 = p.cin - p.split;
+    let first = ci < p.cat_split;
+    let c2 = p.cin - p.cat_split;
     var acc = 0.0;
     for (var q = lid; q < p.n * p.h * p.w; q += WG) {
         let ow = q % p.w;
@@ -82,9 +82,9 @@ fn conv2d_backward_weight(
             let pix_in = (row / p.h * p.h + ih) * p.w + iw;
             var xv: f32;
             if (first) {
-                xv = x[pix_in * p.split + ci];
+                xv = x[pix_in * p.cat_split + ci];
             } else {
-                xv = x2[pix_in * c2 + ci - p.split];
+                xv = x2[pix_in * c2 + ci - p.cat_split];
             }
             acc = fma(dy[q * p.cout + co], act(xv), acc);
         }

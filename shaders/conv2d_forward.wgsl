@@ -1,7 +1,7 @@
 // conv2d forward, simple path: one invocation per output element y[n,oh,ow,co].
-// Any shape. Included after gelu.wgsl. The fast path is generated (src/ops/conv2d/codegen.rs).
+// Any shape. Included after gelu.wgsl. The fast path is generated (src/kernels/conv2d/codegen.rs).
 // The input is cat[x, x2] along channels, read where the two lie: x holds the
-// first `split` channels, x2 the other `cin - split` (none without a cat); the
+// first `cat_split` channels, x2 the other `cin - cat_split` (none without a cat); the
 // sum runs over the channels in order, as over one concatenated tensor.
 
 const WG: u32 = 64u; // invocations per workgroup; Rust sizes grids from @workgroup_size
@@ -19,8 +19,8 @@ struct Params {
     k: u32,
     pad: u32,
     total: u32,
-    // Channels of x; x2 holds the rest (cin - split, 0 for one input).
-    split: u32,
+    // Channels of x; x2 holds the rest (cin - cat_split, 0 for one input).
+    cat_split: u32,
     pad0: u32,
     pad1: u32,
     pad2: u32,
@@ -56,14 +56,14 @@ fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
             if (ih < p.h && iw < p.w) {
                 let pix_in = (n * p.h + ih) * p.w + iw;
                 let wb = ((co * p.k + kh) * p.k + kw) * p.cin;
-                let xb = pix_in * p.split;
-                for (var ci = 0u; ci < p.split; ci++) {
+                let xb = pix_in * p.cat_split;
+                for (var ci = 0u; ci < p.cat_split; ci++) {
                     acc = fma(act(x[xb + ci]), wt[wb + ci], acc);
                 }
-                let c2 = p.cin - p.split;
+                let c2 = p.cin - p.cat_split;
                 let xb2 = pix_in * c2;
                 for (var ci = 0u; ci < c2; ci++) {
-                    acc = fma(act(x2[xb2 + ci]), wt[wb + p.split + ci], acc);
+                    acc = fma(act(x2[xb2 + ci]), wt[wb + p.cat_split + ci], acc);
                 }
             }
         }

@@ -1,5 +1,5 @@
 // Helpers of the tiled conv2d path: weight flip/transpose for dx, and the sum of
-// the per-split partial weight/bias gradients.
+// the per-reduction-split partial weight/bias gradients.
 
 const WG: u32 = 64u; // invocations per workgroup; Rust sizes grids from @workgroup_size
 
@@ -8,9 +8,9 @@ struct Params {
     kk: u32,
     cin: u32,
     total: u32,
-    // Elements in one split's partial sums, and the number of splits.
+    // Elements in one reduction split's partial sums, and the number of reduction_splits.
     stride: u32,
-    splits: u32,
+    reduction_splits: u32,
     accumulate: u32,
     pad: u32,
 }
@@ -31,31 +31,31 @@ fn flip_transpose(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
     dst[i] = src[(co * p.kk + (p.kk - 1u - t)) * p.cin + ci];
 }
 
-// The sum over splits s of src[s * stride + p.pad + i].
-fn split_sum(i: u32) -> f32 {
+// The sum over reduction_splits s of src[s * stride + p.pad + i].
+fn reduction_split_sum(i: u32) -> f32 {
     var acc = 0.0;
-    for (var s = 0u; s < p.splits; s++) {
+    for (var s = 0u; s < p.reduction_splits; s++) {
         acc += src[s * p.stride + p.pad + i];
     }
     return acc;
 }
 
-// dst[i] (+)= split_sum(i), for i < total.
+// dst[i] (+)= reduction_split_sum(i), for i < total.
 @compute @workgroup_size(WG)
-fn sum_splits(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn sum_reduction_splits(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * WG;
     if (i >= p.total) { return; }
-    let acc = split_sum(i);
+    let acc = reduction_split_sum(i);
     dst[i] = select(acc, dst[i] + acc, p.accumulate != 0u);
 }
 
-// sum_splits over dw and db at once: the first `p.cin` sums (dw) go to dst[i], the
+// sum_reduction_splits over dw and db at once: the first `p.cin` sums (dw) go to dst[i], the
 // rest (db) to dst[i + p.kk], past the gap of `p.kk` elements between the two.
 @compute @workgroup_size(WG)
-fn sum_splits_pair(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn sum_reduction_splits_pair(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * WG;
     if (i >= p.total) { return; }
-    let acc = split_sum(i);
+    let acc = reduction_split_sum(i);
     let j = select(i, i + p.kk, i >= p.cin);
     dst[j] = select(acc, dst[j] + acc, p.accumulate != 0u);
 }

@@ -1,6 +1,6 @@
 // Discretized mixture of logistics (official VDVAE vae_helpers.py): shared
 // layout, parameters and numerically stable f32 helpers for the loss,
-// loss+gradient and sampling kernels. src/ops/dmol/reference.rs is the f64 oracle.
+// loss+gradient and sampling kernels. src/kernels/dmol/reference.rs is the f64 oracle.
 //
 // One pixel's out_conv channels (M mixtures, colour block stride S = 3M for RGB,
 // 2M for greyscale): [0, M) mixture logits; colour c at M + S*c + j holds the

@@ -1,7 +1,7 @@
 // Exact u32 division by a divisor d < 2^23 whose f32 reciprocal the host passes
 // in the params (`divide_params`). GPUs (and lavapipe, which scalarises vector
 // integer division) divide integers slowly; this is a handful of f32 and integer
-// ops. Mirrored and tested exhaustively near the edges in src/ops/elementwise/divide.rs.
+// ops. Mirrored and tested exhaustively near the edges in src/kernels/elementwise/divide.rs.
 
 // Quotient of n / d, given inv_d = f32(1 / d).
 fn div_exact(n: u32, d: u32, inv_d: f32) -> u32 {

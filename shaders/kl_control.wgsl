@@ -1,4 +1,4 @@
-// KL controls of the loss (src/ops/kl_control/mod.rs states the formulas):
+// KL controls of the loss (src/kernels/kl_control/mod.rs states the formulas):
 // every term's β·γ, its free-bits gate and its gradient seeds, in one
 // workgroup. Included after rng.wgsl for RngKey: the step is the key's step
 // word, which the GPU overwrites before each run. Each invocation owns the

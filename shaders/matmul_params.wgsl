@@ -1,5 +1,5 @@
 // Uniform parameters shared by every matmul kernel; included first. Same field
-// order as `Params` in src/ops/matmul/kernels.rs. op(A)[i,k] of batch b is at
+// order as `Params` in src/kernels/matmul/kernels.rs. op(A)[i,k] of batch b is at
 // a[b*a_batch + i*a_rs + k*a_cs] and op(B)[k,j] at b[b*b_batch + k*b_rs + j*b_cs]:
 // the strides encode the transposes.
 

@@ -1,5 +1,5 @@
 // Shared by the optimizer kernels: the optimizer state buffer and the AdamW
-// arithmetic. Layout mirrors `StepState` in src/ops/optimizer/state.rs (16 words).
+// arithmetic. Layout mirrors `StepState` in src/kernels/optimizer/state.rs (16 words).
 
 const WG: u32 = 256u; // invocations per workgroup; Rust sizes grids from @workgroup_size
 
@@ -34,7 +34,7 @@ fn opt_flat_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * WG;
 }
 
-// Per-tensor hyperparameters; same layout as `UpdateParams` in src/ops/optimizer/mod.rs.
+// Per-tensor hyperparameters; same layout as `UpdateParams` in src/kernels/optimizer/mod.rs.
 struct UpdateParams {
     n: u32,
     beta1: f32,

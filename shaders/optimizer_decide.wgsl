@@ -5,7 +5,7 @@
 // the warmed-up learning rate and the bias corrections; counts steps and skips.
 // Included after optimizer_common.wgsl.
 
-// Same layout as `DecideParams` in src/ops/optimizer/mod.rs.
+// Same layout as `DecideParams` in src/kernels/optimizer/mod.rs.
 struct DecideParams {
     lr: f32,
     // Linear warm-up length in iterations; <= 0 means none.

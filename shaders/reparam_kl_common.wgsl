@@ -2,7 +2,7 @@
 // Gaussian KL and the Ladder VAE precision-weighted merge. Included after
 // rng.wgsl and before the family's kernel files.
 
-// Same layout as `Params` in src/ops/reparam_kl/mod.rs.
+// Same layout as `Params` in src/kernels/reparam_kl/mod.rs.
 const WG: u32 = 64u; // invocations per workgroup; Rust sizes grids from @workgroup_size
 
 struct Params {

@@ -1,6 +1,6 @@
 // Counter-based RNG shared by every kernel that draws noise: Philox4x32-10
 // (Salmon et al. 2011), keyed by the 64-bit seed, counter (element, tensor,
-// step lo, step hi). src/ops/rng.rs computes the same bits on the CPU.
+// step lo, step hi). src/kernels/rng.rs computes the same bits on the CPU.
 
 // 32x32 -> 64-bit product as (lo, hi), from 16-bit halves (WGSL has no u64).
 fn philox_mulhilo(a: u32, b: u32) -> vec2<u32> {

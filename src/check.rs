@@ -6,7 +6,7 @@
 
 //!
 //! This module is the harness only; the registry of families that `vdvae
-//! check` runs lives with the kernels (`crate::ops::run_checks`), so the
+//! check` runs lives with the kernels (`crate::kernels::run_checks`), so the
 //! dependency goes one way: ops use the harness.
 
 use crate::gpu::GpuContext;

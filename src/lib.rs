@@ -9,8 +9,8 @@ pub mod diagnose;
 pub mod error;
 pub mod gpu;
 pub mod graph;
+pub mod kernels;
 pub mod model;
-pub mod ops;
 pub mod parallel;
 pub mod train;
 

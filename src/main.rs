@@ -15,12 +15,12 @@ use vdvae::check::{format_table, CaseSize, Checker};
 use vdvae::checkpoint;
 use vdvae::gpu::{list_adapters, measure_fma_ceiling, quiet_display_probe_when_headless, AdapterChoice, GpuContext};
 use vdvae::graph::Precision;
+use vdvae::kernels::run_checks;
 use vdvae::model::evaluate::{evaluate, gradient};
 use vdvae::model::importance::importance_weighted;
 use vdvae::model::report::plan_training;
 use vdvae::model::sample::{sample_images, write_grid_png, FixedLevels};
 use vdvae::model::temperature::Temperatures;
-use vdvae::ops::run_checks;
 use vdvae::train::{profile_training, ProfileOptions};
 
 #[derive(Parser)]

@@ -10,12 +10,12 @@ use common::assert_close;
 
 use vdvae::gpu::GpuContext;
 use vdvae::graph::autodiff::append_backward;
-use vdvae::graph::cpu::{run, Noise, Values};
-use vdvae::graph::gpu::{BuildOptions, GpuGraph};
+use vdvae::graph::executor::cpu::{run, Noise, Values};
+use vdvae::graph::executor::{BuildOptions, GpuGraph};
 use vdvae::graph::{Graph, Role, TensorId};
-use vdvae::ops::bernoulli::reference;
-use vdvae::ops::rng::RngKey;
-use vdvae::ops::testdata::{finite_difference, TestRng};
+use vdvae::kernels::bernoulli::reference;
+use vdvae::kernels::rng::RngKey;
+use vdvae::kernels::testdata::{finite_difference, TestRng};
 
 const SEED: u64 = 17;
 
@@ -97,7 +97,7 @@ fn bernoulli_nll_and_backward_match_on_gpu_and_cpu() {
     assert_close("nll", &got[0][0], &want[0], 1e-4, 1e-5);
     assert_close("dlogits", &got[0][1], &want[1], 1e-9, 2e-6);
     // The CPU values are the reference's: d loss / dl = (sigmoid(l) - t) / N.
-    let spec = vdvae::ops::bernoulli::BernoulliSpec {
+    let spec = vdvae::kernels::bernoulli::BernoulliSpec {
         n: 3,
         h: 28,
         w: 28,

@@ -16,15 +16,15 @@ use common::runs::{assert_same_run, train_tiny, RUN_TIMEOUT};
 use vdvae::data::{bundled_mnist, ImageSet};
 use vdvae::gpu::GpuContext;
 use vdvae::graph::autodiff::append_backward;
-use vdvae::graph::cpu::{run, Noise, Values};
-use vdvae::graph::gpu::{BuildOptions, GpuGraph, TrainConfig};
+use vdvae::graph::executor::cpu::{run, Noise, Values};
+use vdvae::graph::executor::{BuildOptions, GpuGraph, TrainConfig};
 use vdvae::graph::Sampling;
+use vdvae::kernels::optimizer::{AdamW, StepState};
 use vdvae::model::evaluate::fit_images;
 use vdvae::model::init::init_weights;
 use vdvae::model::preprocess::MNIST;
 use vdvae::model::vdvae::{build_model, ModelGraph};
 use vdvae::model::{preset, HParams};
-use vdvae::ops::optimizer::{AdamW, StepState};
 use vdvae::parallel::{thread_group, Collective};
 use vdvae::train::stage_batch;
 

@@ -10,15 +10,15 @@ use vdvae::checkpoint::load;
 use vdvae::data::{read_images, DataFormat, ImageSet};
 use vdvae::gpu::{Access, BufView, DType, GpuBuffer, GpuContext, Grid, Kernel};
 use vdvae::graph::autodiff::append_backward;
-use vdvae::graph::cpu::{run, Noise, Values};
-use vdvae::graph::gpu::GpuGraph;
+use vdvae::graph::executor::cpu::{run, Noise, Values};
+use vdvae::graph::executor::GpuGraph;
 use vdvae::graph::precision::{backward_activations, f16_activations};
 use vdvae::graph::{set_precision, Precision, Role, Sampling};
+use vdvae::kernels::optimizer::AdamW;
 use vdvae::model::init::init_weights;
 use vdvae::model::preprocess::{CIFAR10, MNIST};
 use vdvae::model::vdvae::{build_model, ModelGraph};
 use vdvae::model::{preset, HParams};
-use vdvae::ops::optimizer::AdamW;
 
 fn context() -> GpuContext {
     let ctx = GpuContext::from_env().unwrap_or_else(|e| panic!("f16 storage tests need an adapter: {e}"));

@@ -9,14 +9,14 @@ use vdvae::checkpoint::load;
 use vdvae::data::{read_images, DataFormat};
 use vdvae::gpu::GpuContext;
 use vdvae::graph::autodiff::append_backward;
-use vdvae::graph::cpu::{run, Noise, Values};
-use vdvae::graph::gpu::GpuGraph;
+use vdvae::graph::executor::cpu::{run, Noise, Values};
+use vdvae::graph::executor::GpuGraph;
 use vdvae::graph::Sampling;
+use vdvae::kernels::optimizer::AdamW;
 use vdvae::model::init::init_weights;
 use vdvae::model::preprocess::{CIFAR10, MNIST};
 use vdvae::model::vdvae::{build_model, build_vdvae_materialised_cat, ModelGraph};
 use vdvae::model::{preset, HParams};
-use vdvae::ops::optimizer::AdamW;
 
 fn context() -> GpuContext {
     GpuContext::from_env().unwrap_or_else(|e| panic!("GPU executor tests need an adapter: {e}"))

@@ -11,10 +11,10 @@ use common::assert_close;
 
 use vdvae::gpu::GpuContext;
 use vdvae::graph::autodiff::append_backward;
-use vdvae::graph::cpu::{run, Noise, Values};
-use vdvae::graph::gpu::{GpuGraph, TrainConfig};
+use vdvae::graph::executor::cpu::{run, Noise, Values};
+use vdvae::graph::executor::{GpuGraph, TrainConfig};
 use vdvae::graph::{set_precision, DType, Graph, KlSchedule, KlTerm, Precision, Role, Sampling, TensorId};
-use vdvae::ops::optimizer::{AdamW, StepState};
+use vdvae::kernels::optimizer::{AdamW, StepState};
 
 fn context() -> GpuContext {
     GpuContext::from_env().unwrap_or_else(|e| panic!("KL-control GPU tests need an adapter: {e}"))

@@ -9,16 +9,16 @@ use common::{assert_step_matches, gpu_step, reference_step};
 use vdvae::data::{bundled_mnist, ImageSet};
 use vdvae::gpu::GpuContext;
 use vdvae::graph::autodiff::append_backward;
-use vdvae::graph::cpu::{run, Noise, Values};
-use vdvae::graph::gpu::{GpuGraph, StepMetrics, TrainConfig};
+use vdvae::graph::executor::cpu::{run, Noise, Values};
+use vdvae::graph::executor::{GpuGraph, StepMetrics, TrainConfig};
 use vdvae::graph::Sampling;
+use vdvae::kernels::optimizer::{AdamW, StepState};
+use vdvae::kernels::rng::RngKey;
 use vdvae::model::config::ActivationName;
 use vdvae::model::init::init_weights;
 use vdvae::model::preprocess::MNIST;
 use vdvae::model::vdvae::{build_model, ModelGraph};
 use vdvae::model::{preset, HParams};
-use vdvae::ops::optimizer::{AdamW, StepState};
-use vdvae::ops::rng::RngKey;
 use vdvae::train::stage_batch;
 
 fn context() -> GpuContext {

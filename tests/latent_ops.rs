@@ -11,10 +11,10 @@ use common::assert_close;
 
 use vdvae::gpu::GpuContext;
 use vdvae::graph::autodiff::append_backward;
-use vdvae::graph::cpu::{run, Noise, Values};
-use vdvae::graph::gpu::GpuGraph;
+use vdvae::graph::executor::cpu::{run, Noise, Values};
+use vdvae::graph::executor::GpuGraph;
 use vdvae::graph::{Graph, Role, Sampling, TensorId};
-use vdvae::ops::testdata::{finite_difference, TestRng};
+use vdvae::kernels::testdata::{finite_difference, TestRng};
 
 const SEED: u64 = 23;
 const LN_2PI: f64 = 1.8378770664093453;

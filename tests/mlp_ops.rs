@@ -12,10 +12,10 @@ use std::collections::BTreeMap;
 use common::rel_norm;
 use vdvae::gpu::{DType, GpuContext};
 use vdvae::graph::autodiff::append_backward;
-use vdvae::graph::cpu::{run, Noise, Values};
-use vdvae::graph::gpu::{BuildOptions, GpuGraph};
+use vdvae::graph::executor::cpu::{run, Noise, Values};
+use vdvae::graph::executor::{BuildOptions, GpuGraph};
 use vdvae::graph::{set_precision, ActivationKind, Graph, Precision, Role, TensorId};
-use vdvae::ops::testdata::TestRng;
+use vdvae::kernels::testdata::TestRng;
 use vdvae::Error;
 
 fn context() -> GpuContext {

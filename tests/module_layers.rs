@@ -1,6 +1,6 @@
 //! The crate's modules form layers and every `crate::` path points down (or
 //! within its own module): no module imports one above it, so there are no
-//! circles such as check ↔ ops or checkpoint ↔ model. Reads the sources; needs
+//! circles such as check ↔ kernels or checkpoint ↔ model. Reads the sources; needs
 //! no adapter.
 
 use std::path::Path;
@@ -10,7 +10,7 @@ const LAYERS: &[&[&str]] = &[
     &["error"],
     &["gpu", "data", "checkpoint", "parallel"],
     &["check", "bench"],
-    &["ops"],
+    &["kernels"],
     &["graph"],
     &["model"],
     &["diagnose"],
@@ -92,13 +92,13 @@ fn no_module_imports_one_above_it() {
 #[test]
 fn an_upward_import_is_reported() {
     let dir = std::env::temp_dir().join(format!("vdvae-layers-{}", std::process::id()));
-    std::fs::create_dir_all(dir.join("ops")).unwrap();
+    std::fs::create_dir_all(dir.join("kernels")).unwrap();
     std::fs::write(
-        dir.join("ops/mod.rs"),
+        dir.join("kernels/mod.rs"),
         "use crate::gpu::Dispatch;\nuse crate::model::HParams;\n// crate::train in a comment\n",
     )
     .unwrap();
     let bad = violations(&dir);
     let _ = std::fs::remove_dir_all(&dir);
-    assert_eq!(bad, vec!["ops/mod.rs:2 (ops) uses crate::model".to_string()]);
+    assert_eq!(bad, vec!["kernels/mod.rs:2 (kernels) uses crate::model".to_string()]);
 }

@@ -4,7 +4,7 @@
 use vdvae::checkpoint::{load, NamedTensors};
 use vdvae::data::{read_images, DataFormat};
 use vdvae::graph::autodiff::append_backward;
-use vdvae::graph::cpu::{run, Noise};
+use vdvae::graph::executor::cpu::{run, Noise};
 use vdvae::graph::Sampling;
 use vdvae::model::preprocess::CIFAR10;
 use vdvae::model::vdvae::{build_model, ModelGraph};
@@ -20,7 +20,11 @@ fn json_number(file: &str, key: &str) -> f64 {
 }
 
 /// Runs the fixture batch; returns the model, its values and the loss.
-fn run_fixture(sampling: Sampling, backward: bool, seed: u64) -> (ModelGraph, vdvae::graph::cpu::Values, f64) {
+fn run_fixture(
+    sampling: Sampling,
+    backward: bool,
+    seed: u64,
+) -> (ModelGraph, vdvae::graph::executor::cpu::Values, f64) {
     let h = HParams::from_json_file(&fixture("tiny.json")).unwrap();
     let images = read_images(&fixture("digits64.bin"), DataFormat::Cifar10).unwrap();
     let mut m = build_model(&h, images.n, sampling).unwrap();

@@ -4,9 +4,9 @@
 //! and JSON report well formed.
 
 use vdvae::gpu::{GpuContext, Work};
+use vdvae::kernels::conv2d::{backward_input_with, backward_weight_with, forward_with, Conv2dShape, Path};
 use vdvae::model::preset;
 use vdvae::model::report::plan_training;
-use vdvae::ops::conv2d::{backward_input_with, backward_weight_with, forward_with, Conv2dShape, Path};
 use vdvae::train::{profile_training, ProfileOptions};
 
 fn context() -> GpuContext {
@@ -186,7 +186,7 @@ fn conv_dispatches_state_their_multiply_adds_on_both_paths() {
 /// Every matmul kernel states its multiply-adds once; the pack passes state bytes only.
 #[test]
 fn matmul_dispatches_state_their_multiply_adds() {
-    use vdvae::ops::matmul::{matmul, matmul_naive, matmul_tiled, MatmulShape};
+    use vdvae::kernels::matmul::{matmul, matmul_naive, matmul_tiled, MatmulShape};
     let ctx = context();
     for (trans_a, trans_b) in [(false, false), (true, false), (false, true)] {
         let shape = MatmulShape::new(2, 12, 16, 20).transposes(trans_a, trans_b);

@@ -1,6 +1,6 @@
-//! Activation checkpointing (`graph::recompute`) and memory budgets
-//! (`graph::budget`): a checkpointed step computes bit-identical gradients on
-//! the CPU and GPU executors, checkpointing lowers a real preset's planned
+//! Rematerialization (recomputing blocks) (`graph::recompute`) and memory budgets
+//! (`graph::budget`): a recomputed step computes bit-identical gradients on
+//! the CPU and GPU executors, recomputing lowers a real preset's planned
 //! activations, and a budget is met when it can be and refused when not.
 
 mod common;
@@ -9,10 +9,10 @@ use common::mnist_batch;
 
 use vdvae::gpu::GpuContext;
 use vdvae::graph::autodiff::{append_backward, append_backward_with, Accumulate};
-use vdvae::graph::budget::{checkpoint_all, fit_step, PlanTarget};
-use vdvae::graph::cpu::{run, Noise, Values};
-use vdvae::graph::gpu::{GpuGraph, TrainConfig};
-use vdvae::graph::recompute::{apply, block_segments, candidates, Checkpoint};
+use vdvae::graph::budget::{fit_step, recompute_all, PlanTarget};
+use vdvae::graph::executor::cpu::{run, Noise, Values};
+use vdvae::graph::executor::{GpuGraph, TrainConfig};
+use vdvae::graph::recompute::{apply, block_segments, candidates, Recompute};
 use vdvae::graph::{set_precision, DType, Graph, Op, Precision, Sampling};
 use vdvae::model::init::init_weights;
 use vdvae::model::preprocess::MNIST;
@@ -23,7 +23,7 @@ use vdvae::model::vdvae::{build_model, ModelGraph};
 const GIB: usize = 1 << 30;
 
 /// mnist-tiny's training step for 3 images, its input values, and the same
-/// step with every block that has internals checkpointed (the last one too).
+/// step with every block that has internals recomputed (the last one too).
 fn tiny_step(accumulate: Accumulate) -> (ModelGraph, Graph, Values) {
     let h = preset("mnist-tiny").unwrap();
     let images = mnist_batch(3);
@@ -38,8 +38,8 @@ fn tiny_step(accumulate: Accumulate) -> (ModelGraph, Graph, Values) {
         encoder >= 2 && decoder >= 4,
         "{encoder} encoder, {decoder} decoder blocks"
     );
-    let checkpointed = apply(&m.graph, &all.iter().collect::<Vec<&Checkpoint>>());
-    (m, checkpointed, values)
+    let recomputed = apply(&m.graph, &all.iter().collect::<Vec<&Recompute>>());
+    (m, recomputed, values)
 }
 
 fn same_bits(name: &str, a: &[f32], b: &[f32]) {
@@ -49,9 +49,9 @@ fn same_bits(name: &str, a: &[f32], b: &[f32]) {
 }
 
 #[test]
-fn a_checkpointed_step_gives_bit_identical_gradients_on_the_cpu() {
+fn a_recomputed_step_gives_bit_identical_gradients_on_the_cpu() {
     for accumulate in [Accumulate::AtProducer, Accumulate::Running] {
-        let (m, mut checkpointed, values) = tiny_step(accumulate);
+        let (m, mut recomputed, values) = tiny_step(accumulate);
         let g = &m.graph;
         // The noisy draws are recomputed too: every level's reparameterization
         // runs twice, and the clone draws the noise of the original.
@@ -62,10 +62,10 @@ fn a_checkpointed_step_gives_bit_identical_gradients_on_the_cpu() {
                 .map(|n| n.outputs[0])
                 .collect::<Vec<_>>()
         };
-        let (before, after) = (reparams(g), reparams(&checkpointed));
+        let (before, after) = (reparams(g), reparams(&recomputed));
         assert_eq!(after.len(), 2 * before.len(), "every level's z is recomputed");
-        checkpointed.outputs.extend(&after);
-        let name = |t: usize| checkpointed.tensors[t].name.clone();
+        recomputed.outputs.extend(&after);
+        let name = |t: usize| recomputed.tensors[t].name.clone();
         let pairs: Vec<(usize, usize)> = before
             .iter()
             .map(|&z| {
@@ -78,7 +78,7 @@ fn a_checkpointed_step_gives_bit_identical_gradients_on_the_cpu() {
         let mut plain = values.clone();
         run(g, &mut plain, noise).unwrap();
         let mut rerun = values;
-        run(&checkpointed, &mut rerun, noise).unwrap();
+        run(&recomputed, &mut rerun, noise).unwrap();
         for (z, again) in pairs {
             same_bits(&name(again), rerun[again].as_ref().unwrap(), rerun[z].as_ref().unwrap());
         }
@@ -98,9 +98,9 @@ fn context() -> GpuContext {
 }
 
 #[test]
-fn a_checkpointed_step_gives_bit_identical_gradients_on_the_gpu() {
+fn a_recomputed_step_gives_bit_identical_gradients_on_the_gpu() {
     let ctx = context();
-    let (m, checkpointed, values) = tiny_step(Accumulate::Running);
+    let (m, recomputed, values) = tiny_step(Accumulate::Running);
     let (seed, step) = (5, 4);
     let grads = |g: &Graph| {
         let gpu = GpuGraph::build(&ctx, g, seed, None).unwrap();
@@ -112,19 +112,19 @@ fn a_checkpointed_step_gives_bit_identical_gradients_on_the_gpu() {
         (loss, grads, gpu.plan.activations)
     };
     let (loss, plain, plain_bytes) = grads(&m.graph);
-    let (loss2, rerun, rerun_bytes) = grads(&checkpointed);
+    let (loss2, rerun, rerun_bytes) = grads(&recomputed);
     same_bits("nll", &loss2, &loss);
     for (k, &(p, _)) in m.graph.param_grads.iter().enumerate() {
         same_bits(&m.graph.tensors[p].name, &rerun[k], &plain[k]);
     }
     // And the GPU step agrees with the CPU one (same tolerance as tests/gpu_executor.rs).
     let mut cpu = values.clone();
-    run(&checkpointed, &mut cpu, Noise::new(seed, step as u64)).unwrap();
+    run(&recomputed, &mut cpu, Noise::new(seed, step as u64)).unwrap();
     let want = cpu[m.nll].as_ref().unwrap();
     for (got, want) in loss2.iter().zip(want) {
         assert!((got - want).abs() <= 1e-5 * want.abs(), "NLL {got} vs {want}");
     }
-    println!("activations planned: {plain_bytes} bytes, checkpointed {rerun_bytes}");
+    println!("activations planned: {plain_bytes} bytes, recomputed {rerun_bytes}");
 }
 
 #[test]
@@ -138,10 +138,10 @@ fn the_budget_total_is_the_one_the_gpu_build_plans_at_either_precision() {
         append_backward(&mut plain).unwrap();
         set_precision(&mut plain, precision);
         let full = target(&plain).plan(&plain).total();
-        // Between the smallest peak and the full plan: some blocks checkpointed.
+        // Between the smallest peak and the full plan: some blocks recomputed.
         let smallest = fit_step(&m.graph, precision, full, &target).unwrap().smallest;
         let s = fit_step(&m.graph, precision, (smallest + full) / 2, &target).unwrap();
-        assert!(!s.checkpointed.is_empty() && s.checkpointed.len() < s.candidates);
+        assert!(!s.recomputed.is_empty() && s.recomputed.len() < s.candidates);
         // A recomputed activation is stored as its original is.
         let mut f16_clones = 0;
         for t in &s.graph.tensors {
@@ -181,16 +181,16 @@ fn checkpointing_lowers_the_planned_activations_of_cifar10() {
     for accumulate in [Accumulate::AtProducer, Accumulate::Running] {
         let (g, target) = cifar10(accumulate);
         let plain = target.plan(&g);
-        let all = checkpoint_all(&g, &target);
+        let all = recompute_all(&g, &target);
         let gib = |b: usize| b as f64 / GIB as f64;
         println!(
-            "{accumulate:?}: activations {:.2} GiB, every block checkpointed {:.2} GiB ({} blocks, {:.1}% more FLOPs)",
+            "{accumulate:?}: activations {:.2} GiB, every block recomputed {:.2} GiB ({} blocks, {:.1}% more FLOPs)",
             gib(plain.activations),
             gib(all.plan.activations),
-            all.checkpointed.len(),
+            all.recomputed.len(),
             100.0 * all.recompute_flops / g.model_flops()
         );
-        assert!(all.checkpointed.len() > 60, "{} blocks", all.checkpointed.len());
+        assert!(all.recomputed.len() > 60, "{} blocks", all.recomputed.len());
         assert!(all.plan.activations < plain.activations * 6 / 10);
         assert!(all.recompute_flops < 0.35 * g.model_flops());
         // The persistent parts do not change.
@@ -199,14 +199,14 @@ fn checkpointing_lowers_the_planned_activations_of_cifar10() {
             (plain.weights, plain.workspace, plain.flipped_weights)
         );
     }
-    // Running gradient sums let checkpointing go at least as far (the conv
+    // Running gradient sums let recomputing go at least as far (the conv
     // parts of a gradient already fold into one dx chain at the producer).
     let (a, b) = (cifar10(Accumulate::AtProducer), cifar10(Accumulate::Running));
     let (at_producer, running) = (
-        checkpoint_all(&a.0, &a.1).plan.total(),
-        checkpoint_all(&b.0, &b.1).plan.total(),
+        recompute_all(&a.0, &a.1).plan.total(),
+        recompute_all(&b.0, &b.1).plan.total(),
     );
-    println!("every block checkpointed: {at_producer} bytes at the producer, {running} running");
+    println!("every block recomputed: {at_producer} bytes at the producer, {running} running");
     assert!(running <= at_producer, "{running} > {at_producer}");
 }
 
@@ -223,7 +223,7 @@ fn a_budget_is_met_when_it_can_be_and_refused_when_not() {
 
     // A budget the step already meets changes nothing.
     let roomy = fit_step(&m.graph, Precision::F32, 16 * GIB, &target).unwrap();
-    assert!(roomy.checkpointed.is_empty());
+    assert!(roomy.recomputed.is_empty());
     assert_eq!(roomy.accumulate, Accumulate::AtProducer);
     let mut plain = m.graph.clone();
     append_backward(&mut plain).unwrap();
@@ -232,7 +232,7 @@ fn a_budget_is_met_when_it_can_be_and_refused_when_not() {
     let s = fit_step(&m.graph, Precision::F32, 4 * GIB, &target).unwrap();
     assert!(s.plan.total() <= 4 * GIB, "{}", s.plan.total());
     assert_eq!(target(&s.graph).plan(&s.graph).total(), s.plan.total());
-    assert!(!s.checkpointed.is_empty());
+    assert!(!s.recomputed.is_empty());
     assert!(s.recompute_flops > 0.0 && s.recompute_flops < 0.35 * flops);
     // The recompute FLOPs are the clones' model FLOPs.
     assert!((s.graph.model_flops() - flops - s.recompute_flops).abs() < 1e-6 * flops);
@@ -273,7 +273,7 @@ fn plan_with_a_memory_budget_fits_it_and_says_what_it_costs() {
     );
     assert!(out.status.success(), "{stderr}");
     assert!(figure(&stdout, "planned peak memory", "(") <= 4.0, "{stdout}");
-    let blocks = figure(&stdout, "checkpointed blocks", ":");
+    let blocks = figure(&stdout, "recomputed blocks", ":");
     assert!(blocks > 0.0, "{stdout}");
     let share = figure(&stdout, "recompute FLOPs", "(");
     assert!(share > 0.0 && share <= 35.0, "{stdout}");

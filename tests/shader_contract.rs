@@ -11,12 +11,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use vdvae::gpu::contract::{check_kernel, check_kernel_with_f16, struct_mismatches};
 use vdvae::gpu::reflect::{MemberLayout, StructLayout};
 use vdvae::gpu::{Access, GpuParams, KernelSpec, Source};
-use vdvae::ops::optimizer::OptState;
-use vdvae::ops::rng::RngKey;
+use vdvae::kernels::optimizer::OptState;
+use vdvae::kernels::rng::RngKey;
 
 /// (family, kernel) for every kernel, in registry order.
 fn every_kernel() -> Vec<(&'static str, KernelSpec)> {
-    vdvae::ops::all_kernels()
+    vdvae::kernels::all_kernels()
         .into_iter()
         .flat_map(|(family, kernels)| kernels.into_iter().map(move |k| (family, k)))
         .collect()
@@ -127,7 +127,7 @@ fn the_conv_kernels_over_a_cat_are_listed_for_the_contract() {
     // The posterior's first conv reads cat[x, a] from two tensors: its forward
     // tile (two channel loops), its dx tile (two outputs, either addend) and
     // the dw tile over two sources are among the kernels checked above.
-    let names: Vec<&str> = vdvae::ops::conv2d::all_kernels().iter().map(|k| k.name).collect();
+    let names: Vec<&str> = vdvae::kernels::conv2d::all_kernels().iter().map(|k| k.name).collect();
     let count = |part: &str| names.iter().filter(|n| n.contains(part)).count();
     for part in [
         "sources: CatInput",
@@ -137,7 +137,7 @@ fn the_conv_kernels_over_a_cat_are_listed_for_the_contract() {
     ] {
         assert!(count(part) > 0, "no conv2d kernel variant with `{part}`");
     }
-    let simple = vdvae::ops::conv2d::all_kernels()
+    let simple = vdvae::kernels::conv2d::all_kernels()
         .into_iter()
         .find(|k| k.name == "conv2d_backward_input")
         .unwrap();

@@ -13,16 +13,16 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use vdvae::gpu::GpuContext;
 use vdvae::graph::autodiff::append_backward;
-use vdvae::graph::cpu::Values;
-use vdvae::graph::gpu::{BuildOptions, GpuGraph, Part, TrainConfig};
+use vdvae::graph::executor::cpu::Values;
+use vdvae::graph::executor::{BuildOptions, GpuGraph, Part, TrainConfig};
 use vdvae::graph::{set_precision, Graph, Precision, Role, Sampling, TensorId};
+use vdvae::kernels::optimizer::{AdamW, StepState};
 use vdvae::model::conditional::build_conditional;
 use vdvae::model::init::init_weights;
 use vdvae::model::levels::LevelSource;
 use vdvae::model::preprocess::MNIST;
 use vdvae::model::vdvae::{build_model, param_values, ModelGraph};
 use vdvae::model::{preset, HParams};
-use vdvae::ops::optimizer::{AdamW, StepState};
 
 fn context() -> GpuContext {
     GpuContext::from_env().unwrap_or_else(|e| panic!("split tests need an adapter: {e}"))
@@ -60,7 +60,7 @@ fn split_nodes(unsplit: &GpuGraph, split: &GpuGraph) -> BTreeSet<usize> {
 fn reordered(g: &Graph, split: &BTreeSet<usize>) -> BTreeSet<TensorId> {
     let mut out = BTreeSet::new();
     for (i, node) in g.nodes.iter().enumerate() {
-        let parts = node.op.rule().split(g, node).map(|s| s.outputs);
+        let parts = node.op.rule().binding_split(g, node).map(|s| s.outputs);
         let from_input = node.inputs.iter().any(|t| out.contains(t));
         for (k, &t) in node.outputs.iter().enumerate() {
             let sums = split.contains(&i)

@@ -8,14 +8,14 @@ use std::process::Command;
 use vdvae::data::{bundled_mnist, ImageSet};
 use vdvae::gpu::GpuContext;
 use vdvae::graph::autodiff::append_backward;
-use vdvae::graph::gpu::{GpuGraph, TrainConfig};
+use vdvae::graph::executor::{GpuGraph, TrainConfig};
 use vdvae::graph::Sampling;
+use vdvae::kernels::optimizer::{AdamW, StepState};
 use vdvae::model::evaluate::fit_images;
 use vdvae::model::init::init_weights;
 use vdvae::model::preprocess::MNIST;
 use vdvae::model::preset;
 use vdvae::model::vdvae::build_model;
-use vdvae::ops::optimizer::{AdamW, StepState};
 use vdvae::train::stage_batch;
 
 fn vdvae(args: &[&str]) -> std::process::Output {

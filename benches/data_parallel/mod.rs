@@ -10,12 +10,12 @@ use crate::common::{batch_of, ModelArg};
 use vdvae::data::ImageSet;
 use vdvae::gpu::GpuContext;
 use vdvae::graph::autodiff::append_backward;
-use vdvae::graph::gpu::{BuildOptions, GpuGraph, TrainConfig};
+use vdvae::graph::executor::{BuildOptions, GpuGraph, TrainConfig};
 use vdvae::graph::Sampling;
+use vdvae::kernels::optimizer::{AdamW, StepState};
 use vdvae::model::init::init_weights;
 use vdvae::model::preprocess::Normalization;
 use vdvae::model::vdvae::build_model;
-use vdvae::ops::optimizer::{AdamW, StepState};
 use vdvae::parallel::Collective;
 use vdvae::train::{stage_batch, DEFAULT_BUCKET_LEN};
 

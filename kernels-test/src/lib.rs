@@ -4,7 +4,7 @@
 
 use vdvae::check::{format_table, CaseSize, Checker};
 use vdvae::gpu::GpuContext;
-use vdvae::ops::run_checks;
+use vdvae::kernels::run_checks;
 
 /// The adapter the tests run on (honours `VDVAE_ADAPTER`). Panics with the fix
 /// when there is none: a GPU test must not pass without a GPU.

@@ -1,8 +1,8 @@
 //! Bernoulli kernels against the CPU reference; the CPU gradient against f64 finite differences.
 
 use kernels_test::assert_close_f64;
-use vdvae::ops::bernoulli::{reference, BernoulliSpec};
-use vdvae::ops::testdata::{finite_difference, TestRng};
+use vdvae::kernels::bernoulli::{reference, BernoulliSpec};
+use vdvae::kernels::testdata::{finite_difference, TestRng};
 
 #[test]
 fn bernoulli_matches_reference() {
@@ -37,7 +37,7 @@ fn saturated_logits_give_exact_limits() {
 
 #[test]
 fn probabilities_zero_and_one_sample_to_themselves() {
-    use vdvae::ops::rng::RngKey;
+    use vdvae::kernels::rng::RngKey;
     let key = RngKey::new(1, 2, 3);
     let probs: Vec<f32> = (0..1000).map(|i| (i % 2) as f32).collect();
     assert_eq!(reference::sample_probs(&probs, &key, 0), probs);

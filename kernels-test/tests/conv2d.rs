@@ -2,8 +2,8 @@
 //! backward (dx, dw, db) against f64 finite differences of the CPU forward.
 
 use kernels_test::assert_close_f64;
-use vdvae::ops::conv2d::{reference, Conv2dShape};
-use vdvae::ops::testdata::{finite_difference, weighted_sum, TestRng};
+use vdvae::kernels::conv2d::{reference, Conv2dShape};
+use vdvae::kernels::testdata::{finite_difference, weighted_sum, TestRng};
 
 #[test]
 fn conv2d_matches_reference() {
@@ -94,13 +94,13 @@ fn conv2d_rejects_bad_shapes() {
     let x = ctx.zeros(s.x_len());
     let w = ctx.zeros(s.w_len());
     let y = ctx.zeros(s.y_len());
-    let err = vdvae::ops::conv2d::conv2d_forward(&ctx, &s, x.view(), w.view(), None, None, y.view());
+    let err = vdvae::kernels::conv2d::conv2d_forward(&ctx, &s, x.view(), w.view(), None, None, y.view());
     assert!(
         matches!(err, Err(vdvae::Error::Shape(_))),
         "kernel size 5 must be a shape error"
     );
     let s = Conv2dShape::new(1, 4, 4, 4, 4, 3).with_bias(true);
-    let err = vdvae::ops::conv2d::conv2d_forward(&ctx, &s, x.view(), w.view(), None, None, y.view());
+    let err = vdvae::kernels::conv2d::conv2d_forward(&ctx, &s, x.view(), w.view(), None, None, y.view());
     assert!(
         matches!(err, Err(vdvae::Error::Shape(_))),
         "a missing bias must be a shape error"

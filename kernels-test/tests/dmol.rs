@@ -1,10 +1,10 @@
 //! DMoL kernels against the CPU reference; the CPU gradient against f64 finite differences.
 
 use kernels_test::assert_close_f64;
-use vdvae::ops::dmol::inputs::{self, Kind};
-use vdvae::ops::dmol::reference::{self, Branch};
-use vdvae::ops::dmol::{samples_to_u8, DataBits, DmolSpec};
-use vdvae::ops::testdata::finite_difference;
+use vdvae::kernels::dmol::inputs::{self, Kind};
+use vdvae::kernels::dmol::reference::{self, Branch};
+use vdvae::kernels::dmol::{samples_to_u8, DataBits, DmolSpec};
+use vdvae::kernels::testdata::finite_difference;
 
 #[test]
 fn dmol_matches_reference() {

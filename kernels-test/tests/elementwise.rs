@@ -1,8 +1,8 @@
 //! Elementwise kernels against the CPU reference; CPU backward against finite differences.
 
 use kernels_test::assert_close_f64;
-use vdvae::ops::elementwise::{self, reference, AffineBackward, ChannelRange};
-use vdvae::ops::testdata::{finite_difference, weighted_sum, TestRng};
+use vdvae::kernels::elementwise::{self, reference, AffineBackward, ChannelRange};
+use vdvae::kernels::testdata::{finite_difference, weighted_sum, TestRng};
 use vdvae::Error;
 
 #[test]

@@ -1,8 +1,8 @@
 //! Group norm kernels against the CPU reference; CPU backward against finite differences.
 
 use kernels_test::assert_close_f64;
-use vdvae::ops::groupnorm::{reference, GroupNorm};
-use vdvae::ops::testdata::{finite_difference, weighted_sum, TestRng};
+use vdvae::kernels::groupnorm::{reference, GroupNorm};
+use vdvae::kernels::testdata::{finite_difference, weighted_sum, TestRng};
 use vdvae::Error;
 
 #[test]

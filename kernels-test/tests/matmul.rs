@@ -1,8 +1,8 @@
 //! Matmul kernels against the CPU reference; CPU backward against finite differences.
 
 use kernels_test::assert_close_f64;
-use vdvae::ops::matmul::{reference, MatmulShape};
-use vdvae::ops::testdata::{finite_difference, weighted_sum, TestRng};
+use vdvae::kernels::matmul::{reference, MatmulShape};
+use vdvae::kernels::testdata::{finite_difference, weighted_sum, TestRng};
 
 #[test]
 fn matmul_matches_reference() {
@@ -75,7 +75,7 @@ fn profile() {
         ctx.upload(&rng.vec(lb, -1.0, 1.0)),
         ctx.zeros(lc),
     );
-    let m = vdvae::ops::matmul::matmul(&ctx, &s, 1.0, 0.0, a.view(), b.view(), c.view()).unwrap();
+    let m = vdvae::kernels::matmul::matmul(&ctx, &s, 1.0, 0.0, a.view(), b.view(), c.view()).unwrap();
     let sink = ctx.zeros(vdvae::gpu::FMA_SINK_LEN);
     let iters = 4096u32;
     let fd = vdvae::gpu::fma_ceiling_dispatch(&ctx, sink.view(), iters).unwrap();

@@ -2,8 +2,8 @@
 //! applied, clipped, skipped (threshold, NaN, inf) and multi-step scenarios; the
 //! CPU reference against hand-computed torch/official VDVAE semantics.
 
-use vdvae::ops::optimizer::reference::{self, TensorRef};
-use vdvae::ops::optimizer::{AdamW, StepState};
+use vdvae::kernels::optimizer::reference::{self, TensorRef};
+use vdvae::kernels::optimizer::{AdamW, StepState};
 
 #[test]
 fn optimizer_matches_reference() {

@@ -1,8 +1,8 @@
 //! Reduce kernels against the CPU reference; CPU backward against finite differences.
 
 use kernels_test::assert_close_f64;
-use vdvae::ops::reduce::{self, reference, ReduceOp, Reduction};
-use vdvae::ops::testdata::{finite_difference, weighted_sum, TestRng};
+use vdvae::kernels::reduce::{self, reference, ReduceOp, Reduction};
+use vdvae::kernels::testdata::{finite_difference, weighted_sum, TestRng};
 use vdvae::Error;
 
 #[test]

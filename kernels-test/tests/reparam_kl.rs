@@ -3,10 +3,10 @@
 //! f64 finite differences of its forward.
 
 use kernels_test::assert_close_f64;
-use vdvae::ops::reparam_kl::reference::{self, LatentsRef};
-use vdvae::ops::reparam_kl::{Posterior, Reparam, ZMode};
-use vdvae::ops::rng::RngKey;
-use vdvae::ops::testdata::{finite_difference, TestRng};
+use vdvae::kernels::reparam_kl::reference::{self, LatentsRef};
+use vdvae::kernels::reparam_kl::{Posterior, Reparam, ZMode};
+use vdvae::kernels::rng::RngKey;
+use vdvae::kernels::testdata::{finite_difference, TestRng};
 
 #[test]
 fn reparam_kl_matches_reference() {
@@ -153,7 +153,7 @@ fn importance_log_ratio_is_log_q_minus_log_p_and_averages_to_the_kl() {
 
 #[test]
 fn importance_mode_backward_is_refused() {
-    use vdvae::ops::reparam_kl::{backward, backward_packed, Latents, Packed};
+    use vdvae::kernels::reparam_kl::{backward, backward_packed, Latents, Packed};
     let ctx = kernels_test::context();
     let buf = ctx.zeros(4);
     let v = buf.view();

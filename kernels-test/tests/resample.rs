@@ -1,8 +1,8 @@
 //! Resample kernels against the CPU reference; CPU backward against finite differences.
 
 use kernels_test::assert_close_f64;
-use vdvae::ops::resample::{self, reference};
-use vdvae::ops::testdata::{finite_difference, weighted_sum, TestRng};
+use vdvae::kernels::resample::{self, reference};
+use vdvae::kernels::testdata::{finite_difference, weighted_sum, TestRng};
 use vdvae::Error;
 
 #[test]

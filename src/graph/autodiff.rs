@@ -348,7 +348,7 @@ pub fn append_backward_with(g: &mut Graph, accumulate: Accumulate) -> Result<()>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graph::cpu::{run, Noise};
+    use crate::graph::executor::cpu::{run, Noise};
 
     #[test]
     fn slice_gradients_are_assembled_and_overlaps_still_add_up() {
@@ -418,7 +418,7 @@ mod tests {
 
     #[test]
     fn the_gradient_of_a_tensor_many_convs_read_is_one_chain_of_dx_epilogues() {
-        use crate::ops::conv2d::{reference as conv_ref, Conv2dShape};
+        use crate::kernels::conv2d::{reference as conv_ref, Conv2dShape};
         let mut g = Graph::default();
         let x = g.tensor("x", vec![1, 2, 3, 4], Role::Param);
         let ws: Vec<TensorId> = (0..3)
@@ -465,7 +465,7 @@ mod tests {
 
     #[test]
     fn a_residual_gradient_is_added_by_the_conv_dx_not_an_add() {
-        use crate::ops::conv2d::{reference as conv_ref, Conv2dShape};
+        use crate::kernels::conv2d::{reference as conv_ref, Conv2dShape};
         let mut g = Graph::default();
         let x = g.tensor("x", vec![1, 3, 3, 4], Role::Param);
         let w = g.tensor("w", vec![4, 3, 3, 4], Role::Param);

@@ -1,9 +1,9 @@
-//! Memory budgets: which blocks to checkpoint (`super::recompute`) so that a
+//! Memory budgets: which blocks to recompute (`super::recompute`) so that a
 //! step's planned memory fits a byte budget, at the least recomputed FLOPs.
 //!
 //! The total compared with the budget is the one `GpuGraph::build` prints:
 //! the memory plan plus the kernels' workspace (and the optimizer's) and the
-//! flipped conv weights. None of those changes when blocks are checkpointed (clones are forward
+//! flipped conv weights. None of those changes when blocks are recomputed (clones are forward
 //! ops like the originals, and the backward convs are the same), so they are
 //! counted once: exactly for an adapter, and as an upper bound (every conv dx
 //! flipped) without one.
@@ -12,8 +12,8 @@
 //! as it is. Otherwise its backward is built again with running gradient sums
 //! (`Accumulate::Running`: the gradient of an encoder activation read by every
 //! decoder level at its resolution no longer keeps one part per level alive
-//! until the encoder's backward, which is most of what checkpointed blocks
-//! leave behind), and blocks are checkpointed: candidates ordered by bytes
+//! until the encoder's backward, which is most of what recomputed blocks
+//! leave behind), and blocks are recomputed: candidates ordered by bytes
 //! freed per recomputed FLOP, without the block whose backward runs first (the
 //! last of the forward pass: its recompute would run right after the
 //! original). Every prefix of that order is a graph; the shortest prefix whose
@@ -24,10 +24,10 @@ use super::autodiff::{append_backward, append_backward_with, Accumulate};
 use super::ir::{Graph, Op, Role};
 use super::plan::{plan, MemoryPlan};
 use super::precision::{set_precision, Precision};
-use super::recompute::{apply, block_segments, candidates, Checkpoint};
+use super::recompute::{apply, block_segments, candidates, Recompute};
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
-use crate::ops::reduce::contiguous_sq_norm_scratch_len;
+use crate::kernels::reduce::contiguous_sq_norm_scratch_len;
 
 /// How a graph's memory is planned, and what the GPU executor adds to it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,7 +38,7 @@ pub struct PlanTarget {
     pub chunk: usize,
     /// Optimizer state and EMA are planned too.
     pub train: bool,
-    /// Bytes of the flipped conv weights (see `graph::gpu::flips`).
+    /// Bytes of the flipped conv weights (see `graph::executor::flips`).
     pub flipped_weights: usize,
 }
 
@@ -52,7 +52,7 @@ impl PlanTarget {
             align,
             chunk,
             train,
-            flipped_weights: super::gpu::flipped_bytes(ctx, g),
+            flipped_weights: super::executor::flipped_bytes(ctx, g),
         }
     }
 
@@ -99,49 +99,49 @@ pub fn workspace_bytes(g: &Graph) -> usize {
     (scratch + side) * 4
 }
 
-/// The blocks checkpointed to fit a budget, and the graph that does it.
+/// The blocks recomputed to fit a budget, and the graph that does it.
 #[derive(Clone, Debug)]
 pub struct Selection {
-    /// The graph with the checkpoints applied (the input graph when none is needed).
+    /// The graph with the recompute plans applied (the input graph when none is needed).
     pub graph: Graph,
     /// Its plan, workspace and flipped weights counted.
     pub plan: MemoryPlan,
-    /// Names of the checkpointed blocks, in forward order.
-    pub checkpointed: Vec<String>,
-    /// Blocks that could be checkpointed.
+    /// Names of the recomputed blocks, in forward order.
+    pub recomputed: Vec<String>,
+    /// Blocks that could be recomputed.
     pub candidates: usize,
     /// Model FLOPs recomputed per step, and the nodes that recompute them.
     pub recompute_flops: f64,
     pub recompute_nodes: usize,
     /// How the backward sums gradient parts.
     pub accumulate: Accumulate,
-    /// The planned total with every candidate checkpointed (and running sums):
+    /// The planned total with every candidate recomputed (and running sums):
     /// the smallest this reaches.
     pub smallest: usize,
 }
 
 /// Candidates in the order they are tried: most bytes per recomputed FLOP
 /// first, without the one whose backward comes first.
-fn ordered(g: &Graph) -> Vec<Checkpoint> {
+fn ordered(g: &Graph) -> Vec<Recompute> {
     let mut all = candidates(g, &block_segments(g));
     if let Some(first) = (0..all.len()).min_by_key(|&k| all[k].first_use) {
         all.remove(first);
     }
-    let ratio = |c: &Checkpoint| c.bytes as f64 / c.flops.max(1.0);
+    let ratio = |c: &Recompute| c.bytes as f64 / c.flops.max(1.0);
     all.sort_by(|a, b| ratio(b).total_cmp(&ratio(a)).then(a.first_use.cmp(&b.first_use)));
     all
 }
 
-fn select(g: &Graph, order: &[Checkpoint], k: usize, target: &PlanTarget) -> Selection {
-    let chosen: Vec<&Checkpoint> = order[..k].iter().collect();
+fn select(g: &Graph, order: &[Recompute], k: usize, target: &PlanTarget) -> Selection {
+    let chosen: Vec<&Recompute> = order[..k].iter().collect();
     let graph = if k == 0 { g.clone() } else { apply(g, &chosen) };
     let plan = target.plan(&graph);
-    let mut picked: Vec<&Checkpoint> = chosen.clone();
+    let mut picked: Vec<&Recompute> = chosen.clone();
     picked.sort_by_key(|c| c.clones.first().copied());
     Selection {
         smallest: plan.total(),
         plan,
-        checkpointed: picked.iter().map(|c| c.name.clone()).collect(),
+        recomputed: picked.iter().map(|c| c.name.clone()).collect(),
         candidates: order.len(),
         recompute_flops: chosen.iter().fold(0.0, |sum, c| sum + c.flops),
         recompute_nodes: chosen.iter().map(|c| c.clones.len()).sum(),
@@ -150,8 +150,8 @@ fn select(g: &Graph, order: &[Checkpoint], k: usize, target: &PlanTarget) -> Sel
     }
 }
 
-/// Every candidate block of `g` checkpointed.
-pub fn checkpoint_all(g: &Graph, target: &PlanTarget) -> Selection {
+/// Every candidate block of `g` recomputed.
+pub fn recompute_all(g: &Graph, target: &PlanTarget) -> Selection {
     let order = ordered(g);
     select(g, &order, order.len(), target)
 }
@@ -159,7 +159,7 @@ pub fn checkpoint_all(g: &Graph, target: &PlanTarget) -> Selection {
 /// The training step of `forward` (a forward graph with its loss) whose
 /// planned total is at most `budget` bytes, at the least recompute: as
 /// `append_backward` builds it when that fits, else with running gradient
-/// sums and the fewest blocks checkpointed ([`fit`]). `target` says how a
+/// sums and the fewest blocks recomputed ([`fit`]). `target` says how a
 /// step is planned (it is asked once, with the first step built).
 pub fn fit_step(
     forward: &Graph,
@@ -178,9 +178,9 @@ pub fn fit_step(
     let plan = target.plan(&plain);
     if plan.total() <= budget {
         return Ok(Selection {
-            smallest: checkpoint_all(&running, &target).plan.total(),
+            smallest: recompute_all(&running, &target).plan.total(),
             plan,
-            checkpointed: Vec::new(),
+            recomputed: Vec::new(),
             candidates: ordered(&plain).len(),
             recompute_flops: 0.0,
             recompute_nodes: 0,
@@ -193,7 +193,7 @@ pub fn fit_step(
     Ok(s)
 }
 
-/// The fewest blocks of `g` (after autodiff) to checkpoint, in order of bytes
+/// The fewest blocks of `g` (after autodiff) to recompute, in order of bytes
 /// freed per recomputed FLOP, for its planned total to be at most `budget`
 /// bytes; an error saying the smallest reachable total when none is enough.
 pub fn fit(g: &Graph, budget: usize, target: &PlanTarget) -> Result<Selection> {

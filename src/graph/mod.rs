@@ -3,8 +3,7 @@
 
 pub mod autodiff;
 pub mod budget;
-pub mod cpu;
-pub mod gpu;
+pub mod executor;
 pub mod ir;
 pub mod ops;
 pub mod plan;

@@ -1,4 +1,4 @@
-//! Activation checkpointing: a transform of a graph after autodiff that stops
+//! Rematerialization (recomputing blocks): a transform of a graph after autodiff that stops
 //! keeping a segment's internal activations from the forward pass to the
 //! backward pass and recomputes them there instead.
 //!
@@ -79,9 +79,9 @@ pub fn block_segments(g: &Graph) -> Vec<Segment> {
     segments
 }
 
-/// What checkpointing one segment does.
+/// What recomputing one segment does.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Checkpoint {
+pub struct Recompute {
     pub name: String,
     /// The segment's forward nodes that recompute its internals, ascending.
     pub clones: Vec<usize>,
@@ -96,9 +96,9 @@ pub struct Checkpoint {
     pub flops: f64,
 }
 
-/// The checkpoint of every segment that has internals a backward node reads,
+/// The recompute plan of every segment that has internals a backward node reads,
 /// in the order of `segments`. `g` must have its backward appended.
-pub fn candidates(g: &Graph, segments: &[Segment]) -> Vec<Checkpoint> {
+pub fn candidates(g: &Graph, segments: &[Segment]) -> Vec<Recompute> {
     let f = g.forward_len;
     let mut segment_of: Vec<Option<usize>> = vec![None; f];
     for (k, s) in segments.iter().enumerate() {
@@ -168,7 +168,7 @@ pub fn candidates(g: &Graph, segments: &[Segment]) -> Vec<Checkpoint> {
             .map(|&n| g.nodes[n].op.rule().model_flops(g, &g.nodes[n]))
             .sum();
         let bytes = recomputed.iter().map(|&t| g.tensors[t].bytes()).sum();
-        out.push(Checkpoint {
+        out.push(Recompute {
             name: s.name.clone(),
             clones,
             recomputed,
@@ -180,12 +180,12 @@ pub fn candidates(g: &Graph, segments: &[Segment]) -> Vec<Checkpoint> {
     out
 }
 
-/// `g` with every checkpoint in `chosen` applied (candidates of `g`, disjoint
+/// `g` with every recompute plan in `chosen` applied (candidates of `g`, disjoint
 /// segments): clones inserted before each one's first backward use, backward
 /// reads of recomputed tensors rewired to the clones. Tensor ids of `g` keep
 /// their meaning (clones get new ones); `forward_len` is unchanged, so the
 /// clones sit in the backward part.
-pub fn apply(g: &Graph, chosen: &[&Checkpoint]) -> Graph {
+pub fn apply(g: &Graph, chosen: &[&Recompute]) -> Graph {
     let mut out = Graph {
         nodes: Vec::with_capacity(g.nodes.len() + chosen.iter().map(|c| c.clones.len()).sum::<usize>()),
         ..g.clone()
@@ -241,7 +241,7 @@ pub fn apply(g: &Graph, chosen: &[&Checkpoint]) -> Graph {
 mod tests {
     use super::*;
     use crate::graph::autodiff::append_backward;
-    use crate::graph::cpu::{run, Noise};
+    use crate::graph::executor::cpu::{run, Noise};
 
     #[test]
     fn block_names() {
@@ -282,7 +282,7 @@ mod tests {
             assert_eq!(c.clones.len(), 1);
             assert_eq!(g.tensors[c.recomputed[0]].name, format!("{}.c1", c.name));
         }
-        let all: Vec<&Checkpoint> = cands.iter().collect();
+        let all: Vec<&Recompute> = cands.iter().collect();
         let h = apply(&g, &all);
         assert_eq!(h.nodes.len(), g.nodes.len() + 2);
         assert_eq!(h.forward_len, g.forward_len);

@@ -273,7 +273,7 @@ pub fn over_batches(
 /// `(x + 1) · 127.5`), Bernoulli means (the probability of a white pixel) as grey levels.
 pub fn to_u8(likelihood: Likelihood, x: &[f32]) -> Vec<u8> {
     match likelihood {
-        Likelihood::Dmol => crate::ops::dmol::samples_to_u8(x),
+        Likelihood::Dmol => crate::kernels::dmol::samples_to_u8(x),
         Likelihood::Bernoulli => x.iter().map(|&p| (p.clamp(0.0, 1.0) * 255.0).round() as u8).collect(),
     }
 }

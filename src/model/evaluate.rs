@@ -13,7 +13,7 @@ use crate::data::ImageSet;
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
 use crate::graph::autodiff::append_backward;
-use crate::graph::cpu::Values;
+use crate::graph::executor::cpu::Values;
 use crate::graph::{set_precision, ElboParts, ElboTotals, Precision, Sampling, TensorId};
 
 /// Where a graph runs.

@@ -7,8 +7,8 @@ use super::params::ParamSpec;
 use super::vdvae::param_values;
 use crate::checkpoint::NamedTensors;
 use crate::error::{Error, Result};
-use crate::graph::cpu::{self, Noise, Values};
-use crate::graph::gpu::GpuGraph;
+use crate::graph::executor::cpu::{self, Noise, Values};
+use crate::graph::executor::GpuGraph;
 use crate::graph::{Graph, TensorId};
 
 pub struct Forward<'d> {

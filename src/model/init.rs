@@ -6,7 +6,7 @@ use super::config::HParams;
 use super::params::{param_specs, Init};
 use crate::checkpoint::{NamedTensors, Tensor};
 use crate::error::Result;
-use crate::ops::rng::RngKey;
+use crate::kernels::rng::RngKey;
 
 /// Official-layout weights for `h`, reproducible from `seed`.
 pub fn init_weights(h: &HParams, seed: u64) -> Result<NamedTensors> {

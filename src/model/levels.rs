@@ -8,7 +8,7 @@
 
 use crate::error::{Error, Result};
 use crate::graph::{Sampling, TensorId};
-use crate::ops::reparam_kl::reference::ladder_merge;
+use crate::kernels::reparam_kl::reference::ladder_merge;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum LevelSource {

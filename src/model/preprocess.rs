@@ -50,7 +50,7 @@ pub fn bernoulli_input(images: &ImageSet, binarization: Binarization) -> Vec<f32
     match binarization {
         Binarization::Dynamic => images.pixels.iter().map(|&p| p as f32 / 255.0).collect(),
         Binarization::Fixed { seed, first_image } => {
-            crate::ops::bernoulli::binarize_fixed(&images.pixels, images.image_len(), first_image, seed)
+            crate::kernels::bernoulli::binarize_fixed(&images.pixels, images.image_len(), first_image, seed)
         }
     }
 }
@@ -63,7 +63,7 @@ pub fn fixed_binary_images(likelihood: crate::model::config::Likelihood, images:
     if likelihood != crate::model::config::Likelihood::Bernoulli {
         return images;
     }
-    let binary = crate::ops::bernoulli::binarize_fixed(&images.pixels, images.image_len(), 0, seed);
+    let binary = crate::kernels::bernoulli::binarize_fixed(&images.pixels, images.image_len(), 0, seed);
     ImageSet {
         pixels: binary.iter().map(|&b| if b > 0.5 { 255 } else { 0 }).collect(),
         ..images

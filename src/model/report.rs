@@ -8,7 +8,7 @@ use crate::error::Result;
 use crate::gpu::GpuContext;
 use crate::graph::autodiff::{append_backward, Accumulate};
 use crate::graph::budget::{fit_step, format_size, PlanTarget};
-use crate::graph::gpu::{GpuGraph, TrainConfig};
+use crate::graph::executor::{GpuGraph, TrainConfig};
 use crate::graph::plan::{plan, MemoryPlan};
 use crate::graph::{set_precision, Graph, Precision, Role, Sampling, TensorId};
 
@@ -37,19 +37,19 @@ pub struct PlanReport {
     pub budget: Option<BudgetReport>,
 }
 
-/// Blocks checkpointed to fit `vdvae plan --memory-budget`.
+/// Blocks recomputed to fit `vdvae plan --memory-budget`.
 #[derive(Clone, Debug)]
 pub struct BudgetReport {
     pub budget: usize,
-    /// Checkpointed blocks, and how many could be.
-    pub checkpointed: usize,
+    /// Recomputed blocks, and how many could be.
+    pub recomputed: usize,
     pub candidates: usize,
     /// Model FLOPs recomputed per step (on top of `model_flops`), and the nodes that do it.
     pub recompute_flops: f64,
     pub recompute_nodes: usize,
     /// The backward sums gradient parts as they come (`Accumulate::Running`).
     pub running_sums: bool,
-    /// The planned total with every candidate block checkpointed.
+    /// The planned total with every candidate block recomputed.
     pub smallest_peak: usize,
     /// Without an adapter the flipped conv weights are an upper bound.
     pub estimated: bool,
@@ -71,7 +71,7 @@ pub fn fit_training_graph(
     let s = fit_step(forward, precision, budget, &target)?;
     let report = BudgetReport {
         budget,
-        checkpointed: s.checkpointed.len(),
+        recomputed: s.recomputed.len(),
         candidates: s.candidates,
         recompute_flops: s.recompute_flops,
         recompute_nodes: s.recompute_nodes,
@@ -230,8 +230,8 @@ impl fmt::Display for PlanReport {
             )?;
             writeln!(
                 f,
-                "checkpointed blocks:    {} of {} (recomputed in the backward pass, {} nodes)",
-                b.checkpointed, b.candidates, b.recompute_nodes
+                "recomputed blocks:      {} of {} (rerun in the backward pass, {} nodes)",
+                b.recomputed, b.candidates, b.recompute_nodes
             )?;
             if b.running_sums {
                 writeln!(f, "gradient sums:          running (each part added as it comes)")?;
@@ -244,7 +244,7 @@ impl fmt::Display for PlanReport {
             )?;
             writeln!(
                 f,
-                "smallest reachable:     {} (every block checkpointed)",
+                "smallest reachable:     {} (every block recomputed)",
                 format_size(b.smallest_peak)
             )?;
         }

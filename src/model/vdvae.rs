@@ -14,7 +14,7 @@ use super::{ladder, objective};
 use crate::checkpoint::{NamedTensors, Tensor};
 use crate::data::ImageSet;
 use crate::error::{Error, Result};
-use crate::graph::cpu::Values;
+use crate::graph::executor::cpu::Values;
 use crate::graph::{Graph, Role, Sampling, TensorId};
 
 /// A built model: its graph and where its named parts are.
@@ -521,7 +521,7 @@ mod tests {
 
     #[test]
     fn the_posterior_reads_its_cat_in_place_with_the_values_of_the_copied_cat() {
-        use crate::graph::cpu::{run, Noise};
+        use crate::graph::executor::cpu::{run, Noise};
         use crate::model::init::init_weights;
         let h = preset("mnist-tiny").unwrap();
         let weights = init_weights(&h, 2).unwrap();

@@ -13,13 +13,13 @@
 use crate::checkpoint::{load, load_metadata, stage, to_safetensors, Metadata, NamedTensors, Staged, Tensor};
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
-use crate::graph::gpu::GpuGraph;
+use crate::graph::executor::GpuGraph;
+use crate::kernels::optimizer::StepState;
 use crate::model::config::HParams;
 use crate::model::layout::{to_internal, to_official};
 use crate::model::params::check_against;
 use crate::model::params::ParamSpec;
 use crate::model::vdvae::ModelGraph;
-use crate::ops::optimizer::StepState;
 
 const MOMENTS: [&str; 2] = ["exp_avg", "exp_avg_sq"];
 

@@ -9,7 +9,7 @@ use std::io::Write;
 
 use crate::checkpoint::write_atomically;
 use crate::error::{Error, Result};
-use crate::graph::gpu::StepMetrics;
+use crate::graph::executor::StepMetrics;
 use crate::model::evaluate::EvalReport;
 
 pub struct StepLog {

@@ -36,17 +36,17 @@ use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
 use crate::graph::autodiff::append_backward;
 use crate::graph::budget::format_size;
-use crate::graph::gpu::{BuildOptions, GpuGraph, StepMetrics, TrainConfig};
+use crate::graph::executor::{BuildOptions, GpuGraph, StepMetrics, TrainConfig};
 use crate::graph::TensorId;
 use crate::graph::{set_precision, Precision, Sampling};
+use crate::kernels::optimizer::{AdamW, StepState};
+use crate::kernels::rng::RngKey;
 use crate::model::config::HParams;
 use crate::model::init::init_weights;
 use crate::model::preprocess::{Binarization, Normalization};
 use crate::model::report::fit_training_graph;
 use crate::model::temperature::Temperatures;
 use crate::model::vdvae::{build_model, ModelGraph};
-use crate::ops::optimizer::{AdamW, StepState};
-use crate::ops::rng::RngKey;
 use crate::parallel::{Collective, Single};
 
 pub struct TrainOptions {
@@ -73,7 +73,7 @@ pub struct TrainOptions {
     pub eval_images: Option<ImageSet>,
     pub eval_every: u32,
     /// Data-parallel runs: gradient elements summed among the ranks per
-    /// bucket (see `graph::gpu::exchange`).
+    /// bucket (see `graph::executor::exchange`).
     pub bucket_len: usize,
 }
 
@@ -158,7 +158,7 @@ fn start(
                 eprintln!(
                     "memory budget {}: {} of {} blocks recomputed in the backward pass ({:.1}% more FLOPs per step)",
                     format_size(budget),
-                    r.checkpointed,
+                    r.recomputed,
                     r.candidates,
                     100.0 * r.recompute_flops / (m.graph.model_flops() - r.recompute_flops)
                 );

@@ -8,7 +8,7 @@ use super::pictures::Pictures;
 use super::progress::Progress;
 use crate::error::Result;
 use crate::gpu::GpuContext;
-use crate::graph::gpu::GpuGraph;
+use crate::graph::executor::GpuGraph;
 use crate::model::vdvae::ModelGraph;
 use crate::model::HParams;
 

@@ -30,12 +30,12 @@ use super::{gather, stage_batch, start};
 use crate::data::{bundled_mnist, ImageSet};
 use crate::error::{Error, Result};
 use crate::gpu::{measure_fma_ceiling, GpuContext, Work};
-use crate::graph::gpu::DispatchTime;
+use crate::graph::executor::DispatchTime;
 use crate::graph::{Graph, Precision};
+use crate::kernels::rng::RngKey;
 use crate::model::config::HParams;
 use crate::model::evaluate::fit_images;
 use crate::model::preprocess::{CIFAR10, MNIST};
-use crate::ops::rng::RngKey;
 
 /// How long `vdvae profile` measures.
 #[derive(Clone, Copy, Debug)]
@@ -171,7 +171,7 @@ pub fn profile_training(ctx: &GpuContext, h: &HParams, o: &ProfileOptions) -> Re
     let images = profile_images(h, o.batch);
     let norm = if h.image_channels == 1 { MNIST } else { CIFAR10 };
     let (m, mut gpu, _) = start(ctx, h, &images, (o.batch, 0, 1), o.precision, None, None)?;
-    let step = |k: usize, gpu: &mut crate::graph::gpu::GpuGraph| -> Result<()> {
+    let step = |k: usize, gpu: &mut crate::graph::executor::GpuGraph| -> Result<()> {
         let idx: Vec<usize> = (0..o.batch).map(|j| (k * o.batch + j) % images.n).collect();
         stage_batch(ctx, gpu, &m, &gather(&images, &idx), norm)?;
         gpu.train_step(ctx).map(|_| ())

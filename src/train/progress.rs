@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime};
 use super::clock::rfc3339_millis;
 use super::log::StepLog;
 use crate::error::Result;
-use crate::graph::gpu::StepMetrics;
+use crate::graph::executor::StepMetrics;
 use crate::model::evaluate::EvalReport;
 
 pub struct Progress {

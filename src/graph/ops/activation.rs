@@ -1,15 +1,15 @@
 //! Pointwise activations of the MLP models (Ladder VAE): leaky ReLU, ELU and
 //! GELU, and their backward from the forward's input.
-//! Kernels: `crate::ops::elementwise` (`gelu_*`, `leaky_relu_*`, `elu_*`).
+//! Kernels: `crate::kernels::elementwise` (`gelu_*`, `leaky_relu_*`, `elu_*`).
 
 use super::{nhwc_of, OpRule};
 use crate::error::Result;
 use crate::gpu::Dispatch;
 use crate::graph::autodiff::Backward;
-use crate::graph::cpu::CpuCall;
-use crate::graph::gpu::{LowerCall, Split, Unit};
+use crate::graph::executor::cpu::CpuCall;
+use crate::graph::executor::{BindingSplit, LowerCall, Unit};
 use crate::graph::ir::{Graph, Node, TensorId};
-use crate::ops::elementwise::{self, reference};
+use crate::kernels::elementwise::{self, reference};
 
 /// Which activation: `y = f(x)` elementwise.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -82,8 +82,8 @@ impl OpRule for Activation {
         }])
     }
 
-    fn split(&self, _: &Graph, node: &Node) -> Option<Split> {
-        Some(Split::cut_all(Unit::Pixels, node))
+    fn binding_split(&self, _: &Graph, node: &Node) -> Option<BindingSplit> {
+        Some(BindingSplit::cut_all(Unit::Pixels, node))
     }
 }
 
@@ -114,7 +114,7 @@ impl OpRule for ActivationBackward {
         }])
     }
 
-    fn split(&self, _: &Graph, node: &Node) -> Option<Split> {
-        Some(Split::cut_all(Unit::Pixels, node))
+    fn binding_split(&self, _: &Graph, node: &Node) -> Option<BindingSplit> {
+        Some(BindingSplit::cut_all(Unit::Pixels, node))
     }
 }

@@ -1,16 +1,16 @@
 //! `y = a + b`, and `y = a + b[.., window]` with the window of a wider b read
 //! where it lies. Their backward passes dy to both inputs without a copy (to a
 //! channel range of b's gradient for the window).
-//! Kernels: `crate::ops::elementwise::{add, add_channels}`.
+//! Kernels: `crate::kernels::elementwise::{add, add_channels}`.
 
 use super::{nhwc_of, OpRule};
 use crate::error::{shape_err, Result};
 use crate::gpu::Dispatch;
 use crate::graph::autodiff::Backward;
-use crate::graph::cpu::CpuCall;
-use crate::graph::gpu::{LowerCall, Split, Unit};
+use crate::graph::executor::cpu::CpuCall;
+use crate::graph::executor::{BindingSplit, LowerCall, Unit};
 use crate::graph::ir::{Graph, Node, TensorId};
-use crate::ops::elementwise::{self, reference, ChannelRange};
+use crate::kernels::elementwise::{self, reference, ChannelRange};
 
 /// in: a, b → a + b.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -78,8 +78,8 @@ impl OpRule for Add {
         Ok(vec![elementwise::add(l.ctx, l.input(0), l.input(1), l.output(0))?])
     }
 
-    fn split(&self, _: &Graph, node: &Node) -> Option<Split> {
-        Some(Split::cut_all(Unit::Pixels, node))
+    fn binding_split(&self, _: &Graph, node: &Node) -> Option<BindingSplit> {
+        Some(BindingSplit::cut_all(Unit::Pixels, node))
     }
 }
 
@@ -127,7 +127,7 @@ impl OpRule for AddChannels {
     }
 
     /// Pixels are independent: each slice cuts a, b and the sum alike.
-    fn split(&self, _: &Graph, node: &Node) -> Option<Split> {
-        Some(Split::cut_all(Unit::Pixels, node))
+    fn binding_split(&self, _: &Graph, node: &Node) -> Option<BindingSplit> {
+        Some(BindingSplit::cut_all(Unit::Pixels, node))
     }
 }

@@ -1,14 +1,14 @@
 //! The per-channel affine `y = x · gain + bias` (the decoder's output gain and
-//! bias) and its backward. Kernels: `crate::ops::elementwise::affine`.
+//! bias) and its backward. Kernels: `crate::kernels::elementwise::affine`.
 
 use super::{nhwc_of, OpRule};
 use crate::error::{shape_err, Result};
 use crate::gpu::Dispatch;
 use crate::graph::autodiff::Backward;
-use crate::graph::cpu::CpuCall;
-use crate::graph::gpu::{LowerCall, Part, Split, Unit};
+use crate::graph::executor::cpu::CpuCall;
+use crate::graph::executor::{BindingSplit, LowerCall, Part, Unit};
 use crate::graph::ir::{Graph, Node, TensorId};
-use crate::ops::elementwise::{self, reference};
+use crate::kernels::elementwise::{self, reference};
 
 /// in: x, gain[C], bias[C] → x · gain + bias.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -56,9 +56,9 @@ impl OpRule for Affine {
         Ok(vec![d])
     }
 
-    fn split(&self, _: &Graph, _: &Node) -> Option<Split> {
+    fn binding_split(&self, _: &Graph, _: &Node) -> Option<BindingSplit> {
         let inputs = vec![Part::Cut, Part::Whole, Part::Whole];
-        Some(Split::new(Unit::Pixels, inputs, vec![Part::Cut]))
+        Some(BindingSplit::new(Unit::Pixels, inputs, vec![Part::Cut]))
     }
 }
 
@@ -87,9 +87,13 @@ impl OpRule for AffineBackward {
     }
 
     /// dx per pixel; dgain and dbias summed over the slices.
-    fn split(&self, _: &Graph, _: &Node) -> Option<Split> {
+    fn binding_split(&self, _: &Graph, _: &Node) -> Option<BindingSplit> {
         let inputs = vec![Part::Cut, Part::Cut, Part::Whole];
-        Some(Split::new(Unit::Pixels, inputs, vec![Part::Cut, Part::Sum, Part::Sum]))
+        Some(BindingSplit::new(
+            Unit::Pixels,
+            inputs,
+            vec![Part::Cut, Part::Sum, Part::Sum],
+        ))
     }
 
     fn scratch_len(&self, g: &Graph, node: &Node) -> usize {

@@ -1,16 +1,16 @@
 //! Batch and per-image reshapes: broadcasting a `[1, ...]` tensor over the
 //! batch and its sum back, and per-image sums with their broadcast back.
-//! Kernels: `crate::ops::broadcast`, `crate::ops::reduce`.
+//! Kernels: `crate::kernels::broadcast`, `crate::kernels::reduce`.
 
 use super::{nhwc_of, per_image_dims, OpRule};
 use crate::error::{shape_err, Result};
 use crate::gpu::Dispatch;
 use crate::graph::autodiff::Backward;
-use crate::graph::cpu::CpuCall;
-use crate::graph::gpu::{LowerCall, Part, Split, Unit};
+use crate::graph::executor::cpu::CpuCall;
+use crate::graph::executor::{BindingSplit, LowerCall, Part, Unit};
 use crate::graph::ir::{Graph, Node, TensorId};
-use crate::ops::broadcast::{self, reference as broadcast_ref};
-use crate::ops::reduce::{self, reference as reduce_ref, ReduceOp, Reduction};
+use crate::kernels::broadcast::{self, reference as broadcast_ref};
+use crate::kernels::reduce::{self, reference as reduce_ref, ReduceOp, Reduction};
 
 /// `[1, H, W, C]` repeated to `[n, H, W, C]` (the learned decoder start state).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -87,8 +87,8 @@ impl OpRule for BroadcastBatch {
         Ok(vec![broadcast::broadcast_batch(l.ctx, l.input(0), l.output(0))?])
     }
 
-    fn split(&self, _: &Graph, _: &Node) -> Option<Split> {
-        Some(Split::new(Unit::Pixels, vec![Part::Image], vec![Part::Cut]))
+    fn binding_split(&self, _: &Graph, _: &Node) -> Option<BindingSplit> {
+        Some(BindingSplit::new(Unit::Pixels, vec![Part::Image], vec![Part::Cut]))
     }
 }
 
@@ -109,8 +109,8 @@ impl OpRule for SumBatch {
         sum_scratch(g, node, 0)
     }
 
-    fn split(&self, _: &Graph, _: &Node) -> Option<Split> {
-        Some(Split::new(Unit::Pixels, vec![Part::Cut], vec![Part::Image]))
+    fn binding_split(&self, _: &Graph, _: &Node) -> Option<BindingSplit> {
+        Some(BindingSplit::new(Unit::Pixels, vec![Part::Cut], vec![Part::Image]))
     }
 }
 
@@ -137,8 +137,8 @@ impl OpRule for SumPerImage {
         sum_scratch(g, node, 1)
     }
 
-    fn split(&self, _: &Graph, _: &Node) -> Option<Split> {
-        Some(Split::new(Unit::Pixels, vec![Part::Cut], vec![Part::PerImage]))
+    fn binding_split(&self, _: &Graph, _: &Node) -> Option<BindingSplit> {
+        Some(BindingSplit::new(Unit::Pixels, vec![Part::Cut], vec![Part::PerImage]))
     }
 }
 
@@ -156,7 +156,7 @@ impl OpRule for BroadcastPerImage {
         Ok(vec![broadcast::broadcast_per_image(l.ctx, l.input(0), l.output(0))?])
     }
 
-    fn split(&self, _: &Graph, _: &Node) -> Option<Split> {
-        Some(Split::new(Unit::Pixels, vec![Part::PerImage], vec![Part::Cut]))
+    fn binding_split(&self, _: &Graph, _: &Node) -> Option<BindingSplit> {
+        Some(BindingSplit::new(Unit::Pixels, vec![Part::PerImage], vec![Part::Cut]))
     }
 }

@@ -1,16 +1,16 @@
 //! The Bernoulli likelihood for binarized data: per-image NLL with its fused
 //! gradient, the mean (sigmoid) and samples of the decoder's logits, and the
 //! dynamic binarization of data (a fresh binary draw from pixel
-//! probabilities each step). Kernels: `crate::ops::bernoulli`.
+//! probabilities each step). Kernels: `crate::kernels::bernoulli`.
 
 use super::{nhwc, nhwc_of, OpRule};
 use crate::error::{shape_err, Result};
 use crate::gpu::{BufView, Dispatch};
 use crate::graph::autodiff::Backward;
-use crate::graph::cpu::{per_image, CpuCall};
-use crate::graph::gpu::{LowerCall, Part, Split, Unit};
+use crate::graph::executor::cpu::{per_image, CpuCall};
+use crate::graph::executor::{BindingSplit, LowerCall, Part, Unit};
 use crate::graph::ir::{Graph, Node, TensorId};
-use crate::ops::bernoulli::{self as kernels, reference, BernoulliSpec};
+use crate::kernels::bernoulli::{self as kernels, reference, BernoulliSpec};
 
 /// in: logits, target in {0, 1} (NHWC, same shape) → per-image NLL `[N]` in nats.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -78,7 +78,7 @@ impl Graph {
 
     /// Dynamic binarization: `x[i] = 1` where `u_i < probs[i]`, else 0, with
     /// u_i the uniform of flat NHWC element i of `tensor`'s noise at the run's
-    /// step (`ops::bernoulli::reference::uniform`). No gradient (data).
+    /// step (`kernels::bernoulli::reference::uniform`). No gradient (data).
     pub fn binarize(&mut self, name: &str, probs: TensorId, tensor: u32) -> Result<TensorId> {
         nhwc_of(self, probs, name)?;
         let y = self.activation(name, self.shape(probs).to_vec());
@@ -118,8 +118,8 @@ impl OpRule for BernoulliNll {
     }
 
     /// Each image's NLL from its own pixels: a slice inside an image adds its part.
-    fn split(&self, _: &Graph, _: &Node) -> Option<Split> {
-        Some(Split::new(
+    fn binding_split(&self, _: &Graph, _: &Node) -> Option<BindingSplit> {
+        Some(BindingSplit::new(
             Unit::Pixels,
             vec![Part::Cut, Part::Cut],
             vec![Part::PerImage],
@@ -154,9 +154,9 @@ impl OpRule for BernoulliNllBackward {
         g.shape(node.inputs[2])[0]
     }
 
-    fn split(&self, _: &Graph, _: &Node) -> Option<Split> {
+    fn binding_split(&self, _: &Graph, _: &Node) -> Option<BindingSplit> {
         let inputs = vec![Part::Cut, Part::Cut, Part::PerImage];
-        Some(Split::new(Unit::Pixels, inputs, vec![Part::Cut]))
+        Some(BindingSplit::new(Unit::Pixels, inputs, vec![Part::Cut]))
     }
 }
 
@@ -174,8 +174,8 @@ impl OpRule for BernoulliMean {
         Ok(vec![kernels::mean(l.ctx, &s, l.input(0), l.output(0))?])
     }
 
-    fn split(&self, _: &Graph, node: &Node) -> Option<Split> {
-        Some(Split::cut_all(Unit::Pixels, node))
+    fn binding_split(&self, _: &Graph, node: &Node) -> Option<BindingSplit> {
+        Some(BindingSplit::cut_all(Unit::Pixels, node))
     }
 }
 
@@ -208,8 +208,8 @@ impl OpRule for BernoulliSample {
         true
     }
 
-    fn split(&self, _: &Graph, node: &Node) -> Option<Split> {
-        Some(Split::cut_all(Unit::Pixels, node))
+    fn binding_split(&self, _: &Graph, node: &Node) -> Option<BindingSplit> {
+        Some(BindingSplit::cut_all(Unit::Pixels, node))
     }
 }
 
@@ -240,7 +240,7 @@ impl OpRule for Binarize {
         true
     }
 
-    fn split(&self, _: &Graph, node: &Node) -> Option<Split> {
-        Some(Split::cut_all(Unit::Pixels, node))
+    fn binding_split(&self, _: &Graph, node: &Node) -> Option<BindingSplit> {
+        Some(BindingSplit::cut_all(Unit::Pixels, node))
     }
 }

@@ -2,17 +2,17 @@
 //! and its backward (data, weight + bias in one pass over dy, bias alone).
 //! x may be `cat[x1, x2]` along channels read from the two tensors where they
 //! lie (`Graph::conv2d_cat`): no concatenated copy in the forward, dx written
-//! as two gradients, dw reading both. Kernels: `crate::ops::conv2d`.
+//! as two gradients, dw reading both. Kernels: `crate::kernels::conv2d`.
 
 use super::{nhwc, nhwc_of, OpRule};
 use crate::error::{shape_err, Result};
 use crate::gpu::{BufView, Dispatch};
 use crate::graph::autodiff::Backward;
-use crate::graph::cpu::CpuCall;
-use crate::graph::gpu::{LowerCall, Part, Split, Unit};
+use crate::graph::executor::cpu::CpuCall;
+use crate::graph::executor::{BindingSplit, LowerCall, Part, Unit};
 use crate::graph::ir::{Graph, Node, Op, TensorId};
-use crate::ops::conv2d::{self as kernels, reference, Conv2dShape, InputLike};
-use crate::ops::elementwise::reference::{concat_channels, split_channels};
+use crate::kernels::conv2d::{self as kernels, reference, Conv2dShape, InputLike};
+use crate::kernels::elementwise::reference::{concat_channels, split_channels};
 
 /// in: x, w, [bias], [residual], [x2] → y. With `cat`, the conv's input is
 /// `cat[x, x2]` along channels, read from both where they lie.
@@ -75,11 +75,12 @@ fn lowered_shapes(l: &LowerCall<'_>) -> Vec<Vec<usize>> {
 }
 
 /// How a conv's node splits: a 1x1 conv by pixels, a 3x3 conv by whole images.
-fn conv_split(k: usize, inputs: Vec<Part>, outputs: Vec<Part>) -> Split {
+fn conv_binding_split(k: usize, inputs: Vec<Part>, outputs: Vec<Part>) -> BindingSplit {
     if k == 1 {
-        Split::new(Unit::Pixels, inputs, outputs)
+        BindingSplit::new(Unit::Pixels, inputs, outputs)
     } else {
-        Split::new(Unit::Images, inputs, outputs).because("a 3x3 conv's rows would need a halo of their neighbours")
+        BindingSplit::new(Unit::Images, inputs, outputs)
+            .because("a 3x3 conv's rows would need a halo of their neighbours")
     }
 }
 
@@ -359,7 +360,12 @@ impl OpRule for Conv2d {
         let residual = self.residual.then(|| c.input(self.residual_input()));
         // The reference over the concatenated input.
         let x = match self.cat {
-            true => concat_channels(c.input(0), s.split(), c.input(self.x2_input()), s.cin - s.split()),
+            true => concat_channels(
+                c.input(0),
+                s.cat_split(),
+                c.input(self.x2_input()),
+                s.cin - s.cat_split(),
+            ),
             false => c.input(0).to_vec(),
         };
         Ok(vec![reference::forward(&s, &x, c.input(1), bias, residual)])
@@ -377,7 +383,7 @@ impl OpRule for Conv2d {
         Ok(vec![d])
     }
 
-    fn split(&self, _: &Graph, _: &Node) -> Option<Split> {
+    fn binding_split(&self, _: &Graph, _: &Node) -> Option<BindingSplit> {
         let mut inputs = vec![Part::Cut, Part::Whole];
         if self.bias {
             inputs.push(Part::Whole);
@@ -388,7 +394,7 @@ impl OpRule for Conv2d {
         if self.cat {
             inputs.push(Part::Cut);
         }
-        Some(conv_split(self.k, inputs, vec![Part::Cut]))
+        Some(conv_binding_split(self.k, inputs, vec![Part::Cut]))
     }
 }
 
@@ -452,9 +458,9 @@ impl OpRule for Conv2dBackwardData {
     }
 
     fn eval(&self, c: &CpuCall<'_>) -> Result<Vec<Vec<f32>>> {
-        use crate::ops::elementwise::reference::{add, gelu};
+        use crate::kernels::elementwise::reference::{add, gelu};
         let s = self.shape(c.g, c.node);
-        let (c1, c2) = (s.split(), s.cin - s.split());
+        let (c1, c2) = (s.cat_split(), s.cin - s.cat_split());
         // The reference over the concatenated input, its gradient split again.
         let x = match self.cat {
             true => concat_channels(c.input(2), c1, c.input(3), c2),
@@ -502,11 +508,11 @@ impl OpRule for Conv2dBackwardData {
         kernels::conv2d_backward_input_with(l.ctx, &s, &args)
     }
 
-    fn split(&self, _: &Graph, node: &Node) -> Option<Split> {
+    fn binding_split(&self, _: &Graph, node: &Node) -> Option<BindingSplit> {
         // dy, w, x, [x2], [addend], [addend2] → dx, [act], [dx2]: all cut but w.
         let mut inputs = vec![Part::Cut; node.inputs.len()];
         inputs[1] = Part::Whole;
-        Some(conv_split(self.k, inputs, vec![Part::Cut; node.outputs.len()]))
+        Some(conv_binding_split(self.k, inputs, vec![Part::Cut; node.outputs.len()]))
     }
 
     fn scratch_len(&self, g: &Graph, node: &Node) -> usize {
@@ -537,7 +543,7 @@ impl OpRule for Conv2dBackwardWeight {
     fn eval(&self, c: &CpuCall<'_>) -> Result<Vec<Vec<f32>>> {
         let s = self.shape(c.g, c.node);
         let x = match self.cat {
-            true => concat_channels(c.input(1), s.split(), c.input(2), s.cin - s.split()),
+            true => concat_channels(c.input(1), s.cat_split(), c.input(2), s.cin - s.cat_split()),
             false => c.input(1).to_vec(),
         };
         let mut outs = vec![reference::backward_weight(&s, &x, c.input(0))];
@@ -565,9 +571,9 @@ impl OpRule for Conv2dBackwardWeight {
     }
 
     /// Each slice's sums over its pixels are added into dw and db.
-    fn split(&self, _: &Graph, node: &Node) -> Option<Split> {
+    fn binding_split(&self, _: &Graph, node: &Node) -> Option<BindingSplit> {
         let outputs = vec![Part::Accumulate; node.outputs.len()];
-        Some(conv_split(self.k, vec![Part::Cut; node.inputs.len()], outputs))
+        Some(conv_binding_split(self.k, vec![Part::Cut; node.inputs.len()], outputs))
     }
 
     fn scratch_len(&self, g: &Graph, node: &Node) -> usize {
@@ -613,17 +619,17 @@ impl OpRule for Conv2dBackwardBias {
         )?])
     }
 
-    fn split(&self, _: &Graph, _: &Node) -> Option<Split> {
-        Some(Split::new(Unit::Pixels, vec![Part::Cut], vec![Part::Accumulate]))
+    fn binding_split(&self, _: &Graph, _: &Node) -> Option<BindingSplit> {
+        Some(BindingSplit::new(Unit::Pixels, vec![Part::Cut], vec![Part::Accumulate]))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use crate::graph::autodiff::append_backward;
-    use crate::graph::cpu::{run, Noise};
+    use crate::graph::executor::cpu::{run, Noise};
     use crate::graph::{Graph, Op, Role, TensorId};
-    use crate::ops::testdata::TestRng;
+    use crate::kernels::testdata::TestRng;
 
     /// Two convs over `cat[x1, x2]` (as decoder levels read an encoder
     /// activation), x1 also read by a residual conv, then a 3x3 and the loss:

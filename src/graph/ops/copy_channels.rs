@@ -1,16 +1,16 @@
 //! The strided-copy family: channel slices, placements into a zero tensor,
 //! concats, and the gradient of a tensor read through several slices are all
 //! one op that copies runs of channels between NHWC tensors of equal N, H, W.
-//! Kernel: `crate::ops::elementwise::copy_channels`.
+//! Kernel: `crate::kernels::elementwise::copy_channels`.
 
 use super::{nhwc_of, OpRule};
 use crate::error::{shape_err, Result};
 use crate::gpu::Dispatch;
 use crate::graph::autodiff::Backward;
-use crate::graph::cpu::CpuCall;
-use crate::graph::gpu::{LowerCall, Split, Unit};
+use crate::graph::executor::cpu::CpuCall;
+use crate::graph::executor::{BindingSplit, LowerCall, Unit};
 use crate::graph::ir::{Graph, Node, TensorId};
-use crate::ops::elementwise::{self, reference, ChannelRange, CopyMode};
+use crate::kernels::elementwise::{self, reference, ChannelRange, CopyMode};
 
 /// Channels `[from, from + width)` of input `input` go to output channels `[to, to + width)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -180,7 +180,7 @@ impl OpRule for CopyChannels {
         Ok(dispatches)
     }
 
-    fn split(&self, _: &Graph, node: &Node) -> Option<Split> {
-        Some(Split::cut_all(Unit::Pixels, node))
+    fn binding_split(&self, _: &Graph, node: &Node) -> Option<BindingSplit> {
+        Some(BindingSplit::cut_all(Unit::Pixels, node))
     }
 }

@@ -1,14 +1,14 @@
 //! The discretized mixture of logistics: per-image NLL, its fused gradient,
-//! and pixel sampling. Kernels: `crate::ops::dmol`.
+//! and pixel sampling. Kernels: `crate::kernels::dmol`.
 
 use super::{nhwc, nhwc_of, OpRule};
 use crate::error::{shape_err, Result};
 use crate::gpu::{BufView, Dispatch};
 use crate::graph::autodiff::Backward;
-use crate::graph::cpu::{per_image, CpuCall};
-use crate::graph::gpu::{LowerCall, Part, Split, Unit};
+use crate::graph::executor::cpu::{per_image, CpuCall};
+use crate::graph::executor::{BindingSplit, LowerCall, Part, Unit};
 use crate::graph::ir::{Graph, Node, TensorId};
-use crate::ops::dmol::{self as kernels, reference, DataBits, DmolSpec};
+use crate::kernels::dmol::{self as kernels, reference, DataBits, DmolSpec};
 
 /// in: l (out_conv output, NHWC), target in [-1, 1] → per-image NLL `[N]`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -128,8 +128,8 @@ impl OpRule for DmolNll {
     }
 
     /// Each image's NLL from its own pixels: a slice inside an image adds its part.
-    fn split(&self, _: &Graph, _: &Node) -> Option<Split> {
-        Some(Split::new(
+    fn binding_split(&self, _: &Graph, _: &Node) -> Option<BindingSplit> {
+        Some(BindingSplit::new(
             Unit::Pixels,
             vec![Part::Cut, Part::Cut],
             vec![Part::PerImage],
@@ -163,9 +163,9 @@ impl OpRule for DmolNllBackward {
         g.shape(node.inputs[2])[0]
     }
 
-    fn split(&self, _: &Graph, _: &Node) -> Option<Split> {
+    fn binding_split(&self, _: &Graph, _: &Node) -> Option<BindingSplit> {
         let inputs = vec![Part::Cut, Part::Cut, Part::PerImage];
-        Some(Split::new(Unit::Pixels, inputs, vec![Part::Cut]))
+        Some(BindingSplit::new(Unit::Pixels, inputs, vec![Part::Cut]))
     }
 }
 
@@ -194,7 +194,7 @@ impl OpRule for DmolSample {
         true
     }
 
-    fn split(&self, _: &Graph, node: &Node) -> Option<Split> {
-        Some(Split::cut_all(Unit::Pixels, node))
+    fn binding_split(&self, _: &Graph, node: &Node) -> Option<BindingSplit> {
+        Some(BindingSplit::cut_all(Unit::Pixels, node))
     }
 }

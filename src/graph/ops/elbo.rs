@@ -8,8 +8,8 @@ use super::{KlCoefTensor, OpRule};
 use crate::error::{shape_err, Result};
 use crate::gpu::Dispatch;
 use crate::graph::autodiff::Backward;
-use crate::graph::cpu::CpuCall;
-use crate::graph::gpu::LowerCall;
+use crate::graph::executor::cpu::CpuCall;
+use crate::graph::executor::LowerCall;
 use crate::graph::ir::{Graph, Op, TensorId};
 
 /// in: nll[N], klsum_1[N], …, klsum_L[N] → loss [1].

@@ -6,19 +6,19 @@
 //! dispatch; the loss node pushes the seeds as the stack's gradient, and the
 //! stack's backward copies each column back to its term. The ELBO's own parts
 //! (NLL, per-level KL sums) stay the loss terms metrics read.
-//! Kernels: `crate::ops::kl_control`, and the elementwise family's
+//! Kernels: `crate::kernels::kl_control`, and the elementwise family's
 //! `copy_channels` for the stack and its columns.
 
 use super::{LossTerms, OpRule};
 use crate::error::{shape_err, Result};
 use crate::gpu::Dispatch;
 use crate::graph::autodiff::Backward;
-use crate::graph::cpu::CpuCall;
-use crate::graph::gpu::LowerCall;
+use crate::graph::executor::cpu::CpuCall;
+use crate::graph::executor::LowerCall;
 use crate::graph::ir::{Graph, Node, Role, TensorId};
-use crate::ops::elementwise::{self, reference as copy_ref, ChannelRange, CopyMode};
-use crate::ops::kl_control::{self as kernels, reference, Seeds, TermSpec, SPEC_WORDS};
-use crate::ops::rng::RngKey;
+use crate::kernels::elementwise::{self, reference as copy_ref, ChannelRange, CopyMode};
+use crate::kernels::kl_control::{self as kernels, reference, Seeds, TermSpec, SPEC_WORDS};
+use crate::kernels::rng::RngKey;
 
 /// One KL term the controls act on: a whole level, or one channel group of a level.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -1,22 +1,22 @@
 //! The fully connected layer of the MLP models: `y = x · w + b` per pixel
 //! (the Ladder VAE's tensors are `[N, 1, 1, F]`, one feature vector per image),
 //! and its backward: dx = dy · wᵀ, dw = xᵀ · dy, db = Σ dy over the rows.
-//! Kernels: `crate::ops::matmul` (packed where the adapter has 8-lane
-//! subgroups, else register-tiled), `crate::ops::broadcast` for the bias,
-//! `crate::ops::reduce::sum_partials` for db.
+//! Kernels: `crate::kernels::matmul` (packed where the adapter has 8-lane
+//! subgroups, else register-tiled), `crate::kernels::broadcast` for the bias,
+//! `crate::kernels::reduce::sum_partials` for db.
 
 use super::{nhwc_of, OpRule};
 use crate::error::{shape_err, Result};
 use crate::gpu::{BufView, DType, Dispatch};
 use crate::graph::autodiff::Backward;
-use crate::graph::cpu::CpuCall;
-use crate::graph::gpu::{LowerCall, Part, Split, Unit};
+use crate::graph::executor::cpu::CpuCall;
+use crate::graph::executor::{BindingSplit, LowerCall, Part, Unit};
 use crate::graph::ir::{Graph, Node, TensorId};
 use crate::graph::ops::Conv2dBackwardBias;
-use crate::ops::broadcast::broadcast_batch;
-use crate::ops::elementwise::{copy_channels, ChannelRange, CopyMode};
-use crate::ops::matmul::{self, reference, MatmulShape};
-use crate::ops::reduce::sum_partials;
+use crate::kernels::broadcast::broadcast_batch;
+use crate::kernels::elementwise::{copy_channels, ChannelRange, CopyMode};
+use crate::kernels::matmul::{self, reference, MatmulShape};
+use crate::kernels::reduce::sum_partials;
 
 /// in: x `[N, H, W, K]`, w `[K, M]`, [b `[M]`] → y `[N, H, W, M]`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -175,10 +175,10 @@ impl OpRule for Linear {
     }
 
     /// Rows are independent; the weights and bias are bound whole.
-    fn split(&self, _: &Graph, node: &Node) -> Option<Split> {
+    fn binding_split(&self, _: &Graph, node: &Node) -> Option<BindingSplit> {
         let mut inputs = vec![Part::Whole; node.inputs.len()];
         inputs[0] = Part::Cut;
-        Some(Split::new(Unit::Pixels, inputs, vec![Part::Cut]))
+        Some(BindingSplit::new(Unit::Pixels, inputs, vec![Part::Cut]))
     }
 
     fn model_flops(&self, g: &Graph, node: &Node) -> f64 {
@@ -217,8 +217,12 @@ impl OpRule for LinearBackwardData {
         ))
     }
 
-    fn split(&self, _: &Graph, _: &Node) -> Option<Split> {
-        Some(Split::new(Unit::Pixels, vec![Part::Cut, Part::Whole], vec![Part::Cut]))
+    fn binding_split(&self, _: &Graph, _: &Node) -> Option<BindingSplit> {
+        Some(BindingSplit::new(
+            Unit::Pixels,
+            vec![Part::Cut, Part::Whole],
+            vec![Part::Cut],
+        ))
     }
 
     fn model_flops(&self, g: &Graph, node: &Node) -> f64 {
@@ -275,12 +279,12 @@ impl OpRule for LinearBackwardWeight {
     }
 
     /// dw adds each slice's product itself; db is summed over the slices.
-    fn split(&self, _: &Graph, _: &Node) -> Option<Split> {
+    fn binding_split(&self, _: &Graph, _: &Node) -> Option<BindingSplit> {
         let mut outputs = vec![Part::Accumulate];
         if self.bias {
             outputs.push(Part::Sum);
         }
-        Some(Split::new(Unit::Pixels, vec![Part::Cut, Part::Cut], outputs))
+        Some(BindingSplit::new(Unit::Pixels, vec![Part::Cut, Part::Cut], outputs))
     }
 
     fn model_flops(&self, g: &Graph, node: &Node) -> f64 {

@@ -3,7 +3,7 @@
 //! everything the graph knows about an op lives in one place.
 //!
 //! Adding an op: write its struct, builder method and `OpRule` impl in a file
-//! here, list it in `ops!` below, and give it a kernel family in `src/ops/` if
+//! here, list it in `ops!` below, and give it a kernel family in `src/kernels/` if
 //! no existing kernel computes it. See `docs/design-notes.md`, "How to add an op".
 
 mod activation;
@@ -37,8 +37,8 @@ pub use reparam::{PriorSample, ReparamKl, ReparamKlBackward, ReparamKlPacked, Re
 pub use resample::{AvgPool, AvgPoolBackward, Upsample, UpsampleBackward};
 
 use super::autodiff::Backward;
-use super::cpu::CpuCall;
-use super::gpu::{LowerCall, Split};
+use super::executor::cpu::CpuCall;
+use super::executor::{BindingSplit, LowerCall};
 use super::ir::{Graph, Node};
 use crate::error::{shape_err, Error, Result};
 use crate::gpu::Dispatch;
@@ -66,9 +66,9 @@ pub trait OpRule {
         0
     }
     /// How the node divides into several dispatches when one of its tensors
-    /// is larger than a storage binding (see `graph::gpu::split`); None: it
+    /// is larger than a storage binding (see `graph::executor::binding_split`); None: it
     /// does not, and such a node is refused.
-    fn split(&self, g: &Graph, node: &Node) -> Option<Split> {
+    fn binding_split(&self, g: &Graph, node: &Node) -> Option<BindingSplit> {
         let _ = (g, node);
         None
     }

@@ -2,16 +2,16 @@
 //! image and group of C/G channels, biased variance, per-channel gamma and
 //! beta); with one group over `[N, 1, 1, F]` it is the layer norm of the MLP
 //! models. The forward's per-(image, group) mean and rstd are its second
-//! output, read by the backward. Kernels: `crate::ops::groupnorm`.
+//! output, read by the backward. Kernels: `crate::kernels::groupnorm`.
 
 use super::{nhwc, nhwc_of, OpRule};
 use crate::error::{shape_err, Error, Result};
 use crate::gpu::Dispatch;
 use crate::graph::autodiff::Backward;
-use crate::graph::cpu::CpuCall;
-use crate::graph::gpu::LowerCall;
+use crate::graph::executor::cpu::CpuCall;
+use crate::graph::executor::LowerCall;
 use crate::graph::ir::{Graph, Node, TensorId};
-use crate::ops::groupnorm::{self as kernels, reference};
+use crate::kernels::groupnorm::{self as kernels, reference};
 
 /// in: x `[N, H, W, C]`, gamma `[C]`, beta `[C]` → y, stats `[2·N·G]`
 /// (mean of every (image, group), then rstd).

@@ -3,19 +3,19 @@
 //! VAE posterior, and a prior draw at a temperature for unconditional
 //! sampling. With [`Sampling::Importance`] the second output is the
 //! single-sample log ratio log q(z|x) − log p(z) (forward only).
-//! Kernels: `crate::ops::reparam_kl`.
+//! Kernels: `crate::kernels::reparam_kl`.
 
 use super::{nhwc_of, OpRule};
 use crate::error::{shape_err, Error, Result};
 use crate::gpu::Dispatch;
 use crate::graph::autodiff::Backward;
-use crate::graph::cpu::CpuCall;
-use crate::graph::gpu::{LowerCall, Part, Split, Unit};
+use crate::graph::executor::cpu::CpuCall;
+use crate::graph::executor::{BindingSplit, LowerCall, Part, Unit};
 use crate::graph::ir::{Graph, Node, Sampling, TensorId};
-use crate::ops::elementwise::reference as elementwise;
-use crate::ops::reparam_kl::reference::{self, LatentsRef};
-use crate::ops::reparam_kl::{self as kernels, Latents, Packed, Posterior, Reparam, ZMode};
-use crate::ops::rng::RngKey;
+use crate::kernels::elementwise::reference as elementwise;
+use crate::kernels::reparam_kl::reference::{self, LatentsRef};
+use crate::kernels::reparam_kl::{self as kernels, Latents, Packed, Posterior, Reparam, ZMode};
+use crate::kernels::rng::RngKey;
 
 /// in: mu_q, logsig_q, mu_p, logsig_p → z, kl (elementwise; the log ratio
 /// with [`Sampling::Importance`]); noise from `tensor` of the RNG stream.
@@ -198,8 +198,8 @@ impl OpRule for ReparamKl {
         draws(self.sampling)
     }
 
-    fn split(&self, _: &Graph, node: &Node) -> Option<Split> {
-        Some(Split::cut_all(Unit::Pixels, node))
+    fn binding_split(&self, _: &Graph, node: &Node) -> Option<BindingSplit> {
+        Some(BindingSplit::cut_all(Unit::Pixels, node))
     }
 }
 
@@ -253,8 +253,8 @@ impl OpRule for ReparamKlBackward {
     }
 
     /// Elementwise; a single dkl value (broadcast) is bound whole.
-    fn split(&self, g: &Graph, node: &Node) -> Option<Split> {
-        let mut split = Split::cut_all(Unit::Pixels, node);
+    fn binding_split(&self, g: &Graph, node: &Node) -> Option<BindingSplit> {
+        let mut split = BindingSplit::cut_all(Unit::Pixels, node);
         if g.tensors[node.inputs[1]].numel() != g.tensors[node.inputs[0]].numel() {
             split.inputs[1] = Part::Whole;
         }
@@ -289,8 +289,8 @@ impl OpRule for PriorSample {
         true
     }
 
-    fn split(&self, _: &Graph, node: &Node) -> Option<Split> {
-        Some(Split::cut_all(Unit::Pixels, node))
+    fn binding_split(&self, _: &Graph, node: &Node) -> Option<BindingSplit> {
+        Some(BindingSplit::cut_all(Unit::Pixels, node))
     }
 }
 
@@ -429,8 +429,8 @@ impl OpRule for ReparamKlPacked {
         draws(self.sampling)
     }
 
-    fn split(&self, _: &Graph, node: &Node) -> Option<Split> {
-        Some(Split::cut_all(Unit::Pixels, node))
+    fn binding_split(&self, _: &Graph, node: &Node) -> Option<BindingSplit> {
+        Some(BindingSplit::cut_all(Unit::Pixels, node))
     }
 }
 
@@ -484,7 +484,7 @@ impl OpRule for ReparamKlPackedBackward {
         draws(self.sampling)
     }
 
-    fn split(&self, _: &Graph, node: &Node) -> Option<Split> {
-        Some(Split::cut_all(Unit::Pixels, node))
+    fn binding_split(&self, _: &Graph, node: &Node) -> Option<BindingSplit> {
+        Some(BindingSplit::cut_all(Unit::Pixels, node))
     }
 }

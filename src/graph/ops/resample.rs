@@ -1,14 +1,14 @@
 //! Average pooling and nearest upsampling by an integer factor, and their
-//! backwards (spread dy / k², sum k×k blocks). Kernels: `crate::ops::resample`.
+//! backwards (spread dy / k², sum k×k blocks). Kernels: `crate::kernels::resample`.
 
 use super::{nhwc, nhwc_of, OpRule};
 use crate::error::{shape_err, Result};
 use crate::gpu::Dispatch;
 use crate::graph::autodiff::Backward;
-use crate::graph::cpu::CpuCall;
-use crate::graph::gpu::{LowerCall, Split, Unit};
+use crate::graph::executor::cpu::CpuCall;
+use crate::graph::executor::{BindingSplit, LowerCall, Unit};
 use crate::graph::ir::{Graph, Node, TensorId};
-use crate::ops::resample::{self as kernels, reference};
+use crate::kernels::resample::{self as kernels, reference};
 
 /// `[N, H, W, C]` → `[N, H/k, W/k, C]`, the mean of each k×k block.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -77,8 +77,8 @@ impl OpRule for AvgPool {
     }
 
     /// Images stacked into one tall image: rows cut at matching places.
-    fn split(&self, _: &Graph, node: &Node) -> Option<Split> {
-        Some(Split::cut_all(Unit::Rows, node))
+    fn binding_split(&self, _: &Graph, node: &Node) -> Option<BindingSplit> {
+        Some(BindingSplit::cut_all(Unit::Rows, node))
     }
 }
 
@@ -107,8 +107,8 @@ impl OpRule for AvgPoolBackward {
     }
 
     /// Images stacked into one tall image: rows cut at matching places.
-    fn split(&self, _: &Graph, node: &Node) -> Option<Split> {
-        Some(Split::cut_all(Unit::Rows, node))
+    fn binding_split(&self, _: &Graph, node: &Node) -> Option<BindingSplit> {
+        Some(BindingSplit::cut_all(Unit::Rows, node))
     }
 }
 
@@ -143,8 +143,8 @@ impl OpRule for Upsample {
     }
 
     /// Images stacked into one tall image: rows cut at matching places.
-    fn split(&self, _: &Graph, node: &Node) -> Option<Split> {
-        Some(Split::cut_all(Unit::Rows, node))
+    fn binding_split(&self, _: &Graph, node: &Node) -> Option<BindingSplit> {
+        Some(BindingSplit::cut_all(Unit::Rows, node))
     }
 }
 
@@ -170,7 +170,7 @@ impl OpRule for UpsampleBackward {
     }
 
     /// Images stacked into one tall image: rows cut at matching places.
-    fn split(&self, _: &Graph, node: &Node) -> Option<Split> {
-        Some(Split::cut_all(Unit::Rows, node))
+    fn binding_split(&self, _: &Graph, node: &Node) -> Option<BindingSplit> {
+        Some(BindingSplit::cut_all(Unit::Rows, node))
     }
 }

@@ -1,0 +1,362 @@
+//! 2-D convolution, VDVAE's building block: kernel 1x1 or 3x3, stride 1, "same"
+//! padding k/2, NHWC activations `x[N,H,W,Cin]`, OHWI weights `w[Cout,K,K,Cin]`.
+//!
+//! Forward: `y = conv(act(x), w) + bias + residual`, where `act` is the exact
+//! (erf) GELU when `gelu_input` (VDVAE applies GELU before every conv) and the
+//! identity otherwise; bias `[Cout]` and residual `[N,H,W,Cout]` are optional.
+//! Backward: `dx = conv_transpose(dy, w) * act'(x)`, `dw = Σ_pixels dy ⊗ act(x)`
+//! (shifted by the tap), `db = Σ_pixels dy`. The residual's gradient is `dy`
+//! itself, which the graph routes without a kernel.
+//!
+//! Every kernel comes in two paths, both checked against `reference.rs`:
+//! - simple (`shaders/conv2d_*.wgsl`): one invocation per output element, any shape;
+//! - tiled (`codegen.rs`): generated straight-line WGSL, used when the adapter has
+//!   subgroups of at least 8 lanes and the reduction channels are multiples of 4.
+//!   See `codegen.rs` for why it looks the way it does.
+//!
+//! `dw`/`db` overwrite their outputs unless `accumulate` is set, in which case the
+//! new gradient is added to what is there (gradient accumulation over micro-batches).
+//!
+//! Two sources (`Conv2dShape::cat`): x may be `cat[x1, x2]` along channels, read
+//! where the two tensors lie (an [`InputLike`] of two buffers) instead of
+//! concatenated first; dx then writes its two halves apart, and the weights stay
+//! one tensor over all input channels. The forward and dw kernels sum in the
+//! same order as over a concatenated x, so results are bit-identical to it.
+
+mod cases;
+mod codegen;
+mod flip_many;
+pub mod reference;
+mod shape;
+mod simple;
+mod tiled;
+
+pub use cases::{bench_cases, check};
+pub use flip_many::{flip_table, flip_transpose_many, FlipJob};
+pub use shape::Conv2dShape;
+use shape::Pass;
+use tiled::CatPass;
+
+use crate::error::Result;
+use crate::gpu::{BufView, Dispatch, GpuContext, KernelSpec};
+
+/// Every kernel of the family, each generated tile variant included, for the contract test.
+pub fn all_kernels() -> Vec<KernelSpec> {
+    let mut all = simple::kernels();
+    all.extend(tiled::kernels());
+    all.extend(flip_many::kernels());
+    all
+}
+
+/// A tensor laid out like the conv's input x (x itself, dx, an addend of dx):
+/// one buffer, or for a conv over `cat[x1, x2]` (`Conv2dShape::cat`) the two
+/// tensors, channels `[0, c1)` in `first` and the rest in `second`.
+#[derive(Clone, Copy)]
+pub struct InputLike<'a> {
+    pub first: BufView<'a>,
+    pub second: Option<BufView<'a>>,
+}
+
+impl<'a> InputLike<'a> {
+    /// `cat[first, second]` along channels.
+    pub fn cat(first: BufView<'a>, second: BufView<'a>) -> InputLike<'a> {
+        InputLike {
+            first,
+            second: Some(second),
+        }
+    }
+
+    /// The second source, or the first when there is one only (bound in
+    /// place of an absent binding; the kernels then never touch it).
+    fn second_or_first(&self) -> BufView<'a> {
+        self.second.unwrap_or(self.first)
+    }
+}
+
+impl<'a> From<BufView<'a>> for InputLike<'a> {
+    fn from(first: BufView<'a>) -> InputLike<'a> {
+        InputLike { first, second: None }
+    }
+}
+
+/// Which implementation runs; the public functions pick [`Path::best`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Path {
+    /// One invocation per output element; any shape, any adapter.
+    Simple,
+    /// Register-tiled, subgroup-broadcast kernels (see `codegen.rs`).
+    Tiled,
+}
+
+impl Path {
+    /// The tiled path for the forward conv when the adapter and shape allow it.
+    pub fn best_forward(ctx: &GpuContext, s: &Conv2dShape) -> Path {
+        if tiled::usable(ctx) && s.cin.is_multiple_of(4) && tiled::cat_fits(ctx, s, CatPass::Forward) {
+            Path::Tiled
+        } else {
+            Path::Simple
+        }
+    }
+
+    /// The tiled path for dx (a forward conv over Cout) when allowed.
+    pub fn best_backward_input(ctx: &GpuContext, s: &Conv2dShape) -> Path {
+        if tiled::usable(ctx) && s.cout.is_multiple_of(4) && tiled::cat_fits(ctx, s, CatPass::BackwardInput) {
+            Path::Tiled
+        } else {
+            Path::Simple
+        }
+    }
+
+    /// The tiled path for dw/db when allowed.
+    pub fn best_backward_weight(ctx: &GpuContext, s: &Conv2dShape) -> Path {
+        let fits = tiled::cat_fits(ctx, s, CatPass::BackwardWeight);
+        if tiled::usable(ctx) && s.cin.is_multiple_of(4) && s.cout.is_multiple_of(4) && fits {
+            Path::Tiled
+        } else {
+            Path::Simple
+        }
+    }
+}
+
+/// `y = conv(act(x), w) + bias + residual`. `bias` must be given exactly when
+/// `s.bias`, `residual` exactly when `s.residual`; `residual` may not alias `y`.
+/// `x` is one buffer, or two for a cat (`s.cat`).
+pub fn conv2d_forward<'a>(
+    ctx: &GpuContext,
+    s: &Conv2dShape,
+    x: impl Into<InputLike<'a>>,
+    w: BufView<'_>,
+    bias: Option<BufView<'_>>,
+    residual: Option<BufView<'_>>,
+    y: BufView<'_>,
+) -> Result<Dispatch> {
+    forward_with(ctx, Path::best_forward(ctx, s), s, x, w, bias, residual, y)
+}
+
+/// [`conv2d_forward`] on a chosen path.
+#[allow(clippy::too_many_arguments)]
+pub fn forward_with<'a>(
+    ctx: &GpuContext,
+    path: Path,
+    s: &Conv2dShape,
+    x: impl Into<InputLike<'a>>,
+    w: BufView<'_>,
+    bias: Option<BufView<'_>>,
+    residual: Option<BufView<'_>>,
+    y: BufView<'_>,
+) -> Result<Dispatch> {
+    let x = x.into();
+    s.check_forward(&x, &w, bias.as_ref(), residual.as_ref(), &y)?;
+    let d = match path {
+        Path::Simple => simple::forward(ctx, s, x, w, bias, residual, y),
+        Path::Tiled => tiled::forward(ctx, s, x, w, bias, residual, y),
+    }?;
+    Ok(s.state_work(Pass::Forward, vec![d]).remove(0))
+}
+
+/// `dx = conv_transpose(dy, w) * act'(x)` (x is read only when `s.gelu_input`).
+/// `scratch` holds at least [`Conv2dShape::backward_input_scratch_len`] elements
+/// (the flipped, transposed weights of the tiled path). Returns the dispatches to run in order.
+pub fn conv2d_backward_input(
+    ctx: &GpuContext,
+    s: &Conv2dShape,
+    x: BufView<'_>,
+    w: BufView<'_>,
+    dy: BufView<'_>,
+    scratch: BufView<'_>,
+    dx: BufView<'_>,
+) -> Result<Vec<Dispatch>> {
+    backward_input_with(ctx, Path::best_backward_input(ctx, s), s, x, w, dy, scratch, dx)
+}
+
+/// [`conv2d_backward_input`] on a chosen path; `x` and `dx` two buffers each for a cat.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_input_with<'a>(
+    ctx: &GpuContext,
+    path: Path,
+    s: &Conv2dShape,
+    x: impl Into<InputLike<'a>>,
+    w: BufView<'a>,
+    dy: BufView<'a>,
+    scratch: BufView<'a>,
+    dx: impl Into<InputLike<'a>>,
+) -> Result<Vec<Dispatch>> {
+    backward_input_args(ctx, path, s, &BackwardInput::plain(x, w, dy, scratch, dx))
+}
+
+/// What a dx pass reads and writes besides the conv's shape.
+#[derive(Clone, Copy)]
+pub struct BackwardInput<'a> {
+    /// The conv's input (read for `gelu'`), two buffers for a cat.
+    pub x: InputLike<'a>,
+    pub w: BufView<'a>,
+    pub dy: BufView<'a>,
+    /// At least [`Conv2dShape::backward_input_scratch_len`] elements.
+    pub scratch: BufView<'a>,
+    /// dx, laid out as x: for a cat, the gradients of x1 and x2 apart.
+    pub dx: InputLike<'a>,
+    /// `gelu(x)` (`x_len` elements) written beside dx, for the weight gradient
+    /// that follows; only for a conv with `gelu_input`. The tiled dx computes it
+    /// in its epilogue from the `Phi(x)` that `gelu'(x)` needs anyway. One
+    /// buffer also for a cat: `gelu(cat[x1, x2])`, which the weight gradient
+    /// then reads as a plain input.
+    pub act: Option<BufView<'a>>,
+    /// `w` already flipped and transposed (by [`flip_transpose_many`]): the
+    /// tiled path reads it instead of flipping `w` into scratch itself.
+    pub transposed: Option<BufView<'a>>,
+    /// Another gradient of x (of x1 for a cat; not `dx`) added to dx: the
+    /// tiled dx adds it in its epilogue, so the sum needs no pass of its own.
+    pub addend: Option<BufView<'a>>,
+    /// For a cat, another gradient of x2 added to the second half of dx.
+    pub addend2: Option<BufView<'a>>,
+}
+
+impl<'a> BackwardInput<'a> {
+    /// dx alone: no `act`, the weights flipped by the pass itself, no addend.
+    pub fn plain(
+        x: impl Into<InputLike<'a>>,
+        w: BufView<'a>,
+        dy: BufView<'a>,
+        scratch: BufView<'a>,
+        dx: impl Into<InputLike<'a>>,
+    ) -> BackwardInput<'a> {
+        BackwardInput {
+            x: x.into(),
+            w,
+            dy,
+            scratch,
+            dx: dx.into(),
+            act: None,
+            transposed: None,
+            addend: None,
+            addend2: None,
+        }
+    }
+}
+
+/// dx (and `act`) on the best path for the adapter and shape.
+pub fn conv2d_backward_input_with(ctx: &GpuContext, s: &Conv2dShape, a: &BackwardInput<'_>) -> Result<Vec<Dispatch>> {
+    backward_input_args(ctx, Path::best_backward_input(ctx, s), s, a)
+}
+
+/// dx (and `act`) on a chosen path.
+pub fn backward_input_args(
+    ctx: &GpuContext,
+    path: Path,
+    s: &Conv2dShape,
+    a: &BackwardInput<'_>,
+) -> Result<Vec<Dispatch>> {
+    s.check_backward_input(&a.x, &a.w, &a.dy, &a.scratch, &a.dx)?;
+    if let Some(act) = a.act {
+        if !s.gelu_input {
+            return crate::error::shape_err("conv2d: act = gelu(x) is only written for a conv with gelu_input");
+        }
+        act.expect_len("conv2d backward_input", "act", s.x_len())?;
+    }
+    if let Some(wt) = a.transposed {
+        wt.expect_len("conv2d backward_input", "transposed weights", s.w_len())?;
+    }
+    if let Some(addend) = a.addend {
+        addend.expect_len("conv2d backward_input", "addend", s.x1_len())?;
+    }
+    if let Some(addend) = a.addend2 {
+        if s.cat.is_none() {
+            return crate::error::shape_err("conv2d: a second addend needs a cat input");
+        }
+        addend.expect_len("conv2d backward_input", "addend2", s.x2_len())?;
+    }
+    let ds = match path {
+        Path::Simple => {
+            let mut ds = vec![simple::backward_input(ctx, s, a.x, a.w, a.dy, a.dx, a.act)?];
+            use crate::kernels::elementwise::{copy_channels, ChannelRange, CopyMode};
+            let halves = [
+                (a.addend, a.dx.first, s.cat_split()),
+                (a.addend2, a.dx.second_or_first(), s.cin - s.cat_split()),
+            ];
+            for (addend, dx, channels) in halves {
+                if let Some(addend) = addend {
+                    let all = ChannelRange::all(channels);
+                    ds.push(copy_channels(ctx, addend, all, dx, all, CopyMode::Accumulate)?);
+                }
+            }
+            ds
+        }
+        Path::Tiled => tiled::backward_input(ctx, s, a)?,
+    };
+    let pass = Pass::BackwardInput { act: a.act.is_some() };
+    Ok(s.state_work(pass, ds))
+}
+
+/// `dw = Σ dy ⊗ act(x)` and, when `db` is given, `db = Σ dy`; both overwrite, or add
+/// to the outputs when `accumulate`. `scratch` holds at least
+/// [`Conv2dShape::backward_weight_scratch_len`] elements (per-reduction-split partial sums).
+/// `act` (optional, [`Conv2dShape::act_len`] elements, a buffer other than `scratch`) lets the tiled path
+/// apply GELU once in its own pass instead of inside the dw kernel (about 1.4x faster
+/// dw at 64 channels with `gelu_input`); it is ignored otherwise.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_backward_weight<'a>(
+    ctx: &GpuContext,
+    s: &Conv2dShape,
+    x: impl Into<InputLike<'a>>,
+    dy: BufView<'_>,
+    scratch: BufView<'_>,
+    act: Option<BufView<'_>>,
+    dw: BufView<'_>,
+    db: Option<BufView<'_>>,
+    accumulate: bool,
+) -> Result<Vec<Dispatch>> {
+    let path = Path::best_backward_weight(ctx, s);
+    backward_weight_with(ctx, path, s, x, dy, scratch, act, dw, db, accumulate)
+}
+
+/// [`conv2d_backward_weight`] on a chosen path.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_weight_with<'a>(
+    ctx: &GpuContext,
+    path: Path,
+    s: &Conv2dShape,
+    x: impl Into<InputLike<'a>>,
+    dy: BufView<'_>,
+    scratch: BufView<'_>,
+    act: Option<BufView<'_>>,
+    dw: BufView<'_>,
+    db: Option<BufView<'_>>,
+    accumulate: bool,
+) -> Result<Vec<Dispatch>> {
+    let x = x.into();
+    s.check_backward_weight(&x, &dy, &scratch, act.as_ref(), &dw, db.as_ref())?;
+    let ds = match path {
+        Path::Simple => {
+            let mut ds = vec![simple::backward_weight(ctx, s, x, dy, dw, accumulate)?];
+            if let Some(db) = db {
+                ds.push(simple::backward_bias(ctx, s, dy, db, accumulate)?);
+            }
+            ds
+        }
+        Path::Tiled => tiled::backward_weight(ctx, s, x, dy, scratch, act, dw, db, accumulate)?,
+    };
+    let reduction_splits = match path {
+        Path::Simple => 1,
+        Path::Tiled => tiled::reduction_splits_on(ctx, s),
+    };
+    Ok(s.state_work(
+        Pass::BackwardWeight {
+            accumulate,
+            reduction_splits,
+        },
+        ds,
+    ))
+}
+
+/// `db = Σ_{n,h,w} dy` on its own (overwrites, or adds when `accumulate`).
+pub fn conv2d_backward_bias(
+    ctx: &GpuContext,
+    s: &Conv2dShape,
+    dy: BufView<'_>,
+    db: BufView<'_>,
+    accumulate: bool,
+) -> Result<Dispatch> {
+    s.check_backward_bias(&dy, &db)?;
+    let d = simple::backward_bias(ctx, s, dy, db, accumulate)?;
+    Ok(s.state_work(Pass::BackwardBias { accumulate }, vec![d]).remove(0))
+}

@@ -1,0 +1,724 @@
+//! The tiled path: generated register-tiled kernels (see `codegen.rs`) and their dispatch.
+//!
+//! - forward: [`ForwardTile`] over x and w;
+//! - dx: the weights flipped and transposed into scratch, then the same forward tile
+//!   over dy (reduction over Cout) with a `* gelu'(x)` epilogue;
+//! - dw (+ db): [`WeightTile`] writes per-reduction-split partial sums into scratch, one more
+//!   pass adds the reduction splits into dw and db (overwriting or accumulating).
+//!
+//! Over a cat (`Conv2dShape::cat`, see [`cat_fits`]): the forward tile runs its
+//! channel loop over each source in turn ([`Sources::CatInput`]), the dx tile
+//! stores each output channel into the half it belongs to
+//! ([`Sources::CatOutput`]), and each dw workgroup reads the source its
+//! channels lie in.
+//!
+//! Every index the kernels compute is clamped or masked in the generated code, and the
+//! shape rules (`Conv2dShape::check_*` plus the divisibility tests of `Path::best_*`)
+//! guarantee the rest, so the kernels are compiled without bounds checks.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Mutex;
+
+use super::codegen::{self, Epilogue, ForwardTile, Sources, WeightTile, LANES};
+use super::{Conv2dShape, InputLike};
+use crate::error::{shape_err, Result};
+use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec};
+use crate::kernels::elementwise::GELU_WGSL;
+
+use Access::{Read, ReadWrite, Uniform};
+
+/// The generated kernels need subgroups of at least 8 lanes (one workgroup = 8 lanes).
+pub fn usable(ctx: &GpuContext) -> bool {
+    ctx.has(wgpu::Features::SUBGROUP) && ctx.subgroup_min_size >= LANES
+}
+
+/// A pass of a conv over a cat, for [`cat_fits`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CatPass {
+    Forward,
+    BackwardInput,
+    BackwardWeight,
+}
+
+/// Whether the tiled path runs `pass` of this conv's cat input (always, without
+/// one): both halves hold whole vec4s of channels; the forward and dx tiles over
+/// a cat are generated for 1x1 convs only (the posterior's first conv: a 3x3
+/// over a cat runs the simple kernels, and the contract test checks fewer
+/// variants); and dx, with its second output's three bindings, must fit the
+/// adapter's storage buffers per stage.
+pub fn cat_fits(ctx: &GpuContext, s: &Conv2dShape, pass: CatPass) -> bool {
+    let Some(c1) = s.cat else { return true };
+    let halves = c1.is_multiple_of(4) && (s.cin - c1).is_multiple_of(4);
+    halves
+        && match pass {
+            CatPass::Forward => s.k == 1,
+            CatPass::BackwardInput => {
+                s.k == 1
+                    && ctx.limits.max_storage_buffers_per_shader_stage as usize
+                        >= ctx.storage_buffers(CAT_OUTPUT_ACT_BINDINGS)
+            }
+            CatPass::BackwardWeight => true,
+        }
+}
+
+/// A generated kernel (after gelu.wgsl) with one subgroup per workgroup.
+fn generated<P: crate::gpu::GpuParams>(name: String, wgsl: String, bindings: &'static [Access]) -> Kernel<P> {
+    Kernel::generated(name, &[GELU_WGSL], wgsl, "main", bindings)
+        .requiring(wgpu::Features::SUBGROUP)
+        .without_bounds_checks()
+        .with_workgroup_size([LANES, 1, 1])
+}
+
+const FORWARD_BINDINGS: &[Access] = &[Read, Read, Read, Read, ReadWrite, Uniform];
+/// The dx tile that also writes GELU of the conv's input (binding 6).
+const FORWARD_ACT_BINDINGS: &[Access] = &[Read, Read, Read, Read, ReadWrite, Uniform, ReadWrite];
+/// The forward tile over a cat: x2 at binding 6.
+const CAT_INPUT_BINDINGS: &[Access] = &[Read, Read, Read, Read, ReadWrite, Uniform, Read];
+/// The dx tile of a conv over a cat: y2, extra2, bias2 after the others (and act).
+const CAT_OUTPUT_BINDINGS: &[Access] = &[Read, Read, Read, Read, ReadWrite, Uniform, ReadWrite, Read, Read];
+const CAT_OUTPUT_ACT_BINDINGS: &[Access] = &[
+    Read, Read, Read, Read, ReadWrite, Uniform, ReadWrite, ReadWrite, Read, Read,
+];
+const WEIGHT_BINDINGS: &[Access] = &[Read, Read, ReadWrite, Uniform];
+const WEIGHT_CAT_BINDINGS: &[Access] = &[Read, Read, ReadWrite, Uniform, Read];
+
+fn forward_kernel(t: &ForwardTile) -> Kernel<ForwardParams> {
+    let act = matches!(t.epilogue, Epilogue::GeluGrad { act: true, .. });
+    let bindings = match (t.sources, act) {
+        (Sources::One, false) => FORWARD_BINDINGS,
+        (Sources::One, true) => FORWARD_ACT_BINDINGS,
+        (Sources::CatInput, _) => CAT_INPUT_BINDINGS,
+        (Sources::CatOutput { .. }, false) => CAT_OUTPUT_BINDINGS,
+        (Sources::CatOutput { .. }, true) => CAT_OUTPUT_ACT_BINDINGS,
+    };
+    generated(t.name(), codegen::forward(t), bindings)
+}
+
+fn weight_kernel(t: &WeightTile) -> Kernel<WeightParams> {
+    let bindings = if t.cat { WEIGHT_CAT_BINDINGS } else { WEIGHT_BINDINGS };
+    generated(t.name(), codegen::weight(t), bindings)
+}
+
+/// Generated kernels are built once per process and variant.
+fn cached<T: Hash + Eq + Copy, P>(
+    cache: &Mutex<Option<HashMap<T, Kernel<P>>>>,
+    variant: T,
+    make: impl FnOnce(&T) -> Kernel<P>,
+) -> Kernel<P> {
+    let mut cache = cache.lock().unwrap();
+    let map = cache.get_or_insert_with(HashMap::new);
+    map.entry(variant).or_insert_with(|| make(&variant)).clone()
+}
+
+const UTIL: &[&str] = &[include_str!("../../../shaders/conv2d_tiled_util.wgsl")];
+const FLIP_TRANSPOSE: Kernel<UtilParams> = Kernel::portable(
+    "conv2d_flip_transpose",
+    UTIL,
+    "flip_transpose",
+    &[Read, ReadWrite, Uniform],
+);
+const SUM_REDUCTION_SPLITS: Kernel<UtilParams> = Kernel::portable(
+    "conv2d_sum_reduction_splits",
+    UTIL,
+    "sum_reduction_splits",
+    &[Read, ReadWrite, Uniform],
+);
+const SUM_REDUCTION_SPLITS_PAIR: Kernel<UtilParams> = Kernel::portable(
+    "conv2d_sum_reduction_splits_pair",
+    UTIL,
+    "sum_reduction_splits_pair",
+    &[Read, ReadWrite, Uniform],
+);
+
+/// Every kernel of the tiled path: the two helpers and every tile variant
+/// [`forward_tile`] and [`weight_tile`] can choose, for the contract test.
+pub(super) fn kernels() -> Vec<KernelSpec> {
+    let mut all = vec![
+        FLIP_TRANSPOSE.spec(),
+        SUM_REDUCTION_SPLITS.spec(),
+        SUM_REDUCTION_SPLITS_PAIR.spec(),
+    ];
+    for k in [1, 3] {
+        let (max_blocks, max_couts_per_lane) = forward_limits(k);
+        // (gelu on the input, epilogue, sources): forward convs and the dx conv;
+        // over a cat (1x1 only, see `cat_fits`) the forward's input or dx's output.
+        let mut uses = Vec::new();
+        let cat = k == 1;
+        for act in [false, true] {
+            for add in [false, true] {
+                let epilogue = Epilogue::GeluGrad { act, add };
+                uses.push((false, epilogue, Sources::One));
+                if cat {
+                    for add2 in [false, true] {
+                        uses.push((false, epilogue, Sources::CatOutput { add2 }));
+                    }
+                }
+            }
+        }
+        for gelu_input in [false, true] {
+            for (bias, residual) in [(false, false), (false, true), (true, false), (true, true)] {
+                let epilogue = Epilogue::Store { bias, residual };
+                uses.push((gelu_input, epilogue, Sources::One));
+                if cat {
+                    uses.push((gelu_input, epilogue, Sources::CatInput));
+                }
+            }
+        }
+        if cat {
+            // The dx of a plain (no GELU) conv over a cat, with either addend.
+            for (residual, add2) in [(false, false), (false, true), (true, false), (true, true)] {
+                let epilogue = Epilogue::Store { bias: false, residual };
+                uses.push((false, epilogue, Sources::CatOutput { add2 }));
+            }
+        }
+        for blocks in 1..=max_blocks {
+            for couts_per_lane in 1..=max_couts_per_lane {
+                for &(gelu_input, epilogue, sources) in &uses {
+                    for vec in epilogue_widths(epilogue, couts_per_lane) {
+                        let t = ForwardTile {
+                            k: k as u32,
+                            rows: 1,
+                            blocks: blocks as u32,
+                            couts_per_lane: couts_per_lane as u32,
+                            gelu_input,
+                            epilogue,
+                            vec,
+                            sources,
+                        };
+                        all.push(forward_kernel(&t).spec());
+                    }
+                }
+            }
+        }
+        for ci_vecs in 1..=max_ci_vecs(k as u32) {
+            for gelu_input in [false, true] {
+                for cat in [false, true] {
+                    let t = WeightTile {
+                        k: k as u32,
+                        ci_vecs,
+                        gelu_input,
+                        cat,
+                    };
+                    all.push(weight_kernel(&t).spec());
+                }
+            }
+        }
+    }
+    all
+}
+
+crate::gpu_params! {
+    struct ForwardParams {
+        n: u32,
+        h: u32,
+        w: u32,
+        cin4: u32,
+        cout: u32,
+        tiles_w: u32,
+        tiles_h: u32,
+        tiles: u32,
+        cat_split: u32,
+        pad0: u32,
+        pad1: u32,
+        pad2: u32,
+    }
+}
+
+/// Most blocks and output channels per lane of a forward tile with a k×k kernel.
+fn forward_limits(k: usize) -> (usize, usize) {
+    if k == 3 {
+        (16, 4)
+    } else {
+        (4, 8)
+    }
+}
+
+/// The tile for a conv with `cout` outputs over `h` (possibly stacked) rows. One input
+/// row segment per block, blocks stacked down the image; up to 32 output channels per
+/// workgroup for 3x3 and 64 for 1x1, so each broadcast x value feeds 4 resp. 8 channels
+/// per lane. All blocks' accumulators live across the channel loop (LLVM spills most of
+/// them; each spilled one is reloaded once per block), so bigger tiles cost compile time:
+/// lavapipe JIT of the gelu variant at 16 blocks x 4 is ~4 s, at 8 x 4 ~2 s, and the
+/// 1x1 at 16 x 8 (1024 accumulators) ~10 s, hence 4 x 8 there.
+/// Measured at 16x32x32, 64->64, GFLOP per CPU-second (FMA ceiling ~43; noisy, shared machine):
+/// 3x3 blocks x couts/lane (rows x blocks for the first two): 4x4 x1: 19.5, 2x8 x2: 23.2,
+/// 8 x4: 23.2, 16 x4: 25.9, 32 x4: 27.8, 16 x8: 27.1, 32 x8: 16.3;
+/// 1x1: 4 x3: 7.7, 16 x4: 14.1, 8 x4: 13.2, 4 x8: 19.6, 16 x8: 19.1.
+fn forward_tile(
+    k: usize,
+    h: usize,
+    cout: usize,
+    gelu_input: bool,
+    epilogue: Epilogue,
+    sources: Sources,
+) -> ForwardTile {
+    let (max_blocks, max_couts_per_lane) = forward_limits(k);
+    let cpl = couts_per_lane(cout, max_couts_per_lane);
+    // The widest epilogue vector the lane's channels and the row stride allow.
+    let vec = epilogue_widths(epilogue, cpl)
+        .into_iter()
+        .filter(|&v| cout.is_multiple_of(v as usize))
+        .max()
+        .unwrap_or(1);
+    ForwardTile {
+        k: k as u32,
+        rows: 1,
+        blocks: h.clamp(1, max_blocks) as u32,
+        couts_per_lane: cpl as u32,
+        gelu_input,
+        epilogue,
+        vec,
+        sources,
+    }
+}
+
+/// Epilogue vector widths a tile with `cpl` channels per lane can use: 2 and 4
+/// for the GELU-gradient epilogue where they divide cpl (see `ForwardTile::vec`).
+fn epilogue_widths(epilogue: Epilogue, cpl: usize) -> Vec<u32> {
+    match epilogue {
+        Epilogue::GeluGrad { .. } => [1, 2, 4]
+            .into_iter()
+            .filter(|&v| cpl.is_multiple_of(v as usize))
+            .collect(),
+        Epilogue::Store { .. } => vec![1],
+    }
+}
+
+/// Output channels per lane: as few channel chunks as the limit allows, the
+/// channels spread evenly over them (96 channels: 2 chunks of 48, not 64 + 32,
+/// whose second chunk would compute 32 clamped channels for nothing).
+fn couts_per_lane(cout: usize, max: usize) -> usize {
+    let per_lane = cout.div_ceil(LANES as usize).max(1);
+    let chunks = per_lane.div_ceil(max);
+    per_lane.div_ceil(chunks).clamp(1, max)
+}
+
+/// Rows the forward tile walks down: a 1x1 conv has no halo, so its images are
+/// stacked into one tall image (fewer partial tiles).
+fn stacked_rows(s: &Conv2dShape) -> usize {
+    if s.k == 1 {
+        s.n * s.h
+    } else {
+        s.h
+    }
+}
+
+/// What a forward tile binds besides its weights: the input, the epilogue's
+/// per-element arrays (`bias`, `extra`, output `y`), `act`, and for a cat the
+/// second input, or the second output with its `extra2` and `bias2`.
+struct TileViews<'a> {
+    x: BufView<'a>,
+    bias: BufView<'a>,
+    extra: BufView<'a>,
+    y: BufView<'a>,
+    act: Option<BufView<'a>>,
+    x2: Option<BufView<'a>>,
+    /// (y2, extra2, bias2).
+    second: Option<[BufView<'a>; 3]>,
+}
+
+/// Runs the forward tile over an `[n,h,w,cin]` input with `cout` outputs;
+/// `cat_split` is where a cat's second input (or output) begins.
+fn forward_tiles(
+    ctx: &GpuContext,
+    t: &ForwardTile,
+    s: &Conv2dShape,
+    w: BufView<'_>,
+    v: &TileViews<'_>,
+    cat_split: usize,
+) -> Result<Dispatch> {
+    let (n, h) = if s.k == 1 { (1, stacked_rows(s)) } else { (s.n, s.h) };
+    let tiles_w = s.w.div_ceil(t.cols() as usize);
+    let tiles_h = h.div_ceil(t.tile_rows() as usize);
+    let tiles = n * tiles_h * tiles_w;
+    let p = ForwardParams {
+        n: n as u32,
+        h: h as u32,
+        w: s.w as u32,
+        cin4: (s.cin / 4) as u32,
+        cout: s.cout as u32,
+        tiles_w: tiles_w as u32,
+        tiles_h: tiles_h as u32,
+        tiles: tiles as u32,
+        cat_split: cat_split as u32,
+        pad0: 0,
+        pad1: 0,
+        pad2: 0,
+    };
+    let gz = s.cout.div_ceil(t.couts_per_workgroup() as usize);
+    if gz > 65535 {
+        return shape_err(format!("conv2d: {} output channels are too many for one grid", s.cout));
+    }
+    static KERNELS: Mutex<Option<HashMap<ForwardTile, Kernel<ForwardParams>>>> = Mutex::new(None);
+    let kernel = cached(&KERNELS, *t, forward_kernel);
+    // One workgroup per tile (folded into x and y), one layer per output-channel chunk.
+    let grid = Grid::GroupLayers(tiles, gz);
+    let mut views = vec![v.x, w, v.bias, v.extra, v.y];
+    views.extend(v.act);
+    views.extend(v.x2);
+    views.extend(v.second.iter().flatten());
+    ctx.dispatch(&kernel, &[], &views, &p, grid)
+}
+
+pub(super) fn forward(
+    ctx: &GpuContext,
+    s: &Conv2dShape,
+    x: InputLike<'_>,
+    w: BufView<'_>,
+    bias: Option<BufView<'_>>,
+    residual: Option<BufView<'_>>,
+    y: BufView<'_>,
+) -> Result<Dispatch> {
+    let epilogue = Epilogue::Store {
+        bias: s.bias,
+        residual: s.residual,
+    };
+    let sources = if x.second.is_some() {
+        Sources::CatInput
+    } else {
+        Sources::One
+    };
+    let t = forward_tile(s.k, stacked_rows(s), s.cout, s.gelu_input, epilogue, sources);
+    // Absent optional inputs bind x in their place; the kernel never reads them.
+    let views = TileViews {
+        x: x.first,
+        bias: bias.unwrap_or(x.first),
+        extra: residual.unwrap_or(x.first),
+        y,
+        act: None,
+        x2: x.second,
+        second: None,
+    };
+    forward_tiles(ctx, &t, s, w, &views, s.cat_split())
+}
+
+crate::gpu_params! {
+    struct UtilParams {
+        cout: u32,
+        kk: u32,
+        cin: u32,
+        total: u32,
+        stride: u32,
+        reduction_splits: u32,
+        accumulate: u32,
+        pad: u32,
+    }
+}
+
+/// dx, and with `a.act` also `act = gelu(x)` from the same epilogue; the weights
+/// flipped into scratch first unless `a.transposed` holds them so.
+pub(super) fn backward_input(ctx: &GpuContext, s: &Conv2dShape, a: &super::BackwardInput<'_>) -> Result<Vec<Dispatch>> {
+    let mut ds = Vec::with_capacity(2);
+    let wt = match a.transposed {
+        Some(wt) => wt,
+        None => {
+            let flip = UtilParams {
+                cout: s.cout as u32,
+                kk: (s.k * s.k) as u32,
+                cin: s.cin as u32,
+                total: s.w_len() as u32,
+                stride: 0,
+                reduction_splits: 0,
+                accumulate: 0,
+                pad: 0,
+            };
+            let wt = BufView {
+                len: s.w_len(),
+                ..a.scratch
+            };
+            let grid = Grid::Invocations(s.w_len());
+            ds.push(ctx.dispatch(&FLIP_TRANSPOSE, &[], &[a.w, wt], &flip, grid)?);
+            wt
+        }
+    };
+    // dx = conv(dy, flipped w): a forward conv with the channel counts swapped.
+    let swapped = Conv2dShape {
+        cin: s.cout,
+        cout: s.cin,
+        cat: None,
+        ..*s
+    };
+    let act = a.act.filter(|_| s.gelu_input);
+    // Another gradient of x added on the way out: where the forward binds the
+    // bias (GELU epilogue) or the residual (plain store).
+    let epilogue = if s.gelu_input {
+        Epilogue::GeluGrad {
+            act: act.is_some(),
+            add: a.addend.is_some(),
+        }
+    } else {
+        Epilogue::Store {
+            bias: false,
+            residual: a.addend.is_some(),
+        }
+    };
+    // For a cat, the same arrays of the second half.
+    let (sources, second) = match a.dx.second {
+        Some(dx2) => {
+            let x2 = a.x.second_or_first();
+            let (extra2, bias2) = match (s.gelu_input, a.addend2) {
+                (true, addend2) => (x2, addend2.unwrap_or(a.dy)),
+                (false, Some(addend2)) => (addend2, a.dy),
+                (false, None) => (a.dy, a.dy),
+            };
+            let add2 = a.addend2.is_some();
+            (Sources::CatOutput { add2 }, Some([dx2, extra2, bias2]))
+        }
+        None => (Sources::One, None),
+    };
+    let t = forward_tile(s.k, stacked_rows(s), s.cin, false, epilogue, sources);
+    let (bias, extra) = match (s.gelu_input, a.addend) {
+        (true, addend) => (addend.unwrap_or(a.dy), a.x.first),
+        (false, Some(addend)) => (a.dy, addend),
+        (false, None) => (a.dy, a.dy),
+    };
+    let views = TileViews {
+        x: a.dy,
+        bias,
+        extra,
+        y: a.dx.first,
+        act,
+        x2: None,
+        second,
+    };
+    ds.push(forward_tiles(ctx, &t, &swapped, wt, &views, s.cat_split())?);
+    Ok(ds)
+}
+
+/// Input-channel vec4s per dw workgroup: 1 for 3x3 (9 taps already give 144
+/// accumulators per lane), 8 for 1x1, or the largest count below that divides cin/4.
+/// Measured (GFLOP per CPU-second): 3x3 1: 28.3, 2: 24.2; 1x1 1: 7.1, 4: 13.5, 8: 16.2, 16: 13.5.
+/// Over a cat, the count divides both halves' vec4s, so no workgroup straddles them.
+fn ci_vecs(s: &Conv2dShape) -> u32 {
+    let halves = s.sources();
+    (1..=max_ci_vecs(s.k as u32))
+        .rev()
+        .find(|v| halves.iter().all(|c| (c / 4).is_multiple_of(*v as usize)))
+        .unwrap_or(1)
+}
+
+fn max_ci_vecs(k: u32) -> u32 {
+    if k == 3 {
+        1
+    } else {
+        8
+    }
+}
+
+/// 8-pixel row segments of the weight-gradient reduction.
+fn segments(s: &Conv2dShape) -> usize {
+    s.n * s.h * s.w.div_ceil(8)
+}
+
+/// The reduction splits on this adapter: enough workgroups to keep it busy (a CPU adapter
+/// runs a workgroup per thread at a time, a GPU wants hundreds in flight), never
+/// more than [`reduction_splits`] (what the scratch is sized for) nor fewer than
+/// llvmpipe's loop limit allows. One reduction split lets the kernel write dw and db itself.
+pub fn reduction_splits_on(ctx: &GpuContext, s: &Conv2dShape) -> usize {
+    let tiles = (s.cin / 4 / ci_vecs(s) as usize) * (s.cout / 4).div_ceil(LANES as usize);
+    let fill = ctx.busy_workgroups().div_ceil(tiles.max(1));
+    fill.clamp(segments(s).div_ceil(16 * 1024).max(1), reduction_splits(s))
+}
+
+/// How many workgroups share the pixel reduction of each dw tile (one partial sum each).
+/// At least 64 segments per reduction split, at most 64 of them, and never more than 16384 segments
+/// per workgroup (llvmpipe ends an invocation after 65535 loop iterations).
+pub fn reduction_splits(s: &Conv2dShape) -> usize {
+    segments(s)
+        .div_ceil(64)
+        .clamp(1, 64)
+        .max(segments(s).div_ceil(16 * 1024))
+}
+
+crate::gpu_params! {
+    struct WeightParams {
+        n: u32,
+        h: u32,
+        w: u32,
+        cin4: u32,
+        cout4: u32,
+        segs_w: u32,
+        segments: u32,
+        per_reduction_split: u32,
+        stride: u32,
+        w_len: u32,
+        db_gap: u32,
+        cat_split4: u32,
+    }
+}
+
+/// One view from dw through db when db follows dw closely in the same buffer
+/// (within one binding), for [`SUM_REDUCTION_SPLITS_PAIR`].
+fn pair_view<'a>(ctx: &GpuContext, dw: BufView<'a>, db: BufView<'a>) -> Option<BufView<'a>> {
+    const MAX_GAP: usize = 1024;
+    let end = db.offset + db.len;
+    let close = db.offset >= dw.offset + dw.len && db.offset - (dw.offset + dw.len) <= MAX_GAP;
+    let fits = (end - dw.offset) * 4 <= ctx.limits.max_storage_buffer_binding_size as usize;
+    (dw.buffer == db.buffer && close && fits).then_some(BufView {
+        len: end - dw.offset,
+        ..dw
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn backward_weight(
+    ctx: &GpuContext,
+    s: &Conv2dShape,
+    x: InputLike<'_>,
+    dy: BufView<'_>,
+    scratch: BufView<'_>,
+    act: Option<BufView<'_>>,
+    dw: BufView<'_>,
+    db: Option<BufView<'_>>,
+    accumulate: bool,
+) -> Result<Vec<Dispatch>> {
+    let reduction_splits = reduction_splits_on(ctx, s);
+    let stride = s.w_len() + s.cout;
+    // One reduction split and dw, db side by side: the kernel writes them in place, no sum pass.
+    let in_place = (reduction_splits == 1 && !accumulate)
+        .then(|| db.and_then(|db| pair_view(ctx, dw, db).map(|both| (both, db.offset - dw.offset - s.w_len()))))
+        .flatten();
+    let segments = segments(s);
+    let p = WeightParams {
+        n: s.n as u32,
+        h: s.h as u32,
+        w: s.w as u32,
+        cin4: (s.cin / 4) as u32,
+        cout4: (s.cout / 4) as u32,
+        segs_w: s.w.div_ceil(8) as u32,
+        segments: segments as u32,
+        per_reduction_split: segments.div_ceil(reduction_splits) as u32,
+        stride: stride as u32,
+        w_len: s.w_len() as u32,
+        db_gap: in_place.map_or(0, |(_, gap)| gap as u32),
+        cat_split4: (s.cat_split() / 4) as u32,
+    };
+    // With room for act(x), GELU runs once in an elementwise pass instead of inside
+    // every dw workgroup (each x element is loaded by 3 rows x cout/32 workgroups);
+    // over a cat, act(x1) and act(x2) lie apart in `act` (see `Conv2dShape::act_len`).
+    let mut ds = Vec::new();
+    let (x, gelu_in_kernel) = match act {
+        Some(act) if s.gelu_input => {
+            let act1 = BufView { len: s.x1_len(), ..act };
+            ds.push(crate::kernels::elementwise::gelu_forward(ctx, x.first, act1)?);
+            let act = match x.second {
+                Some(x2) => {
+                    let act2 = BufView {
+                        offset: act.offset + s.act2_offset(),
+                        len: s.x2_len(),
+                        ..act
+                    };
+                    ds.push(crate::kernels::elementwise::gelu_forward(ctx, x2, act2)?);
+                    InputLike::cat(act1, act2)
+                }
+                None => act1.into(),
+            };
+            (act, false)
+        }
+        _ => (x, s.gelu_input),
+    };
+    let t = WeightTile {
+        k: s.k as u32,
+        ci_vecs: ci_vecs(s),
+        gelu_input: gelu_in_kernel,
+        cat: x.second.is_some(),
+    };
+    static KERNELS: Mutex<Option<HashMap<WeightTile, Kernel<WeightParams>>>> = Mutex::new(None);
+    let kernel = cached(&KERNELS, t, weight_kernel);
+    // Workgroups own (input-channel vec4s, LANES output vec4s, one reduction split).
+    let grid = [
+        (s.cin / 4 / ci_vecs(s) as usize) as u32,
+        (s.cout / 4).div_ceil(LANES as usize) as u32,
+        reduction_splits as u32,
+    ];
+    if grid.iter().any(|&g| g > 65535) {
+        return shape_err(format!(
+            "conv2d: backward weight grid {grid:?} exceeds 65535 workgroups"
+        ));
+    }
+    let grid = Grid::Workgroups(grid);
+    let partials = match in_place {
+        Some((both, _)) => both,
+        None => BufView {
+            len: reduction_splits * stride,
+            ..scratch
+        },
+    };
+    let mut views = vec![x.first, dy, partials];
+    views.extend(x.second);
+    ds.push(ctx.dispatch(&kernel, &[], &views, &p, grid)?);
+    if in_place.is_some() {
+        return Ok(ds);
+    }
+    let mut sum = |dst: BufView<'_>, offset: usize, total: usize| -> Result<()> {
+        let q = UtilParams {
+            cout: 0,
+            kk: 0,
+            cin: 0,
+            total: total as u32,
+            stride: stride as u32,
+            reduction_splits: reduction_splits as u32,
+            accumulate: accumulate as u32,
+            pad: offset as u32,
+        };
+        ds.push(ctx.dispatch(
+            &SUM_REDUCTION_SPLITS,
+            &[],
+            &[partials, dst],
+            &q,
+            Grid::Invocations(total),
+        )?);
+        Ok(())
+    };
+    match db.map(|db| (db, pair_view(ctx, dw, db))) {
+        // dw and db side by side in one buffer (as parameter gradients are): one pass.
+        Some((db, Some(both))) => {
+            let q = UtilParams {
+                cout: 0,
+                kk: (db.offset - dw.offset - s.w_len()) as u32,
+                cin: s.w_len() as u32,
+                total: stride as u32,
+                stride: stride as u32,
+                reduction_splits: reduction_splits as u32,
+                accumulate: accumulate as u32,
+                pad: 0,
+            };
+            let grid = Grid::Invocations(stride);
+            ds.push(ctx.dispatch(&SUM_REDUCTION_SPLITS_PAIR, &[], &[partials, both], &q, grid)?);
+        }
+        Some((db, None)) => {
+            sum(dw, 0, s.w_len())?;
+            sum(db, s.w_len(), s.cout)?;
+        }
+        None => sum(dw, 0, s.w_len())?,
+    }
+    Ok(ds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_channels_are_spread_evenly_over_the_fewest_chunks() {
+        let lanes = LANES as usize;
+        for max in [4, 8] {
+            for cout in 1..600 {
+                let cpl = couts_per_lane(cout, max);
+                let chunks = cout.div_ceil(lanes * cpl);
+                assert!((1..=max).contains(&cpl));
+                assert_eq!(
+                    chunks,
+                    cout.div_ceil(lanes * max),
+                    "cout {cout}: no more chunks than needed"
+                );
+                assert!(
+                    chunks * lanes * cpl < cout + lanes * chunks,
+                    "cout {cout}: under a lane's worth of waste per chunk"
+                );
+            }
+        }
+        assert_eq!(couts_per_lane(96, 8), 6);
+    }
+}
