@@ -24,6 +24,8 @@ fn line(values: &[f32]) -> String {
 }
 
 fn main() -> vdvae::Result<()> {
+    // The abort's message is logged.
+    env_logger::init();
     let mut ranks = MpiRanks::init()?;
     let r = ranks.rank();
     println!("rank {r} of {} local {}", ranks.ranks(), ranks.local_rank());

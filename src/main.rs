@@ -165,6 +165,7 @@ fn main() -> ExitCode {
     // Before any thread starts: it may set an environment variable.
     quiet_display_probe_when_headless();
     let cli = Cli::parse();
+    cli::logging::init();
     let choice = AdapterChoice::from_flag_or_env(cli.adapter.as_deref());
     let result = match cli.command {
         Command::Info { seconds } => info(&choice, seconds),

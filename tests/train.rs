@@ -142,6 +142,14 @@ fn a_run_logs_times_and_draws_pictures_and_held_out_evals_of_its_ema_weights() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("step 2: held-out ELBO"), "{stderr}");
+    // stderr is a pipe, not a terminal: the bar draws nothing, so plain lines
+    // say how far the run is (the first at once, the last always).
+    for line in ["train step 1/3 [", "train step 3/3 ["] {
+        assert!(
+            stderr.lines().any(|l| l.starts_with(line) && l.contains("elbo")),
+            "{line}: {stderr}"
+        );
+    }
     assert_pictures(&dir, 32);
 
     let log = log_lines(&dir);

@@ -2,4 +2,5 @@
 
 pub mod args;
 pub mod diagnostics;
+pub mod logging;
 pub mod train;

@@ -1,8 +1,8 @@
-//! One stderr line about shader compilation, so a first run that spends ~40 s
+//! One line about shader compilation, so a first run that spends ~40 s
 //! building pipelines does not look hung. Quiet until building pipelines has
 //! taken more than a second in total. On a terminal the line is updated in
 //! place while pipelines are built and cleared when work is submitted; in a
-//! log it is printed once, when the context goes away. (Drivers that compile
+//! log it is logged once, when the context goes away. (Drivers that compile
 //! lazily, like lavapipe, spend part of the time later, at first use.)
 
 use std::io::IsTerminal;
@@ -16,8 +16,8 @@ const QUIET_FOR: Duration = Duration::from_secs(1);
 struct Totals {
     pipelines: usize,
     time: Duration,
-    /// The in-place line is on screen.
-    shown: bool,
+    /// The in-place line, while it is on screen.
+    shown: Option<indicatif::ProgressBar>,
 }
 
 pub(crate) struct CompileProgress {
@@ -39,17 +39,21 @@ impl CompileProgress {
         t.pipelines += 1;
         t.time += took;
         if self.terminal && t.time > QUIET_FOR {
-            eprint!("\r{}\x1b[K", line(&t));
-            t.shown = true;
+            let text = line(&t);
+            let shown = t.shown.get_or_insert_with(|| {
+                indicatif::ProgressBar::new_spinner()
+                    .with_style(indicatif::ProgressStyle::with_template("{msg}").expect("a valid template"))
+            });
+            shown.set_message(text);
+            shown.tick();
         }
     }
 
     /// Work is being submitted: compilation is over for now, clear the line.
     pub fn submitting(&self) {
         let mut t = self.totals.lock().unwrap();
-        if t.shown {
-            eprint!("\r\x1b[K");
-            t.shown = false;
+        if let Some(shown) = t.shown.take() {
+            shown.finish_and_clear();
         }
     }
 
@@ -58,7 +62,7 @@ impl CompileProgress {
         self.submitting();
         let t = self.totals.lock().unwrap();
         if !self.terminal && t.time > QUIET_FOR {
-            eprintln!("{}", line(&t));
+            log::info!("{}", line(&t));
         }
     }
 }

@@ -147,7 +147,7 @@ impl Collective for MpiRanks {
     }
 
     fn abort(&mut self, message: &str) {
-        eprintln!("rank {}: {message}", self.rank);
+        log::error!("rank {}: {message}", self.rank);
         self.world().abort(1)
     }
 }

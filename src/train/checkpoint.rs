@@ -183,7 +183,7 @@ impl RunState {
     pub fn note_other_layout(&self, ranks: usize, batch: usize) {
         if let Some((was_ranks, was_batch)) = self.layout {
             if (was_ranks, was_batch) != (ranks, batch) {
-                eprintln!(
+                ::log::info!(
                     "note: this run was trained on {was_ranks} rank(s) of batch {was_batch} and continues on \
                      {ranks} of batch {batch}: its batches differ from those of an uninterrupted run \
                      (resume with the same ranks and --batch to continue it exactly)"

@@ -6,7 +6,6 @@
 //! A [`StopSignal`] ends a run early, after a step, with its checkpoint saved.
 
 mod checkpoint;
-mod clock;
 mod held_out;
 mod log;
 mod monitor;
@@ -155,7 +154,7 @@ fn start(
             let (g, r) = fit_training_graph(&m.graph, precision, budget, Some(ctx))?;
             m.graph = g;
             if leader {
-                eprintln!(
+                ::log::info!(
                     "memory budget {}: {} of {} blocks recomputed in the backward pass ({:.1}% more FLOPs per step)",
                     format_size(budget),
                     r.recomputed,
@@ -288,7 +287,7 @@ pub fn train_rank(
         gpu.share(ctx, count, o.bucket_len)?;
         let batch_statistics = h.free_bits > 0.0 || h.free_bits_per_level.iter().any(|&f| f > 0.0) || h.kl_balance;
         if leader && batch_statistics {
-            eprintln!(
+            ::log::info!(
                 "note: free bits and KL balancing gate on the batch mean of each level's KL; data-parallel ranks \
                  take it over their own {} images, not the global batch's {}",
                 o.batch,
@@ -299,7 +298,7 @@ pub fn train_rank(
     let log = if leader {
         let (log, dropped) = StepLog::open(&o.out_dir, start)?;
         if dropped > 0 {
-            eprintln!(
+            ::log::info!(
                 "note: dropped {dropped} lines of steps from {start} on from {} (they are not in the checkpoint this run starts from)",
                 log.path()
             );
@@ -365,7 +364,7 @@ pub fn train_rank(
     let stopped = steps_run < o.steps;
     if stopped && saved_at != Some(iteration) && leader {
         progress.bar.suspend(|| {
-            eprintln!(
+            ::log::info!(
                 "stopping: saving the checkpoint ({iteration} steps trained) to {}; \
                  a second Ctrl-C or SIGTERM quits at once and keeps the previous checkpoint",
                 o.out_dir

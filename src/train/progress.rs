@@ -1,17 +1,30 @@
 //! What a run shows while it trains: the progress bar with the last step's
 //! metrics, eval lines printed above it, and log.jsonl, each step with its
-//! UTC time and wall seconds.
+//! UTC time and wall seconds. Where stderr is not a terminal (a log file,
+//! nohup, CI) the bar draws nothing, so a plain line goes to the log every
+//! [`PLAIN_EVERY`] instead.
 
-use std::time::{Instant, SystemTime};
+use std::io::IsTerminal;
+use std::time::{Duration, Instant, SystemTime};
 
-use super::clock::rfc3339_millis;
 use super::log::StepLog;
 use crate::error::Result;
 use crate::graph::executor::StepMetrics;
 use crate::model::evaluate::EvalReport;
 
+/// The UTC time now as RFC 3339 with milliseconds (`2026-11-29T16:04:05.123Z`).
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+/// How often a run whose stderr is not a terminal logs a progress line.
+pub const PLAIN_EVERY: Duration = Duration::from_secs(30);
+
 pub struct Progress {
     pub bar: indicatif::ProgressBar,
+    /// When the last plain progress line was logged; None while the bar
+    /// shows on a terminal (or nothing is shown) and before the first line.
+    plain: Option<Option<Instant>>,
     /// None on a data-parallel rank other than 0: it shows and logs nothing.
     log: Option<StepLog>,
     /// Dimensions of an image, for nats/image.
@@ -50,8 +63,10 @@ impl Progress {
         if log.is_none() {
             bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
         }
+        let plain = (log.is_some() && !std::io::stderr().is_terminal()).then_some(None);
         Progress {
             bar,
+            plain,
             log,
             dims,
             since: Instant::now(),
@@ -66,19 +81,41 @@ impl Progress {
         let Some(s) = metrics else { return Ok(()) };
         let seconds = self.since.elapsed().as_secs_f64();
         self.since = Instant::now();
-        self.bar.set_message(format!(
+        let metrics = format!(
             "elbo {:.4} nats/dim ({:.2} nats/image)  grad norm {:.1}  skips {}{}",
             s.elbo,
             s.elbo * self.dims as f64,
             s.grad_norm,
             s.skips,
             beta_summary(&s.beta_per_level)
-        ));
+        );
+        self.plain_line(&metrics);
+        self.bar.set_message(metrics);
         if let Some(log) = &mut self.log {
-            log.append(&s, &rfc3339_millis(SystemTime::now()), seconds)?;
+            log.append(&s, &now_rfc3339(), seconds)?;
         }
         self.last = Some(s);
         Ok(())
+    }
+
+    /// Logs `metrics` as a plain line when stderr is not a terminal and the
+    /// last line is [`PLAIN_EVERY`] old (the first one at once, the last step
+    /// always). Metrics arrive one step late, after the bar counted their step,
+    /// so the bar's position is the number of steps they complete.
+    fn plain_line(&mut self, metrics: &str) {
+        let Some(last) = self.plain else { return };
+        let (done, total) = (self.bar.position(), self.bar.length().unwrap_or(0));
+        if last.is_some_and(|t| t.elapsed() < PLAIN_EVERY) && done < total {
+            return;
+        }
+        self.plain = Some(Some(Instant::now()));
+        let elapsed = self.bar.elapsed().as_secs();
+        let eta = if done >= total { 0 } else { self.bar.eta().as_secs() };
+        ::log::info!(
+            "train step {done}/{total} [{} elapsed, {} left]  {metrics}",
+            humantime::format_duration(Duration::from_secs(elapsed)),
+            humantime::format_duration(Duration::from_secs(eta))
+        );
     }
 
     /// Starts the next step's clock now, so that the time of a pause between
@@ -94,11 +131,11 @@ impl Progress {
         };
         // Above the bar; `bar.println` would print nothing when stderr is not a terminal.
         self.bar.suspend(|| {
-            eprintln!(
+            ::log::info!(
                 "step {trained}: held-out ELBO {:.4} nats/dim ({:.2} nats/image; distortion {:.4}, rate {:.4}) on {} images",
                 r.elbo_nats_per_dim, r.elbo_nats_per_image, r.distortion, r.rate, r.images
             )
         });
-        log.append_eval(trained, &rfc3339_millis(SystemTime::now()), r)
+        log.append_eval(trained, &now_rfc3339(), r)
     }
 }
