@@ -1,4 +1,4 @@
-// Per-image DMoL NLL and its gradient in one pass (DESIGN principle 4).
+// Per-image DMoL NLL and its gradient in one pass (fused: docs/design-notes.md#principles, point 4).
 // Included after dmol_common.wgsl. Loss L = sum_n upstream[n] * NLL[n];
 // dl = dL/dl has the layout of l. One pixel per invocation: pass 1 writes each
 // (mixture, colour) term's derivatives into dl unscaled and the mixture's

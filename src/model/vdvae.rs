@@ -1,4 +1,4 @@
-//! The VDVAE of DESIGN.md as a graph: encoder, top-down decoder with a
+//! The VDVAE of docs/design-notes.md#the-vdvae-computation as a graph: encoder, top-down decoder with a
 //! posterior, prior and residual block per level, DMoL output and the ELBO.
 
 use std::collections::HashMap;

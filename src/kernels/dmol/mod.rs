@@ -1,6 +1,6 @@
 //! Discretized mixture of logistics (DMoL), the VDVAE image likelihood: per-image
 //! NLL, NLL fused with its gradient, and sampling, exactly as the official
-//! `vae_helpers.py` computes them (see DESIGN.md "Output" and "DMoL layout").
+//! `vae_helpers.py` computes them (docs/design-notes.md#dmol-likelihood and docs/design-notes.md#dmol-layout).
 //! WGSL: `shaders/dmol_common.wgsl`, `dmol_logits.wgsl`, `dmol_loss.wgsl`, `dmol_loss_grad.wgsl`,
 //! `dmol_sample.wgsl`; the per-image sums of tile partials use the reduce
 //! family's `sum_partials`.
