@@ -13,9 +13,9 @@ use vdvae::graph::executor::cpu::{run, Noise, Values};
 use vdvae::graph::executor::GpuGraph;
 use vdvae::graph::Sampling;
 use vdvae::kernels::optimizer::AdamW;
+use vdvae::model::assemble::{build_model, build_vdvae_materialised_cat, ModelGraph};
 use vdvae::model::init::init_weights;
 use vdvae::model::preprocess::{CIFAR10, MNIST};
-use vdvae::model::vdvae::{build_model, build_vdvae_materialised_cat, ModelGraph};
 use vdvae::model::{preset, HParams};
 
 fn context() -> GpuContext {
