@@ -43,10 +43,11 @@ pub fn build_model(h: &HParams, batch: usize, sampling: Sampling) -> Result<Mode
     assemble(b, params, h, batch, sampling)
 }
 
-/// [`build_model`] with each posterior's input `cat[x, a]` materialised by a
-/// channel copy, as before the conv read it in place: the reference the
-/// in-place graph is tested against.
-pub fn build_vdvae_materialised_cat(h: &HParams, batch: usize, sampling: Sampling) -> Result<ModelGraph> {
+/// [`build_model`] with each VDVAE posterior's input `cat[x, a]` materialised
+/// by a channel copy, as before its conv read x and a in place: the reference
+/// the in-place graph is tested against (tests in `vdvae.rs`).
+#[cfg(test)]
+pub(crate) fn build_model_materialised_cat(h: &HParams, batch: usize, sampling: Sampling) -> Result<ModelGraph> {
     let (mut b, params) = Builder::with_params(h)?;
     b.materialised_cat = true;
     assemble(b, params, h, batch, sampling)

@@ -20,8 +20,9 @@ use crate::graph::{Graph, Role, TensorId};
 pub(crate) struct Builder {
     pub g: Graph,
     p: HashMap<String, TensorId>,
-    /// Each VDVAE posterior reads `cat[x, a]` from a concatenated copy: the
-    /// reference its in-place read is compared with (see `vdvae.rs`).
+    /// Tests only: each VDVAE posterior reads `cat[x, a]` from a concatenated
+    /// copy, the reference its in-place read is compared with (see `vdvae.rs`).
+    #[cfg(test)]
     pub materialised_cat: bool,
 }
 
@@ -32,6 +33,7 @@ impl Builder {
         let mut b = Builder {
             g: Graph::default(),
             p: HashMap::new(),
+            #[cfg(test)]
             materialised_cat: false,
         };
         let mut params = Vec::new();

@@ -30,6 +30,7 @@ impl Builder {
     /// A non-residual Block over `cat[x, a]` along channels: its c1 reads x
     /// and a where they lie (`Graph::conv2d_cat`), no concatenated copy.
     fn block_cat(&mut self, prefix: &str, x: TensorId, a: TensorId) -> Result<TensorId> {
+        #[cfg(test)]
         if self.materialised_cat {
             // The reference: the Block over a concatenated copy.
             let cat = self.g.concat(&format!("{prefix}.cat"), x, a)?;
@@ -204,27 +205,41 @@ pub(crate) fn build_levels(
 
 #[cfg(test)]
 mod tests {
-    use crate::data::ImageSet;
+    //! The posterior's first conv reads cat[x, a] from x and a where they lie;
+    //! the graph that copies them into one tensor first is the reference
+    //! (`build_model_materialised_cat`, test builds only). The forward sums in
+    //! the same order (bit-identical); gradients summed from the same parts in
+    //! another order (a chain of dx epilogues instead of Adds) may differ in
+    //! the last bits only.
+
+    use crate::data::{bundled_mnist, ImageSet};
+    use crate::gpu::GpuContext;
     use crate::graph::autodiff::append_backward;
-    use crate::graph::executor::cpu::{run, Noise};
+    use crate::graph::executor::cpu::{run, Noise, Values};
+    use crate::graph::executor::GpuGraph;
     use crate::graph::Sampling;
-    use crate::model::assemble::{build_model, build_vdvae_materialised_cat};
+    use crate::model::assemble::{build_model, build_model_materialised_cat, ModelGraph};
     use crate::model::init::init_weights;
     use crate::model::preprocess::MNIST;
     use crate::model::preset;
+
+    fn build(materialised: bool, h: &crate::model::HParams, batch: usize) -> ModelGraph {
+        let build = if materialised {
+            build_model_materialised_cat
+        } else {
+            build_model
+        };
+        let mut m = build(h, batch, Sampling::Posterior).unwrap();
+        append_backward(&mut m.graph).unwrap();
+        m
+    }
 
     #[test]
     fn the_posterior_reads_its_cat_in_place_with_the_values_of_the_copied_cat() {
         let h = preset("mnist-tiny").unwrap();
         let weights = init_weights(&h, 2).unwrap();
         let step = |materialised: bool| {
-            let build = if materialised {
-                build_vdvae_materialised_cat
-            } else {
-                build_model
-            };
-            let mut m = build(&h, 1, Sampling::Posterior).unwrap();
-            append_backward(&mut m.graph).unwrap();
+            let m = build(materialised, &h, 1);
             let mut values = m.values_from_checkpoint(&weights, "init").unwrap();
             let images = ImageSet {
                 n: 1,
@@ -251,5 +266,66 @@ mod tests {
                 assert!((a - b).abs() <= 1e-6 * b.abs().max(1e-3), "{a} vs {b}");
             }
         }
+    }
+
+    /// Loss, per-level KL and every parameter gradient of one forward + backward on the GPU.
+    fn gpu_step_values(ctx: &GpuContext, m: &ModelGraph, values: &Values, seed: u64) -> Vec<(String, Vec<f32>)> {
+        let gpu = GpuGraph::build(ctx, &m.graph, seed, None).unwrap();
+        gpu.write_values(ctx, &m.graph, values).unwrap();
+        let bad = gpu.invalid_dispatches(ctx);
+        assert!(bad.is_empty(), "{}", bad.join("\n"));
+        gpu.run(ctx, 0).unwrap();
+        let mut out = vec![("loss".to_string(), gpu.read(ctx, m.loss).unwrap())];
+        for (i, &k) in m.kl_per_level.iter().enumerate() {
+            out.push((format!("kl {i}"), gpu.read(ctx, k).unwrap()));
+        }
+        for &(p, d) in &m.graph.param_grads {
+            out.push((m.graph.tensors[p].name.clone(), gpu.read(ctx, d).unwrap()));
+        }
+        out
+    }
+
+    /// ‖got − want‖ and ‖want‖.
+    fn rel_norm(got: &[f32], want: &[f32]) -> (f64, f64) {
+        let d: f64 = got
+            .iter()
+            .zip(want)
+            .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        let n: f64 = want.iter().map(|&b| (b as f64).powi(2)).sum::<f64>().sqrt();
+        (d, n)
+    }
+
+    #[test]
+    fn reading_the_posterior_cat_in_place_changes_no_value_on_the_gpu() {
+        let ctx = GpuContext::from_env().expect("an adapter (install mesa-vulkan-drivers)");
+        let h = preset("mnist-tiny").unwrap();
+        let images = bundled_mnist().first(2).pad_to(32).unwrap();
+        let (in_place, copied) = (build(false, &h, images.n), build(true, &h, images.n));
+        let cats = |m: &ModelGraph| {
+            let cat = |n: &str| n.starts_with("decoder.") && n.ends_with(".cat");
+            m.graph.tensors.iter().filter(|t| cat(&t.name)).count()
+        };
+        assert_eq!(cats(&in_place), 0);
+        assert_eq!(cats(&copied), h.decoder_layers().unwrap().len());
+        let weights = init_weights(&h, 7).unwrap();
+        let run_one = |m: &ModelGraph| {
+            let mut values = m.values_from_checkpoint(&weights, "init").unwrap();
+            m.set_images(&mut values, &images, MNIST).unwrap();
+            gpu_step_values(&ctx, m, &values, 3)
+        };
+        let (got, want) = (run_one(&in_place), run_one(&copied));
+        let mut identical = 0;
+        for ((name, g), (name2, w)) in got.iter().zip(&want) {
+            assert_eq!(name, name2);
+            if name == "loss" || name.starts_with("kl ") {
+                assert_eq!(g, w, "{name}: the forward must be bit-identical");
+            }
+            let (d, n) = rel_norm(g, w);
+            assert!(d <= 1e-6 * n + 1e-12, "{name}: differs by {d:e} (norm {n:e})");
+            identical += (g == w) as usize;
+        }
+        println!("{identical} of {} values bit-identical", got.len());
     }
 }
