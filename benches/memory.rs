@@ -23,9 +23,9 @@ use vdvae::graph::budget::parse_size;
 use vdvae::graph::executor::{GpuGraph, TrainConfig};
 use vdvae::graph::{Precision, Sampling};
 use vdvae::kernels::optimizer::{AdamW, StepState};
+use vdvae::model::assemble::build_model;
 use vdvae::model::init::init_weights;
 use vdvae::model::report::training_graph;
-use vdvae::model::vdvae::build_model;
 use vdvae::train::stage_batch;
 
 const MIB: f64 = (1 << 20) as f64;

@@ -28,10 +28,10 @@ use vdvae::graph::executor::{GpuGraph, TrainConfig};
 use vdvae::graph::{Precision, Sampling};
 use vdvae::kernels::optimizer::reference::{self as adam_ref, TensorRef};
 use vdvae::kernels::optimizer::{AdamW, StepState};
+use vdvae::model::assemble::build_model;
 use vdvae::model::init::init_weights;
 use vdvae::model::preprocess::Normalization;
 use vdvae::model::report::training_graph;
-use vdvae::model::vdvae::build_model;
 use vdvae::train::stage_batch;
 
 const WARMUP: usize = 2;
@@ -213,7 +213,7 @@ fn main() {
 
 /// Seconds per step of the same step (forward, backward, AdamW) on the plain-Rust ops.
 fn cpu_reference_seconds(
-    m: &vdvae::model::vdvae::ModelGraph,
+    m: &vdvae::model::assemble::ModelGraph,
     values: &vdvae::graph::executor::cpu::Values,
     images: &ImageSet,
     batch: usize,

@@ -15,9 +15,9 @@ use vdvae::graph::executor::GpuGraph;
 use vdvae::graph::precision::{backward_activations, f16_activations};
 use vdvae::graph::{set_precision, Precision, Role, Sampling};
 use vdvae::kernels::optimizer::AdamW;
+use vdvae::model::assemble::{build_model, ModelGraph};
 use vdvae::model::init::init_weights;
 use vdvae::model::preprocess::{CIFAR10, MNIST};
-use vdvae::model::vdvae::{build_model, ModelGraph};
 use vdvae::model::{preset, HParams};
 
 fn context() -> GpuContext {

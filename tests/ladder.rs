@@ -14,10 +14,10 @@ use vdvae::graph::executor::{GpuGraph, StepMetrics, TrainConfig};
 use vdvae::graph::Sampling;
 use vdvae::kernels::optimizer::{AdamW, StepState};
 use vdvae::kernels::rng::RngKey;
+use vdvae::model::assemble::{build_model, ModelGraph};
 use vdvae::model::config::ActivationName;
 use vdvae::model::init::init_weights;
 use vdvae::model::preprocess::MNIST;
-use vdvae::model::vdvae::{build_model, ModelGraph};
 use vdvae::model::{preset, HParams};
 use vdvae::train::stage_batch;
 

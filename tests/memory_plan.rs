@@ -6,9 +6,9 @@
 use vdvae::graph::autodiff::append_backward;
 use vdvae::graph::plan::{lifetimes, plan, MemoryPlan, Region};
 use vdvae::graph::{set_precision, Graph, Precision, Role, Sampling};
+use vdvae::model::assemble::build_model;
 use vdvae::model::preset;
 use vdvae::model::report::{PLAN_ALIGN, PLAN_CHUNK};
-use vdvae::model::vdvae::build_model;
 
 fn training_graph(name: &str, batch: usize, precision: Precision) -> Graph {
     let mut m = build_model(&preset(name).unwrap(), batch, Sampling::Posterior).unwrap();

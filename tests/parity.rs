@@ -6,8 +6,8 @@ use vdvae::data::{read_images, DataFormat};
 use vdvae::graph::autodiff::append_backward;
 use vdvae::graph::executor::cpu::{run, Noise};
 use vdvae::graph::Sampling;
+use vdvae::model::assemble::{build_model, ModelGraph};
 use vdvae::model::preprocess::CIFAR10;
-use vdvae::model::vdvae::{build_model, ModelGraph};
 use vdvae::model::HParams;
 
 fn fixture(file: &str) -> String {

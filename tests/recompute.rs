@@ -14,11 +14,11 @@ use vdvae::graph::executor::cpu::{run, Noise, Values};
 use vdvae::graph::executor::{GpuGraph, TrainConfig};
 use vdvae::graph::recompute::{apply, block_segments, candidates, Recompute};
 use vdvae::graph::{set_precision, DType, Graph, Op, Precision, Sampling};
+use vdvae::model::assemble::{build_model, ModelGraph};
 use vdvae::model::init::init_weights;
 use vdvae::model::preprocess::MNIST;
 use vdvae::model::preset;
 use vdvae::model::report::{PLAN_ALIGN, PLAN_CHUNK};
-use vdvae::model::vdvae::{build_model, ModelGraph};
 
 const GIB: usize = 1 << 30;
 

@@ -17,11 +17,11 @@ use vdvae::graph::executor::cpu::Values;
 use vdvae::graph::executor::{BuildOptions, GpuGraph, Part, TrainConfig};
 use vdvae::graph::{set_precision, Graph, Precision, Role, Sampling, TensorId};
 use vdvae::kernels::optimizer::{AdamW, StepState};
+use vdvae::model::assemble::{build_model, param_values, ModelGraph};
 use vdvae::model::conditional::build_conditional;
 use vdvae::model::init::init_weights;
 use vdvae::model::levels::LevelSource;
 use vdvae::model::preprocess::MNIST;
-use vdvae::model::vdvae::{build_model, param_values, ModelGraph};
 use vdvae::model::{preset, HParams};
 
 fn context() -> GpuContext {

@@ -11,11 +11,11 @@ use vdvae::graph::autodiff::append_backward;
 use vdvae::graph::executor::{GpuGraph, TrainConfig};
 use vdvae::graph::Sampling;
 use vdvae::kernels::optimizer::{AdamW, StepState};
+use vdvae::model::assemble::build_model;
 use vdvae::model::evaluate::fit_images;
 use vdvae::model::init::init_weights;
 use vdvae::model::preprocess::MNIST;
 use vdvae::model::preset;
-use vdvae::model::vdvae::build_model;
 use vdvae::train::stage_batch;
 
 fn vdvae(args: &[&str]) -> std::process::Output {

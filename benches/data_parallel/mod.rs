@@ -13,9 +13,9 @@ use vdvae::graph::autodiff::append_backward;
 use vdvae::graph::executor::{BuildOptions, GpuGraph, TrainConfig};
 use vdvae::graph::Sampling;
 use vdvae::kernels::optimizer::{AdamW, StepState};
+use vdvae::model::assemble::build_model;
 use vdvae::model::init::init_weights;
 use vdvae::model::preprocess::Normalization;
-use vdvae::model::vdvae::build_model;
 use vdvae::parallel::Collective;
 use vdvae::train::{stage_batch, DEFAULT_BUCKET_LEN};
 

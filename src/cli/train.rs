@@ -161,7 +161,7 @@ fn stop_on_signals() -> StopSignal {
     stop
 }
 
-pub fn train(choice: &AdapterChoice, a: &TrainArgs, adapter: Option<&str>) -> vdvae::Result<ExitCode> {
+pub fn run(choice: &AdapterChoice, a: &TrainArgs, adapter: Option<&str>) -> vdvae::Result<ExitCode> {
     let stop = stop_on_signals();
     let mut h = match &a.config {
         Some(c) => HParams::from_json_file(c)?,

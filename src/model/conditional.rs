@@ -4,13 +4,13 @@
 //! the likelihood's parameters, the per-image NLL and KL, and every level's z
 //! and posterior.
 
+use super::builder::{encode_images, written_inputs, Builder};
 use super::config::{HParams, Likelihood};
 use super::evaluate::Device;
 use super::forward::Forward;
 use super::levels::{Level, LevelSource};
 use super::params::ParamSpec;
 use super::preprocess::{Binarization, Normalization};
-use super::vdvae::{encode_images, written_inputs, Builder};
 use crate::checkpoint::NamedTensors;
 use crate::data::ImageSet;
 use crate::error::{Error, Result};
@@ -58,7 +58,7 @@ pub fn build_conditional(
     } else {
         None
     };
-    let (out, levels) = b.levels(h, data.as_ref().map(|d| d.x), batch, sources, false)?;
+    let (out, levels) = b.levels(h, data.as_ref().map(|d| d.x), batch, sources)?;
     let mut kl = Vec::with_capacity(levels.len());
     for l in &levels {
         kl.push(match l.kl {

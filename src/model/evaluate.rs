@@ -3,11 +3,11 @@
 
 use serde::Serialize;
 
+use super::assemble::{build_model, ModelGraph};
 use super::config::HParams;
 use super::forward::Forward;
 use super::preprocess::Binarization;
 use super::preprocess::Normalization;
-use super::vdvae::{build_model, ModelGraph};
 use crate::checkpoint::NamedTensors;
 use crate::data::ImageSet;
 use crate::error::{Error, Result};

@@ -2,9 +2,9 @@
 //! a checkpoint's weights written once, then runs with new inputs. The graph
 //! itself stays with its owner, which passes it to each call.
 
+use super::assemble::param_values;
 use super::evaluate::Device;
 use super::params::ParamSpec;
-use super::vdvae::param_values;
 use crate::checkpoint::NamedTensors;
 use crate::error::{Error, Result};
 use crate::graph::executor::cpu::{self, Noise, Values};

@@ -140,7 +140,7 @@ pub fn importance_weighted(device: Device<'_>, input: &EvalInput<'_>, k: usize, 
             first_image: start,
         };
         // Encode (and binarize) each image once, then repeat its rows.
-        let encoded = super::vdvae::encode_images(m.likelihood, &chunk, norm, binarization);
+        let encoded = super::builder::encode_images(m.likelihood, &chunk, norm, binarization);
         let data: Vec<(TensorId, Vec<f32>)> = m
             .data_inputs()
             .into_iter()

@@ -13,10 +13,10 @@
 //! one group) → activation. Levels are indexed bottom (data) first in parameter
 //! names; KL per level is reported top first like the VDVAE's.
 
+use super::builder::Builder;
 use super::config::{ActivationName, HParams};
 use super::levels::{Level, LevelSource, PosteriorParts};
 use super::params::{Init, ParamSpec};
-use super::vdvae::Builder;
 use crate::error::Result;
 use crate::graph::{ActivationKind, Role, TensorId};
 

@@ -2,7 +2,17 @@
 //! channels-last layouts (graph tensors).
 
 use super::params::ParamSpec;
-use super::vdvae::internal_shape;
+
+/// The graph shape of a parameter: conv weights `[out, kh, kw, in]`,
+/// `bias_xs` `[1, H, W, C]`, gain/bias `[C]`, biases `[C]`.
+pub fn internal_shape(spec: &ParamSpec) -> Vec<usize> {
+    match spec.shape[..] {
+        [1, c, 1, 1] if spec.name.starts_with("decoder.gain") || spec.name == "decoder.bias" => vec![c],
+        [1, c, h, w] if spec.name.starts_with("decoder.bias_xs") => vec![1, h, w, c],
+        [o, i, kh, kw] => vec![o, kh, kw, i],
+        ref s => s.to_vec(),
+    }
+}
 
 /// Official `[o, i, kh, kw]` → `[o, kh, kw, i]`; `bias_xs` `[1, C, H, W]` → `[1, H, W, C]`; others unchanged.
 pub fn to_internal(spec: &ParamSpec, data: &[f32]) -> Vec<f32> {

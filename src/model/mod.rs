@@ -1,7 +1,9 @@
 //! The models (VDVAE, Ladder VAE) as graphs, their configuration (official
 //! hyperparameter names, presets, block strings), evaluation and sampling.
 
+pub mod assemble;
 pub mod blocks;
+pub mod builder;
 pub mod conditional;
 pub mod config;
 pub mod evaluate;

@@ -2,8 +2,8 @@
 
 use std::fmt;
 
+use super::assemble::build_model;
 use super::config::HParams;
-use super::vdvae::build_model;
 use crate::error::Result;
 use crate::gpu::GpuContext;
 use crate::graph::autodiff::{append_backward, Accumulate};

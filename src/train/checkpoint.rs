@@ -15,11 +15,11 @@ use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
 use crate::graph::executor::GpuGraph;
 use crate::kernels::optimizer::StepState;
+use crate::model::assemble::ModelGraph;
 use crate::model::config::HParams;
 use crate::model::layout::{to_internal, to_official};
 use crate::model::params::check_against;
 use crate::model::params::ParamSpec;
-use crate::model::vdvae::ModelGraph;
 
 const MOMENTS: [&str; 2] = ["exp_avg", "exp_avg_sq"];
 

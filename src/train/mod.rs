@@ -40,12 +40,12 @@ use crate::graph::TensorId;
 use crate::graph::{set_precision, Precision, Sampling};
 use crate::kernels::optimizer::{AdamW, StepState};
 use crate::kernels::rng::RngKey;
+use crate::model::assemble::{build_model, ModelGraph};
 use crate::model::config::HParams;
 use crate::model::init::init_weights;
 use crate::model::preprocess::{Binarization, Normalization};
 use crate::model::report::fit_training_graph;
 use crate::model::temperature::Temperatures;
-use crate::model::vdvae::{build_model, ModelGraph};
 use crate::parallel::{Collective, Single};
 
 pub struct TrainOptions {

@@ -9,7 +9,7 @@ use super::progress::Progress;
 use crate::error::Result;
 use crate::gpu::GpuContext;
 use crate::graph::executor::GpuGraph;
-use crate::model::vdvae::ModelGraph;
+use crate::model::assemble::ModelGraph;
 use crate::model::HParams;
 
 /// Pictures every `image_every` steps (none at all when 0); the held-out ELBO

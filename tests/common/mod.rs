@@ -12,7 +12,7 @@ use vdvae::graph::executor::{GpuGraph, StepMetrics, TrainConfig};
 use vdvae::graph::ElboTotals;
 use vdvae::kernels::optimizer::reference::{self as adam_ref, Decision, TensorRef};
 use vdvae::kernels::optimizer::{AdamW, StepState};
-use vdvae::model::vdvae::ModelGraph;
+use vdvae::model::assemble::ModelGraph;
 
 /// The first `n` of the 1,000 bundled MNIST images, padded to 32x32.
 pub fn mnist_batch(n: usize) -> ImageSet {
