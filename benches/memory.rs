@@ -17,9 +17,8 @@
 
 mod common;
 
-use common::{batch_of, bench_args, flag_value, model_arg, training_images, ModelArg};
+use common::{batch_of, bench_args, flag_value, model_arg, parse_size, training_images, ModelArg};
 use vdvae::gpu::GpuContext;
-use vdvae::graph::budget::parse_size;
 use vdvae::graph::executor::{GpuGraph, TrainConfig};
 use vdvae::graph::{Precision, Sampling};
 use vdvae::kernels::optimizer::{AdamW, StepState};
@@ -58,7 +57,7 @@ fn main() {
     let steps: usize = flag_value(&args, "--steps").map_or(2, |s| s.parse().expect("--steps N"));
     let precision =
         flag_value(&args, "--precision").map_or(Precision::F32, |p| p.parse().unwrap_or_else(|e| panic!("{e}")));
-    let budget = flag_value(&args, "--memory-budget").map(|s| parse_size(s).unwrap_or_else(|e| panic!("{e}")));
+    let budget = flag_value(&args, "--memory-budget").map(|s| parse_size(s));
     let (images, norm) = training_images(&h, batch);
     let ctx = GpuContext::from_env().unwrap_or_else(|e| panic!("{e}"));
     let mut m = build_model(&h, batch, Sampling::Posterior).unwrap();

@@ -52,8 +52,7 @@ struct Args {
 fn parse_args() -> Args {
     let args = bench_args();
     let flag = |f: &str| args.iter().any(|a| a == f);
-    let memory_budget = flag_value(&args, "--memory-budget")
-        .map(|s| vdvae::graph::budget::parse_size(s).unwrap_or_else(|e| panic!("{e}")));
+    let memory_budget = flag_value(&args, "--memory-budget").map(|s| common::parse_size(s));
     let precision =
         flag_value(&args, "--precision").map_or(Precision::F32, |p| p.parse().unwrap_or_else(|e| panic!("{e}")));
     Args {

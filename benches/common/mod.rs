@@ -96,3 +96,12 @@ pub fn batch_of(images: &ImageSet, step: usize, n: usize) -> ImageSet {
         ..*images
     }
 }
+
+/// A `--memory-budget` value (`6GiB`, `512MiB`, bytes); panics on a bad one.
+pub fn parse_size(s: &str) -> usize {
+    let bytes = s
+        .trim()
+        .parse::<bytesize::ByteSize>()
+        .unwrap_or_else(|e| panic!("--memory-budget {s:?}: {e}"));
+    bytes.as_u64() as usize
+}

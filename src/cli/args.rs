@@ -263,7 +263,35 @@ impl ModelArgs {
     }
 }
 
-/// A `--memory-budget` value in bytes.
+/// A `--memory-budget` value in bytes: a whole number of bytes (`6000000000`),
+/// or a number with a binary (`KiB` … `TiB`) or decimal (`kB` … `TB`) unit or
+/// `B` (`6GiB`, `1.5 GiB`, `512MiB`), units in any case.
 pub fn parse_size(s: &str) -> Result<usize, String> {
-    vdvae::graph::budget::parse_size(s).map_err(|e| e.to_string())
+    let bytes = s.trim().parse::<bytesize::ByteSize>().ok();
+    bytes.and_then(|b| usize::try_from(b.as_u64()).ok()).ok_or_else(|| {
+        format!(
+            "invalid size {s:?}: give bytes (6000000000) or a number with a unit \
+             (6GiB, 512MiB, 1.5GB; units B, KiB, MiB, GiB, TiB, kB, MB, GB, TB)"
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_parse_with_and_without_units() {
+        assert_eq!(parse_size("6GiB").unwrap(), 6 << 30);
+        assert_eq!(parse_size("512MiB").unwrap(), 512 << 20);
+        assert_eq!(parse_size("6000000000").unwrap(), 6_000_000_000);
+        assert_eq!(parse_size("1.5 GiB").unwrap(), 3 << 29);
+        assert_eq!(parse_size("6gb").unwrap(), 6_000_000_000);
+        assert_eq!(parse_size("100B").unwrap(), 100);
+        assert_eq!(parse_size("2KiB").unwrap(), 2048);
+        for bad in ["", "GiB", "6 GiBs", "-1GiB", "six", "1.5", "6e9", "1.2.3GiB"] {
+            let e = parse_size(bad).unwrap_err();
+            assert!(e.contains("invalid size") && e.contains("GiB"), "{bad:?}: {e}");
+        }
+    }
 }

@@ -238,42 +238,6 @@ pub fn fit(g: &Graph, budget: usize, target: &PlanTarget) -> Result<Selection> {
     Ok(Selection { smallest, ..best })
 }
 
-/// A byte size: a whole number of bytes (`6000000000`), or a number with a
-/// binary (`KiB`, `MiB`, `GiB`, `TiB`) or decimal (`kB`, `MB`, `GB`, `TB`)
-/// unit or `B` (`6GiB`, `1.5 GiB`, `512MiB`). Units are case-insensitive.
-pub fn parse_size(s: &str) -> Result<usize> {
-    let bad = || {
-        Error::Input(format!(
-            "invalid size {s:?}: give bytes (6000000000) or a number with a unit \
-             (6GiB, 512MiB, 1.5GB; units B, KiB, MiB, GiB, TiB, kB, MB, GB, TB)"
-        ))
-    };
-    let t = s.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
-    let (number, unit) = (&t[..split], t[split..].trim());
-    let scale: f64 = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "kib" => 1024.0,
-        "mib" => 1024f64.powi(2),
-        "gib" => 1024f64.powi(3),
-        "tib" => 1024f64.powi(4),
-        "kb" => 1e3,
-        "mb" => 1e6,
-        "gb" => 1e9,
-        "tb" => 1e12,
-        _ => return Err(bad()),
-    };
-    if unit.is_empty() || unit.eq_ignore_ascii_case("b") {
-        return number.parse::<usize>().map_err(|_| bad());
-    }
-    let x: f64 = number.parse().map_err(|_| bad())?;
-    let bytes = (x * scale).round();
-    if !bytes.is_finite() || bytes > usize::MAX as f64 {
-        return Err(bad());
-    }
-    Ok(bytes as usize)
-}
-
 /// `bytes` in GiB with two decimals, or MiB below 1 GiB.
 pub fn format_size(bytes: usize) -> String {
     let gib = bytes as f64 / (1u64 << 30) as f64;
@@ -287,21 +251,6 @@ pub fn format_size(bytes: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_parse_with_and_without_units() {
-        assert_eq!(parse_size("6GiB").unwrap(), 6 << 30);
-        assert_eq!(parse_size("512MiB").unwrap(), 512 << 20);
-        assert_eq!(parse_size("6000000000").unwrap(), 6_000_000_000);
-        assert_eq!(parse_size("1.5 GiB").unwrap(), 3 << 29);
-        assert_eq!(parse_size("6gb").unwrap(), 6_000_000_000);
-        assert_eq!(parse_size("100B").unwrap(), 100);
-        assert_eq!(parse_size("2KiB").unwrap(), 2048);
-        for bad in ["", "GiB", "6 GiBs", "-1GiB", "six", "1.5", "6e9", "1.2.3GiB"] {
-            let e = parse_size(bad).unwrap_err().to_string();
-            assert!(e.contains("invalid size") && e.contains("GiB"), "{bad:?}: {e}");
-        }
-    }
 
     #[test]
     fn sizes_format_in_gib_or_mib() {
