@@ -8,7 +8,7 @@
 
 use vdvae::bench::{run_case, BenchResult};
 use vdvae::gpu::{measure_fma_ceiling, GpuContext};
-use vdvae::kernels::BENCHES;
+use vdvae::kernels::FAMILIES;
 
 fn main() {
     // cargo passes `--bench`; anything else is a family or case-name filter.
@@ -23,7 +23,7 @@ fn main() {
     let mut ceiling = measure_fma_ceiling(&ctx, 1.0).expect("FMA ceiling kernel").gflops;
     println!("adapter: {}", ctx.adapter.name);
     let mut results: Vec<BenchResult> = Vec::new();
-    for (family, cases) in BENCHES {
+    for (family, cases) in FAMILIES.iter().filter_map(|f| Some((f.name, f.bench?))) {
         let cases = cases(&ctx).unwrap_or_else(|e| panic!("{family} bench cases: {e}"));
         for case in cases {
             let wanted = filter

@@ -1,13 +1,14 @@
 //! `vdvae check`: every kernel on the chosen adapter against its CPU reference.
 //!
-//! Each kernel family registers a `check` function that runs its table of shapes
-//! and hands GPU and reference results to [`Checker::compare`], which records
-//! the max abs / rel error and the worst element (llm.c's `validate_result`).
-
+//! Each kernel family registers (in `crate::kernels::FAMILIES`) a `check`
+//! function that runs its table of shapes and hands GPU and reference results
+//! to [`Checker::compare`], which records the max abs / rel error and the worst
+//! element (llm.c's `validate_result`).
 //!
 //! This module is the harness only; the registry of families that `vdvae
-//! check` runs lives with the kernels (`crate::kernels::run_checks`), so the
-//! dependency goes one way: ops use the harness.
+//! check` runs lives with the kernels (`crate::kernels::FAMILIES`, run by
+//! `crate::kernels::run_checks`), so the dependency goes one way: kernels use
+//! the harness.
 
 use crate::gpu::GpuContext;
 

@@ -38,3 +38,21 @@ pub fn assert_close_f64(what: &str, got: &[f32], want: &[f64], atol: f64, rtol: 
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    #[test]
+    fn every_family_has_its_test_file() {
+        for family in vdvae::kernels::FAMILIES {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests")
+                .join(format!("{}.rs", family.name));
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("family `{}`: {}: {e}", family.name, path.display()));
+            let call = format!("assert_family_passes(\"{}\")", family.name);
+            assert!(text.contains(&call), "{} does not call {call}", path.display());
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! Kernel families. Each has its shape rules and GPU dispatch (`mod.rs`), a
 //! plain-Rust CPU reference (`reference.rs`: f32 data, f64 accumulation) and
-//! its table of checked shapes and benchmark cases (`cases.rs`).
+//! its table of checked shapes and benchmark cases (`cases.rs`), and is
+//! registered once, in [`FAMILIES`].
 //!
 //! Tensors are NHWC (channels last); conv weights are `[out, kh, kw, in]`.
 
@@ -24,78 +25,131 @@ use crate::check::Checker;
 use crate::error::Result;
 use crate::gpu::{GpuContext, KernelSpec};
 
-type CheckFn = fn(&mut Checker) -> Result<()>;
-type BenchFn = fn(&GpuContext) -> Result<Vec<BenchCase>>;
+/// Runs a family's checks (see [`Family::check`]).
+pub type CheckFn = fn(&mut Checker) -> Result<()>;
+/// Builds a family's benchmark cases (see [`Family::bench`]).
+pub type BenchFn = fn(&GpuContext) -> Result<Vec<BenchCase>>;
 
-/// Every family `vdvae check` and kernels-test run, in dependency order.
-pub const FAMILIES: &[(&str, CheckFn)] = &[
-    ("rng", rng::check),
-    ("elementwise", elementwise::check),
-    ("resample", resample::check),
-    ("broadcast", broadcast::check),
-    ("reduce", reduce::check),
-    ("matmul", matmul::check),
-    ("conv2d", conv2d::check),
-    ("groupnorm", groupnorm::check),
-    ("reparam_kl", reparam_kl::check),
-    ("dmol", dmol::check),
-    ("bernoulli", bernoulli::check),
-    ("optimizer", optimizer::check),
-    ("kl_control", kl_control::check),
+/// One kernel family as the rest of the crate sees it: `vdvae check` and
+/// kernels-test run its checks, `benches/kernels.rs` its bench cases, and
+/// `tests/shader_contract.rs` checks its kernels against their WGSL.
+pub struct Family {
+    pub name: &'static str,
+    /// Every kernel of the family on its table of shapes (`cases.rs`) against
+    /// the CPU reference.
+    pub check: CheckFn,
+    /// Its benchmark cases (`cases.rs`), if it has any.
+    pub bench: Option<BenchFn>,
+    /// Every kernel it can build, each generated variant included.
+    pub kernels: fn() -> Vec<KernelSpec>,
+}
+
+/// Every family, in dependency order (checks and benchmarks run in this order).
+pub const FAMILIES: &[Family] = &[
+    Family {
+        name: "rng",
+        check: rng::check,
+        bench: None,
+        kernels: rng::all_kernels,
+    },
+    Family {
+        name: "elementwise",
+        check: elementwise::check,
+        bench: Some(elementwise::bench_cases),
+        kernels: elementwise::all_kernels,
+    },
+    Family {
+        name: "resample",
+        check: resample::check,
+        bench: Some(resample::bench_cases),
+        kernels: resample::all_kernels,
+    },
+    Family {
+        name: "broadcast",
+        check: broadcast::check,
+        bench: Some(broadcast::bench_cases),
+        kernels: broadcast::all_kernels,
+    },
+    Family {
+        name: "reduce",
+        check: reduce::check,
+        bench: Some(reduce::bench_cases),
+        kernels: reduce::all_kernels,
+    },
+    Family {
+        name: "matmul",
+        check: matmul::check,
+        bench: Some(matmul::bench_cases),
+        kernels: matmul::all_kernels,
+    },
+    Family {
+        name: "conv2d",
+        check: conv2d::check,
+        bench: Some(conv2d::bench_cases),
+        kernels: conv2d::all_kernels,
+    },
+    Family {
+        name: "groupnorm",
+        check: groupnorm::check,
+        bench: Some(groupnorm::bench_cases),
+        kernels: groupnorm::all_kernels,
+    },
+    Family {
+        name: "reparam_kl",
+        check: reparam_kl::check,
+        bench: Some(reparam_kl::bench_cases),
+        kernels: reparam_kl::all_kernels,
+    },
+    Family {
+        name: "dmol",
+        check: dmol::check,
+        bench: Some(dmol::bench_cases),
+        kernels: dmol::all_kernels,
+    },
+    Family {
+        name: "bernoulli",
+        check: bernoulli::check,
+        bench: Some(bernoulli::bench_cases),
+        kernels: bernoulli::all_kernels,
+    },
+    Family {
+        name: "optimizer",
+        check: optimizer::check,
+        bench: Some(optimizer::bench_cases),
+        kernels: optimizer::all_kernels,
+    },
+    Family {
+        name: "kl_control",
+        check: kl_control::check,
+        bench: None,
+        kernels: kl_control::all_kernels,
+    },
 ];
 
-/// Every family with benchmark cases.
-pub const BENCHES: &[(&str, BenchFn)] = &[
-    ("matmul", matmul::bench_cases),
-    ("conv2d", conv2d::bench_cases),
-    ("elementwise", elementwise::bench_cases),
-    ("resample", resample::bench_cases),
-    ("broadcast", broadcast::bench_cases),
-    ("reduce", reduce::bench_cases),
-    ("groupnorm", groupnorm::bench_cases),
-    ("reparam_kl", reparam_kl::bench_cases),
-    ("dmol", dmol::bench_cases),
-    ("bernoulli", bernoulli::bench_cases),
-    ("optimizer", optimizer::bench_cases),
-];
-
-/// Runs the families whose name matches `only` (all when `None`).
+/// Runs the checks of the family named `only` (every family when `None`).
 pub fn run_checks(checker: &mut Checker, only: Option<&str>) -> Result<()> {
     if let Some(name) = only {
-        if !FAMILIES.iter().any(|(n, _)| *n == name) {
-            let names: Vec<_> = FAMILIES.iter().map(|(n, _)| *n).collect();
+        if !FAMILIES.iter().any(|f| f.name == name) {
+            let names: Vec<_> = FAMILIES.iter().map(|f| f.name).collect();
             return Err(crate::Error::Input(format!(
                 "no kernel family named {name:?}; the families are: {}",
                 names.join(", ")
             )));
         }
     }
-    for (name, check) in FAMILIES {
-        if only.is_none_or(|o| o == *name) {
-            check(checker)?;
+    for family in FAMILIES {
+        if only.is_none_or(|o| o == family.name) {
+            (family.check)(checker)?;
         }
     }
     Ok(())
 }
 
 /// Every kernel the crate can build, each generated variant included, by
-/// family (the FMA ceiling kernel as `gpu`): what `tests/shader_contract.rs`
-/// checks against naga's reading of the WGSL.
+/// family, with the FMA ceiling kernel (not a family) first as `gpu`: what
+/// `tests/shader_contract.rs` checks against naga's reading of the WGSL.
 pub fn all_kernels() -> Vec<(&'static str, Vec<KernelSpec>)> {
-    vec![
-        ("gpu", crate::gpu::ceiling_kernels()),
-        ("rng", rng::all_kernels()),
-        ("elementwise", elementwise::all_kernels()),
-        ("resample", resample::all_kernels()),
-        ("broadcast", broadcast::all_kernels()),
-        ("reduce", reduce::all_kernels()),
-        ("matmul", matmul::all_kernels()),
-        ("conv2d", conv2d::all_kernels()),
-        ("groupnorm", groupnorm::all_kernels()),
-        ("reparam_kl", reparam_kl::all_kernels()),
-        ("dmol", dmol::all_kernels()),
-        ("bernoulli", bernoulli::all_kernels()),
-        ("optimizer", optimizer::all_kernels()),
-        ("kl_control", kl_control::all_kernels()),
-    ]
+    std::iter::once(("gpu", crate::gpu::ceiling_kernels()))
+        .chain(FAMILIES.iter().map(|f| (f.name, (f.kernels)())))
+        .collect()
 }
