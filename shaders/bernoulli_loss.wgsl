@@ -3,8 +3,6 @@
 // strided so loads coalesce) into partials[chunk * images + image];
 // the reduce family's sum_partials adds each image's chunks.
 
-const WG: u32 = 256u; // invocations per workgroup; Rust sizes grids from @workgroup_size
-
 @group(0) @binding(0) var<storage, read> logits: array<f32>;
 @group(0) @binding(1) var<storage, read> targets: array<f32>;
 @group(0) @binding(2) var<storage, read_write> partials: array<f32>;

@@ -1,8 +1,6 @@
 // Per-image Bernoulli NLL and dlogits = upstream[image] * (sigmoid(l) - t) in one
 // pass. Included after bernoulli_common.wgsl; partial sums as in bernoulli_loss.wgsl.
 
-const WG: u32 = 256u; // invocations per workgroup; Rust sizes grids from @workgroup_size
-
 @group(0) @binding(0) var<storage, read> logits: array<f32>;
 @group(0) @binding(1) var<storage, read> targets: array<f32>;
 @group(0) @binding(2) var<storage, read> upstream: array<f32>;

@@ -8,8 +8,6 @@
 // tensor (any first, not only multiples of 4) draws that part's values. Each
 // invocation draws one Philox block and writes its elements in [first, first + n).
 
-const WG: u32 = 64u; // invocations per workgroup; Rust sizes grids from @workgroup_size
-
 struct SampleParams {
     key: RngKey,
     n: u32,
@@ -20,13 +18,9 @@ struct SampleParams {
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<uniform> p: SampleParams;
 
-fn flat_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * WG;
-}
-
 // Draws the block of invocation gid; `probs` says whether x holds probabilities or logits.
 fn sample_block(gid: vec3<u32>, nwg: vec3<u32>, probs: bool) {
-    let block = p.first / 4u + flat_index(gid, nwg);
+    let block = p.first / 4u + flat_index(gid, nwg, WG_SMALL);
     let end = p.first + p.n;
     if (block * 4u >= end) { return; }
     let words = rng_bits(p.key, block);
@@ -41,12 +35,12 @@ fn sample_block(gid: vec3<u32>, nwg: vec3<u32>, probs: bool) {
     }
 }
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(WG_SMALL)
 fn bernoulli_sample(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     sample_block(gid, nwg, false);
 }
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(WG_SMALL)
 fn bernoulli_sample_probs(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     sample_block(gid, nwg, true);
 }

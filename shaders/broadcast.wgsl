@@ -2,8 +2,6 @@
 //   broadcast_batch:     y[i] = x[i % per]   ([1, ...] repeated over the batch)
 //   broadcast_per_image: y[i] = x[i / per]   ([N] spread over each image's elements)
 
-const WG: u32 = 256u; // invocations per workgroup; Rust sizes grids from @workgroup_size
-
 struct Params {
     n: u32,
     per: u32,
@@ -13,20 +11,16 @@ struct Params {
 @group(0) @binding(1) var<storage, read_write> y: array<f32>;
 @group(0) @binding(2) var<uniform> p: Params;
 
-fn flat_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * WG;
-}
-
 @compute @workgroup_size(WG)
 fn broadcast_batch(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_index(gid, nwg);
+    let i = flat_index(gid, nwg, WG);
     if (i >= p.n) { return; }
     y[i] = x[i % p.per];
 }
 
 @compute @workgroup_size(WG)
 fn broadcast_per_image(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_index(gid, nwg);
+    let i = flat_index(gid, nwg, WG);
     if (i >= p.n) { return; }
     y[i] = x[i / p.per];
 }

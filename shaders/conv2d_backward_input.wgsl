@@ -5,8 +5,6 @@
 // `cin - cat_split`), channel ci < cat_split reads x and writes dx, the rest x2 and dx2.
 // WRITE_ACT also writes act = gelu(x) (of cat[x, x2], at index i) for the weight gradient.
 
-const WG: u32 = 64u; // invocations per workgroup; Rust sizes grids from @workgroup_size
-
 override GELU_INPUT: bool = false;
 override WRITE_ACT: bool = false;
 
@@ -35,9 +33,9 @@ struct Params {
 @group(0) @binding(6) var<storage, read_write> dx2: array<f32>;
 @group(0) @binding(7) var<storage, read_write> act: array<f32>;
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(WG_SMALL)
 fn conv2d_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * WG;
+    let i = flat_index(gid, nwg, WG_SMALL);
     if (i >= p.total) { return; }
     let ci = i % p.cin;
     let pix = i / p.cin;

@@ -11,8 +11,6 @@
 override GELU_INPUT: bool = false;
 override ACCUMULATE: bool = false;
 
-const WG: u32 = 256u;
-
 struct Params {
     n: u32,
     h: u32,
@@ -63,7 +61,7 @@ fn conv2d_backward_weight(
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
     // Uniform per workgroup, so every invocation reaches the barriers.
-    let i = wid.x + wid.y * nwg.x;
+    let i = flat_workgroup(wid, nwg);
     if (i >= p.total) { return; }
     let ci = i % p.cin;
     let kw = (i / p.cin) % p.k;
@@ -98,7 +96,7 @@ fn conv2d_backward_bias(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
-    let co = wid.x + wid.y * nwg.x;
+    let co = flat_workgroup(wid, nwg);
     if (co >= p.cout) { return; }
     var acc = 0.0;
     for (var q = lid; q < p.n * p.h * p.w; q += WG) {

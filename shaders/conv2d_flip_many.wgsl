@@ -3,7 +3,6 @@
 // [cin, kk, cout] with the taps reversed, at `dst_off` in `dst` (see
 // `flip_transpose` in conv2d_tiled_util.wgsl, the one-conv version).
 
-const WG: u32 = 64u; // invocations per workgroup; Rust sizes grids from @workgroup_size
 const ENTRY_WORDS: u32 = 6u; // src_off, dst_off, cout, kk, cin, first element
 
 struct Params {
@@ -18,9 +17,9 @@ struct Params {
 @group(0) @binding(2) var<storage, read> table: array<u32>;
 @group(0) @binding(3) var<uniform> p: Params;
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(WG_SMALL)
 fn flip_transpose_many(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * WG;
+    let i = flat_index(gid, nwg, WG_SMALL);
     if (i >= p.total) { return; }
     // The last entry whose first element is at or before i.
     var lo = 0u;

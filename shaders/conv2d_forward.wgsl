@@ -4,8 +4,6 @@
 // first `cat_split` channels, x2 the other `cin - cat_split` (none without a cat); the
 // sum runs over the channels in order, as over one concatenated tensor.
 
-const WG: u32 = 64u; // invocations per workgroup; Rust sizes grids from @workgroup_size
-
 override GELU_INPUT: bool = false;
 override HAS_BIAS: bool = false;
 override HAS_RESIDUAL: bool = false;
@@ -38,9 +36,9 @@ fn act(v: f32) -> f32 {
     return select(v, gelu(v), GELU_INPUT);
 }
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(WG_SMALL)
 fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * WG;
+    let i = flat_index(gid, nwg, WG_SMALL);
     if (i >= p.total) { return; }
     let co = i % p.cout;
     let pix = i / p.cout;

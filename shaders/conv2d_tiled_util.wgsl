@@ -1,8 +1,6 @@
 // Helpers of the tiled conv2d path: weight flip/transpose for dx, and the sum of
 // the per-reduction-split partial weight/bias gradients.
 
-const WG: u32 = 64u; // invocations per workgroup; Rust sizes grids from @workgroup_size
-
 struct Params {
     cout: u32,
     kk: u32,
@@ -21,9 +19,9 @@ struct Params {
 
 // dst[ci, t, co] = src[co, kk-1-t, ci]: the weights of dx = conv(dy, dst) (taps reversed,
 // in and out channels swapped).
-@compute @workgroup_size(WG)
+@compute @workgroup_size(WG_SMALL)
 fn flip_transpose(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * WG;
+    let i = flat_index(gid, nwg, WG_SMALL);
     if (i >= p.total) { return; }
     let co = i % p.cout;
     let t = (i / p.cout) % p.kk;
@@ -41,9 +39,9 @@ fn reduction_split_sum(i: u32) -> f32 {
 }
 
 // dst[i] (+)= reduction_split_sum(i), for i < total.
-@compute @workgroup_size(WG)
+@compute @workgroup_size(WG_SMALL)
 fn sum_reduction_splits(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * WG;
+    let i = flat_index(gid, nwg, WG_SMALL);
     if (i >= p.total) { return; }
     let acc = reduction_split_sum(i);
     dst[i] = select(acc, dst[i] + acc, p.accumulate != 0u);
@@ -51,9 +49,9 @@ fn sum_reduction_splits(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(
 
 // sum_reduction_splits over dw and db at once: the first `p.cin` sums (dw) go to dst[i], the
 // rest (db) to dst[i + p.kk], past the gap of `p.kk` elements between the two.
-@compute @workgroup_size(WG)
+@compute @workgroup_size(WG_SMALL)
 fn sum_reduction_splits_pair(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * WG;
+    let i = flat_index(gid, nwg, WG_SMALL);
     if (i >= p.total) { return; }
     let acc = reduction_split_sum(i);
     let j = select(i, i + p.kk, i >= p.cin);

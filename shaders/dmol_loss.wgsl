@@ -3,14 +3,12 @@
 // pixel per invocation, and writes their summed NLL to partials[tile * images +
 // image]; the reduce family's sum_partials then adds each image's tiles.
 
-const WG: u32 = 64u; // invocations per workgroup; Rust sizes grids from @workgroup_size
-
 @group(0) @binding(0) var<storage, read> l: array<f32>;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> partials: array<f32>;
 @group(0) @binding(3) var<uniform> p: DmolParams;
 
-var<workgroup> tile_nll: array<f32, WG>;
+var<workgroup> tile_nll: array<f32, WG_SMALL>;
 
 // log_softmax(logits)_k + sum over colours of the discretized logistic log-probability.
 fn mixture_log_prob(base: u32, xb: u32, k: u32, log_norm: f32) -> f32 {
@@ -51,14 +49,14 @@ fn pixel_nll(pixel: u32) -> f32 {
     return -(top + dmol_log1p_nonneg(rest));
 }
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(WG_SMALL)
 fn dmol_loss(
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
     let image = wid.y;
-    let px = wid.x * WG + lid.x;
+    let px = wid.x * WG_SMALL + lid.x;
     var nll = 0.0;
     if (px < p.pixels) {
         nll = pixel_nll(image * p.pixels + px);
@@ -67,7 +65,7 @@ fn dmol_loss(
     workgroupBarrier();
     if (lid.x == 0u) {
         var sum = 0.0;
-        for (var i = 0u; i < WG; i++) {
+        for (var i = 0u; i < WG_SMALL; i++) {
             sum += tile_nll[i];
         }
         partials[wid.x * nwg.y + image] = sum;

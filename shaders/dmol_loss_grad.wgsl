@@ -5,8 +5,6 @@
 // log-probability into dl's logit slot; pass 2 scales them by the mixture's
 // responsibility. NLL partial sums per 64-pixel tile as in dmol_loss.wgsl.
 
-const WG: u32 = 64u; // invocations per workgroup; Rust sizes grids from @workgroup_size
-
 @group(0) @binding(0) var<storage, read> l: array<f32>;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> upstream: array<f32>;
@@ -14,7 +12,7 @@ const WG: u32 = 64u; // invocations per workgroup; Rust sizes grids from @workgr
 @group(0) @binding(4) var<storage, read_write> partials: array<f32>;
 @group(0) @binding(5) var<uniform> p: DmolParams;
 
-var<workgroup> tile_nll: array<f32, WG>;
+var<workgroup> tile_nll: array<f32, WG_SMALL>;
 
 fn term(xv: f32, mean: f32, raw_log_scale: f32) -> DmolTerm {
     return dmol_term(xv, mean, max(raw_log_scale, DMOL_LOG_SCALE_MIN), p.half_bin, p.log_half_bins);
@@ -95,14 +93,14 @@ fn pixel_nll_and_grad(pixel: u32, image: u32) -> f32 {
     return -ll;
 }
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(WG_SMALL)
 fn dmol_loss_grad(
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
     let image = wid.y;
-    let px = wid.x * WG + lid.x;
+    let px = wid.x * WG_SMALL + lid.x;
     var nll = 0.0;
     if (px < p.pixels) {
         nll = pixel_nll_and_grad(image * p.pixels + px, image);
@@ -111,7 +109,7 @@ fn dmol_loss_grad(
     workgroupBarrier();
     if (lid.x == 0u) {
         var sum = 0.0;
-        for (var i = 0u; i < WG; i++) {
+        for (var i = 0u; i < WG_SMALL; i++) {
             sum += tile_nll[i];
         }
         partials[wid.x * nwg.y + image] = sum;

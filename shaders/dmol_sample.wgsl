@@ -7,8 +7,6 @@
 // logistic uniforms of the colours. A uniform U maps to u = 1e-5 + (1 - 2e-5) U
 // (torch's uniform_(1e-5, 1 - 1e-5)); 1 - u = 1e-5 + (1 - 2e-5)(1 - U).
 
-const WG: u32 = 64u; // invocations per workgroup; Rust sizes grids from @workgroup_size
-
 struct SampleParams {
     key: RngKey,
     pixels: u32,       // N*H*W
@@ -38,13 +36,9 @@ fn log_u_pair(bits: u32) -> vec2<f32> {
     return vec2<f32>(dmol_log1p(-v), rng_ln(v));
 }
 
-fn flat_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * WG;
-}
-
-@compute @workgroup_size(WG)
+@compute @workgroup_size(WG_SMALL)
 fn dmol_sample(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let pixel = flat_index(gid, nwg);
+    let pixel = flat_index(gid, nwg, WG_SMALL);
     if (pixel >= p.pixels) { return; }
     let m = p.mixtures;
     let base = pixel * p.out_channels;

@@ -4,8 +4,6 @@
 //   leaky_relu: x if x > 0 else slope * x
 //   elu:        x if x > 0 else exp(x) - 1
 
-const WG: u32 = 256u; // invocations per workgroup; Rust sizes grids from @workgroup_size
-
 struct Params {
     n: u32, // in Elems
     slope: f32,
@@ -17,7 +15,7 @@ struct Params {
 
 @compute @workgroup_size(WG)
 fn leaky_relu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * WG;
+    let i = flat_index(gid, nwg, WG);
     if (i >= p.n) { return; }
     let v = x[i];
     y[i] = select(p.slope * v, v, v > Elem(0.0));
@@ -25,7 +23,7 @@ fn leaky_relu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
 
 @compute @workgroup_size(WG)
 fn elu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * WG;
+    let i = flat_index(gid, nwg, WG);
     if (i >= p.n) { return; }
     let v = x[i];
     // exp of the positive side is never used: min keeps it from overflowing.

@@ -3,8 +3,6 @@
 //   leaky_relu: f'(x) = 1 if x > 0 else slope
 //   elu:        f'(x) = 1 if x > 0 else exp(x)
 
-const WG: u32 = 256u; // invocations per workgroup; Rust sizes grids from @workgroup_size
-
 struct Params {
     n: u32, // in Elems
     slope: f32,
@@ -17,14 +15,14 @@ struct Params {
 
 @compute @workgroup_size(WG)
 fn leaky_relu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * WG;
+    let i = flat_index(gid, nwg, WG);
     if (i >= p.n) { return; }
     dx[i] = dy[i] * select(Elem(p.slope), Elem(1.0), x[i] > Elem(0.0));
 }
 
 @compute @workgroup_size(WG)
 fn elu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * WG;
+    let i = flat_index(gid, nwg, WG);
     if (i >= p.n) { return; }
     let v = x[i];
     dx[i] = dy[i] * select(exp(min(v, Elem(0.0))), Elem(1.0), v > Elem(0.0));

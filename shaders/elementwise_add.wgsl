@@ -1,8 +1,6 @@
 // y = a + b over flat tensors. Included after an `alias Elem = f32;` or
 // `alias Elem = vec4<f32>;` line (the vec4 variant serves lengths divisible by 4).
 
-const WG: u32 = 256u; // invocations per workgroup; Rust sizes grids from @workgroup_size
-
 struct Params {
     n: u32, // in Elems
 }
@@ -14,7 +12,7 @@ struct Params {
 
 @compute @workgroup_size(WG)
 fn add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * WG;
+    let i = flat_index(gid, nwg, WG);
     if (i >= p.n) { return; }
     y[i] = a[i] + b[i];
 }

@@ -4,8 +4,6 @@
 // elementwise_divide.wgsl and an `alias Elem = f32 | vec4<f32>;` line; with
 // vec4 every channel count and start is in groups of 4.
 
-const WG: u32 = 256u; // invocations per workgroup; Rust sizes grids from @workgroup_size
-
 struct Params {
     rows: u32,
     width: u32,
@@ -21,7 +19,7 @@ struct Params {
 
 @compute @workgroup_size(WG)
 fn add_channels(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * WG;
+    let i = flat_index(gid, nwg, WG);
     if (i >= p.rows * p.width) { return; }
     let r = div_exact(i, p.width, p.inv_width);
     let j = i - r * p.width;

@@ -2,8 +2,6 @@
 // Included after elementwise_divide.wgsl and an `alias Elem = f32 | vec4<f32>;`
 // line; with vec4, C counts groups of 4 channels.
 
-const WG: u32 = 256u; // invocations per workgroup; Rust sizes grids from @workgroup_size
-
 struct Params {
     n: u32,        // in Elems
     channels: u32, // in Elems
@@ -18,7 +16,7 @@ struct Params {
 
 @compute @workgroup_size(WG)
 fn affine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * WG;
+    let i = flat_index(gid, nwg, WG);
     if (i >= p.n) { return; }
     let c = i - div_exact(i, p.channels, p.inv_channels) * p.channels;
     y[i] = x[i] * gain[c] + bias[c];

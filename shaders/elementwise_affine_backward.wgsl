@@ -7,8 +7,6 @@
 // Adjacent invocations touch adjacent channels, so a SIMD group reads contiguous
 // memory, and each walks its rows in order.
 
-const WG: u32 = 256u; // invocations per workgroup; Rust sizes grids from @workgroup_size
-
 struct Params {
     rows: u32,
     channels: u32, // in Elems
@@ -25,7 +23,7 @@ struct Params {
 
 @compute @workgroup_size(WG)
 fn affine_backward_partials(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let t = gid.x + gid.y * nwg.x * WG;
+    let t = flat_index(gid, nwg, WG);
     let total = p.splits * p.channels;
     if (t >= total) { return; }
     let c = t % p.channels;

@@ -2,8 +2,6 @@
 // channel c (layout of pass 1) into dgain[c] and dbias[c]. affine_backward_finish
 // gives each channel a workgroup and sums in a tree (few channels, many partials).
 
-const WG: u32 = 256u; // invocations per workgroup; Rust sizes grids from @workgroup_size
-
 struct Params {
     channels: u32,
     splits: u32,
@@ -23,7 +21,7 @@ fn affine_backward_finish(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let c = wid.x + wid.y * nwg.x;
+    let c = flat_workgroup(wid, nwg);
     if (c >= p.channels) { return; }
     let total = p.splits * p.channels;
     var g = 0.0;
@@ -51,7 +49,7 @@ fn affine_backward_finish(
 // (each then has few partials; workgroup barriers are costly on some adapters).
 @compute @workgroup_size(WG)
 fn affine_backward_finish_serial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let c = gid.x + gid.y * nwg.x * WG;
+    let c = flat_index(gid, nwg, WG);
     if (c >= p.channels) { return; }
     let total = p.splits * p.channels;
     var g = 0.0;

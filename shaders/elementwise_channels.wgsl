@@ -5,8 +5,6 @@
 // Included after elementwise_divide.wgsl and an `alias Elem = f32 | vec4<f32>;`
 // line; with vec4 every channel count, start and width is in groups of 4.
 
-const WG: u32 = 256u; // invocations per workgroup; Rust sizes grids from @workgroup_size
-
 struct Params {
     rows: u32,
     width: u32,
@@ -25,7 +23,7 @@ struct Params {
 
 @compute @workgroup_size(WG)
 fn copy_channels(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * WG;
+    let i = flat_index(gid, nwg, WG);
     let cols = select(p.width, p.dst_stride, p.pad != 0u);
     if (i >= p.rows * cols) { return; }
     let r = div_exact(i, cols, p.inv_cols);

@@ -1,8 +1,6 @@
 // Applies div_exact to a list of numerators (the GPU side of the division check).
 // Included after elementwise_divide.wgsl.
 
-const WG: u32 = 256u; // invocations per workgroup; Rust sizes grids from @workgroup_size
-
 struct Params {
     n: u32,
     divisor: u32,
@@ -15,7 +13,7 @@ struct Params {
 
 @compute @workgroup_size(WG)
 fn divide_check(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * WG;
+    let i = flat_index(gid, nwg, WG);
     if (i >= p.n) { return; }
     quotients[i] = div_exact(numerators[i], p.divisor, p.inv_divisor);
 }

@@ -1,8 +1,6 @@
 // Register-only FMA loop: the adapter's arithmetic ceiling. Eight independent
 // vec4 chains keep every FMA pipe busy; nothing touches memory until the end.
 
-const WG: u32 = 64u; // invocations per workgroup; Rust sizes grids from @workgroup_size
-
 struct Params {
     iters: u32,
     seed: f32,
@@ -11,7 +9,7 @@ struct Params {
 @group(0) @binding(0) var<storage, read_write> sink: array<f32>;
 @group(0) @binding(1) var<uniform> p: Params;
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(WG_SMALL)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let s = p.seed + f32(gid.x) * 1e-7;
     var a0 = vec4<f32>(s, s + 0.1, s + 0.2, s + 0.3);

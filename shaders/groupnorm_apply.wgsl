@@ -1,8 +1,6 @@
 // Group norm forward, pass 3: y = (x − center[n, c]) * scale[n, c] + shift[n, c]. The grid's z
 // is the image n. Included after elementwise_divide.wgsl and groupnorm_common.wgsl.
 
-const WG: u32 = 256u; // invocations per workgroup; Rust sizes grids from @workgroup_size
-
 @group(0) @binding(0) var<storage, read> x: array<Elem>;
 @group(0) @binding(1) var<storage, read> coeffs: array<Elem>;
 @group(0) @binding(2) var<storage, read_write> y: array<Elem>;
@@ -10,7 +8,7 @@ const WG: u32 = 256u; // invocations per workgroup; Rust sizes grids from @workg
 
 @compute @workgroup_size(WG)
 fn gn_apply(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * WG;
+    let i = flat_index(gid, nwg, WG);
     let per_image = p.hw * p.channels;
     if (i >= per_image) { return; }
     let n = gid.z;

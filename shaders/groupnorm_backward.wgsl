@@ -2,8 +2,6 @@
 // rows of one channel (or 4), xhat = (x − mean) * rstd of its (image, group).
 // Included after groupnorm_common.wgsl.
 
-const WG: u32 = 256u; // invocations per workgroup; Rust sizes grids from @workgroup_size
-
 @group(0) @binding(0) var<storage, read> x: array<Elem>;
 @group(0) @binding(1) var<storage, read> dy: array<Elem>;
 @group(0) @binding(2) var<storage, read> stats: array<f32>;
@@ -12,7 +10,7 @@ const WG: u32 = 256u; // invocations per workgroup; Rust sizes grids from @workg
 
 @compute @workgroup_size(WG)
 fn gn_backward_partials(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let t = gid.x + gid.y * nwg.x * WG;
+    let t = flat_index(gid, nwg, WG);
     if (t >= p.images * p.splits * p.channels) { return; }
     let c = t % p.channels;
     let ns = t / p.channels;

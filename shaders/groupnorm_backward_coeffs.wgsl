@@ -8,16 +8,14 @@
 // The partials and coefficients share one scratch binding (coefficients at
 // p.coeffs_at). Included after groupnorm_common.wgsl (`alias Elem = f32;`).
 
-const WG: u32 = 64u; // invocations per workgroup; Rust sizes grids from @workgroup_size
-
 @group(0) @binding(0) var<storage, read_write> scratch: array<f32>;
 @group(0) @binding(1) var<storage, read> gamma: array<f32>;
 @group(0) @binding(2) var<storage, read> stats: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(WG_SMALL)
 fn gn_backward_coeffs(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let ng = gid.x + gid.y * nwg.x * WG;
+    let ng = flat_index(gid, nwg, WG_SMALL);
     if (ng >= p.images * p.groups) { return; }
     let n = ng / p.groups;
     let g = ng % p.groups;

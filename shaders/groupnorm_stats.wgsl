@@ -3,15 +3,13 @@
 // (shifted, so no cancellation unless |mean| ≫ std within a few rows).
 // Included after groupnorm_common.wgsl.
 
-const WG: u32 = 256u; // invocations per workgroup; Rust sizes grids from @workgroup_size
-
 @group(0) @binding(0) var<storage, read> x: array<Elem>;
 @group(0) @binding(1) var<storage, read_write> partials: array<Elem>;
 @group(0) @binding(2) var<uniform> p: Params;
 
 @compute @workgroup_size(WG)
 fn gn_stats_partials(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let t = gid.x + gid.y * nwg.x * WG;
+    let t = flat_index(gid, nwg, WG);
     if (t >= p.images * p.splits * p.channels) { return; }
     let c = t % p.channels;
     let ns = t / p.channels;

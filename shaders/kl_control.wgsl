@@ -2,9 +2,8 @@
 // every term's β·γ, its free-bits gate and its gradient seeds, in one
 // workgroup. Included after rng.wgsl for RngKey: the step is the key's step
 // word, which the GPU overwrites before each run. Each invocation owns the
-// terms j ≡ lid (mod WG); the balancing mean is a tree over the workgroup.
+// terms j ≡ lid (mod WG_SMALL); the balancing mean is a tree over the workgroup.
 
-const WG: u32 = 64u; // invocations per workgroup; the tree below relies on it
 const SPEC_WORDS: u32 = 8u;
 const BALANCE_EPS: f32 = 0.01;
 
@@ -22,8 +21,8 @@ struct SeedsParams {
 @group(0) @binding(3) var<storage, read_write> coef: array<f32>;    // [2 * terms]
 @group(0) @binding(4) var<uniform> p: SeedsParams;
 
-var<workgroup> ratio_sum: array<f32, WG>;
-var<workgroup> ratio_count: array<u32, WG>;
+var<workgroup> ratio_sum: array<f32, WG_SMALL>;
+var<workgroup> ratio_count: array<u32, WG_SMALL>;
 
 fn term_mean(j: u32) -> f32 {
     var acc = 0.0;
@@ -60,11 +59,11 @@ fn ratio(j: u32, m: f32) -> f32 {
     return (m + BALANCE_EPS) / spec[j * SPEC_WORDS + 4u];
 }
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(WG_SMALL)
 fn kl_seeds(@builtin(local_invocation_index) lid: u32) {
     var sum = 0.0;
     var count = 0u;
-    for (var j = lid; j < p.terms; j += WG) {
+    for (var j = lid; j < p.terms; j += WG_SMALL) {
         if (balanced(j)) {
             sum += ratio(j, term_mean(j));
             count += 1u;
@@ -72,7 +71,7 @@ fn kl_seeds(@builtin(local_invocation_index) lid: u32) {
     }
     ratio_sum[lid] = sum;
     ratio_count[lid] = count;
-    for (var half = WG / 2u; half > 0u; half >>= 1u) {
+    for (var half = WG_SMALL / 2u; half > 0u; half >>= 1u) {
         workgroupBarrier();
         if (lid < half) {
             ratio_sum[lid] += ratio_sum[lid + half];
@@ -81,7 +80,7 @@ fn kl_seeds(@builtin(local_invocation_index) lid: u32) {
     }
     workgroupBarrier();
     let mean_ratio = ratio_sum[0] / f32(max(ratio_count[0], 1u));
-    for (var j = lid; j < p.terms; j += WG) {
+    for (var j = lid; j < p.terms; j += WG_SMALL) {
         let m = term_mean(j);
         var gamma = 1.0;
         if (balanced(j)) {

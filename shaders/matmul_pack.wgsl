@@ -6,8 +6,6 @@
 //   B panel pn (32 columns), k:      scratch[bp_off + ((bb*n_panels + pn)*kp + k)*8 + l]
 //                                  = op(B)[k, pn*32 + 4l .. 4l+3]
 
-const WG: u32 = 256u; // invocations per workgroup; Rust sizes grids from @workgroup_size
-
 @group(0) @binding(0) var<storage, read> src: array<f32>;
 @group(0) @binding(1) var<storage, read_write> dst: array<vec4<f32>>;
 @group(0) @binding(2) var<uniform> p: Params;

@@ -4,8 +4,6 @@
 // vec4 instead of four; lavapipe loads lane by lane, so this is what counts.
 // Included after matmul_params.wgsl.
 
-const WG: u32 = 256u; // invocations per workgroup; Rust sizes grids from @workgroup_size
-
 @group(0) @binding(0) var<storage, read> src: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read_write> dst: array<vec4<f32>>;
 @group(0) @binding(2) var<uniform> p: Params;

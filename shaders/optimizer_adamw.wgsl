@@ -10,7 +10,7 @@
 
 @compute @workgroup_size(WG)
 fn adamw_update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = opt_flat_index(gid, nwg);
+    let i = flat_index(gid, nwg, WG);
     let s = state;
     if (i >= c.n || s.apply == 0u) { return; }
     let r = adamw_element(param[i], grad[i], exp_avg[i], exp_avg_sq[i], s, c);

@@ -1,8 +1,6 @@
 // Shared by the optimizer kernels: the optimizer state buffer and the AdamW
 // arithmetic. Layout mirrors `StepState` in src/kernels/optimizer/state.rs (16 words).
 
-const WG: u32 = 256u; // invocations per workgroup; Rust sizes grids from @workgroup_size
-
 struct OptState {
     // Sum of squared gradients over all parameters, written by the global-norm reduce.
     grad_sq: f32,
@@ -28,10 +26,6 @@ struct OptState {
     reserved2: u32,
     reserved3: u32,
     reserved4: u32,
-}
-
-fn opt_flat_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * WG;
 }
 
 // Per-tensor hyperparameters; same layout as `UpdateParams` in src/kernels/optimizer/mod.rs.

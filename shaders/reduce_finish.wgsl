@@ -5,8 +5,6 @@
 //                         global squared norm's final sum, M = 1)
 //   reduce_finish_serial: one invocation per output, no barriers (many outputs)
 
-const WG: u32 = 256u; // invocations per workgroup; Rust sizes grids from @workgroup_size
-
 struct Params {
     outputs: u32,
     splits: u32,
@@ -25,7 +23,7 @@ fn reduce_finish_tree(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let m = wid.x + wid.y * nwg.x;
+    let m = flat_workgroup(wid, nwg);
     if (m >= p.outputs) { return; }
     var acc = 0.0;
     for (var s = lid; s < p.splits; s += WG) {
@@ -45,7 +43,7 @@ fn reduce_finish_tree(
 
 @compute @workgroup_size(WG)
 fn reduce_finish_serial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let m = gid.x + gid.y * nwg.x * WG;
+    let m = flat_index(gid, nwg, WG);
     if (m >= p.outputs) { return; }
     var acc = 0.0;
     for (var i = m; i < p.splits * p.outputs; i += p.outputs) {

@@ -7,8 +7,6 @@
 // counts groups of 4 (the f32 layout of `out` is the same).
 // Adjacent invocations take adjacent outputs: adjacent memory when inner > 1.
 
-const WG: u32 = 256u; // invocations per workgroup; Rust sizes grids from @workgroup_size
-
 struct Params {
     outer: u32,
     reduced: u32,
@@ -24,7 +22,7 @@ struct Params {
 
 @compute @workgroup_size(WG)
 fn reduce_partials(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let t = gid.x + gid.y * nwg.x * WG;
+    let t = flat_index(gid, nwg, WG);
     let outputs = p.outer * p.inner;
     if (t >= p.splits * outputs) { return; }
     let s = t / outputs;

@@ -17,16 +17,16 @@ fn write_sample_and_kl(i: u32, mq: f32, lq: f32, mp: f32, lp: f32) {
     kl[i] = d.y;
 }
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(WG_SMALL)
 fn reparam_kl_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_index(gid, nwg);
+    let i = flat_index(gid, nwg, WG_SMALL);
     if (i >= p.n) { return; }
     write_sample_and_kl(i, q_mu[i], q_logsig[i], p_mu[i], p_logsig[i]);
 }
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(WG_SMALL)
 fn ladder_reparam_kl_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_index(gid, nwg);
+    let i = flat_index(gid, nwg, WG_SMALL);
     if (i >= p.n) { return; }
     let mp = p_mu[i];
     let lp = p_logsig[i];

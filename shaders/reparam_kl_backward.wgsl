@@ -19,9 +19,9 @@ fn sample_kl_grads(i: u32, mq: f32, lq: f32, mp: f32, lp: f32) -> vec4<f32> {
     return gaussian_sample_kl_grads(i, dz[i], dkl[select(i, 0u, p.dkl_scalar == 1u)], mq, lq, mp, lp);
 }
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(WG_SMALL)
 fn reparam_kl_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_index(gid, nwg);
+    let i = flat_index(gid, nwg, WG_SMALL);
     if (i >= p.n) { return; }
     let gr = sample_kl_grads(i, q_mu[i], q_logsig[i], p_mu[i], p_logsig[i]);
     dq_mu[i] = gr.x;
@@ -32,9 +32,9 @@ fn reparam_kl_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(n
 
 // Chain rule through the merge: d mu_q / d (md, mp) = (wd, wp), d logsig_q / d (ld, lp) = (wd, wp),
 // d mu_q / d ld = -d mu_q / d lp = -2 wd wp (md - mp).
-@compute @workgroup_size(WG)
+@compute @workgroup_size(WG_SMALL)
 fn ladder_reparam_kl_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_index(gid, nwg);
+    let i = flat_index(gid, nwg, WG_SMALL);
     if (i >= p.n) { return; }
     let md = q_mu[i];
     let mp = p_mu[i];

@@ -3,8 +3,6 @@
 // rng.wgsl and before the family's kernel files.
 
 // Same layout as `Params` in src/kernels/reparam_kl/mod.rs.
-const WG: u32 = 64u; // invocations per workgroup; Rust sizes grids from @workgroup_size
-
 struct Params {
     key: RngKey,
     n: u32,
@@ -26,10 +24,6 @@ struct Params {
 const MODE_SAMPLE: u32 = 0u;
 const MODE_MEAN: u32 = 1u;
 const MODE_IMPORTANCE: u32 = 2u;
-
-fn flat_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * WG;
-}
 
 fn standard_normal(key: RngKey, i: u32) -> f32 {
     return rng_normal_from_bits(rng_bits(key, i));

@@ -26,9 +26,9 @@ fn packed_latents(i: u32) -> vec4<f32> {
 }
 
 // out_a = z, out_b = kl (or the log ratio), and p_stash (dz and dkl are not read).
-@compute @workgroup_size(WG)
+@compute @workgroup_size(WG_SMALL)
 fn reparam_kl_forward_packed(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_index(gid, nwg);
+    let i = flat_index(gid, nwg, WG_SMALL);
     if (i >= p.n) { return; }
     let l = packed_latents(i);
     let d = latent_draw(i, l.x, l.y, l.z, l.w);
@@ -41,9 +41,9 @@ fn reparam_kl_forward_packed(@builtin(global_invocation_id) gid: vec3<u32>, @bui
 
 // out_a = dq, out_b = d(mu_p, logsig_p), both 2 * zdim channels per row (pk is
 // the forward's p_stash here: p_stride = 2 * zdim).
-@compute @workgroup_size(WG)
+@compute @workgroup_size(WG_SMALL)
 fn reparam_kl_backward_packed(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_index(gid, nwg);
+    let i = flat_index(gid, nwg, WG_SMALL);
     if (i >= p.n) { return; }
     let l = packed_latents(i);
     let k = dkl[select(i, 0u, p.dkl_scalar == 1u)];

@@ -7,9 +7,9 @@
 @group(0) @binding(2) var<storage, read_write> z: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(WG_SMALL)
 fn prior_sample(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_index(gid, nwg);
+    let i = flat_index(gid, nwg, WG_SMALL);
     if (i >= p.n) { return; }
     // mode MODE_SAMPLE; any other mode (temperature 0) gives the prior mean.
     var zi = p_mu[i];

@@ -7,8 +7,6 @@
 // Included after elementwise_divide.wgsl (index math without integer division)
 // and an `alias Elem = f32 | vec4<f32>;` line; with vec4, C counts groups of 4 channels.
 
-const WG: u32 = 256u; // invocations per workgroup; Rust sizes grids from @workgroup_size
-
 struct Params {
     n: u32,        // Elems written (small for block_sum, big for block_broadcast)
     channels: u32, // in Elems
@@ -33,7 +31,7 @@ fn divmod(n: u32, d: u32, inv_d: f32) -> vec2<u32> {
 
 @compute @workgroup_size(WG)
 fn block_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * WG;
+    let i = flat_index(gid, nwg, WG);
     if (i >= p.n) { return; }
     let pix_c = divmod(i, p.channels, p.inv_channels);
     let c = pix_c.y;
@@ -55,7 +53,7 @@ fn block_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
 
 @compute @workgroup_size(WG)
 fn block_broadcast(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * WG;
+    let i = flat_index(gid, nwg, WG);
     if (i >= p.n) { return; }
     let pix_c = divmod(i, p.channels, p.inv_channels);
     let row_w = divmod(pix_c.x, p.small_w * p.k, p.inv_big_w);

@@ -3,14 +3,15 @@
 //! Rust side states (bindings and their access, the params struct member by
 //! member, workgroup sizes, constants) must match it; so must each kernel's
 //! f16-storage variant (every f32 storage array as f16, see
-//! `gpu::f16_storage`). Needs no adapter.
+//! `gpu::f16_storage`). Every module starts with shaders/prelude.wgsl, whose
+//! names no kernel declares again. Needs no adapter.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use vdvae::gpu::contract::{check_kernel, check_kernel_with_f16, struct_mismatches};
-use vdvae::gpu::reflect::{MemberLayout, StructLayout};
-use vdvae::gpu::{Access, GpuParams, KernelSpec, Source};
+use vdvae::gpu::reflect::{parse, MemberLayout, StructLayout};
+use vdvae::gpu::{Access, GpuParams, KernelSpec, Source, PRELUDE};
 use vdvae::kernels::optimizer::OptState;
 use vdvae::kernels::rng::RngKey;
 
@@ -30,9 +31,9 @@ fn find(name: &str) -> KernelSpec {
         .unwrap_or_else(|| panic!("no kernel `{name}`"))
 }
 
-/// `spec` with its WGSL edited.
+/// `spec` with its own WGSL (after the prelude) edited.
 fn with_source(spec: &KernelSpec, edit: impl Fn(String) -> String) -> KernelSpec {
-    let text = spec.source.text();
+    let text = spec.source.own_text();
     let edited = edit(text.clone());
     assert!(edited != text, "the edit changed nothing in `{}`", spec.name);
     KernelSpec {
@@ -191,7 +192,9 @@ fn a_wrong_access_is_named() {
 #[test]
 fn a_changed_workgroup_size_or_constant_is_named() {
     let spec = find("dmol_loss");
-    let wider = with_source(&spec, |s| s.replace("const WG: u32 = 64u;", "const WG: u32 = 128u;"));
+    let wider = with_source(&spec, |s| {
+        s.replace("@workgroup_size(WG_SMALL)", "@workgroup_size(128)")
+    });
     let errors = check_kernel(&wider).unwrap_err().join("\n");
     assert!(
         errors.contains("[64, 1, 1]") && errors.contains("[128, 1, 1]"),
@@ -233,4 +236,86 @@ fn f16_variants_halve_the_strides_of_f32_arrays() {
     let r = check_kernel_with_f16(&spec).unwrap();
     let table = r.bindings.iter().find(|b| b.name == "table").unwrap();
     assert_eq!(table.stride, Some(4));
+}
+
+/// The module-scope constants and functions shaders/prelude.wgsl declares.
+fn prelude_names() -> Vec<String> {
+    let module = parse(PRELUDE, wgpu::Features::empty()).expect("the prelude parses");
+    let constants = module.constants.iter().filter_map(|(_, c)| c.name.clone());
+    let functions = module.functions.iter().filter_map(|(_, f)| f.name.clone());
+    constants.chain(functions).collect()
+}
+
+#[test]
+fn every_kernel_starts_with_the_prelude_and_declares_none_of_its_names() {
+    let names = prelude_names();
+    for name in ["WG", "WG_SMALL", "flat_index", "flat_workgroup"] {
+        assert!(names.iter().any(|n| n == name), "the prelude lost `{name}`: {names:?}");
+    }
+    let mut failures = Vec::new();
+    for (family, k) in every_kernel() {
+        let own = k.source.own_text();
+        if !k.source.text().starts_with(PRELUDE) || own.contains(PRELUDE) {
+            failures.push(format!(
+                "{family}/{}: the prelude is not its module's start, once",
+                k.name
+            ));
+        }
+        for name in &names {
+            let declarations = [
+                format!("const {name}:"),
+                format!("const {name} ="),
+                format!("override {name}:"),
+                format!("override {name} ="),
+                format!("fn {name}("),
+            ];
+            if declarations.iter().any(|d| own.contains(d.as_str())) {
+                failures.push(format!("{family}/{}: declares the prelude's `{name}` again", k.name));
+            }
+        }
+        // The fold of 2-D grids is the prelude's: flat_index and flat_workgroup.
+        if own.contains("nwg.x") {
+            failures.push(format!(
+                "{family}/{}: indexes the folded grid itself (`nwg.x`); use flat_index or flat_workgroup",
+                k.name
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The last argument of every `flat_index(..)` call in `wgsl`.
+fn flat_index_sizes(wgsl: &str) -> Vec<String> {
+    wgsl.match_indices("flat_index(")
+        .map(|(at, call)| {
+            let args = &wgsl[at + call.len()..];
+            let args = &args[..args.find(')').expect("a closed call")];
+            args.rsplit(',').next().unwrap().trim().to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn flat_index_is_given_the_workgroup_size_of_its_kernel() {
+    let mut failures = Vec::new();
+    let mut calls = 0;
+    for (family, k) in every_kernel() {
+        let sizes = flat_index_sizes(&k.source.own_text());
+        if sizes.is_empty() {
+            continue;
+        }
+        let r = check_kernel(&k).unwrap_or_else(|e| panic!("{family}/{}: {e:?}", k.name));
+        for size in sizes {
+            calls += 1;
+            let value = r.constant(&size).or_else(|| size.trim_end_matches('u').parse().ok());
+            if value != Some(r.workgroup_size[0] as i64) || r.workgroup_size[1..] != [1, 1] {
+                failures.push(format!(
+                    "{family}/{}: flat_index(.., {size}) ({value:?}) in a kernel of workgroup size {:?}",
+                    k.name, r.workgroup_size
+                ));
+            }
+        }
+    }
+    assert!(calls > 0, "no kernel calls flat_index");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

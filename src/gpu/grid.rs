@@ -7,12 +7,14 @@
 pub enum Grid {
     /// `n` invocations of a 1-D kernel, in workgroups of the shader's size,
     /// folded into x and y so no dimension passes 65535. Shaders index with
-    /// `gid.x + gid.y * nwg.x * WG`.
+    /// the prelude's `flat_index(gid, nwg, WG)`, `WG` being the constant in
+    /// their `@workgroup_size`.
     Invocations(usize),
     /// `Invocations(n)` once per layer along z (e.g. per image, `gid.z`).
     InvocationLayers(usize, usize),
     /// `n` workgroups, whatever their size, folded into x and y (one workgroup
-    /// per output, tile, ...). Shaders index with `wid.x + wid.y * nwg.x`.
+    /// per output, tile, ...). Shaders index with the prelude's
+    /// `flat_workgroup(wid, nwg)`.
     Groups(usize),
     /// `Groups(n)` once per layer along z.
     GroupLayers(usize, usize),

@@ -31,7 +31,12 @@ impl fmt::Display for Access {
     }
 }
 
-/// A kernel's WGSL.
+/// The WGSL every kernel's module starts with (`shaders/prelude.wgsl`): the
+/// workgroup sizes `WG` and `WG_SMALL`, and `flat_index` / `flat_workgroup`,
+/// the flat index over the folded 2-D grids of [`Grid`](super::Grid).
+pub const PRELUDE: &str = include_str!("../../shaders/prelude.wgsl");
+
+/// A kernel's own WGSL; its module is [`PRELUDE`] followed by it.
 #[derive(Clone, Debug)]
 pub enum Source {
     /// Hand-written files concatenated in order, so shared code (the RNG,
@@ -42,8 +47,13 @@ pub enum Source {
 }
 
 impl Source {
-    /// The complete module text.
+    /// The complete module text: the prelude, then the kernel's own WGSL.
     pub fn text(&self) -> String {
+        PRELUDE.to_owned() + &self.own_text()
+    }
+
+    /// The kernel's own WGSL, without the prelude.
+    pub fn own_text(&self) -> String {
         match self {
             Source::Files(files) => files.concat(),
             Source::Generated(files, generated) => files.concat() + generated,
@@ -192,6 +202,7 @@ mod tests {
         let a = Kernel::<NoParams>::generated("variant_a".into(), &["// shared\n"], "// a\n".into(), "main", &[]);
         let b = Kernel::<NoParams>::generated("variant_a".into(), &[], String::new(), "main", &[]);
         assert!(std::ptr::eq(a.name, b.name));
-        assert_eq!(a.source.text(), "// shared\n// a\n");
+        assert_eq!(a.source.own_text(), "// shared\n// a\n");
+        assert_eq!(a.source.text(), format!("{PRELUDE}// shared\n// a\n"));
     }
 }

@@ -22,7 +22,7 @@ pub use context::quiet_display_probe_when_headless;
 pub use context::{list_adapters, AdapterChoice, AdapterSummary, GpuContext, GpuCounters};
 pub use dispatch::{Dispatch, Work};
 pub use grid::Grid;
-pub use kernel::{Access, Kernel, KernelSpec, Source};
+pub use kernel::{Access, Kernel, KernelSpec, Source, PRELUDE};
 pub use params::{GpuParams, Member, NoParams, ParamsLayout};
 pub use profiler::KernelTime;
 

@@ -159,7 +159,7 @@ pub fn forward(t: &ForwardTile) -> String {
         "fn main(@builtin(subgroup_invocation_id) lane: u32, @builtin(workgroup_id) wid: vec3<u32>,",
     );
     wl(o, "        @builtin(num_workgroups) nwg: vec3<u32>) {");
-    wl(o, "    let tile = wid.x + wid.y * nwg.x;");
+    wl(o, "    let tile = flat_workgroup(wid, nwg);");
     wl(o, "    if (tile >= p.tiles) { return; }");
     wl(o, "    let tw = tile % p.tiles_w;");
     wl(o, "    let th = (tile / p.tiles_w) % p.tiles_h;");

@@ -21,17 +21,17 @@ const BACKWARD_INPUT: Kernel<Params> = Kernel::portable(
     &[Read, Read, Read, ReadWrite, Uniform, Read, ReadWrite, ReadWrite],
 );
 const WEIGHT_SOURCES: &[&str] = &[GELU_WGSL, include_str!("../../../shaders/conv2d_backward_weight.wgsl")];
-/// Invocations sharing one weight or bias gradient's pixel sum (`WG` in the
-/// WGSL): each walks every `REDUCTION_WORKGROUP`-th pixel, which bounds the pixel count.
+/// Invocations sharing one weight or bias gradient's pixel sum (the workgroup
+/// size): each walks every `REDUCTION_WORKGROUP`-th pixel, which bounds the pixel count.
 pub(super) const REDUCTION_WORKGROUP: usize = 256;
-const REDUCTION: &[(&str, i64)] = &[("WG", REDUCTION_WORKGROUP as i64)];
+const REDUCTION: [u32; 3] = [REDUCTION_WORKGROUP as u32, 1, 1];
 const BACKWARD_WEIGHT: Kernel<Params> = Kernel::portable(
     "conv2d_backward_weight",
     WEIGHT_SOURCES,
     "conv2d_backward_weight",
     &[Read, Read, ReadWrite, Uniform, Read],
 )
-.with_constants(REDUCTION);
+.with_workgroup_size(REDUCTION);
 const BACKWARD_BIAS: Kernel<Params> = Kernel::portable(
     "conv2d_backward_bias",
     WEIGHT_SOURCES,
@@ -39,7 +39,7 @@ const BACKWARD_BIAS: Kernel<Params> = Kernel::portable(
     // Bindings 0 and 4 (x, x2) are declared by the shared module but unused by this entry point.
     &[Read, Read, ReadWrite, Uniform, Read],
 )
-.with_constants(REDUCTION);
+.with_workgroup_size(REDUCTION);
 
 /// Every kernel of the simple path, for the contract test. Their override
 /// constants (GELU_INPUT, HAS_BIAS, ...) change neither bindings nor workgroup size.
