@@ -2,15 +2,23 @@
 // the per-reduction-split partial weight/bias gradients.
 
 struct Params {
+    // Elements written.
+    total: u32,
+    // flip_transpose: the weights' shape [cout, kk, cin] (kk taps).
     cout: u32,
     kk: u32,
     cin: u32,
-    total: u32,
-    // Elements in one reduction split's partial sums, and the number of reduction_splits.
+    // The sums: elements in one reduction split's partial sums, the number of
+    // reduction splits, and whether dst is added to (1) or overwritten (0).
     stride: u32,
     reduction_splits: u32,
     accumulate: u32,
-    pad: u32,
+    // Where the summed elements start in each reduction split's partial sums.
+    offset: u32,
+    // sum_reduction_splits_pair: sums below dw_len (dw) go to dst[i], the rest
+    // (db) to dst[i + db_gap], past the db_gap elements between dw and db.
+    dw_len: u32,
+    db_gap: u32,
 }
 
 @group(0) @binding(0) var<storage, read> src: array<f32>;
@@ -29,11 +37,11 @@ fn flip_transpose(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
     dst[i] = src[(co * p.kk + (p.kk - 1u - t)) * p.cin + ci];
 }
 
-// The sum over reduction_splits s of src[s * stride + p.pad + i].
+// The sum over reduction_splits s of src[s * stride + offset + i].
 fn reduction_split_sum(i: u32) -> f32 {
     var acc = 0.0;
     for (var s = 0u; s < p.reduction_splits; s++) {
-        acc += src[s * p.stride + p.pad + i];
+        acc += src[s * p.stride + p.offset + i];
     }
     return acc;
 }
@@ -47,13 +55,13 @@ fn sum_reduction_splits(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(
     dst[i] = select(acc, dst[i] + acc, p.accumulate != 0u);
 }
 
-// sum_reduction_splits over dw and db at once: the first `p.cin` sums (dw) go to dst[i], the
-// rest (db) to dst[i + p.kk], past the gap of `p.kk` elements between the two.
+// sum_reduction_splits over dw and db at once: the first `p.dw_len` sums (dw) go to dst[i],
+// the rest (db) to dst[i + p.db_gap], past the gap of `p.db_gap` elements between the two.
 @compute @workgroup_size(WG_SMALL)
 fn sum_reduction_splits_pair(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg, WG_SMALL);
     if (i >= p.total) { return; }
     let acc = reduction_split_sum(i);
-    let j = select(i, i + p.kk, i >= p.cin);
+    let j = select(i, i + p.db_gap, i >= p.dw_len);
     dst[j] = select(acc, dst[j] + acc, p.accumulate != 0u);
 }

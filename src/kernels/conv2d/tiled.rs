@@ -394,15 +394,26 @@ pub(super) fn forward(
 }
 
 crate::gpu_params! {
+    /// The helpers' uniform (`Params` in conv2d_tiled_util.wgsl); each dispatch
+    /// sets the fields its kernel reads and leaves the others 0.
+    #[derive(Default)]
     struct UtilParams {
+        /// Elements written.
+        total: u32,
+        /// flip_transpose: the weights' shape `[cout, kk, cin]`.
         cout: u32,
         kk: u32,
         cin: u32,
-        total: u32,
+        /// The sums: elements of one reduction split's partial sums.
         stride: u32,
         reduction_splits: u32,
         accumulate: u32,
-        pad: u32,
+        /// Where the summed elements start in each reduction split's partial sums.
+        offset: u32,
+        /// The pair sum: sums below `dw_len` go to dw, the rest to db, `db_gap`
+        /// elements past dw's end.
+        dw_len: u32,
+        db_gap: u32,
     }
 }
 
@@ -414,14 +425,11 @@ pub(super) fn backward_input(ctx: &GpuContext, s: &Conv2dShape, a: &super::Backw
         Some(wt) => wt,
         None => {
             let flip = UtilParams {
+                total: s.w_len() as u32,
                 cout: s.cout as u32,
                 kk: (s.k * s.k) as u32,
                 cin: s.cin as u32,
-                total: s.w_len() as u32,
-                stride: 0,
-                reduction_splits: 0,
-                accumulate: 0,
-                pad: 0,
+                ..UtilParams::default()
             };
             let wt = BufView {
                 len: s.w_len(),
@@ -653,14 +661,12 @@ pub(super) fn backward_weight(
     }
     let mut sum = |dst: BufView<'_>, offset: usize, total: usize| -> Result<()> {
         let q = UtilParams {
-            cout: 0,
-            kk: 0,
-            cin: 0,
             total: total as u32,
             stride: stride as u32,
             reduction_splits: reduction_splits as u32,
             accumulate: accumulate as u32,
-            pad: offset as u32,
+            offset: offset as u32,
+            ..UtilParams::default()
         };
         ds.push(ctx.dispatch(
             &SUM_REDUCTION_SPLITS,
@@ -675,14 +681,14 @@ pub(super) fn backward_weight(
         // dw and db side by side in one buffer (as parameter gradients are): one pass.
         Some((db, Some(both))) => {
             let q = UtilParams {
-                cout: 0,
-                kk: (db.offset - dw.offset - s.w_len()) as u32,
-                cin: s.w_len() as u32,
                 total: stride as u32,
                 stride: stride as u32,
                 reduction_splits: reduction_splits as u32,
                 accumulate: accumulate as u32,
-                pad: 0,
+                offset: 0,
+                dw_len: s.w_len() as u32,
+                db_gap: (db.offset - dw.offset - s.w_len()) as u32,
+                ..UtilParams::default()
             };
             let grid = Grid::Invocations(stride);
             ds.push(ctx.dispatch(&SUM_REDUCTION_SPLITS_PAIR, &[], &[partials, both], &q, grid)?);

@@ -111,7 +111,7 @@ crate::gpu_params! {
         dst_stride: u32,
         dst_start: u32,
         accumulate: u32,
-        pad: u32,
+        zero_rest: u32,
         inv_cols: f32,
     }
 }
@@ -194,7 +194,7 @@ pub fn copy_channels(
             "{op}: source range {src_range} and destination range {dst_range} differ in width"
         ));
     }
-    let pad = mode == CopyMode::OverwriteZeroRest;
+    let zero_rest = mode == CopyMode::OverwriteZeroRest;
     // Four channels per invocation when every channel count and offset allows.
     let counts = [
         src_range.channels,
@@ -208,7 +208,11 @@ pub fn copy_channels(
     } else {
         1
     };
-    let cols = if pad { dst_range.channels } else { dst_range.width() } / v;
+    let cols = if zero_rest {
+        dst_range.channels
+    } else {
+        dst_range.width()
+    } / v;
     let params = Params {
         rows: rows as u32,
         width: (src_range.width() / v) as u32,
@@ -217,7 +221,7 @@ pub fn copy_channels(
         dst_stride: (dst_range.channels / v) as u32,
         dst_start: (dst_range.start / v) as u32,
         accumulate: (mode == CopyMode::Accumulate) as u32,
-        pad: pad as u32,
+        zero_rest: zero_rest as u32,
         inv_cols: reciprocal(op, cols)?,
     };
     let kernel = &COPY[(v == 4) as usize];
