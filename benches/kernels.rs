@@ -1,5 +1,7 @@
 //! `cargo bench --bench kernels [-- FILTER]`: every kernel's time, GFLOP/s,
 //! GB/s and ratio to the adapter's FMA ceiling, all measured in this same run.
+//! `cargo bench --bench kernels -- sweep [--json]`: the conv shape sweep (see
+//! `sweep/mod.rs`).
 //!
 //! On a shared machine the speed drifts, so the ceiling is measured before and
 //! after every case and each ratio divides by the highest ceiling seen in the
@@ -10,7 +12,13 @@ use vdvae::bench::{run_case, BenchResult};
 use vdvae::gpu::{measure_fma_ceiling, GpuContext};
 use vdvae::kernels::FAMILIES;
 
+mod sweep;
+
 fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    if args.first().is_some_and(|a| a == "sweep") {
+        return sweep::run(&args[1..]);
+    }
     // cargo passes `--bench`; anything else is a family or case-name filter.
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with("--"));
     let ctx = match GpuContext::from_env() {

@@ -50,19 +50,13 @@ pub struct BenchResult {
     pub ceiling_ratio: f64,
 }
 
-/// Times a case: warm-up, then enough repetitions (one submit) for ~`budget`
+/// Times a case: warm-up, then enough repetitions (one submit) for ~`budget`/3
 /// seconds; best of 3. The FMA ceiling is measured right before and right after
 /// the case; the result carries the higher of the two (callers comparing many
 /// cases divide by the highest ceiling of the whole run).
 pub fn run_case(ctx: &GpuContext, case: &BenchCase, budget: f64) -> Result<BenchResult> {
     let before = measure_fma_ceiling(ctx, budget / 4.0)?.gflops;
-    let ds: Vec<&Dispatch> = case.dispatches.iter().collect();
-    let once = ctx.time(&ds, 1)?;
-    let reps = ((budget / 3.0 / once.max(1e-6)) as usize).clamp(1, 1000);
-    let mut best = f64::INFINITY;
-    for _ in 0..3 {
-        best = best.min(ctx.time(&ds, reps)?);
-    }
+    let best = time_dispatches(ctx, &case.dispatches, budget / 3.0, 3)?;
     let after = measure_fma_ceiling(ctx, budget / 4.0)?.gflops;
     let ceiling_gflops = before.max(after);
     let gflops = case.flops / best / 1e9;
@@ -75,4 +69,18 @@ pub fn run_case(ctx: &GpuContext, case: &BenchCase, budget: f64) -> Result<Bench
         ceiling_gflops,
         ceiling_ratio: gflops / ceiling_gflops,
     })
+}
+
+/// Seconds per run of `dispatches`: one run to warm up (pipelines compile,
+/// caches fill), then the best of `tries` submits of as many runs as fill
+/// about `per_try` seconds (at least one, at most 1000).
+pub fn time_dispatches(ctx: &GpuContext, dispatches: &[Dispatch], per_try: f64, tries: usize) -> Result<f64> {
+    let ds: Vec<&Dispatch> = dispatches.iter().collect();
+    let once = ctx.time(&ds, 1)?;
+    let reps = ((per_try / once.max(1e-6)) as usize).clamp(1, 1000);
+    let mut best = f64::INFINITY;
+    for _ in 0..tries.max(1) {
+        best = best.min(ctx.time(&ds, reps)?);
+    }
+    Ok(best)
 }

@@ -111,7 +111,7 @@ fn label(path: Path, kernel: &str) -> String {
     }
 }
 
-fn describe(s: &Conv2dShape) -> String {
+pub(super) fn describe(s: &Conv2dShape) -> String {
     let mut d = format!("{}x{}x{}x{} k{} ->{}", s.n, s.h, s.w, s.cin, s.k, s.cout);
     for (on, tag) in [(s.gelu_input, " gelu"), (s.bias, " b"), (s.residual, " r")] {
         if on {

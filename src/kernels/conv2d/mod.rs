@@ -29,6 +29,7 @@ mod flip_many;
 pub mod reference;
 mod shape;
 mod simple;
+pub mod sweep;
 mod tiled;
 
 pub use cases::{bench_cases, check};
