@@ -11,8 +11,8 @@ use std::collections::HashMap;
 
 use vdvae::bench::time_dispatches;
 use vdvae::gpu::{measure_fma_ceiling, GpuContext};
-use vdvae::kernels::conv2d::sweep::{pass_case, sweep_shape, twin, ConvPass, SWEEP_CHANNELS, SWEEP_SIZES};
-use vdvae::kernels::conv2d::Conv2dShape;
+use vdvae::kernels::conv2d::sweep::{pass_case, sweep_shape, twin, SWEEP_CHANNELS, SWEEP_SIZES};
+use vdvae::kernels::conv2d::{Conv2dShape, ConvPass};
 
 /// The ratio to the twin above which a shape is a cliff.
 const CLIFF: f64 = 1.25;

@@ -15,6 +15,7 @@ mod profile;
 mod reconstruct;
 mod sample;
 mod train;
+mod tune;
 
 use std::process::ExitCode;
 
@@ -53,6 +54,8 @@ pub enum Command {
     Profile(profile::ProfileArgs),
     /// Parameters, latent layers and planned peak memory of a training step; runs nothing
     Plan(plan::PlanArgs),
+    /// Time the kernel variants a model's training step needs on this adapter and cache the choices
+    Tune(tune::TuneArgs),
 }
 
 /// Runs `command` on the adapter `--adapter` names (its raw value, which a
@@ -63,6 +66,7 @@ pub fn run(command: Command, adapter: Option<&str>) -> ExitCode {
         Command::Info(a) => info::run(&choice, &a),
         Command::Check(a) => check::run(&choice, &a),
         Command::Plan(a) => plan::run(&choice, &a),
+        Command::Tune(a) => tune::run(&choice, &a),
         Command::Profile(a) => profile::run(&choice, &a),
         Command::Reconstruct(a) => reconstruct::run(&choice, &a),
         Command::Interpolate(a) => interpolate::run(&choice, &a),

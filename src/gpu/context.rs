@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use super::compile_progress::CompileProgress;
 use super::pipeline::PipelineEntry;
+use super::tune::{cache_dir, AdapterKey, TuneMode, Tuner, WGPU_VERSION};
 use crate::error::{Error, Result};
 
 /// Which adapter to use: `--adapter NAME|INDEX` or env `VDVAE_ADAPTER`.
@@ -204,6 +205,8 @@ pub struct GpuContext {
     pub subgroup_max_size: u32,
     pipelines: Mutex<HashMap<String, Arc<PipelineEntry>>>,
     pub(crate) compile_progress: CompileProgress,
+    /// Kernel variants tuned for this adapter (see [`super::tune`]).
+    pub tuner: Tuner,
     buffers_created: AtomicUsize,
     submits: AtomicUsize,
 }
@@ -232,6 +235,13 @@ impl GpuContext {
         }))
         .map_err(|e| Error::Gpu(format!("the adapter refused a device: {e}")))?;
         let info = adapter.get_info();
+        let key = AdapterKey {
+            adapter: info.name.clone(),
+            backend: format!("{:?}", info.backend),
+            driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+            wgpu: WGPU_VERSION.to_string(),
+        };
+        let tuner = Tuner::open(TuneMode::from_env(), key, cache_dir().as_deref());
         Ok(GpuContext {
             is_cpu: info.device_type == wgpu::DeviceType::Cpu,
             params_in_storage: params_in_storage(&info),
@@ -245,6 +255,7 @@ impl GpuContext {
             subgroup_max_size: info.subgroup_max_size,
             pipelines: Mutex::new(HashMap::new()),
             compile_progress: CompileProgress::new(),
+            tuner,
             buffers_created: AtomicUsize::new(0),
             submits: AtomicUsize::new(0),
         })

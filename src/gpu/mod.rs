@@ -15,6 +15,7 @@ mod params;
 mod pipeline;
 mod profiler;
 pub mod reflect;
+pub mod tune;
 
 pub use buffers::{BufView, DType, GpuBuffer};
 pub use ceiling::{ceiling_kernels, fma_ceiling_dispatch, measure_fma_ceiling, FmaCeiling, FMA_SINK_LEN};

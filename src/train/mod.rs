@@ -14,6 +14,7 @@ mod profile;
 mod progress;
 mod ranks;
 mod stop;
+mod tune;
 
 pub use checkpoint::{load_run, read_ema_weights, save_run, stage_run, RunState, StagedRun};
 pub use log::StepLog;
@@ -24,6 +25,7 @@ pub use profile::{
 pub use ranks::train_mpi;
 pub use ranks::train_threads;
 pub use stop::{shell_command, StopSignal, INTERRUPTED_EXIT_CODE};
+pub use tune::tune_training;
 
 use held_out::HeldOut;
 use monitor::Monitor;

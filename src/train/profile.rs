@@ -135,7 +135,7 @@ pub struct ProfileReport {
 /// Images to profile on: the bundled MNIST subset for models of one channel
 /// when it holds a batch, else seeded noise of the model's size (speed does
 /// not depend on pixel values).
-fn profile_images(h: &HParams, batch: usize) -> ImageSet {
+pub(super) fn profile_images(h: &HParams, batch: usize) -> ImageSet {
     if h.image_channels == 1 {
         if let Ok(images) = fit_images(h, bundled_mnist()) {
             if images.n >= batch {

@@ -24,6 +24,7 @@
 //! same order as over a concatenated x, so results are bit-identical to it.
 
 mod cases;
+mod choose;
 mod codegen;
 mod flip_many;
 pub mod reference;
@@ -33,6 +34,7 @@ pub mod sweep;
 mod tiled;
 
 pub use cases::{bench_cases, check};
+pub use choose::ConvPass;
 pub use flip_many::{flip_table, flip_transpose_many, FlipJob};
 pub use shape::Conv2dShape;
 use shape::Pass;
@@ -80,7 +82,7 @@ impl<'a> From<BufView<'a>> for InputLike<'a> {
     }
 }
 
-/// Which implementation runs; the public functions pick [`Path::best`].
+/// Which implementation runs a pass; the public functions take [`Path::best`]'s.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Path {
     /// One invocation per output element; any shape, any adapter.
@@ -90,32 +92,80 @@ pub enum Path {
 }
 
 impl Path {
-    /// The tiled path for the forward conv when the adapter and shape allow it.
+    pub const ALL: [Path; 2] = [Path::Simple, Path::Tiled];
+
+    /// The name in tuning choices and check labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            Path::Simple => "simple",
+            Path::Tiled => "tiled",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Path> {
+        Path::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    /// Whether this path runs `pass` of `s` on this adapter.
+    pub fn runs(self, ctx: &GpuContext, s: &Conv2dShape, pass: ConvPass) -> bool {
+        match self {
+            Path::Simple => true,
+            Path::Tiled => {
+                tiled::usable(ctx)
+                    && match pass {
+                        ConvPass::Forward => s.cin.is_multiple_of(4) && tiled::cat_fits(ctx, s, CatPass::Forward),
+                        ConvPass::BackwardInput => {
+                            s.cout.is_multiple_of(4) && tiled::cat_fits(ctx, s, CatPass::BackwardInput)
+                        }
+                        ConvPass::BackwardWeight => {
+                            s.cin.is_multiple_of(4)
+                                && s.cout.is_multiple_of(4)
+                                && tiled::cat_fits(ctx, s, CatPass::BackwardWeight)
+                        }
+                    }
+            }
+        }
+    }
+
+    /// The paths worth timing for `pass` of `s` here: every one that runs but
+    /// the simple path, the portable fallback, which runs alone only where no
+    /// other does (timing it on a large shape would take seconds to lose).
+    pub fn candidates(ctx: &GpuContext, s: &Conv2dShape, pass: ConvPass) -> Vec<Path> {
+        let fast: Vec<Path> = Path::ALL
+            .into_iter()
+            .filter(|&p| p != Path::Simple && p.runs(ctx, s, pass))
+            .collect();
+        if fast.is_empty() {
+            vec![Path::Simple]
+        } else {
+            fast
+        }
+    }
+
+    /// The built-in default (`VDVAE_TUNE=off`): the tiled path where it runs.
+    pub fn default_for(ctx: &GpuContext, s: &Conv2dShape, pass: ConvPass) -> Path {
+        if Path::Tiled.runs(ctx, s, pass) {
+            Path::Tiled
+        } else {
+            Path::Simple
+        }
+    }
+
+    /// The path `pass` of `s` runs on here: the adapter's tuned choice.
+    pub fn best(ctx: &GpuContext, s: &Conv2dShape, pass: ConvPass) -> Path {
+        choose::chosen(ctx, s, pass)
+    }
+
     pub fn best_forward(ctx: &GpuContext, s: &Conv2dShape) -> Path {
-        if tiled::usable(ctx) && s.cin.is_multiple_of(4) && tiled::cat_fits(ctx, s, CatPass::Forward) {
-            Path::Tiled
-        } else {
-            Path::Simple
-        }
+        Path::best(ctx, s, ConvPass::Forward)
     }
 
-    /// The tiled path for dx (a forward conv over Cout) when allowed.
     pub fn best_backward_input(ctx: &GpuContext, s: &Conv2dShape) -> Path {
-        if tiled::usable(ctx) && s.cout.is_multiple_of(4) && tiled::cat_fits(ctx, s, CatPass::BackwardInput) {
-            Path::Tiled
-        } else {
-            Path::Simple
-        }
+        Path::best(ctx, s, ConvPass::BackwardInput)
     }
 
-    /// The tiled path for dw/db when allowed.
     pub fn best_backward_weight(ctx: &GpuContext, s: &Conv2dShape) -> Path {
-        let fits = tiled::cat_fits(ctx, s, CatPass::BackwardWeight);
-        if tiled::usable(ctx) && s.cin.is_multiple_of(4) && s.cout.is_multiple_of(4) && fits {
-            Path::Tiled
-        } else {
-            Path::Simple
-        }
+        Path::best(ctx, s, ConvPass::BackwardWeight)
     }
 }
 

@@ -3,35 +3,11 @@
 //! compared with their twins (Cin and Cout rounded up to a multiple of 8), so
 //! that a channel count off the fast kernels' granularity shows as a cliff.
 
-use super::Conv2dShape;
+use super::{Conv2dShape, ConvPass};
 use crate::bench::BenchCase;
 use crate::error::Result;
 use crate::gpu::GpuContext;
 use crate::kernels::testdata::TestRng;
-
-/// One pass of a conv, each timed on its own.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
-pub enum ConvPass {
-    /// y = conv(x) + bias.
-    Forward,
-    /// dx from dy.
-    BackwardInput,
-    /// dw and db from x and dy.
-    BackwardWeight,
-}
-
-impl ConvPass {
-    pub const ALL: [ConvPass; 3] = [ConvPass::Forward, ConvPass::BackwardInput, ConvPass::BackwardWeight];
-
-    /// The name used on the command line and in the table.
-    pub fn name(self) -> &'static str {
-        match self {
-            ConvPass::Forward => "forward",
-            ConvPass::BackwardInput => "dx",
-            ConvPass::BackwardWeight => "dw",
-        }
-    }
-}
 
 /// Channel counts of the sweep (Cin and Cout each take every one).
 pub const SWEEP_CHANNELS: [usize; 10] = [1, 3, 16, 30, 32, 50, 64, 100, 128, 384];
