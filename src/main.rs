@@ -19,6 +19,16 @@ struct Cli {
     /// [default: the high-performance one]
     #[arg(long, global = true, env = "VDVAE_ADAPTER")]
     adapter: Option<String>,
+    /// Kernel variants: `tuned` (each family's choice for the adapter) or `gpu`
+    /// (the GPU-shaped variants forced, on any adapter)
+    #[arg(
+        long,
+        global = true,
+        env = "VDVAE_KERNELS",
+        default_value = "tuned",
+        value_name = "tuned|gpu"
+    )]
+    kernels: vdvae::gpu::tune::KernelSet,
     #[command(subcommand)]
     command: cli::Command,
 }
@@ -28,5 +38,6 @@ fn main() -> ExitCode {
     quiet_display_probe_when_headless();
     let cli = Cli::parse();
     cli::logging::init();
+    vdvae::gpu::tune::use_kernels(cli.kernels);
     cli::run(cli.command, cli.adapter.as_deref())
 }

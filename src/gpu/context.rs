@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use super::compile_progress::CompileProgress;
 use super::pipeline::PipelineEntry;
-use super::tune::{cache_dir, AdapterKey, TuneMode, Tuner, WGPU_VERSION};
+use super::tune::{cache_dir, kernels_in_force, AdapterKey, KernelSet, TuneMode, Tuner, WGPU_VERSION};
 use crate::error::{Error, Result};
 
 /// Which adapter to use: `--adapter NAME|INDEX` or env `VDVAE_ADAPTER`.
@@ -207,6 +207,8 @@ pub struct GpuContext {
     pub(crate) compile_progress: CompileProgress,
     /// Kernel variants tuned for this adapter (see [`super::tune`]).
     pub tuner: Tuner,
+    /// The tuned variants, or the GPU-shaped ones forced.
+    pub kernels: KernelSet,
     buffers_created: AtomicUsize,
     submits: AtomicUsize,
 }
@@ -256,6 +258,7 @@ impl GpuContext {
             pipelines: Mutex::new(HashMap::new()),
             compile_progress: CompileProgress::new(),
             tuner,
+            kernels: kernels_in_force(),
             buffers_created: AtomicUsize::new(0),
             submits: AtomicUsize::new(0),
         })

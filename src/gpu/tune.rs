@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -48,6 +48,59 @@ impl TuneMode {
             _ => TuneMode::Auto,
         }
     }
+}
+
+/// Which kernel variants run (`--kernels`, `VDVAE_KERNELS`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KernelSet {
+    /// Each family's tuned choice for the adapter (or its default, `VDVAE_TUNE=off`).
+    #[default]
+    Tuned,
+    /// The GPU-shaped variants forced (workgroups of 64 or more invocations,
+    /// no subgroup-width assumption), on any adapter: how their whole training
+    /// step is tested on lavapipe, which would not pick them.
+    Gpu,
+}
+
+impl KernelSet {
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelSet::Tuned => "tuned",
+            KernelSet::Gpu => "gpu",
+        }
+    }
+}
+
+impl std::str::FromStr for KernelSet {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<KernelSet, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "tuned" | "auto" | "" => Ok(KernelSet::Tuned),
+            "gpu" => Ok(KernelSet::Gpu),
+            other => Err(format!("unknown kernel set {other:?}: use tuned or gpu")),
+        }
+    }
+}
+
+static KERNELS: OnceLock<KernelSet> = OnceLock::new();
+
+/// Sets the kernel set every context of this process opens with (the CLI's
+/// `--kernels`, a bench's flag); call it before opening one. The first call wins.
+pub fn use_kernels(k: KernelSet) {
+    let _ = KERNELS.set(k);
+}
+
+/// The kernel set a new context opens with: [`use_kernels`]'s, else `VDVAE_KERNELS`'s
+/// (an unknown value is a note and the tuned set), else tuned.
+pub fn kernels_in_force() -> KernelSet {
+    *KERNELS.get_or_init(|| match std::env::var("VDVAE_KERNELS") {
+        Ok(v) => v.parse().unwrap_or_else(|e| {
+            log::warn!("VDVAE_KERNELS: {e}");
+            KernelSet::Tuned
+        }),
+        Err(_) => KernelSet::Tuned,
+    })
 }
 
 /// What a cache file is for: it is trusted only when all of it matches.

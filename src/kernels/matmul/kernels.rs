@@ -20,6 +20,7 @@ use std::sync::OnceLock;
 use super::codegen::{self, ASource, K_STEP, ROWS};
 use super::MatmulShape;
 use crate::error::{shape_err, Result};
+use crate::gpu::tune::KernelSet;
 use crate::gpu::{Access, BufView, Dispatch, GpuBuffer, GpuContext, Grid, Kernel, KernelSpec, Work};
 
 const PARAMS_WGSL: &str = include_str!("../../../shaders/matmul_params.wgsl");
@@ -359,7 +360,8 @@ pub fn matmul(
     shape.validate(a.len, b.len, c.len)?;
     let need = packed_scratch_len(shape);
     let fits = need as u64 * 4 <= ctx.limits.max_storage_buffer_binding_size;
-    if packed_supported(ctx) && fits {
+    // The packed kernel needs 8-lane subgroups: not a GPU-shaped variant.
+    if packed_supported(ctx) && fits && ctx.kernels != KernelSet::Gpu {
         let scratch = ctx.zeros(need);
         let dispatches = matmul_packed(ctx, shape, alpha, beta, a, b, c, scratch.view())?;
         return Ok(MatmulDispatch {
