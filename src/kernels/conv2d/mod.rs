@@ -8,11 +8,14 @@
 //! (shifted by the tap), `db = Σ_pixels dy`. The residual's gradient is `dy`
 //! itself, which the graph routes without a kernel.
 //!
-//! Every kernel comes in two paths, both checked against `reference.rs`:
+//! Every kernel comes in three paths, each checked against `reference.rs`:
 //! - simple (`shaders/conv2d_*.wgsl`): one invocation per output element, any shape;
 //! - tiled (`codegen.rs`): generated straight-line WGSL, used when the adapter has
 //!   subgroups of at least 8 lanes and the reduction channels are multiples of 4.
 //!   See `codegen.rs` for why it looks the way it does.
+//! - workgroup (`workgroup.rs`): implicit-GEMM kernels shaped for GPUs (256-invocation
+//!   workgroups, operand tiles in workgroup memory, 4x4 outputs per invocation, no
+//!   subgroup operations), any shape on any adapter; not picked by `Path::best_*` yet.
 //!
 //! `dw`/`db` overwrite their outputs unless `accumulate` is set, in which case the
 //! new gradient is added to what is there (gradient accumulation over micro-batches).
@@ -31,6 +34,7 @@ mod shape;
 mod simple;
 pub mod sweep;
 mod tiled;
+mod workgroup;
 
 pub use cases::{bench_cases, check};
 pub use flip_many::{flip_table, flip_transpose_many, FlipJob};
@@ -46,6 +50,7 @@ pub fn all_kernels() -> Vec<KernelSpec> {
     let mut all = simple::kernels();
     all.extend(tiled::kernels());
     all.extend(flip_many::kernels());
+    all.extend(workgroup::kernels());
     all
 }
 
@@ -87,9 +92,17 @@ pub enum Path {
     Simple,
     /// Register-tiled, subgroup-broadcast kernels (see `codegen.rs`).
     Tiled,
+    /// Implicit-GEMM kernels for GPUs (see `workgroup.rs`); any shape, any adapter
+    /// with 256-invocation workgroups. `best_*` never picks it; the `*_with`
+    /// functions force it.
+    Workgroup,
 }
 
 impl Path {
+    /// Every path, for forcing each in turn (tests, benchmarks). The tiled one
+    /// needs subgroups of at least 8 lanes and, for now, channels in multiples of 4.
+    pub const ALL: [Path; 3] = [Path::Simple, Path::Tiled, Path::Workgroup];
+
     /// The tiled path for the forward conv when the adapter and shape allow it.
     pub fn best_forward(ctx: &GpuContext, s: &Conv2dShape) -> Path {
         if tiled::usable(ctx) && s.cin.is_multiple_of(4) && tiled::cat_fits(ctx, s, CatPass::Forward) {
@@ -151,6 +164,7 @@ pub fn forward_with<'a>(
     let d = match path {
         Path::Simple => simple::forward(ctx, s, x, w, bias, residual, y),
         Path::Tiled => tiled::forward(ctx, s, x, w, bias, residual, y),
+        Path::Workgroup => workgroup::forward(ctx, s, x, w, bias, residual, y),
     }?;
     Ok(s.state_work(Pass::Forward, vec![d]).remove(0))
 }
@@ -283,6 +297,7 @@ pub fn backward_input_args(
             ds
         }
         Path::Tiled => tiled::backward_input(ctx, s, a)?,
+        Path::Workgroup => workgroup::backward_input(ctx, s, a)?,
     };
     let pass = Pass::BackwardInput { act: a.act.is_some() };
     Ok(s.state_work(pass, ds))
@@ -335,10 +350,12 @@ pub fn backward_weight_with<'a>(
             ds
         }
         Path::Tiled => tiled::backward_weight(ctx, s, x, dy, scratch, act, dw, db, accumulate)?,
+        Path::Workgroup => workgroup::backward_weight(ctx, s, x, dy, scratch, dw, db, accumulate)?,
     };
     let reduction_splits = match path {
         Path::Simple => 1,
         Path::Tiled => tiled::reduction_splits_on(ctx, s),
+        Path::Workgroup => workgroup::reduction_splits_on(ctx, s),
     };
     Ok(s.state_work(
         Pass::BackwardWeight {
