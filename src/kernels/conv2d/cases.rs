@@ -63,6 +63,20 @@ fn shapes(full: bool) -> Vec<Conv2dShape> {
         );
         v.push(s(2, 32, 32, 64, 96, 1).with_gelu(true).with_bias(true));
     }
+    // Channel counts that are no multiple of a tile (1, 3, 30, 50, 100, 384): masked
+    // inside the workgroup path's kernels (its f32 variant; the last one its vec4
+    // variant with partial tiles along every GEMM dimension: M 99, N 132, K 612).
+    v.extend([
+        s(1, 3, 5, 30, 50, 3)
+            .with_gelu(true)
+            .with_bias(true)
+            .with_residual(true),
+        s(1, 4, 3, 100, 3, 1).with_gelu(true).with_bias(true),
+        s(1, 2, 3, 384, 100, 1).with_residual(true),
+        s(1, 1, 1, 50, 384, 3).with_gelu(true),
+        s(2, 6, 7, 3, 30, 3).with_bias(true),
+        s(1, 9, 11, 68, 132, 3).with_gelu(true).with_bias(true),
+    ]);
     v
 }
 
@@ -97,17 +111,21 @@ impl Inputs {
 }
 
 fn paths(tiled: bool) -> Vec<Path> {
-    if tiled {
+    let mut paths = if tiled {
         vec![Path::Simple, Path::Tiled]
     } else {
         vec![Path::Simple]
-    }
+    };
+    // The workgroup path runs every case on every adapter (`best_*` never picks it).
+    paths.push(Path::Workgroup);
+    paths
 }
 
 fn label(path: Path, kernel: &str) -> String {
     match path {
         Path::Simple => kernel.to_string(),
         Path::Tiled => format!("{kernel} (tiled)"),
+        Path::Workgroup => format!("{kernel} (workgroup)"),
     }
 }
 
@@ -156,6 +174,8 @@ fn cat_shapes() -> Vec<Conv2dShape> {
         s(1, 5, 6, 8, 8, 3).with_gelu(true).with_bias(true).with_cat(4),
         // Halves not of whole vec4s: the simple kernels only.
         s(1, 3, 4, 7, 5, 1).with_gelu(true).with_cat(3),
+        // A 3x3 over a cat of 30 + 20 channels into 30 (the workgroup path's f32 variant).
+        s(1, 4, 5, 50, 30, 3).with_gelu(true).with_bias(true).with_cat(30),
     ]
 }
 
