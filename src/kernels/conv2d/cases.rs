@@ -1,7 +1,7 @@
 //! The conv2d family's table of checked shapes and its benchmark cases.
 
 use super::FlipJob;
-use super::{reference, Conv2dShape, Path};
+use super::{reference, Conv2dShape, ConvPass, Path};
 use crate::bench::BenchCase;
 use crate::check::{Checker, Tolerance};
 use crate::error::Result;
@@ -63,6 +63,20 @@ fn shapes(full: bool) -> Vec<Conv2dShape> {
         );
         v.push(s(2, 32, 32, 64, 96, 1).with_gelu(true).with_bias(true));
     }
+    // Channel counts that are no multiple of a tile (1, 3, 30, 50, 100, 384): masked
+    // inside the workgroup path's kernels (its f32 variant; the last one its vec4
+    // variant with partial tiles along every GEMM dimension: M 99, N 132, K 612).
+    v.extend([
+        s(1, 3, 5, 30, 50, 3)
+            .with_gelu(true)
+            .with_bias(true)
+            .with_residual(true),
+        s(1, 4, 3, 100, 3, 1).with_gelu(true).with_bias(true),
+        s(1, 2, 3, 384, 100, 1).with_residual(true),
+        s(1, 1, 1, 50, 384, 3).with_gelu(true),
+        s(2, 6, 7, 3, 30, 3).with_bias(true),
+        s(1, 9, 11, 68, 132, 3).with_gelu(true).with_bias(true),
+    ]);
     v
 }
 
@@ -97,17 +111,21 @@ impl Inputs {
 }
 
 fn paths(tiled: bool) -> Vec<Path> {
-    if tiled {
+    let mut paths = if tiled {
         vec![Path::Simple, Path::Tiled]
     } else {
         vec![Path::Simple]
-    }
+    };
+    // The workgroup path runs every case on every adapter (`best_*` never picks it).
+    paths.push(Path::Workgroup);
+    paths
 }
 
 fn label(path: Path, kernel: &str) -> String {
     match path {
         Path::Simple => kernel.to_string(),
         Path::Tiled => format!("{kernel} (tiled)"),
+        Path::Workgroup => format!("{kernel} (workgroup)"),
     }
 }
 
@@ -156,6 +174,8 @@ fn cat_shapes() -> Vec<Conv2dShape> {
         s(1, 5, 6, 8, 8, 3).with_gelu(true).with_bias(true).with_cat(4),
         // Halves not of whole vec4s: the simple kernels only.
         s(1, 3, 4, 7, 5, 1).with_gelu(true).with_cat(3),
+        // A 3x3 over a cat of 30 + 20 channels into 30 (the workgroup path's f32 variant).
+        s(1, 4, 5, 50, 30, 3).with_gelu(true).with_bias(true).with_cat(30),
     ]
 }
 
@@ -186,7 +206,7 @@ fn check_cat_shape(c: &mut Checker, s: &Conv2dShape, seed: u64) -> Result<()> {
         s.bias.then_some(&inp.bias[..]),
         s.residual.then_some(&inp.residual[..]),
     );
-    let tiled = Path::best_forward(ctx, s) == Path::Tiled;
+    let tiled = Path::Tiled.runs(ctx, s, ConvPass::Forward);
     for path in paths(tiled) {
         let (bv, rv) = (s.bias.then(|| bias.view()), s.residual.then(|| residual.view()));
         let run = |shape: &Conv2dShape, x: super::InputLike<'_>| -> Result<Vec<f32>> {
@@ -208,7 +228,7 @@ fn check_cat_shape(c: &mut Checker, s: &Conv2dShape, seed: u64) -> Result<()> {
     let plus = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(p, q)| p + q).collect::<Vec<f32>>();
     let want_act = crate::kernels::elementwise::reference::gelu(&inp.x);
     let scratch = ctx.zeros(s.backward_input_scratch_len());
-    let tiled = Path::best_backward_input(ctx, s) == Path::Tiled;
+    let tiled = Path::Tiled.runs(ctx, s, ConvPass::BackwardInput);
     let tol = reduction_tol(taps * s.cout);
     for path in paths(tiled) {
         let mut halves_one = None;
@@ -308,7 +328,7 @@ fn check_cat_shape(c: &mut Checker, s: &Conv2dShape, seed: u64) -> Result<()> {
     let want_db = reference::backward_bias(&plain, &inp.dy);
     let scratch = ctx.zeros(s.backward_weight_scratch_len());
     let act = ctx.zeros(s.act_len());
-    let tiled = Path::best_backward_weight(ctx, s) == Path::Tiled;
+    let tiled = Path::Tiled.runs(ctx, s, ConvPass::BackwardWeight);
     let dw_tol = reduction_tol(s.pixels() + 1);
     for path in paths(tiled) {
         for with_act in [false, true] {
@@ -370,7 +390,7 @@ fn check_flip_many(c: &mut Checker) -> Result<()> {
         );
     }
     let s = &convs[0];
-    if Path::best_backward_input(ctx, s) == Path::Tiled {
+    if Path::Tiled.runs(ctx, s, ConvPass::BackwardInput) {
         let inp = Inputs::new(s, 5);
         let (x, dy) = (ctx.upload(&inp.x), ctx.upload(&inp.dy));
         let (dx, scratch) = (ctx.zeros(s.x_len()), ctx.zeros(s.backward_input_scratch_len()));
@@ -415,7 +435,7 @@ fn check_shape(c: &mut Checker, s: &Conv2dShape, seed: u64) -> Result<()> {
         s.bias.then_some(&inp.bias[..]),
         s.residual.then_some(&inp.residual[..]),
     );
-    let tiled = Path::best_forward(ctx, s) == Path::Tiled;
+    let tiled = Path::Tiled.runs(ctx, s, ConvPass::Forward);
     for path in paths(tiled) {
         let y = ctx.zeros(s.y_len());
         let bias_view = s.bias.then(|| bias.view());
@@ -428,7 +448,7 @@ fn check_shape(c: &mut Checker, s: &Conv2dShape, seed: u64) -> Result<()> {
 
     let want = reference::backward_input(s, &inp.x, &inp.w, &inp.dy);
     let scratch = ctx.zeros(s.backward_input_scratch_len());
-    let tiled = Path::best_backward_input(ctx, s) == Path::Tiled;
+    let tiled = Path::Tiled.runs(ctx, s, ConvPass::BackwardInput);
     for path in paths(tiled) {
         let dx = ctx.zeros(s.x_len());
         let ds = super::backward_input_with(ctx, path, s, x.view(), w.view(), dy.view(), scratch.view(), dx.view())?;
@@ -484,7 +504,7 @@ fn check_shape(c: &mut Checker, s: &Conv2dShape, seed: u64) -> Result<()> {
     let plus = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(p, q)| p + q).collect::<Vec<f32>>();
     let scratch = ctx.zeros(s.backward_weight_scratch_len());
     let act = ctx.zeros(s.x_len());
-    let tiled = Path::best_backward_weight(ctx, s) == Path::Tiled;
+    let tiled = Path::Tiled.runs(ctx, s, ConvPass::BackwardWeight);
     let dw_tol = reduction_tol(s.pixels() + 1);
     for path in paths(tiled) {
         // The accumulate run also checks the dw kernel's own GELU (no act buffer).

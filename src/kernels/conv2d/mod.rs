@@ -8,11 +8,14 @@
 //! (shifted by the tap), `db = Σ_pixels dy`. The residual's gradient is `dy`
 //! itself, which the graph routes without a kernel.
 //!
-//! Every kernel comes in two paths, both checked against `reference.rs`:
+//! Every kernel comes in three paths, each checked against `reference.rs`:
 //! - simple (`shaders/conv2d_*.wgsl`): one invocation per output element, any shape;
 //! - tiled (`codegen.rs`): generated straight-line WGSL, used when the adapter has
 //!   subgroups of at least 8 lanes and the reduction channels are multiples of 4.
 //!   See `codegen.rs` for why it looks the way it does.
+//! - workgroup (`workgroup.rs`): implicit-GEMM kernels shaped for GPUs (256-invocation
+//!   workgroups, operand tiles in workgroup memory, 4x4 outputs per invocation, no
+//!   subgroup operations), any shape on any adapter; not picked by `Path::best_*` yet.
 //!
 //! `dw`/`db` overwrite their outputs unless `accumulate` is set, in which case the
 //! new gradient is added to what is there (gradient accumulation over micro-batches).
@@ -32,6 +35,7 @@ mod shape;
 mod simple;
 pub mod sweep;
 mod tiled;
+mod workgroup;
 
 pub use cases::{bench_cases, check};
 pub use choose::ConvPass;
@@ -41,6 +45,7 @@ use shape::Pass;
 use tiled::CatPass;
 
 use crate::error::Result;
+use crate::gpu::tune::KernelSet;
 use crate::gpu::{BufView, Dispatch, GpuContext, KernelSpec};
 
 /// Every kernel of the family, each generated tile variant included, for the contract test.
@@ -48,6 +53,7 @@ pub fn all_kernels() -> Vec<KernelSpec> {
     let mut all = simple::kernels();
     all.extend(tiled::kernels());
     all.extend(flip_many::kernels());
+    all.extend(workgroup::kernels());
     all
 }
 
@@ -89,16 +95,22 @@ pub enum Path {
     Simple,
     /// Register-tiled, subgroup-broadcast kernels (see `codegen.rs`).
     Tiled,
+    /// Implicit-GEMM kernels for GPUs (see `workgroup.rs`); any shape, any adapter
+    /// with 256-invocation workgroups. `best_*` never picks it; the `*_with`
+    /// functions force it.
+    Workgroup,
 }
 
 impl Path {
-    pub const ALL: [Path; 2] = [Path::Simple, Path::Tiled];
+    /// Every path, for forcing each in turn (tests, benchmarks, tuning).
+    pub const ALL: [Path; 3] = [Path::Simple, Path::Tiled, Path::Workgroup];
 
     /// The name in tuning choices and check labels.
     pub fn name(self) -> &'static str {
         match self {
             Path::Simple => "simple",
             Path::Tiled => "tiled",
+            Path::Workgroup => "workgroup",
         }
     }
 
@@ -124,22 +136,19 @@ impl Path {
                         }
                     }
             }
+            Path::Workgroup => workgroup::usable(ctx).is_ok(),
         }
     }
 
-    /// The paths worth timing for `pass` of `s` here: every one that runs but
-    /// the simple path, the portable fallback, which runs alone only where no
-    /// other does (timing it on a large shape would take seconds to lose).
+    /// The paths worth timing for `pass` of `s` here: every one that runs,
+    /// but not the simple path where the tiled one runs (it never wins there,
+    /// and timing it on a large shape would take seconds).
     pub fn candidates(ctx: &GpuContext, s: &Conv2dShape, pass: ConvPass) -> Vec<Path> {
-        let fast: Vec<Path> = Path::ALL
+        let tiled = Path::Tiled.runs(ctx, s, pass);
+        Path::ALL
             .into_iter()
-            .filter(|&p| p != Path::Simple && p.runs(ctx, s, pass))
-            .collect();
-        if fast.is_empty() {
-            vec![Path::Simple]
-        } else {
-            fast
-        }
+            .filter(|&p| p.runs(ctx, s, pass) && !(tiled && p == Path::Simple))
+            .collect()
     }
 
     /// The built-in default (`VDVAE_TUNE=off`): the tiled path where it runs.
@@ -151,8 +160,12 @@ impl Path {
         }
     }
 
-    /// The path `pass` of `s` runs on here: the adapter's tuned choice.
+    /// The path `pass` of `s` runs on here: the GPU-shaped one with
+    /// `--kernels gpu` (where the adapter allows it), else the adapter's tuned choice.
     pub fn best(ctx: &GpuContext, s: &Conv2dShape, pass: ConvPass) -> Path {
+        if ctx.kernels == KernelSet::Gpu && Path::Workgroup.runs(ctx, s, pass) {
+            return Path::Workgroup;
+        }
         choose::chosen(ctx, s, pass)
     }
 
@@ -201,6 +214,7 @@ pub fn forward_with<'a>(
     let d = match path {
         Path::Simple => simple::forward(ctx, s, x, w, bias, residual, y),
         Path::Tiled => tiled::forward(ctx, s, x, w, bias, residual, y),
+        Path::Workgroup => workgroup::forward(ctx, s, x, w, bias, residual, y),
     }?;
     Ok(s.state_work(Pass::Forward, vec![d]).remove(0))
 }
@@ -333,6 +347,7 @@ pub fn backward_input_args(
             ds
         }
         Path::Tiled => tiled::backward_input(ctx, s, a)?,
+        Path::Workgroup => workgroup::backward_input(ctx, s, a)?,
     };
     let pass = Pass::BackwardInput { act: a.act.is_some() };
     Ok(s.state_work(pass, ds))
@@ -385,10 +400,12 @@ pub fn backward_weight_with<'a>(
             ds
         }
         Path::Tiled => tiled::backward_weight(ctx, s, x, dy, scratch, act, dw, db, accumulate)?,
+        Path::Workgroup => workgroup::backward_weight(ctx, s, x, dy, scratch, dw, db, accumulate)?,
     };
     let reduction_splits = match path {
         Path::Simple => 1,
         Path::Tiled => tiled::reduction_splits_on(ctx, s),
+        Path::Workgroup => workgroup::reduction_splits_on(ctx, s),
     };
     Ok(s.state_work(
         Pass::BackwardWeight {

@@ -250,7 +250,8 @@ impl Conv2dShape {
 
     /// Elements of the scratch buffer [`super::conv2d_backward_weight`] needs.
     pub fn backward_weight_scratch_len(&self) -> usize {
-        super::tiled::reduction_splits(self) * (self.w_len() + self.cout)
+        let tiled = super::tiled::reduction_splits(self) * (self.w_len() + self.cout);
+        tiled.max(super::workgroup::scratch_len(self))
     }
 
     /// The rules every kernel relies on (the tiled kernels index without bounds checks).
