@@ -88,3 +88,42 @@ fn tune_off_says_there_is_nothing_to_do() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("VDVAE_TUNE=off"));
 }
+
+#[test]
+fn forced_gpu_kernels_run_every_flop_in_workgroups_of_64_or_more() {
+    let cache = tmp("gpu");
+    let args = [
+        "profile",
+        "--preset",
+        "mnist-tiny",
+        "--batch",
+        "4",
+        "--steps",
+        "1",
+        "--json",
+        "--kernels",
+        "gpu",
+    ];
+    let out = vdvae(&args, &[("VDVAE_CACHE", &cache)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = r["kernels"].as_array().unwrap();
+    let with_flops: Vec<&serde_json::Value> = rows.iter().filter(|k| k["flops"].as_f64().unwrap() > 0.0).collect();
+    assert!(with_flops.iter().any(|k| k["variant"] == "workgroup"), "{rows:?}");
+    for k in with_flops {
+        let n = k["workgroup_invocations"].as_u64().unwrap();
+        assert!(n >= 64, "{} runs {n} invocations per workgroup", k["kernel"]);
+        assert_ne!(k["variant"], "tiled", "{}", k["kernel"]);
+    }
+    // The tuned set keeps the adapter's choice: on lavapipe, the subgroup-tiled convs.
+    let tuned = vdvae(&args[..8], &[("VDVAE_CACHE", &cache)]);
+    let r: serde_json::Value = serde_json::from_slice(&tuned.stdout).unwrap();
+    let variants: Vec<&str> = r["kernels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|k| k["variant"].as_str())
+        .collect();
+    assert!(variants.contains(&"tiled"), "{variants:?}");
+    let _ = std::fs::remove_dir_all(&cache);
+}

@@ -55,6 +55,11 @@ pub struct Dispatch {
 }
 
 impl Dispatch {
+    /// Invocations per workgroup, from the shader's `@workgroup_size`.
+    pub fn workgroup_invocations(&self) -> u32 {
+        self.pipeline.workgroup_size.iter().product()
+    }
+
     /// States the dispatch's work (see [`Work`] for the convention).
     pub fn with_work(mut self, work: Work) -> Dispatch {
         self.work = Some(work);

@@ -67,6 +67,10 @@ impl ProfileOptions {
 #[derive(Clone, Debug, Serialize)]
 pub struct KernelRow {
     pub kernel: String,
+    /// The kernel's variant within its family (see [`variant_of`]).
+    pub variant: &'static str,
+    /// Invocations per workgroup (its `@workgroup_size`).
+    pub workgroup_invocations: u32,
     pub dispatches: usize,
     pub gpu_ms: f64,
     /// Of the step's GPU-busy time.
@@ -359,13 +363,13 @@ impl ProfileReport {
 
 /// Dispatches grouped by kernel, slowest first.
 fn kernel_rows(dispatches: &[DispatchRecord], busy: f64, ceiling: f64) -> Vec<KernelRow> {
-    let mut rows: Vec<(&str, usize, f64, Work)> = Vec::new();
+    let mut rows: Vec<(&str, usize, f64, Work, u32)> = Vec::new();
     for d in dispatches {
         let t = &d.time;
         let i = match rows.iter().position(|r| r.0 == t.kernel) {
             Some(i) => i,
             None => {
-                rows.push((t.kernel, 0, 0.0, Work::default()));
+                rows.push((t.kernel, 0, 0.0, Work::default(), t.workgroup_invocations));
                 rows.len() - 1
             }
         };
@@ -378,10 +382,12 @@ fn kernel_rows(dispatches: &[DispatchRecord], busy: f64, ceiling: f64) -> Vec<Ke
     rows.sort_by(|a, b| b.2.total_cmp(&a.2));
     let rate = |amount: f64, seconds: f64| if seconds > 0.0 { amount / seconds / 1e9 } else { 0.0 };
     rows.into_iter()
-        .map(|(kernel, dispatches, seconds, work)| {
+        .map(|(kernel, dispatches, seconds, work, workgroup_invocations)| {
             let gflops = rate(work.flops, seconds);
             KernelRow {
                 kernel: kernel.to_string(),
+                variant: variant_of(kernel),
+                workgroup_invocations,
                 dispatches,
                 gpu_ms: seconds * 1e3,
                 share: if busy > 0.0 { seconds / busy } else { 0.0 },
@@ -393,6 +399,23 @@ fn kernel_rows(dispatches: &[DispatchRecord], busy: f64, ceiling: f64) -> Vec<Ke
             }
         })
         .collect()
+}
+
+/// The variant a kernel belongs to, from the family naming convention
+/// `<family>_<variant>_…` of the hot families' variants: `tiled` (register
+/// tiles: conv2d's on 8-lane subgroups, matmul's portable), `packed` (the
+/// packed matmul, exactly 8 lanes),
+/// `workgroup` (GPU-shaped: workgroup-memory tiles, no subgroup assumption),
+/// and `portable` for every other kernel.
+pub fn variant_of(kernel: &str) -> &'static str {
+    let mut parts = kernel.split(['_', ' ']);
+    let _family = parts.next();
+    match parts.next() {
+        Some("tiled") => "tiled",
+        Some("packed") => "packed",
+        Some("workgroup") => "workgroup",
+        _ => "portable",
+    }
 }
 
 /// A generated kernel's name made short for a table: the parameter struct's

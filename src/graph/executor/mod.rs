@@ -425,6 +425,8 @@ pub struct DispatchTime {
     pub kernel: &'static str,
     pub label: DispatchLabel,
     pub work: Work,
+    /// Invocations per workgroup of its kernel.
+    pub workgroup_invocations: u32,
     /// GPU time of the dispatch alone in its own compute pass.
     pub seconds: f64,
 }
@@ -444,6 +446,7 @@ impl GpuGraph {
                 kernel: t.kernel,
                 label: label.clone(),
                 work: d.work(),
+                workgroup_invocations: d.workgroup_invocations(),
                 seconds: t.seconds,
             })
             .collect())

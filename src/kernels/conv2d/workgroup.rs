@@ -96,7 +96,7 @@ const BACKWARD_WEIGHT_BINDINGS: Bindings = &[
 ];
 
 const SUM: Kernel<SumParams> = Kernel::portable(
-    "conv2d_workgroup_sum_splits",
+    "conv2d_workgroup_sum_reduction_splits",
     &[include_str!("../../../shaders/conv2d_workgroup_sum.wgsl")],
     "main",
     &[Read, ReadWrite, ReadWrite, Uniform],
