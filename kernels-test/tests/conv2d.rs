@@ -94,13 +94,17 @@ fn conv2d_rejects_bad_shapes() {
     let x = ctx.zeros(s.x_len());
     let w = ctx.zeros(s.w_len());
     let y = ctx.zeros(s.y_len());
-    let err = vdvae::kernels::conv2d::conv2d_forward(&ctx, &s, x.view(), w.view(), None, None, y.view());
+    let scratch = ctx.zeros(1);
+    let forward = |s: &Conv2dShape| {
+        vdvae::kernels::conv2d::conv2d_forward(&ctx, s, x.view(), w.view(), None, None, scratch.view(), y.view())
+    };
+    let err = forward(&s);
     assert!(
         matches!(err, Err(vdvae::Error::Shape(_))),
         "kernel size 5 must be a shape error"
     );
     let s = Conv2dShape::new(1, 4, 4, 4, 4, 3).with_bias(true);
-    let err = vdvae::kernels::conv2d::conv2d_forward(&ctx, &s, x.view(), w.view(), None, None, y.view());
+    let err = forward(&s);
     assert!(
         matches!(err, Err(vdvae::Error::Shape(_))),
         "a missing bias must be a shape error"

@@ -25,7 +25,7 @@ fn shapes(full: bool) -> Vec<Conv2dShape> {
     let mut v = vec![
         // Batch 1, a single pixel, every epilogue option.
         s(1, 1, 1, 4, 4, 3).with_gelu(true).with_bias(true).with_residual(true),
-        // 2x2 image, odd channel counts: the tiled forward does not apply (cin % 4).
+        // 2x2 image, odd channel counts: the tiled path pads x, w and dy.
         s(1, 2, 2, 3, 5, 3).with_bias(true),
         s(2, 5, 7, 8, 4, 3).with_gelu(true).with_residual(true),
         // Single output / input channel.
@@ -152,9 +152,11 @@ fn cat_shapes() -> Vec<Conv2dShape> {
         s(3, 2, 3, 40, 12, 1).with_gelu(true).with_cat(28),
         // No GELU: dx's plain store with the addends as residuals.
         s(1, 3, 5, 12, 8, 1).with_residual(true).with_cat(4),
-        // A 3x3 over a cat: simple forward and dx, tiled dw.
+        // A 3x3 over a cat: the tiled forward copies the halves side by side,
+        // dx runs the simple kernel, dw reads the halves in place.
         s(1, 5, 6, 8, 8, 3).with_gelu(true).with_bias(true).with_cat(4),
-        // Halves not of whole vec4s: the simple kernels only.
+        // Halves not of whole vec4s: the tiled forward and dw copy them side by
+        // side into padded channels, dx runs the simple kernel.
         s(1, 3, 4, 7, 5, 1).with_gelu(true).with_cat(3),
     ]
 }
@@ -187,11 +189,13 @@ fn check_cat_shape(c: &mut Checker, s: &Conv2dShape, seed: u64) -> Result<()> {
         s.residual.then_some(&inp.residual[..]),
     );
     let tiled = Path::best_forward(ctx, s) == Path::Tiled;
+    let scratch = ctx.zeros(s.forward_scratch_len().max(1));
     for path in paths(tiled) {
         let (bv, rv) = (s.bias.then(|| bias.view()), s.residual.then(|| residual.view()));
         let run = |shape: &Conv2dShape, x: super::InputLike<'_>| -> Result<Vec<f32>> {
             let y = ctx.zeros(s.y_len());
-            ctx.run(&[&super::forward_with(ctx, path, shape, x, w.view(), bv, rv, y.view())?])?;
+            let ds = super::forward_with(ctx, path, shape, x, w.view(), bv, rv, scratch.view(), y.view())?;
+            ctx.run(&ds.iter().collect::<Vec<_>>())?;
             ctx.read_f32(&y)
         };
         let got = run(s, cat())?;
@@ -416,12 +420,14 @@ fn check_shape(c: &mut Checker, s: &Conv2dShape, seed: u64) -> Result<()> {
         s.residual.then_some(&inp.residual[..]),
     );
     let tiled = Path::best_forward(ctx, s) == Path::Tiled;
+    let scratch = ctx.zeros(s.forward_scratch_len().max(1));
     for path in paths(tiled) {
         let y = ctx.zeros(s.y_len());
         let bias_view = s.bias.then(|| bias.view());
         let residual_view = s.residual.then(|| residual.view());
-        let d = super::forward_with(ctx, path, s, x.view(), w.view(), bias_view, residual_view, y.view())?;
-        ctx.run(&[&d])?;
+        let (xv, wv, sv) = (x.view(), w.view(), scratch.view());
+        let ds = super::forward_with(ctx, path, s, xv, wv, bias_view, residual_view, sv, y.view())?;
+        ctx.run(&ds.iter().collect::<Vec<_>>())?;
         let tol = reduction_tol(taps * s.cin + 2);
         c.compare(FAMILY, &label(path, "forward"), &shapes, &ctx.read_f32(&y)?, &want, tol);
     }
@@ -576,7 +582,11 @@ pub fn bench_cases(ctx: &GpuContext) -> Result<Vec<BenchCase>> {
         let scratch_w = ctx.zeros(s.backward_weight_scratch_len());
         let act = ctx.zeros(s.x_len());
         let shapes = describe(&s);
-        let fwd = || super::conv2d_forward(ctx, &s, x.view(), w.view(), Some(bias.view()), None, y.view());
+        let scratch_f = ctx.zeros(s.forward_scratch_len().max(1));
+        let fwd = || {
+            let (xv, wv, bv, sv) = (x.view(), w.view(), Some(bias.view()), scratch_f.view());
+            super::conv2d_forward(ctx, &s, xv, wv, bv, None, sv, y.view())
+        };
         let bwd_in =
             || super::conv2d_backward_input(ctx, &s, x.view(), w.view(), dy.view(), scratch_in.view(), dx.view());
         let bwd_w = || {
@@ -589,7 +599,7 @@ pub fn bench_cases(ctx: &GpuContext) -> Result<Vec<BenchCase>> {
             &shapes,
             s.flops(),
             s.bytes(),
-            vec![fwd()?],
+            fwd()?,
             vec![],
         ));
         let bytes_in = 4.0 * (2 * s.x_len() + s.w_len() + s.y_len()) as f64;
@@ -611,10 +621,10 @@ pub fn bench_cases(ctx: &GpuContext) -> Result<Vec<BenchCase>> {
             bwd_w()?,
             vec![],
         ));
-        let mut all = vec![fwd()?];
+        let mut all = fwd()?;
         all.extend(bwd_in()?);
         all.extend(bwd_w()?);
-        let buffers: Vec<GpuBuffer> = vec![x, w, bias, dy, y, dx, dw, db, scratch_in, scratch_w, act];
+        let buffers: Vec<GpuBuffer> = vec![x, w, bias, dy, y, dx, dw, db, scratch_f, scratch_in, scratch_w, act];
         let (flops, bytes) = (s.flops() + s.backward_flops(), s.bytes() + s.backward_bytes());
         cases.push(BenchCase::new(name("fwd+bwd"), &shapes, flops, bytes, all, buffers));
     }

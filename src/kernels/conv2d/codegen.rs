@@ -453,6 +453,10 @@ pub struct WeightTile {
     /// x is `cat[x, x2]`, x holding the first `4 * cat_split4` channels: each
     /// workgroup's channels lie in one of the two (`ci_vecs` divides both).
     pub cat: bool,
+    /// x or dy is a zero-padded copy in the scratch that also holds the partial
+    /// sums (see `pad.rs`): every buffer is bound `read_write`, as a buffer
+    /// may not be bound both read-only and writable in one dispatch.
+    pub scratch_inputs: bool,
 }
 
 impl WeightTile {
@@ -478,6 +482,10 @@ struct Params {
     db_gap: u32,
     // Input vec4s of x when it is the first half of cat[x, x2] (else cin4).
     cat_split4: u32,
+    // The true channel counts: the partial sums are `[cout, k, k, cin]` (then
+    // db), and the channels of the vec4s past them (zero padding) are not stored.
+    cin: u32,
+    cout: u32,
 }
 
 @group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
@@ -501,6 +509,9 @@ pub fn weight(t: &WeightTile) -> String {
     let mut s = String::from(WEIGHT_HEADER);
     if t.cat {
         s.push_str("@group(0) @binding(4) var<storage, read> x2: array<vec4<f32>>;\n");
+    }
+    if t.scratch_inputs {
+        s = s.replace("var<storage, read>", "var<storage, read_write>");
     }
     let o = &mut s;
     wl(o, &format!("@compute @workgroup_size({LANES})"));
@@ -615,19 +626,25 @@ pub fn weight(t: &WeightTile) -> String {
     wl(o, "    }");
     wl(o, "    if (wid.y * 8u + lane < p.cout4) {");
     wl(o, "        let base = wid.z * p.stride;");
-    wl(o, "        let cin = p.cin4 * 4u;");
+    // Only the true channels are stored (a ragged count's last vec4 is part padding).
     for j in 0..4 {
+        wl(o, &format!("        let oko{j} = co4 * 4u + {j}u < p.cout;"));
         wl(
             o,
-            &format!("        let row{j} = base + (co4 * 4u + {j}u) * {kk}u * cin + ci4 * 4u;"),
+            &format!("        let row{j} = base + (co4 * 4u + {j}u) * {kk}u * p.cin + ci4 * 4u;"),
         );
+    }
+    for c in 0..chans {
+        wl(o, &format!("        let oki{c} = ci4 * 4u + {c}u < p.cin;"));
     }
     for tap in 0..kk {
         for c in 0..chans {
             for (j, comp) in comps.iter().enumerate() {
                 wl(
                     o,
-                    &format!("        partial[row{j} + {tap}u * cin + {c}u] = a{tap}_{c}.{comp};"),
+                    &format!(
+                        "        if (oko{j} && oki{c}) {{ partial[row{j} + {tap}u * p.cin + {c}u] = a{tap}_{c}.{comp}; }}"
+                    ),
                 );
             }
         }
@@ -636,7 +653,7 @@ pub fn weight(t: &WeightTile) -> String {
     for (j, comp) in comps.iter().enumerate() {
         wl(
             o,
-            &format!("            partial[base + p.w_len + p.db_gap + co4 * 4u + {j}u] = g.{comp};"),
+            &format!("            if (oko{j}) {{ partial[base + p.w_len + p.db_gap + co4 * 4u + {j}u] = g.{comp}; }}"),
         );
     }
     wl(o, "        }");

@@ -11,8 +11,10 @@
 //! Every kernel comes in two paths, both checked against `reference.rs`:
 //! - simple (`shaders/conv2d_*.wgsl`): one invocation per output element, any shape;
 //! - tiled (`codegen.rs`): generated straight-line WGSL, used when the adapter has
-//!   subgroups of at least 8 lanes and the reduction channels are multiples of 4.
-//!   See `codegen.rs` for why it looks the way it does.
+//!   subgroups of at least 8 lanes, for any channel counts: an operand whose
+//!   channels are no multiple of 4 is first copied into scratch with zero
+//!   channels up to one (`pad.rs`). See `codegen.rs` for why the kernels look
+//!   the way they do.
 //!
 //! `dw`/`db` overwrite their outputs unless `accumulate` is set, in which case the
 //! new gradient is added to what is there (gradient accumulation over micro-batches).
@@ -26,6 +28,7 @@
 mod cases;
 mod codegen;
 mod flip_many;
+mod pad;
 pub mod reference;
 mod shape;
 mod simple;
@@ -33,6 +36,7 @@ mod tiled;
 
 pub use cases::{bench_cases, check};
 pub use flip_many::{flip_table, flip_transpose_many, FlipJob};
+use pad::Padding;
 pub use shape::Conv2dShape;
 use shape::Pass;
 use tiled::CatPass;
@@ -89,38 +93,46 @@ pub enum Path {
 }
 
 impl Path {
-    /// The tiled path for the forward conv when the adapter and shape allow it.
-    pub fn best_forward(ctx: &GpuContext, s: &Conv2dShape) -> Path {
-        if tiled::usable(ctx) && s.cin.is_multiple_of(4) && tiled::cat_fits(ctx, s, CatPass::Forward) {
+    /// The tiled path for `pass` when the adapter allows it (any channel counts;
+    /// the padded copies must fit a binding, and dx over a cat must be one its tile writes).
+    fn best(ctx: &GpuContext, s: &Conv2dShape, pass: CatPass) -> Path {
+        let fits = tiled::cat_fits(ctx, s, pass) && Padding::of(s, pass).fits(ctx, s);
+        if tiled::usable(ctx) && fits {
             Path::Tiled
         } else {
             Path::Simple
         }
+    }
+
+    /// The tiled path for the forward conv when the adapter allows it.
+    pub fn best_forward(ctx: &GpuContext, s: &Conv2dShape) -> Path {
+        Path::best(ctx, s, CatPass::Forward)
     }
 
     /// The tiled path for dx (a forward conv over Cout) when allowed.
     pub fn best_backward_input(ctx: &GpuContext, s: &Conv2dShape) -> Path {
-        if tiled::usable(ctx) && s.cout.is_multiple_of(4) && tiled::cat_fits(ctx, s, CatPass::BackwardInput) {
-            Path::Tiled
-        } else {
-            Path::Simple
-        }
+        Path::best(ctx, s, CatPass::BackwardInput)
     }
 
     /// The tiled path for dw/db when allowed.
     pub fn best_backward_weight(ctx: &GpuContext, s: &Conv2dShape) -> Path {
-        let fits = tiled::cat_fits(ctx, s, CatPass::BackwardWeight);
-        if tiled::usable(ctx) && s.cin.is_multiple_of(4) && s.cout.is_multiple_of(4) && fits {
-            Path::Tiled
-        } else {
-            Path::Simple
-        }
+        Path::best(ctx, s, CatPass::BackwardWeight)
     }
+}
+
+/// Whether dx of `s` reads [`BackwardInput::transposed`] weights on this
+/// adapter when given them: the tiled path, Cout a multiple of 4 (a ragged
+/// Cout flips the weights with zero-padded rows into scratch itself).
+pub fn reads_transposed_weights(ctx: &GpuContext, s: &Conv2dShape) -> bool {
+    Path::best_backward_input(ctx, s) == Path::Tiled && s.cout.is_multiple_of(4)
 }
 
 /// `y = conv(act(x), w) + bias + residual`. `bias` must be given exactly when
 /// `s.bias`, `residual` exactly when `s.residual`; `residual` may not alias `y`.
-/// `x` is one buffer, or two for a cat (`s.cat`).
+/// `x` is one buffer, or two for a cat (`s.cat`). `scratch` holds at least
+/// [`Conv2dShape::forward_scratch_len`] elements (0 unless Cin is ragged or x a
+/// cat the tiled path copies). Returns the dispatches to run in order.
+#[allow(clippy::too_many_arguments)]
 pub fn conv2d_forward<'a>(
     ctx: &GpuContext,
     s: &Conv2dShape,
@@ -128,9 +140,10 @@ pub fn conv2d_forward<'a>(
     w: BufView<'_>,
     bias: Option<BufView<'_>>,
     residual: Option<BufView<'_>>,
+    scratch: BufView<'_>,
     y: BufView<'_>,
-) -> Result<Dispatch> {
-    forward_with(ctx, Path::best_forward(ctx, s), s, x, w, bias, residual, y)
+) -> Result<Vec<Dispatch>> {
+    forward_with(ctx, Path::best_forward(ctx, s), s, x, w, bias, residual, scratch, y)
 }
 
 /// [`conv2d_forward`] on a chosen path.
@@ -143,20 +156,22 @@ pub fn forward_with<'a>(
     w: BufView<'_>,
     bias: Option<BufView<'_>>,
     residual: Option<BufView<'_>>,
+    scratch: BufView<'_>,
     y: BufView<'_>,
-) -> Result<Dispatch> {
+) -> Result<Vec<Dispatch>> {
     let x = x.into();
-    s.check_forward(&x, &w, bias.as_ref(), residual.as_ref(), &y)?;
-    let d = match path {
-        Path::Simple => simple::forward(ctx, s, x, w, bias, residual, y),
-        Path::Tiled => tiled::forward(ctx, s, x, w, bias, residual, y),
-    }?;
-    Ok(s.state_work(Pass::Forward, vec![d]).remove(0))
+    s.check_forward(&x, &w, bias.as_ref(), residual.as_ref(), &scratch, &y)?;
+    let ds = match path {
+        Path::Simple => vec![simple::forward(ctx, s, x, w, bias, residual, y)?],
+        Path::Tiled => tiled::forward(ctx, s, x, w, bias, residual, scratch, y)?,
+    };
+    Ok(s.state_work(Pass::Forward, ds))
 }
 
 /// `dx = conv_transpose(dy, w) * act'(x)` (x is read only when `s.gelu_input`).
 /// `scratch` holds at least [`Conv2dShape::backward_input_scratch_len`] elements
-/// (the flipped, transposed weights of the tiled path). Returns the dispatches to run in order.
+/// (the flipped, transposed weights of the tiled path, and dy with zero-padded
+/// channels for a ragged Cout). Returns the dispatches to run in order.
 pub fn conv2d_backward_input(
     ctx: &GpuContext,
     s: &Conv2dShape,
@@ -289,10 +304,11 @@ pub fn backward_input_args(
 
 /// `dw = Σ dy ⊗ act(x)` and, when `db` is given, `db = Σ dy`; both overwrite, or add
 /// to the outputs when `accumulate`. `scratch` holds at least
-/// [`Conv2dShape::backward_weight_scratch_len`] elements (per-reduction-split partial sums).
+/// [`Conv2dShape::backward_weight_scratch_len`] elements (per-reduction-split partial
+/// sums, and x or dy with zero-padded channels where Cin or Cout is ragged).
 /// `act` (optional, [`Conv2dShape::act_len`] elements, a buffer other than `scratch`) lets the tiled path
 /// apply GELU once in its own pass instead of inside the dw kernel (about 1.4x faster
-/// dw at 64 channels with `gelu_input`); it is ignored otherwise.
+/// dw at 64 channels with `gelu_input`); it is ignored otherwise, and where x is padded.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_backward_weight<'a>(
     ctx: &GpuContext,
