@@ -53,6 +53,7 @@ fn shapes(full: bool) -> Vec<Conv2dShape> {
         // invocation, so the reductions must spread over a workgroup.
         s(70, 32, 32, 1, 2, 1).with_gelu(true),
     ];
+    v.extend(ragged_shapes());
     if full {
         // Large but quick: the bench layer at batch 2 (the simple dw kernel dominates).
         v.push(
@@ -64,6 +65,41 @@ fn shapes(full: bool) -> Vec<Conv2dShape> {
         v.push(s(2, 32, 32, 64, 96, 1).with_gelu(true).with_bias(true));
     }
     v
+}
+
+/// Channel counts that are no multiple of 4 (1, 3, 5, 30, 50 and 100 against
+/// each other and whole vec4s), which the tiled path pads (`pad.rs`): 1x1 and
+/// 3x3, one image and several, 1x1 up to 8x8 images and odd sizes, each
+/// epilogue the graph uses. `check_shape` runs the forward, dx (+ addend,
+/// + act) and dw (overwrite, accumulate, dw and db in one buffer) of each.
+fn ragged_shapes() -> Vec<Conv2dShape> {
+    let s = Conv2dShape::new;
+    vec![
+        // One pixel: every tap but the centre reads padding.
+        s(1, 1, 1, 3, 5, 1).with_gelu(true).with_bias(true),
+        s(2, 1, 1, 50, 30, 3).with_bias(true).with_residual(true),
+        // A thin input (an image's channels) into a ragged Cout.
+        s(1, 4, 4, 1, 50, 3).with_gelu(true).with_bias(true),
+        s(3, 4, 4, 100, 3, 1).with_bias(true).with_residual(true),
+        // The output conv: 1x1, whole-vec4 Cin into 5 mixtures x 10 (CIFAR)
+        // and 3 x 10 (MNIST) channels: dx and dw pad dy only.
+        s(2, 8, 8, 64, 50, 1).with_bias(true),
+        s(1, 7, 7, 32, 30, 1).with_bias(true),
+        // Ragged Cin only (z_proj from an odd latent), 3x3 with every epilogue.
+        s(1, 8, 8, 30, 100, 3)
+            .with_gelu(true)
+            .with_bias(true)
+            .with_residual(true),
+        s(2, 7, 7, 5, 1, 3).with_gelu(true),
+        s(1, 5, 5, 100, 30, 1).with_gelu(true).with_bias(true),
+        s(2, 5, 5, 30, 5, 3).with_bias(true),
+        // A block's last conv into 2 zdim (+ width) channels: 2·5 and 2·3 + 16.
+        s(2, 8, 8, 16, 10, 3).with_gelu(true).with_bias(true),
+        s(3, 4, 4, 8, 22, 1).with_gelu(true).with_bias(true).with_residual(true),
+        // 144 row segments: dw reduces in several splits and sums them after.
+        s(4, 36, 7, 5, 30, 1).with_gelu(true).with_bias(true),
+        s(2, 9, 16, 3, 50, 3).with_gelu(true).with_bias(true),
+    ]
 }
 
 /// Random inputs of one case (x in [-2, 2], w and dy in [-1, 1]).
@@ -138,6 +174,13 @@ pub fn check(c: &mut Checker) -> Result<()> {
     check_flip_many(c)
 }
 
+/// Every shape `check` runs (with the full table's large ones when `full`), cats included.
+pub fn checked_shapes(full: bool) -> Vec<Conv2dShape> {
+    let mut all = shapes(full);
+    all.extend(cat_shapes());
+    all
+}
+
 /// Convs over `cat[x1, x2]` read from two tensors (`Conv2dShape::cat`).
 fn cat_shapes() -> Vec<Conv2dShape> {
     let s = Conv2dShape::new;
@@ -158,6 +201,12 @@ fn cat_shapes() -> Vec<Conv2dShape> {
         // Halves not of whole vec4s: the tiled forward and dw copy them side by
         // side into padded channels, dx runs the simple kernel.
         s(1, 3, 4, 7, 5, 1).with_gelu(true).with_cat(3),
+        // The posterior's first conv into a ragged middle width: dx and dw pad
+        // dy, the halves read in place.
+        s(2, 5, 5, 16, 30, 1).with_gelu(true).with_bias(true).with_cat(8),
+        s(1, 4, 4, 64, 50, 1).with_gelu(true).with_bias(true).with_cat(32),
+        // Ragged halves and Cout, 3x3.
+        s(1, 5, 7, 7, 10, 3).with_gelu(true).with_bias(true).with_cat(3),
     ]
 }
 

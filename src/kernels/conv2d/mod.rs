@@ -34,7 +34,7 @@ mod shape;
 mod simple;
 mod tiled;
 
-pub use cases::{bench_cases, check};
+pub use cases::{bench_cases, check, checked_shapes};
 pub use flip_many::{flip_table, flip_transpose_many, FlipJob};
 use pad::Padding;
 pub use shape::Conv2dShape;
@@ -93,6 +93,11 @@ pub enum Path {
 }
 
 impl Path {
+    /// Whether this adapter runs the tiled kernels (subgroups of at least 8 lanes).
+    pub fn tiled_usable(ctx: &GpuContext) -> bool {
+        tiled::usable(ctx)
+    }
+
     /// The tiled path for `pass` when the adapter allows it (any channel counts;
     /// the padded copies must fit a binding, and dx over a cat must be one its tile writes).
     fn best(ctx: &GpuContext, s: &Conv2dShape, pass: CatPass) -> Path {
