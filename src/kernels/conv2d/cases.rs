@@ -93,6 +93,8 @@ fn ragged_shapes() -> Vec<Conv2dShape> {
         s(2, 7, 7, 5, 1, 3).with_gelu(true),
         s(1, 5, 5, 100, 30, 1).with_gelu(true).with_bias(true),
         s(2, 5, 5, 30, 5, 3).with_bias(true),
+        // 13 input vec4s read in pairs: dw workgroups of 7 and 6 (one masked).
+        s(2, 6, 6, 50, 12, 1).with_gelu(true).with_bias(true),
         // A block's last conv into 2 zdim (+ width) channels: 2·5 and 2·3 + 16.
         s(2, 8, 8, 16, 10, 3).with_gelu(true).with_bias(true),
         s(3, 4, 4, 8, 22, 1).with_gelu(true).with_bias(true).with_residual(true),

@@ -12,9 +12,9 @@
 //! - simple (`shaders/conv2d_*.wgsl`): one invocation per output element, any shape;
 //! - tiled (`codegen.rs`): generated straight-line WGSL, used when the adapter has
 //!   subgroups of at least 8 lanes, for any channel counts: an operand whose
-//!   channels are no multiple of 4 is first copied into scratch with zero
-//!   channels up to one (`pad.rs`). See `codegen.rs` for why the kernels look
-//!   the way they do.
+//!   channels are no multiple of 4 is read a pair or a channel per load, or
+//!   copied with padded channels (`pad.rs`). See `codegen.rs` for why the
+//!   kernels look the way they do.
 //!
 //! `dw`/`db` overwrite their outputs unless `accumulate` is set, in which case the
 //! new gradient is added to what is there (gradient accumulation over micro-batches).
@@ -176,7 +176,7 @@ pub fn forward_with<'a>(
 /// `dx = conv_transpose(dy, w) * act'(x)` (x is read only when `s.gelu_input`).
 /// `scratch` holds at least [`Conv2dShape::backward_input_scratch_len`] elements
 /// (the flipped, transposed weights of the tiled path, and dy with zero-padded
-/// channels for a ragged Cout). Returns the dispatches to run in order.
+/// channels for a cat with a ragged Cout). Returns the dispatches to run in order.
 pub fn conv2d_backward_input(
     ctx: &GpuContext,
     s: &Conv2dShape,
@@ -310,10 +310,11 @@ pub fn backward_input_args(
 /// `dw = Σ dy ⊗ act(x)` and, when `db` is given, `db = Σ dy`; both overwrite, or add
 /// to the outputs when `accumulate`. `scratch` holds at least
 /// [`Conv2dShape::backward_weight_scratch_len`] elements (per-reduction-split partial
-/// sums, and x or dy with zero-padded channels where Cin or Cout is ragged).
+/// sums, and x with zero-padded channels for a cat the tiled dw copies).
 /// `act` (optional, [`Conv2dShape::act_len`] elements, a buffer other than `scratch`) lets the tiled path
 /// apply GELU once in its own pass instead of inside the dw kernel (about 1.4x faster
-/// dw at 64 channels with `gelu_input`); it is ignored otherwise, and where x is padded.
+/// dw at 64 channels with `gelu_input`); it is ignored otherwise, and where x is copied (a cat the
+/// tiled dw does not read in place).
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_backward_weight<'a>(
     ctx: &GpuContext,

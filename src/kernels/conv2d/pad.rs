@@ -1,22 +1,30 @@
-//! Ragged channel counts on the tiled path. The tiled kernels read channels
-//! four at a time (vec4s), so an operand whose channels are no multiple of 4
-//! is copied into scratch with zero channels up to the next multiple
-//! ([`copy_channels`] with [`CopyMode::OverwriteZeroRest`]) and the tile runs
-//! on the padded shape: a zero channel adds nothing to any sum (and gelu(0) = 0).
+//! Ragged channel counts (no multiple of 4) on the tiled path. The tiled
+//! kernels work on vec4s of channels; an activation operand of ragged width
+//! is read in place, its vec4s assembled from pairs (a count 2 mod 4) or
+//! single channels (an odd count) with the channels past the count zero
+//! ([`load_width`]; `codegen::ForwardTile::x_width`, `WeightTile::x_width`,
+//! `dy_width`). Masking rather than copying: on lavapipe every storage access
+//! costs about as much as a vec4 load, so a copy with padded channels (one
+//! elementwise pass over the tensor) cost more than a 1x1 conv's own pass over
+//! it (dw of 16x32x32, 64 -> 50: 4.2 ms to pad dy, 2.8 ms for the kernel),
+//! while the narrower loads add a load or three per vec4 to kernels that
+//! reuse each loaded value many times.
 //!
-//! - forward: x, and w viewed as `[cout·k·k, cin]` rows of channels, when Cin is
-//!   ragged; x alone when it is a cat the tile cannot read in place (3x3, or
-//!   halves of part vec4s: both halves are copied side by side). A ragged Cout
-//!   needs nothing: the tile clamps its channels and guards its stores.
-//! - dx, a forward tile over dy reduced over Cout: with a ragged Cout, dy is
-//!   copied, and the flip writes the transposed weights with their Cout rows
-//!   zero-padded (no copy of its own). A ragged Cin (dx's outputs) needs nothing.
-//! - dw: x as for the forward, dy for a ragged Cout. The kernel stores only the
-//!   true channels, in the true `[cout, k, k, cin]` layout, so its partial sums,
-//!   their sum pass and its in-place write are those of whole vec4s.
+//! What is still copied into scratch with zero channels up to a multiple of 4
+//! ([`copy_channels`] with [`CopyMode::OverwriteZeroRest`]), the tile then
+//! running on the padded shape (a zero channel adds nothing to any sum, and
+//! gelu(0) = 0):
+//! - the weights of a forward with a ragged Cin, `[cout·k·k, cin]` as rows of
+//!   channels (small beside x); dx's weights are flipped with zero rows up to
+//!   a multiple of 4 by the flip it makes anyway;
+//! - x of the forward and dw when it is a cat the tiles cannot read in place
+//!   (3x3 in the forward, or halves of part vec4s): both halves side by side;
+//! - dy of dx over a cat with a ragged Cout (its tile has no narrow variants).
 //!
-//! Each copy is one elementwise pass over its tensor, against the conv's
-//! k·k·channels multiply-adds per element. A copy larger than
+//! A ragged Cout needs nothing else: the forward tile clamps its channels and
+//! guards its stores, the dw kernel stores only the true channels in the true
+//! `[cout, k, k, cin]` layout (so its partial sums, their sum pass and its
+//! in-place write are those of whole vec4s). A copy larger than
 //! [`MOST_PADDED`] elements (or the adapter's binding) is not made: that conv
 //! runs the simple kernels, and the scratch lengths never count more.
 
@@ -67,12 +75,23 @@ impl Padding {
     /// What `pass` of `s` copies.
     pub fn of(s: &Conv2dShape, pass: CatPass) -> Padding {
         let ragged_cin = !s.cin.is_multiple_of(4);
-        let ragged_cout = !s.cout.is_multiple_of(4);
-        let x = pass != CatPass::BackwardInput && (ragged_cin || !cat_in_place(s, pass));
-        Padding {
-            x,
-            w: pass == CatPass::Forward && ragged_cin,
-            dy: pass != CatPass::Forward && ragged_cout,
+        match pass {
+            CatPass::Forward => Padding {
+                x: !cat_in_place(s, pass),
+                w: ragged_cin,
+                dy: false,
+            },
+            // The dx tile over a cat reads dy in whole vec4s only.
+            CatPass::BackwardInput => Padding {
+                x: false,
+                w: false,
+                dy: s.cat.is_some() && !s.cout.is_multiple_of(4),
+            },
+            CatPass::BackwardWeight => Padding {
+                x: !cat_in_place(s, pass),
+                w: false,
+                dy: false,
+            },
         }
     }
 
@@ -124,6 +143,17 @@ impl Padding {
             w: at(w),
             dy: at(dy),
         }
+    }
+}
+
+/// Channels per load a tiled kernel reads an operand of `channels` channels
+/// with in place: whole vec4s, else pairs or single channels (their vec4s
+/// assembled and masked in the kernel; see `codegen::ForwardTile::x_width`).
+pub(super) fn load_width(channels: usize) -> u32 {
+    match channels % 4 {
+        0 => 4,
+        2 => 2,
+        _ => 1,
     }
 }
 

@@ -246,22 +246,23 @@ impl Conv2dShape {
     }
 
     /// Elements of the scratch buffer [`super::conv2d_forward`] needs: room for
-    /// x and w with zero-padded input channels (a ragged Cin), or x alone (a
-    /// cat the tiled forward does not read in place); 0 for most convs.
+    /// w with zero-padded input channels (a ragged Cin), and x (a cat the tiled
+    /// forward does not read in place); 0 for most convs.
     pub fn forward_scratch_len(&self) -> usize {
         Padding::of(self, CatPass::Forward).scratch_end(self, 0)
     }
 
     /// Elements of the scratch buffer [`super::conv2d_backward_input`] needs:
-    /// the flipped, transposed weights, and dy with zero-padded channels for a ragged Cout.
+    /// the flipped, transposed weights (Cout padded to whole vec4s), and dy with
+    /// zero-padded channels for a cat with a ragged Cout.
     pub fn backward_input_scratch_len(&self) -> usize {
         let flipped = super::tiled::flipped_len(self);
         Padding::of(self, CatPass::BackwardInput).scratch_end(self, flipped)
     }
 
     /// Elements of the scratch buffer [`super::conv2d_backward_weight`] needs:
-    /// the per-reduction-split partial sums, and x or dy with zero-padded
-    /// channels where Cin or Cout is ragged.
+    /// the per-reduction-split partial sums, and x with zero-padded channels
+    /// for a cat the tiled dw does not read in place.
     pub fn backward_weight_scratch_len(&self) -> usize {
         let partials = super::tiled::reduction_splits(self) * (self.w_len() + self.cout);
         Padding::of(self, CatPass::BackwardWeight).scratch_end(self, partials)

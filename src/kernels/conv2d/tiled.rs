@@ -6,8 +6,9 @@
 //! - dw (+ db): [`WeightTile`] writes per-reduction-split partial sums into scratch, one more
 //!   pass adds the reduction splits into dw and db (overwriting or accumulating).
 //!
-//! Channel counts that are no multiple of 4 run the same kernels on operands
-//! zero-padded into scratch first (see `pad.rs`).
+//! Channel counts that are no multiple of 4 are read in place a pair or a
+//! channel per load, or in a few cases copied into scratch with zero channels
+//! up to a multiple of 4 (see `pad.rs`).
 //!
 //! Over a cat (`Conv2dShape::cat`, see [`cat_fits`]): the forward tile runs its
 //! channel loop over each source in turn ([`Sources::CatInput`]), the dx tile
@@ -16,9 +17,9 @@
 //! channels lie in.
 //!
 //! Every index the kernels compute is clamped or masked in the generated code, and the
-//! shape rules (`Conv2dShape::check_*`, the padded copies' whole vec4s and the cat
-//! tests of `Path::best_*`) guarantee the rest, so the kernels are compiled without
-//! bounds checks.
+//! shape rules (`Conv2dShape::check_*`, the narrow loads' masks, the padded copies'
+//! whole vec4s and the cat tests of `Path::best_*`) guarantee the rest, so the
+//! kernels are compiled without bounds checks.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -187,32 +188,48 @@ pub(super) fn kernels() -> Vec<KernelSpec> {
             for couts_per_lane in 1..=max_couts_per_lane {
                 for &(gelu_input, epilogue, sources) in &uses {
                     for vec in epilogue_widths(epilogue, couts_per_lane) {
-                        let t = ForwardTile {
-                            k: k as u32,
-                            rows: 1,
-                            blocks: blocks as u32,
-                            couts_per_lane: couts_per_lane as u32,
-                            gelu_input,
-                            epilogue,
-                            vec,
-                            sources,
-                        };
-                        all.push(forward_kernel(&t).spec());
+                        for x_width in [4, 2, 1] {
+                            let t = ForwardTile {
+                                k: k as u32,
+                                rows: 1,
+                                blocks: blocks as u32,
+                                couts_per_lane: couts_per_lane as u32,
+                                gelu_input,
+                                epilogue,
+                                vec,
+                                sources,
+                                x_width,
+                            };
+                            if x_width == 4 || t.sources == Sources::One {
+                                all.push(forward_kernel(&t).spec());
+                            }
+                        }
                     }
                 }
             }
         }
         for ci_vecs in 1..=max_ci_vecs(k as u32) {
             for gelu_input in [false, true] {
-                for (cat, scratch_inputs) in [(false, false), (true, false), (false, true), (true, true)] {
-                    let t = WeightTile {
-                        k: k as u32,
-                        ci_vecs,
-                        gelu_input,
-                        cat,
-                        scratch_inputs,
-                    };
-                    all.push(weight_kernel(&t).spec());
+                // x read in place (of any width), a cat's halves (whole vec4s)
+                // or a padded copy in scratch; dy in place, of any width.
+                for (cat, scratch_inputs) in [(false, false), (true, false), (false, true)] {
+                    for x_width in [4, 2, 1] {
+                        for dy_width in [4, 2, 1] {
+                            if (cat || scratch_inputs) && x_width < 4 {
+                                continue;
+                            }
+                            let t = WeightTile {
+                                k: k as u32,
+                                ci_vecs,
+                                gelu_input,
+                                cat,
+                                scratch_inputs,
+                                x_width,
+                                dy_width,
+                            };
+                            all.push(weight_kernel(&t).spec());
+                        }
+                    }
                 }
             }
         }
@@ -231,7 +248,7 @@ crate::gpu_params! {
         tiles_h: u32,
         tiles: u32,
         cat_split: u32,
-        pad0: u32,
+        cin: u32,
         pad1: u32,
         pad2: u32,
     }
@@ -264,6 +281,7 @@ fn forward_tile(
     gelu_input: bool,
     epilogue: Epilogue,
     sources: Sources,
+    x_width: u32,
 ) -> ForwardTile {
     let (max_blocks, max_couts_per_lane) = forward_limits(k);
     let cpl = couts_per_lane(cout, max_couts_per_lane);
@@ -282,6 +300,7 @@ fn forward_tile(
         epilogue,
         vec,
         sources,
+        x_width,
     }
 }
 
@@ -348,13 +367,13 @@ fn forward_tiles(
         n: n as u32,
         h: h as u32,
         w: s.w as u32,
-        cin4: (s.cin / 4) as u32,
+        cin4: s.cin.div_ceil(4) as u32,
         cout: s.cout as u32,
         tiles_w: tiles_w as u32,
         tiles_h: tiles_h as u32,
         tiles: tiles as u32,
         cat_split: cat_split as u32,
-        pad0: 0,
+        cin: s.cin as u32,
         pad1: 0,
         pad2: 0,
     };
@@ -388,24 +407,26 @@ pub(super) fn forward(
 ) -> Result<Vec<Dispatch>> {
     let copies = Padding::of(s, CatPass::Forward).copies(s, scratch, 0);
     let mut ds = Vec::new();
-    let (s, x, w) = match copies.x {
+    // The weights' rows padded to whole vec4s for a ragged Cin (x then read
+    // in pairs, or copied too).
+    let w = match copies.w {
+        Some(wp) => {
+            ds.push(pad::pad_rows(ctx, w, s.cin, wp)?);
+            wp
+        }
+        None => w,
+    };
+    let (s, x) = match copies.x {
         Some(xp) => {
             ds.extend(pad::pad_input(ctx, s, x, xp)?);
-            let w = match copies.w {
-                Some(wp) => {
-                    ds.push(pad::pad_rows(ctx, w, s.cin, wp)?);
-                    wp
-                }
-                None => w,
-            };
             let padded = Conv2dShape {
                 cin: s.cin.next_multiple_of(4),
                 cat: None,
                 ..*s
             };
-            (padded, InputLike::from(xp), w)
+            (padded, InputLike::from(xp))
         }
-        None => (*s, x, w),
+        None => (*s, x),
     };
     let s = &s;
     let epilogue = Epilogue::Store {
@@ -417,7 +438,16 @@ pub(super) fn forward(
     } else {
         Sources::One
     };
-    let t = forward_tile(s.k, stacked_rows(s), s.cout, s.gelu_input, epilogue, sources);
+    // A ragged x read in place, a few channels per load (a cat's halves hold whole vec4s).
+    let t = forward_tile(
+        s.k,
+        stacked_rows(s),
+        s.cout,
+        s.gelu_input,
+        epilogue,
+        sources,
+        pad::load_width(s.cin),
+    );
     // Absent optional inputs bind x in their place; the kernel never reads them.
     let views = TileViews {
         x: x.first,
@@ -499,9 +529,10 @@ pub(super) fn backward_input(ctx: &GpuContext, s: &Conv2dShape, a: &super::Backw
         }
         None => a.dy,
     };
-    // dx = conv(dy, flipped w): a forward conv with the channel counts swapped.
+    // dx = conv(dy, flipped w): a forward conv with the channel counts swapped,
+    // over a ragged dy read in place a few channels per load (unless copied).
     let swapped = Conv2dShape {
-        cin: cout4,
+        cin: if padding.dy { cout4 } else { s.cout },
         cout: s.cin,
         cat: None,
         ..*s
@@ -534,7 +565,8 @@ pub(super) fn backward_input(ctx: &GpuContext, s: &Conv2dShape, a: &super::Backw
         }
         None => (Sources::One, None),
     };
-    let t = forward_tile(s.k, stacked_rows(s), s.cin, false, epilogue, sources);
+    let x_width = pad::load_width(swapped.cin);
+    let t = forward_tile(s.k, stacked_rows(s), s.cin, false, epilogue, sources, x_width);
     let (bias, extra) = match (s.gelu_input, a.addend) {
         (true, addend) => (addend.unwrap_or(a.dy), a.x.first),
         (false, Some(addend)) => (a.dy, addend),
@@ -554,15 +586,32 @@ pub(super) fn backward_input(ctx: &GpuContext, s: &Conv2dShape, a: &super::Backw
 }
 
 /// Input-channel vec4s per dw workgroup: 1 for 3x3 (9 taps already give 144
-/// accumulators per lane), 8 for 1x1, or the largest count below that divides cin/4.
+/// accumulators per lane), 8 for 1x1, or the largest count below that divides
+/// the vec4s of cin (rounded up); where that count is small for want of
+/// divisors (13 vec4s: 1), as few workgroups as 8 allow, the vec4s spread
+/// evenly, the last workgroup's extra vec4s masked (13: 7 + 6).
 /// Measured (GFLOP per CPU-second): 3x3 1: 28.3, 2: 24.2; 1x1 1: 7.1, 4: 13.5, 8: 16.2, 16: 13.5.
 /// Over a cat, the count divides both halves' vec4s, so no workgroup straddles them.
 fn ci_vecs(s: &Conv2dShape) -> u32 {
-    let halves = s.sources();
-    (1..=max_ci_vecs(s.k as u32))
+    let max = max_ci_vecs(s.k as u32) as usize;
+    let halves: Vec<usize> = s.sources().iter().map(|c| c.div_ceil(4)).collect();
+    let divisor = (1..=max)
         .rev()
-        .find(|v| halves.iter().all(|c| (c / 4).is_multiple_of(*v as usize)))
-        .unwrap_or(1)
+        .find(|&v| halves.iter().all(|c| c.is_multiple_of(v)))
+        .unwrap_or(1);
+    let c4 = s.cin.div_ceil(4);
+    let balanced = c4.div_ceil(c4.div_ceil(max));
+    let v = if s.cat.is_some() || divisor + 1 >= balanced {
+        divisor
+    } else {
+        balanced
+    };
+    v as u32
+}
+
+/// dw workgroups along the input channels.
+fn ci_groups(s: &Conv2dShape) -> usize {
+    s.cin.div_ceil(4).div_ceil(ci_vecs(s) as usize)
 }
 
 fn max_ci_vecs(k: u32) -> u32 {
@@ -578,7 +627,8 @@ fn segments(s: &Conv2dShape) -> usize {
     s.n * s.h * s.w.div_ceil(8)
 }
 
-/// The conv whose x the dw kernel reads: `s`, or with x copied into scratch
+/// The conv whose x the dw kernel reads: `s` (Cin in vec4s rounded up: the
+/// last one's upper pair zero, read in pairs), or with x copied into scratch
 /// (`pad.rs`), Cin padded to whole vec4s and no cat.
 fn weight_input_shape(s: &Conv2dShape) -> Conv2dShape {
     if Padding::of(s, CatPass::BackwardWeight).x {
@@ -598,7 +648,7 @@ fn weight_input_shape(s: &Conv2dShape) -> Conv2dShape {
 /// llvmpipe's loop limit allows. One reduction split lets the kernel write dw and db itself.
 pub fn reduction_splits_on(ctx: &GpuContext, s: &Conv2dShape) -> usize {
     let r = weight_input_shape(s);
-    let tiles = (r.cin / 4 / ci_vecs(&r) as usize) * s.cout.div_ceil(4).div_ceil(LANES as usize);
+    let tiles = ci_groups(&r) * s.cout.div_ceil(4).div_ceil(LANES as usize);
     let fill = ctx.busy_workgroups().div_ceil(tiles.max(1));
     fill.clamp(segments(s).div_ceil(16 * 1024).max(1), reduction_splits(s))
 }
@@ -672,7 +722,7 @@ pub(super) fn backward_weight(
         n: s.n as u32,
         h: s.h as u32,
         w: s.w as u32,
-        cin4: (r.cin / 4) as u32,
+        cin4: r.cin.div_ceil(4) as u32,
         cout4: s.cout.div_ceil(4) as u32,
         segs_w: s.w.div_ceil(8) as u32,
         segments: segments as u32,
@@ -726,12 +776,14 @@ pub(super) fn backward_weight(
         gelu_input: gelu_in_kernel,
         cat: x.second.is_some(),
         scratch_inputs: padding.x || padding.dy,
+        x_width: pad::load_width(r.cin),
+        dy_width: pad::load_width(s.cout),
     };
     static KERNELS: Mutex<Option<HashMap<WeightTile, Kernel<WeightParams>>>> = Mutex::new(None);
     let kernel = cached(&KERNELS, t, weight_kernel);
     // Workgroups own (input-channel vec4s, LANES output vec4s, one reduction split).
     let grid = [
-        (r.cin / 4 / ci_vecs(&r) as usize) as u32,
+        ci_groups(&r) as u32,
         s.cout.div_ceil(4).div_ceil(LANES as usize) as u32,
         reduction_splits as u32,
     ];
