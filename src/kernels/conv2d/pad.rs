@@ -19,6 +19,8 @@
 //!   a multiple of 4 by the flip it makes anyway;
 //! - x of the forward and dw when it is a cat the tiles cannot read in place
 //!   (3x3 in the forward, or halves of part vec4s): both halves side by side;
+//! - x of a 3x3 dw with a ragged Cin (it loads x once per tap row, and its
+//!   9 taps' multiply-adds dwarf one pass over x);
 //! - dy of dx over a cat with a ragged Cout (its tile has no narrow variants).
 //!
 //! A ragged Cout needs nothing else: the forward tile clamps its channels and
@@ -87,8 +89,11 @@ impl Padding {
                 w: false,
                 dy: s.cat.is_some() && !s.cout.is_multiple_of(4),
             },
+            // A 3x3 dw loads x 3 times per row segment (once per tap row): a
+            // copy costs less than reading a ragged x in pairs or channels
+            // (16x32x32, 30 -> 100: 37 ms in pairs, 24 ms for 32 -> 100).
             CatPass::BackwardWeight => Padding {
-                x: !cat_in_place(s, pass),
+                x: !cat_in_place(s, pass) || (s.k == 3 && ragged_cin),
                 w: false,
                 dy: false,
             },

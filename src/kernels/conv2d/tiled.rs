@@ -737,14 +737,10 @@ pub(super) fn backward_weight(
     // With room for act(x), GELU runs once in an elementwise pass instead of inside
     // every dw workgroup (each x element is loaded by 3 rows x cout/32 workgroups);
     // over a cat, act(x1) and act(x2) lie apart in `act` (see `Conv2dShape::act_len`).
+    // It is written before any padded copy, which then copies act(x).
     let mut ds = Vec::new();
-    let (x, gelu_in_kernel) = match (copies.x, act) {
-        // Padded x: GELU in the kernel (gelu(0) = 0 keeps the padding zero).
-        (Some(xp), _) => {
-            ds.extend(pad::pad_input(ctx, s, x, xp)?);
-            (xp.into(), s.gelu_input)
-        }
-        (None, Some(act)) if s.gelu_input => {
+    let (x, gelu_in_kernel) = match act {
+        Some(act) if s.gelu_input => {
             let act1 = BufView { len: s.x1_len(), ..act };
             ds.push(crate::kernels::elementwise::gelu_forward(ctx, x.first, act1)?);
             let act = match x.second {
@@ -762,6 +758,15 @@ pub(super) fn backward_weight(
             (act, false)
         }
         _ => (x, s.gelu_input),
+    };
+    // x (or act(x)) copied with padded channels (gelu(0) = 0 keeps them zero
+    // where GELU runs in the kernel).
+    let x = match copies.x {
+        Some(xp) => {
+            ds.extend(pad::pad_input(ctx, s, x, xp)?);
+            xp.into()
+        }
+        None => x,
     };
     let dy = match copies.dy {
         Some(dyp) => {
