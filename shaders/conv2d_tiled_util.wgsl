@@ -4,10 +4,12 @@
 struct Params {
     // Elements written.
     total: u32,
-    // flip_transpose: the weights' shape [cout, kk, cin] (kk taps).
+    // flip_transpose: the weights' shape [cout, kk, cin] (kk taps), and the
+    // channels of each row of the copy, cout4 >= cout (those past cout zero).
     cout: u32,
     kk: u32,
     cin: u32,
+    cout4: u32,
     // The sums: elements in one reduction split's partial sums, the number of
     // reduction splits, and whether dst is added to (1) or overwritten (0).
     stride: u32,
@@ -26,15 +28,17 @@ struct Params {
 @group(0) @binding(2) var<uniform> p: Params;
 
 // dst[ci, t, co] = src[co, kk-1-t, ci]: the weights of dx = conv(dy, dst) (taps reversed,
-// in and out channels swapped).
+// in and out channels swapped); dst rows of cout4 channels, 0 past cout (a
+// ragged Cout padded to whole vec4s, for a dy padded alike).
 @compute @workgroup_size(WG_SMALL)
 fn flip_transpose(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg, WG_SMALL);
     if (i >= p.total) { return; }
-    let co = i % p.cout;
-    let t = (i / p.cout) % p.kk;
-    let ci = i / (p.cout * p.kk);
-    dst[i] = src[(co * p.kk + (p.kk - 1u - t)) * p.cin + ci];
+    let co = i % p.cout4;
+    let t = (i / p.cout4) % p.kk;
+    let ci = i / (p.cout4 * p.kk);
+    let v = src[(min(co, p.cout - 1u) * p.kk + (p.kk - 1u - t)) * p.cin + ci];
+    dst[i] = select(0.0, v, co < p.cout);
 }
 
 // The sum over reduction_splits s of src[s * stride + offset + i].

@@ -144,12 +144,26 @@ fn conv_dispatches_state_their_multiply_adds_on_both_paths() {
         let y = ctx.zeros(s.y_len());
         let dx = ctx.zeros(s.x_len());
         let act = ctx.zeros(s.x_len());
-        let scratch = ctx.zeros(s.backward_input_scratch_len().max(s.backward_weight_scratch_len()));
+        let scratch = ctx.zeros(
+            s.forward_scratch_len()
+                .max(s.backward_input_scratch_len())
+                .max(s.backward_weight_scratch_len()),
+        );
         // The tiled path where this adapter has it.
         let paths = [Path::Simple, Path::best_forward(&ctx, &s)];
         for path in paths {
-            let mut ds =
-                vec![forward_with(&ctx, path, &s, x.view(), w.view(), Some(b.view()), None, y.view()).unwrap()];
+            let mut ds = forward_with(
+                &ctx,
+                path,
+                &s,
+                x.view(),
+                w.view(),
+                Some(b.view()),
+                None,
+                scratch.view(),
+                y.view(),
+            )
+            .unwrap();
             ds.extend(
                 backward_input_with(&ctx, path, &s, x.view(), w.view(), y.view(), scratch.view(), dx.view()).unwrap(),
             );

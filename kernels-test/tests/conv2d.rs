@@ -94,15 +94,70 @@ fn conv2d_rejects_bad_shapes() {
     let x = ctx.zeros(s.x_len());
     let w = ctx.zeros(s.w_len());
     let y = ctx.zeros(s.y_len());
-    let err = vdvae::kernels::conv2d::conv2d_forward(&ctx, &s, x.view(), w.view(), None, None, y.view());
+    let scratch = ctx.zeros(1);
+    let forward = |s: &Conv2dShape| {
+        vdvae::kernels::conv2d::conv2d_forward(&ctx, s, x.view(), w.view(), None, None, scratch.view(), y.view())
+    };
+    let err = forward(&s);
     assert!(
         matches!(err, Err(vdvae::Error::Shape(_))),
         "kernel size 5 must be a shape error"
     );
     let s = Conv2dShape::new(1, 4, 4, 4, 4, 3).with_bias(true);
-    let err = vdvae::kernels::conv2d::conv2d_forward(&ctx, &s, x.view(), w.view(), None, None, y.view());
+    let err = forward(&s);
     assert!(
         matches!(err, Err(vdvae::Error::Shape(_))),
         "a missing bias must be a shape error"
     );
+}
+
+/// Every channel count takes the tiled forward, dx and dw where the adapter
+/// has the tiled kernels as its default (ragged counts are read in place or
+/// padded inside the family; tuning may only pick a faster path), and
+/// the simple ones where it has not: the table `vdvae check` runs, and Cin and
+/// Cout of 1, 3, 5, 30, 50, 100 and 64 crossed, 1x1 and 3x3, 1x1 to 32x32 images.
+#[test]
+fn ragged_channel_counts_take_the_tiled_path() {
+    use vdvae::kernels::conv2d::{checked_shapes, ConvPass, Path};
+    let ctx = kernels_test::context();
+    let want = if Path::tiled_usable(&ctx) {
+        Path::Tiled
+    } else {
+        Path::Simple
+    };
+    let counts = [1, 3, 5, 30, 50, 100, 64];
+    let mut shapes = checked_shapes(true);
+    for (cin, cout, k, (n, h)) in crossed(&counts, &[1, 3], &[(1, 1), (2, 7), (16, 32)]) {
+        let s = Conv2dShape::new(n, h, h, cin, cout, k).with_gelu(true).with_bias(true);
+        shapes.push(s);
+        shapes.push(s.with_residual(true));
+        // The posterior's first conv: a 1x1 over a cat of two whole-vec4 halves.
+        if k == 1 {
+            shapes.push(Conv2dShape::new(n, h, h, 64, cout, 1).with_gelu(true).with_cat(32));
+        }
+    }
+    for s in &shapes {
+        assert_eq!(Path::default_for(&ctx, s, ConvPass::Forward), want, "forward {s:?}");
+        assert_eq!(Path::default_for(&ctx, s, ConvPass::BackwardWeight), want, "dw {s:?}");
+        // dx writes a cat's two halves apart from its 1x1 tile over whole vec4s only.
+        let cat_dx = s.cat.is_none_or(|c1| s.k == 1 && c1 % 4 == 0 && (s.cin - c1) % 4 == 0);
+        if cat_dx {
+            assert_eq!(Path::default_for(&ctx, s, ConvPass::BackwardInput), want, "dx {s:?}");
+        }
+    }
+}
+
+/// (cin, cout, k, (n, h)) for every cin and cout in `counts`, k in `ks`, (n, h) in `sizes`.
+fn crossed(counts: &[usize], ks: &[usize], sizes: &[(usize, usize)]) -> Vec<(usize, usize, usize, (usize, usize))> {
+    let mut all = Vec::new();
+    for &cin in counts {
+        for &cout in counts {
+            for &k in ks {
+                for &size in sizes {
+                    all.push((cin, cout, k, size));
+                }
+            }
+        }
+    }
+    all
 }

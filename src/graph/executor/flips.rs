@@ -8,7 +8,7 @@ use super::Buffers;
 use crate::error::Result;
 use crate::gpu::{BufView, Dispatch, GpuBuffer, GpuContext};
 use crate::graph::ir::{Graph, Op, Role, TensorId};
-use crate::kernels::conv2d::{self, Conv2dShape, FlipJob, Path};
+use crate::kernels::conv2d::{self, Conv2dShape, FlipJob};
 
 /// One span: the weights it flips (in buffer order) and its table.
 struct Span {
@@ -25,7 +25,8 @@ pub(crate) struct Flips {
 }
 
 /// The weights of `node` (a conv dx) as the flip sees them, when the node's
-/// weights are a parameter and its dx runs on the tiled path.
+/// weights are a parameter and its dx reads them flipped (the tiled path,
+/// Cout a multiple of 4).
 fn flippable(ctx: &GpuContext, g: &Graph, node: &crate::graph::Node) -> Option<(TensorId, Conv2dShape)> {
     let Op::Conv2dBackwardData(op) = &node.op else {
         return None;
@@ -41,7 +42,7 @@ fn flippable(ctx: &GpuContext, g: &Graph, node: &crate::graph::Node) -> Option<(
     if op.cat {
         s = s.with_cat(c1);
     }
-    (Path::best_backward_input(ctx, &s) == Path::Tiled).then_some((w, s))
+    conv2d::reads_transposed_weights(ctx, &s).then_some((w, s))
 }
 
 impl Flips {

@@ -379,8 +379,15 @@ impl OpRule for Conv2d {
             first: l.input(0),
             second: self.cat.then(|| l.input(self.x2_input())),
         };
-        let d = kernels::conv2d_forward(l.ctx, &s, x, l.input(1), bias, residual, l.output(0))?;
-        Ok(vec![d])
+        let scratch = l.scratch(s.forward_scratch_len());
+        kernels::conv2d_forward(l.ctx, &s, x, l.input(1), bias, residual, scratch, l.output(0))
+    }
+
+    /// Room for x (and w) with zero-padded input channels where the tiled
+    /// forward needs it (a cat it does not read in place; a ragged Cin, which
+    /// `Graph::conv2d` pads itself); 0 for most convs.
+    fn scratch_len(&self, g: &Graph, node: &Node) -> usize {
+        self.node_shape(g, node).forward_scratch_len()
     }
 
     fn binding_split(&self, _: &Graph, _: &Node) -> Option<BindingSplit> {

@@ -25,7 +25,7 @@ fn shapes(full: bool) -> Vec<Conv2dShape> {
     let mut v = vec![
         // Batch 1, a single pixel, every epilogue option.
         s(1, 1, 1, 4, 4, 3).with_gelu(true).with_bias(true).with_residual(true),
-        // 2x2 image, odd channel counts: the tiled forward does not apply (cin % 4).
+        // 2x2 image, odd channel counts: the tiled path pads x, w and dy.
         s(1, 2, 2, 3, 5, 3).with_bias(true),
         s(2, 5, 7, 8, 4, 3).with_gelu(true).with_residual(true),
         // Single output / input channel.
@@ -53,6 +53,7 @@ fn shapes(full: bool) -> Vec<Conv2dShape> {
         // invocation, so the reductions must spread over a workgroup.
         s(70, 32, 32, 1, 2, 1).with_gelu(true),
     ];
+    v.extend(ragged_shapes());
     if full {
         // Large but quick: the bench layer at batch 2 (the simple dw kernel dominates).
         v.push(
@@ -78,6 +79,43 @@ fn shapes(full: bool) -> Vec<Conv2dShape> {
         s(1, 9, 11, 68, 132, 3).with_gelu(true).with_bias(true),
     ]);
     v
+}
+
+/// Channel counts that are no multiple of 4 (1, 3, 5, 30, 50 and 100 against
+/// each other and whole vec4s), which the tiled path pads (`pad.rs`): 1x1 and
+/// 3x3, one image and several, 1x1 up to 8x8 images and odd sizes, each
+/// epilogue the graph uses. `check_shape` runs the forward, dx (+ addend,
+/// + act) and dw (overwrite, accumulate, dw and db in one buffer) of each.
+fn ragged_shapes() -> Vec<Conv2dShape> {
+    let s = Conv2dShape::new;
+    vec![
+        // One pixel: every tap but the centre reads padding.
+        s(1, 1, 1, 3, 5, 1).with_gelu(true).with_bias(true),
+        s(2, 1, 1, 50, 30, 3).with_bias(true).with_residual(true),
+        // A thin input (an image's channels) into a ragged Cout.
+        s(1, 4, 4, 1, 50, 3).with_gelu(true).with_bias(true),
+        s(3, 4, 4, 100, 3, 1).with_bias(true).with_residual(true),
+        // The output conv: 1x1, whole-vec4 Cin into 5 mixtures x 10 (CIFAR)
+        // and 3 x 10 (MNIST) channels: dx and dw pad dy only.
+        s(2, 8, 8, 64, 50, 1).with_bias(true),
+        s(1, 7, 7, 32, 30, 1).with_bias(true),
+        // Ragged Cin only (z_proj from an odd latent), 3x3 with every epilogue.
+        s(1, 8, 8, 30, 100, 3)
+            .with_gelu(true)
+            .with_bias(true)
+            .with_residual(true),
+        s(2, 7, 7, 5, 1, 3).with_gelu(true),
+        s(1, 5, 5, 100, 30, 1).with_gelu(true).with_bias(true),
+        s(2, 5, 5, 30, 5, 3).with_bias(true),
+        // 13 input vec4s read in pairs: dw workgroups of 7 and 6 (one masked).
+        s(2, 6, 6, 50, 12, 1).with_gelu(true).with_bias(true),
+        // A block's last conv into 2 zdim (+ width) channels: 2·5 and 2·3 + 16.
+        s(2, 8, 8, 16, 10, 3).with_gelu(true).with_bias(true),
+        s(3, 4, 4, 8, 22, 1).with_gelu(true).with_bias(true).with_residual(true),
+        // 144 row segments: dw reduces in several splits and sums them after.
+        s(4, 36, 7, 5, 30, 1).with_gelu(true).with_bias(true),
+        s(2, 9, 16, 3, 50, 3).with_gelu(true).with_bias(true),
+    ]
 }
 
 /// Random inputs of one case (x in [-2, 2], w and dy in [-1, 1]).
@@ -156,6 +194,13 @@ pub fn check(c: &mut Checker) -> Result<()> {
     check_flip_many(c)
 }
 
+/// Every shape `check` runs (with the full table's large ones when `full`), cats included.
+pub fn checked_shapes(full: bool) -> Vec<Conv2dShape> {
+    let mut all = shapes(full);
+    all.extend(cat_shapes());
+    all
+}
+
 /// Convs over `cat[x1, x2]` read from two tensors (`Conv2dShape::cat`).
 fn cat_shapes() -> Vec<Conv2dShape> {
     let s = Conv2dShape::new;
@@ -170,12 +215,20 @@ fn cat_shapes() -> Vec<Conv2dShape> {
         s(3, 2, 3, 40, 12, 1).with_gelu(true).with_cat(28),
         // No GELU: dx's plain store with the addends as residuals.
         s(1, 3, 5, 12, 8, 1).with_residual(true).with_cat(4),
-        // A 3x3 over a cat: simple forward and dx, tiled dw.
+        // A 3x3 over a cat: the tiled forward copies the halves side by side,
+        // dx runs the simple kernel, dw reads the halves in place.
         s(1, 5, 6, 8, 8, 3).with_gelu(true).with_bias(true).with_cat(4),
-        // Halves not of whole vec4s: the simple kernels only.
+        // Halves not of whole vec4s: the tiled forward and dw copy them side by
+        // side into padded channels, dx runs the simple kernel.
         s(1, 3, 4, 7, 5, 1).with_gelu(true).with_cat(3),
         // A 3x3 over a cat of 30 + 20 channels into 30 (the workgroup path's f32 variant).
         s(1, 4, 5, 50, 30, 3).with_gelu(true).with_bias(true).with_cat(30),
+        // The posterior's first conv into a ragged middle width: dx and dw pad
+        // dy, the halves read in place.
+        s(2, 5, 5, 16, 30, 1).with_gelu(true).with_bias(true).with_cat(8),
+        s(1, 4, 4, 64, 50, 1).with_gelu(true).with_bias(true).with_cat(32),
+        // Ragged halves and Cout, 3x3.
+        s(1, 5, 7, 7, 10, 3).with_gelu(true).with_bias(true).with_cat(3),
     ]
 }
 
@@ -207,11 +260,13 @@ fn check_cat_shape(c: &mut Checker, s: &Conv2dShape, seed: u64) -> Result<()> {
         s.residual.then_some(&inp.residual[..]),
     );
     let tiled = Path::Tiled.runs(ctx, s, ConvPass::Forward);
+    let scratch = ctx.zeros(s.forward_scratch_len().max(1));
     for path in paths(tiled) {
         let (bv, rv) = (s.bias.then(|| bias.view()), s.residual.then(|| residual.view()));
         let run = |shape: &Conv2dShape, x: super::InputLike<'_>| -> Result<Vec<f32>> {
             let y = ctx.zeros(s.y_len());
-            ctx.run(&[&super::forward_with(ctx, path, shape, x, w.view(), bv, rv, y.view())?])?;
+            let ds = super::forward_with(ctx, path, shape, x, w.view(), bv, rv, scratch.view(), y.view())?;
+            ctx.run(&ds.iter().collect::<Vec<_>>())?;
             ctx.read_f32(&y)
         };
         let got = run(s, cat())?;
@@ -436,12 +491,14 @@ fn check_shape(c: &mut Checker, s: &Conv2dShape, seed: u64) -> Result<()> {
         s.residual.then_some(&inp.residual[..]),
     );
     let tiled = Path::Tiled.runs(ctx, s, ConvPass::Forward);
+    let scratch = ctx.zeros(s.forward_scratch_len().max(1));
     for path in paths(tiled) {
         let y = ctx.zeros(s.y_len());
         let bias_view = s.bias.then(|| bias.view());
         let residual_view = s.residual.then(|| residual.view());
-        let d = super::forward_with(ctx, path, s, x.view(), w.view(), bias_view, residual_view, y.view())?;
-        ctx.run(&[&d])?;
+        let (xv, wv, sv) = (x.view(), w.view(), scratch.view());
+        let ds = super::forward_with(ctx, path, s, xv, wv, bias_view, residual_view, sv, y.view())?;
+        ctx.run(&ds.iter().collect::<Vec<_>>())?;
         let tol = reduction_tol(taps * s.cin + 2);
         c.compare(FAMILY, &label(path, "forward"), &shapes, &ctx.read_f32(&y)?, &want, tol);
     }
@@ -596,7 +653,11 @@ pub fn bench_cases(ctx: &GpuContext) -> Result<Vec<BenchCase>> {
         let scratch_w = ctx.zeros(s.backward_weight_scratch_len());
         let act = ctx.zeros(s.x_len());
         let shapes = describe(&s);
-        let fwd = || super::conv2d_forward(ctx, &s, x.view(), w.view(), Some(bias.view()), None, y.view());
+        let scratch_f = ctx.zeros(s.forward_scratch_len().max(1));
+        let fwd = || {
+            let (xv, wv, bv, sv) = (x.view(), w.view(), Some(bias.view()), scratch_f.view());
+            super::conv2d_forward(ctx, &s, xv, wv, bv, None, sv, y.view())
+        };
         let bwd_in =
             || super::conv2d_backward_input(ctx, &s, x.view(), w.view(), dy.view(), scratch_in.view(), dx.view());
         let bwd_w = || {
@@ -609,7 +670,7 @@ pub fn bench_cases(ctx: &GpuContext) -> Result<Vec<BenchCase>> {
             &shapes,
             s.flops(),
             s.bytes(),
-            vec![fwd()?],
+            fwd()?,
             vec![],
         ));
         let bytes_in = 4.0 * (2 * s.x_len() + s.w_len() + s.y_len()) as f64;
@@ -631,10 +692,10 @@ pub fn bench_cases(ctx: &GpuContext) -> Result<Vec<BenchCase>> {
             bwd_w()?,
             vec![],
         ));
-        let mut all = vec![fwd()?];
+        let mut all = fwd()?;
         all.extend(bwd_in()?);
         all.extend(bwd_w()?);
-        let buffers: Vec<GpuBuffer> = vec![x, w, bias, dy, y, dx, dw, db, scratch_in, scratch_w, act];
+        let buffers: Vec<GpuBuffer> = vec![x, w, bias, dy, y, dx, dw, db, scratch_f, scratch_in, scratch_w, act];
         let (flops, bytes) = (s.flops() + s.backward_flops(), s.bytes() + s.backward_bytes());
         cases.push(BenchCase::new(name("fwd+bwd"), &shapes, flops, bytes, all, buffers));
     }

@@ -25,6 +25,15 @@ pub enum ConvPass {
 impl ConvPass {
     pub const ALL: [ConvPass; 3] = [ConvPass::Forward, ConvPass::BackwardInput, ConvPass::BackwardWeight];
 
+    /// The tiled path's name for the pass (its cat and padding rules).
+    pub(super) fn cat_pass(self) -> super::tiled::CatPass {
+        match self {
+            ConvPass::Forward => super::tiled::CatPass::Forward,
+            ConvPass::BackwardInput => super::tiled::CatPass::BackwardInput,
+            ConvPass::BackwardWeight => super::tiled::CatPass::BackwardWeight,
+        }
+    }
+
     /// The name on the command line, in tables and in tuning keys.
     pub fn name(self) -> &'static str {
         match self {
@@ -90,16 +99,9 @@ fn time_path(ctx: &GpuContext, s: &Conv2dShape, pass: ConvPass, path: Path) -> R
             let (bias, residual) = (zeros(s.cout), zeros(s.y_len()));
             let bias = s.bias.then(|| bias.view());
             let residual = s.residual.then(|| residual.view());
-            vec![super::forward_with(
-                ctx,
-                path,
-                s,
-                x(&halves),
-                w.view(),
-                bias,
-                residual,
-                y.view(),
-            )?]
+            let scratch = zeros(s.forward_scratch_len());
+            let (xv, sv) = (x(&halves), scratch.view());
+            super::forward_with(ctx, path, s, xv, w.view(), bias, residual, sv, y.view())?
         }
         ConvPass::BackwardInput => {
             let dx: Vec<GpuBuffer> = s.sources().iter().map(|c| zeros(s.n * s.h * s.w * c)).collect();

@@ -67,6 +67,13 @@ pub struct ForwardTile {
     /// this epilogue, not the FMAs, bounds a 1x1 dx with a short reduction.
     pub vec: u32,
     pub sources: Sources,
+    /// Channels per load of x (one source): 4 (vec4s), or 2 or 1 where its
+    /// `p.cin` channels are no multiple of 4 (`array<vec2<f32>>`,
+    /// `array<f32>`): the vec4 the tile works on is assembled from pairs or
+    /// single channels, those past `p.cin` zero, so a ragged operand is read
+    /// in place instead of copied with padded channels. The weights still hold
+    /// whole vec4s (copied padded, or flipped so for dx; see `pad.rs`).
+    pub x_width: u32,
 }
 
 impl ForwardTile {
@@ -101,7 +108,9 @@ struct Params {
     // Channels of the first source (input for a cat input, output for a cat
     // output); the second holds the rest. Unused with one source.
     cat_split: u32,
-    pad0: u32,
+    // Input channels (cin4 vec4s of them, the last maybe part padding); read
+    // by the tiles over x in pairs only.
+    cin: u32,
     pad1: u32,
     pad2: u32,
 }
@@ -133,6 +142,7 @@ pub fn forward(t: &ForwardTile) -> String {
             s = s.replace(&format!("{name}array<f32>"), &format!("{name}array<{ty}>"));
         }
     }
+    s = s.replace("x: array<vec4<f32>>", &format!("x: array<{}>", elem(t.x_width)));
     let mut binding = 6;
     let mut declare = |s: &mut String, access: &str, name: &str, elem: &str| {
         s.push_str(&format!(
@@ -196,6 +206,12 @@ pub fn forward(t: &ForwardTile) -> String {
             wl(o, "    let c4b = p.cin4 - c4a;");
             vec![("x", "xb", "c4a"), ("x2", "xc", "c4b")]
         }
+        _ if t.x_width < 4 => {
+            wl(o, "    let c4a = p.cin4;");
+            // Loads per pixel.
+            wl(o, &format!("    let cwa = p.cin / {}u;", t.x_width));
+            vec![("x", "xb", "cwa")]
+        }
         _ => {
             wl(o, "    let c4a = p.cin4;");
             vec![("x", "xb", "c4a")]
@@ -232,8 +248,9 @@ pub fn forward(t: &ForwardTile) -> String {
     }
     // One loop per source, the second's weights from channel `cat_split` on: the
     // same sums in the same order as one loop over the concatenation.
-    for (i, &(buf, base, count)) in loops.iter().enumerate() {
+    for (i, &(buf, base, _)) in loops.iter().enumerate() {
         let w_first = if i == 0 { String::new() } else { "c4a + ".to_string() };
+        let count = if i == 0 { "c4a" } else { "c4b" };
         channel_loop(o, t, buf, base, count, &w_first);
     }
     for r in 0..t.tile_rows() {
@@ -269,6 +286,14 @@ fn channel_loop(o: &mut String, t: &ForwardTile, buf: &str, base: &str, count: &
     let (k, cols, cpl) = (t.k, t.cols(), t.couts_per_lane);
     let in_rows = t.tile_rows() + k - 1;
     wl(o, &format!("    for (var c4 = 0u; c4 < {count}; c4++) {{"));
+    // Whether each later load of this vec4 holds channels (else the next pixel's).
+    let per_vec4 = 4 / t.x_width;
+    for j in 1..per_vec4 {
+        wl(
+            o,
+            &format!("        let has{j} = 4u * c4 + {}u < p.cin;", j * t.x_width),
+        );
+    }
     for c in 0..cpl {
         for tap in 0..k * k {
             wl(
@@ -286,7 +311,13 @@ fn channel_loop(o: &mut String, t: &ForwardTile, buf: &str, base: &str, count: &
             let ir = b * t.rows + irb;
             if !loaded[ir as usize] {
                 loaded[ir as usize] = true;
-                let v = format!("select(vec4<f32>(0.0), {buf}[{base}{ir} + c4], ok{ir})");
+                let v = if t.x_width < 4 {
+                    wl(o, &format!("        let xi{ir} = {base}{ir} + {per_vec4}u * c4;"));
+                    let x = load_vec4(buf, t.x_width, &format!("xi{ir}"), |j| format!("has{j}"));
+                    format!("select(vec4<f32>(0.0), {x}, ok{ir})")
+                } else {
+                    format!("select(vec4<f32>(0.0), {buf}[{base}{ir} + c4], ok{ir})")
+                };
                 let v = if t.gelu_input { format!("gelu4({v})") } else { v };
                 wl(o, &format!("        let xv{ir} = {v};"));
             }
@@ -453,6 +484,16 @@ pub struct WeightTile {
     /// x is `cat[x, x2]`, x holding the first `4 * cat_split4` channels: each
     /// workgroup's channels lie in one of the two (`ci_vecs` divides both).
     pub cat: bool,
+    /// x is a zero-padded copy in the scratch that also holds the partial sums
+    /// (a cat copied side by side, see `pad.rs`): every buffer is bound
+    /// `read_write`, as a buffer may not be bound both read-only and writable
+    /// in one dispatch.
+    pub scratch_inputs: bool,
+    /// Channels per load of x (one source), 4, 2 or 1, its pixels `p.cin`
+    /// channels apart (see `ForwardTile::x_width`).
+    pub x_width: u32,
+    /// Channels per load of dy, its pixels `p.cout` channels apart.
+    pub dy_width: u32,
 }
 
 impl WeightTile {
@@ -478,6 +519,10 @@ struct Params {
     db_gap: u32,
     // Input vec4s of x when it is the first half of cat[x, x2] (else cin4).
     cat_split4: u32,
+    // The true channel counts: the partial sums are `[cout, k, k, cin]` (then
+    // db), and the channels of the vec4s past them (zero padding) are not stored.
+    cin: u32,
+    cout: u32,
 }
 
 @group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
@@ -502,6 +547,12 @@ pub fn weight(t: &WeightTile) -> String {
     if t.cat {
         s.push_str("@group(0) @binding(4) var<storage, read> x2: array<vec4<f32>>;\n");
     }
+    if t.scratch_inputs {
+        s = s.replace("var<storage, read>", "var<storage, read_write>");
+    }
+    s = s.replace("x: array<vec4<f32>>", &format!("x: array<{}>", elem(t.x_width)));
+    s = s.replace("dy: array<vec4<f32>>", &format!("dy: array<{}>", elem(t.dy_width)));
+    let (x_loads, dy_loads) = (4 / t.x_width, 4 / t.dy_width);
     let o = &mut s;
     wl(o, &format!("@compute @workgroup_size({LANES})"));
     wl(
@@ -514,6 +565,10 @@ pub fn weight(t: &WeightTile) -> String {
         wl(o, "    let first = ci4 < p.cat_split4;");
         wl(o, "    let c4s = select(p.cin4 - p.cat_split4, p.cat_split4, first);");
         wl(o, "    let ci4s = select(ci4 - p.cat_split4, ci4, first);");
+    } else if t.x_width < 4 {
+        // Loads per pixel, the workgroup's first load.
+        wl(o, &format!("    let c4s = p.cin / {}u;", t.x_width));
+        wl(o, &format!("    let ci4s = {x_loads}u * ci4;"));
     } else {
         wl(o, "    let c4s = p.cin4;");
         wl(o, "    let ci4s = ci4;");
@@ -523,6 +578,27 @@ pub fn weight(t: &WeightTile) -> String {
         "    // This lane's 4 output channels (one vec4 of dy); lanes past cout repeat the last.",
     );
     wl(o, "    let co4 = min(wid.y * 8u + lane, p.cout4 - 1u);");
+    // Whether each later load of the lane's dy vec4 holds channels (else the next pixel's).
+    for j in 1..dy_loads {
+        wl(
+            o,
+            &format!("    let dhas{j} = 4u * co4 + {}u < p.cout;", j * t.dy_width),
+        );
+    }
+    // Which of the workgroup's input vec4s hold channels: the last workgroup's
+    // may run past cin's (when ci_vecs does not divide them).
+    for v in 0..t.ci_vecs {
+        wl(o, &format!("    let xin{v} = ci4 + {v}u < p.cin4;"));
+    }
+    // The same for the later loads of each of them.
+    for v in 0..t.ci_vecs {
+        for j in 1..x_loads {
+            wl(
+                o,
+                &format!("    let xhas{v}_{j} = 4u * (ci4 + {v}u) + {}u < p.cin;", j * t.x_width),
+            );
+        }
+    }
     wl(o, "    let b0 = wid.z * p.per_reduction_split;");
     wl(o, "    let b1 = min(b0 + p.per_reduction_split, p.segments);");
     let chans = 4 * t.ci_vecs;
@@ -539,12 +615,24 @@ pub fn weight(t: &WeightTile) -> String {
     wl(o, "        let n = row / p.h;");
     for q in 0..8 {
         wl(o, &format!("        let okd{q} = ow0 + {q}u < p.w;"));
-        wl(
-            o,
-            &format!(
-                "        let d{q} = select(vec4<f32>(0.0), dy[select(0u, (row * p.w + ow0 + {q}u) * p.cout4 + co4, okd{q})], okd{q});"
-            ),
-        );
+        if t.dy_width < 4 {
+            wl(
+                o,
+                &format!(
+                    "        let di{q} = select(0u, (row * p.w + ow0 + {q}u) * (p.cout / {}u) + {dy_loads}u * co4, okd{q});",
+                    t.dy_width
+                ),
+            );
+            let d = load_vec4("dy", t.dy_width, &format!("di{q}"), |j| format!("dhas{j}"));
+            wl(o, &format!("        let d{q} = select(vec4<f32>(0.0), {d}, okd{q});"));
+        } else {
+            wl(
+                o,
+                &format!(
+                    "        let d{q} = select(vec4<f32>(0.0), dy[select(0u, (row * p.w + ow0 + {q}u) * p.cout4 + co4, okd{q})], okd{q});"
+                ),
+            );
+        }
     }
     wl(o, "        g += ((d0 + d1) + (d2 + d3)) + ((d4 + d5) + (d6 + d7));");
     for kh in 0..k {
@@ -562,7 +650,17 @@ pub fn weight(t: &WeightTile) -> String {
         }
         for v in 0..t.ci_vecs {
             for l in 0..loads {
-                let load = |buf: &str| format!("select(vec4<f32>(0.0), {buf}[xi{kh}_{l} + {v}u], ok{kh}_{l})");
+                // Indices past the channels (or the pixel) read element 0 and are zeroed.
+                let ok = format!("ok{kh}_{l} && xin{v}");
+                let load = |buf: &str| {
+                    if t.x_width < 4 {
+                        let i = format!("select(0u, xi{kh}_{l} + {}u, xin{v})", x_loads * v);
+                        let x = load_vec4(buf, t.x_width, &i, |j| format!("xhas{v}_{j}"));
+                        format!("select(vec4<f32>(0.0), {x}, {ok})")
+                    } else {
+                        format!("select(vec4<f32>(0.0), {buf}[select(0u, xi{kh}_{l} + {v}u, xin{v})], {ok})")
+                    }
+                };
                 let xv = format!("xv{kh}_{v}_{l}");
                 if t.cat {
                     wl(o, &format!("        var {xv}: vec4<f32>;"));
@@ -615,19 +713,25 @@ pub fn weight(t: &WeightTile) -> String {
     wl(o, "    }");
     wl(o, "    if (wid.y * 8u + lane < p.cout4) {");
     wl(o, "        let base = wid.z * p.stride;");
-    wl(o, "        let cin = p.cin4 * 4u;");
+    // Only the true channels are stored (a ragged count's last vec4 is part padding).
     for j in 0..4 {
+        wl(o, &format!("        let oko{j} = co4 * 4u + {j}u < p.cout;"));
         wl(
             o,
-            &format!("        let row{j} = base + (co4 * 4u + {j}u) * {kk}u * cin + ci4 * 4u;"),
+            &format!("        let row{j} = base + (co4 * 4u + {j}u) * {kk}u * p.cin + ci4 * 4u;"),
         );
+    }
+    for c in 0..chans {
+        wl(o, &format!("        let oki{c} = ci4 * 4u + {c}u < p.cin;"));
     }
     for tap in 0..kk {
         for c in 0..chans {
             for (j, comp) in comps.iter().enumerate() {
                 wl(
                     o,
-                    &format!("        partial[row{j} + {tap}u * cin + {c}u] = a{tap}_{c}.{comp};"),
+                    &format!(
+                        "        if (oko{j} && oki{c}) {{ partial[row{j} + {tap}u * p.cin + {c}u] = a{tap}_{c}.{comp}; }}"
+                    ),
                 );
             }
         }
@@ -636,13 +740,42 @@ pub fn weight(t: &WeightTile) -> String {
     for (j, comp) in comps.iter().enumerate() {
         wl(
             o,
-            &format!("            partial[base + p.w_len + p.db_gap + co4 * 4u + {j}u] = g.{comp};"),
+            &format!("            if (oko{j}) {{ partial[base + p.w_len + p.db_gap + co4 * 4u + {j}u] = g.{comp}; }}"),
         );
     }
     wl(o, "        }");
     wl(o, "    }");
     wl(o, "}");
     s
+}
+
+/// The WGSL element type of an array read `width` channels at a time.
+fn elem(width: u32) -> String {
+    match width {
+        1 => "f32".into(),
+        w => format!("vec{w}<f32>"),
+    }
+}
+
+/// One vec4 of channels from `buf`, an array read `width` (2 or 1) channels
+/// at a time: its first load at index `at`, load `j` (from 1) where `has(j)`
+/// holds and zero elsewhere (its index kept at `at`, in bounds).
+fn load_vec4(buf: &str, width: u32, at: &str, has: impl Fn(u32) -> String) -> String {
+    let zero = if width == 1 {
+        "0.0".to_string()
+    } else {
+        format!("{}(0.0)", elem(width))
+    };
+    let loads: Vec<String> = (0..4 / width)
+        .map(|j| match j {
+            0 => format!("{buf}[{at}]"),
+            _ => {
+                let c = has(j);
+                format!("select({zero}, {buf}[select({at}, {at} + {j}u, {c})], {c})")
+            }
+        })
+        .collect();
+    format!("vec4<f32>({})", loads.join(", "))
 }
 
 fn wl(o: &mut String, line: &str) {

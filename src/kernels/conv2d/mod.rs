@@ -11,11 +11,13 @@
 //! Every kernel comes in three paths, each checked against `reference.rs`:
 //! - simple (`shaders/conv2d_*.wgsl`): one invocation per output element, any shape;
 //! - tiled (`codegen.rs`): generated straight-line WGSL, used when the adapter has
-//!   subgroups of at least 8 lanes and the reduction channels are multiples of 4.
-//!   See `codegen.rs` for why it looks the way it does.
+//!   subgroups of at least 8 lanes, for any channel counts: an operand whose
+//!   channels are no multiple of 4 is read a pair or a channel per load, or
+//!   copied with padded channels (`pad.rs`). See `codegen.rs` for why the
+//!   kernels look the way they do.
 //! - workgroup (`workgroup.rs`): implicit-GEMM kernels shaped for GPUs (256-invocation
 //!   workgroups, operand tiles in workgroup memory, 4x4 outputs per invocation, no
-//!   subgroup operations), any shape on any adapter; not picked by `Path::best_*` yet.
+//!   subgroup operations), any shape on any adapter; chosen by tuning or `--kernels gpu`.
 //!
 //! `dw`/`db` overwrite their outputs unless `accumulate` is set, in which case the
 //! new gradient is added to what is there (gradient accumulation over micro-batches).
@@ -30,6 +32,7 @@ mod cases;
 mod choose;
 mod codegen;
 mod flip_many;
+mod pad;
 pub mod reference;
 mod shape;
 mod simple;
@@ -37,12 +40,12 @@ pub mod sweep;
 mod tiled;
 mod workgroup;
 
-pub use cases::{bench_cases, check};
+pub use cases::{bench_cases, check, checked_shapes};
 pub use choose::ConvPass;
 pub use flip_many::{flip_table, flip_transpose_many, FlipJob};
+use pad::Padding;
 pub use shape::Conv2dShape;
 use shape::Pass;
-use tiled::CatPass;
 
 use crate::error::Result;
 use crate::gpu::tune::KernelSet;
@@ -118,23 +121,20 @@ impl Path {
         Path::ALL.into_iter().find(|p| p.name() == name)
     }
 
+    /// Whether this adapter runs the tiled kernels (subgroups of at least 8 lanes).
+    pub fn tiled_usable(ctx: &GpuContext) -> bool {
+        tiled::usable(ctx)
+    }
+
     /// Whether this path runs `pass` of `s` on this adapter.
     pub fn runs(self, ctx: &GpuContext, s: &Conv2dShape, pass: ConvPass) -> bool {
         match self {
             Path::Simple => true,
+            // Any channel counts; the padded copies must fit a binding, and dx
+            // over a cat must be one its tile writes.
             Path::Tiled => {
-                tiled::usable(ctx)
-                    && match pass {
-                        ConvPass::Forward => s.cin.is_multiple_of(4) && tiled::cat_fits(ctx, s, CatPass::Forward),
-                        ConvPass::BackwardInput => {
-                            s.cout.is_multiple_of(4) && tiled::cat_fits(ctx, s, CatPass::BackwardInput)
-                        }
-                        ConvPass::BackwardWeight => {
-                            s.cin.is_multiple_of(4)
-                                && s.cout.is_multiple_of(4)
-                                && tiled::cat_fits(ctx, s, CatPass::BackwardWeight)
-                        }
-                    }
+                let pass = pass.cat_pass();
+                tiled::usable(ctx) && tiled::cat_fits(ctx, s, pass) && Padding::of(s, pass).fits(ctx, s)
             }
             Path::Workgroup => workgroup::usable(ctx).is_ok(),
         }
@@ -182,9 +182,19 @@ impl Path {
     }
 }
 
+/// Whether dx of `s` reads [`BackwardInput::transposed`] weights on this
+/// adapter when given them: the tiled path, Cout a multiple of 4 (a ragged
+/// Cout flips the weights with zero-padded rows into scratch itself).
+pub fn reads_transposed_weights(ctx: &GpuContext, s: &Conv2dShape) -> bool {
+    Path::best_backward_input(ctx, s) == Path::Tiled && s.cout.is_multiple_of(4)
+}
+
 /// `y = conv(act(x), w) + bias + residual`. `bias` must be given exactly when
 /// `s.bias`, `residual` exactly when `s.residual`; `residual` may not alias `y`.
-/// `x` is one buffer, or two for a cat (`s.cat`).
+/// `x` is one buffer, or two for a cat (`s.cat`). `scratch` holds at least
+/// [`Conv2dShape::forward_scratch_len`] elements (0 unless Cin is ragged or x a
+/// cat the tiled path copies). Returns the dispatches to run in order.
+#[allow(clippy::too_many_arguments)]
 pub fn conv2d_forward<'a>(
     ctx: &GpuContext,
     s: &Conv2dShape,
@@ -192,9 +202,10 @@ pub fn conv2d_forward<'a>(
     w: BufView<'_>,
     bias: Option<BufView<'_>>,
     residual: Option<BufView<'_>>,
+    scratch: BufView<'_>,
     y: BufView<'_>,
-) -> Result<Dispatch> {
-    forward_with(ctx, Path::best_forward(ctx, s), s, x, w, bias, residual, y)
+) -> Result<Vec<Dispatch>> {
+    forward_with(ctx, Path::best_forward(ctx, s), s, x, w, bias, residual, scratch, y)
 }
 
 /// [`conv2d_forward`] on a chosen path.
@@ -207,21 +218,23 @@ pub fn forward_with<'a>(
     w: BufView<'_>,
     bias: Option<BufView<'_>>,
     residual: Option<BufView<'_>>,
+    scratch: BufView<'_>,
     y: BufView<'_>,
-) -> Result<Dispatch> {
+) -> Result<Vec<Dispatch>> {
     let x = x.into();
-    s.check_forward(&x, &w, bias.as_ref(), residual.as_ref(), &y)?;
-    let d = match path {
-        Path::Simple => simple::forward(ctx, s, x, w, bias, residual, y),
-        Path::Tiled => tiled::forward(ctx, s, x, w, bias, residual, y),
-        Path::Workgroup => workgroup::forward(ctx, s, x, w, bias, residual, y),
-    }?;
-    Ok(s.state_work(Pass::Forward, vec![d]).remove(0))
+    s.check_forward(&x, &w, bias.as_ref(), residual.as_ref(), &scratch, &y)?;
+    let ds = match path {
+        Path::Simple => vec![simple::forward(ctx, s, x, w, bias, residual, y)?],
+        Path::Tiled => tiled::forward(ctx, s, x, w, bias, residual, scratch, y)?,
+        Path::Workgroup => vec![workgroup::forward(ctx, s, x, w, bias, residual, y)?],
+    };
+    Ok(s.state_work(Pass::Forward, ds))
 }
 
 /// `dx = conv_transpose(dy, w) * act'(x)` (x is read only when `s.gelu_input`).
 /// `scratch` holds at least [`Conv2dShape::backward_input_scratch_len`] elements
-/// (the flipped, transposed weights of the tiled path). Returns the dispatches to run in order.
+/// (the flipped, transposed weights of the tiled path, and dy with zero-padded
+/// channels for a cat with a ragged Cout). Returns the dispatches to run in order.
 pub fn conv2d_backward_input(
     ctx: &GpuContext,
     s: &Conv2dShape,
@@ -355,10 +368,12 @@ pub fn backward_input_args(
 
 /// `dw = Σ dy ⊗ act(x)` and, when `db` is given, `db = Σ dy`; both overwrite, or add
 /// to the outputs when `accumulate`. `scratch` holds at least
-/// [`Conv2dShape::backward_weight_scratch_len`] elements (per-reduction-split partial sums).
+/// [`Conv2dShape::backward_weight_scratch_len`] elements (per-reduction-split partial
+/// sums, and x with zero-padded channels for a cat the tiled dw copies).
 /// `act` (optional, [`Conv2dShape::act_len`] elements, a buffer other than `scratch`) lets the tiled path
 /// apply GELU once in its own pass instead of inside the dw kernel (about 1.4x faster
-/// dw at 64 channels with `gelu_input`); it is ignored otherwise.
+/// dw at 64 channels with `gelu_input`); it is ignored otherwise, and where x is copied (a cat the
+/// tiled dw does not read in place).
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_backward_weight<'a>(
     ctx: &GpuContext,

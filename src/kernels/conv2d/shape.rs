@@ -1,5 +1,7 @@
 //! The conv's shape, its validation and its FLOP/byte counts.
 
+use super::pad::Padding;
+use super::tiled::CatPass;
 use super::InputLike;
 use crate::error::{shape_err, Result};
 use crate::gpu::{BufView, Dispatch, Work};
@@ -183,7 +185,7 @@ impl Conv2dShape {
                     return d;
                 }
                 let work = match (d.kernel, pass) {
-                    ("conv2d_flip_transpose", _) => Work::f32s(2 * self.w_len()),
+                    ("conv2d_flip_transpose", _) => Work::f32s(self.w_len() + super::tiled::flipped_len(self)),
                     (
                         "conv2d_sum_reduction_splits",
                         Pass::BackwardWeight {
@@ -243,14 +245,27 @@ impl Conv2dShape {
             .collect()
     }
 
-    /// Elements of the scratch buffer [`super::conv2d_backward_input`] needs.
-    pub fn backward_input_scratch_len(&self) -> usize {
-        self.w_len()
+    /// Elements of the scratch buffer [`super::conv2d_forward`] needs: room for
+    /// w with zero-padded input channels (a ragged Cin), and x (a cat the tiled
+    /// forward does not read in place); 0 for most convs.
+    pub fn forward_scratch_len(&self) -> usize {
+        Padding::of(self, CatPass::Forward).scratch_end(self, 0)
     }
 
-    /// Elements of the scratch buffer [`super::conv2d_backward_weight`] needs.
+    /// Elements of the scratch buffer [`super::conv2d_backward_input`] needs:
+    /// the flipped, transposed weights (Cout padded to whole vec4s), and dy with
+    /// zero-padded channels for a cat with a ragged Cout.
+    pub fn backward_input_scratch_len(&self) -> usize {
+        let flipped = super::tiled::flipped_len(self);
+        Padding::of(self, CatPass::BackwardInput).scratch_end(self, flipped)
+    }
+
+    /// Elements of the scratch buffer [`super::conv2d_backward_weight`] needs:
+    /// the per-reduction-split partial sums, and x with zero-padded channels
+    /// for a cat the tiled dw does not read in place.
     pub fn backward_weight_scratch_len(&self) -> usize {
-        let tiled = super::tiled::reduction_splits(self) * (self.w_len() + self.cout);
+        let partials = super::tiled::reduction_splits(self) * (self.w_len() + self.cout);
+        let tiled = Padding::of(self, CatPass::BackwardWeight).scratch_end(self, partials);
         tiled.max(super::workgroup::scratch_len(self))
     }
 
@@ -313,6 +328,7 @@ impl Conv2dShape {
         w: &BufView<'_>,
         bias: Option<&BufView<'_>>,
         residual: Option<&BufView<'_>>,
+        scratch: &BufView<'_>,
         y: &BufView<'_>,
     ) -> Result<()> {
         self.validate()?;
@@ -320,7 +336,8 @@ impl Conv2dShape {
         expect_len("w", w, self.w_len())?;
         expect_len("y", y, self.y_len())?;
         expect_optional("bias", self.bias, bias, self.cout)?;
-        expect_optional("residual", self.residual, residual, self.y_len())
+        expect_optional("residual", self.residual, residual, self.y_len())?;
+        expect_at_least("scratch", scratch, self.forward_scratch_len())
     }
 
     pub(super) fn check_backward_input(

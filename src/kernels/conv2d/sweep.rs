@@ -41,9 +41,10 @@ pub fn pass_case(ctx: &GpuContext, s: &Conv2dShape, pass: ConvPass) -> Result<Be
     let case = match pass {
         ConvPass::Forward => {
             let bias = ctx.upload(&rng.vec(s.cout, -1.0, 1.0));
-            let y = ctx.zeros(s.y_len());
-            let d = super::conv2d_forward(ctx, s, x.view(), w.view(), Some(bias.view()), None, y.view())?;
-            BenchCase::new(name, shapes, s.flops(), s.bytes(), vec![d], vec![x, w, bias, y])
+            let (y, scratch) = (ctx.zeros(s.y_len()), ctx.zeros(s.forward_scratch_len().max(1)));
+            let (bv, sv) = (Some(bias.view()), scratch.view());
+            let ds = super::conv2d_forward(ctx, s, x.view(), w.view(), bv, None, sv, y.view())?;
+            BenchCase::new(name, shapes, s.flops(), s.bytes(), ds, vec![x, w, bias, y, scratch])
         }
         ConvPass::BackwardInput => {
             let dy = ctx.upload(&rng.vec(s.y_len(), -1.0, 1.0));

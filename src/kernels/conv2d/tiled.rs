@@ -6,6 +6,10 @@
 //! - dw (+ db): [`WeightTile`] writes per-reduction-split partial sums into scratch, one more
 //!   pass adds the reduction splits into dw and db (overwriting or accumulating).
 //!
+//! Channel counts that are no multiple of 4 are read in place a pair or a
+//! channel per load, or in a few cases copied into scratch with zero channels
+//! up to a multiple of 4 (see `pad.rs`).
+//!
 //! Over a cat (`Conv2dShape::cat`, see [`cat_fits`]): the forward tile runs its
 //! channel loop over each source in turn ([`Sources::CatInput`]), the dx tile
 //! stores each output channel into the half it belongs to
@@ -13,14 +17,16 @@
 //! channels lie in.
 //!
 //! Every index the kernels compute is clamped or masked in the generated code, and the
-//! shape rules (`Conv2dShape::check_*` plus the divisibility tests of `Path::best_*`)
-//! guarantee the rest, so the kernels are compiled without bounds checks.
+//! shape rules (`Conv2dShape::check_*`, the narrow loads' masks, the padded copies'
+//! whole vec4s and the cat tests of `Path::best_*`) guarantee the rest, so the
+//! kernels are compiled without bounds checks.
 
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Mutex;
 
 use super::codegen::{self, Epilogue, ForwardTile, Sources, WeightTile, LANES};
+use super::pad::{self, Padding};
 use super::{Conv2dShape, InputLike};
 use crate::error::{shape_err, Result};
 use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec};
@@ -33,7 +39,7 @@ pub fn usable(ctx: &GpuContext) -> bool {
     ctx.has(wgpu::Features::SUBGROUP) && ctx.subgroup_min_size >= LANES
 }
 
-/// A pass of a conv over a cat, for [`cat_fits`].
+/// One of a conv's three passes (what it pads, how it reads a cat).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CatPass {
     Forward,
@@ -42,24 +48,22 @@ pub enum CatPass {
 }
 
 /// Whether the tiled path runs `pass` of this conv's cat input (always, without
-/// one): both halves hold whole vec4s of channels; the forward and dx tiles over
-/// a cat are generated for 1x1 convs only (the posterior's first conv: a 3x3
-/// over a cat runs the simple kernels, and the contract test checks fewer
-/// variants); and dx, with its second output's three bindings, must fit the
-/// adapter's storage buffers per stage.
+/// one). The forward and dw read a cat where its halves lie when
+/// `pad::cat_in_place`, and otherwise copy the halves side by side into
+/// scratch. dx writes its two halves apart from a 1x1 tile over a cat only
+/// (the posterior's first conv; the contract test checks fewer variants), with
+/// halves of whole vec4s, and its second output's three bindings must fit the
+/// adapter's storage buffers per stage: other cats run the simple dx.
 pub fn cat_fits(ctx: &GpuContext, s: &Conv2dShape, pass: CatPass) -> bool {
-    let Some(c1) = s.cat else { return true };
-    let halves = c1.is_multiple_of(4) && (s.cin - c1).is_multiple_of(4);
-    halves
-        && match pass {
-            CatPass::Forward => s.k == 1,
-            CatPass::BackwardInput => {
-                s.k == 1
-                    && ctx.limits.max_storage_buffers_per_shader_stage as usize
-                        >= ctx.storage_buffers(CAT_OUTPUT_ACT_BINDINGS)
-            }
-            CatPass::BackwardWeight => true,
+    match pass {
+        CatPass::Forward | CatPass::BackwardWeight => true,
+        CatPass::BackwardInput => {
+            pad::cat_in_place(s, pass)
+                && (s.cat.is_none()
+                    || ctx.limits.max_storage_buffers_per_shader_stage as usize
+                        >= ctx.storage_buffers(CAT_OUTPUT_ACT_BINDINGS))
         }
+    }
 }
 
 /// A generated kernel (after gelu.wgsl) with one subgroup per workgroup.
@@ -82,6 +86,9 @@ const CAT_OUTPUT_ACT_BINDINGS: &[Access] = &[
 ];
 const WEIGHT_BINDINGS: &[Access] = &[Read, Read, ReadWrite, Uniform];
 const WEIGHT_CAT_BINDINGS: &[Access] = &[Read, Read, ReadWrite, Uniform, Read];
+/// The dw tile reading a padded copy from the scratch its partial sums go to.
+const WEIGHT_SCRATCH_BINDINGS: &[Access] = &[ReadWrite, ReadWrite, ReadWrite, Uniform];
+const WEIGHT_CAT_SCRATCH_BINDINGS: &[Access] = &[ReadWrite, ReadWrite, ReadWrite, Uniform, ReadWrite];
 
 fn forward_kernel(t: &ForwardTile) -> Kernel<ForwardParams> {
     let act = matches!(t.epilogue, Epilogue::GeluGrad { act: true, .. });
@@ -96,7 +103,12 @@ fn forward_kernel(t: &ForwardTile) -> Kernel<ForwardParams> {
 }
 
 fn weight_kernel(t: &WeightTile) -> Kernel<WeightParams> {
-    let bindings = if t.cat { WEIGHT_CAT_BINDINGS } else { WEIGHT_BINDINGS };
+    let bindings = match (t.cat, t.scratch_inputs) {
+        (false, false) => WEIGHT_BINDINGS,
+        (true, false) => WEIGHT_CAT_BINDINGS,
+        (false, true) => WEIGHT_SCRATCH_BINDINGS,
+        (true, true) => WEIGHT_CAT_SCRATCH_BINDINGS,
+    };
     generated(t.name(), codegen::weight(t), bindings)
 }
 
@@ -176,31 +188,48 @@ pub(super) fn kernels() -> Vec<KernelSpec> {
             for couts_per_lane in 1..=max_couts_per_lane {
                 for &(gelu_input, epilogue, sources) in &uses {
                     for vec in epilogue_widths(epilogue, couts_per_lane) {
-                        let t = ForwardTile {
-                            k: k as u32,
-                            rows: 1,
-                            blocks: blocks as u32,
-                            couts_per_lane: couts_per_lane as u32,
-                            gelu_input,
-                            epilogue,
-                            vec,
-                            sources,
-                        };
-                        all.push(forward_kernel(&t).spec());
+                        for x_width in [4, 2, 1] {
+                            let t = ForwardTile {
+                                k: k as u32,
+                                rows: 1,
+                                blocks: blocks as u32,
+                                couts_per_lane: couts_per_lane as u32,
+                                gelu_input,
+                                epilogue,
+                                vec,
+                                sources,
+                                x_width,
+                            };
+                            if x_width == 4 || t.sources == Sources::One {
+                                all.push(forward_kernel(&t).spec());
+                            }
+                        }
                     }
                 }
             }
         }
         for ci_vecs in 1..=max_ci_vecs(k as u32) {
             for gelu_input in [false, true] {
-                for cat in [false, true] {
-                    let t = WeightTile {
-                        k: k as u32,
-                        ci_vecs,
-                        gelu_input,
-                        cat,
-                    };
-                    all.push(weight_kernel(&t).spec());
+                // x read in place (of any width), a cat's halves (whole vec4s)
+                // or a padded copy in scratch; dy in place, of any width.
+                for (cat, scratch_inputs) in [(false, false), (true, false), (false, true)] {
+                    for x_width in [4, 2, 1] {
+                        for dy_width in [4, 2, 1] {
+                            if (cat || scratch_inputs) && x_width < 4 {
+                                continue;
+                            }
+                            let t = WeightTile {
+                                k: k as u32,
+                                ci_vecs,
+                                gelu_input,
+                                cat,
+                                scratch_inputs,
+                                x_width,
+                                dy_width,
+                            };
+                            all.push(weight_kernel(&t).spec());
+                        }
+                    }
                 }
             }
         }
@@ -219,7 +248,7 @@ crate::gpu_params! {
         tiles_h: u32,
         tiles: u32,
         cat_split: u32,
-        pad0: u32,
+        cin: u32,
         pad1: u32,
         pad2: u32,
     }
@@ -252,6 +281,7 @@ fn forward_tile(
     gelu_input: bool,
     epilogue: Epilogue,
     sources: Sources,
+    x_width: u32,
 ) -> ForwardTile {
     let (max_blocks, max_couts_per_lane) = forward_limits(k);
     let cpl = couts_per_lane(cout, max_couts_per_lane);
@@ -270,6 +300,7 @@ fn forward_tile(
         epilogue,
         vec,
         sources,
+        x_width,
     }
 }
 
@@ -336,13 +367,13 @@ fn forward_tiles(
         n: n as u32,
         h: h as u32,
         w: s.w as u32,
-        cin4: (s.cin / 4) as u32,
+        cin4: s.cin.div_ceil(4) as u32,
         cout: s.cout as u32,
         tiles_w: tiles_w as u32,
         tiles_h: tiles_h as u32,
         tiles: tiles as u32,
         cat_split: cat_split as u32,
-        pad0: 0,
+        cin: s.cin as u32,
         pad1: 0,
         pad2: 0,
     };
@@ -361,6 +392,9 @@ fn forward_tiles(
     ctx.dispatch(&kernel, &[], &views, &p, grid)
 }
 
+/// The forward; x (and w) first copied into `scratch` with zero-padded input
+/// channels when Cin is ragged or x a cat the tile cannot read in place.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn forward(
     ctx: &GpuContext,
     s: &Conv2dShape,
@@ -368,8 +402,33 @@ pub(super) fn forward(
     w: BufView<'_>,
     bias: Option<BufView<'_>>,
     residual: Option<BufView<'_>>,
+    scratch: BufView<'_>,
     y: BufView<'_>,
-) -> Result<Dispatch> {
+) -> Result<Vec<Dispatch>> {
+    let copies = Padding::of(s, CatPass::Forward).copies(s, scratch, 0);
+    let mut ds = Vec::new();
+    // The weights' rows padded to whole vec4s for a ragged Cin (x then read
+    // in pairs, or copied too).
+    let w = match copies.w {
+        Some(wp) => {
+            ds.push(pad::pad_rows(ctx, w, s.cin, wp)?);
+            wp
+        }
+        None => w,
+    };
+    let (s, x) = match copies.x {
+        Some(xp) => {
+            ds.extend(pad::pad_input(ctx, s, x, xp)?);
+            let padded = Conv2dShape {
+                cin: s.cin.next_multiple_of(4),
+                cat: None,
+                ..*s
+            };
+            (padded, InputLike::from(xp))
+        }
+        None => (*s, x),
+    };
+    let s = &s;
     let epilogue = Epilogue::Store {
         bias: s.bias,
         residual: s.residual,
@@ -379,7 +438,16 @@ pub(super) fn forward(
     } else {
         Sources::One
     };
-    let t = forward_tile(s.k, stacked_rows(s), s.cout, s.gelu_input, epilogue, sources);
+    // A ragged x read in place, a few channels per load (a cat's halves hold whole vec4s).
+    let t = forward_tile(
+        s.k,
+        stacked_rows(s),
+        s.cout,
+        s.gelu_input,
+        epilogue,
+        sources,
+        pad::load_width(s.cin),
+    );
     // Absent optional inputs bind x in their place; the kernel never reads them.
     let views = TileViews {
         x: x.first,
@@ -390,7 +458,8 @@ pub(super) fn forward(
         x2: x.second,
         second: None,
     };
-    forward_tiles(ctx, &t, s, w, &views, s.cat_split())
+    ds.push(forward_tiles(ctx, &t, s, w, &views, s.cat_split())?);
+    Ok(ds)
 }
 
 crate::gpu_params! {
@@ -400,10 +469,12 @@ crate::gpu_params! {
     struct UtilParams {
         /// Elements written.
         total: u32,
-        /// flip_transpose: the weights' shape `[cout, kk, cin]`.
+        /// flip_transpose: the weights' shape `[cout, kk, cin]`, and the
+        /// channels of each row of the copy (`cout4 >= cout`, those past cout zero).
         cout: u32,
         kk: u32,
         cin: u32,
+        cout4: u32,
         /// The sums: elements of one reduction split's partial sums.
         stride: u32,
         reduction_splits: u32,
@@ -417,32 +488,51 @@ crate::gpu_params! {
     }
 }
 
+/// Elements of dx's flipped, transposed weights `[cin, k, k, cout4]` (Cout
+/// padded to whole vec4s), at the start of its scratch.
+pub(super) fn flipped_len(s: &Conv2dShape) -> usize {
+    s.cin * s.k * s.k * s.cout.next_multiple_of(4)
+}
+
 /// dx, and with `a.act` also `act = gelu(x)` from the same epilogue; the weights
-/// flipped into scratch first unless `a.transposed` holds them so.
+/// flipped into scratch first unless `a.transposed` holds them so. A ragged
+/// Cout reduces over dy copied with zero-padded channels, and over weights
+/// flipped with zero rows alike (not `a.transposed`).
 pub(super) fn backward_input(ctx: &GpuContext, s: &Conv2dShape, a: &super::BackwardInput<'_>) -> Result<Vec<Dispatch>> {
-    let mut ds = Vec::with_capacity(2);
-    let wt = match a.transposed {
+    let mut ds = Vec::with_capacity(3);
+    let padding = Padding::of(s, CatPass::BackwardInput);
+    let cout4 = s.cout.next_multiple_of(4);
+    let wt = match a.transposed.filter(|_| !padding.dy) {
         Some(wt) => wt,
         None => {
             let flip = UtilParams {
-                total: s.w_len() as u32,
+                total: flipped_len(s) as u32,
                 cout: s.cout as u32,
                 kk: (s.k * s.k) as u32,
                 cin: s.cin as u32,
+                cout4: cout4 as u32,
                 ..UtilParams::default()
             };
             let wt = BufView {
-                len: s.w_len(),
+                len: flipped_len(s),
                 ..a.scratch
             };
-            let grid = Grid::Invocations(s.w_len());
+            let grid = Grid::Invocations(flipped_len(s));
             ds.push(ctx.dispatch(&FLIP_TRANSPOSE, &[], &[a.w, wt], &flip, grid)?);
             wt
         }
     };
-    // dx = conv(dy, flipped w): a forward conv with the channel counts swapped.
+    let dy = match padding.copies(s, a.scratch, flipped_len(s)).dy {
+        Some(dyp) => {
+            ds.push(pad::pad_rows(ctx, a.dy, s.cout, dyp)?);
+            dyp
+        }
+        None => a.dy,
+    };
+    // dx = conv(dy, flipped w): a forward conv with the channel counts swapped,
+    // over a ragged dy read in place a few channels per load (unless copied).
     let swapped = Conv2dShape {
-        cin: s.cout,
+        cin: if padding.dy { cout4 } else { s.cout },
         cout: s.cin,
         cat: None,
         ..*s
@@ -475,14 +565,15 @@ pub(super) fn backward_input(ctx: &GpuContext, s: &Conv2dShape, a: &super::Backw
         }
         None => (Sources::One, None),
     };
-    let t = forward_tile(s.k, stacked_rows(s), s.cin, false, epilogue, sources);
+    let x_width = pad::load_width(swapped.cin);
+    let t = forward_tile(s.k, stacked_rows(s), s.cin, false, epilogue, sources, x_width);
     let (bias, extra) = match (s.gelu_input, a.addend) {
         (true, addend) => (addend.unwrap_or(a.dy), a.x.first),
         (false, Some(addend)) => (a.dy, addend),
         (false, None) => (a.dy, a.dy),
     };
     let views = TileViews {
-        x: a.dy,
+        x: dy,
         bias,
         extra,
         y: a.dx.first,
@@ -495,15 +586,32 @@ pub(super) fn backward_input(ctx: &GpuContext, s: &Conv2dShape, a: &super::Backw
 }
 
 /// Input-channel vec4s per dw workgroup: 1 for 3x3 (9 taps already give 144
-/// accumulators per lane), 8 for 1x1, or the largest count below that divides cin/4.
+/// accumulators per lane), 8 for 1x1, or the largest count below that divides
+/// the vec4s of cin (rounded up); where that count is small for want of
+/// divisors (13 vec4s: 1), as few workgroups as 8 allow, the vec4s spread
+/// evenly, the last workgroup's extra vec4s masked (13: 7 + 6).
 /// Measured (GFLOP per CPU-second): 3x3 1: 28.3, 2: 24.2; 1x1 1: 7.1, 4: 13.5, 8: 16.2, 16: 13.5.
 /// Over a cat, the count divides both halves' vec4s, so no workgroup straddles them.
 fn ci_vecs(s: &Conv2dShape) -> u32 {
-    let halves = s.sources();
-    (1..=max_ci_vecs(s.k as u32))
+    let max = max_ci_vecs(s.k as u32) as usize;
+    let halves: Vec<usize> = s.sources().iter().map(|c| c.div_ceil(4)).collect();
+    let divisor = (1..=max)
         .rev()
-        .find(|v| halves.iter().all(|c| (c / 4).is_multiple_of(*v as usize)))
-        .unwrap_or(1)
+        .find(|&v| halves.iter().all(|c| c.is_multiple_of(v)))
+        .unwrap_or(1);
+    let c4 = s.cin.div_ceil(4);
+    let balanced = c4.div_ceil(c4.div_ceil(max));
+    let v = if s.cat.is_some() || divisor + 1 >= balanced {
+        divisor
+    } else {
+        balanced
+    };
+    v as u32
+}
+
+/// dw workgroups along the input channels.
+fn ci_groups(s: &Conv2dShape) -> usize {
+    s.cin.div_ceil(4).div_ceil(ci_vecs(s) as usize)
 }
 
 fn max_ci_vecs(k: u32) -> u32 {
@@ -519,12 +627,28 @@ fn segments(s: &Conv2dShape) -> usize {
     s.n * s.h * s.w.div_ceil(8)
 }
 
+/// The conv whose x the dw kernel reads: `s` (Cin in vec4s rounded up: the
+/// last one's upper pair zero, read in pairs), or with x copied into scratch
+/// (`pad.rs`), Cin padded to whole vec4s and no cat.
+fn weight_input_shape(s: &Conv2dShape) -> Conv2dShape {
+    if Padding::of(s, CatPass::BackwardWeight).x {
+        Conv2dShape {
+            cin: s.cin.next_multiple_of(4),
+            cat: None,
+            ..*s
+        }
+    } else {
+        *s
+    }
+}
+
 /// The reduction splits on this adapter: enough workgroups to keep it busy (a CPU adapter
 /// runs a workgroup per thread at a time, a GPU wants hundreds in flight), never
 /// more than [`reduction_splits`] (what the scratch is sized for) nor fewer than
 /// llvmpipe's loop limit allows. One reduction split lets the kernel write dw and db itself.
 pub fn reduction_splits_on(ctx: &GpuContext, s: &Conv2dShape) -> usize {
-    let tiles = (s.cin / 4 / ci_vecs(s) as usize) * (s.cout / 4).div_ceil(LANES as usize);
+    let r = weight_input_shape(s);
+    let tiles = ci_groups(&r) * s.cout.div_ceil(4).div_ceil(LANES as usize);
     let fill = ctx.busy_workgroups().div_ceil(tiles.max(1));
     fill.clamp(segments(s).div_ceil(16 * 1024).max(1), reduction_splits(s))
 }
@@ -553,6 +677,8 @@ crate::gpu_params! {
         w_len: u32,
         db_gap: u32,
         cat_split4: u32,
+        cin: u32,
+        cout: u32,
     }
 }
 
@@ -583,28 +709,35 @@ pub(super) fn backward_weight(
 ) -> Result<Vec<Dispatch>> {
     let reduction_splits = reduction_splits_on(ctx, s);
     let stride = s.w_len() + s.cout;
+    // Padded copies of x and dy (`pad.rs`) after the most partial sums the scratch holds.
+    let padding = Padding::of(s, CatPass::BackwardWeight);
+    let copies = padding.copies(s, scratch, self::reduction_splits(s) * stride);
     // One reduction split and dw, db side by side: the kernel writes them in place, no sum pass.
     let in_place = (reduction_splits == 1 && !accumulate)
         .then(|| db.and_then(|db| pair_view(ctx, dw, db).map(|both| (both, db.offset - dw.offset - s.w_len()))))
         .flatten();
     let segments = segments(s);
+    let r = weight_input_shape(s);
     let p = WeightParams {
         n: s.n as u32,
         h: s.h as u32,
         w: s.w as u32,
-        cin4: (s.cin / 4) as u32,
-        cout4: (s.cout / 4) as u32,
+        cin4: r.cin.div_ceil(4) as u32,
+        cout4: s.cout.div_ceil(4) as u32,
         segs_w: s.w.div_ceil(8) as u32,
         segments: segments as u32,
         per_reduction_split: segments.div_ceil(reduction_splits) as u32,
         stride: stride as u32,
         w_len: s.w_len() as u32,
         db_gap: in_place.map_or(0, |(_, gap)| gap as u32),
-        cat_split4: (s.cat_split() / 4) as u32,
+        cat_split4: (r.cat_split() / 4) as u32,
+        cin: s.cin as u32,
+        cout: s.cout as u32,
     };
     // With room for act(x), GELU runs once in an elementwise pass instead of inside
     // every dw workgroup (each x element is loaded by 3 rows x cout/32 workgroups);
     // over a cat, act(x1) and act(x2) lie apart in `act` (see `Conv2dShape::act_len`).
+    // It is written before any padded copy, which then copies act(x).
     let mut ds = Vec::new();
     let (x, gelu_in_kernel) = match act {
         Some(act) if s.gelu_input => {
@@ -626,18 +759,37 @@ pub(super) fn backward_weight(
         }
         _ => (x, s.gelu_input),
     };
+    // x (or act(x)) copied with padded channels (gelu(0) = 0 keeps them zero
+    // where GELU runs in the kernel).
+    let x = match copies.x {
+        Some(xp) => {
+            ds.extend(pad::pad_input(ctx, s, x, xp)?);
+            xp.into()
+        }
+        None => x,
+    };
+    let dy = match copies.dy {
+        Some(dyp) => {
+            ds.push(pad::pad_rows(ctx, dy, s.cout, dyp)?);
+            dyp
+        }
+        None => dy,
+    };
     let t = WeightTile {
         k: s.k as u32,
-        ci_vecs: ci_vecs(s),
+        ci_vecs: ci_vecs(&r),
         gelu_input: gelu_in_kernel,
         cat: x.second.is_some(),
+        scratch_inputs: padding.x || padding.dy,
+        x_width: pad::load_width(r.cin),
+        dy_width: pad::load_width(s.cout),
     };
     static KERNELS: Mutex<Option<HashMap<WeightTile, Kernel<WeightParams>>>> = Mutex::new(None);
     let kernel = cached(&KERNELS, t, weight_kernel);
     // Workgroups own (input-channel vec4s, LANES output vec4s, one reduction split).
     let grid = [
-        (s.cin / 4 / ci_vecs(s) as usize) as u32,
-        (s.cout / 4).div_ceil(LANES as usize) as u32,
+        ci_groups(&r) as u32,
+        s.cout.div_ceil(4).div_ceil(LANES as usize) as u32,
         reduction_splits as u32,
     ];
     if grid.iter().any(|&g| g > 65535) {
