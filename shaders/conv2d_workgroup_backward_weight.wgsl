@@ -3,7 +3,7 @@
 //   db[co]    = Σ_q dy[q, co]
 // over output pixels q, j = tap · cin + ci (dw's own layout). The GEMM (M = cout,
 // N = taps·cin, K = pixels), its tiles and its edges: conv2d_workgroup_common.wgsl.
-// Workgroup z is one reduction split: the pixels [z · per_split, (z + 1) · per_split).
+// Workgroup z is one reduction split: the pixels [z · per_reduction_split, (z + 1) · per_reduction_split).
 // Its sums go to gw (row z of partials, `stride` elements apart, dw first) and gb
 // (db, at `db_offset` in the row); with stride 0 there is one split and gw, gb are
 // dw and db themselves, overwritten or, with ACCUMULATE, added to. The workgroups of
@@ -94,8 +94,8 @@ fn main(
     let n0 = wid.x * TILE;
     let m0 = wid.y * TILE;
     let split = wid.z;
-    let begin = split * p.per_split;
-    let end = min(begin + p.per_split, p.kdim);
+    let begin = split * p.per_reduction_split;
+    let end = min(begin + p.per_reduction_split, p.kdim);
     // Staging: this invocation loads pixel begin + .. + sq of dy (4 output channels)
     // and of act(x) (4 columns of dw).
     let sq = lid / TILE_SIDE;

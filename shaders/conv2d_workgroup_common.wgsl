@@ -45,7 +45,7 @@ struct Params {
     ncols: u32,
     kdim: u32,
     // dw: pixels per reduction split.
-    per_split: u32,
+    per_reduction_split: u32,
     // dw: elements between two reduction splits' rows of partial sums (0: dw and db in place).
     stride: u32,
     // dw: where a row's db partials start (past dw's).

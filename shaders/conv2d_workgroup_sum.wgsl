@@ -8,7 +8,7 @@ struct SumParams {
     total: u32,
     w_len: u32,
     stride: u32,
-    splits: u32,
+    reduction_splits: u32,
     accumulate: u32,
     pad0: u32,
     pad1: u32,
@@ -27,7 +27,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         return;
     }
     var s = 0.0;
-    for (var r = 0u; r < p.splits; r++) {
+    for (var r = 0u; r < p.reduction_splits; r++) {
         s += partials[r * p.stride + i];
     }
     if (i < p.w_len) {

@@ -189,6 +189,15 @@ pub fn reads_transposed_weights(ctx: &GpuContext, s: &Conv2dShape) -> bool {
     Path::best_backward_input(ctx, s) == Path::Tiled && s.cout.is_multiple_of(4)
 }
 
+/// An override constant's value for a boolean option (the simple and workgroup kernels').
+fn flag(on: bool) -> f64 {
+    if on {
+        1.0
+    } else {
+        0.0
+    }
+}
+
 /// `y = conv(act(x), w) + bias + residual`. `bias` must be given exactly when
 /// `s.bias`, `residual` exactly when `s.residual`; `residual` may not alias `y`.
 /// `x` is one buffer, or two for a cat (`s.cat`). `scratch` holds at least

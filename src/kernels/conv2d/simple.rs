@@ -1,7 +1,7 @@
 //! The simple path: one invocation per output element, any shape, any adapter.
 //! The readable version of each kernel and the fallback of the tiled path.
 
-use super::{Conv2dShape, InputLike};
+use super::{flag, Conv2dShape, InputLike};
 use crate::error::Result;
 use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec};
 use crate::kernels::elementwise::GELU_WGSL;
@@ -83,14 +83,6 @@ fn params(s: &Conv2dShape, total: usize) -> Params {
         pad0: 0,
         pad1: 0,
         pad2: 0,
-    }
-}
-
-fn flag(on: bool) -> f64 {
-    if on {
-        1.0
-    } else {
-        0.0
     }
 }
 

@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::Mutex;
 
-use super::{BackwardInput, Conv2dShape, InputLike};
+use super::{flag, BackwardInput, Conv2dShape, InputLike};
 use crate::error::{Error, Result};
 use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec, Work};
 use crate::kernels::elementwise::GELU_WGSL;
@@ -283,7 +283,7 @@ crate::gpu_params! {
         ncols: u32,
         kdim: u32,
         /// dw: pixels per reduction split.
-        per_split: u32,
+        per_reduction_split: u32,
         /// dw: elements between reduction splits' partial rows (0: in place).
         stride: u32,
         /// dw: where db's partials start in a row.
@@ -298,7 +298,7 @@ crate::gpu_params! {
         total: u32,
         w_len: u32,
         stride: u32,
-        splits: u32,
+        reduction_splits: u32,
         accumulate: u32,
         pad0: u32,
         pad1: u32,
@@ -319,19 +319,11 @@ fn params(s: &Conv2dShape, [m, ncols, kdim]: [usize; 3]) -> Params {
         m: m as u32,
         ncols: ncols as u32,
         kdim: kdim as u32,
-        per_split: 0,
+        per_reduction_split: 0,
         stride: 0,
         db_offset: 0,
         pad0: 0,
         pad1: 0,
-    }
-}
-
-fn flag(on: bool) -> f64 {
-    if on {
-        1.0
-    } else {
-        0.0
     }
 }
 
@@ -514,7 +506,7 @@ pub(super) fn backward_weight(
 ) -> Result<Vec<Dispatch>> {
     usable(ctx)?;
     let splits = reduction_splits_on(ctx, s);
-    let per_split = s.pixels().div_ceil(splits);
+    let per_reduction_split = s.pixels().div_ceil(splits);
     let stride = s.w_len() + s.cout;
     let in_place = splits == 1;
     let (gw, gb) = if in_place {
@@ -528,7 +520,7 @@ pub(super) fn backward_weight(
     };
     let ncols = s.k * s.k * s.cin;
     let mut p = params(s, [s.cout, ncols, s.pixels()]);
-    p.per_split = per_split as u32;
+    p.per_reduction_split = per_reduction_split as u32;
     if !in_place {
         p.stride = stride as u32;
         p.db_offset = s.w_len() as u32;
@@ -558,7 +550,7 @@ pub(super) fn backward_weight(
             total: total as u32,
             w_len: s.w_len() as u32,
             stride: stride as u32,
-            splits: splits as u32,
+            reduction_splits: splits as u32,
             accumulate: accumulate as u32,
             pad0: 0,
             pad1: 0,
