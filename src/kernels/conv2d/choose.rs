@@ -87,45 +87,58 @@ fn sources() -> &'static str {
     })
 }
 
-/// Seconds per run of `pass` of `s` on `path`, on zeroed buffers of its shape.
+/// Seconds per run of `pass` of `s` on `path`.
 fn time_path(ctx: &GpuContext, s: &Conv2dShape, pass: ConvPass, path: Path) -> Result<f64> {
+    let (ds, _buffers) = pass_dispatches(ctx, s, pass, path)?;
+    time_dispatches(ctx, &ds, TIME_PER_TRY, 2)
+}
+
+/// The dispatches of `pass` of `s` on `path` over zeroed buffers of its shape
+/// (speed does not depend on the values), and the buffers they bind: what
+/// tuning and the shape sweep time.
+pub(super) fn pass_dispatches(
+    ctx: &GpuContext,
+    s: &Conv2dShape,
+    pass: ConvPass,
+    path: Path,
+) -> Result<(Vec<Dispatch>, Vec<GpuBuffer>)> {
     let zeros = |n: usize| ctx.zeros(n.max(1));
     // x (two buffers for a cat), and each other operand.
     let halves: Vec<GpuBuffer> = s.sources().iter().map(|c| zeros(s.n * s.h * s.w * c)).collect();
     let x = input_like;
     let (w, y) = (zeros(s.w_len()), zeros(s.y_len()));
+    let mut buffers = Vec::new();
     let ds: Vec<Dispatch> = match pass {
         ConvPass::Forward => {
             let (bias, residual) = (zeros(s.cout), zeros(s.y_len()));
-            let bias = s.bias.then(|| bias.view());
-            let residual = s.residual.then(|| residual.view());
             let scratch = zeros(s.forward_scratch_len());
+            let bv = s.bias.then(|| bias.view());
+            let rv = s.residual.then(|| residual.view());
             let (xv, sv) = (x(&halves), scratch.view());
-            super::forward_with(ctx, path, s, xv, w.view(), bias, residual, sv, y.view())?
+            let ds = super::forward_with(ctx, path, s, xv, w.view(), bv, rv, sv, y.view())?;
+            buffers.extend([bias, residual, scratch]);
+            ds
         }
         ConvPass::BackwardInput => {
             let dx: Vec<GpuBuffer> = s.sources().iter().map(|c| zeros(s.n * s.h * s.w * c)).collect();
             let scratch = zeros(s.backward_input_scratch_len());
-            super::backward_input_with(ctx, path, s, x(&halves), w.view(), y.view(), scratch.view(), x(&dx))?
+            let (xv, dxv) = (x(&halves), x(&dx));
+            let ds = super::backward_input_with(ctx, path, s, xv, w.view(), y.view(), scratch.view(), dxv)?;
+            buffers.extend(dx);
+            buffers.push(scratch);
+            ds
         }
         ConvPass::BackwardWeight => {
             let (scratch, db) = (zeros(s.backward_weight_scratch_len()), zeros(s.cout));
-            let dbv = Some(db.view());
-            super::backward_weight_with(
-                ctx,
-                path,
-                s,
-                x(&halves),
-                y.view(),
-                scratch.view(),
-                None,
-                w.view(),
-                dbv,
-                false,
-            )?
+            let (xv, sv, dbv) = (x(&halves), scratch.view(), Some(db.view()));
+            let ds = super::backward_weight_with(ctx, path, s, xv, y.view(), sv, None, w.view(), dbv, false)?;
+            buffers.extend([scratch, db]);
+            ds
         }
     };
-    time_dispatches(ctx, &ds, TIME_PER_TRY, 2)
+    buffers.extend(halves);
+    buffers.extend([w, y]);
+    Ok((ds, buffers))
 }
 
 /// One buffer, or the two halves of a cat.

@@ -3,11 +3,10 @@
 //! compared with their twins (Cin and Cout rounded up to a multiple of 8), so
 //! that a channel count off the fast kernels' granularity shows as a cliff.
 
-use super::{Conv2dShape, ConvPass};
+use super::{Conv2dShape, ConvPass, Path};
 use crate::bench::BenchCase;
 use crate::error::Result;
 use crate::gpu::GpuContext;
-use crate::kernels::testdata::TestRng;
 
 /// Channel counts of the sweep (Cin and Cout each take every one).
 pub const SWEEP_CHANNELS: [usize; 10] = [1, 3, 16, 30, 32, 50, 64, 100, 128, 384];
@@ -31,40 +30,27 @@ pub fn twin(s: &Conv2dShape) -> Conv2dShape {
     }
 }
 
-/// One pass of `s` as a bench case over random data, its buffers held by the case.
+/// One pass of `s` on the path the adapter takes for it, as a bench case over
+/// zeroed data, its buffers held by the case.
 pub fn pass_case(ctx: &GpuContext, s: &Conv2dShape, pass: ConvPass) -> Result<BenchCase> {
-    let mut rng = TestRng::new(7);
-    let x = ctx.upload(&rng.vec(s.x_len(), -2.0, 2.0));
-    let w = ctx.upload(&rng.vec(s.w_len(), -1.0, 1.0));
-    let shapes = super::cases::describe(s);
-    let name = format!("conv{k}x{k} {}", pass.name(), k = s.k);
-    let case = match pass {
-        ConvPass::Forward => {
-            let bias = ctx.upload(&rng.vec(s.cout, -1.0, 1.0));
-            let (y, scratch) = (ctx.zeros(s.y_len()), ctx.zeros(s.forward_scratch_len().max(1)));
-            let (bv, sv) = (Some(bias.view()), scratch.view());
-            let ds = super::conv2d_forward(ctx, s, x.view(), w.view(), bv, None, sv, y.view())?;
-            BenchCase::new(name, shapes, s.flops(), s.bytes(), ds, vec![x, w, bias, y, scratch])
-        }
-        ConvPass::BackwardInput => {
-            let dy = ctx.upload(&rng.vec(s.y_len(), -1.0, 1.0));
-            let (dx, scratch) = (ctx.zeros(s.x_len()), ctx.zeros(s.backward_input_scratch_len()));
-            let ds = super::conv2d_backward_input(ctx, s, x.view(), w.view(), dy.view(), scratch.view(), dx.view())?;
-            let bytes = 4.0 * (2 * s.x_len() + s.w_len() + s.y_len()) as f64;
-            BenchCase::new(name, shapes, s.flops(), bytes, ds, vec![x, w, dy, dx, scratch])
-        }
-        ConvPass::BackwardWeight => {
-            let dy = ctx.upload(&rng.vec(s.y_len(), -1.0, 1.0));
-            let (dw, db) = (ctx.zeros(s.w_len()), ctx.zeros(s.cout));
-            let scratch = ctx.zeros(s.backward_weight_scratch_len());
-            let (sv, dwv, dbv) = (scratch.view(), dw.view(), Some(db.view()));
-            let ds = super::conv2d_backward_weight(ctx, s, x.view(), dy.view(), sv, None, dwv, dbv, false)?;
-            let bytes = 4.0 * (s.x_len() + s.y_len() + s.w_len() + s.cout) as f64;
-            let flops = s.flops() + s.y_len() as f64;
-            BenchCase::new(name, shapes, flops, bytes, ds, vec![x, w, dy, dw, db, scratch])
-        }
+    let (ds, buffers) = super::choose::pass_dispatches(ctx, s, pass, Path::best(ctx, s, pass))?;
+    let (flops, bytes) = match pass {
+        ConvPass::Forward => (s.flops(), s.bytes()),
+        ConvPass::BackwardInput => (s.flops(), 4.0 * (2 * s.x_len() + s.w_len() + s.y_len()) as f64),
+        ConvPass::BackwardWeight => (
+            s.flops() + s.y_len() as f64,
+            4.0 * (s.x_len() + s.y_len() + s.w_len() + s.cout) as f64,
+        ),
     };
-    Ok(case)
+    let name = format!("conv{k}x{k} {}", pass.name(), k = s.k);
+    Ok(BenchCase::new(
+        name,
+        super::cases::describe(s),
+        flops,
+        bytes,
+        ds,
+        buffers,
+    ))
 }
 
 #[cfg(test)]
