@@ -22,9 +22,11 @@ pub const PLAIN_EVERY: Duration = Duration::from_secs(30);
 
 pub struct Progress {
     pub bar: indicatif::ProgressBar,
-    /// When the last plain progress line was logged; None while the bar
-    /// shows on a terminal (or nothing is shown) and before the first line.
-    plain: Option<Option<Instant>>,
+    /// Whether plain progress lines take the bar's place: stderr is not a
+    /// terminal on the rank that shows progress.
+    plain: bool,
+    /// When the last plain progress line was logged.
+    last_plain: Option<Instant>,
     /// None on a data-parallel rank other than 0: it shows and logs nothing.
     log: Option<StepLog>,
     /// Dimensions of an image, for nats/image.
@@ -63,10 +65,11 @@ impl Progress {
         if log.is_none() {
             bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
         }
-        let plain = (log.is_some() && !std::io::stderr().is_terminal()).then_some(None);
+        let plain = log.is_some() && !std::io::stderr().is_terminal();
         Progress {
             bar,
             plain,
+            last_plain: None,
             log,
             dims,
             since: Instant::now(),
@@ -103,12 +106,14 @@ impl Progress {
     /// always). Metrics arrive one step late, after the bar counted their step,
     /// so the bar's position is the number of steps they complete.
     fn plain_line(&mut self, metrics: &str) {
-        let Some(last) = self.plain else { return };
-        let (done, total) = (self.bar.position(), self.bar.length().unwrap_or(0));
-        if last.is_some_and(|t| t.elapsed() < PLAIN_EVERY) && done < total {
+        if !self.plain {
             return;
         }
-        self.plain = Some(Some(Instant::now()));
+        let (done, total) = (self.bar.position(), self.bar.length().unwrap_or(0));
+        if self.last_plain.is_some_and(|t| t.elapsed() < PLAIN_EVERY) && done < total {
+            return;
+        }
+        self.last_plain = Some(Instant::now());
         let elapsed = self.bar.elapsed().as_secs();
         let eta = if done >= total { 0 } else { self.bar.eta().as_secs() };
         ::log::info!(
