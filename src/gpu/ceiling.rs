@@ -15,8 +15,10 @@ const FMA: Kernel<Params> = Kernel::portable(
     &[Access::ReadWrite, Access::Uniform],
 )
 .with_workgroup_size([WG_SIZE, 1, 1]);
-/// FLOPs per loop iteration per invocation: 8 vec4 FMAs.
-const FLOPS_PER_ITER: f64 = 8.0 * 4.0 * 2.0;
+/// Inner-loop trips per runtime-loop iteration (`UNROLL` in fma_ceiling.wgsl).
+const UNROLL: f64 = 4.0;
+/// FLOPs per runtime-loop iteration per invocation: `UNROLL` blocks of 8 vec4 FMAs.
+const FLOPS_PER_ITER: f64 = UNROLL * 8.0 * 4.0 * 2.0;
 
 #[derive(Clone, Copy, Debug)]
 pub struct FmaCeiling {
@@ -39,8 +41,8 @@ pub fn ceiling_kernels() -> Vec<KernelSpec> {
 /// Elements the sink of [`fma_ceiling_dispatch`] needs.
 pub const FMA_SINK_LEN: usize = (WORKGROUPS * WG_SIZE) as usize;
 
-/// One run of the register-only FMA kernel: `iters` loop iterations of 8 vec4
-/// FMAs per invocation (64 FLOPs), over [`FMA_SINK_LEN`] invocations.
+/// One run of the register-only FMA kernel: `iters` loop iterations of
+/// `FLOPS_PER_ITER` FLOPs per invocation, over [`FMA_SINK_LEN`] invocations.
 pub fn fma_ceiling_dispatch(ctx: &GpuContext, sink: BufView<'_>, iters: u32) -> Result<Dispatch> {
     sink.expect_len("fma_ceiling", "sink", FMA_SINK_LEN)?;
     let params = Params { iters, seed: 0.5 };
