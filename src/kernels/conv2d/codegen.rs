@@ -60,11 +60,12 @@ pub struct ForwardTile {
     pub couts_per_lane: u32,
     pub gelu_input: bool,
     pub epilogue: Epilogue,
-    /// Channels per load and store in the GELU-gradient epilogue (1, 2 or 4;
-    /// 1 for the other epilogues). Above 1, each lane owns `couts_per_lane`
+    /// Channels per load and store in the epilogue (1, 2 or 4; 1 for a plain
+    /// store into a cat's two outputs). Above 1, each lane owns `couts_per_lane`
     /// consecutive channels instead of every 8th, so that its stores go out as
-    /// vectors: on lavapipe every storage access is a loop over the lanes, and
-    /// this epilogue, not the FMAs, bounds a 1x1 dx with a short reduction.
+    /// vectors: on lavapipe every storage access is a loop over the lanes with
+    /// a bounds check per component, and the epilogue, not the FMAs, bounds a
+    /// 1x1 conv with a short reduction.
     pub vec: u32,
     pub sources: Sources,
     /// Channels per load of x (one source): 4 (vec4s), or 2 or 1 where its
@@ -137,8 +138,13 @@ pub fn forward(t: &ForwardTile) -> String {
     let mut s = String::from(FORWARD_HEADER);
     let ty = if v > 1 { format!("vec{v}<f32>") } else { "f32".into() };
     if v > 1 {
-        // The epilogue's arrays as vectors of `v` channels.
-        for name in ["bias: ", "extra: ", "y: "] {
+        // The epilogue's per-element arrays as vectors of `v` channels (a
+        // plain store's bias is per channel and stays scalar).
+        let vectors: &[&str] = match t.epilogue {
+            Epilogue::GeluGrad { .. } => &["bias: ", "extra: ", "y: "],
+            Epilogue::Store { .. } => &["extra: ", "y: "],
+        };
+        for name in vectors {
             s = s.replace(&format!("{name}array<f32>"), &format!("{name}array<{ty}>"));
         }
     }
@@ -262,7 +268,7 @@ pub fn forward(t: &ForwardTile) -> String {
             );
             wl(o, "        let q = pix * p.cout;");
             if v > 1 {
-                vector_gelu_grad_epilogue(o, t, r, oc);
+                vector_epilogue(o, t, r, oc);
                 wl(o, "    }");
                 continue;
             }
@@ -409,66 +415,74 @@ fn scalar_epilogue(o: &mut String, t: &ForwardTile, a: &str, co: &str) {
     }
 }
 
-/// The GELU-gradient epilogue of output pixel (r, oc) with `t.vec` channels per
-/// access: the lane's consecutive channels go out as vectors (all of a vector
-/// valid or none, since cout and the lane's first channel are multiples of it;
-/// for a cat output `cat_split` is one too, so no vector straddles the two halves).
-fn vector_gelu_grad_epilogue(o: &mut String, t: &ForwardTile, r: u32, oc: u32) {
-    let Epilogue::GeluGrad { act, add } = t.epilogue else {
-        unreachable!("vector epilogues are GELU-gradient ones")
-    };
+/// The epilogue of output pixel (r, oc) with `t.vec` channels per access: the
+/// lane's consecutive channels go out as vectors (all of a vector valid or none,
+/// since cout and the lane's first channel are multiples of it; for a cat output
+/// `cat_split` is one too, so no vector straddles the two halves).
+fn vector_epilogue(o: &mut String, t: &ForwardTile, r: u32, oc: u32) {
     let v = t.vec;
-    let comps = ["x", "y", "z", "w"];
     for g in 0..t.couts_per_lane / v {
         let c0 = g * v;
         wl(o, &format!("        if (co_base + {c0}u < p.cout) {{"));
         wl(o, &format!("            let co = co_base + {c0}u;"));
         wl(o, &format!("            let i = (q + co) / {v}u;"));
-        let add2 = match t.sources {
-            Sources::CatOutput { add2 } => {
-                wl(o, "            let first = co < p.cat_split;");
-                wl(
-                    o,
-                    &format!("            let j = select(pix * c2 + co - p.cat_split, pix * p.cat_split + co, first) / {v}u;"),
-                );
-                wl(o, &format!("            var e: vec{v}<f32>;"));
-                wl(o, "            if (first) { e = extra[j]; } else { e = extra2[j]; }");
-                Some(add2)
-            }
-            _ => {
-                wl(o, "            let e = extra[i];");
-                None
-            }
-        };
-        let cdf: Vec<String> = comps[..v as usize]
-            .iter()
-            .map(|c| format!("normal_cdf(e.{c})"))
-            .collect();
-        wl(o, &format!("            let cdf = vec{v}<f32>({});", cdf.join(", ")));
         let accs: Vec<String> = (0..v).map(|j| format!("a{r}_{oc}_{}", c0 + j)).collect();
-        let g = format!(
-            "vec{v}<f32>({}) * (cdf + e * 0.3989422804014327 * exp(-0.5 * e * e))",
-            accs.join(", ")
-        );
-        match add2 {
-            None => {
-                let plus = if add { " + bias[i]" } else { "" };
-                wl(o, &format!("            y[i] = {g}{plus};"));
+        let acc = format!("vec{v}<f32>({})", accs.join(", "));
+        match t.epilogue {
+            Epilogue::GeluGrad { act, add } => vector_gelu_grad(o, t, &acc, act, add),
+            Epilogue::Store { residual, .. } => {
+                let plus = if residual { " + extra[i]" } else { "" };
+                wl(o, &format!("            y[i] = {acc}{plus};"));
             }
-            Some(add2) => {
-                let plus = if add { " + bias[j]" } else { "" };
-                let plus2 = if add2 { " + bias2[j]" } else { "" };
-                wl(o, &format!("            let g = {g};"));
-                wl(
-                    o,
-                    &format!("            if (first) {{ y[j] = g{plus}; }} else {{ y2[j] = g{plus2}; }}"),
-                );
-            }
-        }
-        if act {
-            wl(o, "            act[i] = e * cdf;");
         }
         wl(o, "        }");
+    }
+}
+
+/// The GELU gradient of one vector `acc` of a lane's channels, `co` its first
+/// channel and `i` its index in the vector arrays.
+fn vector_gelu_grad(o: &mut String, t: &ForwardTile, acc: &str, act: bool, add: bool) {
+    let v = t.vec;
+    let comps = ["x", "y", "z", "w"];
+    let add2 = match t.sources {
+        Sources::CatOutput { add2 } => {
+            wl(o, "            let first = co < p.cat_split;");
+            wl(
+                o,
+                &format!("            let j = select(pix * c2 + co - p.cat_split, pix * p.cat_split + co, first) / {v}u;"),
+            );
+            wl(o, &format!("            var e: vec{v}<f32>;"));
+            wl(o, "            if (first) { e = extra[j]; } else { e = extra2[j]; }");
+            Some(add2)
+        }
+        _ => {
+            wl(o, "            let e = extra[i];");
+            None
+        }
+    };
+    let cdf: Vec<String> = comps[..v as usize]
+        .iter()
+        .map(|c| format!("normal_cdf(e.{c})"))
+        .collect();
+    wl(o, &format!("            let cdf = vec{v}<f32>({});", cdf.join(", ")));
+    let g = format!("{acc} * (cdf + e * 0.3989422804014327 * exp(-0.5 * e * e))");
+    match add2 {
+        None => {
+            let plus = if add { " + bias[i]" } else { "" };
+            wl(o, &format!("            y[i] = {g}{plus};"));
+        }
+        Some(add2) => {
+            let plus = if add { " + bias[j]" } else { "" };
+            let plus2 = if add2 { " + bias2[j]" } else { "" };
+            wl(o, &format!("            let g = {g};"));
+            wl(
+                o,
+                &format!("            if (first) {{ y[j] = g{plus}; }} else {{ y2[j] = g{plus2}; }}"),
+            );
+        }
+    }
+    if act {
+        wl(o, "            act[i] = e * cdf;");
     }
 }
 

@@ -187,7 +187,7 @@ pub(super) fn kernels() -> Vec<KernelSpec> {
         for blocks in 1..=max_blocks {
             for couts_per_lane in 1..=max_couts_per_lane {
                 for &(gelu_input, epilogue, sources) in &uses {
-                    for vec in epilogue_widths(epilogue, couts_per_lane) {
+                    for vec in epilogue_widths(epilogue, sources, couts_per_lane) {
                         for x_width in [4, 2, 1] {
                             let t = ForwardTile {
                                 k: k as u32,
@@ -286,7 +286,7 @@ fn forward_tile(
     let (max_blocks, max_couts_per_lane) = forward_limits(k);
     let cpl = couts_per_lane(cout, max_couts_per_lane);
     // The widest epilogue vector the lane's channels and the row stride allow.
-    let vec = epilogue_widths(epilogue, cpl)
+    let vec = epilogue_widths(epilogue, sources, cpl)
         .into_iter()
         .filter(|&v| cout.is_multiple_of(v as usize))
         .max()
@@ -305,14 +305,15 @@ fn forward_tile(
 }
 
 /// Epilogue vector widths a tile with `cpl` channels per lane can use: 2 and 4
-/// for the GELU-gradient epilogue where they divide cpl (see `ForwardTile::vec`).
-fn epilogue_widths(epilogue: Epilogue, cpl: usize) -> Vec<u32> {
-    match epilogue {
-        Epilogue::GeluGrad { .. } => [1, 2, 4]
+/// where they divide cpl, except for a plain store into a cat's two outputs
+/// (see `ForwardTile::vec`).
+fn epilogue_widths(epilogue: Epilogue, sources: Sources, cpl: usize) -> Vec<u32> {
+    match (epilogue, sources) {
+        (Epilogue::Store { .. }, Sources::CatOutput { .. }) => vec![1],
+        _ => [1, 2, 4]
             .into_iter()
             .filter(|&v| cpl.is_multiple_of(v as usize))
             .collect(),
-        Epilogue::Store { .. } => vec![1],
     }
 }
 
