@@ -42,8 +42,8 @@ fn rows_cols(s: &[usize]) -> (usize, usize) {
 }
 
 /// `c = op(a) · op(b) + beta · c` on the matmul family: the packed kernel with
-/// its operands packed into the workspace where the adapter runs it and they
-/// fit one binding (as `matmul::matmul` chooses), else the tiled one.
+/// its operands packed into the workspace where `matmul::packed_chosen` says
+/// so (as `matmul::matmul` chooses), else the tiled one.
 fn gemm(
     l: &LowerCall<'_>,
     s: &MatmulShape,
@@ -53,9 +53,9 @@ fn gemm(
     c: BufView<'_>,
 ) -> Result<Vec<Dispatch>> {
     let ctx = l.ctx;
-    let need = matmul::packed_scratch_len(s);
-    if matmul::packed_supported(ctx) && need as u64 * 4 <= ctx.limits.max_storage_buffer_binding_size {
-        matmul::matmul_packed(ctx, s, 1.0, beta, a, b, c, l.scratch(need))
+    if matmul::packed_chosen(ctx, s) {
+        let scratch = l.scratch(matmul::packed_scratch_len(s));
+        matmul::matmul_packed(ctx, s, 1.0, beta, a, b, c, scratch)
     } else {
         Ok(vec![matmul::matmul_tiled(ctx, s, 1.0, beta, a, b, c)?])
     }

@@ -449,7 +449,9 @@ fn vector_gelu_grad(o: &mut String, t: &ForwardTile, acc: &str, act: bool, add: 
             wl(o, "            let first = co < p.cat_split;");
             wl(
                 o,
-                &format!("            let j = select(pix * c2 + co - p.cat_split, pix * p.cat_split + co, first) / {v}u;"),
+                &format!(
+                    "            let j = select(pix * c2 + co - p.cat_split, pix * p.cat_split + co, first) / {v}u;"
+                ),
             );
             wl(o, &format!("            var e: vec{v}<f32>;"));
             wl(o, "            if (first) { e = extra[j]; } else { e = extra2[j]; }");

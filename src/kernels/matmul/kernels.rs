@@ -247,6 +247,14 @@ pub fn packed_supported(ctx: &GpuContext) -> bool {
     ctx.has(wgpu::Features::SUBGROUP) && ctx.subgroup_min_size == LANES && ctx.subgroup_max_size == LANES
 }
 
+/// Whether a matmul of `shape` runs packed (v3): the adapter runs it, its
+/// packed operands fit one binding, and the GPU-shaped variants are not forced
+/// (the packed kernel needs 8-lane subgroups, so it is not one of them).
+pub fn packed_chosen(ctx: &GpuContext, shape: &MatmulShape) -> bool {
+    let fits = packed_scratch_len(shape) as u64 * 4 <= ctx.limits.max_storage_buffer_binding_size;
+    packed_supported(ctx) && fits && ctx.kernels != KernelSet::Gpu
+}
+
 /// v3: packs op(B) (and op(A) unless it can be read in place: row-major with
 /// K % 8 == 0) into `scratch` (at least [`packed_scratch_len`] elements), then
 /// multiplies: two or three dispatches, to be run in order.
@@ -358,11 +366,8 @@ pub fn matmul(
     c: BufView<'_>,
 ) -> Result<MatmulDispatch> {
     shape.validate(a.len, b.len, c.len)?;
-    let need = packed_scratch_len(shape);
-    let fits = need as u64 * 4 <= ctx.limits.max_storage_buffer_binding_size;
-    // The packed kernel needs 8-lane subgroups: not a GPU-shaped variant.
-    if packed_supported(ctx) && fits && ctx.kernels != KernelSet::Gpu {
-        let scratch = ctx.zeros(need);
+    if packed_chosen(ctx, shape) {
+        let scratch = ctx.zeros(packed_scratch_len(shape));
         let dispatches = matmul_packed(ctx, shape, alpha, beta, a, b, c, scratch.view())?;
         return Ok(MatmulDispatch {
             dispatches,

@@ -20,8 +20,8 @@ pub mod reference;
 
 pub use cases::{bench_cases, check};
 pub use kernels::{
-    all_kernels, matmul, matmul_naive, matmul_packed, matmul_tiled, packed_scratch_len, packed_supported,
-    MatmulDispatch,
+    all_kernels, matmul, matmul_naive, matmul_packed, matmul_tiled, packed_chosen, packed_scratch_len,
+    packed_supported, MatmulDispatch,
 };
 
 use crate::error::{shape_err, Result};
