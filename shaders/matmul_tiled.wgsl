@@ -38,19 +38,8 @@ fn matmul_tiled(@builtin(global_invocation_id) gid: vec3<u32>) {
         acc2 = fma(vec4<f32>(a[a2 + ka]), bv, acc2);
         acc3 = fma(vec4<f32>(a[a3 + ka]), bv, acc3);
     }
-    store_row(bi, i0, j0, acc0);
-    store_row(bi, i0 + 1u, j0, acc1);
-    store_row(bi, i0 + 2u, j0, acc2);
-    store_row(bi, i0 + 3u, j0, acc3);
-}
-
-// Up to 4 consecutive outputs of one row, skipping those past the edges.
-fn store_row(bi: u32, i: u32, j0: u32, v: vec4<f32>) {
-    if (i >= p.m) { return; }
-    let row = bi * p.c_batch + i * p.n;
-    for (var t = 0u; t < 4u; t++) {
-        if (j0 + t < p.n) {
-            write_c(row + j0 + t, v[t]);
-        }
-    }
+    write_row4(bi, i0, j0, acc0);
+    write_row4(bi, i0 + 1u, j0, acc1);
+    write_row4(bi, i0 + 2u, j0, acc2);
+    write_row4(bi, i0 + 3u, j0, acc3);
 }

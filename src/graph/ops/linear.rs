@@ -15,7 +15,7 @@ use crate::graph::ir::{Graph, Node, TensorId};
 use crate::graph::ops::Conv2dBackwardBias;
 use crate::kernels::broadcast::broadcast_batch;
 use crate::kernels::elementwise::{copy_channels, ChannelRange, CopyMode};
-use crate::kernels::matmul::{self, reference, MatmulShape};
+use crate::kernels::matmul::{self, reference, MatmulPath, MatmulShape};
 use crate::kernels::reduce::sum_partials;
 
 /// in: x `[N, H, W, K]`, w `[K, M]`, [b `[M]`] → y `[N, H, W, M]`.
@@ -41,9 +41,8 @@ fn rows_cols(s: &[usize]) -> (usize, usize) {
     (s.iter().product::<usize>() / c.max(1), c)
 }
 
-/// `c = op(a) · op(b) + beta · c` on the matmul family: the packed kernel with
-/// its operands packed into the workspace where `matmul::packed_chosen` says
-/// so (as `matmul::matmul` chooses), else the tiled one.
+/// `c = op(a) · op(b) + beta · c` on the kernel `MatmulPath::best` picks, the
+/// packed one with its operands packed into the node's workspace.
 fn gemm(
     l: &LowerCall<'_>,
     s: &MatmulShape,
@@ -52,13 +51,9 @@ fn gemm(
     b: BufView<'_>,
     c: BufView<'_>,
 ) -> Result<Vec<Dispatch>> {
-    let ctx = l.ctx;
-    if matmul::packed_chosen(ctx, s) {
-        let scratch = l.scratch(matmul::packed_scratch_len(s));
-        matmul::matmul_packed(ctx, s, 1.0, beta, a, b, c, scratch)
-    } else {
-        Ok(vec![matmul::matmul_tiled(ctx, s, 1.0, beta, a, b, c)?])
-    }
+    let path = MatmulPath::best(l.ctx, s);
+    let scratch = (path == MatmulPath::Packed).then(|| l.scratch(matmul::packed_scratch_len(s)));
+    path.dispatches(l.ctx, s, 1.0, beta, a, b, c, scratch)
 }
 
 impl Graph {

@@ -53,6 +53,18 @@ fn tiled(
     super::matmul_tiled(ctx, s, al, be, a, b, c).map(single)
 }
 
+fn workgroup(
+    ctx: &GpuContext,
+    s: &MatmulShape,
+    al: f32,
+    be: f32,
+    a: BufView,
+    b: BufView,
+    c: BufView,
+) -> Result<MatmulDispatch> {
+    super::matmul_workgroup(ctx, s, al, be, a, b, c).map(single)
+}
+
 /// v3 with its own scratch (fails where the adapter lacks 8-lane subgroups).
 fn packed(
     ctx: &GpuContext,
@@ -115,7 +127,11 @@ fn case(
 }
 
 pub fn check(c: &mut Checker) -> Result<()> {
-    let mut kernels: Vec<(&str, MatmulFn)> = vec![("matmul_naive", naive), ("matmul_tiled", tiled)];
+    let mut kernels: Vec<(&str, MatmulFn)> = vec![
+        ("matmul_naive", naive),
+        ("matmul_tiled", tiled),
+        ("matmul_workgroup", workgroup),
+    ];
     if super::packed_supported(c.ctx) {
         kernels.push(("matmul_packed", packed));
     } else {
@@ -201,6 +217,7 @@ pub fn bench_cases(ctx: &GpuContext) -> Result<Vec<BenchCase>> {
     }
     let s = MatmulShape::new(1, n, n, n);
     cases.push(bench_case(ctx, &format!("matmul_tiled {n}x{n}x{n}"), s, tiled)?);
+    cases.push(bench_case(ctx, &format!("matmul_workgroup {n}x{n}x{n}"), s, workgroup)?);
     let s = MatmulShape::new(1, 256, 256, 256);
     cases.push(bench_case(ctx, "matmul_naive 256x256x256", s, naive)?);
     // A VDVAE-shaped product: a 1x1 conv of 16x32x32 pixels, 384 -> 96 channels.

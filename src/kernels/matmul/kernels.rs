@@ -17,10 +17,10 @@
 
 use std::sync::OnceLock;
 
+use super::choose::MatmulPath;
 use super::codegen::{self, ASource, K_STEP, ROWS};
 use super::MatmulShape;
 use crate::error::{shape_err, Result};
-use crate::gpu::tune::KernelSet;
 use crate::gpu::{Access, BufView, Dispatch, GpuBuffer, GpuContext, Grid, Kernel, KernelSpec, Work};
 
 const PARAMS_WGSL: &str = include_str!("../../../shaders/matmul_params.wgsl");
@@ -46,6 +46,16 @@ const TILED: Kernel<Params> = Kernel::portable(
         WRITE_WGSL,
     ],
     "matmul_tiled",
+    DIRECT,
+);
+const WORKGROUP: Kernel<Params> = Kernel::portable(
+    "matmul_workgroup",
+    &[
+        PARAMS_WGSL,
+        include_str!("../../../shaders/matmul_workgroup.wgsl"),
+        WRITE_WGSL,
+    ],
+    "matmul_workgroup",
     DIRECT,
 );
 const PACK: &[&str] = &[PARAMS_WGSL, include_str!("../../../shaders/matmul_pack.wgsl")];
@@ -91,7 +101,7 @@ fn packed_kernel(a: ASource) -> &'static Kernel<Params> {
 
 /// Every kernel of the family, both packed variants included, for the contract test.
 pub fn all_kernels() -> Vec<KernelSpec> {
-    let mut all: Vec<KernelSpec> = [NAIVE, TILED, PACK_A, PACK_B, PACK_A_VEC4, PACK_B_VEC4]
+    let mut all: Vec<KernelSpec> = [NAIVE, TILED, WORKGROUP, PACK_A, PACK_B, PACK_A_VEC4, PACK_B_VEC4]
         .iter()
         .map(|k| k.spec())
         .collect();
@@ -216,6 +226,21 @@ pub fn matmul_tiled(
     direct(ctx, &TILED, 4, shape, alpha, beta, [a, b, c])
 }
 
+/// GPU-shaped: 16x16 invocations per workgroup, each a 4x4 block of a 64x64
+/// block of C, op(A) and op(B) staged through workgroup memory; any shape, any
+/// adapter, no subgroup operations.
+pub fn matmul_workgroup(
+    ctx: &GpuContext,
+    shape: &MatmulShape,
+    alpha: f32,
+    beta: f32,
+    a: BufView<'_>,
+    b: BufView<'_>,
+    c: BufView<'_>,
+) -> Result<Dispatch> {
+    direct(ctx, &WORKGROUP, 4, shape, alpha, beta, [a, b, c])
+}
+
 /// Sizes of the packed operands (f32 elements; A's is 0 when read in place) and
 /// the panel counts: `(A, B, m_panels, n_panels)`.
 fn packed_lens(s: &MatmulShape) -> (usize, usize, usize, usize) {
@@ -245,14 +270,6 @@ const PACKED_SKEW: usize = 128;
 /// Whether this adapter can run [`matmul_packed`] (subgroups of exactly 8 lanes).
 pub fn packed_supported(ctx: &GpuContext) -> bool {
     ctx.has(wgpu::Features::SUBGROUP) && ctx.subgroup_min_size == LANES && ctx.subgroup_max_size == LANES
-}
-
-/// Whether a matmul of `shape` runs packed (v3): the adapter runs it, its
-/// packed operands fit one binding, and the GPU-shaped variants are not forced
-/// (the packed kernel needs 8-lane subgroups, so it is not one of them).
-pub fn packed_chosen(ctx: &GpuContext, shape: &MatmulShape) -> bool {
-    let fits = packed_scratch_len(shape) as u64 * 4 <= ctx.limits.max_storage_buffer_binding_size;
-    packed_supported(ctx) && fits && ctx.kernels != KernelSet::Gpu
 }
 
 /// v3: packs op(B) (and op(A) unless it can be read in place: row-major with
@@ -353,9 +370,8 @@ impl MatmulDispatch {
     }
 }
 
-/// `C = alpha·op(A)·op(B) + beta·C` with the fastest kernel this adapter and
-/// shape allow: v3 (packed) where subgroups are 8 lanes wide and the packed
-/// operands fit one binding, else v2.
+/// `C = alpha·op(A)·op(B) + beta·C` on the kernel [`MatmulPath::best`] picks
+/// for this adapter and shape.
 pub fn matmul(
     ctx: &GpuContext,
     shape: &MatmulShape,
@@ -366,16 +382,9 @@ pub fn matmul(
     c: BufView<'_>,
 ) -> Result<MatmulDispatch> {
     shape.validate(a.len, b.len, c.len)?;
-    if packed_chosen(ctx, shape) {
-        let scratch = ctx.zeros(packed_scratch_len(shape));
-        let dispatches = matmul_packed(ctx, shape, alpha, beta, a, b, c, scratch.view())?;
-        return Ok(MatmulDispatch {
-            dispatches,
-            scratch: Some(scratch),
-        });
-    }
-    Ok(MatmulDispatch {
-        dispatches: vec![matmul_tiled(ctx, shape, alpha, beta, a, b, c)?],
-        scratch: None,
-    })
+    let path = MatmulPath::best(ctx, shape);
+    let scratch = (path == MatmulPath::Packed).then(|| ctx.zeros(packed_scratch_len(shape)));
+    let view = scratch.as_ref().map(|s| s.view());
+    let dispatches = path.dispatches(ctx, shape, alpha, beta, a, b, c, view)?;
+    Ok(MatmulDispatch { dispatches, scratch })
 }

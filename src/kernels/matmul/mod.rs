@@ -11,16 +11,23 @@
 //! - v3 `shaders/matmul_pack*.wgsl` + `shaders/matmul_packed.wgsl`: B (and A when
 //!   transposed or K % 8 != 0) packed into zero-padded panels, 32x32 blocks per
 //!   8-lane subgroup with broadcasts (the fast path on lavapipe, ~55-60% of the
-//!   FMA ceiling at 1024³). [`matmul`] picks the fastest available.
+//!   FMA ceiling at 1024³);
+//! - `shaders/matmul_workgroup.wgsl`: GPU-shaped, 256 invocations with 4x4
+//!   blocks each, operands staged through workgroup memory, no subgroups.
+//!
+//! [`MatmulPath::best`] picks one per shape: the GPU-shaped kernel with
+//! `--kernels gpu`, else the fastest for the adapter (tuned once, cached).
 
 mod cases;
+mod choose;
 mod codegen;
 mod kernels;
 pub mod reference;
 
 pub use cases::{bench_cases, check};
+pub use choose::MatmulPath;
 pub use kernels::{
-    all_kernels, matmul, matmul_naive, matmul_packed, matmul_tiled, packed_chosen, packed_scratch_len,
+    all_kernels, matmul, matmul_naive, matmul_packed, matmul_tiled, matmul_workgroup, packed_scratch_len,
     packed_supported, MatmulDispatch,
 };
 
