@@ -77,7 +77,10 @@ fn a_corrupt_cache_is_ignored_with_a_note_and_the_numbers_stay() {
         let (elbo, stderr) = fixture_elbo(&env);
         let notes: Vec<&str> = stderr.lines().filter(|l| l.contains("ignoring the kernel-tuning cache")).collect();
         assert_eq!(notes.len(), 1, "one note: {stderr}");
-        assert_eq!(elbo, reference, "the same ELBO as with the built-in defaults");
+        // The same ELBO as with the built-in defaults; the run re-tunes, and
+        // on a busy machine may pick another kernel, which sums in another order.
+        let (a, b): (f64, f64) = (elbo.parse().unwrap(), reference.parse().unwrap());
+        assert!((a - b).abs() <= 1e-5 * b.abs(), "ELBO {elbo} against {reference} with the defaults");
     }
     let _ = std::fs::remove_dir_all(&cache);
 }
@@ -91,11 +94,18 @@ fn tune_off_says_there_is_nothing_to_do() {
 
 #[test]
 fn forced_gpu_kernels_run_every_flop_in_workgroups_of_64_or_more() {
-    let cache = tmp("gpu");
+    // A conv VDVAE and the MLP Ladder VAE (its linear layers are matmuls).
+    for preset in ["mnist-tiny", "ladder-mnist"] {
+        forced_gpu_kernels_on(preset);
+    }
+}
+
+fn forced_gpu_kernels_on(preset: &str) {
+    let cache = tmp(&format!("gpu-{preset}"));
     let args = [
         "profile",
         "--preset",
-        "mnist-tiny",
+        preset,
         "--batch",
         "4",
         "--steps",
@@ -109,13 +119,17 @@ fn forced_gpu_kernels_run_every_flop_in_workgroups_of_64_or_more() {
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let rows = r["kernels"].as_array().unwrap();
     let with_flops: Vec<&serde_json::Value> = rows.iter().filter(|k| k["flops"].as_f64().unwrap() > 0.0).collect();
-    assert!(with_flops.iter().any(|k| k["variant"] == "workgroup"), "{rows:?}");
+    assert!(
+        with_flops.iter().any(|k| k["variant"] == "workgroup"),
+        "{preset}: {rows:?}"
+    );
     for k in with_flops {
         let n = k["workgroup_invocations"].as_u64().unwrap();
-        assert!(n >= 64, "{} runs {n} invocations per workgroup", k["kernel"]);
-        assert_ne!(k["variant"], "tiled", "{}", k["kernel"]);
+        assert!(n >= 64, "{preset}: {} runs {n} invocations per workgroup", k["kernel"]);
+        assert_ne!(k["variant"], "tiled", "{preset}: {}", k["kernel"]);
     }
-    // The tuned set keeps the adapter's choice: on lavapipe, the subgroup-tiled convs.
+    // The tuned set keeps the adapter's choice: on lavapipe, the subgroup-tiled
+    // convs and the packed matmul.
     let tuned = vdvae(&args[..8], &[("VDVAE_CACHE", &cache)]);
     let r: serde_json::Value = serde_json::from_slice(&tuned.stdout).unwrap();
     let variants: Vec<&str> = r["kernels"]
@@ -124,6 +138,7 @@ fn forced_gpu_kernels_run_every_flop_in_workgroups_of_64_or_more() {
         .iter()
         .filter_map(|k| k["variant"].as_str())
         .collect();
-    assert!(variants.contains(&"tiled"), "{variants:?}");
+    let lavapipe_choice = if preset == "ladder-mnist" { "packed" } else { "tiled" };
+    assert!(variants.contains(&lavapipe_choice), "{preset}: {variants:?}");
     let _ = std::fs::remove_dir_all(&cache);
 }
