@@ -1,10 +1,11 @@
 // AdamW update of one parameter tensor (or a chunk of one), applied only when
-// optimizer_decide set state.apply. Included after optimizer_common.wgsl.
+// optimizer_decide set state.apply; one element or vec4 (`Elem`) per
+// invocation. Included after optimizer_common.wgsl.
 
-@group(0) @binding(0) var<storage, read_write> param: array<f32>;
-@group(0) @binding(1) var<storage, read> grad: array<f32>;
-@group(0) @binding(2) var<storage, read_write> exp_avg: array<f32>;
-@group(0) @binding(3) var<storage, read_write> exp_avg_sq: array<f32>;
+@group(0) @binding(0) var<storage, read_write> param: array<Elem>;
+@group(0) @binding(1) var<storage, read> grad: array<Elem>;
+@group(0) @binding(2) var<storage, read_write> exp_avg: array<Elem>;
+@group(0) @binding(3) var<storage, read_write> exp_avg_sq: array<Elem>;
 @group(0) @binding(4) var<storage, read> state: OptState;
 @group(0) @binding(5) var<uniform> c: UpdateParams;
 
@@ -14,7 +15,7 @@ fn adamw_update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     let s = state;
     if (i >= c.n || s.apply == 0u) { return; }
     let r = adamw_element(param[i], grad[i], exp_avg[i], exp_avg_sq[i], s, c);
-    param[i] = r.x;
-    exp_avg[i] = r.y;
-    exp_avg_sq[i] = r.z;
+    param[i] = r.p;
+    exp_avg[i] = r.m;
+    exp_avg_sq[i] = r.v;
 }

@@ -38,14 +38,21 @@ struct UpdateParams {
     ema_rate: f32,
 }
 
-// One AdamW element as torch.optim.AdamW computes it, on the clipped gradient:
+// One AdamW element (or a vec4 of them: `Elem`, set by the kernel's source
+// list) as torch.optim.AdamW computes it, on the clipped gradient:
 // p *= 1 - lr wd; m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
-// p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps). Returns (p, m, v).
-fn adamw_element(p: f32, grad: f32, m: f32, v: f32, s: OptState, c: UpdateParams) -> vec3<f32> {
+// p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
+struct Updated {
+    p: Elem,
+    m: Elem,
+    v: Elem,
+}
+
+fn adamw_element(p: Elem, grad: Elem, m: Elem, v: Elem, s: OptState, c: UpdateParams) -> Updated {
     let g = grad * s.clip_scale;
     let m1 = c.beta1 * m + (1.0 - c.beta1) * g;
     let v1 = c.beta2 * v + (1.0 - c.beta2) * g * g;
     let denom = sqrt(v1) / s.bc2_sqrt + c.eps;
     let p1 = p * (1.0 - s.lr * c.weight_decay) - s.step_size * (m1 / denom);
-    return vec3<f32>(p1, m1, v1);
+    return Updated(p1, m1, v1);
 }

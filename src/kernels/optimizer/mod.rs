@@ -39,49 +39,71 @@ pub use state::{read_state, upload_state, write_grad_sq, OptState, StepState, GR
 
 use crate::error::{shape_err, Result};
 use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec, Work};
+use crate::kernels::elementwise::{ELEM_F32, ELEM_VEC4};
 
 const COMMON: &str = include_str!("../../../shaders/optimizer_common.wgsl");
-const DECIDE_SRC: &[&str] = &[COMMON, include_str!("../../../shaders/optimizer_decide.wgsl")];
-const ADAMW_SRC: &[&str] = &[COMMON, include_str!("../../../shaders/optimizer_adamw.wgsl")];
-const ADAMW_EMA_SRC: &[&str] = &[COMMON, include_str!("../../../shaders/optimizer_adamw_ema.wgsl")];
+const ADAMW_WGSL: &str = include_str!("../../../shaders/optimizer_adamw.wgsl");
+const ADAMW_EMA_WGSL: &str = include_str!("../../../shaders/optimizer_adamw_ema.wgsl");
 
 const DECIDE: Kernel<DecideParams> = Kernel::portable(
     "optimizer_decide",
-    DECIDE_SRC,
+    &[ELEM_F32, COMMON, include_str!("../../../shaders/optimizer_decide.wgsl")],
     "optimizer_decide",
     &[Access::ReadWrite, Access::Uniform],
 );
-const ADAMW: Kernel<UpdateParams> = Kernel::portable(
-    "adamw_update",
-    ADAMW_SRC,
-    "adamw_update",
-    &[
-        Access::ReadWrite,
-        Access::Read,
-        Access::ReadWrite,
-        Access::ReadWrite,
-        Access::Read,
-        Access::Uniform,
-    ],
-);
-const ADAMW_EMA: Kernel<UpdateParams> = Kernel::portable(
-    "adamw_update_ema",
-    ADAMW_EMA_SRC,
-    "adamw_update_ema",
-    &[
-        Access::ReadWrite,
-        Access::Read,
-        Access::ReadWrite,
-        Access::ReadWrite,
-        Access::ReadWrite,
-        Access::Read,
-        Access::Uniform,
-    ],
-);
+const ADAMW_BINDINGS: &[Access] = &[
+    Access::ReadWrite,
+    Access::Read,
+    Access::ReadWrite,
+    Access::ReadWrite,
+    Access::Read,
+    Access::Uniform,
+];
+const ADAMW_EMA_BINDINGS: &[Access] = &[
+    Access::ReadWrite,
+    Access::Read,
+    Access::ReadWrite,
+    Access::ReadWrite,
+    Access::ReadWrite,
+    Access::Read,
+    Access::Uniform,
+];
+/// Each update as (one f32, a vec4) per invocation: on lavapipe every storage
+/// access is a loop over the lanes, and a vec4 costs far less than 4 scalars.
+const ADAMW: [Kernel<UpdateParams>; 2] = [
+    Kernel::portable(
+        "adamw_update",
+        &[ELEM_F32, COMMON, ADAMW_WGSL],
+        "adamw_update",
+        ADAMW_BINDINGS,
+    ),
+    Kernel::portable(
+        "adamw_update_vec4",
+        &[ELEM_VEC4, COMMON, ADAMW_WGSL],
+        "adamw_update",
+        ADAMW_BINDINGS,
+    ),
+];
+const ADAMW_EMA: [Kernel<UpdateParams>; 2] = [
+    Kernel::portable(
+        "adamw_update_ema",
+        &[ELEM_F32, COMMON, ADAMW_EMA_WGSL],
+        "adamw_update_ema",
+        ADAMW_EMA_BINDINGS,
+    ),
+    Kernel::portable(
+        "adamw_update_ema_vec4",
+        &[ELEM_VEC4, COMMON, ADAMW_EMA_WGSL],
+        "adamw_update_ema",
+        ADAMW_EMA_BINDINGS,
+    ),
+];
 
 /// Every kernel of the family, for the contract test.
 pub fn all_kernels() -> Vec<KernelSpec> {
-    vec![DECIDE.spec(), ADAMW.spec(), ADAMW_EMA.spec()]
+    let mut all = vec![DECIDE.spec()];
+    all.extend(ADAMW.iter().chain(&ADAMW_EMA).map(|k| k.spec()));
+    all
 }
 
 /// Optimizer hyperparameters. `Default` is official VDVAE's command-line
@@ -152,6 +174,7 @@ crate::gpu_params! {
 crate::gpu_params! {
     /// Uniform of the update kernels; same layout as `UpdateParams` in optimizer_common.wgsl.
     struct UpdateParams {
+        /// Invocations: elements, or vec4s in the vec4 kernels.
         n: u32,
         beta1: f32,
         beta2: f32,
@@ -237,8 +260,10 @@ pub(crate) fn update_in_chunks(
     // An empty tensor needs no dispatch.
     for start in (0..n).step_by(max_chunk) {
         let len = max_chunk.min(n - start);
+        // Chunks start at multiples of 64, so a chunk of whole vec4s is aligned.
+        let v = if len.is_multiple_of(4) { 4 } else { 1 };
         let params = UpdateParams {
-            n: len as u32,
+            n: (len / v) as u32,
             beta1: cfg.beta1,
             beta2: cfg.beta2,
             eps: cfg.eps,
@@ -254,9 +279,9 @@ pub(crate) fn update_in_chunks(
         let (kernel, bytes_per_param) = match t.ema {
             Some(e) => {
                 views.push(sub_view(e, start, len));
-                (&ADAMW_EMA, UPDATE_EMA_BYTES_PER_PARAM)
+                (&ADAMW_EMA[(v == 4) as usize], UPDATE_EMA_BYTES_PER_PARAM)
             }
-            None => (&ADAMW, UPDATE_BYTES_PER_PARAM),
+            None => (&ADAMW[(v == 4) as usize], UPDATE_BYTES_PER_PARAM),
         };
         views.push(state);
         let work = Work::new(
@@ -264,7 +289,7 @@ pub(crate) fn update_in_chunks(
             len as f64 * bytes_per_param + 4.0 * STATE_WORDS as f64,
         );
         dispatches.push(
-            ctx.dispatch(kernel, &[], &views, &params, Grid::Invocations(len))?
+            ctx.dispatch(kernel, &[], &views, &params, Grid::Invocations(len / v))?
                 .with_work(work),
         );
     }
