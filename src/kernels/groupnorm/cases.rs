@@ -24,7 +24,9 @@ const DX_TOL: Tolerance = Tolerance::new(4e-6, 1e-6);
 const SUM_ERR_PER_ABS: f64 = 2e-7;
 
 /// `(shape [N, H, W, C], groups)`: one channel, batch 1, one channel per group,
-/// odd group sizes (one channel per invocation) and multiples of 4 (vec4).
+/// odd group sizes (one channel per invocation) and multiples of 4 (vec4);
+/// one-pixel images (the MLP models' layer norm) with groups shorter and longer
+/// than a workgroup's 64 invocations.
 fn cases(c: &Checker) -> Vec<([usize; 4], usize)> {
     let mut v = vec![
         ([1, 1, 1, 1], 1),
@@ -35,6 +37,10 @@ fn cases(c: &Checker) -> Vec<([usize; 4], usize)> {
         ([4, 8, 8, 96], 32),
         ([2, 16, 16, 64], 8),
         ([1, 33, 31, 16], 1),
+        ([5, 1, 1, 12], 3),
+        ([7, 1, 1, 6], 2),
+        ([9, 1, 1, 1040], 1),
+        ([3, 1, 1, 777], 1),
     ];
     if c.full() {
         // The largest tensor that fits one storage binding.

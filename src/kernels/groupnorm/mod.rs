@@ -88,6 +88,41 @@ const BACKWARD_APPLY_K: [Kernel<Params>; 2] = [
         &[R, R, R, W, U],
     ),
 ];
+/// The one-pixel path's kernels (as (one channel, a vec4) per element); each
+/// source list gives `Elem` its `elem_sum`, the sum of its channels.
+const PIXEL: &str = include_str!("../../../shaders/groupnorm_pixel.wgsl");
+const SUM_F32: &str = "fn elem_sum(v: Elem) -> f32 { return v; }\n";
+const SUM_VEC4: &str = "fn elem_sum(v: Elem) -> f32 { return v.x + v.y + v.z + v.w; }\n";
+const PIXEL_FORWARD: &str = include_str!("../../../shaders/groupnorm_pixel_forward.wgsl");
+const PIXEL_BACKWARD: &str = include_str!("../../../shaders/groupnorm_pixel_backward.wgsl");
+const PIXEL_FORWARD_K: [Kernel<Params>; 2] = [
+    Kernel::portable(
+        "gn_pixel_forward",
+        &[ELEM_F32, SUM_F32, COMMON, PIXEL, PIXEL_FORWARD],
+        "gn_pixel_forward",
+        &[R, R, R, W, W, U],
+    ),
+    Kernel::portable(
+        "gn_pixel_forward_vec4",
+        &[ELEM_VEC4, SUM_VEC4, COMMON, PIXEL, PIXEL_FORWARD],
+        "gn_pixel_forward",
+        &[R, R, R, W, W, U],
+    ),
+];
+const PIXEL_BACKWARD_K: [Kernel<Params>; 2] = [
+    Kernel::portable(
+        "gn_pixel_backward",
+        &[ELEM_F32, SUM_F32, COMMON, PIXEL, PIXEL_BACKWARD],
+        "gn_pixel_backward",
+        &[R, R, R, R, W, W, U],
+    ),
+    Kernel::portable(
+        "gn_pixel_backward_vec4",
+        &[ELEM_VEC4, SUM_VEC4, COMMON, PIXEL, PIXEL_BACKWARD],
+        "gn_pixel_backward",
+        &[R, R, R, R, W, W, U],
+    ),
+];
 const STATS_FINISH_K: Kernel<Params> = Kernel::portable(
     "gn_stats_finish",
     &[ELEM_F32, COMMON, STATS_FINISH],
@@ -111,11 +146,18 @@ const MIN_ROWS_PER_SPLIT: usize = 32;
 
 /// Every kernel of the family, for the contract test.
 pub fn all_kernels() -> Vec<KernelSpec> {
-    let mut all: Vec<KernelSpec> = [STATS_K, APPLY_K, BACKWARD_K, BACKWARD_APPLY_K]
-        .iter()
-        .flatten()
-        .map(|k| k.spec())
-        .collect();
+    let mut all: Vec<KernelSpec> = [
+        STATS_K,
+        APPLY_K,
+        BACKWARD_K,
+        BACKWARD_APPLY_K,
+        PIXEL_FORWARD_K,
+        PIXEL_BACKWARD_K,
+    ]
+    .iter()
+    .flatten()
+    .map(|k| k.spec())
+    .collect();
     all.extend([STATS_FINISH_K.spec(), BACKWARD_COEFFS_K.spec()]);
     all
 }
@@ -314,7 +356,8 @@ impl GroupNorm {
         Ok((l, partials, coeffs, both))
     }
 
-    /// The three forward dispatches: `y` and `stats` from `x`, `gamma`, `beta`.
+    /// The forward dispatches (three, or one for one-pixel images): `y` and
+    /// `stats` from `x`, `gamma`, `beta`.
     pub fn forward(&self, ctx: &GpuContext, b: &GroupNormForward<'_>) -> Result<Vec<Dispatch>> {
         let (len, c, ng) = (self.numel(), self.shape[3], self.stats_len());
         self.check(&[
@@ -332,6 +375,11 @@ impl GroupNorm {
         let v = self.width();
         let vec = (v == 4) as usize;
         let p1 = self.params(v, l.second)?;
+        if self.one_pixel() {
+            let views = [b.x, b.gamma, b.beta, b.y, b.stats];
+            let groups = Grid::Groups(self.shape[0] * self.groups);
+            return Ok(vec![ctx.dispatch(&PIXEL_FORWARD_K[vec], &[], &views, &p1, groups)?]);
+        }
         let pass1 = ctx.dispatch(&STATS_K[vec], &[], &[b.x, partials], &p1, Grid::Invocations(l.half / v))?;
         let p2 = Params {
             coeffs_at: l.coeffs as u32,
@@ -348,7 +396,8 @@ impl GroupNorm {
         Ok(vec![pass1, pass2, pass3])
     }
 
-    /// The five backward dispatches: `dx`, `dgamma`, `dbeta` from `x`, `dy`, `gamma` and the forward's `stats`.
+    /// The backward dispatches (five, or three for one-pixel images): `dx`,
+    /// `dgamma`, `dbeta` from `x`, `dy`, `gamma` and the forward's `stats`.
     pub fn backward(&self, ctx: &GpuContext, b: &GroupNormBackward<'_>) -> Result<Vec<Dispatch>> {
         let (len, c, ng) = (self.numel(), self.shape[3], self.stats_len());
         self.check(&[
@@ -364,13 +413,19 @@ impl GroupNorm {
         let v = self.width();
         let vec = (v == 4) as usize;
         let p1 = self.params(v, l.second)?;
-        let pass1 = ctx.dispatch(
-            &BACKWARD_K[vec],
-            &[],
-            &[b.x, b.dy, b.stats, partials],
-            &p1,
-            Grid::Invocations(l.half / v),
-        )?;
+        let pass1 = if self.one_pixel() {
+            let views = [b.x, b.dy, b.gamma, b.stats, b.dx, partials];
+            let groups = Grid::Groups(self.shape[0] * self.groups);
+            ctx.dispatch(&PIXEL_BACKWARD_K[vec], &[], &views, &p1, groups)?
+        } else {
+            ctx.dispatch(
+                &BACKWARD_K[vec],
+                &[],
+                &[b.x, b.dy, b.stats, partials],
+                &p1,
+                Grid::Invocations(l.half / v),
+            )?
+        };
         // Partials are [N·S][C] rows: Σ dy (first half) and Σ dy·xhat (second).
         let rows = self.shape[0] * self.splits;
         let sum_dy = BufView {
@@ -384,6 +439,10 @@ impl GroupNorm {
         };
         let dbeta = sum_partials(ctx, sum_dy, rows, b.dbeta, 1.0)?;
         let dgamma = sum_partials(ctx, sum_dy_xhat, rows, b.dgamma, 1.0)?;
+        if self.one_pixel() {
+            // dx is written: only the parameter gradients' sums are left.
+            return Ok(vec![pass1, dbeta, dgamma]);
+        }
         let p2 = Params {
             coeffs_at: l.coeffs as u32,
             ..self.params(1, l.second)?
@@ -403,6 +462,13 @@ impl GroupNorm {
             self.image_grid(v),
         )?;
         Ok(vec![pass1, dbeta, dgamma, pass2, pass3])
+    }
+
+    /// Whether the one-pixel kernels run (H = W = 1: one pass each way, a
+    /// workgroup per (image, group)); their partials are the general path's
+    /// with one split.
+    fn one_pixel(&self) -> bool {
+        self.shape[1] * self.shape[2] == 1 && self.splits == 1
     }
 
     /// One image per grid z; x and y fold over H·W·C / v invocations.

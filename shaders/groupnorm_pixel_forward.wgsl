@@ -1,0 +1,41 @@
+// Group norm forward of one-pixel images (see groupnorm_pixel.wgsl): the mean,
+// then the biased variance about it (two passes over the group: no
+// cancellation), then y = (x − mean) · rstd · gamma + beta; stats as the
+// general path writes them ([mean (N×G), rstd (N×G)]).
+
+@group(0) @binding(0) var<storage, read> x: array<Elem>;
+@group(0) @binding(1) var<storage, read> gamma: array<Elem>;
+@group(0) @binding(2) var<storage, read> beta: array<Elem>;
+@group(0) @binding(3) var<storage, read_write> y: array<Elem>;
+@group(0) @binding(4) var<storage, read_write> stats: array<f32>;
+@group(0) @binding(5) var<uniform> p: Params;
+
+@compute @workgroup_size(GN_PIXEL_WG)
+fn gn_pixel_forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
+                    @builtin(num_workgroups) nwg: vec3<u32>) {
+    let ng = flat_workgroup(wid, nwg);
+    if (ng >= p.images * p.groups) { return; }
+    let g = ng % p.groups;
+    let per_group = p.channels / p.groups;
+    let first = g * per_group;
+    let base = (ng / p.groups) * p.channels + first;
+    let count = f32(p.group_size);
+    var s = 0.0;
+    for (var j = lid; j < per_group; j += GN_PIXEL_WG) {
+        s += elem_sum(x[base + j]);
+    }
+    let mean = workgroup_sum(lid, vec2<f32>(s, 0.0)).x / count;
+    var q = 0.0;
+    for (var j = lid; j < per_group; j += GN_PIXEL_WG) {
+        let d = x[base + j] - Elem(mean);
+        q += elem_sum(d * d);
+    }
+    let rstd = inverseSqrt(workgroup_sum(lid, vec2<f32>(q, 0.0)).x / count + p.eps);
+    for (var j = lid; j < per_group; j += GN_PIXEL_WG) {
+        y[base + j] = (x[base + j] - Elem(mean)) * Elem(rstd) * gamma[first + j] + beta[first + j];
+    }
+    if (lid == 0u) {
+        stats[ng] = mean;
+        stats[p.images * p.groups + ng] = rstd;
+    }
+}
