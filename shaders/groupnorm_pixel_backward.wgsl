@@ -1,4 +1,6 @@
-// Group norm backward of one-pixel images (see groupnorm_pixel.wgsl), with
+// Group norm backward of one-pixel images (the body of
+// groupnorm_pixel_workgroup.wgsl or _serial.wgsl: PIXEL_STRIDE invocations
+// share group `ng`, `lid` the one running), with
 // xhat = (x − mean) · rstd and dxhat = dy · gamma:
 //   dx = rstd · (dxhat − mean(dxhat) − xhat · mean(dxhat · xhat)),
 // and the per-(image, channel) terms of dbeta and dgamma, dy and dy · xhat,
@@ -13,11 +15,7 @@
 @group(0) @binding(5) var<storage, read_write> partials: array<Elem>;
 @group(0) @binding(6) var<uniform> p: Params;
 
-@compute @workgroup_size(GN_PIXEL_WG)
-fn gn_pixel_backward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
-                     @builtin(num_workgroups) nwg: vec3<u32>) {
-    let ng = flat_workgroup(wid, nwg);
-    if (ng >= p.images * p.groups) { return; }
+fn pixel_main(ng: u32, lid: u32) {
     let g = ng % p.groups;
     let per_group = p.channels / p.groups;
     let first = g * per_group;
@@ -25,7 +23,7 @@ fn gn_pixel_backward(@builtin(local_invocation_index) lid: u32, @builtin(workgro
     let mean = stats[ng];
     let rstd = stats[p.images * p.groups + ng];
     var sums = vec2<f32>(0.0);
-    for (var j = lid; j < per_group; j += GN_PIXEL_WG) {
+    for (var j = lid; j < per_group; j += PIXEL_STRIDE) {
         let d = dy[base + j];
         let xhat = (x[base + j] - Elem(mean)) * Elem(rstd);
         let dxhat = d * gamma[first + j];
@@ -33,8 +31,8 @@ fn gn_pixel_backward(@builtin(local_invocation_index) lid: u32, @builtin(workgro
         partials[base + j] = d;
         partials[p.second + base + j] = d * xhat;
     }
-    let means = workgroup_sum(lid, sums) / f32(p.group_size);
-    for (var j = lid; j < per_group; j += GN_PIXEL_WG) {
+    let means = group_sum(lid, sums) / f32(p.group_size);
+    for (var j = lid; j < per_group; j += PIXEL_STRIDE) {
         let xhat = (x[base + j] - Elem(mean)) * Elem(rstd);
         dx[base + j] = Elem(rstd) * (dy[base + j] * gamma[first + j] - Elem(means.x) - xhat * Elem(means.y));
     }

@@ -1,4 +1,6 @@
-// Group norm forward of one-pixel images (see groupnorm_pixel.wgsl): the mean,
+// Group norm forward of one-pixel images (the body of
+// groupnorm_pixel_workgroup.wgsl or _serial.wgsl: PIXEL_STRIDE invocations
+// share group `ng`, `lid` the one running): the mean,
 // then the biased variance about it (two passes over the group: no
 // cancellation), then y = (x − mean) · rstd · gamma + beta; stats as the
 // general path writes them ([mean (N×G), rstd (N×G)]).
@@ -10,28 +12,24 @@
 @group(0) @binding(4) var<storage, read_write> stats: array<f32>;
 @group(0) @binding(5) var<uniform> p: Params;
 
-@compute @workgroup_size(GN_PIXEL_WG)
-fn gn_pixel_forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
-                    @builtin(num_workgroups) nwg: vec3<u32>) {
-    let ng = flat_workgroup(wid, nwg);
-    if (ng >= p.images * p.groups) { return; }
+fn pixel_main(ng: u32, lid: u32) {
     let g = ng % p.groups;
     let per_group = p.channels / p.groups;
     let first = g * per_group;
     let base = (ng / p.groups) * p.channels + first;
     let count = f32(p.group_size);
     var s = 0.0;
-    for (var j = lid; j < per_group; j += GN_PIXEL_WG) {
+    for (var j = lid; j < per_group; j += PIXEL_STRIDE) {
         s += elem_sum(x[base + j]);
     }
-    let mean = workgroup_sum(lid, vec2<f32>(s, 0.0)).x / count;
+    let mean = group_sum(lid, vec2<f32>(s, 0.0)).x / count;
     var q = 0.0;
-    for (var j = lid; j < per_group; j += GN_PIXEL_WG) {
+    for (var j = lid; j < per_group; j += PIXEL_STRIDE) {
         let d = x[base + j] - Elem(mean);
         q += elem_sum(d * d);
     }
-    let rstd = inverseSqrt(workgroup_sum(lid, vec2<f32>(q, 0.0)).x / count + p.eps);
-    for (var j = lid; j < per_group; j += GN_PIXEL_WG) {
+    let rstd = inverseSqrt(group_sum(lid, vec2<f32>(q, 0.0)).x / count + p.eps);
+    for (var j = lid; j < per_group; j += PIXEL_STRIDE) {
         y[base + j] = (x[base + j] - Elem(mean)) * Elem(rstd) * gamma[first + j] + beta[first + j];
     }
     if (lid == 0u) {

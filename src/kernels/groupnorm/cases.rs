@@ -1,6 +1,6 @@
 //! The groupnorm family's table of checked shapes and benchmark cases.
 
-use super::{reference, GroupNorm, GroupNormBackward, GroupNormForward};
+use super::{reference, GroupNorm, GroupNormBackward, GroupNormForward, PixelFrame};
 use crate::bench::BenchCase;
 use crate::check::{Checker, Tolerance};
 use crate::error::Result;
@@ -60,56 +60,76 @@ fn sum_tolerance(abs_sums: &[f64]) -> Tolerance {
 
 pub fn check(c: &mut Checker) -> Result<()> {
     let mut rng = TestRng::new(41);
-    let ctx = c.ctx;
     for (shape, groups) in cases(c) {
         let gn = GroupNorm::new(shape, groups, EPS)?;
-        let (n, ch) = (gn.numel(), shape[3]);
-        let name = shape_str(shape, groups);
-        let x = rng.vec(n, -1.0, 3.0);
-        let dy = rng.vec(n, -1.0, 1.0);
-        let gamma = rng.vec(ch, 0.5, 1.5);
-        let beta = rng.vec(ch, -1.0, 1.0);
-        let bufs = Buffers::new(ctx, &gn, &x, &dy, &gamma, &beta);
-
-        let ds = gn.forward(ctx, &bufs.forward())?;
-        ctx.run(&ds.iter().collect::<Vec<_>>())?;
-        let (y, mean, rstd) = reference::forward(&x, shape, groups, EPS, &gamma, &beta);
-        c.compare(FAMILY, "groupnorm_forward y", &name, &ctx.read_f32(&bufs.y)?, &y, Y_TOL);
-        let stats = ctx.read_f32(&bufs.stats)?;
-        let (got_mean, got_rstd) = stats.split_at(mean.len());
-        c.compare(FAMILY, "groupnorm_forward mean", &name, got_mean, &mean, STATS_TOL);
-        c.compare(FAMILY, "groupnorm_forward rstd", &name, got_rstd, &rstd, STATS_TOL);
-
-        let ds = gn.backward(ctx, &bufs.backward())?;
-        ctx.run(&ds.iter().collect::<Vec<_>>())?;
-        let (dx, dgamma, dbeta) = reference::backward(&x, &dy, shape, groups, EPS, &gamma);
-        c.compare(
-            FAMILY,
-            "groupnorm_backward dx",
-            &name,
-            &ctx.read_f32(&bufs.dx)?,
-            &dx,
-            DX_TOL,
-        );
-        // Σ|dy·xhat| ≤ Σ|dy|·max|xhat|: bound the allowance with per-channel Σ|dy| · 4.
-        let mut abs_dy = vec![0f64; ch];
-        for (i, &d) in dy.iter().enumerate() {
-            abs_dy[i % ch] += d.abs() as f64;
+        // One-pixel images: each frame of their kernels.
+        let frames: Vec<Option<PixelFrame>> = if shape[1] * shape[2] == 1 {
+            PixelFrame::ALL.map(Some).to_vec()
+        } else {
+            vec![None]
+        };
+        for pixel_frame in frames {
+            let gn = GroupNorm { pixel_frame, ..gn };
+            let name = match pixel_frame {
+                Some(f) => format!("{} {}", shape_str(shape, groups), f.name()),
+                None => shape_str(shape, groups),
+            };
+            check_one(c, &mut rng, &gn, &name)?;
         }
-        let tol = sum_tolerance(&abs_dy);
-        c.compare(
-            FAMILY,
-            "groupnorm_backward dbeta",
-            &name,
-            &ctx.read_f32(&bufs.dbeta)?,
-            &dbeta,
-            tol,
-        );
-        let abs_dy_xhat: Vec<f64> = abs_dy.iter().map(|s| 4.0 * s).collect();
-        let tol = sum_tolerance(&abs_dy_xhat);
-        let got = ctx.read_f32(&bufs.dgamma)?;
-        c.compare(FAMILY, "groupnorm_backward dgamma", &name, &got, &dgamma, tol);
     }
+    Ok(())
+}
+
+/// Forward and backward of `gn` against the reference.
+fn check_one(c: &mut Checker, rng: &mut TestRng, gn: &GroupNorm, name: &str) -> Result<()> {
+    let ctx = c.ctx;
+    let (shape, groups) = (gn.shape, gn.groups);
+    let (n, ch) = (gn.numel(), shape[3]);
+    let name = name.to_string();
+    let x = rng.vec(n, -1.0, 3.0);
+    let dy = rng.vec(n, -1.0, 1.0);
+    let gamma = rng.vec(ch, 0.5, 1.5);
+    let beta = rng.vec(ch, -1.0, 1.0);
+    let bufs = Buffers::new(ctx, gn, &x, &dy, &gamma, &beta);
+
+    let ds = gn.forward(ctx, &bufs.forward())?;
+    ctx.run(&ds.iter().collect::<Vec<_>>())?;
+    let (y, mean, rstd) = reference::forward(&x, shape, groups, EPS, &gamma, &beta);
+    c.compare(FAMILY, "groupnorm_forward y", &name, &ctx.read_f32(&bufs.y)?, &y, Y_TOL);
+    let stats = ctx.read_f32(&bufs.stats)?;
+    let (got_mean, got_rstd) = stats.split_at(mean.len());
+    c.compare(FAMILY, "groupnorm_forward mean", &name, got_mean, &mean, STATS_TOL);
+    c.compare(FAMILY, "groupnorm_forward rstd", &name, got_rstd, &rstd, STATS_TOL);
+
+    let ds = gn.backward(ctx, &bufs.backward())?;
+    ctx.run(&ds.iter().collect::<Vec<_>>())?;
+    let (dx, dgamma, dbeta) = reference::backward(&x, &dy, shape, groups, EPS, &gamma);
+    c.compare(
+        FAMILY,
+        "groupnorm_backward dx",
+        &name,
+        &ctx.read_f32(&bufs.dx)?,
+        &dx,
+        DX_TOL,
+    );
+    // Σ|dy·xhat| ≤ Σ|dy|·max|xhat|: bound the allowance with per-channel Σ|dy| · 4.
+    let mut abs_dy = vec![0f64; ch];
+    for (i, &d) in dy.iter().enumerate() {
+        abs_dy[i % ch] += d.abs() as f64;
+    }
+    let tol = sum_tolerance(&abs_dy);
+    c.compare(
+        FAMILY,
+        "groupnorm_backward dbeta",
+        &name,
+        &ctx.read_f32(&bufs.dbeta)?,
+        &dbeta,
+        tol,
+    );
+    let abs_dy_xhat: Vec<f64> = abs_dy.iter().map(|s| 4.0 * s).collect();
+    let tol = sum_tolerance(&abs_dy_xhat);
+    let got = ctx.read_f32(&bufs.dgamma)?;
+    c.compare(FAMILY, "groupnorm_backward dgamma", &name, &got, &dgamma, tol);
     Ok(())
 }
 

@@ -16,7 +16,11 @@ pub mod reference;
 
 pub use cases::{bench_cases, check};
 
+use std::sync::OnceLock;
+
+use crate::bench::time_dispatches;
 use crate::error::{shape_err, Result};
+use crate::gpu::tune::{source_hash, KernelSet};
 use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec};
 use crate::kernels::elementwise::{reciprocal, DIVIDE_WGSL, ELEM_F32, ELEM_VEC4};
 use crate::kernels::reduce::sum_partials;
@@ -88,41 +92,75 @@ const BACKWARD_APPLY_K: [Kernel<Params>; 2] = [
         &[R, R, R, W, U],
     ),
 ];
-/// The one-pixel path's kernels (as (one channel, a vec4) per element); each
-/// source list gives `Elem` its `elem_sum`, the sum of its channels.
-const PIXEL: &str = include_str!("../../../shaders/groupnorm_pixel.wgsl");
-const SUM_F32: &str = "fn elem_sum(v: Elem) -> f32 { return v; }\n";
-const SUM_VEC4: &str = "fn elem_sum(v: Elem) -> f32 { return v.x + v.y + v.z + v.w; }\n";
+/// The one-pixel path's kernels: a frame (GPU-shaped, a workgroup per group;
+/// or serial, an invocation per group) around a body (forward, backward), as
+/// (one channel, a vec4) per element. Each source list gives `Elem` its
+/// `elem_sum`, the sum of its channels.
+const PIXEL_WORKGROUP: &str = include_str!("../../../shaders/groupnorm_pixel_workgroup.wgsl");
+const PIXEL_SERIAL: &str = include_str!("../../../shaders/groupnorm_pixel_serial.wgsl");
 const PIXEL_FORWARD: &str = include_str!("../../../shaders/groupnorm_pixel_forward.wgsl");
 const PIXEL_BACKWARD: &str = include_str!("../../../shaders/groupnorm_pixel_backward.wgsl");
-const PIXEL_FORWARD_K: [Kernel<Params>; 2] = [
-    Kernel::portable(
+const SUM_F32: &str = "fn elem_sum(v: Elem) -> f32 { return v; }\n";
+const SUM_VEC4: &str = "fn elem_sum(v: Elem) -> f32 { return v.x + v.y + v.z + v.w; }\n";
+const PIXEL_FORWARD_BINDINGS: &[Access] = &[R, R, R, W, W, U];
+const PIXEL_BACKWARD_BINDINGS: &[Access] = &[R, R, R, R, W, W, U];
+
+/// `[frame][elem]` kernels of one body, named `gn_pixel_{body}{_serial}{_vec4}`.
+macro_rules! pixel_kernels {
+    ($body:expr, $bindings:expr, $names:expr) => {
+        [
+            [
+                Kernel::portable(
+                    $names[0],
+                    &[ELEM_F32, SUM_F32, COMMON, PIXEL_WORKGROUP, $body],
+                    "gn_pixel",
+                    $bindings,
+                ),
+                Kernel::portable(
+                    $names[1],
+                    &[ELEM_VEC4, SUM_VEC4, COMMON, PIXEL_WORKGROUP, $body],
+                    "gn_pixel",
+                    $bindings,
+                ),
+            ],
+            [
+                Kernel::portable(
+                    $names[2],
+                    &[ELEM_F32, SUM_F32, COMMON, PIXEL_SERIAL, $body],
+                    "gn_pixel",
+                    $bindings,
+                ),
+                Kernel::portable(
+                    $names[3],
+                    &[ELEM_VEC4, SUM_VEC4, COMMON, PIXEL_SERIAL, $body],
+                    "gn_pixel",
+                    $bindings,
+                ),
+            ],
+        ]
+    };
+}
+const PIXEL_FORWARD_K: [[Kernel<Params>; 2]; 2] = pixel_kernels!(
+    PIXEL_FORWARD,
+    PIXEL_FORWARD_BINDINGS,
+    [
         "gn_pixel_forward",
-        &[ELEM_F32, SUM_F32, COMMON, PIXEL, PIXEL_FORWARD],
-        "gn_pixel_forward",
-        &[R, R, R, W, W, U],
-    ),
-    Kernel::portable(
         "gn_pixel_forward_vec4",
-        &[ELEM_VEC4, SUM_VEC4, COMMON, PIXEL, PIXEL_FORWARD],
-        "gn_pixel_forward",
-        &[R, R, R, W, W, U],
-    ),
-];
-const PIXEL_BACKWARD_K: [Kernel<Params>; 2] = [
-    Kernel::portable(
+        "gn_pixel_forward_serial",
+        "gn_pixel_forward_serial_vec4"
+    ]
+);
+const PIXEL_BACKWARD_K: [[Kernel<Params>; 2]; 2] = pixel_kernels!(
+    PIXEL_BACKWARD,
+    PIXEL_BACKWARD_BINDINGS,
+    [
         "gn_pixel_backward",
-        &[ELEM_F32, SUM_F32, COMMON, PIXEL, PIXEL_BACKWARD],
-        "gn_pixel_backward",
-        &[R, R, R, R, W, W, U],
-    ),
-    Kernel::portable(
         "gn_pixel_backward_vec4",
-        &[ELEM_VEC4, SUM_VEC4, COMMON, PIXEL, PIXEL_BACKWARD],
-        "gn_pixel_backward",
-        &[R, R, R, R, W, W, U],
-    ),
-];
+        "gn_pixel_backward_serial",
+        "gn_pixel_backward_serial_vec4"
+    ]
+);
+
 const STATS_FINISH_K: Kernel<Params> = Kernel::portable(
     "gn_stats_finish",
     &[ELEM_F32, COMMON, STATS_FINISH],
@@ -136,6 +174,18 @@ const BACKWARD_COEFFS_K: Kernel<Params> = Kernel::portable(
     &[W, R, R, U],
 );
 
+/// Seconds each one-pixel frame is timed for when tuning.
+const TIME_PER_TRY: f64 = 0.02;
+
+/// The hash of the family's kernel sources, which a cached choice must match.
+fn sources() -> &'static str {
+    static HASH: OnceLock<String> = OnceLock::new();
+    HASH.get_or_init(|| {
+        let texts: Vec<String> = all_kernels().iter().map(|k| k.source.text()).collect();
+        source_hash(texts.iter().map(String::as_str))
+    })
+}
+
 /// Pass 1 aims for this many invocations (images × splits × channels).
 const TARGET_INVOCATIONS: usize = 65536;
 /// Pass 2 runs one invocation per (image, group) over splits × C/G partials; at most this many.
@@ -146,19 +196,19 @@ const MIN_ROWS_PER_SPLIT: usize = 32;
 
 /// Every kernel of the family, for the contract test.
 pub fn all_kernels() -> Vec<KernelSpec> {
-    let mut all: Vec<KernelSpec> = [
-        STATS_K,
-        APPLY_K,
-        BACKWARD_K,
-        BACKWARD_APPLY_K,
-        PIXEL_FORWARD_K,
-        PIXEL_BACKWARD_K,
-    ]
-    .iter()
-    .flatten()
-    .map(|k| k.spec())
-    .collect();
+    let mut all: Vec<KernelSpec> = [STATS_K, APPLY_K, BACKWARD_K, BACKWARD_APPLY_K]
+        .iter()
+        .flatten()
+        .map(|k| k.spec())
+        .collect();
     all.extend([STATS_FINISH_K.spec(), BACKWARD_COEFFS_K.spec()]);
+    all.extend(
+        PIXEL_FORWARD_K
+            .iter()
+            .chain(&PIXEL_BACKWARD_K)
+            .flatten()
+            .map(|k| k.spec()),
+    );
     all
 }
 
@@ -188,6 +238,37 @@ pub struct GroupNorm {
     /// Pass 1 splits the H·W rows of each image into `splits` runs of `rows_per_split`.
     pub splits: usize,
     pub rows_per_split: usize,
+    /// The one-pixel kernels' frame; None: the GPU-shaped one with `--kernels
+    /// gpu`, else the adapter's tuned choice.
+    pub pixel_frame: Option<PixelFrame>,
+}
+
+/// How the one-pixel kernels share out a group's channels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PixelFrame {
+    /// GPU-shaped: a workgroup of 64 per group, summed in workgroup memory.
+    Workgroup,
+    /// An invocation per group, no barriers (CPU drivers).
+    Serial,
+}
+
+impl PixelFrame {
+    pub const ALL: [PixelFrame; 2] = [PixelFrame::Workgroup, PixelFrame::Serial];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PixelFrame::Workgroup => "workgroup",
+            PixelFrame::Serial => "serial",
+        }
+    }
+
+    /// The frame's grid over `groups` (image, group) pairs.
+    fn grid(self, groups: usize) -> Grid {
+        match self {
+            PixelFrame::Workgroup => Grid::Groups(groups),
+            PixelFrame::Serial => Grid::Invocations(groups),
+        }
+    }
 }
 
 /// Buffers of [`GroupNorm::forward`]: `x`, `y` are `[N,H,W,C]`, `gamma`, `beta`
@@ -251,6 +332,7 @@ impl GroupNorm {
             eps,
             splits: hw.div_ceil(rows_per_split),
             rows_per_split,
+            pixel_frame: None,
         })
     }
 
@@ -376,9 +458,11 @@ impl GroupNorm {
         let vec = (v == 4) as usize;
         let p1 = self.params(v, l.second)?;
         if self.one_pixel() {
+            let frame = self.frame(ctx);
             let views = [b.x, b.gamma, b.beta, b.y, b.stats];
-            let groups = Grid::Groups(self.shape[0] * self.groups);
-            return Ok(vec![ctx.dispatch(&PIXEL_FORWARD_K[vec], &[], &views, &p1, groups)?]);
+            let kernel = &PIXEL_FORWARD_K[frame as usize][vec];
+            let grid = frame.grid(self.shape[0] * self.groups);
+            return Ok(vec![ctx.dispatch(kernel, &[], &views, &p1, grid)?]);
         }
         let pass1 = ctx.dispatch(&STATS_K[vec], &[], &[b.x, partials], &p1, Grid::Invocations(l.half / v))?;
         let p2 = Params {
@@ -414,9 +498,11 @@ impl GroupNorm {
         let vec = (v == 4) as usize;
         let p1 = self.params(v, l.second)?;
         let pass1 = if self.one_pixel() {
+            let frame = self.frame(ctx);
             let views = [b.x, b.dy, b.gamma, b.stats, b.dx, partials];
-            let groups = Grid::Groups(self.shape[0] * self.groups);
-            ctx.dispatch(&PIXEL_BACKWARD_K[vec], &[], &views, &p1, groups)?
+            let kernel = &PIXEL_BACKWARD_K[frame as usize][vec];
+            let grid = frame.grid(self.shape[0] * self.groups);
+            ctx.dispatch(kernel, &[], &views, &p1, grid)?
         } else {
             ctx.dispatch(
                 &BACKWARD_K[vec],
@@ -469,6 +555,69 @@ impl GroupNorm {
     /// with one split.
     fn one_pixel(&self) -> bool {
         self.shape[1] * self.shape[2] == 1 && self.splits == 1
+    }
+
+    /// The one-pixel kernels' frame here: the one asked for, the GPU-shaped one
+    /// with `--kernels gpu`, else the tuned choice (forward and backward timed
+    /// together; by default serial on a CPU adapter, else GPU-shaped).
+    fn frame(&self, ctx: &GpuContext) -> PixelFrame {
+        if let Some(f) = self.pixel_frame {
+            return f;
+        }
+        if ctx.kernels == KernelSet::Gpu {
+            return PixelFrame::Workgroup;
+        }
+        let default = if ctx.is_cpu {
+            PixelFrame::Serial
+        } else {
+            PixelFrame::Workgroup
+        };
+        let [n, _, _, c] = self.shape;
+        let class = format!("groupnorm.pixel {n}x{c} G{}", self.groups);
+        let names = PixelFrame::ALL.map(PixelFrame::name);
+        let v = ctx.tuner.choose(&class, sources(), &names, default.name(), |name| {
+            let frame = PixelFrame::ALL.into_iter().find(|f| f.name() == name);
+            self.time_frame(ctx, frame.expect("a candidate frame"))
+        });
+        PixelFrame::ALL.into_iter().find(|f| f.name() == v).unwrap_or(default)
+    }
+
+    /// Seconds per forward and backward on `frame`, over zeroed buffers.
+    fn time_frame(&self, ctx: &GpuContext, frame: PixelFrame) -> Result<f64> {
+        let gn = GroupNorm {
+            pixel_frame: Some(frame),
+            ..*self
+        };
+        let (len, c) = (self.numel(), self.shape[3]);
+        let zeros = |n: usize| ctx.zeros(n);
+        let [x, y, dy, dx] = [len; 4].map(zeros);
+        let [gamma, beta, dgamma, dbeta] = [c; 4].map(zeros);
+        let (stats, scratch) = (zeros(self.stats_len()), zeros(self.scratch_len(ctx)));
+        let mut ds = gn.forward(
+            ctx,
+            &GroupNormForward {
+                x: x.view(),
+                gamma: gamma.view(),
+                beta: beta.view(),
+                y: y.view(),
+                stats: stats.view(),
+                scratch: scratch.view(),
+            },
+        )?;
+        ds.extend(gn.backward(
+            ctx,
+            &GroupNormBackward {
+                x: x.view(),
+                dy: dy.view(),
+                gamma: gamma.view(),
+                stats: stats.view(),
+                dx: dx.view(),
+                dgamma: dgamma.view(),
+                dbeta: dbeta.view(),
+                scratch: scratch.view(),
+            },
+        )?);
+        time_dispatches(ctx, &ds, TIME_PER_TRY, 2)
     }
 
     /// One image per grid z; x and y fold over H·W·C / v invocations.
