@@ -160,6 +160,12 @@ pub fn source_hash<'a>(parts: impl IntoIterator<Item = &'a str>) -> String {
     format!("{h:016x}")
 }
 
+/// The hash of a family's kernel sources, which its cached choices must match.
+pub fn kernels_hash(kernels: &[super::KernelSpec]) -> String {
+    let texts: Vec<String> = kernels.iter().map(|k| k.source.text()).collect();
+    source_hash(texts.iter().map(String::as_str))
+}
+
 /// The cache directory: `VDVAE_CACHE`, else `vdvae` in the user's cache directory.
 pub fn cache_dir() -> Option<PathBuf> {
     match std::env::var_os("VDVAE_CACHE") {
@@ -213,6 +219,25 @@ impl Tuner {
     /// hash to `sources`, else the candidates timed with `time` (seconds per
     /// run; a candidate whose timing fails is left out) and the fastest kept
     /// if it beats the default by [`MARGIN`].
+    /// [`Tuner::choose`] over typed variants, `name` giving each its name
+    /// in the cache.
+    pub fn choose_among<T: Copy>(
+        &self,
+        class: &str,
+        sources: &str,
+        candidates: &[T],
+        name: fn(T) -> &'static str,
+        default: T,
+        mut time: impl FnMut(T) -> Result<f64>,
+    ) -> T {
+        let find = |n: &str| candidates.iter().copied().find(|&c| name(c) == n);
+        let names: Vec<&'static str> = candidates.iter().map(|&c| name(c)).collect();
+        let chosen = self.choose(class, sources, &names, name(default), |n| {
+            time(find(n).expect("a candidate's name"))
+        });
+        find(chosen).unwrap_or(default)
+    }
+
     pub fn choose(
         &self,
         class: &str,

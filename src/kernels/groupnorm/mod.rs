@@ -20,7 +20,7 @@ use std::sync::OnceLock;
 
 use crate::bench::time_dispatches;
 use crate::error::{shape_err, Result};
-use crate::gpu::tune::{source_hash, KernelSet};
+use crate::gpu::tune::{kernels_hash, KernelSet};
 use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec};
 use crate::kernels::elementwise::{reciprocal, DIVIDE_WGSL, ELEM_F32, ELEM_VEC4};
 use crate::kernels::reduce::sum_partials;
@@ -180,10 +180,7 @@ const TIME_PER_TRY: f64 = 0.02;
 /// The hash of the family's kernel sources, which a cached choice must match.
 fn sources() -> &'static str {
     static HASH: OnceLock<String> = OnceLock::new();
-    HASH.get_or_init(|| {
-        let texts: Vec<String> = all_kernels().iter().map(|k| k.source.text()).collect();
-        source_hash(texts.iter().map(String::as_str))
-    })
+    HASH.get_or_init(|| kernels_hash(&all_kernels()))
 }
 
 /// Pass 1 aims for this many invocations (images × splits × channels).
@@ -574,12 +571,14 @@ impl GroupNorm {
         };
         let [n, _, _, c] = self.shape;
         let class = format!("groupnorm.pixel {n}x{c} G{}", self.groups);
-        let names = PixelFrame::ALL.map(PixelFrame::name);
-        let v = ctx.tuner.choose(&class, sources(), &names, default.name(), |name| {
-            let frame = PixelFrame::ALL.into_iter().find(|f| f.name() == name);
-            self.time_frame(ctx, frame.expect("a candidate frame"))
-        });
-        PixelFrame::ALL.into_iter().find(|f| f.name() == v).unwrap_or(default)
+        ctx.tuner.choose_among(
+            &class,
+            sources(),
+            &PixelFrame::ALL,
+            PixelFrame::name,
+            default,
+            |frame| self.time_frame(ctx, frame),
+        )
     }
 
     /// Seconds per forward and backward on `frame`, over zeroed buffers.

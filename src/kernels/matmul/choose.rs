@@ -8,7 +8,7 @@ use super::kernels::{matmul_packed, matmul_tiled, matmul_workgroup, packed_scrat
 use super::MatmulShape;
 use crate::bench::time_dispatches;
 use crate::error::{shape_err, Result};
-use crate::gpu::tune::{source_hash, KernelSet};
+use crate::gpu::tune::{kernels_hash, KernelSet};
 use crate::gpu::{BufView, Dispatch, GpuContext};
 
 /// A matmul kernel (see the family's module notes).
@@ -34,10 +34,6 @@ impl MatmulPath {
             MatmulPath::Workgroup => "workgroup",
             MatmulPath::Packed => "packed",
         }
-    }
-
-    fn from_name(name: &str) -> Option<MatmulPath> {
-        MatmulPath::ALL.into_iter().find(|p| p.name() == name)
     }
 
     /// Whether this adapter runs the path for `s`: the packed kernel needs
@@ -68,14 +64,12 @@ impl MatmulPath {
             return MatmulPath::Workgroup;
         }
         let candidates: Vec<MatmulPath> = MatmulPath::ALL.into_iter().filter(|p| p.runs(ctx, s)).collect();
-        let default = MatmulPath::default_for(ctx, s);
-        let names: Vec<&'static str> = candidates.iter().map(|p| p.name()).collect();
         let class = format!("matmul {}", s.label());
-        let v = ctx.tuner.choose(&class, sources(), &names, default.name(), |name| {
-            let path = MatmulPath::from_name(name).expect("a candidate path");
-            time_path(ctx, s, path)
-        });
-        MatmulPath::from_name(v).unwrap_or(default)
+        let default = MatmulPath::default_for(ctx, s);
+        ctx.tuner
+            .choose_among(&class, sources(), &candidates, MatmulPath::name, default, |path| {
+                time_path(ctx, s, path)
+            })
     }
 
     /// The product's dispatches on this path; the packed path needs a
@@ -105,10 +99,7 @@ impl MatmulPath {
 /// The hash of the family's kernel sources, which a cached choice must match.
 fn sources() -> &'static str {
     static HASH: OnceLock<String> = OnceLock::new();
-    HASH.get_or_init(|| {
-        let texts: Vec<String> = super::all_kernels().iter().map(|k| k.source.text()).collect();
-        source_hash(texts.iter().map(String::as_str))
-    })
+    HASH.get_or_init(|| kernels_hash(&super::all_kernels()))
 }
 
 /// Seconds per run of a product of `s` on `path`, over zeroed operands.
