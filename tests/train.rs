@@ -320,3 +320,55 @@ fn training_steps_keep_resident_memory_flat() {
         growth / STEPS as u64
     );
 }
+
+#[test]
+fn a_run_whose_updates_are_all_skipped_stops_and_says_why() {
+    let dir = tmp_dir("skips");
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/official-vdvae");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{fixtures}/tiny.json")).unwrap()).unwrap();
+    // Far below any gradient norm: every update is skipped.
+    config["skip_threshold"] = serde_json::json!(1e-9);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config_path = format!("{dir}/skip.json");
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let out_dir = format!("{dir}/run");
+    let data = format!("{fixtures}/digits64.bin");
+    let args = [
+        "train",
+        "--config",
+        &config_path,
+        "--data",
+        &data,
+        "--format",
+        "cifar10",
+        "--batch",
+        "4",
+        "--steps",
+        "40",
+        "--max-skips-in-a-row",
+        "12",
+        "--image-every",
+        "0",
+        "--out",
+        &out_dir,
+    ];
+    let out = vdvae(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a run that learns nothing fails: {stderr}");
+    assert!(stderr.contains("12 updates were all skipped"), "{stderr}");
+    assert!(
+        stderr.contains("skip_threshold 0.000000001"),
+        "names the threshold: {stderr}"
+    );
+    assert!(
+        stderr.contains("10 updates in a row were skipped"),
+        "warned first: {stderr}"
+    );
+    let steps = log_lines(&out_dir).len();
+    assert!(
+        (12..40).contains(&steps),
+        "stopped after the 12th skip, logged {steps} steps"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -85,6 +85,11 @@ pub struct TrainArgs {
     /// of one bucket overlaps the copy of the next
     #[arg(long, default_value_t = 16.0, value_name = "MIB")]
     bucket_mib: f64,
+    /// Stop with an error after N updates in a row were skipped (gradient norm at or
+    /// above skip_threshold, or NaN): such a run learns nothing. A warning comes at 10;
+    /// 0 = never stop
+    #[arg(long, default_value_t = vdvae::train::DEFAULT_MAX_SKIPS_IN_A_ROW, value_name = "N")]
+    max_skips_in_a_row: u32,
 }
 
 impl TrainArgs {
@@ -221,6 +226,7 @@ pub fn run(choice: &AdapterChoice, a: &TrainArgs, adapter: Option<&str>) -> vdva
         eval_images,
         eval_every: a.eval_every,
         bucket_len: ((a.bucket_mib * (1 << 20) as f64 / 4.0) as usize).max(64),
+        max_skips_in_a_row: a.max_skips_in_a_row,
     };
     let run = Run {
         h: &h,

@@ -13,6 +13,7 @@ mod pictures;
 mod profile;
 mod progress;
 mod ranks;
+mod skips;
 mod stop;
 mod tune;
 
@@ -24,6 +25,7 @@ pub use profile::{
 #[cfg(feature = "mpi")]
 pub use ranks::train_mpi;
 pub use ranks::train_threads;
+pub use skips::DEFAULT_LIMIT as DEFAULT_MAX_SKIPS_IN_A_ROW;
 pub use stop::{shell_command, StopSignal, INTERRUPTED_EXIT_CODE};
 pub use tune::tune_training;
 
@@ -31,6 +33,7 @@ use held_out::HeldOut;
 use monitor::Monitor;
 use pictures::Pictures;
 use progress::Progress;
+use skips::SkipGuard;
 
 use crate::data::ImageSet;
 use crate::error::{Error, Result};
@@ -76,6 +79,9 @@ pub struct TrainOptions {
     /// Data-parallel runs: gradient elements summed among the ranks per
     /// bucket (see `graph::executor::exchange`).
     pub bucket_len: usize,
+    /// Skipped updates in a row that stop the run with an error; 0: never
+    /// (see `skips`).
+    pub max_skips_in_a_row: u32,
 }
 
 /// The all-reduce bucket when none is asked for: 16 MiB of f32.
@@ -310,6 +316,14 @@ pub fn train_rank(
         None
     };
     let mut progress = Progress::new(o.steps, log, m.dims);
+    let mut skips = SkipGuard::new(o.max_skips_in_a_row, h.skip_threshold);
+    // Shows and logs a step's metrics; an error once too many updates in a
+    // row were skipped (the checkpoint on disk stays the last one written).
+    let mut report = |progress: &mut Progress, metrics: Option<StepMetrics>| -> Result<()> {
+        let verdict = metrics.as_ref().map_or(Ok(()), |m| skips.see(m));
+        progress.step(metrics)?;
+        verdict
+    };
     // Writes the checkpoint (rank 0); true when a second stop request came
     // while its files were being renamed, and a lone process should return at once.
     let save = |gpu: &GpuGraph| -> Result<bool> {
@@ -338,7 +352,7 @@ pub fn train_rank(
             let s = gpu.shared_train_step(ctx, ranks, asked)?;
             (s.previous, s.stop)
         };
-        progress.step(metrics)?;
+        report(&mut progress, metrics)?;
         progress.bar.inc(1);
         steps_run = k + 1;
         if k + 1 == o.steps || agreed_stop {
@@ -350,7 +364,7 @@ pub fn train_rank(
         if !save_due && !look.any() {
             continue;
         }
-        progress.step(gpu.finish(ctx)?)?;
+        report(&mut progress, gpu.finish(ctx)?)?;
         if save_due {
             saved_at = Some(trained);
             if save(&gpu)? {
@@ -373,7 +387,7 @@ pub fn train_rank(
             )
         });
     }
-    progress.step(gpu.finish(ctx)?)?;
+    report(&mut progress, gpu.finish(ctx)?)?;
     if saved_at != Some(iteration) {
         save(&gpu)?;
     }
