@@ -78,9 +78,9 @@ pub(super) fn cat_in_place(s: &Conv2dShape, pass: CatPass) -> bool {
 /// Pixels up to which the forward reads ragged weights in place, as it reads
 /// x, instead of copying them padded: the copy is one more dispatch, which on
 /// lavapipe costs as much as a conv over a few hundred pixels, while the
-/// narrower weight loads cost in proportion to the pixels (over 16x8x8
-/// images the two are about even; a 3x3 dw reading a ragged x in pairs is
-/// slower than its copy already there).
+/// narrower weight loads cost in proportion to the pixels. (A 3x3 dw keeps
+/// copying its ragged x: read in pairs, it is slower than the copy even over
+/// 16 8x8 images.)
 pub(super) const FEW_PIXELS: usize = 1024;
 
 /// Whether `s` is a conv over [`FEW_PIXELS`] pixels or fewer.
