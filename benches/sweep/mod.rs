@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use vdvae::bench::time_dispatches;
+use vdvae::bench::{time_dispatches, BenchCase};
 use vdvae::gpu::{measure_fma_ceiling, GpuContext};
 use vdvae::kernels::conv2d::sweep::{pass_case, sweep_shape, twin, SWEEP_CHANNELS, SWEEP_SIZES};
 use vdvae::kernels::conv2d::{Conv2dShape, ConvPass};
@@ -54,16 +54,50 @@ fn die(message: &str) -> ! {
     std::process::exit(2)
 }
 
-/// Seconds and FLOPs of a pass of a sweep shape, keyed by (k, hw, cin, cout, pass).
-type Timings = HashMap<(usize, usize, usize, usize, ConvPass), (f64, f64)>;
+/// Tries per row, alternating between the shape and its twin: the machine may
+/// be shared, and the best of several tries interleaved this way keeps a
+/// burst of load from landing on one side of the ratio only.
+const TRIES: usize = 4;
 
-/// Times a pass of a shape (each shape and pass once per run).
-fn timed(ctx: &GpuContext, cache: &mut Timings, s: Conv2dShape, p: ConvPass, budget: f64) -> (f64, f64) {
-    *cache.entry((s.k, s.h, s.cin, s.cout, p)).or_insert_with(|| {
-        let case = pass_case(ctx, &s, p).unwrap_or_else(|e| die(&format!("{} {s:?}: {e}", p.name())));
-        let seconds = time_dispatches(ctx, &case.dispatches, budget, 2).unwrap_or_else(|e| die(&e.to_string()));
-        (seconds, case.flops)
-    })
+/// A pass of a sweep shape, keyed by (k, hw, cin, cout, pass).
+type Key = (usize, usize, usize, usize, ConvPass);
+
+/// Each shape's bench case (built and compiled once per run) and its best
+/// time so far (a twin is timed again beside each shape it is the twin of).
+#[derive(Default)]
+struct Timings {
+    cases: HashMap<Key, BenchCase>,
+    best: HashMap<Key, f64>,
+}
+
+impl Timings {
+    /// One more try of a pass of a shape; its best time so far and its FLOPs.
+    fn time(&mut self, ctx: &GpuContext, s: Conv2dShape, p: ConvPass, budget: f64) -> (f64, f64) {
+        let key = (s.k, s.h, s.cin, s.cout, p);
+        let case = self
+            .cases
+            .entry(key)
+            .or_insert_with(|| pass_case(ctx, &s, p).unwrap_or_else(|e| die(&format!("{} {s:?}: {e}", p.name()))));
+        let seconds = time_dispatches(ctx, &case.dispatches, budget, 1).unwrap_or_else(|e| die(&e.to_string()));
+        let best = self.best.entry(key).or_insert(f64::INFINITY);
+        *best = best.min(seconds);
+        (*best, case.flops)
+    }
+
+    /// The best times of a shape and its twin over [`TRIES`] alternating tries, and the shape's FLOPs.
+    fn pair(&mut self, ctx: &GpuContext, s: Conv2dShape, t: Conv2dShape, p: ConvPass, budget: f64) -> (f64, f64, f64) {
+        let mut out = (0.0, 0.0, 0.0);
+        for _ in 0..TRIES {
+            let (seconds, flops) = self.time(ctx, s, p, budget);
+            let twin_seconds = if t == s {
+                seconds
+            } else {
+                self.time(ctx, t, p, budget).0
+            };
+            out = (seconds, twin_seconds, flops);
+        }
+        out
+    }
 }
 
 pub fn run(args: &[String]) {
@@ -90,7 +124,7 @@ pub fn run(args: &[String]) {
         "{:>2} {:<8} {:>3} {:>4} {:>5} {:>10} {:>8} {:>11} {:>10} {:>6}",
         "k", "pass", "hw", "cin", "cout", "ms", "GFLOP/s", "twin", "twin ms", "ratio"
     );
-    let mut cache = HashMap::new();
+    let mut timings = Timings::default();
     let mut rows = Vec::new();
     for k in [1, 3].into_iter().filter(|&k| f.k.is_none_or(|x| x == k)) {
         for pass in ConvPass::ALL
@@ -98,16 +132,13 @@ pub fn run(args: &[String]) {
             .filter(|p| f.pass.as_deref().is_none_or(|x| x == p.name()))
         {
             for hw in SWEEP_SIZES.into_iter().filter(|&h| f.hw.is_none_or(|x| x == h)) {
+                // A size's shapes share no twin with another size's: free their buffers.
+                timings.cases.clear();
                 for cin in SWEEP_CHANNELS.into_iter().filter(|&c| f.cin.is_none_or(|x| x == c)) {
                     for cout in SWEEP_CHANNELS.into_iter().filter(|&c| f.cout.is_none_or(|x| x == c)) {
                         let s = sweep_shape(k, hw, cin, cout);
                         let t = twin(&s);
-                        let (seconds, flops) = timed(&ctx, &mut cache, s, pass, budget);
-                        let twin_seconds = if t == s {
-                            seconds
-                        } else {
-                            timed(&ctx, &mut cache, t, pass, budget).0
-                        };
+                        let (seconds, twin_seconds, flops) = timings.pair(&ctx, s, t, pass, budget);
                         let row = Row {
                             k,
                             pass: pass.name(),

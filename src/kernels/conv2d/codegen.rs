@@ -72,9 +72,15 @@ pub struct ForwardTile {
     /// `p.cin` channels are no multiple of 4 (`array<vec2<f32>>`,
     /// `array<f32>`): the vec4 the tile works on is assembled from pairs or
     /// single channels, those past `p.cin` zero, so a ragged operand is read
-    /// in place instead of copied with padded channels. The weights still hold
-    /// whole vec4s (copied padded, or flipped so for dx; see `pad.rs`).
+    /// in place instead of copied with padded channels. The weights hold
+    /// whole vec4s (copied padded, or flipped so for dx; see `pad.rs`) unless
+    /// `w_in_place`.
     pub x_width: u32,
+    /// The weights `[cout, k, k, cin]` read where they lie, `x_width` channels
+    /// per load with the same masks as x (one source, `x_width` below 4):
+    /// for a conv over few pixels, where the dispatch that would copy them
+    /// padded costs more than the narrower loads (see `pad.rs`).
+    pub w_in_place: bool,
 }
 
 impl ForwardTile {
@@ -149,6 +155,9 @@ pub fn forward(t: &ForwardTile) -> String {
         }
     }
     s = s.replace("x: array<vec4<f32>>", &format!("x: array<{}>", elem(t.x_width)));
+    if t.w_in_place {
+        s = s.replace("wt: array<vec4<f32>>", &format!("wt: array<{}>", elem(t.x_width)));
+    }
     let mut binding = 6;
     let mut declare = |s: &mut String, access: &str, name: &str, elem: &str| {
         s.push_str(&format!(
@@ -302,13 +311,22 @@ fn channel_loop(o: &mut String, t: &ForwardTile, buf: &str, base: &str, count: &
     }
     for c in 0..cpl {
         for tap in 0..k * k {
-            wl(
-                o,
-                &format!(
-                    "        let w{c}_{tap} = wt[(co{c} * {}u + {tap}u) * p.cin4 + {w_first}c4];",
-                    k * k
-                ),
-            );
+            let row = format!("co{c} * {}u + {tap}u", k * k);
+            let w = if t.w_in_place {
+                // The row's loads start at a multiple of the width (cin is one).
+                let at = format!("wi{c}_{tap}");
+                wl(
+                    o,
+                    &format!(
+                        "        let {at} = ({row}) * (p.cin / {}u) + {per_vec4}u * c4;",
+                        t.x_width
+                    ),
+                );
+                load_vec4("wt", t.x_width, &at, |j| format!("has{j}"))
+            } else {
+                format!("wt[({row}) * p.cin4 + {w_first}c4]")
+            };
+            wl(o, &format!("        let w{c}_{tap} = {w};"));
         }
     }
     let mut loaded = vec![false; in_rows as usize];

@@ -14,9 +14,11 @@
 //! ([`copy_channels`] with [`CopyMode::OverwriteZeroRest`]), the tile then
 //! running on the padded shape (a zero channel adds nothing to any sum, and
 //! gelu(0) = 0):
-//! - the weights of a forward with a ragged Cin, `[cout·k·k, cin]` as rows of
-//!   channels (small beside x); dx's weights are flipped with zero rows up to
-//!   a multiple of 4 by the flip it makes anyway;
+//! - the weights of a forward with a ragged Cin over more than [`FEW_PIXELS`]
+//!   pixels, `[cout·k·k, cin]` as rows of channels (small beside x; over fewer
+//!   pixels they are read in place like x, `codegen::ForwardTile::w_in_place`);
+//!   dx's weights are flipped with zero rows up to a multiple of 4 by the flip
+//!   it makes anyway;
 //! - x of the forward and dw when it is a cat the tiles cannot read in place
 //!   (3x3 in the forward, or halves of part vec4s): both halves side by side;
 //! - x of a 3x3 dw with a ragged Cin (it loads x once per tap row, and its
@@ -73,14 +75,29 @@ pub(super) fn cat_in_place(s: &Conv2dShape, pass: CatPass) -> bool {
     halves && (pass == CatPass::BackwardWeight || s.k == 1)
 }
 
+/// Pixels up to which the forward reads ragged weights in place, as it reads
+/// x, instead of copying them padded: the copy is one more dispatch, which on
+/// lavapipe costs as much as a conv over a few hundred pixels, while the
+/// narrower weight loads cost in proportion to the pixels. (A 3x3 dw keeps
+/// copying its ragged x: read in pairs, it is slower than the copy even over
+/// 16 8x8 images.)
+pub(super) const FEW_PIXELS: usize = 1024;
+
+/// Whether `s` is a conv over [`FEW_PIXELS`] pixels or fewer.
+pub(super) fn few_pixels(s: &Conv2dShape) -> bool {
+    s.pixels() <= FEW_PIXELS
+}
+
 impl Padding {
     /// What `pass` of `s` copies.
     pub fn of(s: &Conv2dShape, pass: CatPass) -> Padding {
         let ragged_cin = !s.cin.is_multiple_of(4);
         match pass {
+            // The weights are read in place with x over few pixels (x then
+            // read in place: a ragged Cin has no cat whose halves are whole vec4s).
             CatPass::Forward => Padding {
                 x: !cat_in_place(s, pass),
-                w: ragged_cin,
+                w: ragged_cin && !(few_pixels(s) && cat_in_place(s, pass)),
                 dy: false,
             },
             // The dx tile over a cat reads dy in whole vec4s only.
@@ -206,4 +223,29 @@ pub(super) fn pad_input(
             CopyMode::Overwrite,
         )?,
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forward_weights_are_copied_only_over_many_pixels() {
+        let few = Conv2dShape::new(16, 8, 8, 30, 50, 3);
+        let many = Conv2dShape::new(16, 16, 16, 30, 50, 3);
+        assert!(few.pixels() <= FEW_PIXELS && many.pixels() > FEW_PIXELS);
+        assert!(!Padding::of(&few, CatPass::Forward).w);
+        assert!(Padding::of(&many, CatPass::Forward).w);
+        // Whole vec4s are never copied; a cat whose halves are ragged is, with its weights.
+        assert!(!Padding::of(&Conv2dShape::new(16, 16, 16, 32, 50, 3), CatPass::Forward).w);
+        let cat = Conv2dShape::new(1, 2, 2, 30, 50, 3).with_cat(15);
+        assert_eq!(
+            Padding::of(&cat, CatPass::Forward),
+            Padding {
+                x: true,
+                w: true,
+                dy: false
+            }
+        );
+    }
 }

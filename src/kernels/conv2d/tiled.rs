@@ -199,8 +199,15 @@ pub(super) fn kernels() -> Vec<KernelSpec> {
                                 vec,
                                 sources,
                                 x_width,
+                                w_in_place: false,
                             };
                             if x_width == 4 || t.sources == Sources::One {
+                                all.push(forward_kernel(&t).spec());
+                            }
+                            // The forward over few pixels reads ragged weights in place too.
+                            let forward = matches!(epilogue, Epilogue::Store { .. });
+                            if x_width < 4 && t.sources == Sources::One && forward {
+                                let t = ForwardTile { w_in_place: true, ..t };
                                 all.push(forward_kernel(&t).spec());
                             }
                         }
@@ -301,6 +308,7 @@ fn forward_tile(
         vec,
         sources,
         x_width,
+        w_in_place: false,
     }
 }
 
@@ -439,16 +447,13 @@ pub(super) fn forward(
     } else {
         Sources::One
     };
-    // A ragged x read in place, a few channels per load (a cat's halves hold whole vec4s).
-    let t = forward_tile(
-        s.k,
-        stacked_rows(s),
-        s.cout,
-        s.gelu_input,
-        epilogue,
-        sources,
-        pad::load_width(s.cin),
-    );
+    // A ragged x read in place, a few channels per load (a cat's halves hold
+    // whole vec4s), and the weights alike where they are not copied.
+    let x_width = pad::load_width(s.cin);
+    let t = ForwardTile {
+        w_in_place: copies.w.is_none() && x_width < 4,
+        ..forward_tile(s.k, stacked_rows(s), s.cout, s.gelu_input, epilogue, sources, x_width)
+    };
     // Absent optional inputs bind x in their place; the kernel never reads them.
     let views = TileViews {
         x: x.first,
