@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use super::{Conv2dShape, InputLike, Path};
 use crate::bench::time_dispatches;
 use crate::error::Result;
-use crate::gpu::tune::source_hash;
+use crate::gpu::tune::kernels_hash;
 use crate::gpu::{Dispatch, GpuBuffer, GpuContext};
 
 /// A conv pass, for choosing its path.
@@ -55,12 +55,11 @@ pub fn chosen(ctx: &GpuContext, s: &Conv2dShape, pass: ConvPass) -> Path {
     if candidates.len() < 2 {
         return default;
     }
-    let names: Vec<&'static str> = candidates.iter().map(|p| p.name()).collect();
     let class = format!("conv2d.{} {}", pass.name(), class_of(s));
-    let v = ctx.tuner.choose(&class, sources(), &names, default.name(), |name| {
-        time_path(ctx, s, pass, Path::from_name(name).expect("a candidate path"))
-    });
-    Path::from_name(v).unwrap_or(default)
+    ctx.tuner
+        .choose_among(&class, sources(), &candidates, Path::name, default, |path| {
+            time_path(ctx, s, pass, path)
+        })
 }
 
 /// The shape class a choice holds for: the whole shape (batch, size, channels,
@@ -81,10 +80,7 @@ fn class_of(s: &Conv2dShape) -> String {
 /// The hash of every conv kernel's source: a cached choice made with other kernels is stale.
 fn sources() -> &'static str {
     static HASH: OnceLock<String> = OnceLock::new();
-    HASH.get_or_init(|| {
-        let texts: Vec<String> = super::all_kernels().iter().map(|k| k.source.text()).collect();
-        source_hash(texts.iter().map(String::as_str))
-    })
+    HASH.get_or_init(|| kernels_hash(&super::all_kernels()))
 }
 
 /// Seconds per run of `pass` of `s` on `path`.

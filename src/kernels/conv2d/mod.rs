@@ -117,10 +117,6 @@ impl Path {
         }
     }
 
-    pub fn from_name(name: &str) -> Option<Path> {
-        Path::ALL.into_iter().find(|p| p.name() == name)
-    }
-
     /// Whether this adapter runs the tiled kernels (subgroups of at least 8 lanes).
     pub fn tiled_usable(ctx: &GpuContext) -> bool {
         tiled::usable(ctx)
