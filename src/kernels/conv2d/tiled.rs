@@ -274,13 +274,10 @@ fn forward_limits(k: usize) -> (usize, usize) {
 /// row segment per block, blocks stacked down the image; up to 32 output channels per
 /// workgroup for 3x3 and 64 for 1x1, so each broadcast x value feeds 4 resp. 8 channels
 /// per lane. All blocks' accumulators live across the channel loop (LLVM spills most of
-/// them; each spilled one is reloaded once per block), so bigger tiles cost compile time:
-/// lavapipe JIT of the gelu variant at 16 blocks x 4 is ~4 s, at 8 x 4 ~2 s, and the
-/// 1x1 at 16 x 8 (1024 accumulators) ~10 s, hence 4 x 8 there.
-/// Measured at 16x32x32, 64->64, GFLOP per CPU-second (FMA ceiling ~43; noisy, shared machine):
-/// 3x3 blocks x couts/lane (rows x blocks for the first two): 4x4 x1: 19.5, 2x8 x2: 23.2,
-/// 8 x4: 23.2, 16 x4: 25.9, 32 x4: 27.8, 16 x8: 27.1, 32 x8: 16.3;
-/// 1x1: 4 x3: 7.7, 16 x4: 14.1, 8 x4: 13.2, 4 x8: 19.6, 16 x8: 19.1.
+/// them; each spilled one is reloaded once per block), so bigger tiles cost compile time
+/// (the 1x1 at 16 blocks x 8 channels, 1024 accumulators, takes lavapipe ~10 s to
+/// compile), hence 4 x 8 there. Of the sizes timed on lavapipe, 16 x 4 (3x3) and 4 x 8
+/// (1x1) were the fastest that compile in a few seconds.
 fn forward_tile(
     k: usize,
     h: usize,
@@ -596,7 +593,7 @@ pub(super) fn backward_input(ctx: &GpuContext, s: &Conv2dShape, a: &super::Backw
 /// the vec4s of cin (rounded up); where that count is small for want of
 /// divisors (13 vec4s: 1), as few workgroups as 8 allow, the vec4s spread
 /// evenly, the last workgroup's extra vec4s masked (13: 7 + 6).
-/// Measured (GFLOP per CPU-second): 3x3 1: 28.3, 2: 24.2; 1x1 1: 7.1, 4: 13.5, 8: 16.2, 16: 13.5.
+/// (On lavapipe 1 was the fastest count for 3x3 and 8 for 1x1 of those timed.)
 /// Over a cat, the count divides both halves' vec4s, so no workgroup straddles them.
 fn ci_vecs(s: &Conv2dShape) -> u32 {
     let max = max_ci_vecs(s.k as u32) as usize;
