@@ -54,11 +54,16 @@ pub fn read_npy_images(bytes: &[u8]) -> Result<ImageSet> {
             ))
         }
     };
-    let data = &bytes[start + header_len..];
-    if data.len() != n * h * w * c {
+    // A forged shape's product can wrap around usize: then no file holds it.
+    let Some(want) = [h, w, c].iter().try_fold(n, |len, &d| len.checked_mul(d)) else {
         return bad(format!(
-            "the .npy header says {shape:?} ({} bytes) but {} bytes follow",
-            n * h * w * c,
+            "the .npy header's shape {shape:?} has more elements than any file can hold"
+        ));
+    };
+    let data = &bytes[start + header_len..];
+    if data.len() != want {
+        return bad(format!(
+            "the .npy header says {shape:?} ({want} bytes) but {} bytes follow",
             data.len()
         ));
     }
@@ -111,5 +116,18 @@ mod tests {
             .to_string()
             .contains("bytes follow"));
         assert!(read_npy_images(b"garbage").is_err());
+    }
+
+    #[test]
+    fn a_shape_whose_size_wraps_around_is_an_error_not_a_panic() {
+        // 2^32 * 2^32 * 1 * 1 wraps to 0 in a u64: it must not match the 0 bytes that follow.
+        let err = read_npy_images(&npy("|u1", "(4294967296, 4294967296, 1, 1)", &[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("more elements than any file can hold"), "{err}");
+        let err = read_npy_images(&npy("|u1", "(18446744073709551615, 2, 2)", &[0; 4]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("more elements"), "{err}");
     }
 }
