@@ -348,3 +348,17 @@ fn a_ladder_vae_trains_and_reports_its_iw_nll_in_json() {
     assert!(iw <= elbo, "the IW NLL {iw} is at most the negative ELBO {elbo}");
     assert!((elbo - r["elbo_nats_per_dim"].as_f64().unwrap() * 784.0).abs() < 1e-6 * elbo);
 }
+
+#[test]
+fn an_empty_out_path_is_refused_by_every_command_that_writes() {
+    // `--out ""` once wrote `/model.safetensors` and the like.
+    for command in ["train", "sample", "reconstruct", "interpolate", "encode", "diagnose", "grad"] {
+        let out = vdvae(&[command, "--out", ""]);
+        let stderr = text(&out).1;
+        assert!(!out.status.success(), "{command}: {stderr}");
+        assert!(
+            stderr.contains("--out") && stderr.contains("an empty path"),
+            "{command}: {stderr}"
+        );
+    }
+}

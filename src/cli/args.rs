@@ -276,6 +276,15 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
     })
 }
 
+/// An `--out` path: an empty one would resolve against `/` for the files
+/// written under it (`""` + `/model.safetensors`), so it is refused.
+pub fn non_empty_path(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Err("an empty path: give a file or folder name (e.g. `.` for the current folder)".into());
+    }
+    Ok(s.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_size;

@@ -23,7 +23,7 @@ pub struct DiagnoseArgs {
     #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     temperature: f32,
     /// Output folder: report.json and the plots
-    #[arg(long, default_value = "diagnose")]
+    #[arg(long, default_value = "diagnose", value_parser = super::args::non_empty_path)]
     out: String,
 }
 

@@ -18,7 +18,7 @@ pub struct EncodeArgs {
     #[arg(long)]
     batch: Option<usize>,
     /// Output safetensors: `level.LL.mean` and `level.LL.std`, [N, C, H, W] ([N, C] for an MLP level)
-    #[arg(long, default_value = "encodings.safetensors")]
+    #[arg(long, default_value = "encodings.safetensors", value_parser = super::args::non_empty_path)]
     out: String,
 }
 

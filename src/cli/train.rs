@@ -36,7 +36,7 @@ pub struct TrainArgs {
     #[arg(long)]
     batch: Option<usize>,
     /// Run directory: checkpoints and log.jsonl [default: runs/<preset>]
-    #[arg(long)]
+    #[arg(long, value_parser = super::args::non_empty_path)]
     out: Option<String>,
     /// Write a checkpoint every this many steps (and always at the end); 0 = only at the end
     #[arg(long, default_value_t = 100)]
