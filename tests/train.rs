@@ -320,3 +320,28 @@ fn training_steps_keep_resident_memory_flat() {
         growth / STEPS as u64
     );
 }
+
+#[test]
+fn a_new_run_into_a_directory_holding_a_run_is_refused_unless_overwrite() {
+    let dir = tmp_dir("second-run");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (log, model) = (format!("{dir}/log.jsonl"), format!("{dir}/model.safetensors"));
+    std::fs::write(&log, "{\"step\":0}\n").unwrap();
+    std::fs::write(&model, "weights").unwrap();
+    let common = ["train", "--preset", "mnist-tiny", "--batch", "8", "--steps", "1"];
+    let quiet = ["--image-every", "0", "--out", dir.as_str()];
+    let out = vdvae(&[&common[..], &quiet].concat());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("holds a run") && stderr.contains("--resume") && stderr.contains("--overwrite"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "{\"step\":0}\n", "the log is kept");
+    assert_eq!(std::fs::read(&model).unwrap(), b"weights", "the checkpoint is kept");
+
+    let out = vdvae(&[&common[..], &quiet, &["--overwrite"]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(log_lines(&dir).len(), 1, "a new log of the new run's one step");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -44,6 +44,10 @@ pub struct TrainArgs {
     /// Continue the run in --out from its checkpoint
     #[arg(long)]
     resume: bool,
+    /// Start a new run in --out even if it holds one, deleting that run's checkpoints and
+    /// log.jsonl first (without --resume or --overwrite, a directory holding a run is refused)
+    #[arg(long, conflicts_with = "resume")]
+    overwrite: bool,
     /// Seed of the initial weights, batch order and noise [default: the config's]
     #[arg(long)]
     seed: Option<u64>,
@@ -214,6 +218,7 @@ pub fn run(choice: &AdapterChoice, a: &TrainArgs, adapter: Option<&str>) -> vdva
         save_every: a.save_every,
         norm,
         resume: a.resume,
+        overwrite: a.overwrite,
         memory_budget: a.memory_budget,
         precision: a.precision.get(),
         image_every: a.image_every,
