@@ -125,7 +125,8 @@ fn with_sorted_header(bytes: Vec<u8>) -> Vec<u8> {
     out
 }
 
-/// Writes the tensors as F32 safetensors: to `PATH.tmp`, then renamed over `path`.
+/// Writes the tensors as F32 safetensors: to a temporary file beside `path`
+/// ([`tmp_path`]), then renamed over it.
 pub fn save(path: &str, tensors: &NamedTensors, metadata: Option<&Metadata>) -> Result<()> {
     let bytes = to_safetensors(tensors, metadata).map_err(|e| Error::Input(format!("{path}: {e}")))?;
     stage(path, &bytes)?.commit()
@@ -136,19 +137,26 @@ pub fn write_atomically(path: &str, bytes: &[u8]) -> Result<()> {
     stage(path, bytes)?.commit()
 }
 
-/// A complete file at `PATH.tmp`, flushed to disk, waiting to be renamed over `PATH`.
+/// The temporary file `path` is written to before it is renamed into place:
+/// `PATH.<pid>.tmp`, so two processes writing the same file never write into
+/// each other's.
+pub fn tmp_path(path: &str) -> String {
+    format!("{path}.{}.tmp", std::process::id())
+}
+
+/// A complete file at [`tmp_path`], flushed to disk, waiting to be renamed over `PATH`.
 #[must_use = "a staged file replaces nothing until it is committed"]
 pub struct Staged {
     tmp: String,
     path: String,
 }
 
-/// Writes `bytes` to `PATH.tmp` and flushes it; `path` is untouched until
+/// Writes `bytes` to [`tmp_path`] and flushes it; `path` is untouched until
 /// [`Staged::commit`]. Staging several files first and then committing them
 /// together keeps the window in which only some are new to a few renames.
 pub fn stage(path: &str, bytes: &[u8]) -> Result<Staged> {
     use std::io::Write;
-    let tmp = format!("{path}.tmp");
+    let tmp = tmp_path(path);
     let io = |e| Error::Io {
         path: tmp.clone(),
         source: e,
@@ -199,7 +207,7 @@ mod tests {
         let path = tmp("round.safetensors");
         save(&path, &t, None).unwrap();
         assert_eq!(load(&path).unwrap(), t);
-        assert!(!std::path::Path::new(&format!("{path}.tmp")).exists());
+        assert!(!std::path::Path::new(&tmp_path(&path)).exists());
     }
 
     #[test]
@@ -238,7 +246,7 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), b"old");
         staged.commit().unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"new");
-        assert!(!std::path::Path::new(&format!("{path}.tmp")).exists());
+        assert!(!std::path::Path::new(&tmp_path(&path)).exists());
     }
 
     #[test]

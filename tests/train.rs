@@ -345,3 +345,26 @@ fn a_new_run_into_a_directory_holding_a_run_is_refused_unless_overwrite() {
     assert_eq!(log_lines(&dir).len(), 1, "a new log of the new run's one step");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_second_run_on_a_held_directory_fails_at_once_naming_the_holder() {
+    use std::io::Write;
+    let dir = tmp_dir("held");
+    std::fs::create_dir_all(&dir).unwrap();
+    // This test process stands in for a first run: it holds the lock and its PID is "424242".
+    let mut lock = std::fs::File::create(format!("{dir}/train.lock")).unwrap();
+    lock.try_lock().unwrap();
+    lock.write_all(b"424242\n").unwrap();
+    let out = vdvae(&[
+        "train", "--preset", "mnist-tiny", "--batch", "8", "--steps", "1", "--out", &dir,
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("in use by another training run") && stderr.contains("PID 424242"),
+        "{stderr}"
+    );
+    assert!(!std::path::Path::new(&format!("{dir}/log.jsonl")).exists(), "nothing written");
+    drop(lock);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -280,9 +280,10 @@ pub fn train_rank(
     let (rank, count) = (ranks.rank(), ranks.ranks());
     let leader = rank == 0;
     let monitor = monitor(h, images, o)?;
-    if leader {
-        run_dir::prepare(&o.out_dir, o.resume, o.overwrite)?;
-    }
+    // Rank 0 holds the directory until the run returns.
+    let _run_dir = leader
+        .then(|| run_dir::prepare(&o.out_dir, o.resume, o.overwrite))
+        .transpose()?;
     let resume_from = o.resume.then_some(o.out_dir.as_str());
     let layout = (o.batch, rank, count);
     let (m, mut gpu, start) = start(ctx, h, images, layout, o.precision, resume_from, o.memory_budget)?;

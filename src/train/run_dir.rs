@@ -1,8 +1,11 @@
 //! The run directory a training run writes into. A new run never lands on
 //! an old one by accident: a directory that holds a run is continued
 //! (`resume`), replaced (`overwrite`), or refused, since the first save
-//! would replace its checkpoints and the log would lose its lines.
+//! would replace its checkpoints and the log would lose its lines. One run
+//! holds a directory at a time: the second fails at once, naming the first.
 
+use std::fs::{File, TryLockError};
+use std::io::{Read, Write};
 use std::path::Path;
 
 use crate::error::{Error, Result};
@@ -17,20 +20,64 @@ fn io(path: &str) -> impl Fn(std::io::Error) -> Error + '_ {
     }
 }
 
-/// Makes `dir` ready for a run: created for a new one; for a new run over an
+/// A run directory held by this process until it is dropped. The hold is an
+/// OS advisory lock on `DIR/train.lock`, which the OS releases when the
+/// process ends, however it ends: a crash leaves no stale lock. The file
+/// holds the holder's PID (the last holder's once it has ended).
+#[derive(Debug)]
+#[must_use = "the directory is held only while this lives"]
+pub struct RunDir {
+    _lock: File,
+}
+
+/// Takes the lock of `dir` (which exists), or says which process holds it.
+fn lock(dir: &str) -> Result<File> {
+    let path = format!("{dir}/train.lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false) // the holder's PID stays until the lock is ours
+        .open(&path)
+        .map_err(io(&path))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            // Empty in the instant between the holder's lock and its write.
+            let holder = match pid.trim() {
+                "" => "another process".to_string(),
+                pid => format!("the process with PID {pid}"),
+            };
+            return Err(Error::Input(format!(
+                "{dir} is in use by another training run ({holder} holds {path}): \
+                 wait for it to end, or choose another --out"
+            )));
+        }
+        Err(TryLockError::Error(e)) => return Err(io(&path)(e)),
+    }
+    file.set_len(0).map_err(io(&path))?;
+    file.write_all(format!("{}\n", std::process::id()).as_bytes())
+        .map_err(io(&path))?;
+    Ok(file)
+}
+
+/// Makes `dir` ready for a run and holds it (see [`RunDir`]): created for a new one; for a new run over an
 /// old one (`overwrite`), the old run's files deleted; for a new run without
 /// `overwrite` over an old one, an error that says what to pass.
-pub fn prepare(dir: &str, resume: bool, overwrite: bool) -> Result<()> {
+pub fn prepare(dir: &str, resume: bool, overwrite: bool) -> Result<RunDir> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let held = RunDir { _lock: lock(dir)? };
     if resume {
-        return Ok(());
+        return Ok(held);
     }
     let found: Vec<&str> = RUN_FILES
         .into_iter()
         .filter(|f| Path::new(dir).join(f).exists())
         .collect();
     if found.is_empty() {
-        return Ok(());
+        return Ok(held);
     }
     if !overwrite {
         return Err(Error::Input(format!(
@@ -43,7 +90,7 @@ pub fn prepare(dir: &str, resume: bool, overwrite: bool) -> Result<()> {
         let path = format!("{dir}/{file}");
         std::fs::remove_file(&path).map_err(io(&path))?;
     }
-    Ok(())
+    Ok(held)
 }
 
 #[cfg(test)]
@@ -59,7 +106,7 @@ mod tests {
     #[test]
     fn a_new_run_over_an_old_one_needs_resume_or_overwrite() {
         let d = dir("old");
-        prepare(&d, false, false).unwrap();
+        drop(prepare(&d, false, false).unwrap());
         std::fs::write(format!("{d}/log.jsonl"), "{\"step\":0}\n").unwrap();
         std::fs::write(format!("{d}/opt.safetensors"), "x").unwrap();
         let err = prepare(&d, false, false).unwrap_err().to_string();
@@ -68,11 +115,28 @@ mod tests {
             "{err}"
         );
         assert!(Path::new(&format!("{d}/log.jsonl")).exists(), "a refusal deletes nothing");
-        prepare(&d, true, false).unwrap();
+        drop(prepare(&d, true, false).unwrap());
         assert!(Path::new(&format!("{d}/log.jsonl")).exists(), "a resume keeps the run");
-        prepare(&d, false, true).unwrap();
+        drop(prepare(&d, false, true).unwrap());
         assert!(!Path::new(&format!("{d}/log.jsonl")).exists());
         assert!(!Path::new(&format!("{d}/opt.safetensors")).exists());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_held_directory_is_refused_naming_the_holder_until_it_is_released() {
+        let d = dir("held");
+        let first = prepare(&d, false, false).unwrap();
+        let pid = std::fs::read_to_string(format!("{d}/train.lock")).unwrap();
+        assert_eq!(pid.trim(), std::process::id().to_string());
+        // An advisory lock conflicts with another open of the file, in this process too.
+        let err = prepare(&d, true, false).unwrap_err().to_string();
+        assert!(
+            err.contains("in use by another training run") && err.contains(&format!("PID {}", std::process::id())),
+            "{err}"
+        );
+        drop(first);
+        drop(prepare(&d, true, false).expect("free once the holder is gone"));
         let _ = std::fs::remove_dir_all(&d);
     }
 }
