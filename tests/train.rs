@@ -368,3 +368,48 @@ fn a_second_run_on_a_held_directory_fails_at_once_naming_the_holder() {
     drop(lock);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The names of the temporary files in `dir`.
+fn tmp_files(dir: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect()
+}
+
+#[test]
+fn a_save_that_fails_on_a_full_disk_leaves_no_temporary_files() {
+    let dir = tmp_dir("full-disk");
+    let common = ["--preset", "mnist-tiny", "--batch", "8", "--steps", "1", "--image-every", "0"];
+    let run = |extra: &[&str]| vdvae(&[&["train"][..], &common, &["--out", dir.as_str()], extra].concat());
+    let out = run(&[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let model_bytes = std::fs::metadata(format!("{dir}/model.safetensors")).unwrap().len();
+    // Leftovers of a run killed while saving, by this build and by older ones.
+    std::fs::write(format!("{dir}/opt.safetensors.999999.tmp"), "stale").unwrap();
+    std::fs::write(format!("{dir}/model.safetensors.tmp"), "stale").unwrap();
+
+    // A file size limit between the weights' size and the optimizer state's
+    // (twice as large) stands in for a disk that fills while the checkpoint
+    // is written: the weights and EMA files are staged, opt.safetensors fails.
+    let limit_kib = (model_bytes * 3 / 2).div_ceil(1024);
+    let script = format!("ulimit -f {limit_kib}; trap '' XFSZ; exec \"$@\"");
+    let out = Command::new("bash")
+        .args(["-c", &script, "bash", env!("CARGO_BIN_EXE_vdvae"), "train"])
+        .args(common)
+        .args(["--out", &dir, "--resume"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("opt.safetensors"), "{stderr}");
+    assert_eq!(tmp_files(&dir), Vec::<String>::new(), "{stderr}");
+
+    // The next resume starts from the last whole checkpoint.
+    let out = run(&["--resume"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let steps: Vec<u64> = log_lines(&dir).iter().map(|v| v["step"].as_u64().unwrap()).collect();
+    assert_eq!(steps, [0, 1]);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -20,6 +20,34 @@ fn io(path: &str) -> impl Fn(std::io::Error) -> Error + '_ {
     }
 }
 
+/// The files a run writes, each through a temporary file beside it.
+const WRITTEN: [&str; 6] = [
+    "model.safetensors",
+    "model-ema.safetensors",
+    "opt.safetensors",
+    "log.jsonl",
+    "samples.png",
+    "reconstructions.png",
+];
+
+/// Deletes the temporary files of a run killed while saving (`FILE.<pid>.tmp`,
+/// or `FILE.tmp` from older builds): with the directory held no one writes
+/// them, and on a full disk they hold the space the next save needs.
+fn remove_stale_tmp(dir: &str) -> Result<()> {
+    let stale = |name: &str| name.ends_with(".tmp") && WRITTEN.iter().any(|f| name.starts_with(&format!("{f}.")));
+    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+        let path = entry.map_err(io(dir))?.path();
+        if path.file_name().and_then(|n| n.to_str()).is_some_and(stale) {
+            ::log::info!("note: deleting {}, left by a run that did not finish saving", path.display());
+            std::fs::remove_file(&path).map_err(|e| Error::Io {
+                path: path.display().to_string(),
+                source: e,
+            })?;
+        }
+    }
+    Ok(())
+}
+
 /// A run directory held by this process until it is dropped. The hold is an
 /// OS advisory lock on `DIR/train.lock`, which the OS releases when the
 /// process ends, however it ends: a crash leaves no stale lock. The file
@@ -69,6 +97,7 @@ fn lock(dir: &str) -> Result<File> {
 pub fn prepare(dir: &str, resume: bool, overwrite: bool) -> Result<RunDir> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let held = RunDir { _lock: lock(dir)? };
+    remove_stale_tmp(dir)?;
     if resume {
         return Ok(held);
     }
@@ -137,6 +166,23 @@ mod tests {
         );
         drop(first);
         drop(prepare(&d, true, false).expect("free once the holder is gone"));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn stale_temporary_files_of_the_run_are_deleted_and_others_kept() {
+        let d = dir("stale");
+        std::fs::create_dir_all(&d).unwrap();
+        for f in ["opt.safetensors.4242.tmp", "model.safetensors.tmp", "notes.tmp", "model.safetensors"] {
+            std::fs::write(format!("{d}/{f}"), "x").unwrap();
+        }
+        drop(prepare(&d, true, false).unwrap());
+        let mut left: Vec<String> = std::fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["model.safetensors", "notes.tmp", "train.lock"]);
         let _ = std::fs::remove_dir_all(&d);
     }
 }
