@@ -362,3 +362,25 @@ fn an_empty_out_path_is_refused_by_every_command_that_writes() {
         );
     }
 }
+
+#[test]
+fn zero_images_or_rows_per_pass_are_refused() {
+    let cases: [(&str, &[&str], &str); 4] = [
+        ("eval", &["--batch", "0"], "--batch"),
+        ("eval", &["--iw", "4", "--iw-rows", "0"], "--iw-rows"),
+        ("eval", &["--iw", "0"], "--iw"),
+        ("encode", &["--batch", "0"], "--batch"),
+    ];
+    for (command, extra, flag) in cases {
+        let mut args = fixture_args(command);
+        args.retain(|a| a != "--posterior-mean");
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let out = vdvae(&args.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+        let stderr = text(&out).1;
+        assert!(!out.status.success(), "{command} {extra:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("'{flag} <")) && stderr.contains("must be at least 1"),
+            "{command} {extra:?}: {stderr}"
+        );
+    }
+}

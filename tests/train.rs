@@ -413,3 +413,25 @@ fn a_save_that_fails_on_a_full_disk_leaves_no_temporary_files() {
     assert_eq!(steps, [0, 1]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn resume_refuses_a_missing_directory_and_notes_another_seed() {
+    let dir = tmp_dir("resume-missing");
+    let common = ["train", "--preset", "mnist-tiny", "--batch", "8", "--steps", "1", "--image-every", "0"];
+    let out = vdvae(&[&common[..], &["--out", &dir, "--resume"]].concat());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("does not exist") && stderr.contains("drop --resume"), "{stderr}");
+    assert!(!std::path::Path::new(&dir).exists(), "no empty run directory is made");
+
+    let out = vdvae(&[&common[..], &["--out", &dir, "--seed", "5"]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for (seed, noted) in [("5", false), ("6", true)] {
+        let out = vdvae(&[&common[..], &["--out", &dir, "--resume", "--seed", seed]].concat());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        let note = "note: --seed 6 replaces the run's seed 5";
+        assert_eq!(stderr.contains(note), noted, "--seed {seed}: {stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -285,6 +285,15 @@ pub fn non_empty_path(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
+/// A count of images or rows per pass: 0 would run nothing (or divide by it).
+pub fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{s:?} is not a whole number of at least 1")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_size;

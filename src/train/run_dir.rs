@@ -95,6 +95,13 @@ fn lock(dir: &str) -> Result<File> {
 /// old one (`overwrite`), the old run's files deleted; for a new run without
 /// `overwrite` over an old one, an error that says what to pass.
 pub fn prepare(dir: &str, resume: bool, overwrite: bool) -> Result<RunDir> {
+    if resume && !Path::new(dir).is_dir() {
+        // Creating it would only fail later, with a missing checkpoint file.
+        return Err(Error::Input(format!(
+            "--resume: {dir} does not exist, so there is no run to continue: \
+             check --out, or drop --resume to start a new run there"
+        )));
+    }
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let held = RunDir { _lock: lock(dir)? };
     remove_stale_tmp(dir)?;
@@ -184,5 +191,13 @@ mod tests {
         left.sort();
         assert_eq!(left, ["model.safetensors", "notes.tmp", "train.lock"]);
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn resuming_in_a_missing_directory_is_refused_and_creates_nothing() {
+        let d = dir("missing");
+        let err = prepare(&d, true, false).unwrap_err().to_string();
+        assert!(err.contains("does not exist") && err.contains("drop --resume"), "{err}");
+        assert!(!Path::new(&d).exists());
     }
 }
