@@ -352,7 +352,15 @@ fn a_ladder_vae_trains_and_reports_its_iw_nll_in_json() {
 #[test]
 fn an_empty_out_path_is_refused_by_every_command_that_writes() {
     // `--out ""` once wrote `/model.safetensors` and the like.
-    for command in ["train", "sample", "reconstruct", "interpolate", "encode", "diagnose", "grad"] {
+    for command in [
+        "train",
+        "sample",
+        "reconstruct",
+        "interpolate",
+        "encode",
+        "diagnose",
+        "grad",
+    ] {
         let out = vdvae(&[command, "--out", ""]);
         let stderr = text(&out).1;
         assert!(!out.status.success(), "{command}: {stderr}");

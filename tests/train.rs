@@ -337,7 +337,11 @@ fn a_new_run_into_a_directory_holding_a_run_is_refused_unless_overwrite() {
         stderr.contains("holds a run") && stderr.contains("--resume") && stderr.contains("--overwrite"),
         "{stderr}"
     );
-    assert_eq!(std::fs::read_to_string(&log).unwrap(), "{\"step\":0}\n", "the log is kept");
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "{\"step\":0}\n",
+        "the log is kept"
+    );
     assert_eq!(std::fs::read(&model).unwrap(), b"weights", "the checkpoint is kept");
 
     let out = vdvae(&[&common[..], &quiet, &["--overwrite"]].concat());
@@ -356,7 +360,15 @@ fn a_second_run_on_a_held_directory_fails_at_once_naming_the_holder() {
     lock.try_lock().unwrap();
     lock.write_all(b"424242\n").unwrap();
     let out = vdvae(&[
-        "train", "--preset", "mnist-tiny", "--batch", "8", "--steps", "1", "--out", &dir,
+        "train",
+        "--preset",
+        "mnist-tiny",
+        "--batch",
+        "8",
+        "--steps",
+        "1",
+        "--out",
+        &dir,
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
@@ -364,7 +376,10 @@ fn a_second_run_on_a_held_directory_fails_at_once_naming_the_holder() {
         stderr.contains("in use by another training run") && stderr.contains("PID 424242"),
         "{stderr}"
     );
-    assert!(!std::path::Path::new(&format!("{dir}/log.jsonl")).exists(), "nothing written");
+    assert!(
+        !std::path::Path::new(&format!("{dir}/log.jsonl")).exists(),
+        "nothing written"
+    );
     drop(lock);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -381,7 +396,16 @@ fn tmp_files(dir: &str) -> Vec<String> {
 #[test]
 fn a_save_that_fails_on_a_full_disk_leaves_no_temporary_files() {
     let dir = tmp_dir("full-disk");
-    let common = ["--preset", "mnist-tiny", "--batch", "8", "--steps", "1", "--image-every", "0"];
+    let common = [
+        "--preset",
+        "mnist-tiny",
+        "--batch",
+        "8",
+        "--steps",
+        "1",
+        "--image-every",
+        "0",
+    ];
     let run = |extra: &[&str]| vdvae(&[&["train"][..], &common, &["--out", dir.as_str()], extra].concat());
     let out = run(&[]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -417,11 +441,24 @@ fn a_save_that_fails_on_a_full_disk_leaves_no_temporary_files() {
 #[test]
 fn resume_refuses_a_missing_directory_and_notes_another_seed() {
     let dir = tmp_dir("resume-missing");
-    let common = ["train", "--preset", "mnist-tiny", "--batch", "8", "--steps", "1", "--image-every", "0"];
+    let common = [
+        "train",
+        "--preset",
+        "mnist-tiny",
+        "--batch",
+        "8",
+        "--steps",
+        "1",
+        "--image-every",
+        "0",
+    ];
     let out = vdvae(&[&common[..], &["--out", &dir, "--resume"]].concat());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
-    assert!(stderr.contains("does not exist") && stderr.contains("drop --resume"), "{stderr}");
+    assert!(
+        stderr.contains("does not exist") && stderr.contains("drop --resume"),
+        "{stderr}"
+    );
     assert!(!std::path::Path::new(&dir).exists(), "no empty run directory is made");
 
     let out = vdvae(&[&common[..], &["--out", &dir, "--seed", "5"]].concat());

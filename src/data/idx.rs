@@ -21,7 +21,9 @@ pub fn read_idx_images(bytes: &[u8]) -> Result<ImageSet> {
     }
     let (n, h, w) = (word(1), word(2), word(3));
     if h == 0 || w == 0 {
-        return bad(format!("IDX header says images of {h}x{w} pixels: height and width must be at least 1"));
+        return bad(format!(
+            "IDX header says images of {h}x{w} pixels: height and width must be at least 1"
+        ));
     }
     let want = n.checked_mul(h).and_then(|v| v.checked_mul(w)).unwrap_or(usize::MAX);
     if bytes.len() - 16 != want {

@@ -253,7 +253,9 @@ mod tests {
 
     #[test]
     fn bool_arrays_and_empty_images_are_refused() {
-        let err = read_npy_images(&npy("|b1", "(1, 2, 2)", &[0, 1, 1, 0])).unwrap_err().to_string();
+        let err = read_npy_images(&npy("|b1", "(1, 2, 2)", &[0, 1, 1, 0]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("bool") && err.contains("255"), "{err}");
         for shape in ["(2, 0, 3)", "(2, 3, 0)", "(2, 3, 3, 0)"] {
             let err = read_npy_images(&npy("|u1", shape, &[])).unwrap_err().to_string();
@@ -276,6 +278,9 @@ mod tests {
         // NumPy's own spellings parse: no trailing comma, double quotes, a trailing comma in the tuple.
         let header = "{\"descr\": \"|u1\", \"fortran_order\": False, \"shape\": (1, 2, 2,)}";
         let h = parse_header(header).unwrap();
-        assert_eq!((h.descr.as_str(), h.fortran_order, h.shape), ("|u1", false, vec![1, 2, 2]));
+        assert_eq!(
+            (h.descr.as_str(), h.fortran_order, h.shape),
+            ("|u1", false, vec![1, 2, 2])
+        );
     }
 }

@@ -11,7 +11,12 @@ use std::path::Path;
 use crate::error::{Error, Result};
 
 /// The files of a run: a directory holding any of them holds a run.
-const RUN_FILES: [&str; 4] = ["model.safetensors", "model-ema.safetensors", "opt.safetensors", "log.jsonl"];
+const RUN_FILES: [&str; 4] = [
+    "model.safetensors",
+    "model-ema.safetensors",
+    "opt.safetensors",
+    "log.jsonl",
+];
 
 fn io(path: &str) -> impl Fn(std::io::Error) -> Error + '_ {
     move |e| Error::Io {
@@ -38,7 +43,10 @@ fn remove_stale_tmp(dir: &str) -> Result<()> {
     for entry in std::fs::read_dir(dir).map_err(io(dir))? {
         let path = entry.map_err(io(dir))?.path();
         if path.file_name().and_then(|n| n.to_str()).is_some_and(stale) {
-            ::log::info!("note: deleting {}, left by a run that did not finish saving", path.display());
+            ::log::info!(
+                "note: deleting {}, left by a run that did not finish saving",
+                path.display()
+            );
             std::fs::remove_file(&path).map_err(|e| Error::Io {
                 path: path.display().to_string(),
                 source: e,
@@ -150,7 +158,10 @@ mod tests {
             err.contains("opt.safetensors, log.jsonl") && err.contains("--resume") && err.contains("--overwrite"),
             "{err}"
         );
-        assert!(Path::new(&format!("{d}/log.jsonl")).exists(), "a refusal deletes nothing");
+        assert!(
+            Path::new(&format!("{d}/log.jsonl")).exists(),
+            "a refusal deletes nothing"
+        );
         drop(prepare(&d, true, false).unwrap());
         assert!(Path::new(&format!("{d}/log.jsonl")).exists(), "a resume keeps the run");
         drop(prepare(&d, false, true).unwrap());
@@ -180,7 +191,12 @@ mod tests {
     fn stale_temporary_files_of_the_run_are_deleted_and_others_kept() {
         let d = dir("stale");
         std::fs::create_dir_all(&d).unwrap();
-        for f in ["opt.safetensors.4242.tmp", "model.safetensors.tmp", "notes.tmp", "model.safetensors"] {
+        for f in [
+            "opt.safetensors.4242.tmp",
+            "model.safetensors.tmp",
+            "notes.tmp",
+            "model.safetensors",
+        ] {
             std::fs::write(format!("{d}/{f}"), "x").unwrap();
         }
         drop(prepare(&d, true, false).unwrap());
