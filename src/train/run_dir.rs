@@ -25,21 +25,21 @@ fn io(path: &str) -> impl Fn(std::io::Error) -> Error + '_ {
     }
 }
 
-/// The files a run writes, each through a temporary file beside it.
-const WRITTEN: [&str; 6] = [
-    "model.safetensors",
-    "model-ema.safetensors",
-    "opt.safetensors",
-    "log.jsonl",
-    "samples.png",
-    "reconstructions.png",
-];
+/// The pictures a run draws; they and [`RUN_FILES`] are each written
+/// through a temporary file beside them.
+const PICTURES: [&str; 2] = ["samples.png", "reconstructions.png"];
 
 /// Deletes the temporary files of a run killed while saving (`FILE.<pid>.tmp`,
 /// or `FILE.tmp` from older builds): with the directory held no one writes
 /// them, and on a full disk they hold the space the next save needs.
 fn remove_stale_tmp(dir: &str) -> Result<()> {
-    let stale = |name: &str| name.ends_with(".tmp") && WRITTEN.iter().any(|f| name.starts_with(&format!("{f}.")));
+    let ours = |name: &str| {
+        RUN_FILES
+            .iter()
+            .chain(&PICTURES)
+            .any(|f| name.starts_with(&format!("{f}.")))
+    };
+    let stale = |name: &str| name.ends_with(".tmp") && ours(name);
     for entry in std::fs::read_dir(dir).map_err(io(dir))? {
         let path = entry.map_err(io(dir))?.path();
         if path.file_name().and_then(|n| n.to_str()).is_some_and(stale) {
@@ -99,9 +99,10 @@ fn lock(dir: &str) -> Result<File> {
     Ok(file)
 }
 
-/// Makes `dir` ready for a run and holds it (see [`RunDir`]): created for a new one; for a new run over an
-/// old one (`overwrite`), the old run's files deleted; for a new run without
-/// `overwrite` over an old one, an error that says what to pass.
+/// Makes `dir` ready for a run and holds it (see [`RunDir`]): created for a
+/// new run; for a new run over an old one with `overwrite`, the old run's
+/// files deleted; without `resume` or `overwrite` over an old one, an error
+/// that says what to pass. A resume needs the directory to exist.
 pub fn prepare(dir: &str, resume: bool, overwrite: bool) -> Result<RunDir> {
     if resume && !Path::new(dir).is_dir() {
         // Creating it would only fail later, with a missing checkpoint file.
