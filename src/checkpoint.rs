@@ -125,7 +125,8 @@ fn with_sorted_header(bytes: Vec<u8>) -> Vec<u8> {
     out
 }
 
-/// Writes the tensors as F32 safetensors: to `PATH.tmp`, then renamed over `path`.
+/// Writes the tensors as F32 safetensors: to a temporary file beside `path`
+/// ([`tmp_path`]), then renamed over it.
 pub fn save(path: &str, tensors: &NamedTensors, metadata: Option<&Metadata>) -> Result<()> {
     let bytes = to_safetensors(tensors, metadata).map_err(|e| Error::Input(format!("{path}: {e}")))?;
     stage(path, &bytes)?.commit()
@@ -136,36 +137,64 @@ pub fn write_atomically(path: &str, bytes: &[u8]) -> Result<()> {
     stage(path, bytes)?.commit()
 }
 
-/// A complete file at `PATH.tmp`, flushed to disk, waiting to be renamed over `PATH`.
+/// The temporary file `path` is written to before it is renamed into place:
+/// `PATH.<pid>.tmp`, so two processes writing the same file never write into
+/// each other's.
+pub fn tmp_path(path: &str) -> String {
+    format!("{path}.{}.tmp", std::process::id())
+}
+
+/// A complete file at [`tmp_path`], flushed to disk, waiting to be renamed over
+/// `PATH`. Dropped without a commit (a later file of a checkpoint failed), it
+/// deletes its temporary file: on a full disk, leftovers would hold the space
+/// the next save needs.
 #[must_use = "a staged file replaces nothing until it is committed"]
 pub struct Staged {
+    /// Empty once committed: nothing left to delete.
     tmp: String,
     path: String,
 }
 
-/// Writes `bytes` to `PATH.tmp` and flushes it; `path` is untouched until
+/// Writes `bytes` to [`tmp_path`] and flushes it; `path` is untouched until
 /// [`Staged::commit`]. Staging several files first and then committing them
 /// together keeps the window in which only some are new to a few renames.
+/// On failure (a full disk) the temporary file is deleted.
 pub fn stage(path: &str, bytes: &[u8]) -> Result<Staged> {
     use std::io::Write;
-    let tmp = format!("{path}.tmp");
+    let staged = Staged {
+        tmp: tmp_path(path),
+        path: path.into(),
+    };
     let io = |e| Error::Io {
-        path: tmp.clone(),
+        path: staged.tmp.clone(),
         source: e,
     };
-    let mut f = std::fs::File::create(&tmp).map_err(io)?;
+    // An early return drops `staged`, which deletes what was written.
+    let mut f = std::fs::File::create(&staged.tmp).map_err(io)?;
     f.write_all(bytes).map_err(io)?;
     f.sync_all().map_err(io)?;
-    Ok(Staged { tmp, path: path.into() })
+    Ok(staged)
 }
 
 impl Staged {
     /// Renames the staged file over its destination (atomic on one file system).
-    pub fn commit(self) -> Result<()> {
-        std::fs::rename(&self.tmp, &self.path).map_err(|e| Error::Io {
-            path: self.path.clone(),
-            source: e,
+    pub fn commit(mut self) -> Result<()> {
+        let tmp = std::mem::take(&mut self.tmp);
+        std::fs::rename(&tmp, &self.path).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            Error::Io {
+                path: self.path.clone(),
+                source: e,
+            }
         })
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.tmp.is_empty() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
     }
 }
 
@@ -199,7 +228,7 @@ mod tests {
         let path = tmp("round.safetensors");
         save(&path, &t, None).unwrap();
         assert_eq!(load(&path).unwrap(), t);
-        assert!(!std::path::Path::new(&format!("{path}.tmp")).exists());
+        assert!(!std::path::Path::new(&tmp_path(&path)).exists());
     }
 
     #[test]
@@ -238,7 +267,7 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), b"old");
         staged.commit().unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"new");
-        assert!(!std::path::Path::new(&format!("{path}.tmp")).exists());
+        assert!(!std::path::Path::new(&tmp_path(&path)).exists());
     }
 
     #[test]
@@ -253,5 +282,16 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("absent"));
+    }
+
+    #[test]
+    fn a_staged_file_dropped_uncommitted_leaves_nothing() {
+        let path = tmp("dropped.bin");
+        write_atomically(&path, b"old").unwrap();
+        let staged = stage(&path, b"new").unwrap();
+        assert!(std::path::Path::new(&tmp_path(&path)).exists());
+        drop(staged);
+        assert!(!std::path::Path::new(&tmp_path(&path)).exists());
+        assert_eq!(std::fs::read(&path).unwrap(), b"old");
     }
 }

@@ -348,3 +348,47 @@ fn a_ladder_vae_trains_and_reports_its_iw_nll_in_json() {
     assert!(iw <= elbo, "the IW NLL {iw} is at most the negative ELBO {elbo}");
     assert!((elbo - r["elbo_nats_per_dim"].as_f64().unwrap() * 784.0).abs() < 1e-6 * elbo);
 }
+
+#[test]
+fn an_empty_out_path_is_refused_by_every_command_that_writes() {
+    // `--out ""` once wrote `/model.safetensors` and the like.
+    for command in [
+        "train",
+        "sample",
+        "reconstruct",
+        "interpolate",
+        "encode",
+        "diagnose",
+        "grad",
+    ] {
+        let out = vdvae(&[command, "--out", ""]);
+        let stderr = text(&out).1;
+        assert!(!out.status.success(), "{command}: {stderr}");
+        assert!(
+            stderr.contains("--out") && stderr.contains("an empty path"),
+            "{command}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn zero_images_or_rows_per_pass_are_refused() {
+    let cases: [(&str, &[&str], &str); 4] = [
+        ("eval", &["--batch", "0"], "--batch"),
+        ("eval", &["--iw", "4", "--iw-rows", "0"], "--iw-rows"),
+        ("eval", &["--iw", "0"], "--iw"),
+        ("encode", &["--batch", "0"], "--batch"),
+    ];
+    for (command, extra, flag) in cases {
+        let mut args = fixture_args(command);
+        args.retain(|a| a != "--posterior-mean");
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let out = vdvae(&args.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+        let stderr = text(&out).1;
+        assert!(!out.status.success(), "{command} {extra:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("'{flag} <")) && stderr.contains("must be at least 1"),
+            "{command} {extra:?}: {stderr}"
+        );
+    }
+}

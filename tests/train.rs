@@ -372,3 +372,155 @@ fn a_run_whose_updates_are_all_skipped_stops_and_says_why() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_new_run_into_a_directory_holding_a_run_is_refused_unless_overwrite() {
+    let dir = tmp_dir("second-run");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (log, model) = (format!("{dir}/log.jsonl"), format!("{dir}/model.safetensors"));
+    std::fs::write(&log, "{\"step\":0}\n").unwrap();
+    std::fs::write(&model, "weights").unwrap();
+    let common = ["train", "--preset", "mnist-tiny", "--batch", "8", "--steps", "1"];
+    let quiet = ["--image-every", "0", "--out", dir.as_str()];
+    let out = vdvae(&[&common[..], &quiet].concat());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("holds a run") && stderr.contains("--resume") && stderr.contains("--overwrite"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "{\"step\":0}\n",
+        "the log is kept"
+    );
+    assert_eq!(std::fs::read(&model).unwrap(), b"weights", "the checkpoint is kept");
+
+    let out = vdvae(&[&common[..], &quiet, &["--overwrite"]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(log_lines(&dir).len(), 1, "a new log of the new run's one step");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_second_run_on_a_held_directory_fails_at_once_naming_the_holder() {
+    use std::io::Write;
+    let dir = tmp_dir("held");
+    std::fs::create_dir_all(&dir).unwrap();
+    // This test process stands in for a first run: it holds the lock and its PID is "424242".
+    let mut lock = std::fs::File::create(format!("{dir}/train.lock")).unwrap();
+    lock.try_lock().unwrap();
+    lock.write_all(b"424242\n").unwrap();
+    let out = vdvae(&[
+        "train",
+        "--preset",
+        "mnist-tiny",
+        "--batch",
+        "8",
+        "--steps",
+        "1",
+        "--out",
+        &dir,
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("in use by another training run") && stderr.contains("PID 424242"),
+        "{stderr}"
+    );
+    assert!(
+        !std::path::Path::new(&format!("{dir}/log.jsonl")).exists(),
+        "nothing written"
+    );
+    drop(lock);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The names of the temporary files in `dir`.
+fn tmp_files(dir: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect()
+}
+
+#[test]
+fn a_save_that_fails_on_a_full_disk_leaves_no_temporary_files() {
+    let dir = tmp_dir("full-disk");
+    let common = [
+        "--preset",
+        "mnist-tiny",
+        "--batch",
+        "8",
+        "--steps",
+        "1",
+        "--image-every",
+        "0",
+    ];
+    let run = |extra: &[&str]| vdvae(&[&["train"][..], &common, &["--out", dir.as_str()], extra].concat());
+    let out = run(&[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let model_bytes = std::fs::metadata(format!("{dir}/model.safetensors")).unwrap().len();
+    // Leftovers of a run killed while saving, by this build and by older ones.
+    std::fs::write(format!("{dir}/opt.safetensors.999999.tmp"), "stale").unwrap();
+    std::fs::write(format!("{dir}/model.safetensors.tmp"), "stale").unwrap();
+
+    // A file size limit between the weights' size and the optimizer state's
+    // (twice as large) stands in for a disk that fills while the checkpoint
+    // is written: the weights and EMA files are staged, opt.safetensors fails.
+    let limit_kib = (model_bytes * 3 / 2).div_ceil(1024);
+    let script = format!("ulimit -f {limit_kib}; trap '' XFSZ; exec \"$@\"");
+    let out = Command::new("bash")
+        .args(["-c", &script, "bash", env!("CARGO_BIN_EXE_vdvae"), "train"])
+        .args(common)
+        .args(["--out", &dir, "--resume"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("opt.safetensors"), "{stderr}");
+    assert_eq!(tmp_files(&dir), Vec::<String>::new(), "{stderr}");
+
+    // The next resume starts from the last whole checkpoint.
+    let out = run(&["--resume"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let steps: Vec<u64> = log_lines(&dir).iter().map(|v| v["step"].as_u64().unwrap()).collect();
+    assert_eq!(steps, [0, 1]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn resume_refuses_a_missing_directory_and_notes_another_seed() {
+    let dir = tmp_dir("resume-missing");
+    let common = [
+        "train",
+        "--preset",
+        "mnist-tiny",
+        "--batch",
+        "8",
+        "--steps",
+        "1",
+        "--image-every",
+        "0",
+    ];
+    let out = vdvae(&[&common[..], &["--out", &dir, "--resume"]].concat());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("does not exist") && stderr.contains("drop --resume"),
+        "{stderr}"
+    );
+    assert!(!std::path::Path::new(&dir).exists(), "no empty run directory is made");
+
+    let out = vdvae(&[&common[..], &["--out", &dir, "--seed", "5"]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for (seed, noted) in [("5", false), ("6", true)] {
+        let out = vdvae(&[&common[..], &["--out", &dir, "--resume", "--seed", seed]].concat());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        let note = "note: --seed 6 replaces the run's seed 5";
+        assert_eq!(stderr.contains(note), noted, "--seed {seed}: {stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -276,6 +276,24 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
     })
 }
 
+/// An `--out` path: an empty one would resolve against `/` for the files
+/// written under it (`""` + `/model.safetensors`), so it is refused.
+pub fn non_empty_path(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Err("an empty path: give a file or folder name (e.g. `.` for the current folder)".into());
+    }
+    Ok(s.to_string())
+}
+
+/// A count of images or rows per pass: 0 would run nothing (or divide by it).
+pub fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{s:?} is not a whole number of at least 1")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_size;

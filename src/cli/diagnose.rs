@@ -17,13 +17,13 @@ pub struct DiagnoseArgs {
     #[arg(long, value_name = "N", default_value_t = 1000)]
     limit: usize,
     /// Images per forward pass [default: the config's n_batch]
-    #[arg(long)]
+    #[arg(long, value_parser = super::args::at_least_one)]
     batch: Option<usize>,
     /// Prior temperature of the levels below k in the distortion by depth
     #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     temperature: f32,
     /// Output folder: report.json and the plots
-    #[arg(long, default_value = "diagnose")]
+    #[arg(long, default_value = "diagnose", value_parser = super::args::non_empty_path)]
     out: String,
 }
 

@@ -12,7 +12,7 @@ pub struct GradArgs {
     #[command(flatten)]
     data: DataArgs,
     /// Output safetensors file (written atomically)
-    #[arg(long)]
+    #[arg(long, value_parser = super::args::non_empty_path)]
     out: String,
 }
 

@@ -27,7 +27,7 @@ pub struct InterpolateArgs {
     #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     temperature: f32,
     /// Output folder: one PNG strip per pair, `level<L>-<A>-<B>.png` (written atomically)
-    #[arg(long, default_value = "interpolations")]
+    #[arg(long, default_value = "interpolations", value_parser = super::args::non_empty_path)]
     out: String,
 }
 

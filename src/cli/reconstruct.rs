@@ -24,7 +24,7 @@ pub struct ReconstructArgs {
     #[arg(long, default_value = "1.0", value_name = "T[,T|T:N...]", allow_hyphen_values = true)]
     temperature: Temperatures,
     /// Output PNG: the inputs in the first row, one row per K below (written atomically)
-    #[arg(long, default_value = "reconstructions.png")]
+    #[arg(long, default_value = "reconstructions.png", value_parser = super::args::non_empty_path)]
     out: String,
 }
 

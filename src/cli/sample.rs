@@ -39,7 +39,7 @@ pub struct SampleArgs {
     #[arg(long)]
     cols: Option<usize>,
     /// Output PNG (written atomically)
-    #[arg(long, default_value = "samples.png")]
+    #[arg(long, default_value = "samples.png", value_parser = super::args::non_empty_path)]
     out: String,
     #[arg(long, value_enum, default_value_t = DeviceArg::Gpu)]
     device: DeviceArg,

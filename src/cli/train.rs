@@ -33,10 +33,10 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 2000)]
     steps: u32,
     /// Images per step [default: the config's n_batch]
-    #[arg(long)]
+    #[arg(long, value_parser = super::args::at_least_one)]
     batch: Option<usize>,
     /// Run directory: checkpoints and log.jsonl [default: runs/<preset>]
-    #[arg(long)]
+    #[arg(long, value_parser = super::args::non_empty_path)]
     out: Option<String>,
     /// Write a checkpoint every this many steps (and always at the end); 0 = only at the end
     #[arg(long, default_value_t = 100)]
@@ -44,6 +44,10 @@ pub struct TrainArgs {
     /// Continue the run in --out from its checkpoint
     #[arg(long)]
     resume: bool,
+    /// Start a new run in --out even if it holds one, deleting that run's checkpoints and
+    /// log.jsonl first (without --resume or --overwrite, a directory holding a run is refused)
+    #[arg(long, conflicts_with = "resume")]
+    overwrite: bool,
     /// Seed of the initial weights, batch order and noise [default: the config's]
     #[arg(long)]
     seed: Option<u64>,
@@ -212,6 +216,9 @@ pub fn run(choice: &AdapterChoice, a: &TrainArgs, adapter: Option<&str>) -> vdva
             a.bucket_mib
         )));
     }
+    if let (true, Some(seed)) = (a.resume, a.seed) {
+        note_other_seed(&out_dir, seed);
+    }
     let options = vdvae::train::TrainOptions {
         steps: a.steps,
         batch: a.batch.unwrap_or(h.n_batch),
@@ -219,6 +226,7 @@ pub fn run(choice: &AdapterChoice, a: &TrainArgs, adapter: Option<&str>) -> vdva
         save_every: a.save_every,
         norm,
         resume: a.resume,
+        overwrite: a.overwrite,
         memory_budget: a.memory_budget,
         precision: a.precision.get(),
         image_every: a.image_every,
@@ -271,6 +279,22 @@ pub fn run(choice: &AdapterChoice, a: &TrainArgs, adapter: Option<&str>) -> vdva
         shell_command(&a.resume_command(&out_dir, left, adapter))
     );
     Ok(ExitCode::from(INTERRUPTED_EXIT_CODE as u8))
+}
+
+/// Says so when `--resume --seed S` gives the run another seed than its
+/// checkpoint's: its batches and noise then differ from an uninterrupted run's.
+fn note_other_seed(out_dir: &str, seed: u64) {
+    let saved = vdvae::checkpoint::load_metadata(&format!("{out_dir}/opt.safetensors"))
+        .ok()
+        .and_then(|meta| serde_json::from_str::<serde_json::Value>(meta.get("config")?).ok())
+        .and_then(|config| config["seed"].as_u64());
+    // No readable checkpoint: the resume itself says what is wrong.
+    if let Some(saved) = saved.filter(|&s| s != seed) {
+        eprintln!(
+            "note: --seed {seed} replaces the run's seed {saved}: its batch order and noise streams from here \
+             on differ from those of an uninterrupted run (drop --seed to continue it exactly)"
+        );
+    }
 }
 
 /// What every rank of a run trains.

@@ -20,6 +20,11 @@ pub fn read_idx_images(bytes: &[u8]) -> Result<ImageSet> {
         ));
     }
     let (n, h, w) = (word(1), word(2), word(3));
+    if h == 0 || w == 0 {
+        return bad(format!(
+            "IDX header says images of {h}x{w} pixels: height and width must be at least 1"
+        ));
+    }
     let want = n.checked_mul(h).and_then(|v| v.checked_mul(w)).unwrap_or(usize::MAX);
     if bytes.len() - 16 != want {
         return bad(format!(
@@ -66,5 +71,13 @@ mod tests {
             .to_string()
             .contains("label files"));
         assert!(read_idx_images(&[0; 5]).is_err());
+    }
+
+    #[test]
+    fn images_of_zero_height_or_width_are_refused() {
+        for (h, w) in [(0, 2), (2, 0)] {
+            let err = read_idx_images(&idx(3, h, w, &[])).unwrap_err().to_string();
+            assert!(err.contains("at least 1"), "{h}x{w}: {err}");
+        }
     }
 }

@@ -1,17 +1,128 @@
 //! NumPy `.npy` (format 1.0/2.0/3.0) uint8 arrays of shape [N, H, W] or [N, H, W, C], C-order.
+//! Bool arrays are refused (their True is 1, not 255), as are images of zero
+//! height, width or channels and headers with anything NumPy does not write.
 
 use super::ImageSet;
 use crate::error::{Error, Result};
 
-fn header_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
-    let start = header.find(&format!("'{key}'"))? + key.len() + 2;
-    let rest = header[start..].trim_start().strip_prefix(':')?.trim_start();
-    let end = if rest.starts_with('(') {
-        rest.find(')')? + 1
-    } else {
-        rest.find([',', '}'])?
-    };
-    Some(rest[..end].trim())
+/// What a `.npy` header says about its array.
+struct Header {
+    descr: String,
+    fortran_order: bool,
+    shape: Vec<usize>,
+}
+
+/// A cursor over the header: NumPy writes a Python dict literal
+/// `{'descr': '|u1', 'fortran_order': False, 'shape': (N, H, W), }` padded
+/// with spaces and a newline. Anything else (unknown or repeated keys, junk
+/// after a value or after the dict) is refused rather than guessed around.
+struct Parser<'a> {
+    rest: &'a str,
+}
+
+impl<'a> Parser<'a> {
+    fn skip_space(&mut self) {
+        self.rest = self.rest.trim_start();
+    }
+
+    fn eat(&mut self, token: &str) -> bool {
+        self.skip_space();
+        match self.rest.strip_prefix(token) {
+            Some(rest) => {
+                self.rest = rest;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn expect(&mut self, token: &str) -> Result<(), String> {
+        if self.eat(token) {
+            Ok(())
+        } else {
+            Err(format!("expected `{token}` at {:?}", self.head()))
+        }
+    }
+
+    fn head(&self) -> &str {
+        &self.rest[..self.rest.len().min(20)]
+    }
+
+    /// A quoted Python string without escapes (dtype codes and key names).
+    fn string(&mut self) -> Result<&'a str, String> {
+        self.skip_space();
+        let quote = match self.rest.chars().next() {
+            Some(q @ ('\'' | '"')) => q,
+            _ => return Err(format!("expected a quoted string at {:?}", self.head())),
+        };
+        let body = &self.rest[1..];
+        let end = body.find(quote).ok_or("an unterminated string")?;
+        self.rest = &body[end + 1..];
+        Ok(&body[..end])
+    }
+
+    fn boolean(&mut self) -> Result<bool, String> {
+        if self.eat("True") {
+            Ok(true)
+        } else if self.eat("False") {
+            Ok(false)
+        } else {
+            Err(format!("expected True or False at {:?}", self.head()))
+        }
+    }
+
+    /// A tuple of non-negative integers: `()`, `(4,)`, `(2, 3)`, `(2, 3,)`.
+    fn shape(&mut self) -> Result<Vec<usize>, String> {
+        self.expect("(")?;
+        let mut dims = Vec::new();
+        loop {
+            if self.eat(")") {
+                return Ok(dims);
+            }
+            self.skip_space();
+            let digits = self.rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(self.rest.len());
+            let dim = self.rest[..digits]
+                .parse()
+                .map_err(|_| format!("expected a dimension at {:?}", self.head()))?;
+            self.rest = &self.rest[digits..];
+            dims.push(dim);
+            if !self.eat(",") {
+                self.expect(")")?;
+                return Ok(dims);
+            }
+        }
+    }
+}
+
+fn parse_header(text: &str) -> Result<Header, String> {
+    let mut p = Parser { rest: text };
+    let (mut descr, mut fortran_order, mut shape) = (None, None, None);
+    p.expect("{")?;
+    while !p.eat("}") {
+        let key = p.string()?;
+        p.expect(":")?;
+        let repeated = match key {
+            "descr" => descr.replace(p.string()?.to_string()).is_some(),
+            "fortran_order" => fortran_order.replace(p.boolean()?).is_some(),
+            "shape" => shape.replace(p.shape()?).is_some(),
+            other => return Err(format!("unknown key '{other}'")),
+        };
+        if repeated {
+            return Err(format!("key '{key}' given twice"));
+        }
+        if !p.eat(",") {
+            p.expect("}")?;
+            break;
+        }
+    }
+    if !p.rest.trim().is_empty() {
+        return Err(format!("junk after the header's dict: {:?}", p.head()));
+    }
+    Ok(Header {
+        descr: descr.ok_or("no 'descr' key")?,
+        fortran_order: fortran_order.ok_or("no 'fortran_order' key")?,
+        shape: shape.ok_or("no 'shape' key")?,
+    })
 }
 
 pub fn read_npy_images(bytes: &[u8]) -> Result<ImageSet> {
@@ -30,21 +141,25 @@ pub fn read_npy_images(bytes: &[u8]) -> Result<ImageSet> {
     else {
         return bad(".npy header is truncated or not text".into());
     };
-    let descr = header_value(header, "descr").unwrap_or("");
-    if !matches!(descr, "'|u1'" | "'u1'" | "'<u1'" | "'|b1'") {
-        return bad(format!("the array must be uint8 (descr '|u1'), got {descr}"));
+    let Header {
+        descr,
+        fortran_order,
+        shape,
+    } = parse_header(header).map_err(|e| Error::Input(format!("unreadable .npy header ({e}): {header:?}")))?;
+    if descr == "|b1" {
+        // Read as bytes, True would be intensity 1 of 255: a black image.
+        return bad(
+            "the array is bool (descr '|b1'), refused: its 1s would be near-black pixels; \
+             save it as uint8 0/255, e.g. np.save(path, a.astype(np.uint8) * 255)"
+                .into(),
+        );
     }
-    if header_value(header, "fortran_order") != Some("False") {
+    if !matches!(descr.as_str(), "|u1" | "u1" | "<u1" | ">u1" | "=u1") {
+        return bad(format!("the array must be uint8 (descr '|u1'), got '{descr}'"));
+    }
+    if fortran_order {
         return bad("Fortran-ordered arrays are not supported; save with np.ascontiguousarray".into());
     }
-    let shape: Vec<usize> = header_value(header, "shape")
-        .unwrap_or("")
-        .trim_matches(|c| c == '(' || c == ')')
-        .split(',')
-        .filter(|s| !s.trim().is_empty())
-        .map(|s| s.trim().parse::<usize>())
-        .collect::<Result<_, _>>()
-        .map_err(|_| Error::Input(format!("unreadable .npy shape in header {header:?}")))?;
     let (n, h, w, c) = match shape[..] {
         [n, h, w] => (n, h, w, 1),
         [n, h, w, c] => (n, h, w, c),
@@ -54,11 +169,21 @@ pub fn read_npy_images(bytes: &[u8]) -> Result<ImageSet> {
             ))
         }
     };
-    let data = &bytes[start + header_len..];
-    if data.len() != n * h * w * c {
+    if h == 0 || w == 0 || c == 0 {
         return bad(format!(
-            "the .npy header says {shape:?} ({} bytes) but {} bytes follow",
-            n * h * w * c,
+            "the .npy array's images are {h}x{w}x{c} (shape {shape:?}): height, width and channels must be at least 1"
+        ));
+    }
+    // A forged shape's product can wrap around usize: then no file holds it.
+    let Some(want) = [h, w, c].iter().try_fold(n, |len, &d| len.checked_mul(d)) else {
+        return bad(format!(
+            "the .npy header's shape {shape:?} has more elements than any file can hold"
+        ));
+    };
+    let data = &bytes[start + header_len..];
+    if data.len() != want {
+        return bad(format!(
+            "the .npy header says {shape:?} ({want} bytes) but {} bytes follow",
             data.len()
         ));
     }
@@ -111,5 +236,51 @@ mod tests {
             .to_string()
             .contains("bytes follow"));
         assert!(read_npy_images(b"garbage").is_err());
+    }
+
+    #[test]
+    fn a_shape_whose_size_wraps_around_is_an_error_not_a_panic() {
+        // 2^32 * 2^32 * 1 * 1 wraps to 0 in a u64: it must not match the 0 bytes that follow.
+        let err = read_npy_images(&npy("|u1", "(4294967296, 4294967296, 1, 1)", &[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("more elements than any file can hold"), "{err}");
+        let err = read_npy_images(&npy("|u1", "(18446744073709551615, 2, 2)", &[0; 4]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("more elements"), "{err}");
+    }
+
+    #[test]
+    fn bool_arrays_and_empty_images_are_refused() {
+        let err = read_npy_images(&npy("|b1", "(1, 2, 2)", &[0, 1, 1, 0]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bool") && err.contains("255"), "{err}");
+        for shape in ["(2, 0, 3)", "(2, 3, 0)", "(2, 3, 3, 0)"] {
+            let err = read_npy_images(&npy("|u1", shape, &[])).unwrap_err().to_string();
+            assert!(err.contains("at least 1"), "{shape}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_header_with_junk_is_refused() {
+        for (descr, shape) in [
+            ("|u1", "(1, 2, 2)xyz"),
+            ("|u1", "(1, 2, 2) (3,)"),
+            ("|u1", "(1, 2 2)"),
+            ("|u1", "(1, -2, 2)"),
+            ("|u1' junk '", "(1, 2, 2)"),
+        ] {
+            let err = read_npy_images(&npy(descr, shape, &[0; 4])).unwrap_err().to_string();
+            assert!(err.contains("unreadable .npy header"), "{descr} {shape}: {err}");
+        }
+        // NumPy's own spellings parse: no trailing comma, double quotes, a trailing comma in the tuple.
+        let header = "{\"descr\": \"|u1\", \"fortran_order\": False, \"shape\": (1, 2, 2,)}";
+        let h = parse_header(header).unwrap();
+        assert_eq!(
+            (h.descr.as_str(), h.fortran_order, h.shape),
+            ("|u1", false, vec![1, 2, 2])
+        );
     }
 }

@@ -439,7 +439,8 @@ mod tests {
         );
         for path in &written {
             assert_is_a_picture(path);
-            assert!(!path.with_extension("png.tmp").exists());
+            let tmp = crate::checkpoint::tmp_path(path.to_str().unwrap());
+            assert!(!std::path::Path::new(&tmp).exists());
         }
 
         let kl = bars(&written[0], BAR);

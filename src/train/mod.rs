@@ -13,6 +13,7 @@ mod pictures;
 mod profile;
 mod progress;
 mod ranks;
+mod run_dir;
 mod skips;
 mod stop;
 mod tune;
@@ -61,6 +62,9 @@ pub struct TrainOptions {
     pub norm: Normalization,
     /// Continue from the checkpoint in `out_dir` (weights, EMA, optimizer state).
     pub resume: bool,
+    /// Start a new run in `out_dir` even when it holds one (whose files are
+    /// deleted first); without it or `resume`, such a directory is refused.
+    pub overwrite: bool,
     /// Bytes the step's planned memory must fit: blocks are recomputed in the
     /// backward pass until it does (see `graph::budget`). None: nothing recomputed.
     pub memory_budget: Option<usize>,
@@ -282,12 +286,10 @@ pub fn train_rank(
     let (rank, count) = (ranks.rank(), ranks.ranks());
     let leader = rank == 0;
     let monitor = monitor(h, images, o)?;
-    if leader {
-        std::fs::create_dir_all(&o.out_dir).map_err(|e| Error::Io {
-            path: o.out_dir.clone(),
-            source: e,
-        })?;
-    }
+    // Rank 0 holds the directory until the run returns.
+    let _run_dir = leader
+        .then(|| run_dir::prepare(&o.out_dir, o.resume, o.overwrite))
+        .transpose()?;
     let resume_from = o.resume.then_some(o.out_dir.as_str());
     let layout = (o.batch, rank, count);
     let (m, mut gpu, start) = start(ctx, h, images, layout, o.precision, resume_from, o.memory_budget)?;
