@@ -166,6 +166,17 @@ pub fn kernels_hash(kernels: &[super::KernelSpec]) -> String {
     source_hash(texts.iter().map(String::as_str))
 }
 
+/// The fastest of the timed variants (`ms` per run), if it beats the default by
+/// [`MARGIN`] or the default was not timed; else the default.
+fn decide(ms: &BTreeMap<String, f64>, default: &str) -> String {
+    let fastest = ms.iter().min_by(|a, b| a.1.total_cmp(b.1));
+    match (fastest, ms.get(default)) {
+        (Some((v, &t)), Some(&d)) if t < MARGIN * d => v.clone(),
+        (Some((v, _)), None) => v.clone(),
+        _ => default.to_string(),
+    }
+}
+
 /// The cache directory: `VDVAE_CACHE`, else `vdvae` in the user's cache directory.
 pub fn cache_dir() -> Option<PathBuf> {
     match std::env::var_os("VDVAE_CACHE") {
@@ -267,15 +278,20 @@ impl Tuner {
                 Err(e) => log::warn!("tuning {class}: variant {v} failed, left out: {e}"),
             }
         }
-        let fastest = ms
-            .iter()
-            .min_by(|a, b| a.1.total_cmp(b.1))
-            .map(|(v, &t)| (v.clone(), t));
-        let chosen = match (fastest, ms.get(default)) {
-            (Some((v, t)), Some(&d)) if t < MARGIN * d => v,
-            (Some((v, _)), None) => v,
-            _ => default.to_string(),
-        };
+        let mut chosen = decide(&ms, default);
+        if chosen != default && ms.contains_key(default) {
+            // A win over the default is timed again, the two alternately, each
+            // keeping its best: a burst of load from another process during
+            // one candidate's timing (most felt by the smallest shapes) must
+            // not decide for good.
+            for v in [default, chosen.as_str()].map(str::to_string) {
+                if let Ok(s) = time(&v) {
+                    let best = ms.get_mut(&v).expect("timed before");
+                    *best = best.min(s * 1e3);
+                }
+            }
+            chosen = decide(&ms, default);
+        }
         let chosen = candidates.iter().find(|v| **v == chosen).copied().unwrap_or(default);
         state.choices.insert(
             class.to_string(),
@@ -402,20 +418,40 @@ mod tests {
             t.choose("c", "h1", &["slow", "fast"], "slow", timer(&mut calls)),
             "fast"
         );
-        assert_eq!(calls, 2);
+        assert_eq!(calls, 4, "each timed once, then the win confirmed against the default");
         let again = Tuner::open(TuneMode::Auto, key("a"), Some(&d));
         assert_eq!(
             again.choose("c", "h1", &["slow", "fast"], "slow", timer(&mut calls)),
             "fast"
         );
-        assert_eq!(calls, 2, "a cached choice is not timed again");
+        assert_eq!(calls, 4, "a cached choice is not timed again");
         // Changed kernels: the entry is stale and tuned anew.
         assert_eq!(
             again.choose("c", "h2", &["slow", "fast"], "slow", timer(&mut calls)),
             "fast"
         );
-        assert_eq!(calls, 4);
+        assert_eq!(calls, 8);
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_default_slowed_once_by_load_is_timed_again() {
+        let t = Tuner::open(TuneMode::Auto, key("a"), None);
+        // The default's first timing caught a burst of load (5 ms, then 1 ms).
+        let mut default_runs = 0;
+        let time = |v: &str| -> Result<f64> {
+            Ok(if v == "default" {
+                default_runs += 1;
+                if default_runs == 1 {
+                    5e-3
+                } else {
+                    1e-3
+                }
+            } else {
+                2e-3
+            })
+        };
+        assert_eq!(t.choose("c", "h", &["default", "other"], "default", time), "default");
     }
 
     #[test]
@@ -452,7 +488,7 @@ mod tests {
         // Opening it anyway tunes anew and rewrites a good file.
         let t = Tuner::open(TuneMode::Auto, key("a"), Some(&d));
         assert_eq!(t.choose("c", "h", &["slow", "fast"], "slow", timer(&mut calls)), "fast");
-        assert_eq!(calls, 4);
+        assert_eq!(calls, 8, "tuned twice: nothing was read from the corrupt file");
         assert!(read(&file, &key("a")).unwrap().contains_key("c"));
         let _ = std::fs::remove_dir_all(&d);
     }
