@@ -130,6 +130,11 @@ fn the_cache_is_reused_and_invalidated_by_a_changed_file() {
     };
     let err = read_image_folder(dir_s, &strict).unwrap_err().to_string();
     assert!(err.contains(&corrupt.display().to_string()), "{err}");
+    // A damaged cache is ignored and written anew.
+    std::fs::write(&path, b"\x93NUMPY truncated").unwrap();
+    let again = read_image_folder(dir_s, &o).unwrap();
+    assert_eq!(again.cache, CacheUse::Written(path.clone()));
+    assert_eq!(again.images, first.images);
     // Another size is another cache.
     let small = read_image_folder(dir_s, &options(8, 3, Some(&cache))).unwrap();
     assert!(matches!(small.cache, CacheUse::Written(_)), "{:?}", small.cache);
@@ -236,4 +241,19 @@ fn train_runs_on_a_folder_of_images() {
     // The decoded folder was cached for the next run (mnist-tiny: 32x32 grey).
     let cached: Vec<_> = std::fs::read_dir(cache.join("images")).unwrap().flatten().collect();
     assert_eq!(cached.len(), 2, "one .npy and its note: {cached:?}");
+
+    // Again with --strict: the cached folder still names the corrupt file, and
+    // the run stops before any step.
+    let strict_out = tmp_dir("train-strict-out");
+    let mut strict: Vec<&str> = args[..args.len() - 2].to_vec(); // all but --out
+    strict.extend(["--strict", "--out", strict_out.to_str().unwrap()]);
+    let run = vdvae(&strict, &cache);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success(), "{stderr}");
+    assert!(stderr.contains("read from the cache"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("error: {}: cannot read this image", corrupt.display())),
+        "{stderr}"
+    );
+    assert!(!strict_out.join("model.safetensors").exists());
 }

@@ -67,8 +67,13 @@ pub(super) struct ImageFile {
 
 /// Reads every PNG and JPEG under `dir` as described in the module doc.
 pub fn read_image_folder(dir: &str, o: &FolderOptions) -> Result<FolderImages> {
-    if o.size == 0 || o.size > u32::MAX as usize {
-        return Err(Error::Input(format!("image size {} must be at least 1", o.size)));
+    // Far above any model's size; a typo's 100000 would allocate tens of GB per image.
+    const MAX_SIZE: usize = 4096;
+    if o.size == 0 || o.size > MAX_SIZE {
+        return Err(Error::Input(format!(
+            "image size {}: give a side of 1 to {MAX_SIZE} pixels",
+            o.size
+        )));
     }
     if !matches!(o.channels, 1 | 3) {
         return Err(Error::Input(format!(
