@@ -163,7 +163,7 @@ fn the_cache_is_reused_and_invalidated_by_a_changed_file() {
 fn data_images_writes_an_npy_that_format_npy_reads_back() {
     let (dir, corrupt) = mixed_folder("cli");
     let cache = tmp_dir("cli-cache");
-    let out = tmp_dir("cli-out").join("faces.npy");
+    let out = tmp_dir("cli-out").join("new/faces.npy"); // its folder is created
     let (dir_s, out_s) = (dir.to_str().unwrap(), out.to_str().unwrap());
     let run = vdvae(
         &[

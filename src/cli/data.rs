@@ -45,6 +45,12 @@ pub fn run(a: &DataArgs) -> vdvae::Result<ExitCode> {
         cache_dir: None, // converted once: nothing to reuse
     };
     let folder = read_image_folder(&a.dir, &options)?;
+    if let Some(parent) = std::path::Path::new(&a.out)
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+    {
+        super::create_dir(&parent.to_string_lossy())?;
+    }
     vdvae::checkpoint::write_atomically(&a.out, &npy_bytes(&folder.images))?;
     let images = &folder.images;
     println!(
