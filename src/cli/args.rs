@@ -2,7 +2,8 @@
 //! checkpoint on a dataset, the device and the activation precision.
 
 use vdvae::checkpoint;
-use vdvae::data::{read_images, DataFormat, ImageSet};
+use vdvae::data::{read_image_folder, read_images, DataFormat, FolderOptions, ImageSet};
+use vdvae::gpu::tune::cache_dir;
 use vdvae::gpu::{AdapterChoice, GpuContext};
 use vdvae::graph::{Precision, Sampling};
 use vdvae::model::conditional::BatchRun;
@@ -69,11 +70,14 @@ pub struct CheckpointOnData {
     /// Weights: safetensors with the official state_dict names
     #[arg(long)]
     pub checkpoint: String,
-    /// Image file (CIFAR-10 binary batch, MNIST IDX, or .npy uint8 [N,H,W(,C)])
+    /// Image file (CIFAR-10 binary batch, MNIST IDX, or .npy uint8 [N,H,W(,C)]), or a
+    /// folder of PNG/JPEG files with --format images
     #[arg(long)]
     pub data: String,
     #[arg(long, value_enum)]
     pub format: DataFormat,
+    #[command(flatten)]
+    pub folder: FolderArgs,
     #[arg(long, value_enum, default_value_t = DeviceArg::Gpu)]
     pub device: DeviceArg,
     /// Seed of the posterior and prior noise
@@ -103,7 +107,7 @@ impl CheckpointOnData {
     pub fn load(&self, limit: Option<usize>) -> vdvae::Result<(HParams, checkpoint::NamedTensors, ImageSet)> {
         let h = self.model.load()?;
         let weights = checkpoint::load(&self.checkpoint)?;
-        let mut images = read_images(&self.data, self.format)?;
+        let mut images = self.folder.read(&self.data, self.format, &h)?;
         if let Some(n) = limit {
             if n == 0 {
                 return Err(vdvae::Error::Input("--limit must be at least 1".into()));
@@ -198,11 +202,14 @@ impl DataArgs {
 /// Images for a command that may read a dataset (e.g. a reference image).
 #[derive(clap::Args)]
 pub struct OptionalData {
-    /// Image file (CIFAR-10 binary batch, MNIST IDX, or .npy uint8 [N,H,W(,C)])
+    /// Image file (CIFAR-10 binary batch, MNIST IDX, or .npy uint8 [N,H,W(,C)]), or a
+    /// folder of PNG/JPEG files with --format images
     #[arg(long, requires = "format")]
     pub data: Option<String>,
     #[arg(long, value_enum)]
     pub format: Option<DataFormat>,
+    #[command(flatten)]
+    pub folder: FolderArgs,
     /// Input normalisation mean [default: CIFAR-10's 120.63838, MNIST's 33.318 for --format mnist]
     #[arg(long)]
     pub data_mean: Option<f32>,
@@ -224,8 +231,34 @@ impl OptionalData {
         let (Some(path), Some(format)) = (&self.data, self.format) else {
             return Err(vdvae::Error::Input("this needs --data FILE --format F".into()));
         };
-        let images = fit_images(h, read_images(path, format)?)?;
+        let images = fit_images(h, self.folder.read(path, format, h)?)?;
         Ok(fixed_binary_images(h.likelihood, images, self.binarize_seed))
+    }
+}
+
+/// How `--format images` reads a folder.
+#[derive(clap::Args, Clone, Copy)]
+pub struct FolderArgs {
+    /// With --format images: a PNG/JPEG file that cannot be decoded is an error, not a
+    /// warning and a skipped file
+    #[arg(long)]
+    pub strict: bool,
+}
+
+impl FolderArgs {
+    /// The images of `path` in `format`: a folder is decoded at the model's
+    /// size and channels, through the cache in `VDVAE_CACHE`.
+    pub fn read(&self, path: &str, format: DataFormat, h: &HParams) -> vdvae::Result<ImageSet> {
+        if format != DataFormat::Images {
+            return read_images(path, format);
+        }
+        let options = FolderOptions {
+            size: h.image_size,
+            channels: h.image_channels,
+            strict: self.strict,
+            cache_dir: cache_dir(),
+        };
+        Ok(read_image_folder(path, &options)?.images)
     }
 }
 

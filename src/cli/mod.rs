@@ -3,6 +3,7 @@
 
 pub mod args;
 mod check;
+mod data;
 mod diagnose;
 mod encode;
 mod eval;
@@ -56,6 +57,9 @@ pub enum Command {
     Plan(plan::PlanArgs),
     /// Time the kernel variants a model's training step needs on this adapter and cache the choices
     Tune(tune::TuneArgs),
+    /// Convert data once: `data images DIR --size S --out X.npy` decodes a folder of PNG/JPEG
+    /// files as --format images does, into a .npy for --format npy
+    Data(data::DataArgs),
 }
 
 /// Runs `command` on the adapter `--adapter` names (its raw value, which a
@@ -76,6 +80,7 @@ pub fn run(command: Command, adapter: Option<&str>) -> ExitCode {
         Command::Train(a) => train::run(&choice, &a, adapter),
         Command::Eval(a) => eval::run(&choice, &a),
         Command::Grad(a) => grad::run(&choice, &a),
+        Command::Data(a) => data::run(&a),
     };
     match result {
         Ok(code) => code,

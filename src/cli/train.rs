@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::ValueEnum;
-use vdvae::data::{read_images, DataFormat, ImageSet};
+use vdvae::data::{DataFormat, ImageSet};
 use vdvae::gpu::{AdapterChoice, GpuContext};
 use vdvae::graph::Precision;
 use vdvae::model::evaluate::fit_images;
@@ -14,7 +14,7 @@ use vdvae::model::{preset, HParams, PRESETS};
 use vdvae::parallel::launched_by_mpirun;
 use vdvae::train::{shell_command, train_threads, StopSignal, TrainOptions, TrainOutcome, INTERRUPTED_EXIT_CODE};
 
-use super::args::PrecisionArg;
+use super::args::{FolderArgs, PrecisionArg};
 
 #[derive(clap::Args)]
 pub struct TrainArgs {
@@ -24,11 +24,14 @@ pub struct TrainArgs {
     /// A JSON file of official VDVAE hyperparameters instead of a preset
     #[arg(long)]
     config: Option<String>,
-    /// Image file [default: the bundled MNIST subset]
+    /// Image file, or a folder of PNG/JPEG files with --format images [default: the
+    /// bundled MNIST subset]
     #[arg(long, requires = "format")]
     data: Option<String>,
     #[arg(long, value_enum)]
     format: Option<DataFormat>,
+    #[command(flatten)]
+    folder: FolderArgs,
     /// Training steps to run (on top of a resumed run's)
     #[arg(long, default_value_t = 2000)]
     steps: u32,
@@ -144,6 +147,7 @@ impl TrainArgs {
         [program, "train".into()]
             .into_iter()
             .chain(flags.into_iter().flat_map(|(name, value)| [format!("--{name}"), value]))
+            .chain(self.folder.strict.then(|| "--strict".into()))
             .chain(["--resume".into()])
             .collect()
     }
@@ -180,7 +184,7 @@ pub fn run(choice: &AdapterChoice, a: &TrainArgs, adapter: Option<&str>) -> vdva
         h.seed = seed;
     }
     let (images, format) = match (&a.data, a.format) {
-        (Some(path), Some(format)) => (read_images(path, format)?, format),
+        (Some(path), Some(format)) => (a.folder.read(path, format, &h)?, format),
         _ => (vdvae::data::bundled_mnist(), DataFormat::Mnist),
     };
     let images = fit_images(&h, images)?;
@@ -197,7 +201,7 @@ pub fn run(choice: &AdapterChoice, a: &TrainArgs, adapter: Option<&str>) -> vdva
             if a.eval_limit == 0 {
                 return Err(vdvae::Error::Input("--eval-limit must be at least 1".into()));
             }
-            let images = read_images(path, a.eval_format.unwrap_or(format))?;
+            let images = a.folder.read(path, a.eval_format.unwrap_or(format), &h)?;
             Some(fit_images(&h, images.first(a.eval_limit))?)
         }
         None => None,

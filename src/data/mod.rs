@@ -1,14 +1,18 @@
 //! Image datasets as uint8 NHWC arrays: MNIST IDX (gzipped or not), CIFAR-10
-//! binary batches, `.npy` arrays. Every malformed file is an error that names
-//! the file and what was wrong.
+//! binary batches, `.npy` arrays, folders of PNG and JPEG files. Every
+//! malformed file is an error that names the file and what was wrong (in a
+//! folder, a warning and a skipped file unless strict).
 
 mod cifar;
+mod folder;
+mod folder_cache;
 mod idx;
 mod npy;
 
 pub use cifar::read_cifar10;
+pub use folder::{read_image_folder, CacheUse, FolderImages, FolderOptions, Skipped};
 pub use idx::read_idx_images;
-pub use npy::read_npy_images;
+pub use npy::{npy_bytes, read_npy_images};
 
 use crate::error::{Error, Result};
 
@@ -124,16 +128,25 @@ pub enum DataFormat {
     Mnist,
     /// NumPy uint8 array of shape [N, H, W] or [N, H, W, C].
     Npy,
+    /// A folder of PNG and JPEG files (searched recursively), centre-cropped and resized
+    /// to the model's image size, grey or RGB by its image_channels.
+    Images,
 }
 
-/// Reads a dataset file in the given format.
+/// Reads a dataset file in the given format. A folder (`DataFormat::Images`)
+/// needs its target size: that is [`read_image_folder`]'s.
 pub fn read_images(path: &str, format: DataFormat) -> Result<ImageSet> {
-    let bytes = read_maybe_gz(path)?;
-    let parsed = match format {
-        DataFormat::Cifar10 => read_cifar10(&bytes),
-        DataFormat::Mnist => read_idx_images(&bytes),
-        DataFormat::Npy => read_npy_images(&bytes),
+    let parse: fn(&[u8]) -> Result<ImageSet> = match format {
+        DataFormat::Cifar10 => read_cifar10,
+        DataFormat::Mnist => read_idx_images,
+        DataFormat::Npy => read_npy_images,
+        DataFormat::Images => {
+            return Err(Error::Input(format!(
+                "{path}: an image folder is read at a model's size: read it with read_image_folder"
+            )))
+        }
     };
+    let parsed = parse(&read_maybe_gz(path)?);
     parsed.map_err(|e| Error::Input(format!("{path}: {e}")))
 }
 

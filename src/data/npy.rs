@@ -196,6 +196,30 @@ pub fn read_npy_images(bytes: &[u8]) -> Result<ImageSet> {
     })
 }
 
+/// The images as a `.npy` file [`read_npy_images`] reads back unchanged:
+/// uint8, C order, shape [N, H, W] for one channel (as MNIST is usually
+/// kept) and [N, H, W, C] otherwise; the header padded so the data starts on
+/// a 64-byte boundary, as NumPy writes it.
+pub fn npy_bytes(set: &ImageSet) -> Vec<u8> {
+    let shape = if set.c == 1 {
+        format!("({}, {}, {})", set.n, set.h, set.w)
+    } else {
+        format!("({}, {}, {}, {})", set.n, set.h, set.w, set.c)
+    };
+    let mut header = format!("{{'descr': '|u1', 'fortran_order': False, 'shape': {shape}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = Vec::with_capacity(10 + header.len() + set.pixels.len());
+    out.extend_from_slice(b"\x93NUMPY\x01\x00");
+    // Shape text of a few integers: far below format 1.0's 65,535-byte limit.
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(&set.pixels);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,5 +306,21 @@ mod tests {
             (h.descr.as_str(), h.fortran_order, h.shape),
             ("|u1", false, vec![1, 2, 2])
         );
+    }
+
+    #[test]
+    fn written_arrays_read_back_unchanged() {
+        for c in [1, 3] {
+            let set = ImageSet {
+                n: 2,
+                h: 3,
+                w: 2,
+                c,
+                pixels: (0..2 * 3 * 2 * c as u8).collect(),
+            };
+            let bytes = npy_bytes(&set);
+            assert_eq!(bytes.len() % 64, set.pixels.len() % 64, "data starts 64-byte aligned");
+            assert_eq!(read_npy_images(&bytes).unwrap(), set);
+        }
     }
 }
