@@ -392,3 +392,43 @@ fn zero_images_or_rows_per_pass_are_refused() {
         );
     }
 }
+
+/// The fixture config with `from` replaced by `to`, written to a file.
+fn fixture_config_with(name: &str, from: &str, to: &str) -> String {
+    let text = std::fs::read_to_string(fixture("tiny.json")).unwrap();
+    assert!(text.contains(from), "{from} is not in tiny.json");
+    let path = tmp(name);
+    std::fs::write(&path, text.replace(from, to)).unwrap();
+    path
+}
+
+#[test]
+fn a_hyperparameter_out_of_range_is_refused_naming_key_value_and_range() {
+    let cases = [
+        (
+            "\"lr\": 0.001",
+            "\"lr\": -0.001",
+            "lr = -0.001 is out of range: it must be a finite number > 0",
+        ),
+        (
+            "\"grad_clip\": 200.0",
+            "\"grad_clip\": 0",
+            "grad_clip = 0 is out of range",
+        ),
+        (
+            "\"lr\": 0.001",
+            "\"lr\": 0.001, \"adam_beta1\": 1.0",
+            "adam_beta1 = 1 is out of range: it must be in [0, 1)",
+        ),
+    ];
+    for (i, (from, to, want)) in cases.into_iter().enumerate() {
+        let config = fixture_config_with(&format!("range-{i}.json"), from, to);
+        let out = vdvae(&["plan", "--config", &config]);
+        let stderr = text(&out).1;
+        assert!(!out.status.success(), "{to}: {stderr}");
+        assert!(stderr.contains(want), "{to}: {stderr}");
+    }
+    let config = fixture_config_with("range-off.json", "\"grad_clip\": 200.0", "\"grad_clip\": -1");
+    let out = vdvae(&["plan", "--config", &config]);
+    assert!(out.status.success(), "{}", text(&out).1);
+}

@@ -236,7 +236,8 @@ impl HParams {
         } else {
             self.validate_blocks()?;
         }
-        self.validate_kl_controls()
+        self.validate_kl_controls()?;
+        super::ranges::check_optimizer(self)
     }
 
     fn validate_mlp(&self) -> Result<()> {
@@ -408,6 +409,19 @@ mod tests {
         assert!(err(&format!("{{{base}, \"ladder_hidden\": [8]}}")).contains("same levels"));
         assert!(err(r#"{"model": "laddr"}"#).contains("laddr"));
         assert!(!HParams::from_json(TINY).unwrap().has_kl_controls());
+    }
+
+    #[test]
+    fn optimizer_values_out_of_range_are_refused_when_read() {
+        let with = |key: &str, value: &str| TINY.replace("\"n_batch\"", &format!("\"{key}\": {value}, \"n_batch\""));
+        let err = HParams::from_json(&with("adam_beta2", "1.0")).unwrap_err().to_string();
+        assert!(err.contains("adam_beta2 = 1") && err.contains("[0, 1)"), "{err}");
+        let err = HParams::from_json(&TINY.replace("\"grad_clip\": 200.0", "\"grad_clip\": 0"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("grad_clip = 0") && err.contains("exactly -1"), "{err}");
+        HParams::from_json(&TINY.replace("\"grad_clip\": 200.0", "\"grad_clip\": -1")).unwrap();
+        HParams::from_json(&with("skip_threshold", "-1")).unwrap();
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod objective;
 pub mod params;
 pub mod preprocess;
 pub mod presets;
+pub mod ranges;
 pub mod report;
 pub mod sample;
 pub mod temperature;
