@@ -432,3 +432,48 @@ fn a_hyperparameter_out_of_range_is_refused_naming_key_value_and_range() {
     let out = vdvae(&["plan", "--config", &config]);
     assert!(out.status.success(), "{}", text(&out).1);
 }
+
+#[test]
+fn a_checkpoint_with_nan_weights_is_refused_by_every_command_that_reads_one() {
+    let h = vdvae::model::preset("mnist-tiny").unwrap();
+    let mut weights = vdvae::model::init::init_weights(&h, 2).unwrap();
+    let (name, tensor) = weights.iter_mut().find(|(_, t)| t.data.len() >= 2).unwrap();
+    let name = name.clone();
+    tensor.data[1] = f32::NAN;
+    let checkpoint = tmp("nan-weights.safetensors");
+    vdvae::checkpoint::save(&checkpoint, &weights, None).unwrap();
+    let data = format!("{}/assets/mnist-1k-images-idx3-ubyte.gz", env!("CARGO_MANIFEST_DIR"));
+    let on_data = ["--data", data.as_str(), "--format", "mnist"];
+    let cases: [(&str, &[&str], &str); 7] = [
+        ("sample", &[], "nan-sample.png"),
+        ("reconstruct", &on_data, "nan-reconstruct.png"),
+        (
+            "interpolate",
+            &[&on_data[..], &["--level", "1"][..]].concat(),
+            "nan-interpolate",
+        ),
+        ("encode", &on_data, "nan-encode.safetensors"),
+        ("grad", &on_data, "nan-grad.safetensors"),
+        ("diagnose", &on_data, "nan-diagnose"),
+        ("eval", &on_data, ""),
+    ];
+    for (command, extra, out_name) in cases {
+        let mut args = vec![command, "--preset", "mnist-tiny", "--checkpoint", &checkpoint];
+        args.extend(extra);
+        let out_path = tmp(out_name);
+        if !out_name.is_empty() {
+            args.extend(["--out", out_path.as_str()]);
+        }
+        let out = vdvae(&args);
+        let stderr = text(&out).1;
+        assert!(!out.status.success(), "{command}: {stderr}");
+        assert!(
+            stderr.contains(&format!("tensor {name} holds NaN at element 1")),
+            "{command}: {stderr}"
+        );
+        assert!(
+            out_name.is_empty() || !std::path::Path::new(&out_path).exists(),
+            "{command} wrote {out_path}"
+        );
+    }
+}

@@ -102,7 +102,7 @@ impl CheckpointOnData {
     /// Config, weights and the images (the first `limit`, fitted to the model), each checked.
     pub fn load(&self, limit: Option<usize>) -> vdvae::Result<(HParams, checkpoint::NamedTensors, ImageSet)> {
         let h = self.model.load()?;
-        let weights = checkpoint::load(&self.checkpoint)?;
+        let weights = checkpoint::load_weights(&self.checkpoint)?;
         let mut images = read_images(&self.data, self.format)?;
         if let Some(n) = limit {
             if n == 0 {
