@@ -477,3 +477,25 @@ fn a_checkpoint_with_nan_weights_is_refused_by_every_command_that_reads_one() {
         );
     }
 }
+
+#[test]
+fn a_config_asking_for_too_much_fails_at_once_naming_the_limit() {
+    let cases = [
+        ("\"32x1,32d2", "\"32x99999999999,32d2", "the limit is 1000 blocks"),
+        ("\"32x1,32d2", "\"32x100000,32d2", "the limit is 1000 blocks"),
+        (
+            "\"image_size\": 32",
+            "\"image_size\": 65536",
+            "image_size = 65536 is too large: the limit is 4096",
+        ),
+    ];
+    for (i, (from, to, want)) in cases.into_iter().enumerate() {
+        let config = fixture_config_with(&format!("limit-{i}.json"), from, to);
+        let started = std::time::Instant::now();
+        let out = vdvae(&["plan", "--config", &config]);
+        let stderr = text(&out).1;
+        assert!(!out.status.success(), "{to}: {stderr}");
+        assert!(stderr.contains(want), "{to}: {stderr}");
+        assert!(started.elapsed().as_secs() < 30, "{to}: {:?}", started.elapsed());
+    }
+}

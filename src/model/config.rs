@@ -231,6 +231,7 @@ impl HParams {
         if self.image_size == 0 {
             return bad("image_size must be positive".into());
         }
+        super::limits::check_sizes(self)?;
         if self.is_mlp() {
             self.validate_mlp()?;
         } else {
@@ -253,6 +254,7 @@ impl HParams {
         if hidden.iter().chain(latent).any(|&w| w == 0) || self.ladder_mlp_layers == 0 {
             return bad("ladder_hidden, ladder_latent and ladder_mlp_layers must be positive".into());
         }
+        super::limits::check_mlp_input(self)?;
         if self.likelihood != Likelihood::Bernoulli {
             return bad("the MLP Ladder VAE models binary images: set \"likelihood\": \"bernoulli\"".into());
         }
@@ -357,7 +359,7 @@ impl HParams {
         if self.width_at(self.image_size) != self.width {
             return bad("the width at image_size must equal `width` (the output layer uses it)".into());
         }
-        Ok(())
+        super::limits::check_resolutions(self, &enc_res)
     }
 }
 

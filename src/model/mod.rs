@@ -13,6 +13,7 @@ pub mod init;
 pub mod ladder;
 pub mod layout;
 pub mod levels;
+pub mod limits;
 pub mod objective;
 pub mod params;
 pub mod preprocess;
