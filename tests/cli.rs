@@ -499,3 +499,24 @@ fn a_config_asking_for_too_much_fails_at_once_naming_the_limit() {
         assert!(started.elapsed().as_secs() < 30, "{to}: {:?}", started.elapsed());
     }
 }
+
+#[test]
+fn normalisation_flags_are_checked_before_the_checkpoint_is_blamed() {
+    for (flag, value, want) in [
+        ("--data-std", "0", "above 0"),
+        ("--data-std", "-64", "above 0"),
+        ("--data-mean", "NaN", "not a finite number"),
+    ] {
+        let mut args = fixture_args("eval");
+        // `--flag=value`: clap would read a separate "-64" as a flag.
+        args.push(format!("{flag}={value}"));
+        let out = vdvae(&args.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+        let stderr = text(&out).1;
+        assert!(!out.status.success(), "{flag} {value}: {stderr}");
+        assert!(
+            stderr.contains(flag) && stderr.contains(want),
+            "{flag} {value}: {stderr}"
+        );
+        assert!(!stderr.contains("weights"), "{flag} {value}: {stderr}");
+    }
+}

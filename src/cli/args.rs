@@ -83,10 +83,10 @@ pub struct CheckpointOnData {
     #[arg(long, default_value_t = 0)]
     pub binarize_seed: u64,
     /// Input normalisation mean [default: CIFAR-10's 120.63838, MNIST's 33.318 for --format mnist]
-    #[arg(long)]
+    #[arg(long, value_parser = finite)]
     pub data_mean: Option<f32>,
     /// Input normalisation std [default: CIFAR-10's 64.16736, MNIST's 78.567 for --format mnist]
-    #[arg(long)]
+    #[arg(long, value_parser = positive_finite)]
     pub data_std: Option<f32>,
 }
 
@@ -204,10 +204,10 @@ pub struct OptionalData {
     #[arg(long, value_enum)]
     pub format: Option<DataFormat>,
     /// Input normalisation mean [default: CIFAR-10's 120.63838, MNIST's 33.318 for --format mnist]
-    #[arg(long)]
+    #[arg(long, value_parser = finite)]
     pub data_mean: Option<f32>,
     /// Input normalisation std [default: CIFAR-10's 64.16736, MNIST's 78.567 for --format mnist]
-    #[arg(long)]
+    #[arg(long, value_parser = positive_finite)]
     pub data_std: Option<f32>,
     /// Seed of the fixed binarization of the data (Bernoulli models)
     #[arg(long, default_value_t = 0)]
@@ -285,6 +285,25 @@ pub fn non_empty_path(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
+/// A `--data-mean`: a NaN or infinite one makes every input NaN, and the
+/// error that follows would blame the checkpoint's weights.
+pub fn finite(s: &str) -> Result<f32, String> {
+    match s.trim().parse::<f32>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        _ => Err(format!("{s:?} is not a finite number")),
+    }
+}
+
+/// A `--data-std`: the input is divided by it, so it must be finite and above 0.
+pub fn positive_finite(s: &str) -> Result<f32, String> {
+    match s.trim().parse::<f32>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a finite number above 0 (the input is divided by it)"
+        )),
+    }
+}
+
 /// A count of images or rows per pass: 0 would run nothing (or divide by it).
 pub fn at_least_one(s: &str) -> Result<usize, String> {
     match s.trim().parse::<usize>() {
@@ -296,7 +315,19 @@ pub fn at_least_one(s: &str) -> Result<usize, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use super::{finite, parse_size, positive_finite};
+
+    #[test]
+    fn normalisation_flags_must_be_finite_and_the_std_above_zero() {
+        assert_eq!(finite("-3.5"), Ok(-3.5));
+        assert_eq!(positive_finite("64.2"), Ok(64.2));
+        for bad in ["NaN", "inf", "-inf", "x", ""] {
+            assert!(finite(bad).unwrap_err().contains("not a finite number"), "{bad}");
+        }
+        for bad in ["0", "-1", "NaN", "inf", "1e-46"] {
+            assert!(positive_finite(bad).unwrap_err().contains("above 0"), "{bad}");
+        }
+    }
 
     #[test]
     fn sizes_parse_with_and_without_units() {
