@@ -501,6 +501,38 @@ fn a_config_asking_for_too_much_fails_at_once_naming_the_limit() {
 }
 
 #[test]
+fn a_batch_over_the_limit_is_refused_as_n_batch_is() {
+    for args in [
+        &["plan", "--preset", "mnist-tiny", "--batch", "100000000"][..],
+        &[
+            "train",
+            "--preset",
+            "mnist-tiny",
+            "--batch",
+            "65537",
+            "--out",
+            &tmp("huge-batch"),
+        ][..],
+    ] {
+        let started = std::time::Instant::now();
+        let out = vdvae(args);
+        let stderr = text(&out).1;
+        assert!(!out.status.success(), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("'--batch <") && stderr.contains("the limit is 65536"),
+            "{args:?}: {stderr}"
+        );
+        assert!(started.elapsed().as_secs() < 30, "{args:?}: {:?}", started.elapsed());
+    }
+    let mut args = fixture_args("eval");
+    args.retain(|a| a != "--posterior-mean");
+    args.extend(["--iw", "2", "--iw-rows", "100000"].map(String::from));
+    let out = vdvae(&args.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+    let stderr = text(&out).1;
+    assert!(!out.status.success() && stderr.contains("'--iw-rows <"), "{stderr}");
+}
+
+#[test]
 fn normalisation_flags_are_checked_before_the_checkpoint_is_blamed() {
     for (flag, value, want) in [
         ("--data-std", "0", "above 0"),

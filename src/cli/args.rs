@@ -7,6 +7,7 @@ use vdvae::gpu::{AdapterChoice, GpuContext};
 use vdvae::graph::{Precision, Sampling};
 use vdvae::model::conditional::BatchRun;
 use vdvae::model::evaluate::{fit_images, Device, EvalInput};
+use vdvae::model::limits::MAX_BATCH;
 use vdvae::model::preprocess::{fixed_binary_images, Normalization, CIFAR10, MNIST};
 use vdvae::model::{preset, HParams, PRESETS};
 
@@ -313,9 +314,30 @@ pub fn at_least_one(s: &str) -> Result<usize, String> {
     }
 }
 
+/// Images (or rows) per pass, as `--batch` overrides a config's `n_batch`:
+/// at least 1 and at most the limit on `n_batch`, since the buffers of a pass
+/// grow with it and a huge one would fail only in a huge allocation.
+pub fn batch_size(s: &str) -> Result<usize, String> {
+    let n = at_least_one(s)?;
+    if n > MAX_BATCH {
+        return Err(format!(
+            "{n} is too large: the limit is {MAX_BATCH}, as for a config's n_batch"
+        ));
+    }
+    Ok(n)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{finite, parse_size, positive_finite};
+    use super::{batch_size, finite, parse_size, positive_finite};
+
+    #[test]
+    fn a_batch_is_at_least_one_and_at_most_the_n_batch_limit() {
+        assert_eq!(batch_size("65536"), Ok(65536));
+        assert!(batch_size("0").unwrap_err().contains("at least 1"));
+        let e = batch_size("65537").unwrap_err();
+        assert!(e.contains("65537 is too large: the limit is 65536"), "{e}");
+    }
 
     #[test]
     fn normalisation_flags_must_be_finite_and_the_std_above_zero() {
