@@ -107,6 +107,46 @@ pub fn check_mlp_input(h: &HParams) -> Result<()> {
     Ok(())
 }
 
+/// Elements of one activation of a whole pass (batch × one image's largest):
+/// 16 GiB of f32, past any adapter's memory, and the size of the zero state a
+/// decoder that starts at a fine resolution is given on the host.
+pub const MAX_PASS_ACTIVATION: usize = 1 << 32;
+
+/// A pass of `batch` images: its largest activation within [`MAX_PASS_ACTIVATION`].
+pub fn check_batch(h: &HParams, batch: usize) -> Result<()> {
+    let pixels = h.image_size * h.image_size;
+    let (per_image, at) = if h.is_mlp() {
+        let widest = h
+            .ladder_hidden
+            .iter()
+            .chain(&h.ladder_latent)
+            .max()
+            .copied()
+            .unwrap_or(0);
+        (
+            widest.max(pixels * h.image_channels),
+            "the input or a layer".to_string(),
+        )
+    } else {
+        let mut resolutions: Vec<usize> = h.encoder_layers()?.iter().map(|l| l.res).collect();
+        resolutions.sort_unstable();
+        resolutions.dedup();
+        resolutions
+            .into_iter()
+            .map(|r| (r * r * h.width_at(r).max(h.zdim), format!("resolution {r}")))
+            .max_by_key(|(n, _)| *n)
+            .unwrap_or((0, String::new()))
+    };
+    let values = batch.saturating_mul(per_image);
+    if values > MAX_PASS_ACTIVATION {
+        return Err(Error::Input(format!(
+            "a batch of {batch} images needs {values} values in its largest activation ({per_image} per image at \
+             {at}): too large, the limit is {MAX_PASS_ACTIVATION}; use a smaller batch"
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,6 +191,24 @@ mod tests {
             e.contains("16777216 inputs") && e.contains("ladder_hidden[0] 512"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_pass_over_the_limit_names_the_batch_and_the_activation() {
+        let mut h = crate::model::preset("mnist-tiny").unwrap();
+        check_batch(&h, 65536).unwrap();
+        h.width = 4096;
+        let e = check_batch(&h, 65536).unwrap_err().to_string();
+        assert!(
+            e.contains("a batch of 65536 images") && e.contains("at resolution 32"),
+            "{e}"
+        );
+        assert!(e.contains("the limit is 4294967296; use a smaller batch"), "{e}");
+        let e = crate::model::assemble::build_model(&h, 65536, crate::graph::Sampling::Posterior)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("a batch of 65536 images"), "{e}");
     }
 
     #[test]
