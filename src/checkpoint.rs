@@ -63,6 +63,34 @@ pub fn load(path: &str) -> Result<NamedTensors> {
     Ok(out)
 }
 
+/// Reads a model's weights ([`load`]) and refuses them when a tensor holds NaN
+/// or inf: such weights turn every output into NaN (black pictures, NaN
+/// tensors) without any other sign, so every command that reads a checkpoint
+/// reads it here.
+pub fn load_weights(path: &str) -> Result<NamedTensors> {
+    let weights = load(path)?;
+    check_finite(&weights).map_err(|e| Error::Input(format!("{path}: {e}")))?;
+    Ok(weights)
+}
+
+/// An error naming the first tensor (in name order) that holds NaN or inf.
+pub fn check_finite(tensors: &NamedTensors) -> Result<()> {
+    for (name, t) in tensors {
+        let Some(first) = t.data.iter().position(|v| !v.is_finite()) else {
+            continue;
+        };
+        let count = t.data.iter().filter(|v| !v.is_finite()).count();
+        return Err(Error::Input(format!(
+            "tensor {name} holds {} at element {first} ({count} of its {} values are NaN or infinite): \
+             these weights make every output NaN; use a checkpoint written before the training diverged \
+             (then train with a lower lr or grad_clip)",
+            t.data[first],
+            t.data.len()
+        )));
+    }
+    Ok(())
+}
+
 /// String metadata of a safetensors file, sorted by key.
 pub type Metadata = BTreeMap<String, String>;
 
@@ -206,6 +234,35 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("vdvae-ckpt-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         dir.join(name).to_string_lossy().into_owned()
+    }
+
+    #[test]
+    fn weights_with_nan_or_inf_are_refused_naming_the_first_bad_tensor() {
+        let tensor = |data: Vec<f32>| Tensor {
+            shape: vec![data.len()],
+            data,
+        };
+        let mut t = NamedTensors::new();
+        t.insert("a.ok".into(), tensor(vec![1.0, 2.0]));
+        t.insert("b.bias".into(), tensor(vec![0.0, f32::NAN, f32::INFINITY]));
+        t.insert("c.weight".into(), tensor(vec![f32::NEG_INFINITY]));
+        let path = tmp("nan.safetensors");
+        save(&path, &t, None).unwrap();
+        let err = load_weights(&path).unwrap_err().to_string();
+        assert!(err.contains(&path), "{err}");
+        assert!(
+            err.contains("tensor b.bias holds NaN at element 1 (2 of its 3 values"),
+            "{err}"
+        );
+        assert!(!err.contains("c.weight"), "{err}");
+        t.remove("b.bias");
+        assert!(check_finite(&t)
+            .unwrap_err()
+            .to_string()
+            .contains("c.weight holds -inf"));
+        t.remove("c.weight");
+        save(&path, &t, None).unwrap();
+        assert_eq!(load_weights(&path).unwrap(), t);
     }
 
     #[test]

@@ -392,3 +392,163 @@ fn zero_images_or_rows_per_pass_are_refused() {
         );
     }
 }
+
+/// The fixture config with `from` replaced by `to`, written to a file.
+fn fixture_config_with(name: &str, from: &str, to: &str) -> String {
+    let text = std::fs::read_to_string(fixture("tiny.json")).unwrap();
+    assert!(text.contains(from), "{from} is not in tiny.json");
+    let path = tmp(name);
+    std::fs::write(&path, text.replace(from, to)).unwrap();
+    path
+}
+
+#[test]
+fn a_hyperparameter_out_of_range_is_refused_naming_key_value_and_range() {
+    let cases = [
+        (
+            "\"lr\": 0.001",
+            "\"lr\": -0.001",
+            "lr = -0.001 is out of range: it must be a finite number > 0",
+        ),
+        (
+            "\"grad_clip\": 200.0",
+            "\"grad_clip\": 0",
+            "grad_clip = 0 is out of range",
+        ),
+        (
+            "\"lr\": 0.001",
+            "\"lr\": 0.001, \"adam_beta1\": 1.0",
+            "adam_beta1 = 1 is out of range: it must be in [0, 1)",
+        ),
+    ];
+    for (i, (from, to, want)) in cases.into_iter().enumerate() {
+        let config = fixture_config_with(&format!("range-{i}.json"), from, to);
+        let out = vdvae(&["plan", "--config", &config]);
+        let stderr = text(&out).1;
+        assert!(!out.status.success(), "{to}: {stderr}");
+        assert!(stderr.contains(want), "{to}: {stderr}");
+    }
+    let config = fixture_config_with("range-off.json", "\"grad_clip\": 200.0", "\"grad_clip\": -1");
+    let out = vdvae(&["plan", "--config", &config]);
+    assert!(out.status.success(), "{}", text(&out).1);
+}
+
+#[test]
+fn a_checkpoint_with_nan_weights_is_refused_by_every_command_that_reads_one() {
+    let h = vdvae::model::preset("mnist-tiny").unwrap();
+    let mut weights = vdvae::model::init::init_weights(&h, 2).unwrap();
+    let (name, tensor) = weights.iter_mut().find(|(_, t)| t.data.len() >= 2).unwrap();
+    let name = name.clone();
+    tensor.data[1] = f32::NAN;
+    let checkpoint = tmp("nan-weights.safetensors");
+    vdvae::checkpoint::save(&checkpoint, &weights, None).unwrap();
+    let data = format!("{}/assets/mnist-1k-images-idx3-ubyte.gz", env!("CARGO_MANIFEST_DIR"));
+    let on_data = ["--data", data.as_str(), "--format", "mnist"];
+    let cases: [(&str, &[&str], &str); 7] = [
+        ("sample", &[], "nan-sample.png"),
+        ("reconstruct", &on_data, "nan-reconstruct.png"),
+        (
+            "interpolate",
+            &[&on_data[..], &["--level", "1"][..]].concat(),
+            "nan-interpolate",
+        ),
+        ("encode", &on_data, "nan-encode.safetensors"),
+        ("grad", &on_data, "nan-grad.safetensors"),
+        ("diagnose", &on_data, "nan-diagnose"),
+        ("eval", &on_data, ""),
+    ];
+    for (command, extra, out_name) in cases {
+        let mut args = vec![command, "--preset", "mnist-tiny", "--checkpoint", &checkpoint];
+        args.extend(extra);
+        let out_path = tmp(out_name);
+        if !out_name.is_empty() {
+            args.extend(["--out", out_path.as_str()]);
+        }
+        let out = vdvae(&args);
+        let stderr = text(&out).1;
+        assert!(!out.status.success(), "{command}: {stderr}");
+        assert!(
+            stderr.contains(&format!("tensor {name} holds NaN at element 1")),
+            "{command}: {stderr}"
+        );
+        assert!(
+            out_name.is_empty() || !std::path::Path::new(&out_path).exists(),
+            "{command} wrote {out_path}"
+        );
+    }
+}
+
+#[test]
+fn a_config_asking_for_too_much_fails_at_once_naming_the_limit() {
+    let cases = [
+        ("\"32x1,32d2", "\"32x99999999999,32d2", "the limit is 1000 blocks"),
+        ("\"32x1,32d2", "\"32x100000,32d2", "the limit is 1000 blocks"),
+        (
+            "\"image_size\": 32",
+            "\"image_size\": 65536",
+            "image_size = 65536 is too large: the limit is 4096",
+        ),
+    ];
+    for (i, (from, to, want)) in cases.into_iter().enumerate() {
+        let config = fixture_config_with(&format!("limit-{i}.json"), from, to);
+        let started = std::time::Instant::now();
+        let out = vdvae(&["plan", "--config", &config]);
+        let stderr = text(&out).1;
+        assert!(!out.status.success(), "{to}: {stderr}");
+        assert!(stderr.contains(want), "{to}: {stderr}");
+        assert!(started.elapsed().as_secs() < 30, "{to}: {:?}", started.elapsed());
+    }
+}
+
+#[test]
+fn a_batch_over_the_limit_is_refused_as_n_batch_is() {
+    for args in [
+        &["plan", "--preset", "mnist-tiny", "--batch", "100000000"][..],
+        &[
+            "train",
+            "--preset",
+            "mnist-tiny",
+            "--batch",
+            "65537",
+            "--out",
+            &tmp("huge-batch"),
+        ][..],
+    ] {
+        let started = std::time::Instant::now();
+        let out = vdvae(args);
+        let stderr = text(&out).1;
+        assert!(!out.status.success(), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("'--batch <") && stderr.contains("the limit is 65536"),
+            "{args:?}: {stderr}"
+        );
+        assert!(started.elapsed().as_secs() < 30, "{args:?}: {:?}", started.elapsed());
+    }
+    let mut args = fixture_args("eval");
+    args.retain(|a| a != "--posterior-mean");
+    args.extend(["--iw", "2", "--iw-rows", "100000"].map(String::from));
+    let out = vdvae(&args.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+    let stderr = text(&out).1;
+    assert!(!out.status.success() && stderr.contains("'--iw-rows <"), "{stderr}");
+}
+
+#[test]
+fn normalisation_flags_are_checked_before_the_checkpoint_is_blamed() {
+    for (flag, value, want) in [
+        ("--data-std", "0", "above 0"),
+        ("--data-std", "-64", "above 0"),
+        ("--data-mean", "NaN", "not a finite number"),
+    ] {
+        let mut args = fixture_args("eval");
+        // `--flag=value`: clap would read a separate "-64" as a flag.
+        args.push(format!("{flag}={value}"));
+        let out = vdvae(&args.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+        let stderr = text(&out).1;
+        assert!(!out.status.success(), "{flag} {value}: {stderr}");
+        assert!(
+            stderr.contains(flag) && stderr.contains(want),
+            "{flag} {value}: {stderr}"
+        );
+        assert!(!stderr.contains("weights"), "{flag} {value}: {stderr}");
+    }
+}

@@ -8,6 +8,7 @@ use vdvae::gpu::{AdapterChoice, GpuContext};
 use vdvae::graph::{Precision, Sampling};
 use vdvae::model::conditional::BatchRun;
 use vdvae::model::evaluate::{fit_images, Device, EvalInput};
+use vdvae::model::limits::MAX_BATCH;
 use vdvae::model::preprocess::{fixed_binary_images, Normalization, CIFAR10, MNIST};
 use vdvae::model::{preset, HParams, PRESETS};
 
@@ -87,10 +88,10 @@ pub struct CheckpointOnData {
     #[arg(long, default_value_t = 0)]
     pub binarize_seed: u64,
     /// Input normalisation mean [default: CIFAR-10's 120.63838, MNIST's 33.318 for --format mnist]
-    #[arg(long)]
+    #[arg(long, value_parser = finite)]
     pub data_mean: Option<f32>,
     /// Input normalisation std [default: CIFAR-10's 64.16736, MNIST's 78.567 for --format mnist]
-    #[arg(long)]
+    #[arg(long, value_parser = positive_finite)]
     pub data_std: Option<f32>,
 }
 
@@ -106,7 +107,7 @@ impl CheckpointOnData {
     /// Config, weights and the images (the first `limit`, fitted to the model), each checked.
     pub fn load(&self, limit: Option<usize>) -> vdvae::Result<(HParams, checkpoint::NamedTensors, ImageSet)> {
         let h = self.model.load()?;
-        let weights = checkpoint::load(&self.checkpoint)?;
+        let weights = checkpoint::load_weights(&self.checkpoint)?;
         let mut images = self.folder.read(&self.data, self.format, &h)?;
         if let Some(n) = limit {
             if n == 0 {
@@ -211,10 +212,10 @@ pub struct OptionalData {
     #[command(flatten)]
     pub folder: FolderArgs,
     /// Input normalisation mean [default: CIFAR-10's 120.63838, MNIST's 33.318 for --format mnist]
-    #[arg(long)]
+    #[arg(long, value_parser = finite)]
     pub data_mean: Option<f32>,
     /// Input normalisation std [default: CIFAR-10's 64.16736, MNIST's 78.567 for --format mnist]
-    #[arg(long)]
+    #[arg(long, value_parser = positive_finite)]
     pub data_std: Option<f32>,
     /// Seed of the fixed binarization of the data (Bernoulli models)
     #[arg(long, default_value_t = 0)]
@@ -318,6 +319,25 @@ pub fn non_empty_path(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
+/// A `--data-mean`: a NaN or infinite one makes every input NaN, and the
+/// error that follows would blame the checkpoint's weights.
+pub fn finite(s: &str) -> Result<f32, String> {
+    match s.trim().parse::<f32>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        _ => Err(format!("{s:?} is not a finite number")),
+    }
+}
+
+/// A `--data-std`: the input is divided by it, so it must be finite and above 0.
+pub fn positive_finite(s: &str) -> Result<f32, String> {
+    match s.trim().parse::<f32>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a finite number above 0 (the input is divided by it)"
+        )),
+    }
+}
+
 /// A count of images or rows per pass: 0 would run nothing (or divide by it).
 pub fn at_least_one(s: &str) -> Result<usize, String> {
     match s.trim().parse::<usize>() {
@@ -327,9 +347,42 @@ pub fn at_least_one(s: &str) -> Result<usize, String> {
     }
 }
 
+/// Images (or rows) per pass, as `--batch` overrides a config's `n_batch`:
+/// at least 1 and at most the limit on `n_batch`, since the buffers of a pass
+/// grow with it and a huge one would fail only in a huge allocation.
+pub fn batch_size(s: &str) -> Result<usize, String> {
+    let n = at_least_one(s)?;
+    if n > MAX_BATCH {
+        return Err(format!(
+            "{n} is too large: the limit is {MAX_BATCH}, as for a config's n_batch"
+        ));
+    }
+    Ok(n)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use super::{batch_size, finite, parse_size, positive_finite};
+
+    #[test]
+    fn a_batch_is_at_least_one_and_at_most_the_n_batch_limit() {
+        assert_eq!(batch_size("65536"), Ok(65536));
+        assert!(batch_size("0").unwrap_err().contains("at least 1"));
+        let e = batch_size("65537").unwrap_err();
+        assert!(e.contains("65537 is too large: the limit is 65536"), "{e}");
+    }
+
+    #[test]
+    fn normalisation_flags_must_be_finite_and_the_std_above_zero() {
+        assert_eq!(finite("-3.5"), Ok(-3.5));
+        assert_eq!(positive_finite("64.2"), Ok(64.2));
+        for bad in ["NaN", "inf", "-inf", "x", ""] {
+            assert!(finite(bad).unwrap_err().contains("not a finite number"), "{bad}");
+        }
+        for bad in ["0", "-1", "NaN", "inf", "1e-46"] {
+            assert!(positive_finite(bad).unwrap_err().contains("above 0"), "{bad}");
+        }
+    }
 
     #[test]
     fn sizes_parse_with_and_without_units() {

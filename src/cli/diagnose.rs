@@ -17,7 +17,7 @@ pub struct DiagnoseArgs {
     #[arg(long, value_name = "N", default_value_t = 1000)]
     limit: usize,
     /// Images per forward pass [default: the config's n_batch]
-    #[arg(long, value_parser = super::args::at_least_one)]
+    #[arg(long, value_parser = super::args::batch_size)]
     batch: Option<usize>,
     /// Prior temperature of the levels below k in the distortion by depth
     #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]

@@ -15,7 +15,7 @@ pub struct EncodeArgs {
     #[arg(long, value_name = "N")]
     limit: Option<usize>,
     /// Images per forward pass [default: the config's n_batch]
-    #[arg(long, value_parser = super::args::at_least_one)]
+    #[arg(long, value_parser = super::args::batch_size)]
     batch: Option<usize>,
     /// Output safetensors: `level.LL.mean` and `level.LL.std`, [N, C, H, W] ([N, C] for an MLP level)
     #[arg(long, default_value = "encodings.safetensors", value_parser = super::args::non_empty_path)]

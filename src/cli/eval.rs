@@ -13,7 +13,7 @@ pub struct EvalArgs {
     #[command(flatten)]
     data: DataArgs,
     /// Images per forward pass [default: the config's n_batch]
-    #[arg(long, value_parser = super::args::at_least_one)]
+    #[arg(long, value_parser = super::args::batch_size)]
     batch: Option<usize>,
     /// Print one JSON object (elbo_nats_per_dim, elbo_nats_per_image, bits_per_dim, distortion,
     /// rate, kl_per_level; with --iw also iw_k, iw_nll_nats_per_image, iw_nll_bits_per_dim)
@@ -23,7 +23,7 @@ pub struct EvalArgs {
     #[arg(long, value_name = "K", value_parser = super::args::at_least_one)]
     iw: Option<usize>,
     /// Rows (image samples) per forward pass of --iw
-    #[arg(long, default_value_t = 1000, value_name = "ROWS", value_parser = super::args::at_least_one)]
+    #[arg(long, default_value_t = 1000, value_name = "ROWS", value_parser = super::args::batch_size)]
     iw_rows: usize,
 }
 

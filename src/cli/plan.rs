@@ -11,7 +11,7 @@ pub struct PlanArgs {
     #[command(flatten)]
     model: ModelArgs,
     /// Images per step [default: the config's n_batch]
-    #[arg(long, value_parser = super::args::at_least_one)]
+    #[arg(long, value_parser = super::args::batch_size)]
     batch: Option<usize>,
     /// Recompute blocks in the backward pass until the planned memory fits
     /// (e.g. 6GiB, 512MiB, 6000000000); prints the recompute FLOPs

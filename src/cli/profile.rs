@@ -11,7 +11,7 @@ pub struct ProfileArgs {
     #[command(flatten)]
     model: ModelArgs,
     /// Images per step [default: the config's n_batch]
-    #[arg(long, value_parser = super::args::at_least_one)]
+    #[arg(long, value_parser = super::args::batch_size)]
     batch: Option<usize>,
     /// Pipelined steps timed for the wall time (after 2 warm-up steps)
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]

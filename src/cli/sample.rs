@@ -47,7 +47,7 @@ pub struct SampleArgs {
 
 pub fn run(choice: &AdapterChoice, a: &SampleArgs) -> vdvae::Result<ExitCode> {
     let h = a.model.load()?;
-    let weights = checkpoint::load(&a.checkpoint)?;
+    let weights = checkpoint::load_weights(&a.checkpoint)?;
     let temperatures = a.temperature.per_level(h.latent_levels()?)?;
     // clap makes --fix-levels and --reference come together.
     let reference = match (a.fix_levels, a.reference) {

@@ -36,7 +36,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 2000)]
     steps: u32,
     /// Images per step [default: the config's n_batch]
-    #[arg(long, value_parser = super::args::at_least_one)]
+    #[arg(long, value_parser = super::args::batch_size)]
     batch: Option<usize>,
     /// Run directory: checkpoints and log.jsonl [default: runs/<preset>]
     #[arg(long, value_parser = super::args::non_empty_path)]

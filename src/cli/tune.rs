@@ -13,7 +13,7 @@ pub struct TuneArgs {
     #[command(flatten)]
     model: ModelArgs,
     /// Images per step [default: the config's n_batch]
-    #[arg(long, value_parser = super::args::at_least_one)]
+    #[arg(long, value_parser = super::args::batch_size)]
     batch: Option<usize>,
     #[command(flatten)]
     precision: PrecisionArg,

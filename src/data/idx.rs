@@ -4,6 +4,19 @@
 use super::ImageSet;
 use crate::error::{Error, Result};
 
+/// The length of the whole file an IDX image header at the start of `head`
+/// states (`usize::MAX` when that overflows), or None when `head` holds no
+/// such header.
+pub(super) fn stated_len(head: &[u8]) -> Option<usize> {
+    let word = |i: usize| Some(u32::from_be_bytes(head.get(4 * i..4 * i + 4)?.try_into().ok()?) as usize);
+    if word(0)? != 0x0803 {
+        return None;
+    }
+    let (n, h, w) = (word(1)?, word(2)?, word(3)?);
+    let pixels = n.checked_mul(h).and_then(|v| v.checked_mul(w));
+    Some(pixels.and_then(|p| p.checked_add(16)).unwrap_or(usize::MAX))
+}
+
 pub fn read_idx_images(bytes: &[u8]) -> Result<ImageSet> {
     let bad = |m: String| Err(Error::Input(m));
     if bytes.len() < 16 {
@@ -56,6 +69,17 @@ mod tests {
         let set = read_idx_images(&idx(2, 1, 2, &[1, 2, 3, 4])).unwrap();
         assert_eq!((set.n, set.h, set.w, set.c), (2, 1, 2, 1));
         assert_eq!(set.image(1), &[3, 4]);
+    }
+
+    #[test]
+    fn the_stated_length_is_the_header_and_its_pixels() {
+        assert_eq!(stated_len(&idx(10, 28, 28, &[])), Some(16 + 10 * 28 * 28));
+        // (2^32 - 1)^3 pixels overflow a usize.
+        assert_eq!(stated_len(&idx(u32::MAX, u32::MAX, u32::MAX, &[])), Some(usize::MAX));
+        assert_eq!(stated_len(&idx(1, 1, 1, &[])[..15]), None);
+        let mut labels = idx(1, 1, 1, &[0]);
+        labels[3] = 1;
+        assert_eq!(stated_len(&labels), None);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 mod cifar;
 mod folder;
 mod folder_cache;
+mod gzip;
 mod idx;
 mod npy;
 
@@ -146,7 +147,7 @@ pub fn read_images(path: &str, format: DataFormat) -> Result<ImageSet> {
             )))
         }
     };
-    let parsed = parse(&read_maybe_gz(path)?);
+    let parsed = parse(&read_file(path, format)?);
     parsed.map_err(|e| Error::Input(format!("{path}: {e}")))
 }
 
@@ -162,22 +163,17 @@ pub fn bundled_mnist() -> ImageSet {
     read_idx_images(&raw).expect("the bundled MNIST subset is a valid IDX file")
 }
 
-/// The file's bytes, gunzipped when it starts with the gzip magic.
-pub fn read_maybe_gz(path: &str) -> Result<Vec<u8>> {
-    use std::io::Read;
+/// The file's bytes, gunzipped (no further than its header states, see
+/// [`gzip`]) when it starts with the gzip magic.
+fn read_file(path: &str, format: DataFormat) -> Result<Vec<u8>> {
     let raw = std::fs::read(path).map_err(|e| Error::Io {
         path: path.into(),
         source: e,
     })?;
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| Error::Input(format!("{path}: corrupt gzip data: {e}")))?;
-        Ok(out)
-    } else {
-        Ok(raw)
+    if !gzip::is_gzip(&raw) {
+        return Ok(raw);
     }
+    gzip::gunzip(&raw, format).map_err(|e| Error::Input(format!("{path}: {e}")))
 }
 
 #[cfg(test)]

@@ -125,27 +125,50 @@ fn parse_header(text: &str) -> Result<Header, String> {
     })
 }
 
-pub fn read_npy_images(bytes: &[u8]) -> Result<ImageSet> {
+/// The header of a `.npy` file and where its data starts.
+fn read_header(bytes: &[u8]) -> Result<(Header, usize)> {
     let bad = |m: String| Err(Error::Input(m));
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
         return bad("not a .npy file (missing the \\x93NUMPY magic)".into());
     }
-    let (header_len, start) = match bytes[6] {
+    let (header_len, start): (usize, usize) = match bytes[6] {
         1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
         2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize, 12),
         v => return bad(format!("unsupported .npy format version {v}")),
     };
     let Some(header) = bytes
-        .get(start..start + header_len)
+        .get(start..start.saturating_add(header_len))
         .and_then(|h| std::str::from_utf8(h).ok())
     else {
         return bad(".npy header is truncated or not text".into());
     };
-    let Header {
-        descr,
-        fortran_order,
-        shape,
-    } = parse_header(header).map_err(|e| Error::Input(format!("unreadable .npy header ({e}): {header:?}")))?;
+    let parsed = parse_header(header).map_err(|e| Error::Input(format!("unreadable .npy header ({e}): {header:?}")))?;
+    Ok((parsed, start + header_len))
+}
+
+/// The length of the whole file a `.npy` header at the start of `head`
+/// states (`usize::MAX` when that overflows), or None when `head` holds no
+/// readable header or one of an array whose elements are not one byte (the
+/// parser refuses those, saying why).
+pub(super) fn stated_len(head: &[u8]) -> Option<usize> {
+    let (header, data_start) = read_header(head).ok()?;
+    if !["u1", "i1", "b1"].iter().any(|d| header.descr.ends_with(d)) {
+        return None;
+    }
+    let elements = header.shape.iter().try_fold(1usize, |len, &d| len.checked_mul(d));
+    Some(elements.and_then(|e| e.checked_add(data_start)).unwrap_or(usize::MAX))
+}
+
+pub fn read_npy_images(bytes: &[u8]) -> Result<ImageSet> {
+    let bad = |m: String| Err(Error::Input(m));
+    let (
+        Header {
+            descr,
+            fortran_order,
+            shape,
+        },
+        data_start,
+    ) = read_header(bytes)?;
     if descr == "|b1" {
         // Read as bytes, True would be intensity 1 of 255: a black image.
         return bad(
@@ -180,7 +203,7 @@ pub fn read_npy_images(bytes: &[u8]) -> Result<ImageSet> {
             "the .npy header's shape {shape:?} has more elements than any file can hold"
         ));
     };
-    let data = &bytes[start + header_len..];
+    let data = &bytes[data_start..];
     if data.len() != want {
         return bad(format!(
             "the .npy header says {shape:?} ({want} bytes) but {} bytes follow",
@@ -285,6 +308,18 @@ mod tests {
             let err = read_npy_images(&npy("|u1", shape, &[])).unwrap_err().to_string();
             assert!(err.contains("at least 1"), "{shape}: {err}");
         }
+    }
+
+    #[test]
+    fn the_stated_length_counts_the_header_and_one_byte_an_element() {
+        let file = npy("|u1", "(3, 2, 2)", &[0; 12]);
+        assert_eq!(stated_len(&file[..file.len() - 12]), Some(file.len()));
+        assert_eq!(
+            stated_len(&npy("|u1", "(18446744073709551615, 2, 2)", &[])),
+            Some(usize::MAX)
+        );
+        assert_eq!(stated_len(b"\x93NUMPY"), None);
+        assert_eq!(stated_len(&npy("<f4", "(3, 2, 2)", &[])), None);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! blocks at resolution R, `RdK` a block then avg-pool by K (encoder), `RmS` a
 //! decoder block at R that first adds the upsampled state from resolution S.
 
+use super::limits::MAX_BLOCKS;
 use crate::error::{Error, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,6 +23,19 @@ fn number(s: &str, whole: &str, what: &str) -> Result<usize> {
     }
 }
 
+/// An error when `count` more blocks after `before` exceed [`MAX_BLOCKS`]:
+/// checked before the blocks are made, so no count allocates past the limit.
+fn check_block_count(item: &str, before: usize, count: usize) -> Result<()> {
+    if count > MAX_BLOCKS - before.min(MAX_BLOCKS) {
+        return Err(Error::Input(format!(
+            "block string item {item:?} brings the blocks to {}: too many, the limit is {MAX_BLOCKS} blocks \
+             in one string (the official models have at most 75)",
+            before as u128 + count as u128
+        )));
+    }
+    Ok(())
+}
+
 /// Parses a block string such as `32x11,32d2,16x6` or `1x1,4m1,4x2`.
 pub fn parse_layer_string(s: &str) -> Result<Vec<LayerSpec>> {
     let mut layers = Vec::new();
@@ -33,6 +47,7 @@ pub fn parse_layer_string(s: &str) -> Result<Vec<LayerSpec>> {
         if let Some((r, n)) = item.split_once('x') {
             let res = number(r, item, "resolution")?;
             let count = number(n, item, "count")?;
+            check_block_count(item, layers.len(), count)?;
             layers.extend((0..count).map(|_| LayerSpec {
                 res,
                 down: None,
@@ -46,6 +61,7 @@ pub fn parse_layer_string(s: &str) -> Result<Vec<LayerSpec>> {
                     "block string item {item:?}: {res} is not a multiple of the mixin resolution {mixin}"
                 )));
             }
+            check_block_count(item, layers.len(), 1)?;
             layers.push(LayerSpec {
                 res,
                 down: None,
@@ -59,12 +75,14 @@ pub fn parse_layer_string(s: &str) -> Result<Vec<LayerSpec>> {
                     "block string item {item:?}: {res} is not divisible by the down rate {down}"
                 )));
             }
+            check_block_count(item, layers.len(), 1)?;
             layers.push(LayerSpec {
                 res,
                 down: Some(down),
                 mixin: None,
             });
         } else {
+            check_block_count(item, layers.len(), 1)?;
             layers.push(LayerSpec {
                 res: number(item, item, "resolution")?,
                 down: None,
@@ -124,6 +142,19 @@ mod tests {
             let err = parse_layer_string(bad).unwrap_err().to_string();
             assert!(err.contains("block string"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn a_count_over_the_limit_is_refused_before_the_blocks_are_made() {
+        let err = parse_layer_string("32x99999999999").unwrap_err().to_string();
+        assert!(
+            err.contains("\"32x99999999999\" brings the blocks to 99999999999"),
+            "{err}"
+        );
+        assert!(err.contains("the limit is 1000"), "{err}");
+        assert_eq!(parse_layer_string("32x999,32d2").unwrap().len(), 1000);
+        let err = parse_layer_string("32x999,32d2,16").unwrap_err().to_string();
+        assert!(err.contains("\"16\" brings the blocks to 1001"), "{err}");
     }
 
     #[test]

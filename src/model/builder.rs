@@ -89,6 +89,7 @@ impl Builder {
         sources: &[LevelSource],
     ) -> Result<(TensorId, Vec<Level>)> {
         check_sources(sources, h.latent_levels()?, x.is_some())?;
+        super::limits::check_batch(h, batch)?;
         let x = x.filter(|_| sources.iter().any(|s| s.reads_data()));
         if h.is_mlp() {
             ladder::build_levels(self, h, x, batch, sources)

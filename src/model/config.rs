@@ -231,12 +231,14 @@ impl HParams {
         if self.image_size == 0 {
             return bad("image_size must be positive".into());
         }
+        super::limits::check_sizes(self)?;
         if self.is_mlp() {
             self.validate_mlp()?;
         } else {
             self.validate_blocks()?;
         }
-        self.validate_kl_controls()
+        self.validate_kl_controls()?;
+        super::ranges::check_optimizer(self)
     }
 
     fn validate_mlp(&self) -> Result<()> {
@@ -252,6 +254,7 @@ impl HParams {
         if hidden.iter().chain(latent).any(|&w| w == 0) || self.ladder_mlp_layers == 0 {
             return bad("ladder_hidden, ladder_latent and ladder_mlp_layers must be positive".into());
         }
+        super::limits::check_mlp_input(self)?;
         if self.likelihood != Likelihood::Bernoulli {
             return bad("the MLP Ladder VAE models binary images: set \"likelihood\": \"bernoulli\"".into());
         }
@@ -356,7 +359,7 @@ impl HParams {
         if self.width_at(self.image_size) != self.width {
             return bad("the width at image_size must equal `width` (the output layer uses it)".into());
         }
-        Ok(())
+        super::limits::check_resolutions(self, &enc_res)
     }
 }
 
@@ -408,6 +411,19 @@ mod tests {
         assert!(err(&format!("{{{base}, \"ladder_hidden\": [8]}}")).contains("same levels"));
         assert!(err(r#"{"model": "laddr"}"#).contains("laddr"));
         assert!(!HParams::from_json(TINY).unwrap().has_kl_controls());
+    }
+
+    #[test]
+    fn optimizer_values_out_of_range_are_refused_when_read() {
+        let with = |key: &str, value: &str| TINY.replace("\"n_batch\"", &format!("\"{key}\": {value}, \"n_batch\""));
+        let err = HParams::from_json(&with("adam_beta2", "1.0")).unwrap_err().to_string();
+        assert!(err.contains("adam_beta2 = 1") && err.contains("[0, 1)"), "{err}");
+        let err = HParams::from_json(&TINY.replace("\"grad_clip\": 200.0", "\"grad_clip\": 0"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("grad_clip = 0") && err.contains("exactly -1"), "{err}");
+        HParams::from_json(&TINY.replace("\"grad_clip\": 200.0", "\"grad_clip\": -1")).unwrap();
+        HParams::from_json(&with("skip_threshold", "-1")).unwrap();
     }
 
     #[test]

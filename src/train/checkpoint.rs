@@ -10,7 +10,9 @@
 //! of one checkpoint come from one step (each records `step` and `iteration`,
 //! checked on load).
 
-use crate::checkpoint::{load, load_metadata, stage, to_safetensors, Metadata, NamedTensors, Staged, Tensor};
+use crate::checkpoint::{
+    load, load_metadata, load_weights, stage, to_safetensors, Metadata, NamedTensors, Staged, Tensor,
+};
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
 use crate::graph::executor::GpuGraph;
@@ -144,9 +146,9 @@ fn check_same_step(dir: &str, opt_meta: &Metadata) -> Result<()> {
 /// Reads a run written by [`save_run`], checking every tensor against the model.
 pub fn load_run(dir: &str, m: &ModelGraph) -> Result<RunState> {
     let specs: Vec<ParamSpec> = m.params.iter().map(|(s, _)| s.clone()).collect();
-    let weights = load(&path(dir, "model.safetensors"))?;
+    let weights = load_weights(&path(dir, "model.safetensors"))?;
     check_against(&specs, &weights, "model.safetensors")?;
-    let ema = load(&path(dir, "model-ema.safetensors"))?;
+    let ema = load_weights(&path(dir, "model-ema.safetensors"))?;
     check_against(&specs, &ema, "model-ema.safetensors")?;
     let opt_path = path(dir, "opt.safetensors");
     let opt = load(&opt_path)?;

@@ -3,6 +3,7 @@
 //! at build time, and a whole step recorded into one command buffer with one
 //! submit. The CPU executor ([`cpu`]) runs the same graph on the references.
 
+mod advice;
 mod binding_split;
 pub mod cpu;
 mod exchange;
@@ -162,21 +163,15 @@ fn storage_buffer(ctx: &GpuContext, bytes: usize) -> GpuBuffer {
 fn check_buffer_sizes(ctx: &GpuContext, g: &Graph, plan: &MemoryPlan) -> Result<()> {
     let max = ctx.limits.max_buffer_size as usize;
     let regions = [
-        ("weights", plan.weights),
-        ("inputs", plan.inputs),
-        ("constants", plan.constants),
+        ("weights", Role::Param, plan.weights),
+        ("inputs", Role::Input, plan.inputs),
+        ("constants", Role::Constant, plan.constants),
     ];
-    let arenas = plan.arenas.iter().map(|&b| ("activations", b));
-    let Some((what, bytes)) = regions.into_iter().chain(arenas).find(|&(_, b)| b > max) else {
+    let arenas = plan.arenas.iter().map(|&b| ("activations", Role::Activation, b));
+    let Some((what, role, bytes)) = regions.into_iter().chain(arenas).find(|&(_, _, b)| b > max) else {
         return Ok(());
     };
-    let largest = g.tensors.iter().max_by_key(|t| t.numel());
-    let hint = largest.map_or(String::new(), |t| {
-        format!(" (the largest tensor is {} {:?})", t.name, t.shape)
-    });
-    Err(Error::Shape(format!(
-        "the {what} need a {bytes}-byte buffer, over this adapter's {max}-byte max_buffer_size{hint}; use a smaller batch"
-    )))
+    Err(Error::Shape(advice::too_large_buffer(g, what, role, bytes, max)))
 }
 
 impl GpuGraph {

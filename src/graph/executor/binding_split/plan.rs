@@ -2,6 +2,7 @@
 //! binding limit, even slices at aligned offsets, and the range of each
 //! tensor every slice binds (in place, or through staging).
 
+use super::super::advice::shrink;
 use super::{BindingSplit, Part, Unit};
 use crate::error::{shape_err, Result};
 use crate::graph::ir::{Graph, Node, TensorId};
@@ -186,8 +187,9 @@ pub(crate) fn plan_binding_split(
     let rule = node.op.rule();
     let Some(split) = rule.binding_split(g, node) else {
         return shape_err(format!(
-            "{name}: {} exceeds the {limit}-byte storage binding and this op does not split; use a smaller batch",
-            describe(g, big)
+            "{name}: {} exceeds the {limit}-byte storage binding and this op does not split; {}",
+            describe(g, big),
+            shrink(g.tensors[big].role)
         ));
     };
     // Counted in elements of the widest dtype (f32) for the limit, and of the
@@ -206,9 +208,10 @@ pub(crate) fn plan_binding_split(
     for (part, t, _) in operands(node, &split) {
         if matches!(part, Part::Whole | Part::Sum | Part::Accumulate) && g.tensors[t].numel() > limit {
             return shape_err(format!(
-                "{name}: {} is bound whole by every dispatch and exceeds the {}-byte storage binding; use a smaller model width",
+                "{name}: {} is bound whole by every dispatch and exceeds the {}-byte storage binding; {}",
                 describe(g, t),
-                limit * 4
+                limit * 4,
+                shrink(g.tensors[t].role)
             ));
         }
     }
@@ -447,6 +450,22 @@ mod tests {
         let y = g.add("y", a, b).unwrap();
         g.outputs.push(y);
         g
+    }
+
+    #[test]
+    fn weights_over_the_binding_name_the_config_widths_not_the_batch() {
+        let mut g = Graph::default();
+        let x = g.tensor("x", vec![2, 1, 1, 64], Role::Input);
+        let w = g.tensor("dense.weight", vec![64, 64], Role::Param);
+        let y = g.linear("dense", x, w, None).unwrap();
+        g.outputs.push(y);
+        // The weight (16 KiB) is bound whole; the rows of x and y fit 4 KiB.
+        let err = plan_binding_split(&g, &g.nodes[0], 4096, 32).unwrap_err().to_string();
+        assert!(err.contains("dense.weight [64, 64]"), "{err}");
+        assert!(
+            err.contains("bottleneck_multiple") && !err.contains("smaller batch"),
+            "{err}"
+        );
     }
 
     #[test]
