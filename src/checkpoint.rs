@@ -81,8 +81,8 @@ pub fn check_finite(tensors: &NamedTensors) -> Result<()> {
         };
         let count = t.data.iter().filter(|v| !v.is_finite()).count();
         return Err(Error::Input(format!(
-            "tensor {name} holds {} at element {first} ({count} of its {} values are NaN or infinite): \
-             these weights make every output NaN; use a checkpoint written before the training diverged \
+            "tensor {name} holds {} at element {first} ({count} of its {} values are NaN or infinite), \
+             which would make every output NaN: use a checkpoint written before the training diverged \
              (then train with a lower lr or grad_clip)",
             t.data[first],
             t.data.len()

@@ -11,7 +11,7 @@
 //! checked on load).
 
 use crate::checkpoint::{
-    load, load_metadata, load_weights, stage, to_safetensors, Metadata, NamedTensors, Staged, Tensor,
+    check_finite, load, load_metadata, load_weights, stage, to_safetensors, Metadata, NamedTensors, Staged, Tensor,
 };
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
@@ -152,6 +152,8 @@ pub fn load_run(dir: &str, m: &ModelGraph) -> Result<RunState> {
     check_against(&specs, &ema, "model-ema.safetensors")?;
     let opt_path = path(dir, "opt.safetensors");
     let opt = load(&opt_path)?;
+    // NaN moments would turn the first resumed update's weights NaN.
+    check_finite(&opt).map_err(|e| Error::Input(format!("{opt_path}: Adam's moments: {e}")))?;
     let moment_specs: Vec<ParamSpec> = MOMENTS
         .iter()
         .flat_map(|p| {
