@@ -29,41 +29,18 @@ fn single(d: Dispatch) -> MatmulDispatch {
     }
 }
 
-fn naive(
-    ctx: &GpuContext,
-    s: &MatmulShape,
-    al: f32,
-    be: f32,
-    a: BufView,
-    b: BufView,
-    c: BufView,
-) -> Result<MatmulDispatch> {
-    super::matmul_naive(ctx, s, al, be, a, b, c).map(single)
+/// A kernel of one dispatch as a [`MatmulFn`].
+macro_rules! one_dispatch {
+    ($kernel:path) => {
+        |ctx: &GpuContext, s: &MatmulShape, al: f32, be: f32, a: BufView<'_>, b: BufView<'_>, c: BufView<'_>| {
+            $kernel(ctx, s, al, be, a, b, c).map(single)
+        }
+    };
 }
 
-fn tiled(
-    ctx: &GpuContext,
-    s: &MatmulShape,
-    al: f32,
-    be: f32,
-    a: BufView,
-    b: BufView,
-    c: BufView,
-) -> Result<MatmulDispatch> {
-    super::matmul_tiled(ctx, s, al, be, a, b, c).map(single)
-}
-
-fn workgroup(
-    ctx: &GpuContext,
-    s: &MatmulShape,
-    al: f32,
-    be: f32,
-    a: BufView,
-    b: BufView,
-    c: BufView,
-) -> Result<MatmulDispatch> {
-    super::matmul_workgroup(ctx, s, al, be, a, b, c).map(single)
-}
+const NAIVE: MatmulFn = one_dispatch!(super::matmul_naive);
+const TILED: MatmulFn = one_dispatch!(super::matmul_tiled);
+const WORKGROUP: MatmulFn = one_dispatch!(super::matmul_workgroup);
 
 /// v3 with its own scratch (fails where the adapter lacks 8-lane subgroups).
 fn packed(
@@ -128,9 +105,9 @@ fn case(
 
 pub fn check(c: &mut Checker) -> Result<()> {
     let mut kernels: Vec<(&str, MatmulFn)> = vec![
-        ("matmul_naive", naive),
-        ("matmul_tiled", tiled),
-        ("matmul_workgroup", workgroup),
+        ("matmul_naive", NAIVE),
+        ("matmul_tiled", TILED),
+        ("matmul_workgroup", WORKGROUP),
     ];
     if super::packed_supported(c.ctx) {
         kernels.push(("matmul_packed", packed));
@@ -175,7 +152,7 @@ pub fn check(c: &mut Checker) -> Result<()> {
             c,
             &mut rng,
             "matmul_tiled",
-            tiled,
+            TILED,
             big.transposes(false, true),
             1.0,
             0.0,
@@ -216,10 +193,10 @@ pub fn bench_cases(ctx: &GpuContext) -> Result<Vec<BenchCase>> {
         cases.push(bench_case(ctx, &format!("matmul {n}x{n}x{n}{op}"), s, super::matmul)?);
     }
     let s = MatmulShape::new(1, n, n, n);
-    cases.push(bench_case(ctx, &format!("matmul_tiled {n}x{n}x{n}"), s, tiled)?);
-    cases.push(bench_case(ctx, &format!("matmul_workgroup {n}x{n}x{n}"), s, workgroup)?);
+    cases.push(bench_case(ctx, &format!("matmul_tiled {n}x{n}x{n}"), s, TILED)?);
+    cases.push(bench_case(ctx, &format!("matmul_workgroup {n}x{n}x{n}"), s, WORKGROUP)?);
     let s = MatmulShape::new(1, 256, 256, 256);
-    cases.push(bench_case(ctx, "matmul_naive 256x256x256", s, naive)?);
+    cases.push(bench_case(ctx, "matmul_naive 256x256x256", s, NAIVE)?);
     // A VDVAE-shaped product: a 1x1 conv of 16x32x32 pixels, 384 -> 96 channels.
     let s = MatmulShape::new(1, 16 * 32 * 32, 384, 96);
     cases.push(bench_case(ctx, "matmul 16384x384x96", s, super::matmul)?);
