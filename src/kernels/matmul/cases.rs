@@ -1,6 +1,6 @@
 //! The matmul family's table of checked shapes and benchmark cases.
 
-use super::{reference, MatmulDispatch, MatmulShape};
+use super::{reference, MatmulDispatch, MatmulPath, MatmulShape};
 use crate::bench::BenchCase;
 use crate::check::{Checker, Tolerance};
 use crate::error::Result;
@@ -43,22 +43,10 @@ const TILED: MatmulFn = one_dispatch!(super::matmul_tiled);
 const WORKGROUP: MatmulFn = one_dispatch!(super::matmul_workgroup);
 
 /// v3 with its own scratch (fails where the adapter lacks 8-lane subgroups).
-fn packed(
-    ctx: &GpuContext,
-    s: &MatmulShape,
-    al: f32,
-    be: f32,
-    a: BufView,
-    b: BufView,
-    c: BufView,
-) -> Result<MatmulDispatch> {
-    let scratch = ctx.zeros(super::packed_scratch_len(s));
-    let dispatches = super::matmul_packed(ctx, s, al, be, a, b, c, scratch.view())?;
-    Ok(MatmulDispatch {
-        dispatches,
-        scratch: Some(scratch),
-    })
-}
+const PACKED: MatmulFn =
+    |ctx: &GpuContext, s: &MatmulShape, al: f32, be: f32, a: BufView<'_>, b: BufView<'_>, c: BufView<'_>| {
+        MatmulPath::Packed.with_own_scratch(ctx, s, al, be, a, b, c)
+    };
 
 /// (batch, M, K, N, A broadcast, B broadcast): sizes that are not multiples of
 /// any tile, batch 1, single rows/columns, broadcast (shared) operands.
@@ -110,7 +98,7 @@ pub fn check(c: &mut Checker) -> Result<()> {
         ("matmul_workgroup", WORKGROUP),
     ];
     if super::packed_supported(c.ctx) {
-        kernels.push(("matmul_packed", packed));
+        kernels.push(("matmul_packed", PACKED));
     } else {
         let why = format!(
             "needs subgroups of exactly 8 lanes; this adapter's are {}",

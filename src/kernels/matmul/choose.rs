@@ -4,7 +4,9 @@
 
 use std::sync::OnceLock;
 
-use super::kernels::{matmul_packed, matmul_tiled, matmul_workgroup, packed_scratch_len, packed_supported};
+use super::kernels::{
+    matmul_packed, matmul_tiled, matmul_workgroup, packed_scratch_len, packed_supported, MatmulDispatch,
+};
 use super::MatmulShape;
 use crate::bench::time_dispatches;
 use crate::error::{shape_err, Result};
@@ -94,6 +96,25 @@ impl MatmulPath {
             (MatmulPath::Packed, None) => return shape_err("matmul: the packed path needs a scratch"),
         })
     }
+
+    /// [`MatmulPath::dispatches`] with a scratch of their own for the packed
+    /// path, held by the returned dispatch.
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_own_scratch(
+        self,
+        ctx: &GpuContext,
+        s: &MatmulShape,
+        alpha: f32,
+        beta: f32,
+        a: BufView<'_>,
+        b: BufView<'_>,
+        c: BufView<'_>,
+    ) -> Result<MatmulDispatch> {
+        let scratch = (self == MatmulPath::Packed).then(|| ctx.zeros(packed_scratch_len(s)));
+        let view = scratch.as_ref().map(|s| s.view());
+        let dispatches = self.dispatches(ctx, s, alpha, beta, a, b, c, view)?;
+        Ok(MatmulDispatch { dispatches, scratch })
+    }
 }
 
 /// The hash of the family's kernel sources, which a cached choice must match.
@@ -106,16 +127,6 @@ fn sources() -> &'static str {
 fn time_path(ctx: &GpuContext, s: &MatmulShape, path: MatmulPath) -> Result<f64> {
     let (la, lb, lc) = s.lens();
     let (a, b, c) = (ctx.zeros(la.max(1)), ctx.zeros(lb.max(1)), ctx.zeros(lc.max(1)));
-    let scratch = (path == MatmulPath::Packed).then(|| ctx.zeros(packed_scratch_len(s)));
-    let ds = path.dispatches(
-        ctx,
-        s,
-        1.0,
-        0.0,
-        a.view(),
-        b.view(),
-        c.view(),
-        scratch.as_ref().map(|b| b.view()),
-    )?;
-    time_dispatches(ctx, &ds, TIME_PER_TRY, 2)
+    let d = path.with_own_scratch(ctx, s, 1.0, 0.0, a.view(), b.view(), c.view())?;
+    time_dispatches(ctx, &d.dispatches, TIME_PER_TRY, 2)
 }

@@ -382,9 +382,5 @@ pub fn matmul(
     c: BufView<'_>,
 ) -> Result<MatmulDispatch> {
     shape.validate(a.len, b.len, c.len)?;
-    let path = MatmulPath::best(ctx, shape);
-    let scratch = (path == MatmulPath::Packed).then(|| ctx.zeros(packed_scratch_len(shape)));
-    let view = scratch.as_ref().map(|s| s.view());
-    let dispatches = path.dispatches(ctx, shape, alpha, beta, a, b, c, view)?;
-    Ok(MatmulDispatch { dispatches, scratch })
+    MatmulPath::best(ctx, shape).with_own_scratch(ctx, shape, alpha, beta, a, b, c)
 }
