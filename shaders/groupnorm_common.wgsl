@@ -25,3 +25,17 @@ fn split_rows(s: u32, p: Params) -> vec2<u32> {
     let first = s * p.rows_per_split;
     return vec2<u32>(first, min(first + p.rows_per_split, p.hw));
 }
+
+// Where group ng (= image n · groups + g) of one-pixel images lies, in Elems
+// (groupnorm_pixel_*.wgsl).
+struct PixelGroup {
+    first: u32, // its first channel
+    base: u32,  // its first element
+    len: u32,   // its channels
+}
+
+fn pixel_group(ng: u32, p: Params) -> PixelGroup {
+    let len = p.channels / p.groups;
+    let first = (ng % p.groups) * len;
+    return PixelGroup(first, (ng / p.groups) * p.channels + first, len);
+}

@@ -16,24 +16,21 @@
 @group(0) @binding(6) var<uniform> p: Params;
 
 fn pixel_main(ng: u32, lid: u32) {
-    let g = ng % p.groups;
-    let per_group = p.channels / p.groups;
-    let first = g * per_group;
-    let base = (ng / p.groups) * p.channels + first;
+    let group = pixel_group(ng, p);
     let mean = stats[ng];
     let rstd = stats[p.images * p.groups + ng];
     var sums = vec2<f32>(0.0);
-    for (var j = lid; j < per_group; j += PIXEL_STRIDE) {
-        let d = dy[base + j];
-        let xhat = (x[base + j] - Elem(mean)) * Elem(rstd);
-        let dxhat = d * gamma[first + j];
+    for (var j = lid; j < group.len; j += PIXEL_STRIDE) {
+        let d = dy[group.base + j];
+        let xhat = (x[group.base + j] - Elem(mean)) * Elem(rstd);
+        let dxhat = d * gamma[group.first + j];
         sums += vec2<f32>(elem_sum(dxhat), elem_sum(dxhat * xhat));
-        partials[base + j] = d;
-        partials[p.second + base + j] = d * xhat;
+        partials[group.base + j] = d;
+        partials[p.second + group.base + j] = d * xhat;
     }
     let means = group_sum(lid, sums) / f32(p.group_size);
-    for (var j = lid; j < per_group; j += PIXEL_STRIDE) {
-        let xhat = (x[base + j] - Elem(mean)) * Elem(rstd);
-        dx[base + j] = Elem(rstd) * (dy[base + j] * gamma[first + j] - Elem(means.x) - xhat * Elem(means.y));
+    for (var j = lid; j < group.len; j += PIXEL_STRIDE) {
+        let xhat = (x[group.base + j] - Elem(mean)) * Elem(rstd);
+        dx[group.base + j] = Elem(rstd) * (dy[group.base + j] * gamma[group.first + j] - Elem(means.x) - xhat * Elem(means.y));
     }
 }

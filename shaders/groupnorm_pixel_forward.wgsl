@@ -13,24 +13,21 @@
 @group(0) @binding(5) var<uniform> p: Params;
 
 fn pixel_main(ng: u32, lid: u32) {
-    let g = ng % p.groups;
-    let per_group = p.channels / p.groups;
-    let first = g * per_group;
-    let base = (ng / p.groups) * p.channels + first;
+    let group = pixel_group(ng, p);
     let count = f32(p.group_size);
     var s = 0.0;
-    for (var j = lid; j < per_group; j += PIXEL_STRIDE) {
-        s += elem_sum(x[base + j]);
+    for (var j = lid; j < group.len; j += PIXEL_STRIDE) {
+        s += elem_sum(x[group.base + j]);
     }
     let mean = group_sum(lid, vec2<f32>(s, 0.0)).x / count;
     var q = 0.0;
-    for (var j = lid; j < per_group; j += PIXEL_STRIDE) {
-        let d = x[base + j] - Elem(mean);
+    for (var j = lid; j < group.len; j += PIXEL_STRIDE) {
+        let d = x[group.base + j] - Elem(mean);
         q += elem_sum(d * d);
     }
     let rstd = inverseSqrt(group_sum(lid, vec2<f32>(q, 0.0)).x / count + p.eps);
-    for (var j = lid; j < per_group; j += PIXEL_STRIDE) {
-        y[base + j] = (x[base + j] - Elem(mean)) * Elem(rstd) * gamma[first + j] + beta[first + j];
+    for (var j = lid; j < group.len; j += PIXEL_STRIDE) {
+        y[group.base + j] = (x[group.base + j] - Elem(mean)) * Elem(rstd) * gamma[group.first + j] + beta[group.first + j];
     }
     if (lid == 0u) {
         stats[ng] = mean;
