@@ -10,6 +10,7 @@ pub mod broadcast;
 pub mod conv2d;
 pub mod dmol;
 pub mod elementwise;
+pub mod flow;
 pub mod groupnorm;
 pub mod kl_control;
 pub mod matmul;
@@ -99,6 +100,12 @@ pub const FAMILIES: &[Family] = &[
         check: reparam_kl::check,
         bench: Some(reparam_kl::bench_cases),
         kernels: reparam_kl::all_kernels,
+    },
+    Family {
+        name: "flow",
+        check: flow::check,
+        bench: None,
+        kernels: flow::all_kernels,
     },
     Family {
         name: "dmol",

@@ -1,0 +1,142 @@
+//! The flow kernels on the CPU (f64 arithmetic, f32 data): the reference
+//! they are checked against and the CPU executor's ops. Packed tensors hold
+//! `[first, second]` halves of `zdim` channels per pixel.
+
+use super::Cell;
+
+/// Where element `i` of a `zdim`-channel latent lies in a packed `2 * zdim` tensor (first half).
+fn packed(i: usize, zdim: usize) -> usize {
+    let c = i % zdim;
+    (i - c) * 2 + c
+}
+
+pub fn mask(a: &[f32], mask: &[f32]) -> Vec<f32> {
+    a.iter().zip(mask).map(|(&a, &m)| a * m).collect()
+}
+
+fn sigmoid(s: f64) -> f64 {
+    1.0 / (1.0 + (-s).exp())
+}
+
+fn log_sigmoid(s: f64) -> f64 {
+    s.min(0.0) - (-s.abs()).exp().ln_1p()
+}
+
+/// `(z_out, ls)` of one cell.
+pub fn iaf(cell: Cell, zdim: usize, z: &[f32], ms: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    (0..z.len())
+        .map(|i| {
+            let j = packed(i, zdim);
+            let (zi, m) = (z[i] as f64, ms[j] as f64);
+            match cell {
+                Cell::ShiftOnly => ((zi - m) as f32, 0.0),
+                Cell::Gated => {
+                    let s = ms[j + zdim] as f64;
+                    let sigma = sigmoid(s);
+                    ((sigma * zi + (1.0 - sigma) * m) as f32, log_sigmoid(s) as f32)
+                }
+            }
+        })
+        .unzip()
+}
+
+/// `(dz, dms)` of one cell from `dz_out` and `dls`.
+pub fn iaf_backward(
+    cell: Cell,
+    zdim: usize,
+    dz_out: &[f32],
+    dls: &[f32],
+    z: &[f32],
+    ms: &[f32],
+) -> (Vec<f32>, Vec<f32>) {
+    let mut dz = vec![0.0; z.len()];
+    let mut dms = vec![0.0; ms.len()];
+    for i in 0..z.len() {
+        let j = packed(i, zdim);
+        let g = dz_out[i] as f64;
+        match cell {
+            Cell::ShiftOnly => {
+                dz[i] = g as f32;
+                dms[j] = -g as f32;
+            }
+            Cell::Gated => {
+                let (m, sigma) = (ms[j] as f64, sigmoid(ms[j + zdim] as f64));
+                let rest = 1.0 - sigma;
+                dz[i] = (g * sigma) as f32;
+                dms[j] = (g * rest) as f32;
+                dms[j + zdim] = ((g * (z[i] as f64 - m) * sigma + dls[i] as f64) * rest) as f32;
+            }
+        }
+    }
+    (dz, dms)
+}
+
+/// A flowed level's inputs (see [`super::FlowLevel`]).
+pub struct FlowLevelRef<'a> {
+    pub zdim: usize,
+    pub z0: &'a [f32],
+    pub q: &'a [f32],
+    pub p: &'a [f32],
+    pub zk: &'a [f32],
+}
+
+impl FlowLevelRef<'_> {
+    /// `(a, b, 1/sig_q, 1/sig_p, logsig_q, logsig_p)` of element `i`.
+    fn terms(&self, i: usize) -> [f64; 6] {
+        let j = packed(i, self.zdim);
+        let (lq, lp) = (self.q[j + self.zdim] as f64, self.p[j + self.zdim] as f64);
+        let (inv_q, inv_p) = ((-lq).exp(), (-lp).exp());
+        let a = (self.z0[i] as f64 - self.q[j] as f64) * inv_q;
+        let b = (self.zk[i] as f64 - self.p[j] as f64) * inv_p;
+        [a, b, inv_q, inv_p, lq, lp]
+    }
+}
+
+/// The per-element KL estimate in f64 (for finite differences).
+pub fn kl_f64(l: &FlowLevelRef<'_>, ld: &[f32]) -> Vec<f64> {
+    (0..l.z0.len())
+        .map(|i| {
+            let [a, b, _, _, lq, lp] = l.terms(i);
+            0.5 * b * b + lp - 0.5 * a * a - lq - ld[i] as f64
+        })
+        .collect()
+}
+
+pub fn kl(l: &FlowLevelRef<'_>, ld: &[f32]) -> Vec<f32> {
+    kl_f64(l, ld).into_iter().map(|v| v as f32).collect()
+}
+
+/// The gradients of [`kl`]'s inputs.
+pub struct FlowLevelGrads {
+    pub z0: Vec<f32>,
+    pub q: Vec<f32>,
+    pub p: Vec<f32>,
+    pub zk: Vec<f32>,
+    pub ld: Vec<f32>,
+}
+
+/// From `dkl` (one per element, or one value for all).
+pub fn kl_backward(l: &FlowLevelRef<'_>, dkl: &[f32]) -> FlowLevelGrads {
+    let n = l.z0.len();
+    let zdim = l.zdim;
+    let mut d = FlowLevelGrads {
+        z0: vec![0.0; n],
+        q: vec![0.0; 2 * n],
+        p: vec![0.0; 2 * n],
+        zk: vec![0.0; n],
+        ld: vec![0.0; n],
+    };
+    for i in 0..n {
+        let g = dkl[if dkl.len() == 1 { 0 } else { i }] as f64;
+        let [a, b, inv_q, inv_p, _, _] = l.terms(i);
+        let j = packed(i, zdim);
+        d.z0[i] = (-g * a * inv_q) as f32;
+        d.q[j] = (g * a * inv_q) as f32;
+        d.q[j + zdim] = (g * (a * a - 1.0)) as f32;
+        d.zk[i] = (g * b * inv_p) as f32;
+        d.p[j] = (-g * b * inv_p) as f32;
+        d.p[j + zdim] = (g * (1.0 - b * b)) as f32;
+        d.ld[i] = (-g) as f32;
+    }
+    d
+}
