@@ -11,6 +11,11 @@ struct Params {
     shift_only: u32,
     // 1 when dkl is one value broadcast over every element.
     dkl_scalar: u32,
+    // Channels of the prior tensor whose first 2 * zdim are (mu_p, logsig_p).
+    p_stride: u32,
+    pad0: u32,
+    pad1: u32,
+    pad2: u32,
 }
 
 // Element i of z at pixel i / zdim, channel i % zdim: its place in a packed
@@ -18,6 +23,12 @@ struct Params {
 fn packed_index(i: u32) -> u32 {
     let c = i % p.zdim;
     return (i - c) * 2u + c;
+}
+
+// The same in the prior tensor, p_stride channels per pixel.
+fn prior_index(i: u32) -> u32 {
+    let c = i % p.zdim;
+    return (i / p.zdim) * p.p_stride + c;
 }
 
 // log sigmoid(s) = -softplus(-s), without overflow for large |s|.

@@ -19,11 +19,12 @@ fn flow_kl_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
     let i = flat_index(gid, nwg, WG);
     if (i >= p.n) { return; }
     let j = packed_index(i);
+    let k = prior_index(i);
     let g = dkl[select(i, 0u, p.dkl_scalar == 1u)];
     let inv_q = exp(-q[j + p.zdim]);
-    let inv_p = exp(-pst[j + p.zdim]);
+    let inv_p = exp(-pst[k + p.zdim]);
     let a = (z0[i] - q[j]) * inv_q;
-    let b = (zk[i] - pst[j]) * inv_p;
+    let b = (zk[i] - pst[k]) * inv_p;
     dz0[i] = -g * a * inv_q;
     dq[j] = g * a * inv_q;
     dq[j + p.zdim] = g * (a * a - 1.0);

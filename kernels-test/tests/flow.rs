@@ -38,7 +38,14 @@ fn kl_gradients_match_finite_differences() {
     let (q, p) = (rng.vec(2 * n, -1.0, 1.0), rng.vec(2 * n, -1.0, 1.0));
     let dkl = rng.vec(n, -1.0, 1.0);
     let level = |z0: &[f32], q: &[f32], p: &[f32], zk: &[f32], ld: &[f32]| -> f64 {
-        let l = reference::FlowLevelRef { zdim, z0, q, p, zk };
+        let l = reference::FlowLevelRef {
+            zdim,
+            z0,
+            q,
+            p,
+            p_channels: 2 * zdim,
+            zk,
+        };
         reference::kl_f64(&l, ld)
             .iter()
             .zip(&dkl)
@@ -50,6 +57,7 @@ fn kl_gradients_match_finite_differences() {
         z0: &z0,
         q: &q,
         p: &p,
+        p_channels: 2 * zdim,
         zk: &zk,
     };
     let d = reference::kl_backward(&r, &dkl);

@@ -16,10 +16,11 @@ pub fn check(c: &mut Checker) -> Result<()> {
         for cell in [Cell::Gated, Cell::ShiftOnly] {
             check_iaf(c, cell, rows, zdim, 10 + i as u64)?;
         }
-        check_kl(c, rows, zdim, 20 + i as u64, false)?;
+        check_kl(c, rows, zdim, 2 * zdim, 20 + i as u64, false)?;
+        check_kl(c, rows, zdim, 2 * zdim + 5, 25 + i as u64, false)?;
         check_mask(c, rows * zdim * 9, 30 + i as u64)?;
     }
-    check_kl(c, 35, 3, 40, true)?;
+    check_kl(c, 35, 3, 6, 40, true)?;
     Ok(())
 }
 
@@ -89,21 +90,25 @@ fn check_iaf(c: &mut Checker, cell: Cell, rows: usize, zdim: usize, seed: u64) -
     Ok(())
 }
 
-fn check_kl(c: &mut Checker, rows: usize, zdim: usize, seed: u64, scalar_dkl: bool) -> Result<()> {
+fn check_kl(c: &mut Checker, rows: usize, zdim: usize, p_channels: usize, seed: u64, scalar_dkl: bool) -> Result<()> {
     let ctx = c.ctx;
     let mut rng = TestRng::new(seed);
     let n = rows * zdim;
     let (z0, zk, ld) = (rng.vec(n, -3.0, 3.0), rng.vec(n, -3.0, 3.0), rng.vec(n, -2.0, 0.0));
-    let (q, p) = (rng.vec(2 * n, -1.5, 1.5), rng.vec(2 * n, -1.5, 1.5));
+    let (q, p) = (rng.vec(2 * n, -1.5, 1.5), rng.vec(rows * p_channels, -1.5, 1.5));
     let bufs = [&z0, &q, &p, &zk, &ld].map(|v| ctx.upload(v));
     let level = FlowLevel {
         zdim,
         z0: bufs[0].view(),
         q: bufs[1].view(),
         p: bufs[2].view(),
+        p_channels,
         zk: bufs[3].view(),
     };
-    let shapes = format!("{rows}x{zdim}{}", if scalar_dkl { " scalar dkl" } else { "" });
+    let shapes = format!(
+        "{rows}x{zdim}, prior {p_channels} channels{}",
+        if scalar_dkl { " scalar dkl" } else { "" }
+    );
     let out = ctx.zeros(n);
     ctx.run(&[&super::kl(ctx, &level, bufs[4].view(), out.view())?])?;
     let r = reference::FlowLevelRef {
@@ -111,6 +116,7 @@ fn check_kl(c: &mut Checker, rows: usize, zdim: usize, seed: u64, scalar_dkl: bo
         z0: &z0,
         q: &q,
         p: &p,
+        p_channels,
         zk: &zk,
     };
     c.compare(

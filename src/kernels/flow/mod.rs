@@ -78,6 +78,10 @@ crate::gpu_params! {
         zdim: u32,
         shift_only: u32,
         dkl_scalar: u32,
+        p_stride: u32,
+        pad0: u32,
+        pad1: u32,
+        pad2: u32,
     }
 }
 
@@ -118,6 +122,10 @@ fn params(n: usize, zdim: usize, cell: Cell) -> Params {
         zdim: zdim as u32,
         shift_only: (cell == Cell::ShiftOnly) as u32,
         dkl_scalar: 0,
+        p_stride: 0,
+        pad0: 0,
+        pad1: 0,
+        pad2: 0,
     }
 }
 
@@ -179,14 +187,16 @@ pub fn iaf_backward(
 }
 
 /// A flowed level's inputs: the draw `z0` of the posterior `q = [mu_q,
-/// logsig_q]`, the prior `p = [mu_p, logsig_p]` (both packed), the flowed
-/// `zk` and the cells' summed log |det| `ld`.
+/// logsig_q]` (packed, `2 * zdim` channels), the prior `p` whose first `2 *
+/// zdim` of `p_channels` are `[mu_p, logsig_p]` (the prior block's output,
+/// read in place), and the flowed `zk`.
 #[derive(Clone, Copy)]
 pub struct FlowLevel<'a> {
     pub zdim: usize,
     pub z0: BufView<'a>,
     pub q: BufView<'a>,
     pub p: BufView<'a>,
+    pub p_channels: usize,
     pub zk: BufView<'a>,
 }
 
@@ -194,23 +204,40 @@ impl FlowLevel<'_> {
     fn len(&self, op: &str, plain: &[(&str, BufView<'_>)], packed: &[(&str, BufView<'_>)]) -> Result<usize> {
         let mut all_plain = vec![("z0", self.z0), ("zk", self.zk)];
         all_plain.extend_from_slice(plain);
-        let mut all_packed = vec![("q", self.q), ("p", self.p)];
+        let mut all_packed = vec![("q", self.q)];
         all_packed.extend_from_slice(packed);
-        latent_len(op, self.zdim, &all_plain, &all_packed)
+        let n = latent_len(op, self.zdim, &all_plain, &all_packed)?;
+        if self.p_channels < 2 * self.zdim || self.p.len != n / self.zdim * self.p_channels {
+            return shape_err(format!(
+                "{op}: the prior needs {} pixels of at least 2·zdim = {} channels, got {} elements of {} channels",
+                n / self.zdim,
+                2 * self.zdim,
+                self.p.len,
+                self.p_channels
+            ));
+        }
+        Ok(n)
+    }
+
+    fn params(&self, n: usize) -> Params {
+        Params {
+            p_stride: self.p_channels as u32,
+            ..params(n, self.zdim, Cell::Gated)
+        }
     }
 }
 
 /// The per-element KL estimate `log q(z0) − ld − log p(zk)`.
 pub fn kl(ctx: &GpuContext, l: &FlowLevel<'_>, ld: BufView<'_>, kl: BufView<'_>) -> Result<Dispatch> {
     let n = l.len("flow_kl", &[("ld", ld), ("kl", kl)], &[])?;
-    let p = params(n, l.zdim, Cell::Gated);
+    let p = l.params(n);
     let views = [l.z0, l.q, l.p, l.zk, ld, kl];
     let d = ctx.dispatch(&KL, &[], &views, &p, Grid::Invocations(n))?;
     Ok(d.with_work(Work::new(16.0 * n as f64, 32.0 * n as f64)))
 }
 
-/// Where [`kl_backward`] writes: the gradients of `z0`, `q` (packed), `p`
-/// (packed), `zk` and `ld`.
+/// Where [`kl_backward`] writes: the gradients of `z0`, `q` (packed), the
+/// prior's `[mu_p, logsig_p]` (packed, `2 * zdim` channels), `zk` and `ld`.
 #[derive(Clone, Copy)]
 pub struct FlowLevelGrads<'a> {
     pub z0: BufView<'a>,
@@ -231,7 +258,7 @@ pub fn kl_backward(ctx: &GpuContext, l: &FlowLevel<'_>, dkl: BufView<'_>, d: &Fl
             dkl.len
         ));
     }
-    let mut p = params(n, l.zdim, Cell::Gated);
+    let mut p = l.params(n);
     p.dkl_scalar = dkl_scalar as u32;
     let views = [dkl, l.z0, l.q, l.p, l.zk, d.z0, d.q, d.p, d.zk, d.ld];
     let d = ctx.dispatch(&KL_BACKWARD, &[], &views, &p, Grid::Invocations(n))?;

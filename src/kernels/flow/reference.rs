@@ -77,6 +77,7 @@ pub struct FlowLevelRef<'a> {
     pub z0: &'a [f32],
     pub q: &'a [f32],
     pub p: &'a [f32],
+    pub p_channels: usize,
     pub zk: &'a [f32],
 }
 
@@ -84,10 +85,11 @@ impl FlowLevelRef<'_> {
     /// `(a, b, 1/sig_q, 1/sig_p, logsig_q, logsig_p)` of element `i`.
     fn terms(&self, i: usize) -> [f64; 6] {
         let j = packed(i, self.zdim);
-        let (lq, lp) = (self.q[j + self.zdim] as f64, self.p[j + self.zdim] as f64);
+        let k = i / self.zdim * self.p_channels + i % self.zdim;
+        let (lq, lp) = (self.q[j + self.zdim] as f64, self.p[k + self.zdim] as f64);
         let (inv_q, inv_p) = ((-lq).exp(), (-lp).exp());
         let a = (self.z0[i] as f64 - self.q[j] as f64) * inv_q;
-        let b = (self.zk[i] as f64 - self.p[j] as f64) * inv_p;
+        let b = (self.zk[i] as f64 - self.p[k] as f64) * inv_p;
         [a, b, inv_q, inv_p, lq, lp]
     }
 }
@@ -106,7 +108,7 @@ pub fn kl(l: &FlowLevelRef<'_>, ld: &[f32]) -> Vec<f32> {
     kl_f64(l, ld).into_iter().map(|v| v as f32).collect()
 }
 
-/// The gradients of [`kl`]'s inputs.
+/// The gradients of [`kl`]'s inputs (`p`: of the prior's first `2 * zdim` channels, packed).
 pub struct FlowLevelGrads {
     pub z0: Vec<f32>,
     pub q: Vec<f32>,
