@@ -88,6 +88,11 @@ pub struct HParams {
     pub free_bits_groups: usize,
     /// NVAE's KL balancing during warm-up (Vahdat & Kautz 2020).
     pub kl_balance: bool,
+    /// Inverse-autoregressive flow cells after each level's Gaussian posterior
+    /// draw (VDVAE only; see `model::flow`); 0: plain Gaussian posteriors.
+    pub flow_cells: usize,
+    /// NVAE's volume-preserving cells (`z − m`) instead of IAF's gated update.
+    pub flow_shift_only: bool,
     pub width: usize,
     pub zdim: usize,
     pub bottleneck_multiple: f64,
@@ -134,6 +139,8 @@ impl Default for HParams {
             free_bits_per_level: Vec::new(),
             free_bits_groups: 1,
             kl_balance: false,
+            flow_cells: 0,
+            flow_shift_only: false,
             width: 512,
             zdim: 16,
             bottleneck_multiple: 0.25,
@@ -238,6 +245,7 @@ impl HParams {
             self.validate_blocks()?;
         }
         self.validate_kl_controls()?;
+        super::flow::check_config(self)?;
         super::ranges::check_optimizer(self)
     }
 

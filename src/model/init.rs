@@ -16,6 +16,7 @@ pub fn init_weights(h: &HParams, seed: u64) -> Result<NamedTensors> {
         let data = match spec.init {
             Init::Zeros => vec![0.0; n],
             Init::Ones => vec![1.0; n],
+            Init::Halves { first, second } => (0..n).map(|i| if i < n / 2 { first } else { second } as f32).collect(),
             Init::ConvUniform { fan_in, scale } => {
                 // Tensor ids from u32::MAX down keep weights apart from latent noise streams.
                 let key = RngKey::new(seed, u64::MAX, u32::MAX - j as u32);

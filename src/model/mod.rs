@@ -7,6 +7,7 @@ pub mod builder;
 pub mod conditional;
 pub mod config;
 pub mod evaluate;
+pub mod flow;
 pub mod forward;
 pub mod importance;
 pub mod init;

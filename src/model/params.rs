@@ -15,6 +15,13 @@ pub enum Init {
         fan_in: usize,
         scale: f64,
     },
+    /// A bias of two halves: `first` in the first half, `second` in the
+    /// second (an IAF cell's [m, s] output: s starts positive, so each cell
+    /// starts near the identity).
+    Halves {
+        first: f64,
+        second: f64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -31,7 +38,7 @@ impl ParamSpec {
     }
 }
 
-fn conv(out: &mut Vec<ParamSpec>, prefix: &str, cin: usize, cout: usize, k: usize, weight_init: Init) {
+pub(crate) fn conv(out: &mut Vec<ParamSpec>, prefix: &str, cin: usize, cout: usize, k: usize, weight_init: Init) {
     out.push(ParamSpec {
         name: format!("{prefix}.weight"),
         shape: vec![cout, cin, k, k],
@@ -44,7 +51,7 @@ fn conv(out: &mut Vec<ParamSpec>, prefix: &str, cin: usize, cout: usize, k: usiz
     });
 }
 
-fn kaiming(cin: usize, k: usize, scale: f64) -> Init {
+pub(crate) fn kaiming(cin: usize, k: usize, scale: f64) -> Init {
     Init::ConvUniform {
         fan_in: cin * k * k,
         scale,
@@ -125,6 +132,7 @@ pub fn param_specs(h: &HParams) -> Result<Vec<ParamSpec>> {
             k,
             kaiming(mid, 1, dec_scale),
         );
+        super::flow::param_specs(&mut out, h, &p);
     }
     for (j, res) in bias_resolutions(h)?.into_iter().enumerate() {
         let shape = vec![1, h.width_at(res), res, res];

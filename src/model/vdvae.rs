@@ -185,6 +185,13 @@ pub(crate) fn build_levels(
             (LevelSource::Posterior(sampling), Some(q)) => {
                 // mu and logsig are read from the two blocks' outputs in place.
                 let (zt, kl) = b.g.reparam_kl_packed(&p, q, feats, z, sampling, i as u32)?;
+                let (zt, kl) = if h.flow_cells > 0 {
+                    // The Gaussian KL gives way to the flowed level's estimate.
+                    let (zk, ld) = super::flow::cells(b, h, &p, zt)?;
+                    (zk, b.g.flow_kl(&format!("{p}.flow_kl"), zt, q, feats, zk, ld)?)
+                } else {
+                    (zt, kl)
+                };
                 Level {
                     kl: Some(kl),
                     posterior: Some(PosteriorParts::Packed { q, zdim: z }),

@@ -15,6 +15,7 @@ mod conv2d;
 mod copy_channels;
 mod dmol;
 mod elbo;
+mod flow;
 mod kl_control;
 mod linear;
 mod norm;
@@ -30,6 +31,7 @@ pub use conv2d::{Conv2d, Conv2dBackwardBias, Conv2dBackwardData, Conv2dBackwardW
 pub use copy_channels::{ChannelPiece, CopyChannels};
 pub use dmol::{DmolNll, DmolNllBackward, DmolSample};
 pub use elbo::{Elbo, ElboParts, ElboTotals, LossTerms};
+pub use flow::{FlowKl, FlowKlBackward, Iaf, IafBackward, MaskWeights};
 pub use kl_control::{ControlledElbo, KlCoefTensor, KlColumns, KlSchedule, KlSeeds, KlStack, KlTerm};
 pub use linear::{Linear, LinearBackwardData, LinearBackwardWeight};
 pub use norm::{GroupNorm, GroupNormBackward};
@@ -144,6 +146,11 @@ ops!(
     ReparamKlPacked,
     ReparamKlPackedBackward,
     PriorSample,
+    MaskWeights,
+    Iaf,
+    IafBackward,
+    FlowKl,
+    FlowKlBackward,
     DmolNll,
     DmolNllBackward,
     DmolSample,
