@@ -152,8 +152,8 @@ fn a_truncated_or_random_file_is_an_error_naming_it() {
     }
 }
 
-/// `vdvae ARGS` on the fixture's config and images with `checkpoint`, on the
-/// CPU reference with z = mu_q: deterministic.
+/// `vdvae CMD` on the fixture's config and its first 16 images with
+/// `checkpoint`, on the CPU reference with z = mu_q: deterministic.
 fn on_fixture(cmd: &str, checkpoint: &str, key: Option<&str>, extra: &[&str]) -> Output {
     let (config, data) = (fixture("tiny.json"), fixture("digits64.bin"));
     let mut args = vec![cmd, "--config", &config, "--checkpoint", checkpoint];
@@ -168,6 +168,8 @@ fn on_fixture(cmd: &str, checkpoint: &str, key: Option<&str>, extra: &[&str]) ->
         "--device",
         "cpu",
         "--posterior-mean",
+        "--limit",
+        "16",
     ]);
     args.extend(extra);
     vdvae(&args)
