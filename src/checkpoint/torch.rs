@@ -56,7 +56,7 @@ pub(super) fn load(path: &str, key: Option<&str>) -> Result<NamedTensors> {
         let ours = name.strip_prefix(DDP_PREFIX).unwrap_or(&name).to_string();
         if out.insert(ours.clone(), Tensor { shape, data }).is_some() {
             return Err(Error::Input(format!(
-                "{path}: holds both {ours} and {DDP_PREFIX}{ours}, which name the same weight"
+                "{path} holds both {ours} and {DDP_PREFIX}{ours}, which name the same weight"
             )));
         }
     }
@@ -68,7 +68,7 @@ pub(super) fn load(path: &str, key: Option<&str>) -> Result<NamedTensors> {
 fn to_f32(t: &pytorch_reader::Tensor) -> Result<Vec<f32>> {
     let bytes = t
         .read()
-        .map_err(|e| Error::Input(format!("could not read its data ({e})")))?;
+        .map_err(|e| Error::Input(format!("could not read tensor data ({e})")))?;
     // The reader hands back native-endian bytes, whatever the file's order.
     Ok(match t.dtype() {
         DType::F32 => bytes
