@@ -1,6 +1,9 @@
 //! Safetensors files of named f32 tensors in the official PyTorch layouts, so
 //! official VDVAE checkpoints load here and ours load in PyTorch. Written
-//! atomically (temporary file, then rename).
+//! atomically (temporary file, then rename). The official `torch.save` files
+//! (`.th`, `.pt`, `.pth`) are read too ([`torch`]).
+
+mod torch;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -41,8 +44,71 @@ fn to_f32(name: &str, view: &TensorView<'_>) -> Result<Vec<f32>> {
     })
 }
 
-/// Reads every tensor of a safetensors file (F32, F16 or BF16; returned as f32).
+/// Reads every tensor of a checkpoint file (returned as f32): safetensors (F32,
+/// F16 or BF16), or a PyTorch file of a `state_dict` (see [`load_weights`]).
 pub fn load(path: &str) -> Result<NamedTensors> {
+    read(path, None)
+}
+
+/// Reads a model's weights and refuses them when a tensor holds NaN or inf:
+/// such weights turn every output into NaN (black pictures, NaN tensors)
+/// without any other sign, so every command that reads a checkpoint reads it
+/// here.
+///
+/// The file is safetensors or a PyTorch file (`torch.save`, zip or legacy
+/// container, as the official VDVAE publishes its models), told apart by its
+/// first bytes, else by its extension (`.th`, `.pt`, `.pth`). A PyTorch file
+/// holds a dict of tensors, or `key` names the entry of its top-level dict
+/// that does (`model_state_dict`); DDP's `module.` prefix is dropped.
+pub fn load_weights(path: &str, key: Option<&str>) -> Result<NamedTensors> {
+    let weights = read(path, key)?;
+    check_finite(&weights).map_err(|e| Error::Input(format!("{path}: {e}")))?;
+    Ok(weights)
+}
+
+/// Which reader a file goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    Safetensors,
+    Torch,
+}
+
+/// Its first bytes decide; a file that looks like neither (truncated, or not a
+/// checkpoint) goes by its extension, so its error comes from the reader the
+/// user meant.
+fn format_of(path: &str) -> Result<Format> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(16);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(16).read_to_end(&mut head))
+        .map_err(|e| Error::Io {
+            path: path.into(),
+            source: e,
+        })?;
+    // A safetensors file opens with its JSON header's length, whose low byte
+    // can equal a pickle's first one, so the '{' after it is checked first.
+    Ok(if head.get(8) == Some(&b'{') {
+        Format::Safetensors
+    } else if torch::looks_like_torch(&head) || torch::has_torch_extension(path) {
+        Format::Torch
+    } else {
+        Format::Safetensors
+    })
+}
+
+fn read(path: &str, key: Option<&str>) -> Result<NamedTensors> {
+    match (format_of(path)?, key) {
+        (Format::Torch, key) => torch::load(path, key),
+        (Format::Safetensors, None) => load_safetensors(path),
+        (Format::Safetensors, Some(_)) => Err(Error::Input(format!(
+            "{path}: --checkpoint-key picks an entry of a PyTorch file (.th, .pt, .pth); \
+             this is a safetensors file, whose tensors are all weights"
+        ))),
+    }
+}
+
+/// Reads every tensor of a safetensors file (F32, F16 or BF16; returned as f32).
+fn load_safetensors(path: &str) -> Result<NamedTensors> {
     let bytes = std::fs::read(path).map_err(|e| Error::Io {
         path: path.into(),
         source: e,
@@ -61,16 +127,6 @@ pub fn load(path: &str) -> Result<NamedTensors> {
         );
     }
     Ok(out)
-}
-
-/// Reads a model's weights ([`load`]) and refuses them when a tensor holds NaN
-/// or inf: such weights turn every output into NaN (black pictures, NaN
-/// tensors) without any other sign, so every command that reads a checkpoint
-/// reads it here.
-pub fn load_weights(path: &str) -> Result<NamedTensors> {
-    let weights = load(path)?;
-    check_finite(&weights).map_err(|e| Error::Input(format!("{path}: {e}")))?;
-    Ok(weights)
 }
 
 /// An error naming the first tensor (in name order) that holds NaN or inf.
@@ -248,7 +304,7 @@ mod tests {
         t.insert("c.weight".into(), tensor(vec![f32::NEG_INFINITY]));
         let path = tmp("nan.safetensors");
         save(&path, &t, None).unwrap();
-        let err = load_weights(&path).unwrap_err().to_string();
+        let err = load_weights(&path, None).unwrap_err().to_string();
         assert!(err.contains(&path), "{err}");
         assert!(
             err.contains("tensor b.bias holds NaN at element 1 (2 of its 3 values"),
@@ -262,7 +318,7 @@ mod tests {
             .contains("c.weight holds -inf"));
         t.remove("c.weight");
         save(&path, &t, None).unwrap();
-        assert_eq!(load_weights(&path).unwrap(), t);
+        assert_eq!(load_weights(&path, None).unwrap(), t);
     }
 
     #[test]
@@ -325,6 +381,23 @@ mod tests {
         staged.commit().unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"new");
         assert!(!std::path::Path::new(&tmp_path(&path)).exists());
+    }
+
+    #[test]
+    fn the_first_bytes_pick_the_reader_before_the_extension() {
+        let cases: [(&str, &[u8], Format); 5] = [
+            // A safetensors header 0x280 bytes long opens like a pickle.
+            ("st.th", b"\x80\x02\0\0\0\0\0\0{\"a\":1}", Format::Safetensors),
+            ("zip.safetensors", b"PK\x03\x04....", Format::Torch),
+            ("legacy.bin", b"\x80\x02\x8a\x0alegacy", Format::Torch),
+            ("junk.pt", b"junk", Format::Torch),
+            ("junk.safetensors", b"junk", Format::Safetensors),
+        ];
+        for (name, bytes, format) in cases {
+            let path = tmp(name);
+            std::fs::write(&path, bytes).unwrap();
+            assert_eq!(format_of(&path).unwrap(), format, "{name}");
+        }
     }
 
     #[test]

@@ -360,6 +360,7 @@ fn an_empty_out_path_is_refused_by_every_command_that_writes() {
         "encode",
         "diagnose",
         "grad",
+        "import",
     ] {
         let out = vdvae(&[command, "--out", ""]);
         let stderr = text(&out).1;

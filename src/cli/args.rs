@@ -63,14 +63,33 @@ pub fn device_of(ctx: &Option<GpuContext>) -> Device<'_> {
     }
 }
 
+/// A model's weights: what every command that runs a trained model takes.
+#[derive(clap::Args)]
+pub struct CheckpointArg {
+    /// Weights with the official state_dict names: safetensors, or a PyTorch file (.th, .pt,
+    /// .pth; torch.save's zip or legacy format, as the official VDVAE publishes its models)
+    #[arg(long)]
+    pub checkpoint: String,
+    /// The entry of the PyTorch file's top-level dict that holds the weights (e.g.
+    /// model_state_dict), for a file that saved them beside other things
+    #[arg(long, value_name = "NAME")]
+    pub checkpoint_key: Option<String>,
+}
+
+impl CheckpointArg {
+    /// The weights, each checked finite ([`checkpoint::load_weights`]).
+    pub fn load(&self) -> vdvae::Result<checkpoint::NamedTensors> {
+        checkpoint::load_weights(&self.checkpoint, self.checkpoint_key.as_deref())
+    }
+}
+
 /// A checkpoint on a dataset: what every command that reads images through a model takes.
 #[derive(clap::Args)]
 pub struct CheckpointOnData {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Weights: safetensors with the official state_dict names
-    #[arg(long)]
-    pub checkpoint: String,
+    #[command(flatten)]
+    pub checkpoint: CheckpointArg,
     /// Image file (CIFAR-10 binary batch, MNIST IDX, or .npy uint8 [N,H,W(,C)]), or a
     /// folder of PNG/JPEG files with --format images
     #[arg(long)]
@@ -107,7 +126,7 @@ impl CheckpointOnData {
     /// Config, weights and the images (the first `limit`, fitted to the model), each checked.
     pub fn load(&self, limit: Option<usize>) -> vdvae::Result<(HParams, checkpoint::NamedTensors, ImageSet)> {
         let h = self.model.load()?;
-        let weights = checkpoint::load_weights(&self.checkpoint)?;
+        let weights = self.checkpoint.load()?;
         let mut images = self.folder.read(&self.data, self.format, &h)?;
         if let Some(n) = limit {
             if n == 0 {

@@ -8,6 +8,7 @@ mod diagnose;
 mod encode;
 mod eval;
 mod grad;
+mod import;
 mod info;
 mod interpolate;
 pub mod logging;
@@ -60,6 +61,9 @@ pub enum Command {
     /// Convert data once: `data images DIR --size S --out X.npy` decodes a folder of PNG/JPEG
     /// files as --format images does, into a .npy for --format npy
     Data(data::DataArgs),
+    /// Convert a PyTorch checkpoint once: `import FILE.th --out FILE.safetensors` reads the
+    /// official VDVAE's torch.save files (which --checkpoint also reads directly)
+    Import(import::ImportArgs),
 }
 
 /// Runs `command` on the adapter `--adapter` names (its raw value, which a
@@ -81,6 +85,7 @@ pub fn run(command: Command, adapter: Option<&str>) -> ExitCode {
         Command::Eval(a) => eval::run(&choice, &a),
         Command::Grad(a) => grad::run(&choice, &a),
         Command::Data(a) => data::run(&a),
+        Command::Import(a) => import::run(&a),
     };
     match result {
         Ok(code) => code,

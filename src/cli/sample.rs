@@ -3,8 +3,7 @@
 
 use std::process::ExitCode;
 
-use super::args::{device_of, DeviceArg, ModelArgs, OptionalData};
-use vdvae::checkpoint;
+use super::args::{device_of, CheckpointArg, DeviceArg, ModelArgs, OptionalData};
 use vdvae::gpu::AdapterChoice;
 use vdvae::model::sample::{sample_images, write_grid_png, FixedLevels};
 use vdvae::model::temperature::Temperatures;
@@ -13,9 +12,8 @@ use vdvae::model::temperature::Temperatures;
 pub struct SampleArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// Weights: safetensors with the official state_dict names (e.g. a run's model-ema.safetensors)
-    #[arg(long)]
-    checkpoint: String,
+    #[command(flatten)]
+    checkpoint: CheckpointArg,
     /// Number of images
     #[arg(long, default_value_t = 16)]
     n: usize,
@@ -47,7 +45,7 @@ pub struct SampleArgs {
 
 pub fn run(choice: &AdapterChoice, a: &SampleArgs) -> vdvae::Result<ExitCode> {
     let h = a.model.load()?;
-    let weights = checkpoint::load_weights(&a.checkpoint)?;
+    let weights = a.checkpoint.load()?;
     let temperatures = a.temperature.per_level(h.latent_levels()?)?;
     // clap makes --fix-levels and --reference come together.
     let reference = match (a.fix_levels, a.reference) {

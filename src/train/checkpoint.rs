@@ -146,9 +146,9 @@ fn check_same_step(dir: &str, opt_meta: &Metadata) -> Result<()> {
 /// Reads a run written by [`save_run`], checking every tensor against the model.
 pub fn load_run(dir: &str, m: &ModelGraph) -> Result<RunState> {
     let specs: Vec<ParamSpec> = m.params.iter().map(|(s, _)| s.clone()).collect();
-    let weights = load_weights(&path(dir, "model.safetensors"))?;
+    let weights = load_weights(&path(dir, "model.safetensors"), None)?;
     check_against(&specs, &weights, "model.safetensors")?;
-    let ema = load_weights(&path(dir, "model-ema.safetensors"))?;
+    let ema = load_weights(&path(dir, "model-ema.safetensors"), None)?;
     check_against(&specs, &ema, "model-ema.safetensors")?;
     let opt_path = path(dir, "opt.safetensors");
     let opt = load(&opt_path)?;
