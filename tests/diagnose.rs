@@ -111,7 +111,6 @@ fn a_level_whose_posterior_is_its_prior_has_no_active_units_no_kl_and_no_mutual_
     assert!(top.kl_nats_per_image.abs() < 1e-6, "{top:?}");
     // Every image's posterior is the same N(0, I): z tells nothing of the image.
     assert!(top.mutual_info_nats.abs() < 1e-12, "{top:?}");
-    assert!(report.levels[1..].iter().any(|l| l.mutual_info_nats > 0.01), "{report:?}");
     // The other levels' counts are those of their encodings' variances.
     let encoded = encode(&batches(Device::Gpu(&ctx), &h, &weights, &images)).unwrap();
     for level in &report.levels {
@@ -143,6 +142,25 @@ fn a_vdvae_level_with_a_constant_posterior_mean_has_no_active_units() {
 }
 
 #[test]
+fn a_level_with_narrow_posteriors_apart_for_each_image_reaches_ln_b() {
+    // The top level's log σ head set to -8 for every image: its posterior means,
+    // which differ from image to image, lie thousands of σ apart, so a z drawn
+    // for one image is explained by that image alone.
+    let h = tiny_ladder();
+    let mut weights = init_weights(&h, 2).unwrap();
+    for (part, value) in [("weight", 0.0), ("bias", -8.0)] {
+        let t = weights.get_mut(&format!("ladder.up.2.logsig.{part}")).unwrap();
+        t.data.iter_mut().for_each(|v| *v = value);
+    }
+    let images = images(&h, 6);
+    let ctx = context();
+    let report = diagnose_on(Device::Gpu(&ctx), &h, &weights, &images);
+    let top = &report.levels[0];
+    let cap = report.mutual_info_cap_nats;
+    assert!(cap - top.mutual_info_nats < 1e-6, "{top:?}, ln B = {cap}");
+}
+
+#[test]
 fn mutual_info_stays_under_ln_b_and_a_seed_gives_the_same_report() {
     // 7 images in batches of 3: the last batch (1 image) is left out of the
     // mutual information, whose cap is ln 3.
@@ -160,7 +178,6 @@ fn mutual_info_stays_under_ln_b_and_a_seed_gives_the_same_report() {
         );
         assert!(l.mutual_info_nats <= report.mutual_info_cap_nats, "{l:?}");
     }
-    assert!(report.levels.iter().any(|l| l.mutual_info_nats > 0.01), "{report:?}");
     assert_eq!(diagnose_on(Device::Gpu(&ctx), &h, &weights, &images), report);
     // Another seed draws other z: the same KL, another estimate.
     let reseeded = BatchRun {

@@ -13,7 +13,9 @@
 //! closed form (the negative entropy); the sampled term is used here instead
 //! because q(z_i | x_i) is one of the B terms of the sum, so every t_i, and
 //! with it the estimate, is at most ln B: the cap holds exactly, not only in
-//! expectation.
+//! expectation. The draw's noise, large when a level has many units, also
+//! cancels between the two terms: posteriors alike for every image give
+//! exactly 0, where the closed form would leave the noise of the second.
 
 use crate::kernels::rng::RngKey;
 
@@ -51,7 +53,7 @@ impl MutualInfo {
     /// image in `mu` and `log_sigma`, with `noise` the standard normal ε, one
     /// per value. Returns whether the batch was counted.
     pub fn add(&mut self, images: usize, mu: &[f32], log_sigma: &[f32], noise: &[f64]) -> bool {
-        if images != self.batch || images == 0 || mu.is_empty() {
+        if images != self.batch || images == 0 || mu.len() < images || mu.len() % images != 0 {
             return false;
         }
         let units = mu.len() / images;
@@ -97,9 +99,7 @@ pub fn image_terms(mu: &[f32], log_sigma: &[f32], noise: &[f64], units: usize) -
     let ln_b = (b as f64).ln();
     (0..b)
         .map(|i| {
-            let own = i * units..(i + 1) * units;
-            let z: Vec<f64> = own
-                .clone()
+            let z: Vec<f64> = (i * units..(i + 1) * units)
                 .map(|k| mu[k] + log_sigma[k].exp() * noise[k])
                 .collect();
             let log_q: Vec<f64> = (0..b)
@@ -223,7 +223,10 @@ mod tests {
         let mut mi = MutualInfo::new(2);
         assert!(mi.add(2, &mu[..2], &log_sigma[..2], &first));
         assert!(mi.add(2, &mu[2..], &log_sigma[2..], &second));
-        assert!(!mi.add(1, &mu[..1], &log_sigma[..1], &noise(2, 2, 1, 1)), "a batch of 1");
+        assert!(
+            !mi.add(1, &mu[..1], &log_sigma[..1], &noise(2, 2, 1, 1)),
+            "a batch of 1"
+        );
         assert_eq!(mi.images(), 4);
         let terms: f64 = image_terms(&mu[..2], &log_sigma[..2], &first, 1)
             .into_iter()

@@ -527,7 +527,10 @@ mod tests {
             .collect();
         assert!(!line.is_empty() && line.len() <= 3, "the cap line's rows: {line:?}");
         let above = (baseline - line[0]) as f64;
-        assert!((above / h1 - 4f64.ln() / 0.9).abs() < 0.05, "line {above} px up, bar 0.9 is {h1}");
+        assert!(
+            (above / h1 - 4f64.ln() / 0.9).abs() < 0.05,
+            "line {above} px up, bar 0.9 is {h1}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
