@@ -53,7 +53,7 @@ impl MutualInfo {
     /// image in `mu` and `log_sigma`, with `noise` the standard normal ε, one
     /// per value. Returns whether the batch was counted.
     pub fn add(&mut self, images: usize, mu: &[f32], log_sigma: &[f32], noise: &[f64]) -> bool {
-        if images != self.batch || images == 0 || mu.len() < images || mu.len() % images != 0 {
+        if images != self.batch || images == 0 || mu.len() < images || !mu.len().is_multiple_of(images) {
             return false;
         }
         let units = mu.len() / images;
