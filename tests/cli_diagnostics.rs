@@ -128,16 +128,21 @@ fn encode_writes_every_levels_mean_and_std() {
 }
 
 #[test]
-fn diagnose_writes_a_report_and_three_plots() {
+fn diagnose_writes_a_report_and_four_plots() {
     let dir = tmp("diag");
     let out = run(
         "diagnose",
-        &["--limit", "6", "--batch", "3", "--temperature", "0.5", "--out", &dir],
+        &["--limit", "6", "--batch", "4", "--temperature", "0.5", "--out", &dir],
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(format!("{dir}/report.json")).unwrap()).unwrap();
+    let json = std::fs::read_to_string(format!("{dir}/report.json")).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(report["images"], 6);
+    // Batches of 4: the mutual information counts the first 4 images, not the last 2.
+    assert_eq!(report["mutual_info_batch"], 4);
+    assert_eq!(report["mutual_info_images"], 4);
+    let cap = report["mutual_info_cap_nats"].as_f64().unwrap();
+    assert_eq!(cap, 4f64.ln());
     assert_eq!(report["levels"].as_array().unwrap().len(), 9);
     assert_eq!(report["depth"].as_array().unwrap().len(), 10);
     for key in [
@@ -148,6 +153,7 @@ fn diagnose_writes_a_report_and_three_plots() {
         "active_fraction",
         "resolution",
         "units",
+        "mutual_info_nats",
     ] {
         assert!(
             report["levels"][0].get(key).is_some(),
@@ -155,9 +161,44 @@ fn diagnose_writes_a_report_and_three_plots() {
             report["levels"][0]
         );
     }
-    for plot in ["kl_per_level.png", "active_units.png", "distortion_by_depth.png"] {
+    // The table prints each level's estimate beside its KL, under a line naming B and the cap.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("B = 4 images (4 of them), at most ln B = {cap:.4} nats")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("KL nats/image   MI nats"), "{stdout}");
+    let levels = report["levels"].as_array().unwrap();
+    let rows: Vec<&str> = stdout.lines().filter(|l| l.trim_end().ends_with("%)")).collect();
+    assert_eq!(rows.len(), levels.len(), "{stdout}");
+    for (row, level) in rows.iter().zip(levels) {
+        let mi = level["mutual_info_nats"].as_f64().unwrap();
+        assert!(mi <= cap, "{level}");
+        let printed: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(printed[4], format!("{mi:.4}"), "{row}");
+    }
+    for plot in [
+        "kl_per_level.png",
+        "active_units.png",
+        "distortion_by_depth.png",
+        "mutual_info.png",
+    ] {
         assert!(png_size(&format!("{dir}/{plot}")).0 > 100, "{plot}");
     }
+    // A report.json written before the mutual information existed is refused, naming the field.
+    let parsed: vdvae::diagnose::report::DiagnoseReport = serde_json::from_str(&json).unwrap();
+    assert_eq!(parsed.levels.len(), 9);
+    let mut old = report.clone();
+    for level in old["levels"].as_array_mut().unwrap() {
+        level.as_object_mut().unwrap().remove("mutual_info_nats");
+    }
+    for key in ["mutual_info_batch", "mutual_info_images", "mutual_info_cap_nats"] {
+        old.as_object_mut().unwrap().remove(key);
+    }
+    let err = serde_json::from_str::<vdvae::diagnose::report::DiagnoseReport>(&old.to_string())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("missing field `mutual_info_"), "{err}");
 }
 
 #[test]

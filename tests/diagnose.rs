@@ -1,5 +1,5 @@
-//! The per-level diagnostics: active units, distortion by depth,
-//! interpolation, per-level temperatures, fixed levels, and every command's
+//! The per-level diagnostics: active units, mutual information, distortion by
+//! depth, interpolation, per-level temperatures, fixed levels, and every command's
 //! GPU output against the CPU reference path.
 
 mod common;
@@ -92,7 +92,7 @@ fn variances(t: &vdvae::checkpoint::Tensor) -> Vec<f64> {
 }
 
 #[test]
-fn a_level_whose_posterior_is_its_prior_has_no_active_units_and_no_kl() {
+fn a_level_whose_posterior_is_its_prior_has_no_active_units_no_kl_and_no_mutual_info() {
     // The top level's posterior is its bottom-up estimate: with zero heads it is
     // N(0, I), the top prior, whatever the image.
     let h = tiny_ladder();
@@ -109,6 +109,8 @@ fn a_level_whose_posterior_is_its_prior_has_no_active_units_and_no_kl() {
     let top = &report.levels[0];
     assert_eq!((top.units, top.active_units), (2, 0), "{top:?}");
     assert!(top.kl_nats_per_image.abs() < 1e-6, "{top:?}");
+    // Every image's posterior is the same N(0, I): z tells nothing of the image.
+    assert!(top.mutual_info_nats.abs() < 1e-12, "{top:?}");
     // The other levels' counts are those of their encodings' variances.
     let encoded = encode(&batches(Device::Gpu(&ctx), &h, &weights, &images)).unwrap();
     for level in &report.levels {
@@ -137,6 +139,60 @@ fn a_vdvae_level_with_a_constant_posterior_mean_has_no_active_units() {
     assert_eq!(report.levels[2].units, 4 * 4 * h.zdim);
     assert_eq!(report.levels.len(), h.latent_levels().unwrap());
     assert_eq!(report.depth.len(), report.levels.len() + 1);
+}
+
+#[test]
+fn a_level_with_narrow_posteriors_apart_for_each_image_reaches_ln_b() {
+    // The top level's log σ head set to -8 for every image: its posterior means,
+    // which differ from image to image, lie thousands of σ apart, so a z drawn
+    // for one image is explained by that image alone.
+    let h = tiny_ladder();
+    let mut weights = init_weights(&h, 2).unwrap();
+    for (part, value) in [("weight", 0.0), ("bias", -8.0)] {
+        let t = weights.get_mut(&format!("ladder.up.2.logsig.{part}")).unwrap();
+        t.data.iter_mut().for_each(|v| *v = value);
+    }
+    let images = images(&h, 6);
+    let ctx = context();
+    let report = diagnose_on(Device::Gpu(&ctx), &h, &weights, &images);
+    let top = &report.levels[0];
+    let cap = report.mutual_info_cap_nats;
+    assert!(cap - top.mutual_info_nats < 1e-6, "{top:?}, ln B = {cap}");
+}
+
+#[test]
+fn mutual_info_stays_under_ln_b_and_a_seed_gives_the_same_report() {
+    // 7 images in batches of 3: the last batch (1 image) is left out of the
+    // mutual information, whose cap is ln 3.
+    let h = preset("mnist-tiny").unwrap();
+    let weights = init_weights(&h, 4).unwrap();
+    let images = images(&h, 7);
+    let ctx = context();
+    let report = diagnose_on(Device::Gpu(&ctx), &h, &weights, &images);
+    assert_eq!((report.mutual_info_batch, report.mutual_info_images), (3, 6));
+    assert_eq!(report.mutual_info_cap_nats, 3f64.ln());
+    for l in &report.levels {
+        println!(
+            "level {}: MI {:.4} nats, KL {:.4} nats",
+            l.level, l.mutual_info_nats, l.kl_nats_per_image
+        );
+        assert!(l.mutual_info_nats <= report.mutual_info_cap_nats, "{l:?}");
+    }
+    assert_eq!(diagnose_on(Device::Gpu(&ctx), &h, &weights, &images), report);
+    // Another seed draws other z: the same KL, another estimate.
+    let reseeded = BatchRun {
+        seed: 10,
+        ..batches(Device::Gpu(&ctx), &h, &weights, &images)
+    };
+    let other = diagnose(&reseeded, 1.0, |_, _| {}).unwrap();
+    for (a, b) in report.levels.iter().zip(&other.levels) {
+        assert_eq!(a.kl_nats_per_image, b.kl_nats_per_image);
+    }
+    assert!(report
+        .levels
+        .iter()
+        .zip(&other.levels)
+        .any(|(a, b)| a.mutual_info_nats != b.mutual_info_nats));
 }
 
 #[test]
@@ -359,6 +415,13 @@ fn every_command_gives_the_same_on_the_gpu_and_the_cpu() {
         for (a, b) in rg.levels.iter().zip(&rc.levels) {
             assert_eq!(a.active_units, b.active_units, "{name}: level {}", a.level);
             assert!((a.kl_nats_per_image - b.kl_nats_per_image).abs() <= 1e-4 * b.kl_nats_per_image.max(1.0));
+            assert!(
+                (a.mutual_info_nats - b.mutual_info_nats).abs() <= 1e-4,
+                "{name}: level {}: MI {} vs {}",
+                a.level,
+                a.mutual_info_nats,
+                b.mutual_info_nats
+            );
         }
         for (a, b) in rg.depth.iter().zip(&rc.depth) {
             assert!(

@@ -1,5 +1,5 @@
-//! `vdvae diagnose`: per-level KL, active units and distortion by depth, as
-//! report.json and PNG plots.
+//! `vdvae diagnose`: per-level KL, active units, mutual information and
+//! distortion by depth, as report.json and PNG plots.
 
 use std::process::ExitCode;
 
@@ -52,14 +52,19 @@ pub fn run(choice: &AdapterChoice, a: &DiagnoseArgs) -> vdvae::Result<ExitCode> 
         report.levels.len(),
         report.model
     );
-    println!("level  res   units    KL nats/image  share   active");
+    println!(
+        "MI: I(x; z) estimated over batches of B = {} images ({} of them), at most ln B = {:.4} nats",
+        report.mutual_info_batch, report.mutual_info_images, report.mutual_info_cap_nats
+    );
+    println!("level  res   units    KL nats/image   MI nats  share   active");
     for l in &report.levels {
         println!(
-            "{:>5} {:>4} {:>7} {:>16.4} {:>6.1}% {:>6} ({:.0}%)",
+            "{:>5} {:>4} {:>7} {:>16.4} {:>9.4} {:>6.1}% {:>6} ({:.0}%)",
             l.level,
             l.resolution,
             l.units,
             l.kl_nats_per_image,
+            l.mutual_info_nats,
             100.0 * l.rate_share,
             l.active_units,
             100.0 * l.active_fraction

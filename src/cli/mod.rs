@@ -49,7 +49,7 @@ pub enum Command {
     Interpolate(interpolate::InterpolateArgs),
     /// Every level's posterior mean and standard deviation of each image, to safetensors
     Encode(encode::EncodeArgs),
-    /// Per-level KL, active units and distortion by depth: DIR/report.json and PNG plots
+    /// Per-level KL, active units, mutual information and distortion by depth: DIR/report.json and PNG plots
     Diagnose(diagnose::DiagnoseArgs),
     /// Where a training step's time and FLOPs go: per kernel GPU time, FLOPs, bytes, rates and
     /// share of the FMA ceiling; for the step model FLOPs, pipelined wall time, MFU and GPU-busy time

@@ -1,9 +1,10 @@
-//! `vdvae diagnose`: per-level KL and active units from the posterior-mean
-//! pass, and distortion by depth for every k.
+//! `vdvae diagnose`: per-level KL, active units and mutual information from
+//! the posterior-mean pass, and distortion by depth for every k.
 
 use super::active_units::ActiveUnits;
 use super::depth::{depth_point, DepthTotals};
 use super::encode::posterior_passes;
+use super::mutual_info::{cap_nats, noise, MutualInfo};
 use super::report::{DiagnoseReport, LevelReport, ACTIVE_THRESHOLD};
 use crate::error::Result;
 use crate::model::conditional::BatchRun;
@@ -21,18 +22,26 @@ pub fn diagnose(
     let (h, images) = (run.h, run.images);
     let levels = h.latent_levels()?;
     let stages = levels + 1;
-    // Every level from the posterior mean: KL per level, active units and the depth point k = levels.
+    // Every level from the posterior mean: KL per level, active units, mutual
+    // information and the depth point k = levels.
     let mut kl = vec![0f64; levels];
     let mut active: Vec<Option<ActiveUnits>> = (0..levels).map(|_| None).collect();
+    let batch = run.batch_size();
+    let mut mutual_info: Vec<MutualInfo> = (0..levels).map(|_| MutualInfo::new(batch)).collect();
     let mut full = DepthTotals::default();
+    let mut batch_index = 0;
     let shapes = posterior_passes(run, |pass| {
         full.add(&pass.nll, &pass.kl);
-        for (l, ((mu, _), k)) in pass.posterior.iter().zip(&pass.kl).enumerate() {
+        let n = pass.nll.len();
+        for (l, ((mu, log_sigma), k)) in pass.posterior.iter().zip(&pass.kl).enumerate() {
             kl[l] += k.iter().map(|&v| v as f64).sum::<f64>();
-            active[l]
-                .get_or_insert_with(|| ActiveUnits::new(mu.len() / pass.nll.len()))
-                .add(mu);
+            active[l].get_or_insert_with(|| ActiveUnits::new(mu.len() / n)).add(mu);
+            if n == batch {
+                let eps = noise(run.seed, batch_index, l, mu.len());
+                mutual_info[l].add(n, mu, log_sigma, &eps);
+            }
         }
+        batch_index += 1;
         Ok(())
     })?;
     progress(1, stages);
@@ -51,8 +60,9 @@ pub fn diagnose(
         .iter()
         .zip(&kl)
         .zip(&active)
+        .zip(&mutual_info)
         .enumerate()
-        .map(|(l, ((shape, &kl), a))| {
+        .map(|(l, (((shape, &kl), a), mi))| {
             let a = a.as_ref().expect("every level was counted");
             let active_units = a.active(ACTIVE_THRESHOLD);
             LevelReport {
@@ -64,6 +74,7 @@ pub fn diagnose(
                 rate_share: if total > 0.0 { kl / total } else { 0.0 },
                 active_units,
                 active_fraction: active_units as f64 / a.units() as f64,
+                mutual_info_nats: mi.nats().expect("the first batch holds `batch` images"),
             }
         })
         .collect();
@@ -73,6 +84,9 @@ pub fn diagnose(
         dims,
         levels,
         active_threshold: ACTIVE_THRESHOLD,
+        mutual_info_batch: batch,
+        mutual_info_images: mutual_info.first().map_or(0, MutualInfo::images),
+        mutual_info_cap_nats: cap_nats(batch),
         depth_temperature: temperature,
         depth,
     })

@@ -1,6 +1,6 @@
 //! The plots of `vdvae diagnose`, drawn from its report: KL per level, active
-//! units per level, and distortion and −ELBO against the number of levels
-//! taken from the posterior. plotters draws into memory, `png` encodes, and
+//! units per level, distortion and −ELBO against the number of levels taken
+//! from the posterior, and mutual information per level under its cap ln B. plotters draws into memory, `png` encodes, and
 //! each file is written atomically. Text uses the bundled DejaVu Sans subset
 //! (`assets/fonts/`), so the plots render on machines with no system fonts.
 
@@ -23,6 +23,7 @@ const FONT_BYTES: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans-subset.t
 const BAR: RGBColor = RGBColor(52, 101, 164);
 const DISTORTION: RGBColor = RGBColor(52, 101, 164);
 const ELBO: RGBColor = RGBColor(204, 85, 0);
+const CAP: RGBColor = RGBColor(204, 85, 0);
 /// Above this many levels the active-unit counts move from the bars to the axis description.
 const MAX_LABELLED_BARS: usize = 40;
 
@@ -31,16 +32,18 @@ type Drawn = std::result::Result<(), Box<dyn std::error::Error>>;
 type Plot = fn(&DiagnoseReport, &Canvas<'_>) -> Drawn;
 
 /// Writes the report's plots into `dir`, each atomically (write to a temp name, then rename), and
-/// returns the paths written: `kl_per_level.png`, `active_units.png`, `distortion_by_depth.png`.
+/// returns the paths written: `kl_per_level.png`, `active_units.png`, `distortion_by_depth.png`,
+/// `mutual_info.png`.
 pub fn write_plots(report: &DiagnoseReport, dir: &Path) -> Result<Vec<PathBuf>> {
     check_plottable(report)?;
     register_font()?;
-    let plots: [(&str, Plot); 3] = [
+    let plots: [(&str, Plot); 4] = [
         ("kl_per_level.png", draw_kl),
         ("active_units.png", draw_active_units),
         ("distortion_by_depth.png", draw_depth),
+        ("mutual_info.png", draw_mutual_info),
     ];
-    // All three are drawn before any is written: a plot that fails to draw replaces no file.
+    // All four are drawn before any is written: a plot that fails to draw replaces no file.
     let mut drawn = Vec::new();
     for (name, plot) in plots {
         let path = dir.join(name);
@@ -85,6 +88,7 @@ fn check_plottable(report: &DiagnoseReport) -> Result<()> {
         [
             (format!("levels[{i}].kl_nats_per_image"), l.kl_nats_per_image),
             (format!("levels[{i}].active_fraction"), l.active_fraction),
+            (format!("levels[{i}].mutual_info_nats"), l.mutual_info_nats),
         ]
     });
     let depth = report.depth.iter().enumerate().flat_map(|(i, d)| {
@@ -93,8 +97,11 @@ fn check_plottable(report: &DiagnoseReport) -> Result<()> {
             (format!("depth[{i}].elbo_nats_per_dim"), d.elbo_nats_per_dim),
         ]
     });
-    let temperature = [("depth_temperature".to_string(), report.depth_temperature as f64)];
-    match levels.chain(depth).chain(temperature).find(|(_, v)| !v.is_finite()) {
+    let scalars = [
+        ("depth_temperature".to_string(), report.depth_temperature as f64),
+        ("mutual_info_cap_nats".to_string(), report.mutual_info_cap_nats),
+    ];
+    match levels.chain(depth).chain(scalars).find(|(_, v)| !v.is_finite()) {
         Some((field, v)) => Err(Error::Input(format!("the report's {field} is {v}; nothing to plot"))),
         None => Ok(()),
     }
@@ -134,6 +141,7 @@ fn draw_kl(report: &DiagnoseReport, canvas: &Canvas<'_>) -> Drawn {
             y: padded_range(&kl, true),
             values: kl,
             labels: Vec::new(),
+            cap: None,
         },
     )
 }
@@ -164,11 +172,34 @@ fn draw_active_units(report: &DiagnoseReport, canvas: &Canvas<'_>) -> Drawn {
             } else {
                 Vec::new()
             },
+            cap: None,
         },
     )
 }
 
-/// One bar per level; `labels`, when given, go above the plot over their bars.
+fn draw_mutual_info(report: &DiagnoseReport, canvas: &Canvas<'_>) -> Drawn {
+    let mi: Vec<f64> = report.levels.iter().map(|l| l.mutual_info_nats).collect();
+    let cap = report.mutual_info_cap_nats;
+    let with_cap: Vec<f64> = mi.iter().copied().chain([cap]).collect();
+    draw_bars(
+        canvas,
+        Bars {
+            caption: format!("I(x; z) per level, ≤ ln B = {cap:.3} nats (the line)"),
+            x_desc: format!(
+                "level (0 = top); batches of B = {}, {} images",
+                report.mutual_info_batch, report.mutual_info_images
+            ),
+            y_desc: "I(x; z), nats",
+            y: padded_range(&with_cap, true),
+            values: mi,
+            labels: Vec::new(),
+            cap: Some(cap),
+        },
+    )
+}
+
+/// One bar per level; `labels`, when given, go above the plot over their bars; `cap`, when
+/// given, is a line across the plot at that value.
 struct Bars {
     caption: String,
     x_desc: String,
@@ -176,6 +207,7 @@ struct Bars {
     values: Vec<f64>,
     y: Range<f64>,
     labels: Vec<String>,
+    cap: Option<f64>,
 }
 
 fn draw_bars(canvas: &Canvas<'_>, bars: Bars) -> Drawn {
@@ -215,6 +247,10 @@ fn draw_bars(canvas: &Canvas<'_>, bars: Bars) -> Drawn {
         let i = i as f64;
         Rectangle::new([(i - 0.4, 0.0), (i + 0.4, v)], BAR.filled())
     }))?;
+    if let Some(cap) = bars.cap {
+        let ends = [(-0.5, cap), (n as f64 - 0.5, cap)];
+        chart.draw_series(LineSeries::new(ends, CAP.stroke_width(2)))?;
+    }
     for (i, label) in bars.labels.iter().enumerate() {
         let (x, top) = chart.backend_coord(&(i as f64, bars.y.end));
         let style = if upright {
@@ -350,6 +386,8 @@ mod tests {
                 rate_share: if total > 0.0 { kl / total } else { 0.0 },
                 active_units,
                 active_fraction: active_units as f64 / units as f64,
+                // Below the cap ln 4, in proportion to the KL.
+                mutual_info_nats: 1.2 * kl / total.max(1e-9),
             })
             .collect();
         let depth = (0..=kl.len())
@@ -370,6 +408,9 @@ mod tests {
             dims: 784,
             levels,
             active_threshold: ACTIVE_THRESHOLD,
+            mutual_info_batch: 4,
+            mutual_info_images: 100,
+            mutual_info_cap_nats: 4f64.ln(),
             depth_temperature: 0.8,
             depth,
         }
@@ -428,14 +469,22 @@ mod tests {
     }
 
     #[test]
-    fn three_levels_give_three_plots_with_bars_in_proportion() {
+    fn three_levels_give_four_plots_with_bars_in_proportion() {
         let dir = temp_dir("three");
-        let report = report(&[30.0, 10.0, 20.0], &[(16, 16), (4, 16), (8, 16)]);
+        let mut report = report(&[30.0, 10.0, 20.0], &[(16, 16), (4, 16), (8, 16)]);
+        for (level, mi) in report.levels.iter_mut().zip([0.3, 0.9, 0.6]) {
+            level.mutual_info_nats = mi;
+        }
         let written = write_plots(&report, &dir).unwrap();
         let names: Vec<_> = written.iter().map(|p| p.file_name().unwrap()).collect();
         assert_eq!(
             names,
-            ["kl_per_level.png", "active_units.png", "distortion_by_depth.png"]
+            [
+                "kl_per_level.png",
+                "active_units.png",
+                "distortion_by_depth.png",
+                "mutual_info.png"
+            ]
         );
         for path in &written {
             assert_is_a_picture(path);
@@ -463,6 +512,25 @@ mod tests {
             let hits = depth.iter().filter(|p| **p == [color.0, color.1, color.2]).count();
             assert!(hits > 200, "{color:?} drawn on {hits} pixels");
         }
+
+        // Mutual information 0.3, 0.9, 0.6 under the line at ln 4 ≈ 1.386.
+        let mi = bars(&written[3], BAR);
+        assert_eq!(mi.len(), 3, "{mi:?}");
+        let (h0, h1, h2) = (mi[0].1 as f64, mi[1].1 as f64, mi[2].1 as f64);
+        assert!((h1 / h0 - 3.0).abs() < 0.1 && (h2 / h0 - 2.0).abs() < 0.1, "{mi:?}");
+        let (w, h, pixels) = decode(&written[3]);
+        let (w, h) = (w as usize, h as usize);
+        let on = |x: usize, y: usize, c: RGBColor| pixels[y * w + x] == [c.0, c.1, c.2];
+        let baseline = (0..h).rev().find(|&y| (0..w).any(|x| on(x, y, BAR))).unwrap();
+        let line: Vec<usize> = (0..h)
+            .filter(|&y| (0..w).filter(|&x| on(x, y, CAP)).count() > w / 2)
+            .collect();
+        assert!(!line.is_empty() && line.len() <= 3, "the cap line's rows: {line:?}");
+        let above = (baseline - line[0]) as f64;
+        assert!(
+            (above / h1 - 4f64.ln() / 0.9).abs() < 0.05,
+            "line {above} px up, bar 0.9 is {h1}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -486,14 +554,22 @@ mod tests {
     #[test]
     fn edge_cases_still_plot() {
         let dir = temp_dir("edges");
-        // One level, all-zero KL (the y range needs a span of its own), and 64 levels.
+        // One level, all-zero KL (the y range needs a span of its own), 64 levels, a batch of
+        // one image (cap ln 1 = 0, every estimate 0) and an estimate a little below zero.
+        let mut single = report(&[1.0, 2.0], &[(1, 2), (2, 2)]);
+        single.mutual_info_cap_nats = 0.0;
+        single.levels.iter_mut().for_each(|l| l.mutual_info_nats = 0.0);
+        let mut negative = report(&[1.0, 2.0], &[(1, 2), (2, 2)]);
+        negative.levels[0].mutual_info_nats = -0.01;
         for report in [
             report(&[5.0], &[(3, 8)]),
             report(&[0.0, 0.0, 0.0], &[(0, 4), (0, 4), (0, 4)]),
             report(&vec![2.0; 64], &vec![(1, 2); 64]),
+            single,
+            negative,
         ] {
             let written = write_plots(&report, &dir).unwrap();
-            assert_eq!(written.len(), 3);
+            assert_eq!(written.len(), 4);
             for path in &written {
                 assert_is_a_picture(path);
             }
@@ -516,6 +592,12 @@ mod tests {
         bad.depth[0].elbo_nats_per_dim = f64::INFINITY;
         let err = write_plots(&bad, &dir).unwrap_err().to_string();
         assert!(err.contains("depth[0].elbo_nats_per_dim is inf"), "{err}");
+
+        let mut bad = report(&[1.0], &[(1, 2)]);
+        bad.levels[0].mutual_info_nats = f64::NAN;
+        let err = write_plots(&bad, &dir).unwrap_err().to_string();
+        assert!(err.contains("levels[0].mutual_info_nats is NaN"), "{err}");
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
 
         bad.levels.clear();
         assert!(write_plots(&bad, &dir).is_err());

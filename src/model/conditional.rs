@@ -232,6 +232,14 @@ pub struct BatchRun<'a, 'd> {
     pub seed: u64,
 }
 
+impl BatchRun<'_, '_> {
+    /// Images per pass of [`over_batches`]: `batch`, at least 1 and at most
+    /// the images; only the last pass may hold fewer.
+    pub fn batch_size(&self) -> usize {
+        self.batch.clamp(1, self.images.n.max(1))
+    }
+}
+
 /// Runs the conditional graph of `sources` over every image in batches (one
 /// graph per batch size, noise step = the batch's index) and hands each run
 /// to `visit` with the index of its first image.
@@ -244,7 +252,7 @@ pub fn over_batches(
     if images.n == 0 {
         return Err(Error::Input("the dataset holds no images".into()));
     }
-    let batch = run.batch.clamp(1, images.n);
+    let batch = run.batch_size();
     let mut graph: Option<Conditional<'_>> = None;
     let mut start = 0;
     while start < images.n {
