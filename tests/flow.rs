@@ -184,3 +184,38 @@ fn on_a_trained_flowed_model_the_iw_nll_is_under_the_negative_elbo() {
         elbo.elbo_nats_per_image
     );
 }
+
+#[test]
+fn encode_writes_z0s_posterior_and_the_flowed_z_and_the_posterior_mean_path_is_deterministic() {
+    use vdvae::diagnose::encode::{encode, level_name};
+    use vdvae::model::conditional::BatchRun;
+    let images = fit_images(&flowed(1, false), common::mnist_batch(3)).unwrap();
+    for h in [flowed(1, false), flowed(0, false)] {
+        let weights = init_weights(&h, 4).unwrap();
+        let run = BatchRun {
+            device: Device::Cpu,
+            h: &h,
+            weights: &weights,
+            images: &images,
+            norm: MNIST,
+            batch: 2,
+            seed: 1,
+        };
+        let encoded = encode(&run).unwrap();
+        let levels = h.latent_levels().unwrap();
+        for l in 0..levels {
+            let mean = &encoded[&level_name(l, "mean")];
+            match encoded.get(&level_name(l, "flowed")) {
+                Some(z) => {
+                    assert_eq!(z.shape, mean.shape, "level {l}");
+                    assert!(z.data.iter().all(|v| v.is_finite()));
+                    // The cells start near, not at, the identity (σ ≈ 0.88).
+                    assert_ne!(z.data, mean.data, "level {l}: the cells changed nothing");
+                }
+                None => assert_eq!(h.flow_cells, 0, "level {l} of a flowed model has no flowed z"),
+            }
+        }
+        // The posterior-mean path draws nothing: the same encoding again.
+        assert_eq!(encode(&run).unwrap(), encoded);
+    }
+}

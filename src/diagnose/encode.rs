@@ -10,10 +10,14 @@ use crate::model::levels::LevelSource;
 
 /// One batch's pass with every level from its posterior mean: per-image NLL,
 /// and per level the per-image KL and the posterior `(mu, log sigma)`, NHWC.
+/// With flow posteriors (`flow_cells`), `(mu, log sigma)` is the Gaussian of
+/// z0 and `flowed` holds each level's z after the cells (z0 = mu); without,
+/// `flowed` is empty.
 pub struct PosteriorPass {
     pub nll: Vec<f32>,
     pub kl: Vec<Vec<f32>>,
     pub posterior: Vec<(Vec<f32>, Vec<f32>)>,
+    pub flowed: Vec<Vec<f32>>,
 }
 
 /// Runs the posterior-mean pass over the images of `run`, handing each batch
@@ -31,11 +35,15 @@ pub fn posterior_passes(
             nll: c.nll()?,
             kl: Vec::with_capacity(levels),
             posterior: Vec::with_capacity(levels),
+            flowed: Vec::new(),
         };
         for l in 0..levels {
             pass.kl.push(c.kl(l)?.expect("every level reads the posterior"));
             pass.posterior
                 .push(c.posterior(l)?.expect("every level reads the posterior"));
+            if run.h.flow_cells > 0 {
+                pass.flowed.push(c.z(l)?);
+            }
         }
         visit(pass)
     })?;
@@ -49,16 +57,21 @@ pub fn level_name(l: usize, what: &str) -> String {
 
 /// Every level's posterior mean and standard deviation of every image of
 /// `run`, as tensors named by level ([`level_name`]), in PyTorch's layout:
-/// `[N, C, H, W]` (an MLP level: `[N, C]`).
+/// `[N, C, H, W]` (an MLP level: `[N, C]`). With flow posteriors these are
+/// z0's, and `level.LL.flowed` holds z after the cells from z0 = mean.
 pub fn encode(run: &BatchRun<'_, '_>) -> Result<NamedTensors> {
     let (h, images) = (run.h, run.images);
     let levels = h.latent_levels()?;
     let mut mean = vec![Vec::new(); levels];
     let mut std = vec![Vec::new(); levels];
+    let mut flowed = vec![Vec::new(); levels];
     let shapes = posterior_passes(run, |pass| {
         for (l, (mu, logsig)) in pass.posterior.into_iter().enumerate() {
             mean[l].extend(mu);
             std[l].extend(logsig.into_iter().map(f32::exp));
+        }
+        for (l, z) in pass.flowed.into_iter().enumerate() {
+            flowed[l].extend(z);
         }
         Ok(())
     })?;
@@ -72,7 +85,11 @@ pub fn encode(run: &BatchRun<'_, '_>) -> Result<NamedTensors> {
         } else {
             vec![images.n, c, hh, ww]
         };
-        for (what, values) in [("mean", &mean[l]), ("std", &std[l])] {
+        let mut parts = vec![("mean", &mean[l]), ("std", &std[l])];
+        if h.flow_cells > 0 {
+            parts.push(("flowed", &flowed[l]));
+        }
+        for (what, values) in parts {
             out.insert(
                 level_name(l, what),
                 Tensor {
