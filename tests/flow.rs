@@ -14,6 +14,7 @@ use vdvae::graph::executor::cpu::{run, Noise, Values};
 use vdvae::graph::{Precision, Sampling};
 use vdvae::kernels::optimizer::AdamW;
 use vdvae::model::assemble::{build_model, ModelGraph};
+use vdvae::model::config::{LadderForm, ModelKind};
 use vdvae::model::evaluate::{evaluate, fit_images, Device, EvalInput};
 use vdvae::model::importance::importance_weighted;
 use vdvae::model::init::init_weights;
@@ -30,6 +31,15 @@ fn flowed(cells: usize, shift_only: bool) -> HParams {
         flow_cells: cells,
         flow_shift_only: shift_only,
         ..preset("mnist-tiny").unwrap()
+    }
+}
+
+/// The conv Ladder VAE of the same size: its merged posterior is flowed.
+fn flowed_ladder(cells: usize) -> HParams {
+    HParams {
+        model: ModelKind::Ladder,
+        ladder_form: LadderForm::Conv,
+        ..flowed(cells, false)
     }
 }
 
@@ -56,16 +66,16 @@ fn training(h: &HParams, n: usize) -> (ModelGraph, Values) {
 fn a_flowed_training_step_on_gpu_matches_the_cpu_step() {
     let ctx = context();
     // Two cells: the second runs in the reversed order, and the log dets add.
-    for (cells, shift_only) in [(2, false), (1, true)] {
-        let h = flowed(cells, shift_only);
+    for h in [flowed(2, false), flowed(1, true), flowed_ladder(1)] {
+        let (cells, shift_only) = (h.flow_cells, h.flow_shift_only);
         let (m, values) = training(&h, 4);
         let want = reference_step(&m, &values, &adamw(), 9);
         let mut gpu = gpu_step(&ctx, &m, &values, adamw(), 9);
         assert!(gpu.train_step(&ctx).unwrap().is_none());
         let metrics = gpu.finish(&ctx).unwrap().unwrap();
         println!(
-            "{cells} cells, shift only {shift_only}: ELBO gpu {:.7} cpu {:.7}",
-            metrics.elbo, want.elbo
+            "{:?}, {cells} cells, shift only {shift_only}: ELBO gpu {:.7} cpu {:.7}",
+            h.model, metrics.elbo, want.elbo
         );
         let worst = assert_step_matches(&ctx, &m, &gpu, &metrics, &want, 1e-4);
         println!("worst gradient relative difference GPU vs CPU: {worst:.2e}");
@@ -74,8 +84,8 @@ fn a_flowed_training_step_on_gpu_matches_the_cpu_step() {
 
 #[test]
 fn every_flow_parameter_gradient_matches_finite_differences() {
-    for (cells, shift_only) in [(2, false), (1, true)] {
-        let h = flowed(cells, shift_only);
+    for h in [flowed(2, false), flowed(1, true), flowed_ladder(1)] {
+        let cells = h.flow_cells;
         let (m, values) = training(&h, 1);
         // The loss un-normalised (nats summed over the batch, in f64 from the
         // per-image f32 sums): the per-dim loss is too small for f32 differences.

@@ -6,7 +6,7 @@ use kernels_test::assert_close_f64;
 use vdvae::kernels::reparam_kl::reference::{self, LatentsRef};
 use vdvae::kernels::reparam_kl::{Posterior, Reparam, ZMode};
 use vdvae::kernels::rng::RngKey;
-use vdvae::kernels::testdata::{finite_difference, TestRng};
+use vdvae::kernels::testdata::{finite_difference, weighted_sum, TestRng};
 
 #[test]
 fn reparam_kl_matches_reference() {
@@ -181,4 +181,37 @@ fn importance_mode_backward_is_refused() {
         .expect("refused")
         .to_string();
     assert!(err.contains("no backward"), "{err}");
+}
+
+#[test]
+fn the_packed_ladder_merge_backward_matches_finite_differences() {
+    use vdvae::kernels::reparam_kl::reference::{merge_packed, merge_packed_backward};
+    let (n, zdim) = (6, 3);
+    let mut rng = TestRng::new(31);
+    let x: Vec<Vec<f32>> = (0..4).map(|_| rng.vec(n, -1.5, 1.5)).collect();
+    let dq = rng.vec(2 * n, -1.0, 1.0);
+    let loss = |x: &[Vec<f32>]| {
+        let l = LatentsRef {
+            q_mu: &x[0],
+            q_logsig: &x[1],
+            p_mu: &x[2],
+            p_logsig: &x[3],
+        };
+        weighted_sum(&merge_packed(&l, zdim), &dq)
+    };
+    let l = LatentsRef {
+        q_mu: &x[0],
+        q_logsig: &x[1],
+        p_mu: &x[2],
+        p_logsig: &x[3],
+    };
+    let analytic = merge_packed_backward(&l, zdim, &dq);
+    for k in 0..4 {
+        let fd = finite_difference(&x[k], 1e-3, |v| {
+            let mut y = x.clone();
+            y[k] = v.to_vec();
+            loss(&y)
+        });
+        assert_close_f64(&format!("input {k}"), &analytic[k], &fd, 1e-3, 1e-3);
+    }
 }

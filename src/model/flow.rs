@@ -20,9 +20,13 @@
 //! **KL.** The level's KL becomes the one-sample estimate
 //! `log q(zk | ·) − log p(zk)` with `log q(zk) = log N(z0; μ, σ) − Σ log|det|`
 //! (`Graph::flow_kl`): its mean over the draw is the KL, so the ELBO stays a bound.
+//!
+//! The conv Ladder VAE's merged posterior (precision weighting of the
+//! bottom-up estimate and the prior) is written out packed first, and then
+//! drawn from and flowed the same way.
 
 use super::builder::Builder;
-use super::config::{HParams, ModelKind};
+use super::config::HParams;
 use super::params::{conv, kaiming, Init, ParamSpec};
 use crate::error::{Error, Result};
 use crate::graph::ops::ActivationKind;
@@ -47,9 +51,10 @@ pub fn check_config(h: &HParams) -> Result<()> {
             h.flow_cells
         ));
     }
-    if h.flow_cells > 0 && h.model != ModelKind::Vdvae {
+    if h.flow_cells > 0 && h.is_mlp() {
         return bad(
-            "flow_cells works with the VDVAE (\"model\": \"vdvae\"); the Ladder VAE's merged posterior has no flows yet"
+            "flow_cells works with the VDVAE and the conv Ladder VAE (\"ladder_form\": \"conv\"); \
+             the MLP Ladder VAE's levels have no spatial order for the cells' masked convs"
                 .into(),
         );
     }
@@ -184,6 +189,7 @@ mod tests {
     use crate::graph::executor::cpu::{run, Noise};
     use crate::graph::Role;
     use crate::model::assemble::param_values;
+    use crate::model::config::ModelKind;
     use crate::model::init::init_weights;
     use crate::model::preset;
 
@@ -304,7 +310,12 @@ mod tests {
         assert!(check_config(&h(2, true, ModelKind::Vdvae)).is_ok());
         let msg = |h: HParams| check_config(&h).unwrap_err().to_string();
         assert!(msg(h(9, false, ModelKind::Vdvae)).contains("at most 8"));
-        assert!(msg(h(1, false, ModelKind::Ladder)).contains("VDVAE"));
+        assert!(msg(h(1, false, ModelKind::Ladder)).contains("conv Ladder"));
+        let conv_ladder = HParams {
+            ladder_form: crate::model::config::LadderForm::Conv,
+            ..h(1, false, ModelKind::Ladder)
+        };
+        assert!(check_config(&conv_ladder).is_ok());
         assert!(msg(h(0, true, ModelKind::Vdvae)).contains("flow_cells to 1"));
     }
 }

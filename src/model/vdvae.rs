@@ -172,7 +172,7 @@ pub(crate) fn build_levels(
         let slice =
             |b: &mut Builder, t, part: &str, from| b.g.slice_channels(&format!("{p}.{part}"), t, from, from + z);
         let level = match (source, q) {
-            (LevelSource::Posterior(sampling), Some(q)) if merge => {
+            (LevelSource::Posterior(sampling), Some(q)) if merge && h.flow_cells == 0 => {
                 let d = (slice(b, q, "mu_d", 0)?, slice(b, q, "logsig_d", z)?);
                 let prior = (slice(b, feats, "mu_p", 0)?, slice(b, feats, "logsig_p", z)?);
                 let (zt, kl) = b.g.reparam_kl_ladder(&p, d, prior, sampling, i as u32)?;
@@ -183,6 +183,15 @@ pub(crate) fn build_levels(
                 }
             }
             (LevelSource::Posterior(sampling), Some(q)) => {
+                // A flowed Ladder level writes its merged posterior out, packed
+                // as the VDVAE's posterior block writes it.
+                let q = if merge {
+                    let d = (slice(b, q, "mu_d", 0)?, slice(b, q, "logsig_d", z)?);
+                    let prior = (slice(b, feats, "mu_p", 0)?, slice(b, feats, "logsig_p", z)?);
+                    b.g.ladder_merge_packed(&format!("{p}.q"), d, prior)?
+                } else {
+                    q
+                };
                 // mu and logsig are read from the two blocks' outputs in place.
                 let (zt, kl) = b.g.reparam_kl_packed(&p, q, feats, z, sampling, i as u32)?;
                 let (zt, kl) = if h.flow_cells > 0 {

@@ -31,7 +31,7 @@ pub use conv2d::{Conv2d, Conv2dBackwardBias, Conv2dBackwardData, Conv2dBackwardW
 pub use copy_channels::{ChannelPiece, CopyChannels};
 pub use dmol::{DmolNll, DmolNllBackward, DmolSample};
 pub use elbo::{Elbo, ElboParts, ElboTotals, LossTerms};
-pub use flow::{FlowKl, FlowKlBackward, Iaf, IafBackward, MaskWeights};
+pub use flow::{FlowKl, FlowKlBackward, Iaf, IafBackward, LadderMergePacked, LadderMergePackedBackward, MaskWeights};
 pub use kl_control::{ControlledElbo, KlCoefTensor, KlColumns, KlSchedule, KlSeeds, KlStack, KlTerm};
 pub use linear::{Linear, LinearBackwardData, LinearBackwardWeight};
 pub use norm::{GroupNorm, GroupNormBackward};
@@ -151,6 +151,8 @@ ops!(
     IafBackward,
     FlowKl,
     FlowKlBackward,
+    LadderMergePacked,
+    LadderMergePackedBackward,
     DmolNll,
     DmolNllBackward,
     DmolSample,

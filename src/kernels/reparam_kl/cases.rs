@@ -208,6 +208,9 @@ pub fn check(c: &mut Checker) -> Result<()> {
             check_packed(c, &cfg, rows, zdim, extra, 400 + i as u64)?;
         }
     }
+    for (i, &(rows, zdim)) in [(1, 1), (35, 3), (128, 16)].iter().enumerate() {
+        check_merge(c, rows, zdim, 500 + i as u64)?;
+    }
     if c.full() {
         // The largest tensor that fits one storage binding.
         let n = c.ctx.limits.max_storage_buffer_binding_size as usize / 4;
@@ -348,5 +351,36 @@ fn check_packed(c: &mut Checker, cfg: &Reparam, rows: usize, zdim: usize, extra:
         &want_dp,
         GRAD_TOL,
     );
+    Ok(())
+}
+
+/// The Ladder merge written out packed, and its backward, against the reference.
+fn check_merge(c: &mut Checker, rows: usize, zdim: usize, seed: u64) -> Result<()> {
+    let ctx = c.ctx;
+    let mut rng = TestRng::new(seed);
+    let n = rows * zdim;
+    let l = Level::random(&mut rng, n);
+    let inputs = LevelBuffers::upload(ctx, &l);
+    let shapes = format!("{rows} rows, zdim {zdim}");
+    let q = ctx.zeros(2 * n);
+    ctx.run(&[&super::merge_packed(ctx, &inputs.views(), zdim, q.view())?])?;
+    let want = reference::merge_packed(&l.slices(), zdim);
+    c.compare(FAMILY, "ladder_merge_packed", &shapes, &ctx.read_f32(&q)?, &want, Z_TOL);
+    let dq = rng.vec(2 * n, -1.0, 1.0);
+    let dqb = ctx.upload(&dq);
+    let grads = LevelBuffers::zeros(ctx, n);
+    ctx.run(&[&super::merge_packed_backward(
+        ctx,
+        &inputs.views(),
+        zdim,
+        dqb.view(),
+        &grads.views(),
+    )?])?;
+    let want = reference::merge_packed_backward(&l.slices(), zdim, &dq);
+    let names = ["d mu_d", "d logsig_d", "d mu_p", "d logsig_p"];
+    for ((name, got), want) in names.iter().zip(&grads.0).zip(&want) {
+        let kernel = format!("ladder_merge_packed_backward {name}");
+        c.compare(FAMILY, &kernel, &shapes, &ctx.read_f32(got)?, want, GRAD_TOL);
+    }
     Ok(())
 }

@@ -28,10 +28,12 @@
 //! `reparam_kl_backward.wgsl`, `reparam_kl_prior.wgsl`.
 
 mod cases;
+mod merge;
 mod packed;
 pub mod reference;
 
 pub use cases::{bench_cases, check};
+pub use merge::{merge_packed, merge_packed_backward};
 pub use packed::{backward_packed, forward_packed, Packed};
 
 use crate::error::{shape_err, Error, Result};
@@ -109,6 +111,7 @@ pub fn all_kernels() -> Vec<KernelSpec> {
         .map(|k| k.spec())
         .collect();
     all.extend(packed::kernels());
+    all.extend(merge::kernels());
     all
 }
 

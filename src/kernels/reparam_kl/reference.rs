@@ -156,3 +156,45 @@ pub fn prior_sample(key: RngKey, temperature: f32, p_mu: &[f32], p_logsig: &[f32
         })
         .collect()
 }
+
+/// The Ladder VAE's merged posterior, packed `[mu_q, logsig_q]` (see `merge.rs`).
+pub fn merge_packed(x: &LatentsRef<'_>, zdim: usize) -> Vec<f32> {
+    let n = x.q_mu.len();
+    let mut q = vec![0.0; 2 * n];
+    for i in 0..n {
+        let (mu, ls) = ladder_merge(
+            x.q_mu[i] as f64,
+            x.q_logsig[i] as f64,
+            x.p_mu[i] as f64,
+            x.p_logsig[i] as f64,
+        );
+        let j = (i - i % zdim) * 2 + i % zdim;
+        q[j] = mu as f32;
+        q[j + zdim] = ls as f32;
+    }
+    q
+}
+
+/// The gradients of [`merge_packed`]'s inputs: (d mu_d, d logsig_d, d mu_p, d logsig_p).
+pub fn merge_packed_backward(x: &LatentsRef<'_>, zdim: usize, dq: &[f32]) -> [Vec<f32>; 4] {
+    let n = x.q_mu.len();
+    let mut out = [vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; n]];
+    for i in 0..n {
+        let (md, ld, mp, lp) = (
+            x.q_mu[i] as f64,
+            x.q_logsig[i] as f64,
+            x.p_mu[i] as f64,
+            x.p_logsig[i] as f64,
+        );
+        let (mu, _) = ladder_merge(md, ld, mp, lp);
+        let (pd, pp) = ((-2.0 * ld).exp(), (-2.0 * lp).exp());
+        let (wd, wp) = (pd / (pd + pp), pp / (pd + pp));
+        let j = (i - i % zdim) * 2 + i % zdim;
+        let (g_mu, g_ls) = (dq[j] as f64, dq[j + zdim] as f64);
+        out[0][i] = (g_mu * wd) as f32;
+        out[1][i] = (wd * (g_ls - 2.0 * g_mu * (md - mu))) as f32;
+        out[2][i] = (g_mu * wp) as f32;
+        out[3][i] = (wp * (g_ls - 2.0 * g_mu * (mp - mu))) as f32;
+    }
+    out
+}
