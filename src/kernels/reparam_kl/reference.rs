@@ -177,9 +177,7 @@ pub fn merge_packed(x: &LatentsRef<'_>, zdim: usize) -> Vec<f32> {
 
 /// The gradients of [`merge_packed`]'s inputs: (d mu_d, d logsig_d, d mu_p, d logsig_p).
 pub fn merge_packed_backward(x: &LatentsRef<'_>, zdim: usize, dq: &[f32]) -> [Vec<f32>; 4] {
-    let n = x.q_mu.len();
-    let mut out = [vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; n]];
-    for i in 0..n {
+    let grads = (0..x.q_mu.len()).map(|i| {
         let (md, ld, mp, lp) = (
             x.q_mu[i] as f64,
             x.q_logsig[i] as f64,
@@ -191,10 +189,18 @@ pub fn merge_packed_backward(x: &LatentsRef<'_>, zdim: usize, dq: &[f32]) -> [Ve
         let (wd, wp) = (pd / (pd + pp), pp / (pd + pp));
         let j = (i - i % zdim) * 2 + i % zdim;
         let (g_mu, g_ls) = (dq[j] as f64, dq[j + zdim] as f64);
-        out[0][i] = (g_mu * wd) as f32;
-        out[1][i] = (wd * (g_ls - 2.0 * g_mu * (md - mu))) as f32;
-        out[2][i] = (g_mu * wp) as f32;
-        out[3][i] = (wp * (g_ls - 2.0 * g_mu * (mp - mu))) as f32;
+        [
+            g_mu * wd,
+            wd * (g_ls - 2.0 * g_mu * (md - mu)),
+            g_mu * wp,
+            wp * (g_ls - 2.0 * g_mu * (mp - mu)),
+        ]
+    });
+    let mut out: [Vec<f32>; 4] = Default::default();
+    for g in grads {
+        for (o, v) in out.iter_mut().zip(g) {
+            o.push(v as f32);
+        }
     }
     out
 }
