@@ -231,8 +231,14 @@ fn each_forward_op_rounds_its_f16_outputs_once_as_the_cpu_does() {
         c: 3,
         pixels,
     };
+    // With flow cells too: their ops' f16 outputs round like the rest.
+    let flowed = HParams {
+        flow_cells: 2,
+        ..preset("mnist-tiny").unwrap()
+    };
     for (h, images, norm) in [
         (preset("mnist-tiny").unwrap(), mnist_batch(2), MNIST),
+        (flowed, mnist_batch(2), MNIST),
         (rgb, noise_image, CIFAR10),
     ] {
         let mut m = build_model(&h, images.n, Sampling::Posterior).unwrap();
