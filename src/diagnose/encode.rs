@@ -9,8 +9,10 @@ use crate::model::conditional::{over_batches, BatchRun};
 use crate::model::levels::LevelSource;
 
 /// One batch's pass with every level from its posterior mean: per-image NLL,
-/// and per level the per-image KL and the posterior `(mu, log sigma)`, NHWC.
+/// and per level the per-image KL and the posterior `(mu, log sigma)`, NHWC,
+/// with the latent's shape per image `[H, W, C]`.
 pub struct PosteriorPass {
+    pub shapes: Vec<Vec<usize>>,
     pub nll: Vec<f32>,
     pub kl: Vec<Vec<f32>>,
     pub posterior: Vec<(Vec<f32>, Vec<f32>)>,
@@ -28,6 +30,7 @@ pub fn posterior_passes(
     over_batches(run, &sources, |c, _| {
         shapes = (0..levels).map(|l| c.latent_shape(l)[1..].to_vec()).collect();
         let mut pass = PosteriorPass {
+            shapes: shapes.clone(),
             nll: c.nll()?,
             kl: Vec::with_capacity(levels),
             posterior: Vec::with_capacity(levels),
