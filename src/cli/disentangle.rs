@@ -40,8 +40,7 @@ pub fn run(choice: &AdapterChoice, a: &DisentangleArgs) -> vdvae::Result<ExitCod
         path: a.factors.clone(),
         source: e,
     })?;
-    let mut factors =
-        read_npy_index_table(&bytes).map_err(|e| vdvae::Error::Input(format!("{}: {e}", a.factors)))?;
+    let mut factors = read_npy_index_table(&bytes).map_err(|e| vdvae::Error::Input(format!("{}: {e}", a.factors)))?;
     if factors.rows < images.n {
         return Err(vdvae::Error::Input(format!(
             "{}: {} rows of factors for {} images: give the factors of every image of {}",

@@ -5,7 +5,7 @@
 
 use std::f64::consts::PI;
 
-use super::{IndexTable, ImageSet};
+use super::{ImageSet, IndexTable};
 use crate::error::{Error, Result};
 
 /// One generative factor: its name, its values' labels and how many there are.
@@ -204,16 +204,16 @@ mod tests {
     fn every_shape_shows_and_its_area_grows_with_scale() {
         for size in [32, 64] {
             let mut image = vec![0u8; size * size];
-            for shape in 0..3 {
+            for (shape, name) in SHAPES.iter().enumerate() {
                 let mut areas = Vec::new();
                 for scale in [0, 5] {
                     render(&[shape, scale, 3, 16, 16], size, &mut image);
                     areas.push(white(&image));
                 }
-                assert!(areas[0] > 0, "{} at scale 0.5 on {size}x{size} is empty", SHAPES[shape]);
+                assert!(areas[0] > 0, "{name} at scale 0.5 on {size}x{size} is empty");
                 // Area goes with scale²: 4x from 0.5 to 1, give or take the pixel grid.
                 let ratio = areas[1] as f64 / areas[0] as f64;
-                assert!((2.5..6.0).contains(&ratio), "{}: area ratio {ratio}", SHAPES[shape]);
+                assert!((2.5..6.0).contains(&ratio), "{name}: area ratio {ratio}");
             }
         }
     }

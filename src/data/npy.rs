@@ -296,7 +296,10 @@ pub fn read_npy_index_table(bytes: &[u8]) -> Result<IndexTable> {
         }
     };
     let Some(want) = rows.checked_mul(cols).and_then(|e| e.checked_mul(width)) else {
-        return bad(format!("the shape {:?} has more elements than any file can hold", header.shape));
+        return bad(format!(
+            "the shape {:?} has more elements than any file can hold",
+            header.shape
+        ));
     };
     let data = &bytes[data_start..];
     if data.len() != want {
@@ -459,9 +462,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("negative") && err.contains("column 1"), "{err}");
-        let err = read_npy_index_table(&npy("<f4", "(1, 1)", &[0; 4])).unwrap_err().to_string();
+        let err = read_npy_index_table(&npy("<f4", "(1, 1)", &[0; 4]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("integers"), "{err}");
-        let err = read_npy_index_table(&npy("|u1", "(4,)", &[0; 4])).unwrap_err().to_string();
+        let err = read_npy_index_table(&npy("|u1", "(4,)", &[0; 4]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("2-D"), "{err}");
     }
 }

@@ -14,7 +14,9 @@
 //! weights are equal: C is the mean over factors.
 
 use smartcore::linalg::basic::matrix::DenseMatrix;
-use smartcore::tree::decision_tree_classifier::{DecisionTreeClassifier, DecisionTreeClassifierParameters, SplitCriterion};
+use smartcore::tree::decision_tree_classifier::{
+    DecisionTreeClassifier, DecisionTreeClassifierParameters, SplitCriterion,
+};
 
 use super::Codes;
 use crate::data::dsprites::SplitMix64;
@@ -53,7 +55,13 @@ pub struct Dci {
 
 /// A forest's normalised importances of the codes for one factor and its
 /// held-out accuracy, trained on images `..n_train`, tested on the rest.
-fn learn_factor(codes: &Codes, labels: &[usize], n_train: usize, forest: &Forest, seed: u64) -> Result<(Vec<f64>, f64)> {
+fn learn_factor(
+    codes: &Codes,
+    labels: &[usize],
+    n_train: usize,
+    forest: &Forest,
+    seed: u64,
+) -> Result<(Vec<f64>, f64)> {
     let failed = |e: smartcore::error::Failed| Error::Input(format!("DCI's trees: {e}"));
     let units = codes.units;
     let test: Vec<f64> = codes.values[n_train * units..].to_vec();

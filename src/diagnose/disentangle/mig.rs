@@ -26,18 +26,16 @@ pub struct Mig {
 /// at or below it, so the maximum lands in the last bin. A constant code has
 /// one bin (NumPy widens its range by ±0.5).
 pub fn discretize(code: &[f64], bins: usize) -> Vec<usize> {
-    let (mut lo, mut hi) = code
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+    let (mut lo, mut hi) = code.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
+        (lo.min(x), hi.max(x))
+    });
     if lo == hi {
         lo -= 0.5;
         hi += 0.5;
     }
     let step = (hi - lo) / bins as f64;
     let left_edges: Vec<f64> = (0..bins).map(|k| k as f64 * step + lo).collect();
-    code.iter()
-        .map(|&x| left_edges.partition_point(|&e| e <= x))
-        .collect()
+    code.iter().map(|&x| left_edges.partition_point(|&e| e <= x)).collect()
 }
 
 /// The plug-in estimate of the mutual information (nats) of two labellings
@@ -155,6 +153,10 @@ mod tests {
         for (g, w) in got.entropy.iter().zip(&want_entropy) {
             assert!((g - w).abs() < 1e-6, "entropy {g} vs {w}");
         }
-        assert!((got.score - want_mig).abs() < 1e-6, "MIG {} vs scikit-learn's {want_mig}", got.score);
+        assert!(
+            (got.score - want_mig).abs() < 1e-6,
+            "MIG {} vs scikit-learn's {want_mig}",
+            got.score
+        );
     }
 }

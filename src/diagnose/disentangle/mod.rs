@@ -37,7 +37,9 @@ pub struct Scores {
 pub fn factor_labels(factors: &IndexTable) -> Vec<Vec<usize>> {
     (0..factors.cols)
         .map(|f| {
-            let column: Vec<usize> = (0..factors.rows).map(|r| factors.values[r * factors.cols + f]).collect();
+            let column: Vec<usize> = (0..factors.rows)
+                .map(|r| factors.values[r * factors.cols + f])
+                .collect();
             dense_labels(&column).0
         })
         .collect()
@@ -112,7 +114,9 @@ pub(crate) mod testdata {
     /// `n` random factor rows with `sizes` values each.
     pub fn factors(n: usize, sizes: &[usize], seed: u64) -> IndexTable {
         let mut rng = SplitMix64::new(seed);
-        let values = (0..n).flat_map(|_| sizes.iter().map(|&k| rng.below(k)).collect::<Vec<_>>()).collect();
+        let values = (0..n)
+            .flat_map(|_| sizes.iter().map(|&k| rng.below(k)).collect::<Vec<_>>())
+            .collect();
         IndexTable {
             rows: n,
             cols: sizes.len(),
@@ -134,7 +138,9 @@ pub(crate) mod testdata {
     /// `units` codes of uniform noise, independent of any factor.
     pub fn noise(n: usize, units: usize, seed: u64) -> Codes {
         let mut rng = SplitMix64::new(seed);
-        let values = (0..n * units).map(|_| rng.next_u64() as f64 / u64::MAX as f64).collect();
+        let values = (0..n * units)
+            .map(|_| rng.next_u64() as f64 / u64::MAX as f64)
+            .collect();
         Codes::new(n, units, values).unwrap()
     }
 }
@@ -159,10 +165,14 @@ mod tests {
     #[test]
     fn mismatched_rows_and_too_few_images_are_input_errors() {
         let f = testdata::factors(100, &[3, 4], 1);
-        let err = scores(&testdata::noise(99, 2, 2), &f, &dci::Forest::default()).unwrap_err().to_string();
+        let err = scores(&testdata::noise(99, 2, 2), &f, &dci::Forest::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("99 codes but 100 rows"), "{err}");
         let f = testdata::factors(5, &[3], 1);
-        let err = scores(&testdata::noise(5, 2, 2), &f, &dci::Forest::default()).unwrap_err().to_string();
+        let err = scores(&testdata::noise(5, 2, 2), &f, &dci::Forest::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("at least 10"), "{err}");
     }
 }

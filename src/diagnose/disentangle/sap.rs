@@ -59,7 +59,10 @@ pub fn sap(codes: &Codes, labels: &[Vec<usize>], n_train: usize) -> Sap {
     let accuracy: Vec<Vec<f64>> = (0..codes.units)
         .map(|u| {
             let code = codes.unit(u);
-            labels.iter().map(|y| nearest_mean_accuracy(&code, y, n_train)).collect()
+            labels
+                .iter()
+                .map(|y| nearest_mean_accuracy(&code, y, n_train))
+                .collect()
         })
         .collect();
     Sap {
