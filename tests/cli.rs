@@ -445,7 +445,8 @@ fn a_checkpoint_with_nan_weights_is_refused_by_every_command_that_reads_one() {
     vdvae::checkpoint::save(&checkpoint, &weights, None).unwrap();
     let data = format!("{}/assets/mnist-1k-images-idx3-ubyte.gz", env!("CARGO_MANIFEST_DIR"));
     let on_data = ["--data", data.as_str(), "--format", "mnist"];
-    let cases: [(&str, &[&str], &str); 7] = [
+    let factors = ["--factors", "never-read-factors.npy"];
+    let cases: [(&str, &[&str], &str); 8] = [
         ("sample", &[], "nan-sample.png"),
         ("reconstruct", &on_data, "nan-reconstruct.png"),
         (
@@ -457,6 +458,7 @@ fn a_checkpoint_with_nan_weights_is_refused_by_every_command_that_reads_one() {
         ("grad", &on_data, "nan-grad.safetensors"),
         ("diagnose", &on_data, "nan-diagnose"),
         ("eval", &on_data, ""),
+        ("disentangle", &[&on_data[..], &factors[..]].concat(), ""),
     ];
     for (command, extra, out_name) in cases {
         let mut args = vec![command, "--preset", "mnist-tiny", "--checkpoint", &checkpoint];

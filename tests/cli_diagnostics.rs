@@ -242,3 +242,83 @@ fn sample_fixes_the_top_levels_to_a_reference_image() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("names 20 levels"), "{}", stderr(&out));
 }
+
+#[test]
+fn disentangle_scores_every_level_and_all_of_them_on_generated_dsprites() {
+    let dir = tmp("dsprites");
+    let out = vdvae(&[
+        "data", "dsprites", "--out", &dir, "--size", "32", "--n", "60", "--seed", "3",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let images = vdvae::data::read_images(&format!("{dir}/images.npy"), vdvae::data::DataFormat::Npy).unwrap();
+    assert_eq!((images.n, images.h, images.w, images.c), (60, 32, 32, 1));
+    let factors = vdvae::data::read_npy_index_table(&std::fs::read(format!("{dir}/factors.npy")).unwrap()).unwrap();
+    assert_eq!((factors.rows, factors.cols), (60, 5));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{dir}/factors.json")).unwrap()).unwrap();
+    let sizes: Vec<u64> = json["factors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["size"].as_u64().unwrap())
+        .collect();
+    assert_eq!(sizes, vec![3, 6, 40, 32, 32]);
+
+    let (data, factors_path) = (format!("{dir}/images.npy"), format!("{dir}/factors.npy"));
+    let weights = weights("disentangle");
+    let model = [
+        "--preset",
+        "mnist-tiny",
+        "--checkpoint",
+        &weights,
+        "--data",
+        &data,
+        "--format",
+        "npy",
+    ];
+    let mut args = vec!["disentangle"];
+    args.extend(model);
+    args.extend(["--factors", &factors_path, "--limit", "50", "--trees", "3", "--json"]);
+    let out = vdvae(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let levels = report["levels"].as_array().unwrap();
+    // mnist-tiny: 9 levels of 4 channels, top first.
+    assert_eq!(levels.len(), 9);
+    let in_unit_range = |s: &serde_json::Value| {
+        let dci = &s["dci"];
+        [
+            &s["mig"],
+            &s["sap"],
+            &dci["disentanglement"],
+            &dci["completeness"],
+            &dci["informativeness"],
+        ]
+        .iter()
+        .all(|v| (-1e-9..=1.0 + 1e-9).contains(&v.as_f64().unwrap()))
+    };
+    for (l, level) in levels.iter().enumerate() {
+        assert_eq!(level["level"], l);
+        assert_eq!(level["units"], 4);
+        assert!(in_unit_range(level), "{level}");
+    }
+    assert_eq!(report["all"]["units"], 36);
+    assert!(in_unit_range(&report["all"]), "{}", report["all"]);
+
+    // Factors of fewer images than asked for: an error naming both counts.
+    let few = tmp("dsprites-few");
+    assert!(vdvae(&["data", "dsprites", "--out", &few, "--size", "32", "--n", "20"])
+        .status
+        .success());
+    let few_factors = format!("{few}/factors.npy");
+    let mut args = vec!["disentangle"];
+    args.extend(model);
+    args.extend(["--factors", &few_factors, "--limit", "50"]);
+    let out = vdvae(&args);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("20 rows of factors for 50 images"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -5,6 +5,7 @@ pub mod args;
 mod check;
 mod data;
 mod diagnose;
+mod disentangle;
 mod encode;
 mod eval;
 mod grad;
@@ -51,6 +52,9 @@ pub enum Command {
     Encode(encode::EncodeArgs),
     /// Per-level KL, active units, mutual information and distortion by depth: DIR/report.json and PNG plots
     Diagnose(diagnose::DiagnoseArgs),
+    /// MIG, SAP and DCI (disentanglement, completeness, informativeness) of each level's
+    /// posterior means, and of all levels together, against labelled factors (`data dsprites`)
+    Disentangle(disentangle::DisentangleArgs),
     /// Where a training step's time and FLOPs go: per kernel GPU time, FLOPs, bytes, rates and
     /// share of the FMA ceiling; for the step model FLOPs, pipelined wall time, MFU and GPU-busy time
     Profile(profile::ProfileArgs),
@@ -59,7 +63,8 @@ pub enum Command {
     /// Time the kernel variants a model's training step needs on this adapter and cache the choices
     Tune(tune::TuneArgs),
     /// Convert data once: `data images DIR --size S --out X.npy` decodes a folder of PNG/JPEG
-    /// files as --format images does, into a .npy for --format npy
+    /// files as --format images does, into a .npy for --format npy; `data dsprites --out DIR`
+    /// draws dSprites-like images with their factors
     Data(data::DataArgs),
     /// Convert a PyTorch checkpoint once: `import FILE.th --out FILE.safetensors` reads the
     /// official VDVAE's torch.save files (which --checkpoint also reads directly)
@@ -80,6 +85,7 @@ pub fn run(command: Command, adapter: Option<&str>) -> ExitCode {
         Command::Interpolate(a) => interpolate::run(&choice, &a),
         Command::Encode(a) => encode::run(&choice, &a),
         Command::Diagnose(a) => diagnose::run(&choice, &a),
+        Command::Disentangle(a) => disentangle::run(&choice, &a),
         Command::Sample(a) => sample::run(&choice, &a),
         Command::Train(a) => train::run(&choice, &a, adapter),
         Command::Eval(a) => eval::run(&choice, &a),

@@ -4,6 +4,7 @@
 //! folder, a warning and a skipped file unless strict).
 
 mod cifar;
+pub mod dsprites;
 mod folder;
 mod folder_cache;
 mod gzip;
@@ -13,7 +14,7 @@ mod npy;
 pub use cifar::read_cifar10;
 pub use folder::{read_image_folder, CacheUse, FolderImages, FolderOptions, Skipped};
 pub use idx::read_idx_images;
-pub use npy::{npy_bytes, read_npy_images};
+pub use npy::{index_npy_bytes, npy_bytes, read_npy_images, read_npy_index_table, IndexTable};
 
 use crate::error::{Error, Result};
 

@@ -221,26 +221,114 @@ pub fn read_npy_images(bytes: &[u8]) -> Result<ImageSet> {
 
 /// The images as a `.npy` file [`read_npy_images`] reads back unchanged:
 /// uint8, C order, shape [N, H, W] for one channel (as MNIST is usually
-/// kept) and [N, H, W, C] otherwise; the header padded so the data starts on
-/// a 64-byte boundary, as NumPy writes it.
+/// kept) and [N, H, W, C] otherwise.
 pub fn npy_bytes(set: &ImageSet) -> Vec<u8> {
-    let shape = if set.c == 1 {
-        format!("({}, {}, {})", set.n, set.h, set.w)
+    let shape: &[usize] = if set.c == 1 {
+        &[set.n, set.h, set.w]
     } else {
-        format!("({}, {}, {}, {})", set.n, set.h, set.w, set.c)
+        &[set.n, set.h, set.w, set.c]
     };
-    let mut header = format!("{{'descr': '|u1', 'fortran_order': False, 'shape': {shape}, }}");
+    npy_file("|u1", shape, &set.pixels)
+}
+
+/// A `.npy` file of `data` (already in `descr`'s byte order), C order: the
+/// header padded so the data starts on a 64-byte boundary, as NumPy writes it.
+fn npy_file(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    // Python's tuple syntax: a one-element tuple keeps its comma.
+    let shape = match dims.len() {
+        1 => format!("({},)", dims[0]),
+        _ => format!("({})", dims.join(", ")),
+    };
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
     while (10 + header.len() + 1) % 64 != 0 {
         header.push(' ');
     }
     header.push('\n');
-    let mut out = Vec::with_capacity(10 + header.len() + set.pixels.len());
+    let mut out = Vec::with_capacity(10 + header.len() + data.len());
     out.extend_from_slice(b"\x93NUMPY\x01\x00");
     // Shape text of a few integers: far below format 1.0's 65,535-byte limit.
     out.extend_from_slice(&(header.len() as u16).to_le_bytes());
     out.extend_from_slice(header.as_bytes());
-    out.extend_from_slice(&set.pixels);
+    out.extend_from_slice(data);
     out
+}
+
+/// A table of non-negative integers, `rows` x `cols`, row-major: labels such
+/// as `vdvae data dsprites`' factor indices.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IndexTable {
+    pub rows: usize,
+    pub cols: usize,
+    pub values: Vec<usize>,
+}
+
+/// The table as a `.npy` file of int64 (NumPy's default integer), shape [rows, cols].
+pub fn index_npy_bytes(table: &IndexTable) -> Vec<u8> {
+    let data: Vec<u8> = table.values.iter().flat_map(|&v| (v as i64).to_le_bytes()).collect();
+    npy_file("<i8", &[table.rows, table.cols], &data)
+}
+
+/// A 2-D `.npy` array of integers (uint8, or little-endian int16/32/64 or
+/// uint16/32/64), C order, every value non-negative.
+pub fn read_npy_index_table(bytes: &[u8]) -> Result<IndexTable> {
+    let bad = |m: String| Err(Error::Input(m));
+    let (header, data_start) = read_header(bytes)?;
+    if header.fortran_order {
+        return bad("Fortran-ordered arrays are not supported; save with np.ascontiguousarray".into());
+    }
+    let [rows, cols] = header.shape[..] else {
+        return bad(format!(
+            "expected a 2-D array [N, factors], got shape {:?}",
+            header.shape
+        ));
+    };
+    let descr = header.descr.as_str();
+    let (width, signed) = match descr {
+        "|u1" | "u1" | "<u1" | "=u1" | "|i1" | "i1" | "<i1" | "=i1" => (1, descr.contains('i')),
+        "<i2" | "<u2" => (2, descr.contains('i')),
+        "<i4" | "<u4" => (4, descr.contains('i')),
+        "<i8" | "<u8" => (8, descr.contains('i')),
+        other => {
+            return bad(format!(
+                "the array must hold integers (e.g. descr '<i8', NumPy's int64), got '{other}'"
+            ))
+        }
+    };
+    let Some(want) = rows.checked_mul(cols).and_then(|e| e.checked_mul(width)) else {
+        return bad(format!(
+            "the shape {:?} has more elements than any file can hold",
+            header.shape
+        ));
+    };
+    let data = &bytes[data_start..];
+    if data.len() != want {
+        return bad(format!(
+            "the .npy header says {:?} ({want} bytes) but {} bytes follow",
+            header.shape,
+            data.len()
+        ));
+    }
+    let mut values = Vec::with_capacity(rows * cols);
+    for (i, chunk) in data.chunks_exact(width).enumerate() {
+        let mut word = [0u8; 8];
+        word[..width].copy_from_slice(chunk);
+        // Sign-extend a negative signed value so the check below sees it as negative.
+        if signed && chunk[width - 1] & 0x80 != 0 {
+            word[width..].fill(0xff);
+        }
+        let v = i64::from_le_bytes(word);
+        // A uint64 past i64::MAX reads negative here too: no dataset has that many classes.
+        if v < 0 {
+            return bad(format!(
+                "value {i} (row {}, column {}) is negative or too large: indices must be 0 or more",
+                i / cols.max(1),
+                i % cols.max(1)
+            ));
+        }
+        values.push(v as usize);
+    }
+    Ok(IndexTable { rows, cols, values })
 }
 
 #[cfg(test)]
@@ -357,5 +445,30 @@ mod tests {
             assert_eq!(bytes.len() % 64, set.pixels.len() % 64, "data starts 64-byte aligned");
             assert_eq!(read_npy_images(&bytes).unwrap(), set);
         }
+    }
+
+    #[test]
+    fn index_tables_read_back_unchanged_and_negatives_are_refused() {
+        let table = IndexTable {
+            rows: 2,
+            cols: 3,
+            values: vec![0, 1, 2, 39, 31, 5],
+        };
+        let bytes = index_npy_bytes(&table);
+        assert_eq!(read_npy_index_table(&bytes).unwrap(), table);
+        let small = read_npy_index_table(&npy("|u1", "(2, 2)", &[1, 2, 3, 4])).unwrap();
+        assert_eq!(small.values, vec![1, 2, 3, 4]);
+        let err = read_npy_index_table(&npy("<i2", "(1, 2)", &[1, 0, 0xff, 0xff]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("negative") && err.contains("column 1"), "{err}");
+        let err = read_npy_index_table(&npy("<f4", "(1, 1)", &[0; 4]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("integers"), "{err}");
+        let err = read_npy_index_table(&npy("|u1", "(4,)", &[0; 4]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("2-D"), "{err}");
     }
 }

@@ -9,11 +9,12 @@ use crate::model::conditional::{over_batches, BatchRun};
 use crate::model::levels::LevelSource;
 
 /// One batch's pass with every level from its posterior mean: per-image NLL,
-/// and per level the per-image KL and the posterior `(mu, log sigma)`, NHWC.
-/// With flow posteriors (`flow_cells`), `(mu, log sigma)` is the Gaussian of
-/// z0 and `flowed` holds each level's z after the cells (z0 = mu); without,
-/// `flowed` is empty.
+/// and per level the per-image KL and the posterior `(mu, log sigma)`, NHWC,
+/// with the latent's shape per image `[H, W, C]`. With flow posteriors
+/// (`flow_cells`), `(mu, log sigma)` is the Gaussian of z0 and `flowed` holds
+/// each level's z after the cells (z0 = mu); without, `flowed` is empty.
 pub struct PosteriorPass {
+    pub shapes: Vec<Vec<usize>>,
     pub nll: Vec<f32>,
     pub kl: Vec<Vec<f32>>,
     pub posterior: Vec<(Vec<f32>, Vec<f32>)>,
@@ -32,6 +33,7 @@ pub fn posterior_passes(
     over_batches(run, &sources, |c, _| {
         shapes = (0..levels).map(|l| c.latent_shape(l)[1..].to_vec()).collect();
         let mut pass = PosteriorPass {
+            shapes: shapes.clone(),
             nll: c.nll()?,
             kl: Vec::with_capacity(levels),
             posterior: Vec::with_capacity(levels),

@@ -6,6 +6,7 @@
 pub mod active_units;
 pub mod analyse;
 pub mod depth;
+pub mod disentangle;
 pub mod encode;
 pub mod interpolate;
 pub mod mutual_info;
