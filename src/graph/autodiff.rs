@@ -248,23 +248,6 @@ impl Backward<'_> {
         self.dys[0].expect("autodiff runs a rule only when an output has a gradient")
     }
 
-    /// The gradient of output `k`, or zeros where it does not reach the loss
-    /// (an output only some graphs read, e.g. the Gaussian KL of a level whose
-    /// flow estimates its KL instead).
-    pub fn dy_or_zeros(&mut self, k: usize) -> TensorId {
-        if let Some(d) = self.dys[k] {
-            return d;
-        }
-        let t = self.outputs[k];
-        let (name, shape) = (
-            format!("grad.{}.zero", self.g.tensors[t].name),
-            self.g.shape(t).to_vec(),
-        );
-        let z = self.g.tensor(name, shape.clone(), Role::Constant);
-        self.g.constants.push((z, vec![0.0; shape.iter().product()]));
-        z
-    }
-
     /// A new gradient tensor shaped like input `k`.
     pub fn grad_like(&mut self, k: usize) -> TensorId {
         grad_tensor(self.g, self.inputs[k])

@@ -17,9 +17,18 @@
 //! NVAE's mirrored cells do. The masks multiply the weights inside the graph
 //! (`Graph::mask_weights`), so masked taps get no gradient.
 //!
-//! **KL.** The level's KL becomes the one-sample estimate
-//! `log q(zk | ·) − log p(zk)` with `log q(zk) = log N(z0; μ, σ) − Σ log|det|`
-//! (`Graph::flow_kl`): its mean over the draw is the KL, so the ELBO stays a bound.
+//! **KL.** The flowed level's KL, E_q[log q(zk | ·) − log p(zk)] with
+//! `log q(zk) = log N(z0; μ, σ) − Σ log|det|`, is estimated from one draw as
+//! `KL(N(μ, σ) ‖ p) + log p(z0) − log p(zk) − Σ log|det|` (`Graph::flow_kl`):
+//! the Gaussian's part in closed form, since E[log q(z0) − log p(z0)] is that
+//! KL, and only the cells' change sampled. Its mean is the flowed KL, so the
+//! ELBO stays a bound, and where the cells are the identity it is exactly
+//! the Gaussian KL: the plain one-sample estimate `log q(z0) − log p(zk) −
+//! Σ log|det|` adds the noise of `log q(z0) − log p(z0)` over every unit of
+//! every level (tens of thousands per image), and trained here it drove the
+//! posteriors to collapse. For importance sampling the draw's second output
+//! is `log q(z0) − log p(z0)` itself, and the same op gives exactly
+//! `log q(zk) − log p(zk)`.
 //!
 //! The conv Ladder VAE's merged posterior (precision weighting of the
 //! bottom-up estimate and the prior) is written out packed first, and then

@@ -195,9 +195,9 @@ pub(crate) fn build_levels(
                 // mu and logsig are read from the two blocks' outputs in place.
                 let (zt, kl) = b.g.reparam_kl_packed(&p, q, feats, z, sampling, i as u32)?;
                 let (zt, kl) = if h.flow_cells > 0 {
-                    // The Gaussian KL gives way to the flowed level's estimate.
+                    // The cells' change of the KL is added to the Gaussian's.
                     let (zk, ld) = super::flow::cells(b, h, &p, zt)?;
-                    (zk, b.g.flow_kl(&format!("{p}.flow_kl"), zt, q, feats, zk, ld)?)
+                    (zk, b.g.flow_kl(&format!("{p}.flow_kl"), kl, zt, feats, zk, ld)?)
                 } else {
                     (zt, kl)
                 };

@@ -1,13 +1,13 @@
 //! Normalizing-flow posteriors: a masked conv's weights (`w ⊙ mask`, so masked
 //! taps are zero and get no gradient), an inverse-autoregressive cell's update
-//! from its network's `[m, s]`, and a flowed level's one-sample KL estimate
-//! `log q(z0) − Σ log|det| − log p(zk)`. The cells' networks are ordinary
+//! from its network's `[m, s]`, and a flowed level's KL term
+//! `kl0 + log p(z0) − log p(zk) − Σ log|det|` (`kernels::flow` says why). The cells' networks are ordinary
 //! convs (`model::flow` builds them). A flowed Ladder level first writes its
 //! merged posterior out packed (`Graph::ladder_merge_packed`). Kernels:
 //! `crate::kernels::flow`, and `crate::kernels::reparam_kl`'s merge.
 
 use super::{nhwc_of, OpRule};
-use crate::error::{shape_err, Result};
+use crate::error::{shape_err, Error, Result};
 use crate::gpu::Dispatch;
 use crate::graph::autodiff::Backward;
 use crate::graph::executor::cpu::CpuCall;
@@ -34,14 +34,15 @@ pub struct IafBackward {
     pub zdim: usize,
 }
 
-/// in: z0, q `[.., 2·zdim]`, p (the prior block's output, its first 2·zdim
-/// channels `[mu_p, logsig_p]`), zk, ld → per-element KL estimate.
+/// in: kl0 (the Gaussian draw's KL, or its log ratio for importance
+/// sampling), z0, p (the prior block's output, its first 2·zdim channels
+/// `[mu_p, logsig_p]`), zk, ld → the level's per-element KL term.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct FlowKl {
     pub zdim: usize,
 }
 
-/// in: dkl, z0, q, p, zk → dz0, dq, d[mu_p, logsig_p] (2·zdim channels), dzk, dld.
+/// in: dkl, z0, p, zk → dz0, d[mu_p, logsig_p] (2·zdim channels), dzk, dld.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct FlowKlBackward {
     pub zdim: usize,
@@ -111,33 +112,33 @@ impl Graph {
         Ok((out, ls))
     }
 
-    /// The per-element KL estimate of a level whose posterior `q` (2·zdim
-    /// channels) drew `z0` and whose cells made `zk` with summed log |det|
-    /// `ld`, against the prior in `p`'s first 2·zdim channels.
+    /// The per-element KL term of a level whose Gaussian draw `z0` (its
+    /// second output `kl0`) the cells made `zk` with summed log |det| `ld`,
+    /// against the prior in `p`'s first 2·zdim channels.
     pub fn flow_kl(
         &mut self,
         name: &str,
+        kl0: TensorId,
         z0: TensorId,
-        q: TensorId,
         p: TensorId,
         zk: TensorId,
         ld: TensorId,
     ) -> Result<TensorId> {
         let [n, h, w, zdim] = nhwc_of(self, z0, name)?;
         let [n2, h2, w2, cp] = nhwc_of(self, p, name)?;
-        let same = [zk, ld].iter().all(|&t| self.shape(t) == self.shape(z0));
-        if !same || self.shape(q) != [n, h, w, 2 * zdim] || (n2, h2, w2) != (n, h, w) || cp < 2 * zdim {
+        let same = [kl0, zk, ld].iter().all(|&t| self.shape(t) == self.shape(z0));
+        if !same || (n2, h2, w2) != (n, h, w) || cp < 2 * zdim {
             return shape_err(format!(
-                "{name}: z0 {:?}, zk {:?} and ld {:?} must agree, q {:?} hold 2·zdim channels and p {:?} at least as many",
+                "{name}: kl0 {:?}, z0 {:?}, zk {:?} and ld {:?} must agree and p {:?} hold at least 2·zdim channels",
+                self.shape(kl0),
                 self.shape(z0),
                 self.shape(zk),
                 self.shape(ld),
-                self.shape(q),
                 self.shape(p)
             ));
         }
         let kl = self.activation(&format!("{name}.kl"), vec![n, h, w, zdim]);
-        self.node(FlowKl { zdim }, vec![z0, q, p, zk, ld], vec![kl]);
+        self.node(FlowKl { zdim }, vec![kl0, z0, p, zk, ld], vec![kl]);
         Ok(kl)
     }
 }
@@ -177,7 +178,9 @@ impl OpRule for Iaf {
     }
 
     fn backward(&self, b: &mut Backward<'_>) -> Result<()> {
-        let (dz_out, dls) = (b.dy_or_zeros(0), b.dy_or_zeros(1));
+        let (Some(dz_out), Some(dls)) = (b.dy_of(0), b.dy_of(1)) else {
+            return Err(Error::Shape("iaf: both z and its log det must reach the loss".into()));
+        };
         let d = [b.grad_like(0), b.grad_like(1)];
         let inputs = vec![dz_out, dls, b.input(0), b.input(1)];
         b.node(
@@ -249,15 +252,14 @@ impl OpRule for IafBackward {
     }
 }
 
-/// The CPU view of a flowed level's inputs at `z0, q, p, zk` (inputs `first..first + 4`).
+/// The CPU view of a flowed level's `z0, p, zk` (inputs `first..first + 3`).
 fn level_ref<'a>(c: &'a CpuCall<'_>, zdim: usize, first: usize) -> reference::FlowLevelRef<'a> {
     reference::FlowLevelRef {
         zdim,
         z0: c.input(first),
-        q: c.input(first + 1),
-        p: c.input(first + 2),
-        p_channels: c.channels(first + 2),
-        zk: c.input(first + 3),
+        p: c.input(first + 1),
+        p_channels: c.channels(first + 1),
+        zk: c.input(first + 2),
     }
 }
 
@@ -266,10 +268,9 @@ fn level<'a>(l: &LowerCall<'a>, zdim: usize, first: usize) -> FlowLevel<'a> {
     FlowLevel {
         zdim,
         z0: l.input(first),
-        q: l.input(first + 1),
-        p: l.input(first + 2),
-        p_channels: l.channels(first + 2),
-        zk: l.input(first + 3),
+        p: l.input(first + 1),
+        p_channels: l.channels(first + 1),
+        zk: l.input(first + 2),
     }
 }
 
@@ -280,13 +281,18 @@ impl OpRule for FlowKl {
 
     fn backward(&self, b: &mut Backward<'_>) -> Result<()> {
         let dkl = b.dy();
-        let (dz0, dq, dzk, dld) = (b.grad_like(0), b.grad_like(1), b.grad_like(3), b.grad_like(4));
-        let q = b.input(1);
+        let (dz0, dzk, dld) = (b.grad_like(1), b.grad_like(3), b.grad_like(4));
+        let z0 = b.input(1);
         let dp_name = format!("grad.{}.mu_logsig_p", b.g.tensors[b.input(2)].name);
-        let dp = b.g.activation(&dp_name, b.g.shape(q).to_vec());
-        let inputs = vec![dkl, b.input(0), q, b.input(2), b.input(3)];
-        b.node(FlowKlBackward { zdim: self.zdim }, inputs, vec![dz0, dq, dp, dzk, dld]);
-        for (k, dk) in [(0, dz0), (1, dq), (3, dzk), (4, dld)] {
+        let [n, h, w, zdim] = [0, 1, 2, 3].map(|k| b.g.shape(z0)[k]);
+        let dp = b.g.activation(&dp_name, vec![n, h, w, 2 * zdim]);
+        let inputs = vec![dkl, z0, b.input(2), b.input(3)];
+        b.node(FlowKlBackward { zdim: self.zdim }, inputs, vec![dz0, dp, dzk, dld]);
+        // kl is kl0 plus terms that do not depend on it.
+        if b.wants(0) {
+            b.push(0, dkl);
+        }
+        for (k, dk) in [(1, dz0), (3, dzk), (4, dld)] {
             if b.wants(k) {
                 b.push(k, dk);
             }
@@ -298,16 +304,12 @@ impl OpRule for FlowKl {
     }
 
     fn eval(&self, c: &CpuCall<'_>) -> Result<Vec<Vec<f32>>> {
-        Ok(vec![reference::kl(&level_ref(c, self.zdim, 0), c.input(4))])
+        Ok(vec![reference::kl(&level_ref(c, self.zdim, 1), c.input(0), c.input(4))])
     }
 
     fn lower(&self, l: &LowerCall<'_>) -> Result<Vec<Dispatch>> {
-        Ok(vec![kernels::kl(
-            l.ctx,
-            &level(l, self.zdim, 0),
-            l.input(4),
-            l.output(0),
-        )?])
+        let d = kernels::kl(l.ctx, &level(l, self.zdim, 1), l.input(0), l.input(4), l.output(0))?;
+        Ok(vec![d])
     }
 
     fn binding_split(&self, _: &Graph, node: &Node) -> Option<BindingSplit> {
@@ -322,16 +324,15 @@ impl OpRule for FlowKlBackward {
 
     fn eval(&self, c: &CpuCall<'_>) -> Result<Vec<Vec<f32>>> {
         let d = reference::kl_backward(&level_ref(c, self.zdim, 1), c.input(0));
-        Ok(vec![d.z0, d.q, d.p, d.zk, d.ld])
+        Ok(vec![d.z0, d.p, d.zk, d.ld])
     }
 
     fn lower(&self, l: &LowerCall<'_>) -> Result<Vec<Dispatch>> {
         let d = FlowLevelGrads {
             z0: l.output(0),
-            q: l.output(1),
-            p: l.output(2),
-            zk: l.output(3),
-            ld: l.output(4),
+            p: l.output(1),
+            zk: l.output(2),
+            ld: l.output(3),
         };
         Ok(vec![kernels::kl_backward(
             l.ctx,

@@ -373,11 +373,9 @@ impl OpRule for ReparamKlPacked {
 
     fn backward(&self, b: &mut Backward<'_>) -> Result<()> {
         no_importance_backward("reparam_kl_packed", self.sampling)?;
-        let Some(dz) = b.dy_of(0) else {
-            return Err(Error::Shape("reparam_kl: z must reach the loss".into()));
+        let (Some(dz), Some(dkl)) = (b.dy_of(0), b.dy_of(1)) else {
+            return Err(Error::Shape("reparam_kl: both z and kl must reach the loss".into()));
         };
-        // A flowed level estimates its KL from z instead of reading this one.
-        let dkl = b.dy_or_zeros(1);
         let dq = b.grad_like(0);
         let stash = b.output(2);
         let name = format!("grad.{}", b.g.tensors[stash].name);

@@ -95,57 +95,47 @@ fn check_kl(c: &mut Checker, rows: usize, zdim: usize, p_channels: usize, seed: 
     let mut rng = TestRng::new(seed);
     let n = rows * zdim;
     let (z0, zk, ld) = (rng.vec(n, -3.0, 3.0), rng.vec(n, -3.0, 3.0), rng.vec(n, -2.0, 0.0));
-    let (q, p) = (rng.vec(2 * n, -1.5, 1.5), rng.vec(rows * p_channels, -1.5, 1.5));
-    let bufs = [&z0, &q, &p, &zk, &ld].map(|v| ctx.upload(v));
+    let (kl0, p) = (rng.vec(n, 0.0, 2.0), rng.vec(rows * p_channels, -1.5, 1.5));
+    let bufs = [&z0, &p, &zk, &kl0, &ld].map(|v| ctx.upload(v));
     let level = FlowLevel {
         zdim,
         z0: bufs[0].view(),
-        q: bufs[1].view(),
-        p: bufs[2].view(),
+        p: bufs[1].view(),
         p_channels,
-        zk: bufs[3].view(),
+        zk: bufs[2].view(),
     };
     let shapes = format!(
         "{rows}x{zdim}, prior {p_channels} channels{}",
         if scalar_dkl { " scalar dkl" } else { "" }
     );
     let out = ctx.zeros(n);
-    ctx.run(&[&super::kl(ctx, &level, bufs[4].view(), out.view())?])?;
+    ctx.run(&[&super::kl(ctx, &level, bufs[3].view(), bufs[4].view(), out.view())?])?;
     let r = reference::FlowLevelRef {
         zdim,
         z0: &z0,
-        q: &q,
         p: &p,
         p_channels,
         zk: &zk,
     };
-    c.compare(
-        FAMILY,
-        "kl",
-        &shapes,
-        &ctx.read_f32(&out)?,
-        &reference::kl(&r, &ld),
-        TOL,
-    );
+    let want = reference::kl(&r, &kl0, &ld);
+    c.compare(FAMILY, "kl", &shapes, &ctx.read_f32(&out)?, &want, TOL);
 
     let dkl = rng.vec(if scalar_dkl { 1 } else { n }, -1.0, 1.0);
     let dklb = ctx.upload(&dkl);
-    let grads = [n, 2 * n, 2 * n, n, n].map(|len| ctx.zeros(len));
+    let grads = [n, 2 * n, n, n].map(|len| ctx.zeros(len));
     let d = FlowLevelGrads {
         z0: grads[0].view(),
-        q: grads[1].view(),
-        p: grads[2].view(),
-        zk: grads[3].view(),
-        ld: grads[4].view(),
+        p: grads[1].view(),
+        zk: grads[2].view(),
+        ld: grads[3].view(),
     };
     ctx.run(&[&super::kl_backward(ctx, &level, dklb.view(), &d)?])?;
     let want = reference::kl_backward(&r, &dkl);
     let pairs = [
         ("kl_backward dz0", &grads[0], &want.z0),
-        ("kl_backward dq", &grads[1], &want.q),
-        ("kl_backward dp", &grads[2], &want.p),
-        ("kl_backward dzk", &grads[3], &want.zk),
-        ("kl_backward dld", &grads[4], &want.ld),
+        ("kl_backward dp", &grads[1], &want.p),
+        ("kl_backward dzk", &grads[2], &want.zk),
+        ("kl_backward dld", &grads[3], &want.ld),
     ];
     for (kernel, got, want) in pairs {
         c.compare(FAMILY, kernel, &shapes, &ctx.read_f32(got)?, want, TOL);

@@ -7,10 +7,14 @@
 //!   `ms = [m, s]` (packed, `2 * zdim` channels), `z' = σ z + (1 − σ) m` with
 //!   `σ = sigmoid(s)` and per-element log |det| `log σ` (Kingma et al. 2016),
 //!   or NVAE's volume-preserving `z' = z − m` (log det 0);
-//! - [`kl`] / [`kl_backward`]: the level's one-sample KL estimate
-//!   `log q(z0) − Σ log|det| − log p(zk)` from the posterior `[mu_q, logsig_q]`
-//!   and prior `[mu_p, logsig_p]` (packed), the Gaussian draw `z0` and the
-//!   flowed `zk`.
+//! - [`kl`] / [`kl_backward`]: the level's KL term from the Gaussian draw's
+//!   `kl0` (its analytic KL in training, its log ratio `log q(z0) − log
+//!   p(z0)` for importance sampling), `z0`, the flowed `zk`, the prior
+//!   `[mu_p, logsig_p]` and the cells' summed log |det| `ld`:
+//!   `kl0 + log p(z0) − log p(zk) − ld`. In training that is an unbiased
+//!   one-sample estimate of the flowed level's KL (`E[log q(z0) − log p(z0)]
+//!   = kl0`) that is exactly kl0 where the cells are the identity; for
+//!   importance sampling it is exactly `log q(zk) − log p(zk)`.
 //!
 //! The autoregressive networks themselves are graph convs (`model::flow`).
 //! WGSL: `shaders/flow_common.wgsl`, `flow_mask.wgsl`, `flow_iaf.wgsl`,
@@ -57,7 +61,7 @@ const KL_BACKWARD: Kernel<Params> = Kernel::portable(
     "flow_kl_backward",
     &[COMMON, include_str!("../../../shaders/flow_kl_backward.wgsl")],
     "flow_kl_backward",
-    &[R, R, R, R, R, W, W, W, W, W, U],
+    &[R, R, R, R, W, W, W, W, U],
 );
 
 /// Every kernel of the family, for the contract test.
@@ -186,15 +190,13 @@ pub fn iaf_backward(
     Ok(d.with_work(Work::new(12.0 * n as f64, 32.0 * n as f64)))
 }
 
-/// A flowed level's inputs: the draw `z0` of the posterior `q = [mu_q,
-/// logsig_q]` (packed, `2 * zdim` channels), the prior `p` whose first `2 *
-/// zdim` of `p_channels` are `[mu_p, logsig_p]` (the prior block's output,
-/// read in place), and the flowed `zk`.
+/// A flowed level's latents: the Gaussian draw `z0`, the prior `p` whose
+/// first `2 * zdim` of `p_channels` are `[mu_p, logsig_p]` (the prior block's
+/// output, read in place), and the flowed `zk`.
 #[derive(Clone, Copy)]
 pub struct FlowLevel<'a> {
     pub zdim: usize,
     pub z0: BufView<'a>,
-    pub q: BufView<'a>,
     pub p: BufView<'a>,
     pub p_channels: usize,
     pub zk: BufView<'a>,
@@ -204,9 +206,7 @@ impl FlowLevel<'_> {
     fn len(&self, op: &str, plain: &[(&str, BufView<'_>)], packed: &[(&str, BufView<'_>)]) -> Result<usize> {
         let mut all_plain = vec![("z0", self.z0), ("zk", self.zk)];
         all_plain.extend_from_slice(plain);
-        let mut all_packed = vec![("q", self.q)];
-        all_packed.extend_from_slice(packed);
-        let n = latent_len(op, self.zdim, &all_plain, &all_packed)?;
+        let n = latent_len(op, self.zdim, &all_plain, packed)?;
         if self.p_channels < 2 * self.zdim || self.p.len != n / self.zdim * self.p_channels {
             return shape_err(format!(
                 "{op}: the prior needs {} pixels of at least 2·zdim = {} channels, got {} elements of {} channels",
@@ -227,21 +227,21 @@ impl FlowLevel<'_> {
     }
 }
 
-/// The per-element KL estimate `log q(z0) − ld − log p(zk)`.
-pub fn kl(ctx: &GpuContext, l: &FlowLevel<'_>, ld: BufView<'_>, kl: BufView<'_>) -> Result<Dispatch> {
-    let n = l.len("flow_kl", &[("ld", ld), ("kl", kl)], &[])?;
+/// The per-element KL term `kl0 + log p(z0) − log p(zk) − ld` (see the module docs).
+pub fn kl(ctx: &GpuContext, l: &FlowLevel<'_>, kl0: BufView<'_>, ld: BufView<'_>, kl: BufView<'_>) -> Result<Dispatch> {
+    let n = l.len("flow_kl", &[("kl0", kl0), ("ld", ld), ("kl", kl)], &[])?;
     let p = l.params(n);
-    let views = [l.z0, l.q, l.p, l.zk, ld, kl];
+    let views = [kl0, l.z0, l.p, l.zk, ld, kl];
     let d = ctx.dispatch(&KL, &[], &views, &p, Grid::Invocations(n))?;
     Ok(d.with_work(Work::new(16.0 * n as f64, 32.0 * n as f64)))
 }
 
-/// Where [`kl_backward`] writes: the gradients of `z0`, `q` (packed), the
-/// prior's `[mu_p, logsig_p]` (packed, `2 * zdim` channels), `zk` and `ld`.
+/// Where [`kl_backward`] writes: the gradients of `z0`, the prior's
+/// `[mu_p, logsig_p]` (packed, `2 * zdim` channels), `zk` and `ld` (kl0's is
+/// dkl itself).
 #[derive(Clone, Copy)]
 pub struct FlowLevelGrads<'a> {
     pub z0: BufView<'a>,
-    pub q: BufView<'a>,
     pub p: BufView<'a>,
     pub zk: BufView<'a>,
     pub ld: BufView<'a>,
@@ -250,7 +250,7 @@ pub struct FlowLevelGrads<'a> {
 /// The gradients of [`kl`]'s inputs from `dkl` (one per element, or one value broadcast).
 pub fn kl_backward(ctx: &GpuContext, l: &FlowLevel<'_>, dkl: BufView<'_>, d: &FlowLevelGrads<'_>) -> Result<Dispatch> {
     let plain = [("dz0", d.z0), ("dzk", d.zk), ("dld", d.ld)];
-    let n = l.len("flow_kl_backward", &plain, &[("dq", d.q), ("dp", d.p)])?;
+    let n = l.len("flow_kl_backward", &plain, &[("dp", d.p)])?;
     let dkl_scalar = dkl.len == 1 && n != 1;
     if dkl.len != n && !dkl_scalar {
         return shape_err(format!(
@@ -260,7 +260,7 @@ pub fn kl_backward(ctx: &GpuContext, l: &FlowLevel<'_>, dkl: BufView<'_>, d: &Fl
     }
     let mut p = l.params(n);
     p.dkl_scalar = dkl_scalar as u32;
-    let views = [dkl, l.z0, l.q, l.p, l.zk, d.z0, d.q, d.p, d.zk, d.ld];
+    let views = [dkl, l.z0, l.p, l.zk, d.z0, d.p, d.zk, d.ld];
     let d = ctx.dispatch(&KL_BACKWARD, &[], &views, &p, Grid::Invocations(n))?;
     Ok(d.with_work(Work::new(24.0 * n as f64, 56.0 * n as f64)))
 }

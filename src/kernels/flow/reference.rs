@@ -71,47 +71,47 @@ pub fn iaf_backward(
     (dz, dms)
 }
 
-/// A flowed level's inputs (see [`super::FlowLevel`]).
+/// A flowed level's latents (see [`super::FlowLevel`]).
 pub struct FlowLevelRef<'a> {
     pub zdim: usize,
     pub z0: &'a [f32],
-    pub q: &'a [f32],
     pub p: &'a [f32],
     pub p_channels: usize,
     pub zk: &'a [f32],
 }
 
 impl FlowLevelRef<'_> {
-    /// `(a, b, 1/sig_q, 1/sig_p, logsig_q, logsig_p)` of element `i`.
-    fn terms(&self, i: usize) -> [f64; 6] {
-        let j = packed(i, self.zdim);
+    /// `(c, b, 1/sig_p)` of element `i`: z0 and zk standardised by the prior.
+    fn terms(&self, i: usize) -> [f64; 3] {
         let k = i / self.zdim * self.p_channels + i % self.zdim;
-        let (lq, lp) = (self.q[j + self.zdim] as f64, self.p[k + self.zdim] as f64);
-        let (inv_q, inv_p) = ((-lq).exp(), (-lp).exp());
-        let a = (self.z0[i] as f64 - self.q[j] as f64) * inv_q;
-        let b = (self.zk[i] as f64 - self.p[k] as f64) * inv_p;
-        [a, b, inv_q, inv_p, lq, lp]
+        let inv_p = (-(self.p[k + self.zdim] as f64)).exp();
+        let mu = self.p[k] as f64;
+        [
+            (self.z0[i] as f64 - mu) * inv_p,
+            (self.zk[i] as f64 - mu) * inv_p,
+            inv_p,
+        ]
     }
 }
 
-/// The per-element KL estimate in f64 (for finite differences).
-pub fn kl_f64(l: &FlowLevelRef<'_>, ld: &[f32]) -> Vec<f64> {
+/// The per-element KL term `kl0 + log p(z0) − log p(zk) − ld` in f64 (for finite differences).
+pub fn kl_f64(l: &FlowLevelRef<'_>, kl0: &[f32], ld: &[f32]) -> Vec<f64> {
     (0..l.z0.len())
         .map(|i| {
-            let [a, b, _, _, lq, lp] = l.terms(i);
-            0.5 * b * b + lp - 0.5 * a * a - lq - ld[i] as f64
+            let [c, b, _] = l.terms(i);
+            kl0[i] as f64 + 0.5 * (b * b - c * c) - ld[i] as f64
         })
         .collect()
 }
 
-pub fn kl(l: &FlowLevelRef<'_>, ld: &[f32]) -> Vec<f32> {
-    kl_f64(l, ld).into_iter().map(|v| v as f32).collect()
+pub fn kl(l: &FlowLevelRef<'_>, kl0: &[f32], ld: &[f32]) -> Vec<f32> {
+    kl_f64(l, kl0, ld).into_iter().map(|v| v as f32).collect()
 }
 
-/// The gradients of [`kl`]'s inputs (`p`: of the prior's first `2 * zdim` channels, packed).
+/// The gradients of [`kl`]'s inputs but kl0 (whose gradient is dkl): `p` is
+/// of the prior's first `2 * zdim` channels, packed.
 pub struct FlowLevelGrads {
     pub z0: Vec<f32>,
-    pub q: Vec<f32>,
     pub p: Vec<f32>,
     pub zk: Vec<f32>,
     pub ld: Vec<f32>,
@@ -119,25 +119,21 @@ pub struct FlowLevelGrads {
 
 /// From `dkl` (one per element, or one value for all).
 pub fn kl_backward(l: &FlowLevelRef<'_>, dkl: &[f32]) -> FlowLevelGrads {
-    let n = l.z0.len();
-    let zdim = l.zdim;
+    let (n, zdim) = (l.z0.len(), l.zdim);
     let mut d = FlowLevelGrads {
         z0: vec![0.0; n],
-        q: vec![0.0; 2 * n],
         p: vec![0.0; 2 * n],
         zk: vec![0.0; n],
         ld: vec![0.0; n],
     };
     for i in 0..n {
         let g = dkl[if dkl.len() == 1 { 0 } else { i }] as f64;
-        let [a, b, inv_q, inv_p, _, _] = l.terms(i);
+        let [c, b, inv_p] = l.terms(i);
         let j = packed(i, zdim);
-        d.z0[i] = (-g * a * inv_q) as f32;
-        d.q[j] = (g * a * inv_q) as f32;
-        d.q[j + zdim] = (g * (a * a - 1.0)) as f32;
+        d.z0[i] = (-g * c * inv_p) as f32;
         d.zk[i] = (g * b * inv_p) as f32;
-        d.p[j] = (-g * b * inv_p) as f32;
-        d.p[j + zdim] = (g * (1.0 - b * b)) as f32;
+        d.p[j] = (g * (c - b) * inv_p) as f32;
+        d.p[j + zdim] = (g * (c * c - b * b)) as f32;
         d.ld[i] = (-g) as f32;
     }
     d
