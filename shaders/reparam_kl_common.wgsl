@@ -21,6 +21,13 @@ struct Params {
     pad0: u32,
 }
 
+// Where element i of a zdim-channel latent lies in a tensor of 2 * zdim
+// channels per pixel that holds a pair (mu, logsig) packed: its first half;
+// the second half is zdim further.
+fn packed_pair_index(i: u32, zdim: u32) -> u32 {
+    return (i / zdim) * 2u * zdim + i % zdim;
+}
+
 const MODE_SAMPLE: u32 = 0u;
 const MODE_MEAN: u32 = 1u;
 const MODE_IMPORTANCE: u32 = 2u;

@@ -12,18 +12,12 @@
 @group(0) @binding(4) var<storage, read_write> q: array<f32>;
 @group(0) @binding(5) var<uniform> p: Params;
 
-// Element i's place in the packed q (its mu; logsig is zdim further).
-fn merged_index(i: u32) -> u32 {
-    let c = i % p.zdim;
-    return (i - c) * 2u + c;
-}
-
 @compute @workgroup_size(WG)
 fn ladder_merge_packed(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg, WG);
     if (i >= p.n) { return; }
     let m = ladder_merge(d_mu[i], d_logsig[i], p_mu[i], p_logsig[i]);
-    let j = merged_index(i);
+    let j = packed_pair_index(i, p.zdim);
     q[j] = m.mu;
     q[j + p.zdim] = m.logsig;
 }

@@ -19,8 +19,7 @@ fn ladder_merge_packed_backward(@builtin(global_invocation_id) gid: vec3<u32>, @
     let md = d_mu[i];
     let mp = p_mu[i];
     let m = ladder_merge(md, d_logsig[i], mp, p_logsig[i]);
-    let c = i % p.zdim;
-    let j = (i - c) * 2u + c;
+    let j = packed_pair_index(i, p.zdim);
     let g_mu = dq[j];
     let g_ls = dq[j + p.zdim];
     g_d_mu[i] = g_mu * m.wd;

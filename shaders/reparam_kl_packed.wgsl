@@ -34,7 +34,7 @@ fn reparam_kl_forward_packed(@builtin(global_invocation_id) gid: vec3<u32>, @bui
     let d = latent_draw(i, l.x, l.y, l.z, l.w);
     out_a[i] = d.x;
     out_b[i] = d.y;
-    let o = (i / p.zdim) * 2u * p.zdim + i % p.zdim;
+    let o = packed_pair_index(i, p.zdim);
     p_stash[o] = l.z;
     p_stash[o + p.zdim] = l.w;
 }
@@ -48,7 +48,7 @@ fn reparam_kl_backward_packed(@builtin(global_invocation_id) gid: vec3<u32>, @bu
     let l = packed_latents(i);
     let k = dkl[select(i, 0u, p.dkl_scalar == 1u)];
     let gr = gaussian_sample_kl_grads(i, dz[i], k, l.x, l.y, l.z, l.w);
-    let o = (i / p.zdim) * 2u * p.zdim + i % p.zdim;
+    let o = packed_pair_index(i, p.zdim);
     out_a[o] = gr.x;
     out_a[o + p.zdim] = gr.y;
     out_b[o] = gr.z;

@@ -3,12 +3,7 @@
 //! `[first, second]` halves of `zdim` channels per pixel.
 
 use super::Cell;
-
-/// Where element `i` of a `zdim`-channel latent lies in a packed `2 * zdim` tensor (first half).
-fn packed(i: usize, zdim: usize) -> usize {
-    let c = i % zdim;
-    (i - c) * 2 + c
-}
+use crate::kernels::reparam_kl::reference::packed_pair_index;
 
 pub fn mask(a: &[f32], mask: &[f32]) -> Vec<f32> {
     a.iter().zip(mask).map(|(&a, &m)| a * m).collect()
@@ -26,7 +21,7 @@ fn log_sigmoid(s: f64) -> f64 {
 pub fn iaf(cell: Cell, zdim: usize, z: &[f32], ms: &[f32]) -> (Vec<f32>, Vec<f32>) {
     (0..z.len())
         .map(|i| {
-            let j = packed(i, zdim);
+            let j = packed_pair_index(i, zdim);
             let (zi, m) = (z[i] as f64, ms[j] as f64);
             match cell {
                 Cell::ShiftOnly => ((zi - m) as f32, 0.0),
@@ -52,7 +47,7 @@ pub fn iaf_backward(
     let mut dz = vec![0.0; z.len()];
     let mut dms = vec![0.0; ms.len()];
     for i in 0..z.len() {
-        let j = packed(i, zdim);
+        let j = packed_pair_index(i, zdim);
         let g = dz_out[i] as f64;
         match cell {
             Cell::ShiftOnly => {
@@ -129,7 +124,7 @@ pub fn kl_backward(l: &FlowLevelRef<'_>, dkl: &[f32]) -> FlowLevelGrads {
     for i in 0..n {
         let g = dkl[if dkl.len() == 1 { 0 } else { i }] as f64;
         let [c, b, inv_p] = l.terms(i);
-        let j = packed(i, zdim);
+        let j = packed_pair_index(i, zdim);
         d.z0[i] = (-g * c * inv_p) as f32;
         d.zk[i] = (g * b * inv_p) as f32;
         d.p[j] = (g * (c - b) * inv_p) as f32;

@@ -157,6 +157,13 @@ pub fn prior_sample(key: RngKey, temperature: f32, p_mu: &[f32], p_logsig: &[f32
         .collect()
 }
 
+/// Where element `i` of a `zdim`-channel latent lies in a tensor holding a
+/// pair packed along `2 * zdim` channels per pixel (its first half; the second
+/// is `zdim` further), as `packed_pair_index` in reparam_kl_common.wgsl.
+pub fn packed_pair_index(i: usize, zdim: usize) -> usize {
+    (i / zdim) * 2 * zdim + i % zdim
+}
+
 /// The Ladder VAE's merged posterior, packed `[mu_q, logsig_q]` (see `merge.rs`).
 pub fn merge_packed(x: &LatentsRef<'_>, zdim: usize) -> Vec<f32> {
     let n = x.q_mu.len();
@@ -168,7 +175,7 @@ pub fn merge_packed(x: &LatentsRef<'_>, zdim: usize) -> Vec<f32> {
             x.p_mu[i] as f64,
             x.p_logsig[i] as f64,
         );
-        let j = (i - i % zdim) * 2 + i % zdim;
+        let j = packed_pair_index(i, zdim);
         q[j] = mu as f32;
         q[j + zdim] = ls as f32;
     }
@@ -187,7 +194,7 @@ pub fn merge_packed_backward(x: &LatentsRef<'_>, zdim: usize, dq: &[f32]) -> [Ve
         let (mu, _) = ladder_merge(md, ld, mp, lp);
         let (pd, pp) = ((-2.0 * ld).exp(), (-2.0 * lp).exp());
         let (wd, wp) = (pd / (pd + pp), pp / (pd + pp));
-        let j = (i - i % zdim) * 2 + i % zdim;
+        let j = packed_pair_index(i, zdim);
         let (g_mu, g_ls) = (dq[j] as f64, dq[j + zdim] as f64);
         [
             g_mu * wd,
