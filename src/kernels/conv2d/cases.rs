@@ -151,22 +151,16 @@ impl Inputs {
     }
 }
 
-fn paths(tiled: bool) -> Vec<Path> {
-    let mut paths = if tiled {
-        vec![Path::Simple, Path::Tiled]
-    } else {
-        vec![Path::Simple]
-    };
-    // The workgroup path runs every case on every adapter (`best_*` never picks it).
-    paths.push(Path::Workgroup);
-    paths
+/// Every path that runs `pass` of `s` here (the workgroup path runs every
+/// case on every adapter, though `best_*` picks it only by tuning or `--kernels gpu`).
+fn paths(ctx: &GpuContext, s: &Conv2dShape, pass: ConvPass) -> Vec<Path> {
+    Path::ALL.into_iter().filter(|p| p.runs(ctx, s, pass)).collect()
 }
 
 fn label(path: Path, kernel: &str) -> String {
     match path {
         Path::Simple => kernel.to_string(),
-        Path::Tiled => format!("{kernel} (tiled)"),
-        Path::Workgroup => format!("{kernel} (workgroup)"),
+        _ => format!("{kernel} ({})", path.name()),
     }
 }
 
@@ -262,9 +256,8 @@ fn check_cat_shape(c: &mut Checker, s: &Conv2dShape, seed: u64) -> Result<()> {
         s.bias.then_some(&inp.bias[..]),
         s.residual.then_some(&inp.residual[..]),
     );
-    let tiled = Path::Tiled.runs(ctx, s, ConvPass::Forward);
     let scratch = ctx.zeros(s.forward_scratch_len().max(1));
-    for path in paths(tiled) {
+    for path in paths(ctx, s, ConvPass::Forward) {
         let (bv, rv) = (s.bias.then(|| bias.view()), s.residual.then(|| residual.view()));
         let run = |shape: &Conv2dShape, x: super::InputLike<'_>| -> Result<Vec<f32>> {
             let y = ctx.zeros(s.y_len());
@@ -286,9 +279,8 @@ fn check_cat_shape(c: &mut Checker, s: &Conv2dShape, seed: u64) -> Result<()> {
     let plus = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(p, q)| p + q).collect::<Vec<f32>>();
     let want_act = crate::kernels::elementwise::reference::gelu(&inp.x);
     let scratch = ctx.zeros(s.backward_input_scratch_len());
-    let tiled = Path::Tiled.runs(ctx, s, ConvPass::BackwardInput);
     let tol = reduction_tol(taps * s.cout);
-    for path in paths(tiled) {
+    for path in paths(ctx, s, ConvPass::BackwardInput) {
         let mut halves_one = None;
         for (first, second) in [(false, false), (true, false), (false, true), (true, true)] {
             let act_too = s.gelu_input && first && second;
@@ -386,9 +378,8 @@ fn check_cat_shape(c: &mut Checker, s: &Conv2dShape, seed: u64) -> Result<()> {
     let want_db = reference::backward_bias(&plain, &inp.dy);
     let scratch = ctx.zeros(s.backward_weight_scratch_len());
     let act = ctx.zeros(s.act_len());
-    let tiled = Path::Tiled.runs(ctx, s, ConvPass::BackwardWeight);
     let dw_tol = reduction_tol(s.pixels() + 1);
-    for path in paths(tiled) {
+    for path in paths(ctx, s, ConvPass::BackwardWeight) {
         for with_act in [false, true] {
             let (dw, db) = (ctx.zeros(s.w_len()), ctx.zeros(s.cout));
             let av = with_act.then(|| act.view());
@@ -493,9 +484,8 @@ fn check_shape(c: &mut Checker, s: &Conv2dShape, seed: u64) -> Result<()> {
         s.bias.then_some(&inp.bias[..]),
         s.residual.then_some(&inp.residual[..]),
     );
-    let tiled = Path::Tiled.runs(ctx, s, ConvPass::Forward);
     let scratch = ctx.zeros(s.forward_scratch_len().max(1));
-    for path in paths(tiled) {
+    for path in paths(ctx, s, ConvPass::Forward) {
         let y = ctx.zeros(s.y_len());
         let bias_view = s.bias.then(|| bias.view());
         let residual_view = s.residual.then(|| residual.view());
@@ -508,8 +498,7 @@ fn check_shape(c: &mut Checker, s: &Conv2dShape, seed: u64) -> Result<()> {
 
     let want = reference::backward_input(s, &inp.x, &inp.w, &inp.dy);
     let scratch = ctx.zeros(s.backward_input_scratch_len());
-    let tiled = Path::Tiled.runs(ctx, s, ConvPass::BackwardInput);
-    for path in paths(tiled) {
+    for path in paths(ctx, s, ConvPass::BackwardInput) {
         let dx = ctx.zeros(s.x_len());
         let ds = super::backward_input_with(ctx, path, s, x.view(), w.view(), dy.view(), scratch.view(), dx.view())?;
         ctx.run(&ds.iter().collect::<Vec<_>>())?;
@@ -564,9 +553,8 @@ fn check_shape(c: &mut Checker, s: &Conv2dShape, seed: u64) -> Result<()> {
     let plus = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(p, q)| p + q).collect::<Vec<f32>>();
     let scratch = ctx.zeros(s.backward_weight_scratch_len());
     let act = ctx.zeros(s.x_len());
-    let tiled = Path::Tiled.runs(ctx, s, ConvPass::BackwardWeight);
     let dw_tol = reduction_tol(s.pixels() + 1);
-    for path in paths(tiled) {
+    for path in paths(ctx, s, ConvPass::BackwardWeight) {
         // The accumulate run also checks the dw kernel's own GELU (no act buffer).
         for accumulate in [false, true] {
             let act_view = (!accumulate).then(|| act.view());

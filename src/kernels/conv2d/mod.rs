@@ -55,6 +55,7 @@ use crate::gpu::{BufView, Dispatch, GpuContext, KernelSpec};
 pub fn all_kernels() -> Vec<KernelSpec> {
     let mut all = simple::kernels();
     all.extend(tiled::kernels());
+    all.extend(pad::kernels());
     all.extend(flip_many::kernels());
     all.extend(workgroup::kernels());
     all
@@ -96,8 +97,13 @@ impl<'a> From<BufView<'a>> for InputLike<'a> {
 pub enum Path {
     /// One invocation per output element; any shape, any adapter.
     Simple,
-    /// Register-tiled, subgroup-broadcast kernels (see `codegen.rs`).
+    /// Register-tiled, subgroup-broadcast kernels (see `codegen.rs`), each
+    /// ragged operand read in place or copied padded as `pad.rs` rules.
     Tiled,
+    /// The tiled kernels over padded copies of every ragged operand (whole
+    /// vec4s only, one copy dispatch per such operand); a path of its own
+    /// only where it copies more than [`Path::Tiled`]. Tuning times both.
+    Padded,
     /// Implicit-GEMM kernels for GPUs (see `workgroup.rs`); any shape, any adapter
     /// with 256-invocation workgroups. `best_*` never picks it; the `*_with`
     /// functions force it.
@@ -106,13 +112,14 @@ pub enum Path {
 
 impl Path {
     /// Every path, for forcing each in turn (tests, benchmarks, tuning).
-    pub const ALL: [Path; 3] = [Path::Simple, Path::Tiled, Path::Workgroup];
+    pub const ALL: [Path; 4] = [Path::Simple, Path::Tiled, Path::Padded, Path::Workgroup];
 
     /// The name in tuning choices and check labels.
     pub fn name(self) -> &'static str {
         match self {
             Path::Simple => "simple",
             Path::Tiled => "tiled",
+            Path::Padded => "padded",
             Path::Workgroup => "workgroup",
         }
     }
@@ -130,20 +137,29 @@ impl Path {
             // over a cat must be one its tile writes.
             Path::Tiled => {
                 let pass = pass.cat_pass();
-                tiled::usable(ctx) && tiled::cat_fits(ctx, s, pass) && Padding::of(s, pass).fits(ctx, s)
+                tiled::usable(ctx) && tiled::cat_fits(ctx, s, pass) && Padding::of(s, pass, false).fits(ctx, s)
+            }
+            Path::Padded => {
+                let pass = pass.cat_pass();
+                tiled::usable(ctx)
+                    && tiled::cat_fits(ctx, s, pass)
+                    && Padding::padded_differs(s, pass)
+                    && Padding::of(s, pass, true).fits(ctx, s)
             }
             Path::Workgroup => workgroup::usable(ctx).is_ok(),
         }
     }
 
     /// The paths worth timing for `pass` of `s` here: every one that runs,
-    /// but not the simple path where the tiled one runs (it never wins there,
-    /// and timing it on a large shape would take seconds).
+    /// but not the simple path where the tiled one runs, unless the conv is
+    /// [`FEW_FLOPS`] small (there one dispatch with nothing to set up may win;
+    /// on a large shape it never does, and timing it would take seconds).
     pub fn candidates(ctx: &GpuContext, s: &Conv2dShape, pass: ConvPass) -> Vec<Path> {
         let tiled = Path::Tiled.runs(ctx, s, pass);
+        let small = s.flops() <= FEW_FLOPS;
         Path::ALL
             .into_iter()
-            .filter(|&p| p.runs(ctx, s, pass) && !(tiled && p == Path::Simple))
+            .filter(|&p| p.runs(ctx, s, pass) && !(tiled && p == Path::Simple && !small))
             .collect()
     }
 
@@ -178,9 +194,14 @@ impl Path {
     }
 }
 
+/// FLOPs of one pass up to which tuning times the simple kernels against the
+/// tiled ones: convs over a few pixels, where a dispatch costs more than its math.
+pub const FEW_FLOPS: f64 = 4e6;
+
 /// Whether dx of `s` reads [`BackwardInput::transposed`] weights on this
 /// adapter when given them: the tiled path, Cout a multiple of 4 (a ragged
-/// Cout flips the weights with zero-padded rows into scratch itself).
+/// Cout flips the weights with zero-padded rows into scratch itself; the
+/// padded path differs from the tiled one only for such a Cout).
 pub fn reads_transposed_weights(ctx: &GpuContext, s: &Conv2dShape) -> bool {
     Path::best_backward_input(ctx, s) == Path::Tiled && s.cout.is_multiple_of(4)
 }
@@ -230,7 +251,10 @@ pub fn forward_with<'a>(
     s.check_forward(&x, &w, bias.as_ref(), residual.as_ref(), &scratch, &y)?;
     let ds = match path {
         Path::Simple => vec![simple::forward(ctx, s, x, w, bias, residual, y)?],
-        Path::Tiled => tiled::forward(ctx, s, x, w, bias, residual, scratch, y)?,
+        Path::Tiled | Path::Padded => {
+            let copy_ragged = path == Path::Padded;
+            tiled::forward(ctx, copy_ragged, s, x, w, bias, residual, scratch, y)?
+        }
         Path::Workgroup => vec![workgroup::forward(ctx, s, x, w, bias, residual, y)?],
     };
     Ok(s.state_work(Pass::Forward, ds))
@@ -364,7 +388,7 @@ pub fn backward_input_args(
             }
             ds
         }
-        Path::Tiled => tiled::backward_input(ctx, s, a)?,
+        Path::Tiled | Path::Padded => tiled::backward_input(ctx, path == Path::Padded, s, a)?,
         Path::Workgroup => workgroup::backward_input(ctx, s, a)?,
     };
     let pass = Pass::BackwardInput { act: a.act.is_some() };
@@ -419,12 +443,15 @@ pub fn backward_weight_with<'a>(
             }
             ds
         }
-        Path::Tiled => tiled::backward_weight(ctx, s, x, dy, scratch, act, dw, db, accumulate)?,
+        Path::Tiled | Path::Padded => {
+            let copy_ragged = path == Path::Padded;
+            tiled::backward_weight(ctx, copy_ragged, s, x, dy, scratch, act, dw, db, accumulate)?
+        }
         Path::Workgroup => workgroup::backward_weight(ctx, s, x, dy, scratch, dw, db, accumulate)?,
     };
     let reduction_splits = match path {
         Path::Simple => 1,
-        Path::Tiled => tiled::reduction_splits_on(ctx, s),
+        Path::Tiled | Path::Padded => tiled::reduction_splits_on(ctx, s, path == Path::Padded),
         Path::Workgroup => workgroup::reduction_splits_on(ctx, s),
     };
     Ok(s.state_work(

@@ -31,12 +31,19 @@
 //! in-place write are those of whole vec4s). A copy larger than
 //! [`MOST_PADDED`] elements (or the adapter's binding) is not made: that conv
 //! runs the simple kernels, and the scratch lengths never count more.
+//!
+//! The padded path ([`super::Path::Padded`]) copies every ragged operand
+//! instead (x and w of the forward, dy of dx, x and dy of dw), and the tiles
+//! read whole vec4s only: one dispatch per copy, against narrower loads that
+//! each tile repeats (a 3x3 dw loads dy once per input-channel workgroup, 96
+//! times for Cin 384). Which costs less depends on the shape and the adapter,
+//! so tuning times both; the rules above are the tiled path's, its default.
 
 use super::tiled::CatPass;
 use super::{Conv2dShape, InputLike};
-use crate::error::Result;
-use crate::gpu::{BufView, Dispatch, GpuContext};
-use crate::kernels::elementwise::{copy_channels, ChannelRange, CopyMode};
+use crate::error::{shape_err, Result};
+use crate::gpu::{Access, BufView, Dispatch, GpuContext, Grid, Kernel, KernelSpec, Work};
+use crate::kernels::elementwise::{copy_channels, reciprocal, ChannelRange, CopyMode, DIVIDE_WGSL};
 
 /// Elements of the largest padded copy (128 MiB, the storage binding every
 /// WebGPU adapter allows): the scratch lengths count each copy up to this.
@@ -89,9 +96,36 @@ pub(super) fn few_pixels(s: &Conv2dShape) -> bool {
 }
 
 impl Padding {
-    /// What `pass` of `s` copies.
-    pub fn of(s: &Conv2dShape, pass: CatPass) -> Padding {
+    /// What `pass` of `s` copies on the tiled path: the ragged operands its
+    /// rules below choose to copy (the rest read in place), or with
+    /// `copy_ragged` (the padded path, [`super::Path::Padded`]) every ragged
+    /// operand, the tiles then reading whole vec4s only. Which of the two is
+    /// faster depends on the shape and adapter: tuning times both.
+    pub fn of(s: &Conv2dShape, pass: CatPass, copy_ragged: bool) -> Padding {
         let ragged_cin = !s.cin.is_multiple_of(4);
+        let ragged_cout = !s.cout.is_multiple_of(4);
+        if copy_ragged {
+            // x padded needs weights of whole vec4s too; dx's weights are
+            // flipped with zero rows up to whole vec4s when dy is copied.
+            let x = ragged_cin || !cat_in_place(s, pass);
+            return match pass {
+                CatPass::Forward => Padding {
+                    x,
+                    w: ragged_cin,
+                    dy: false,
+                },
+                CatPass::BackwardInput => Padding {
+                    x: false,
+                    w: false,
+                    dy: ragged_cout,
+                },
+                CatPass::BackwardWeight => Padding {
+                    x,
+                    w: false,
+                    dy: ragged_cout,
+                },
+            };
+        }
         match pass {
             // The weights are read in place with x over few pixels (x then
             // read in place: a ragged Cin has no cat whose halves are whole vec4s).
@@ -104,7 +138,7 @@ impl Padding {
             CatPass::BackwardInput => Padding {
                 x: false,
                 w: false,
-                dy: s.cat.is_some() && !s.cout.is_multiple_of(4),
+                dy: s.cat.is_some() && ragged_cout,
             },
             // A 3x3 dw loads x 3 times per row segment (once per tap row): a
             // copy costs less than reading a ragged x in pairs or channels
@@ -115,6 +149,12 @@ impl Padding {
                 dy: false,
             },
         }
+    }
+
+    /// Whether the padded path copies more than the tiled one: it is a path
+    /// of its own only then.
+    pub fn padded_differs(s: &Conv2dShape, pass: CatPass) -> bool {
+        Padding::of(s, pass, true) != Padding::of(s, pass, false)
     }
 
     /// The copies' lengths in scratch order (x, w, dy); 0 for one not made.
@@ -179,18 +219,63 @@ pub(super) fn load_width(channels: usize) -> u32 {
     }
 }
 
+crate::gpu_params! {
+    /// `Params` of shaders/conv2d_pad_rows.wgsl.
+    struct PadParams {
+        /// vec4s written (rows · vecs).
+        total: u32,
+        /// Channels per source row.
+        channels: u32,
+        /// vec4s per destination row.
+        vecs: u32,
+        inv_vecs: f32,
+    }
+}
+
+const PAD_ROWS: Kernel<PadParams> = Kernel::portable(
+    "conv2d_pad_rows",
+    &[DIVIDE_WGSL, include_str!("../../../shaders/conv2d_pad_rows.wgsl")],
+    "pad_rows",
+    &[Access::Read, Access::ReadWrite, Access::Uniform],
+);
+
+/// The family's own copy kernel, for the contract test.
+pub(super) fn kernels() -> Vec<KernelSpec> {
+    vec![PAD_ROWS.spec()]
+}
+
 /// Rows of `channels` channels copied into rows of `dst`'s channels (a
 /// multiple of 4 at least as large), the channels past `channels` zero.
 pub(super) fn pad_rows(ctx: &GpuContext, src: BufView<'_>, channels: usize, dst: BufView<'_>) -> Result<Dispatch> {
+    let op = "conv2d pad_rows";
+    let rows = src.len / channels.max(1);
+    if channels == 0 || rows * channels != src.len {
+        return shape_err(format!(
+            "{op}: {} source elements are no whole rows of {channels}",
+            src.len
+        ));
+    }
     let padded = channels.next_multiple_of(4);
-    copy_channels(
-        ctx,
-        src,
-        ChannelRange::all(channels),
-        dst,
-        ChannelRange::new(padded, 0, channels),
-        CopyMode::OverwriteZeroRest,
-    )
+    if dst.len < rows * padded {
+        return shape_err(format!(
+            "{op}: {rows} rows of {padded} channels do not fit {} elements",
+            dst.len
+        ));
+    }
+    let vecs = padded / 4;
+    let total = rows * vecs;
+    let p = PadParams {
+        total: total as u32,
+        channels: channels as u32,
+        vecs: vecs as u32,
+        inv_vecs: reciprocal(op, vecs)?,
+    };
+    let dst = BufView {
+        len: rows * padded,
+        ..dst
+    };
+    let d = ctx.dispatch(&PAD_ROWS, &[], &[src, dst], &p, Grid::Invocations(total))?;
+    Ok(d.with_work(Work::f32s(src.len + rows * padded)))
 }
 
 /// x (one tensor, or a cat's two halves side by side) into `dst`, `[pixels, cin4]`.
@@ -234,13 +319,13 @@ mod tests {
         let few = Conv2dShape::new(16, 8, 8, 30, 50, 3);
         let many = Conv2dShape::new(16, 16, 16, 30, 50, 3);
         assert!(few.pixels() <= FEW_PIXELS && many.pixels() > FEW_PIXELS);
-        assert!(!Padding::of(&few, CatPass::Forward).w);
-        assert!(Padding::of(&many, CatPass::Forward).w);
+        assert!(!Padding::of(&few, CatPass::Forward, false).w);
+        assert!(Padding::of(&many, CatPass::Forward, false).w);
         // Whole vec4s are never copied; a cat whose halves are ragged is, with its weights.
-        assert!(!Padding::of(&Conv2dShape::new(16, 16, 16, 32, 50, 3), CatPass::Forward).w);
+        assert!(!Padding::of(&Conv2dShape::new(16, 16, 16, 32, 50, 3), CatPass::Forward, false).w);
         let cat = Conv2dShape::new(1, 2, 2, 30, 50, 3).with_cat(15);
         assert_eq!(
-            Padding::of(&cat, CatPass::Forward),
+            Padding::of(&cat, CatPass::Forward, false),
             Padding {
                 x: true,
                 w: true,

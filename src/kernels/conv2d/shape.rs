@@ -246,26 +246,27 @@ impl Conv2dShape {
     }
 
     /// Elements of the scratch buffer [`super::conv2d_forward`] needs: room for
-    /// w with zero-padded input channels (a ragged Cin), and x (a cat the tiled
-    /// forward does not read in place); 0 for most convs.
+    /// w and x with zero-padded input channels (a ragged Cin, or a cat the
+    /// tiled forward does not read in place); 0 for most convs. Each length
+    /// here counts the padded path's copies, which include the tiled path's.
     pub fn forward_scratch_len(&self) -> usize {
-        Padding::of(self, CatPass::Forward).scratch_end(self, 0)
+        Padding::of(self, CatPass::Forward, true).scratch_end(self, 0)
     }
 
     /// Elements of the scratch buffer [`super::conv2d_backward_input`] needs:
     /// the flipped, transposed weights (Cout padded to whole vec4s), and dy with
-    /// zero-padded channels for a cat with a ragged Cout.
+    /// zero-padded channels for a ragged Cout.
     pub fn backward_input_scratch_len(&self) -> usize {
         let flipped = super::tiled::flipped_len(self);
-        Padding::of(self, CatPass::BackwardInput).scratch_end(self, flipped)
+        Padding::of(self, CatPass::BackwardInput, true).scratch_end(self, flipped)
     }
 
     /// Elements of the scratch buffer [`super::conv2d_backward_weight`] needs:
-    /// the per-reduction-split partial sums, and x with zero-padded channels
-    /// for a cat the tiled dw does not read in place.
+    /// the per-reduction-split partial sums, and x and dy with zero-padded
+    /// channels (ragged counts, a cat the tiled dw does not read in place).
     pub fn backward_weight_scratch_len(&self) -> usize {
         let partials = super::tiled::reduction_splits(self) * (self.w_len() + self.cout);
-        let tiled = Padding::of(self, CatPass::BackwardWeight).scratch_end(self, partials);
+        let tiled = Padding::of(self, CatPass::BackwardWeight, true).scratch_end(self, partials);
         tiled.max(super::workgroup::scratch_len(self))
     }
 

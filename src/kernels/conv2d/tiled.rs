@@ -218,8 +218,9 @@ pub(super) fn kernels() -> Vec<KernelSpec> {
         for ci_vecs in 1..=max_ci_vecs(k as u32) {
             for gelu_input in [false, true] {
                 // x read in place (of any width), a cat's halves (whole vec4s)
-                // or a padded copy in scratch; dy in place, of any width.
-                for (cat, scratch_inputs) in [(false, false), (true, false), (false, true)] {
+                // or a padded copy in scratch; dy in place, of any width, or a
+                // padded copy in scratch (the padded path; with a cat read in place too).
+                for (cat, scratch_inputs) in [(false, false), (true, false), (false, true), (true, true)] {
                     for x_width in [4, 2, 1] {
                         for dy_width in [4, 2, 1] {
                             if (cat || scratch_inputs) && x_width < 4 {
@@ -399,10 +400,12 @@ fn forward_tiles(
 }
 
 /// The forward; x (and w) first copied into `scratch` with zero-padded input
-/// channels when Cin is ragged or x a cat the tile cannot read in place.
+/// channels when Cin is ragged or x a cat the tile cannot read in place (as
+/// [`Padding::of`] says with `copy_ragged`).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn forward(
     ctx: &GpuContext,
+    copy_ragged: bool,
     s: &Conv2dShape,
     x: InputLike<'_>,
     w: BufView<'_>,
@@ -411,7 +414,7 @@ pub(super) fn forward(
     scratch: BufView<'_>,
     y: BufView<'_>,
 ) -> Result<Vec<Dispatch>> {
-    let copies = Padding::of(s, CatPass::Forward).copies(s, scratch, 0);
+    let copies = Padding::of(s, CatPass::Forward, copy_ragged).copies(s, scratch, 0);
     let mut ds = Vec::new();
     // The weights' rows padded to whole vec4s for a ragged Cin (x then read
     // in pairs, or copied too).
@@ -501,9 +504,14 @@ pub(super) fn flipped_len(s: &Conv2dShape) -> usize {
 /// flipped into scratch first unless `a.transposed` holds them so. A ragged
 /// Cout reduces over dy copied with zero-padded channels, and over weights
 /// flipped with zero rows alike (not `a.transposed`).
-pub(super) fn backward_input(ctx: &GpuContext, s: &Conv2dShape, a: &super::BackwardInput<'_>) -> Result<Vec<Dispatch>> {
+pub(super) fn backward_input(
+    ctx: &GpuContext,
+    copy_ragged: bool,
+    s: &Conv2dShape,
+    a: &super::BackwardInput<'_>,
+) -> Result<Vec<Dispatch>> {
     let mut ds = Vec::with_capacity(3);
-    let padding = Padding::of(s, CatPass::BackwardInput);
+    let padding = Padding::of(s, CatPass::BackwardInput, copy_ragged);
     let cout4 = s.cout.next_multiple_of(4);
     let wt = match a.transposed.filter(|_| !padding.dy) {
         Some(wt) => wt,
@@ -633,8 +641,8 @@ fn segments(s: &Conv2dShape) -> usize {
 /// The conv whose x the dw kernel reads: `s` (Cin in vec4s rounded up: the
 /// last one's upper pair zero, read in pairs), or with x copied into scratch
 /// (`pad.rs`), Cin padded to whole vec4s and no cat.
-fn weight_input_shape(s: &Conv2dShape) -> Conv2dShape {
-    if Padding::of(s, CatPass::BackwardWeight).x {
+fn weight_input_shape(s: &Conv2dShape, copy_ragged: bool) -> Conv2dShape {
+    if Padding::of(s, CatPass::BackwardWeight, copy_ragged).x {
         Conv2dShape {
             cin: s.cin.next_multiple_of(4),
             cat: None,
@@ -649,8 +657,8 @@ fn weight_input_shape(s: &Conv2dShape) -> Conv2dShape {
 /// runs a workgroup per thread at a time, a GPU wants hundreds in flight), never
 /// more than [`reduction_splits`] (what the scratch is sized for) nor fewer than
 /// llvmpipe's loop limit allows. One reduction split lets the kernel write dw and db itself.
-pub fn reduction_splits_on(ctx: &GpuContext, s: &Conv2dShape) -> usize {
-    let r = weight_input_shape(s);
+pub fn reduction_splits_on(ctx: &GpuContext, s: &Conv2dShape, copy_ragged: bool) -> usize {
+    let r = weight_input_shape(s, copy_ragged);
     let tiles = ci_groups(&r) * s.cout.div_ceil(4).div_ceil(LANES as usize);
     let fill = ctx.busy_workgroups().div_ceil(tiles.max(1));
     fill.clamp(segments(s).div_ceil(16 * 1024).max(1), reduction_splits(s))
@@ -701,6 +709,7 @@ fn pair_view<'a>(ctx: &GpuContext, dw: BufView<'a>, db: BufView<'a>) -> Option<B
 #[allow(clippy::too_many_arguments)]
 pub(super) fn backward_weight(
     ctx: &GpuContext,
+    copy_ragged: bool,
     s: &Conv2dShape,
     x: InputLike<'_>,
     dy: BufView<'_>,
@@ -710,17 +719,17 @@ pub(super) fn backward_weight(
     db: Option<BufView<'_>>,
     accumulate: bool,
 ) -> Result<Vec<Dispatch>> {
-    let reduction_splits = reduction_splits_on(ctx, s);
+    let reduction_splits = reduction_splits_on(ctx, s, copy_ragged);
     let stride = s.w_len() + s.cout;
     // Padded copies of x and dy (`pad.rs`) after the most partial sums the scratch holds.
-    let padding = Padding::of(s, CatPass::BackwardWeight);
+    let padding = Padding::of(s, CatPass::BackwardWeight, copy_ragged);
     let copies = padding.copies(s, scratch, self::reduction_splits(s) * stride);
     // One reduction split and dw, db side by side: the kernel writes them in place, no sum pass.
     let in_place = (reduction_splits == 1 && !accumulate)
         .then(|| db.and_then(|db| pair_view(ctx, dw, db).map(|both| (both, db.offset - dw.offset - s.w_len()))))
         .flatten();
     let segments = segments(s);
-    let r = weight_input_shape(s);
+    let r = weight_input_shape(s, copy_ragged);
     let p = WeightParams {
         n: s.n as u32,
         h: s.h as u32,
@@ -785,7 +794,7 @@ pub(super) fn backward_weight(
         cat: x.second.is_some(),
         scratch_inputs: padding.x || padding.dy,
         x_width: pad::load_width(r.cin),
-        dy_width: pad::load_width(s.cout),
+        dy_width: if padding.dy { 4 } else { pad::load_width(s.cout) },
     };
     static KERNELS: Mutex<Option<HashMap<WeightTile, Kernel<WeightParams>>>> = Mutex::new(None);
     let kernel = cached(&KERNELS, t, weight_kernel);
