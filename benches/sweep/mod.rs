@@ -4,7 +4,7 @@
 //! k = 1 and 3), each against its twin with Cin and Cout rounded up to a
 //! multiple of 8. A shape off the kernels' channel granularity should cost no
 //! more than its twin, which does at least as much work: a ratio above 1.25 is
-//! a cliff. A table as the shapes are timed, a summary, then with `--json` one
+//! a cliff. A table as each size is timed (after its rounds), a summary, then with `--json` one
 //! JSON object.
 
 use std::collections::HashMap;
@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use vdvae::bench::{time_dispatches, BenchCase};
 use vdvae::gpu::{measure_fma_ceiling, GpuContext};
 use vdvae::kernels::conv2d::sweep::{pass_case, sweep_shape, twin, SWEEP_CHANNELS, SWEEP_SIZES};
-use vdvae::kernels::conv2d::{Conv2dShape, ConvPass};
+use vdvae::kernels::conv2d::{Conv2dShape, ConvPass, Path};
 
 /// The ratio to the twin above which a shape is a cliff.
 const CLIFF: f64 = 1.25;
@@ -31,6 +31,9 @@ struct Row {
     twin_ms: f64,
     /// ms / twin_ms (1 when the shape is its own twin).
     ratio: f64,
+    /// The path the shape ran on (the adapter's tuned choice), and its twin's.
+    path: &'static str,
+    twin_path: &'static str,
 }
 
 struct Filters {
@@ -54,9 +57,10 @@ fn die(message: &str) -> ! {
     std::process::exit(2)
 }
 
-/// Tries per row, alternating between the shape and its twin: the machine may
-/// be shared, and the best of several tries interleaved this way keeps a
-/// burst of load from landing on one side of the ratio only.
+/// Tries per shape and twin, each in its own round over every shape of one
+/// size, pass and k (a shape, then its twin): the machine may be shared, and
+/// a slow spell of a second or more would land on one side of a ratio timed
+/// in one go; tries spread over rounds seconds apart, best kept, do not.
 const TRIES: usize = 4;
 
 /// A pass of a sweep shape, keyed by (k, hw, cin, cout, pass).
@@ -84,19 +88,15 @@ impl Timings {
         (*best, case.flops)
     }
 
-    /// The best times of a shape and its twin over [`TRIES`] alternating tries, and the shape's FLOPs.
+    /// One more try of a shape, then of its twin; their best times so far and the shape's FLOPs.
     fn pair(&mut self, ctx: &GpuContext, s: Conv2dShape, t: Conv2dShape, p: ConvPass, budget: f64) -> (f64, f64, f64) {
-        let mut out = (0.0, 0.0, 0.0);
-        for _ in 0..TRIES {
-            let (seconds, flops) = self.time(ctx, s, p, budget);
-            let twin_seconds = if t == s {
-                seconds
-            } else {
-                self.time(ctx, t, p, budget).0
-            };
-            out = (seconds, twin_seconds, flops);
-        }
-        out
+        let (seconds, flops) = self.time(ctx, s, p, budget);
+        let twin_seconds = if t == s {
+            seconds
+        } else {
+            self.time(ctx, t, p, budget).0
+        };
+        (seconds, twin_seconds, flops)
     }
 }
 
@@ -121,8 +121,8 @@ pub fn run(args: &[String]) {
         .gflops;
     println!("adapter: {}; FMA ceiling {ceiling:.1} GFLOP/s", ctx.adapter.name);
     println!(
-        "{:>2} {:<8} {:>3} {:>4} {:>5} {:>10} {:>8} {:>11} {:>10} {:>6}",
-        "k", "pass", "hw", "cin", "cout", "ms", "GFLOP/s", "twin", "twin ms", "ratio"
+        "{:>2} {:<8} {:>3} {:>4} {:>5} {:>10} {:>8} {:>9} {:>11} {:>10} {:>9} {:>6}",
+        "k", "pass", "hw", "cin", "cout", "ms", "GFLOP/s", "path", "twin", "twin ms", "twin path", "ratio"
     );
     let mut timings = Timings::default();
     let mut rows = Vec::new();
@@ -134,40 +134,63 @@ pub fn run(args: &[String]) {
             for hw in SWEEP_SIZES.into_iter().filter(|&h| f.hw.is_none_or(|x| x == h)) {
                 // A size's shapes share no twin with another size's: free their buffers.
                 timings.cases.clear();
-                for cin in SWEEP_CHANNELS.into_iter().filter(|&c| f.cin.is_none_or(|x| x == c)) {
-                    for cout in SWEEP_CHANNELS.into_iter().filter(|&c| f.cout.is_none_or(|x| x == c)) {
-                        let s = sweep_shape(k, hw, cin, cout);
-                        let t = twin(&s);
-                        let (seconds, twin_seconds, flops) = timings.pair(&ctx, s, t, pass, budget);
-                        let row = Row {
-                            k,
-                            pass: pass.name(),
-                            hw,
-                            cin,
-                            cout,
-                            ms: seconds * 1e3,
-                            gflops: flops / seconds / 1e9,
-                            twin_cin: t.cin,
-                            twin_cout: t.cout,
-                            twin_ms: twin_seconds * 1e3,
-                            ratio: seconds / twin_seconds,
-                        };
-                        let flag = if row.ratio > CLIFF { "  <- cliff" } else { "" };
-                        println!(
-                            "{:>2} {:<8} {:>3} {:>4} {:>5} {:>10.4} {:>8.2} {:>11} {:>10.4} {:>6.2}{flag}",
-                            k,
-                            row.pass,
-                            hw,
-                            cin,
-                            cout,
-                            row.ms,
-                            row.gflops,
-                            format!("{}x{}", t.cin, t.cout),
-                            row.twin_ms,
-                            row.ratio
-                        );
-                        rows.push(row);
+                let shapes: Vec<(usize, usize)> = SWEEP_CHANNELS
+                    .into_iter()
+                    .filter(|&c| f.cin.is_none_or(|x| x == c))
+                    .flat_map(|cin| {
+                        let couts = SWEEP_CHANNELS.into_iter().filter(|&c| f.cout.is_none_or(|x| x == c));
+                        couts.map(move |cout| (cin, cout))
+                    })
+                    .collect();
+                let mut last = Vec::new();
+                for round in 0..TRIES {
+                    if round > 0 {
+                        eprint!("\r  k={k} {} {hw}x{hw}: round {} of {TRIES}   ", pass.name(), round + 1);
                     }
+                    last = shapes
+                        .iter()
+                        .map(|&(cin, cout)| {
+                            let s = sweep_shape(k, hw, cin, cout);
+                            timings.pair(&ctx, s, twin(&s), pass, budget)
+                        })
+                        .collect();
+                }
+                eprint!("\r{:40}\r", "");
+                for (&(cin, cout), &(seconds, twin_seconds, flops)) in shapes.iter().zip(&last) {
+                    let s = sweep_shape(k, hw, cin, cout);
+                    let t = twin(&s);
+                    let row = Row {
+                        k,
+                        pass: pass.name(),
+                        hw,
+                        cin,
+                        cout,
+                        ms: seconds * 1e3,
+                        gflops: flops / seconds / 1e9,
+                        twin_cin: t.cin,
+                        twin_cout: t.cout,
+                        twin_ms: twin_seconds * 1e3,
+                        ratio: seconds / twin_seconds,
+                        path: Path::best(&ctx, &s, pass).name(),
+                        twin_path: Path::best(&ctx, &t, pass).name(),
+                    };
+                    let flag = if row.ratio > CLIFF { "  <- cliff" } else { "" };
+                    println!(
+                        "{:>2} {:<8} {:>3} {:>4} {:>5} {:>10.4} {:>8.2} {:>9} {:>11} {:>10.4} {:>9} {:>6.2}{flag}",
+                        k,
+                        row.pass,
+                        hw,
+                        cin,
+                        cout,
+                        row.ms,
+                        row.gflops,
+                        row.path,
+                        format!("{}x{}", t.cin, t.cout),
+                        row.twin_ms,
+                        row.twin_path,
+                        row.ratio
+                    );
+                    rows.push(row);
                 }
             }
         }
