@@ -151,12 +151,13 @@ impl Path {
     }
 
     /// The paths worth timing for `pass` of `s` here: every one that runs,
-    /// but not the simple path where the tiled one runs, unless the conv is
-    /// [`FEW_FLOPS`] small (there one dispatch with nothing to set up may win;
-    /// on a large shape it never does, and timing it would take seconds).
+    /// but not the simple path where the tiled one runs, unless the conv is a
+    /// forward or dx of at most [`FEW_FLOPS`] (there one dispatch with nothing
+    /// to set up may win; on a large shape it never does, nor for dw, whose
+    /// invocations each loop over every pixel, and timing it would take seconds).
     pub fn candidates(ctx: &GpuContext, s: &Conv2dShape, pass: ConvPass) -> Vec<Path> {
         let tiled = Path::Tiled.runs(ctx, s, pass);
-        let small = s.flops() <= FEW_FLOPS;
+        let small = s.flops() <= FEW_FLOPS && pass != ConvPass::BackwardWeight;
         Path::ALL
             .into_iter()
             .filter(|&p| p.runs(ctx, s, pass) && !(tiled && p == Path::Simple && !small))
