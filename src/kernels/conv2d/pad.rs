@@ -232,16 +232,29 @@ crate::gpu_params! {
     }
 }
 
-const PAD_ROWS: Kernel<PadParams> = Kernel::portable(
-    "conv2d_pad_rows",
-    &[DIVIDE_WGSL, include_str!("../../../shaders/conv2d_pad_rows.wgsl")],
-    "pad_rows",
-    &[Access::Read, Access::ReadWrite, Access::Uniform],
-);
+const PAD_ROWS_WGSL: &str = include_str!("../../../shaders/conv2d_pad_rows.wgsl");
+const CHANNELS: &str = include_str!("../../../shaders/conv2d_pad_rows_channels.wgsl");
+const PAIRS: &str = include_str!("../../../shaders/conv2d_pad_rows_pairs.wgsl");
+const PAD_BINDINGS: &[Access] = &[Access::Read, Access::ReadWrite, Access::Uniform];
+/// Indexed by whether the channel count is even.
+const PAD_ROWS: [Kernel<PadParams>; 2] = [
+    Kernel::portable(
+        "conv2d_pad_rows",
+        &[DIVIDE_WGSL, CHANNELS, PAD_ROWS_WGSL],
+        "pad_rows",
+        PAD_BINDINGS,
+    ),
+    Kernel::portable(
+        "conv2d_pad_rows_pairs",
+        &[DIVIDE_WGSL, PAIRS, PAD_ROWS_WGSL],
+        "pad_rows",
+        PAD_BINDINGS,
+    ),
+];
 
-/// The family's own copy kernel, for the contract test.
+/// The family's own copy kernels, for the contract test.
 pub(super) fn kernels() -> Vec<KernelSpec> {
-    vec![PAD_ROWS.spec()]
+    PAD_ROWS.iter().map(|k| k.spec()).collect()
 }
 
 /// Rows of `channels` channels copied into rows of `dst`'s channels (a
@@ -274,7 +287,8 @@ pub(super) fn pad_rows(ctx: &GpuContext, src: BufView<'_>, channels: usize, dst:
         len: rows * padded,
         ..dst
     };
-    let d = ctx.dispatch(&PAD_ROWS, &[], &[src, dst], &p, Grid::Invocations(total))?;
+    let kernel = &PAD_ROWS[channels.is_multiple_of(2) as usize];
+    let d = ctx.dispatch(kernel, &[], &[src, dst], &p, Grid::Invocations(total))?;
     Ok(d.with_work(Work::f32s(src.len + rows * padded)))
 }
 
