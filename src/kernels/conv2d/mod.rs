@@ -135,16 +135,13 @@ impl Path {
             Path::Simple => true,
             // Any channel counts; the padded copies must fit a binding, and dx
             // over a cat must be one its tile writes.
-            Path::Tiled => {
-                let pass = pass.cat_pass();
-                tiled::usable(ctx) && tiled::cat_fits(ctx, s, pass) && Padding::of(s, pass, false).fits(ctx, s)
-            }
-            Path::Padded => {
-                let pass = pass.cat_pass();
+            // The padded path is one of its own only where it copies more.
+            Path::Tiled | Path::Padded => {
+                let (pass, copy_ragged) = (pass.cat_pass(), self == Path::Padded);
                 tiled::usable(ctx)
                     && tiled::cat_fits(ctx, s, pass)
-                    && Padding::padded_differs(s, pass)
-                    && Padding::of(s, pass, true).fits(ctx, s)
+                    && (!copy_ragged || Padding::padded_differs(s, pass))
+                    && Padding::of(s, pass, copy_ragged).fits(ctx, s)
             }
             Path::Workgroup => workgroup::usable(ctx).is_ok(),
         }

@@ -328,6 +328,41 @@ pub(super) fn pad_input(
 mod tests {
     use super::*;
 
+    /// The scratch lengths count the padded path's copies, laid out in the
+    /// same order: that covers the tiled path's only if it copies no more.
+    #[test]
+    fn the_padded_path_copies_at_least_what_the_tiled_one_does() {
+        let counts = [1, 2, 3, 4, 5, 30, 32, 50];
+        for (&cin, &cout, k, h) in counts
+            .iter()
+            .flat_map(|c| counts.iter().map(move |o| (c, o)))
+            .flat_map(|(c, o)| [(1, 2), (1, 40), (3, 2), (3, 40)].map(|(k, h)| (c, o, k, h)))
+        {
+            let plain = Conv2dShape::new(2, h, h, cin, cout, k);
+            let cats = (1..cin).step_by(3).map(|c1| plain.with_cat(c1));
+            for s in std::iter::once(plain).chain(cats) {
+                for pass in [CatPass::Forward, CatPass::BackwardInput, CatPass::BackwardWeight] {
+                    let (tiled, padded) = (Padding::of(&s, pass, false), Padding::of(&s, pass, true));
+                    let covers = |a: bool, b: bool| !a || b;
+                    assert!(
+                        covers(tiled.x, padded.x) && covers(tiled.w, padded.w) && covers(tiled.dy, padded.dy),
+                        "{s:?} {pass:?}: tiled {tiled:?}, padded {padded:?}"
+                    );
+                    assert!(tiled.scratch_end(&s, 7) <= padded.scratch_end(&s, 7));
+                    // Padded copies leave no operand ragged.
+                    let (ragged_cin, ragged_cout) = (!s.cin.is_multiple_of(4), !s.cout.is_multiple_of(4));
+                    let ragged_x = ragged_cin || !cat_in_place(&s, pass);
+                    let want = match pass {
+                        CatPass::Forward => (ragged_x, ragged_cin, false),
+                        CatPass::BackwardInput => (false, false, ragged_cout),
+                        CatPass::BackwardWeight => (ragged_x, false, ragged_cout),
+                    };
+                    assert_eq!((padded.x, padded.w, padded.dy), want, "{s:?} {pass:?}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn forward_weights_are_copied_only_over_many_pixels() {
         let few = Conv2dShape::new(16, 8, 8, 30, 50, 3);
