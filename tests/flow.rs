@@ -56,13 +56,7 @@ fn adamw() -> AdamW {
 /// (their last conv's weights are zero): small deterministic values there.
 fn weights(h: &HParams) -> NamedTensors {
     let mut w = init_weights(h, 5).unwrap();
-    for (name, t) in w.iter_mut() {
-        if name.contains(".flow.") && name.ends_with("c2.weight") {
-            for (i, v) in t.data.iter_mut().enumerate() {
-                *v = ((i * 7919 % 97) as f32 - 48.0) / 480.0;
-            }
-        }
-    }
+    vdvae::model::flow::perturb_cells(&mut w);
     w
 }
 

@@ -37,6 +37,7 @@
 use super::builder::Builder;
 use super::config::HParams;
 use super::params::{conv, kaiming, Init, ParamSpec};
+use crate::checkpoint::NamedTensors;
 use crate::error::{Error, Result};
 use crate::graph::ops::ActivationKind;
 use crate::graph::TensorId;
@@ -100,6 +101,19 @@ pub fn param_specs(out: &mut Vec<ParamSpec>, h: &HParams, p: &str) {
                 second: 5.0,
             },
         });
+    }
+}
+
+/// Small deterministic nonzero weights in every flow cell's last conv, so that
+/// cells that start as the identity (that conv zero) transform z: for tests
+/// of the cells' math and gradients away from the identity.
+pub fn perturb_cells(weights: &mut NamedTensors) {
+    for (name, t) in weights.iter_mut() {
+        if name.contains(".flow.") && name.ends_with("c2.weight") {
+            for (i, v) in t.data.iter_mut().enumerate() {
+                *v = ((i * 7919 % 97) as f32 - 48.0) / 480.0;
+            }
+        }
     }
 }
 
@@ -214,14 +228,7 @@ mod tests {
         let zt = b.g.tensor("z0", vec![1, 4, 4, h.zdim], Role::Input);
         let (zk, _) = cells(&mut b, h, "decoder.dec_blocks.0", zt).unwrap();
         let mut weights = init_weights(h, 3).unwrap();
-        // The cells start as the identity (zero last conv): give them weights.
-        for (name, t) in weights.iter_mut() {
-            if name.contains(".flow.") && name.ends_with("c2.weight") {
-                for (i, v) in t.data.iter_mut().enumerate() {
-                    *v = ((i * 7919 % 97) as f32 - 48.0) / 480.0;
-                }
-            }
-        }
+        perturb_cells(&mut weights);
         let mut values = param_values(&b.g, &params, &weights, "init").unwrap();
         values[zt] = Some(z.to_vec());
         let last = format!("decoder.dec_blocks.0.flow.{cell}.c2");

@@ -134,8 +134,8 @@ impl Path {
         match self {
             Path::Simple => true,
             // Any channel counts; the padded copies must fit a binding, and dx
-            // over a cat must be one its tile writes.
-            // The padded path is one of its own only where it copies more.
+            // over a cat must be one its tile writes. The padded path is one
+            // of its own only where it copies more than the tiled one.
             Path::Tiled | Path::Padded => {
                 let (pass, copy_ragged) = (pass.cat_pass(), self == Path::Padded);
                 tiled::usable(ctx)
