@@ -11,7 +11,7 @@ use crate::graph::autodiff::Backward;
 use crate::graph::executor::cpu::CpuCall;
 use crate::graph::executor::{BindingSplit, LowerCall, Part, Unit};
 use crate::graph::ir::{Graph, Node, Op, TensorId};
-use crate::kernels::conv2d::{self as kernels, reference, Conv2dShape, InputLike};
+use crate::kernels::conv2d::{self as kernels, reference, Conv2dShape, ConvPass, InputLike, Path};
 use crate::kernels::elementwise::reference::{concat_channels, split_channels};
 
 /// in: x, w, [bias], [residual], [x2] → y. With `cat`, the conv's input is
@@ -72,6 +72,20 @@ fn graph_shapes(g: &Graph, node: &Node) -> Vec<Vec<usize>> {
 /// the node is split over the storage-binding limit.
 fn lowered_shapes(l: &LowerCall<'_>) -> Vec<Vec<usize>> {
     (0..l.node.inputs.len()).map(|k| l.in_shape(k).to_vec()).collect()
+}
+
+/// The path `pass` of the node runs on, slice by slice: the one chosen for
+/// the whole node (`whole`), where it runs on the slice `s`. A split then
+/// changes only what each dispatch binds, never the kernel, so per-pixel
+/// results stay bit-identical to the unsplit node's, and no slice shape is
+/// tuned on its own.
+fn node_path(l: &LowerCall<'_>, whole: &Conv2dShape, s: &Conv2dShape, pass: ConvPass) -> Path {
+    let path = Path::best(l.ctx, whole, pass);
+    if path.runs(l.ctx, s, pass) {
+        path
+    } else {
+        Path::best(l.ctx, s, pass)
+    }
 }
 
 /// How a conv's node splits: a 1x1 conv by pixels, a 3x3 conv by whole images.
@@ -380,7 +394,8 @@ impl OpRule for Conv2d {
             second: self.cat.then(|| l.input(self.x2_input())),
         };
         let scratch = l.scratch(s.forward_scratch_len());
-        kernels::conv2d_forward(l.ctx, &s, x, l.input(1), bias, residual, scratch, l.output(0))
+        let path = node_path(l, &self.node_shape(l.g, l.node), &s, ConvPass::Forward);
+        kernels::forward_with(l.ctx, path, &s, x, l.input(1), bias, residual, scratch, l.output(0))
     }
 
     /// Room for x (and w) with zero-padded input channels where the tiled
@@ -512,7 +527,8 @@ impl OpRule for Conv2dBackwardData {
             addend2: self.addend2.then(|| l.input(self.addend2_input())),
             ..kernels::BackwardInput::plain(x, l.input(1), l.input(0), scratch, dx)
         };
-        kernels::conv2d_backward_input_with(l.ctx, &s, &args)
+        let path = node_path(l, &self.shape(l.g, l.node), &s, ConvPass::BackwardInput);
+        kernels::backward_input_args(l.ctx, path, &s, &args)
     }
 
     fn binding_split(&self, _: &Graph, node: &Node) -> Option<BindingSplit> {
@@ -574,7 +590,9 @@ impl OpRule for Conv2dBackwardWeight {
             first: l.input(1),
             second: self.cat.then(|| l.input(2)),
         };
-        kernels::conv2d_backward_weight(l.ctx, &s, x, l.input(0), scratch, act, l.output(0), db, l.accumulate())
+        let path = node_path(l, &self.shape(l.g, l.node), &s, ConvPass::BackwardWeight);
+        let (dy, dw) = (l.input(0), l.output(0));
+        kernels::backward_weight_with(l.ctx, path, &s, x, dy, scratch, act, dw, db, l.accumulate())
     }
 
     /// Each slice's sums over its pixels are added into dw and db.
