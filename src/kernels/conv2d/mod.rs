@@ -148,13 +148,18 @@ impl Path {
     }
 
     /// The paths worth timing for `pass` of `s` here: every one that runs,
-    /// but not the simple path where the tiled one runs, unless the conv is a
-    /// forward or dx of at most [`FEW_FLOPS`] (there one dispatch with nothing
-    /// to set up may win; on a large shape it never does, nor for dw, whose
-    /// invocations each loop over every pixel, and timing it would take seconds).
+    /// but not the simple path where the tiled one runs, unless the conv is
+    /// small: a forward or dx of at most [`FEW_FLOPS`] (there one dispatch
+    /// with nothing to set up may win; on a large shape it never does), or a
+    /// dw over at most `simple::FEW_PIXELS` pixels (register-blocked, one
+    /// dispatch) of at most [`FEW_DW_FLOPS`]. Over more pixels the simple dw
+    /// runs a workgroup per weight, and timing it would take seconds.
     pub fn candidates(ctx: &GpuContext, s: &Conv2dShape, pass: ConvPass) -> Vec<Path> {
         let tiled = Path::Tiled.runs(ctx, s, pass);
-        let small = s.flops() <= FEW_FLOPS && pass != ConvPass::BackwardWeight;
+        let small = match pass {
+            ConvPass::Forward | ConvPass::BackwardInput => s.flops() <= FEW_FLOPS,
+            ConvPass::BackwardWeight => s.n * s.h * s.w <= simple::FEW_PIXELS && s.flops() <= FEW_DW_FLOPS,
+        };
         Path::ALL
             .into_iter()
             .filter(|&p| p.runs(ctx, s, pass) && !(tiled && p == Path::Simple && !small))
@@ -195,6 +200,11 @@ impl Path {
 /// FLOPs of one pass up to which tuning times the simple kernels against the
 /// tiled ones: convs over a few pixels, where a dispatch costs more than its math.
 pub const FEW_FLOPS: f64 = 4e6;
+
+/// FLOPs of a dw over few pixels up to which tuning times the simple dw: on a
+/// 1x1 image it beats the tiled one at every channel count, and one run of
+/// this many takes it milliseconds, not seconds.
+pub const FEW_DW_FLOPS: f64 = 5e7;
 
 /// Whether dx of `s` reads [`BackwardInput::transposed`] weights on this
 /// adapter when given them: the tiled path, Cout a multiple of 4 (a ragged
@@ -434,13 +444,7 @@ pub fn backward_weight_with<'a>(
     let x = x.into();
     s.check_backward_weight(&x, &dy, &scratch, act.as_ref(), &dw, db.as_ref())?;
     let ds = match path {
-        Path::Simple => {
-            let mut ds = vec![simple::backward_weight(ctx, s, x, dy, dw, accumulate)?];
-            if let Some(db) = db {
-                ds.push(simple::backward_bias(ctx, s, dy, db, accumulate)?);
-            }
-            ds
-        }
+        Path::Simple => simple::backward_weight(ctx, s, x, dy, dw, db, accumulate)?,
         Path::Tiled | Path::Padded => {
             let copy_ragged = path == Path::Padded;
             tiled::backward_weight(ctx, copy_ragged, s, x, dy, scratch, act, dw, db, accumulate)?

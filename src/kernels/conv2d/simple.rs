@@ -40,14 +40,35 @@ const BACKWARD_BIAS: Kernel<Params> = Kernel::portable(
     &[Read, Read, ReadWrite, Uniform, Read],
 )
 .with_workgroup_size(REDUCTION);
+/// dw and db over at most [`FEW_PIXELS`] pixels: one invocation per block of
+/// 4x4 channels of a tap, in registers.
+const BACKWARD_WEIGHT_FEW: Kernel<Params> = Kernel::portable(
+    "conv2d_backward_weight_few",
+    &[
+        GELU_WGSL,
+        include_str!("../../../shaders/conv2d_backward_weight_few.wgsl"),
+    ],
+    "conv2d_backward_weight_few",
+    &[Read, Read, ReadWrite, Uniform, Read, ReadWrite],
+);
+
+/// Pixels (N·H·W) up to which one invocation walks them all for a weight
+/// gradient: a workgroup and its barrier tree per element cost more there.
+pub(super) const FEW_PIXELS: usize = 1024;
 
 /// Every kernel of the simple path, for the contract test. Their override
 /// constants (GELU_INPUT, HAS_BIAS, ...) change neither bindings nor workgroup size.
 pub(super) fn kernels() -> Vec<KernelSpec> {
-    [FORWARD, BACKWARD_INPUT, BACKWARD_WEIGHT, BACKWARD_BIAS]
-        .iter()
-        .map(|k| k.spec())
-        .collect()
+    [
+        FORWARD,
+        BACKWARD_INPUT,
+        BACKWARD_WEIGHT,
+        BACKWARD_BIAS,
+        BACKWARD_WEIGHT_FEW,
+    ]
+    .iter()
+    .map(|k| k.spec())
+    .collect()
 }
 
 crate::gpu_params! {
@@ -147,19 +168,44 @@ fn per_element_grid(n: usize) -> Grid {
     Grid::Groups(n)
 }
 
+/// dw and, when given, db: one dispatch over at most [`FEW_PIXELS`] pixels,
+/// else a workgroup per element for each.
 pub(super) fn backward_weight(
     ctx: &GpuContext,
     s: &Conv2dShape,
     x: InputLike<'_>,
     dy: BufView<'_>,
     dw: BufView<'_>,
+    db: Option<BufView<'_>>,
     accumulate: bool,
-) -> Result<Dispatch> {
-    let total = s.w_len();
-    let p = params(s, total);
-    let constants = [("GELU_INPUT", flag(s.gelu_input)), ("ACCUMULATE", flag(accumulate))];
+) -> Result<Vec<Dispatch>> {
+    let gelu = ("GELU_INPUT", flag(s.gelu_input));
+    let acc = ("ACCUMULATE", flag(accumulate));
+    if s.n * s.h * s.w <= FEW_PIXELS {
+        // An invocation per block of 4x4 channels of one tap, and per 4 of db.
+        let out_blocks = s.cout.div_ceil(4);
+        let blocks = s.k * s.k * s.cin.div_ceil(4) * out_blocks;
+        let p = params(s, blocks);
+        let constants = [gelu, acc, ("HAS_BIAS", flag(db.is_some()))];
+        // Without db, dw takes its binding; the kernel never touches it.
+        let views = [x.first, dy, dw, x.second_or_first(), db.unwrap_or(dw)];
+        let invocations = blocks + db.map_or(0, |_| out_blocks);
+        let d = ctx.dispatch(
+            &BACKWARD_WEIGHT_FEW,
+            &constants,
+            &views,
+            &p,
+            Grid::Invocations(invocations),
+        )?;
+        return Ok(vec![d]);
+    }
+    let p = params(s, s.w_len());
     let views = [x.first, dy, dw, x.second_or_first()];
-    ctx.dispatch(&BACKWARD_WEIGHT, &constants, &views, &p, per_element_grid(total))
+    let mut ds = vec![ctx.dispatch(&BACKWARD_WEIGHT, &[gelu, acc], &views, &p, per_element_grid(s.w_len()))?];
+    if let Some(db) = db {
+        ds.push(backward_bias(ctx, s, dy, db, accumulate)?);
+    }
+    Ok(ds)
 }
 
 pub(super) fn backward_bias(
