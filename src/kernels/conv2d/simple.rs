@@ -1,4 +1,6 @@
-//! The simple path: one invocation per output element, any shape, any adapter.
+//! The simple path: any shape, any adapter. An invocation per 4 channels of
+//! a pixel (forward, dx), per 4x4 channels of a tap (dw over few pixels), or
+//! a workgroup per weight (dw over more).
 //! The readable version of each kernel and the fallback of the tiled path.
 
 use super::{flag, Conv2dShape, InputLike};
@@ -131,7 +133,8 @@ pub(super) fn forward(
         y,
         x.second_or_first(),
     ];
-    let total = s.y_len();
+    // An invocation per 4 channels of a pixel.
+    let total = s.n * s.h * s.w * s.cout.div_ceil(4);
     let p = params(s, total);
     ctx.dispatch(&FORWARD, &constants, &views, &p, Grid::Invocations(total))
 }
@@ -147,7 +150,8 @@ pub(super) fn backward_input(
     dx: InputLike<'_>,
     act: Option<BufView<'_>>,
 ) -> Result<Dispatch> {
-    let total = s.x_len();
+    // An invocation per 4 channels of a pixel.
+    let total = s.n * s.h * s.w * s.cin.div_ceil(4);
     let p = params(s, total);
     let constants = [("GELU_INPUT", flag(s.gelu_input)), ("WRITE_ACT", flag(act.is_some()))];
     // Absent bindings take x's and dx's place; the kernel never touches them.
