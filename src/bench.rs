@@ -73,9 +73,13 @@ pub fn run_case(ctx: &GpuContext, case: &BenchCase, budget: f64) -> Result<Bench
 
 /// Seconds per run of `dispatches`: one run to warm up (pipelines compile,
 /// caches fill), then the best of `tries` submits of as many runs as fill
-/// about `per_try` seconds (at least one, at most 1000).
+/// about `per_try` seconds (at least one, at most 1000). The runs per submit
+/// come from a second, warm run: counted from the first, a compile there left
+/// a small kernel one run per submit, and the submit's own cost (several times
+/// the kernel's) was timed as the kernel's.
 pub fn time_dispatches(ctx: &GpuContext, dispatches: &[Dispatch], per_try: f64, tries: usize) -> Result<f64> {
     let ds: Vec<&Dispatch> = dispatches.iter().collect();
+    ctx.time(&ds, 1)?;
     let once = ctx.time(&ds, 1)?;
     let reps = ((per_try / once.max(1e-6)) as usize).clamp(1, 1000);
     let mut best = f64::INFINITY;
