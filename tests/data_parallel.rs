@@ -123,7 +123,8 @@ fn assert_shards_match(what: &str, global: &Outputs, shards: &[Outputs], per_ima
 
 #[test]
 fn a_shard_draws_the_noise_of_its_images_places_in_the_global_batch() {
-    let ctx = context();
+    let mut untuned = context();
+    untuned.tuner = untuned.tuner.turned_off();
     // DMoL with sampled latents, and Bernoulli with dynamic binarization: every
     // noisy op of training (reparameterization, its backward, binarization).
     // The conv VDVAE also with its nodes split by a small binding limit.
@@ -149,11 +150,15 @@ fn a_shard_draws_the_noise_of_its_images_places_in_the_global_batch() {
         let (d, n) = rel_norm(&unshifted.per_image[0], &parts[1].per_image[0]);
         assert!(d > 1e-4 * n, "{name}: the offset changes the second shard's draws");
 
-        let global = on_gpu(&ctx, &global_m, &global_v, 0, None);
+        // The kernels pinned: tuning may pick another kernel for a shard's
+        // batch than for the global one, and a level's KL, a small sum of
+        // terms that nearly cancel at initialization, then moves by up to 1e-4
+        // relative (the ranks of a real run share a batch and their choices).
+        let global = on_gpu(&untuned, &global_m, &global_v, 0, None);
         for limit in [None, split] {
             let parts: Vec<Outputs> = shards
                 .iter()
-                .map(|(m, v, first)| on_gpu(&ctx, m, v, *first, limit))
+                .map(|(m, v, first)| on_gpu(&untuned, m, v, *first, limit))
                 .collect();
             assert_shards_match(
                 &format!("{name} on the GPU, binding limit {limit:?}"),

@@ -222,6 +222,13 @@ impl Tuner {
         self.mode
     }
 
+    /// This adapter's tuner with tuning off (each family's built-in default,
+    /// no cache): for comparing builds of different shapes on the same
+    /// kernels, where tuning may pick another kernel per shape class.
+    pub fn turned_off(&self) -> Tuner {
+        Tuner::open(TuneMode::Off, self.key.clone(), None)
+    }
+
     /// The cache file, when there is one.
     pub fn file(&self) -> Option<&Path> {
         self.file.as_deref()
