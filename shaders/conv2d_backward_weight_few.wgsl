@@ -3,7 +3,7 @@
 // pixel itself for a block of 4 output x 4 input channels of one tap, held in
 // registers: no workgroup per element, no barriers, dw and db in one dispatch,
 // and 8 loads per 16 FMAs. The caller keeps the pixel count small
-// (`simple::FEW_PIXELS`), well inside llvmpipe's 65535 loop iterations per invocation.
+// (`Conv2dShape::few_pixels`), well inside llvmpipe's 65535 loop iterations per invocation.
 // Invocations [0, total) each write a block of dw[co,kh,kw,ci] (blocks ordered
 // tap-major, so neighbouring invocations share a tap and its padding test); with
 // HAS_BIAS the next ceil(cout / 4) each write 4 channels of db. Ragged blocks

@@ -115,7 +115,7 @@ fn ragged_shapes() -> Vec<Conv2dShape> {
         // 144 row segments: dw reduces in several splits and sums them after.
         s(4, 36, 7, 5, 30, 1).with_gelu(true).with_bias(true),
         s(2, 9, 16, 3, 50, 3).with_gelu(true).with_bias(true),
-        // Over more than `pad::FEW_PIXELS` pixels: the forward copies its ragged
+        // Over more than `shape::FEW_PIXELS` pixels: the forward copies its ragged
         // weights padded (over fewer, the shapes above, it reads them in place).
         s(2, 24, 24, 5, 12, 3).with_gelu(true).with_bias(true),
     ]

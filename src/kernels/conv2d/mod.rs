@@ -151,14 +151,14 @@ impl Path {
     /// but not the simple path where the tiled one runs, unless the conv is
     /// small: a forward or dx of at most [`FEW_FLOPS`] (there one dispatch
     /// with nothing to set up may win; on a large shape it never does), or a
-    /// dw over at most `simple::FEW_PIXELS` pixels (register-blocked, one
+    /// dw over few pixels ([`Conv2dShape::few_pixels`]: register-blocked, one
     /// dispatch) of at most [`FEW_DW_FLOPS`]. Over more pixels the simple dw
     /// runs a workgroup per weight, and timing it would take seconds.
     pub fn candidates(ctx: &GpuContext, s: &Conv2dShape, pass: ConvPass) -> Vec<Path> {
         let tiled = Path::Tiled.runs(ctx, s, pass);
         let small = match pass {
             ConvPass::Forward | ConvPass::BackwardInput => s.flops() <= FEW_FLOPS,
-            ConvPass::BackwardWeight => s.n * s.h * s.w <= simple::FEW_PIXELS && s.flops() <= FEW_DW_FLOPS,
+            ConvPass::BackwardWeight => s.few_pixels() && s.flops() <= FEW_DW_FLOPS,
         };
         Path::ALL
             .into_iter()

@@ -14,7 +14,7 @@
 //! ([`copy_channels`] with [`CopyMode::OverwriteZeroRest`]), the tile then
 //! running on the padded shape (a zero channel adds nothing to any sum, and
 //! gelu(0) = 0):
-//! - the weights of a forward with a ragged Cin over more than [`FEW_PIXELS`]
+//! - the weights of a forward with a ragged Cin over more than [`super::shape::FEW_PIXELS`]
 //!   pixels, `[cout·k·k, cin]` as rows of channels (small beside x; over fewer
 //!   pixels they are read in place like x, `codegen::ForwardTile::w_in_place`);
 //!   dx's weights are flipped with zero rows up to a multiple of 4 by the flip
@@ -82,19 +82,6 @@ pub(super) fn cat_in_place(s: &Conv2dShape, pass: CatPass) -> bool {
     halves && (pass == CatPass::BackwardWeight || s.k == 1)
 }
 
-/// Pixels up to which the forward reads ragged weights in place, as it reads
-/// x, instead of copying them padded: the copy is one more dispatch, which on
-/// lavapipe costs as much as a conv over a few hundred pixels, while the
-/// narrower weight loads cost in proportion to the pixels. (A 3x3 dw keeps
-/// copying its ragged x: read in pairs, it is slower than the copy even over
-/// 16 8x8 images.)
-pub(super) const FEW_PIXELS: usize = 1024;
-
-/// Whether `s` is a conv over [`FEW_PIXELS`] pixels or fewer.
-pub(super) fn few_pixels(s: &Conv2dShape) -> bool {
-    s.pixels() <= FEW_PIXELS
-}
-
 impl Padding {
     /// What `pass` of `s` copies on the tiled path: the ragged operands its
     /// rules below choose to copy (the rest read in place), or with
@@ -128,10 +115,12 @@ impl Padding {
         }
         match pass {
             // The weights are read in place with x over few pixels (x then
-            // read in place: a ragged Cin has no cat whose halves are whole vec4s).
+            // read in place: a ragged Cin has no cat whose halves are whole
+            // vec4s): the narrower loads cost in proportion to the pixels, a
+            // copy is one more dispatch.
             CatPass::Forward => Padding {
                 x: !cat_in_place(s, pass),
-                w: ragged_cin && !(few_pixels(s) && cat_in_place(s, pass)),
+                w: ragged_cin && !(s.few_pixels() && cat_in_place(s, pass)),
                 dy: false,
             },
             // The dx tile over a cat reads dy in whole vec4s only.
@@ -327,6 +316,7 @@ pub(super) fn pad_input(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::conv2d::shape::FEW_PIXELS;
 
     /// The scratch lengths count the padded path's copies, laid out in the
     /// same order: that covers the tiled path's only if it copies no more.

@@ -47,6 +47,14 @@ pub(super) enum Pass {
     },
 }
 
+/// Pixels (N·H·W) up to which a conv counts as over few pixels (see
+/// [`Conv2dShape::few_pixels`]): there the tiled forward reads ragged weights
+/// in place instead of copying them (a copy is one more dispatch, as costly as
+/// a conv over a few hundred pixels on lavapipe), and the simple dw walks
+/// every pixel per invocation instead of a workgroup per weight (so at most
+/// this many loop iterations, well inside llvmpipe's 65535 per invocation).
+pub const FEW_PIXELS: usize = 1024;
+
 impl Conv2dShape {
     pub fn new(n: usize, h: usize, w: usize, cin: usize, cout: usize, k: usize) -> Conv2dShape {
         Conv2dShape {
@@ -125,6 +133,12 @@ impl Conv2dShape {
 
     pub fn pixels(&self) -> usize {
         self.n * self.h * self.w
+    }
+
+    /// Whether the conv is over at most [`FEW_PIXELS`] pixels, where a
+    /// dispatch's fixed cost is as large as the work that grows with the pixels.
+    pub fn few_pixels(&self) -> bool {
+        self.pixels() <= FEW_PIXELS
     }
 
     pub fn x_len(&self) -> usize {

@@ -42,7 +42,7 @@ const BACKWARD_BIAS: Kernel<Params> = Kernel::portable(
     &[Read, Read, ReadWrite, Uniform, Read],
 )
 .with_workgroup_size(REDUCTION);
-/// dw and db over at most [`FEW_PIXELS`] pixels: one invocation per block of
+/// dw and db over few pixels ([`Conv2dShape::few_pixels`]): one invocation per block of
 /// 4x4 channels of a tap, in registers.
 const BACKWARD_WEIGHT_FEW: Kernel<Params> = Kernel::portable(
     "conv2d_backward_weight_few",
@@ -53,10 +53,6 @@ const BACKWARD_WEIGHT_FEW: Kernel<Params> = Kernel::portable(
     "conv2d_backward_weight_few",
     &[Read, Read, ReadWrite, Uniform, Read, ReadWrite],
 );
-
-/// Pixels (N·H·W) up to which one invocation walks them all for a weight
-/// gradient: a workgroup and its barrier tree per element cost more there.
-pub(super) const FEW_PIXELS: usize = 1024;
 
 /// Every kernel of the simple path, for the contract test. Their override
 /// constants (GELU_INPUT, HAS_BIAS, ...) change neither bindings nor workgroup size.
@@ -82,7 +78,10 @@ crate::gpu_params! {
         cout: u32,
         k: u32,
         pad: u32,
-        /// Invocations (weight/bias gradients: workgroups) that do work.
+        /// The work items: invocations of the forward and dx (4 channels of
+        /// a pixel each), the few-pixel dw's invocations that write dw (4x4
+        /// channels of a tap each; db's follow), or the workgroups of the
+        /// other weight and bias gradients (one per element).
         total: u32,
         /// Input channels in the first source (all of them without a cat).
         cat_split: u32,
@@ -172,7 +171,7 @@ fn per_element_grid(n: usize) -> Grid {
     Grid::Groups(n)
 }
 
-/// dw and, when given, db: one dispatch over at most [`FEW_PIXELS`] pixels,
+/// dw and, when given, db: one dispatch over few pixels,
 /// else a workgroup per element for each.
 pub(super) fn backward_weight(
     ctx: &GpuContext,
@@ -185,7 +184,7 @@ pub(super) fn backward_weight(
 ) -> Result<Vec<Dispatch>> {
     let gelu = ("GELU_INPUT", flag(s.gelu_input));
     let acc = ("ACCUMULATE", flag(accumulate));
-    if s.n * s.h * s.w <= FEW_PIXELS {
+    if s.few_pixels() {
         // An invocation per block of 4x4 channels of one tap, and per 4 of db.
         let out_blocks = s.cout.div_ceil(4);
         let blocks = s.k * s.k * s.cin.div_ceil(4) * out_blocks;
