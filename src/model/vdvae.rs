@@ -315,7 +315,11 @@ mod tests {
 
     #[test]
     fn reading_the_posterior_cat_in_place_changes_no_value_on_the_gpu() {
-        let ctx = GpuContext::from_env().expect("an adapter (install mesa-vulkan-drivers)");
+        let mut ctx = GpuContext::from_env().expect("an adapter (install mesa-vulkan-drivers)");
+        // The kernels pinned: tuning times a conv over a cat and the same conv
+        // over its copy as two shape classes, and may give them kernels that
+        // sum in different orders.
+        ctx.tuner = ctx.tuner.turned_off();
         let h = preset("mnist-tiny").unwrap();
         let images = bundled_mnist().first(2).pad_to(32).unwrap();
         let (in_place, copied) = (build(false, &h, images.n), build(true, &h, images.n));
