@@ -4,7 +4,7 @@
 //! and JSON report well formed.
 
 use vdvae::gpu::{GpuContext, Work};
-use vdvae::kernels::conv2d::{backward_input_with, backward_weight_with, forward_with, Conv2dShape, Path};
+use vdvae::kernels::conv2d::{self, BackwardInput, BackwardWeight, Conv2dShape, ConvPass, Forward, Path};
 use vdvae::model::preset;
 use vdvae::model::report::plan_training;
 use vdvae::train::{profile_training, ProfileOptions};
@@ -150,38 +150,29 @@ fn conv_dispatches_state_their_multiply_adds_on_both_paths() {
                 .max(s.backward_weight_scratch_len()),
         );
         // The tiled path where this adapter has it.
-        let paths = [Path::Simple, Path::best_forward(&ctx, &s)];
+        let paths = [Path::Simple, Path::best(&ctx, &s, ConvPass::Forward)];
         for path in paths {
-            let mut ds = forward_with(
-                &ctx,
-                path,
-                &s,
-                x.view(),
-                w.view(),
-                Some(b.view()),
-                None,
-                scratch.view(),
-                y.view(),
-            )
-            .unwrap();
-            ds.extend(
-                backward_input_with(&ctx, path, &s, x.view(), w.view(), y.view(), scratch.view(), dx.view()).unwrap(),
-            );
-            ds.extend(
-                backward_weight_with(
-                    &ctx,
-                    path,
-                    &s,
-                    x.view(),
-                    y.view(),
-                    scratch.view(),
-                    Some(act.view()),
-                    w.view(),
-                    Some(b.view()),
-                    false,
-                )
-                .unwrap(),
-            );
+            let forward = Forward {
+                x: x.view().into(),
+                w: w.view(),
+                bias: Some(b.view()),
+                residual: None,
+                scratch: scratch.view(),
+                y: y.view(),
+            };
+            let mut ds = conv2d::forward(&ctx, path, &s, &forward).unwrap();
+            let dx_args = BackwardInput::plain(x.view(), w.view(), y.view(), scratch.view(), dx.view());
+            ds.extend(conv2d::backward_input(&ctx, path, &s, &dx_args).unwrap());
+            let dw_args = BackwardWeight {
+                x: x.view().into(),
+                dy: y.view(),
+                scratch: scratch.view(),
+                act: Some(act.view()),
+                dw: w.view(),
+                db: Some(b.view()),
+                accumulate: false,
+            };
+            ds.extend(conv2d::backward_weight(&ctx, path, &s, &dw_args).unwrap());
             let total = ds.iter().map(|d| d.work()).fold(Work::default(), |a, w| Work {
                 flops: a.flops + w.flops,
                 bytes: a.bytes + w.bytes,

@@ -96,7 +96,16 @@ fn conv2d_rejects_bad_shapes() {
     let y = ctx.zeros(s.y_len());
     let scratch = ctx.zeros(1);
     let forward = |s: &Conv2dShape| {
-        vdvae::kernels::conv2d::conv2d_forward(&ctx, s, x.view(), w.view(), None, None, scratch.view(), y.view())
+        use vdvae::kernels::conv2d::{forward, ConvPass, Forward, Path};
+        let args = Forward {
+            x: x.view().into(),
+            w: w.view(),
+            bias: None,
+            residual: None,
+            scratch: scratch.view(),
+            y: y.view(),
+        };
+        forward(&ctx, Path::best(&ctx, s, ConvPass::Forward), s, &args)
     };
     let err = forward(&s);
     assert!(

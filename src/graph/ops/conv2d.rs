@@ -393,9 +393,16 @@ impl OpRule for Conv2d {
             first: l.input(0),
             second: self.cat.then(|| l.input(self.x2_input())),
         };
-        let scratch = l.scratch(s.forward_scratch_len());
+        let args = kernels::Forward {
+            x,
+            w: l.input(1),
+            bias,
+            residual,
+            scratch: l.scratch(s.forward_scratch_len()),
+            y: l.output(0),
+        };
         let path = node_path(l, &self.node_shape(l.g, l.node), &s, ConvPass::Forward);
-        kernels::forward_with(l.ctx, path, &s, x, l.input(1), bias, residual, scratch, l.output(0))
+        kernels::forward(l.ctx, path, &s, &args)
     }
 
     /// Room for x (and w) with zero-padded input channels where the tiled
@@ -528,7 +535,7 @@ impl OpRule for Conv2dBackwardData {
             ..kernels::BackwardInput::plain(x, l.input(1), l.input(0), scratch, dx)
         };
         let path = node_path(l, &self.shape(l.g, l.node), &s, ConvPass::BackwardInput);
-        kernels::backward_input_args(l.ctx, path, &s, &args)
+        kernels::backward_input(l.ctx, path, &s, &args)
     }
 
     fn binding_split(&self, _: &Graph, node: &Node) -> Option<BindingSplit> {
@@ -591,8 +598,16 @@ impl OpRule for Conv2dBackwardWeight {
             second: self.cat.then(|| l.input(2)),
         };
         let path = node_path(l, &self.shape(l.g, l.node), &s, ConvPass::BackwardWeight);
-        let (dy, dw) = (l.input(0), l.output(0));
-        kernels::backward_weight_with(l.ctx, path, &s, x, dy, scratch, act, dw, db, l.accumulate())
+        let args = kernels::BackwardWeight {
+            x,
+            dy: l.input(0),
+            scratch,
+            act,
+            dw: l.output(0),
+            db,
+            accumulate: l.accumulate(),
+        };
+        kernels::backward_weight(l.ctx, path, &s, &args)
     }
 
     /// Each slice's sums over its pixels are added into dw and db.
@@ -635,7 +650,7 @@ impl OpRule for Conv2dBackwardBias {
 
     fn lower(&self, l: &LowerCall<'_>) -> Result<Vec<Dispatch>> {
         let s = bias_shape(l.in_shape(0));
-        Ok(vec![kernels::conv2d_backward_bias(
+        Ok(vec![kernels::backward_bias(
             l.ctx,
             &s,
             l.input(0),

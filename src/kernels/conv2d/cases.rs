@@ -261,7 +261,15 @@ fn check_cat_shape(c: &mut Checker, s: &Conv2dShape, seed: u64) -> Result<()> {
         let (bv, rv) = (s.bias.then(|| bias.view()), s.residual.then(|| residual.view()));
         let run = |shape: &Conv2dShape, x: super::InputLike<'_>| -> Result<Vec<f32>> {
             let y = ctx.zeros(s.y_len());
-            let ds = super::forward_with(ctx, path, shape, x, w.view(), bv, rv, scratch.view(), y.view())?;
+            let args = super::Forward {
+                x,
+                w: w.view(),
+                bias: bv,
+                residual: rv,
+                scratch: scratch.view(),
+                y: y.view(),
+            };
+            let ds = super::forward(ctx, path, shape, &args)?;
             ctx.run(&ds.iter().collect::<Vec<_>>())?;
             ctx.read_f32(&y)
         };
@@ -298,11 +306,7 @@ fn check_cat_shape(c: &mut Checker, s: &Conv2dShape, seed: u64) -> Result<()> {
                 act: act_too.then(|| act.view()),
                 ..plain_args
             };
-            ctx.run(
-                &super::backward_input_args(ctx, path, s, &args)?
-                    .iter()
-                    .collect::<Vec<_>>(),
-            )?;
+            ctx.run(&super::backward_input(ctx, path, s, &args)?.iter().collect::<Vec<_>>())?;
             let (got1, got2) = (ctx.read_f32(&dx1)?, ctx.read_f32(&dx2)?);
             let mut what = String::from("backward_input cat");
             if first {
@@ -351,16 +355,8 @@ fn check_cat_shape(c: &mut Checker, s: &Conv2dShape, seed: u64) -> Result<()> {
         }
         // The same dx over the concatenation, bit for bit.
         let dx = ctx.zeros(s.x_len());
-        let ds = super::backward_input_with(
-            ctx,
-            path,
-            &plain,
-            xb.view(),
-            w.view(),
-            dy.view(),
-            scratch.view(),
-            dx.view(),
-        )?;
+        let args = super::BackwardInput::plain(xb.view(), w.view(), dy.view(), scratch.view(), dx.view());
+        let ds = super::backward_input(ctx, path, &plain, &args)?;
         ctx.run(&ds.iter().collect::<Vec<_>>())?;
         let what = label(path, "backward_input cat = over the concatenation");
         c.compare(
@@ -382,9 +378,16 @@ fn check_cat_shape(c: &mut Checker, s: &Conv2dShape, seed: u64) -> Result<()> {
     for path in paths(ctx, s, ConvPass::BackwardWeight) {
         for with_act in [false, true] {
             let (dw, db) = (ctx.zeros(s.w_len()), ctx.zeros(s.cout));
-            let av = with_act.then(|| act.view());
-            let (sv, dwv, dbv) = (scratch.view(), dw.view(), Some(db.view()));
-            let ds = super::backward_weight_with(ctx, path, s, cat(), dy.view(), sv, av, dwv, dbv, false)?;
+            let args = super::BackwardWeight {
+                x: cat(),
+                dy: dy.view(),
+                scratch: scratch.view(),
+                act: with_act.then(|| act.view()),
+                dw: dw.view(),
+                db: Some(db.view()),
+                accumulate: false,
+            };
+            let ds = super::backward_weight(ctx, path, s, &args)?;
             ctx.run(&ds.iter().collect::<Vec<_>>())?;
             let suffix = if with_act && s.gelu_input { ", act given" } else { "" };
             let kernel = label(path, &format!("backward_weight cat{suffix}"));
@@ -450,7 +453,7 @@ fn check_flip_many(c: &mut Checker) -> Result<()> {
             ..plain
         };
         ctx.run(
-            &super::conv2d_backward_input_with(ctx, s, &args)?
+            &super::backward_input(ctx, Path::best(ctx, s, ConvPass::BackwardInput), s, &args)?
                 .iter()
                 .collect::<Vec<_>>(),
         )?;
@@ -487,10 +490,15 @@ fn check_shape(c: &mut Checker, s: &Conv2dShape, seed: u64) -> Result<()> {
     let scratch = ctx.zeros(s.forward_scratch_len().max(1));
     for path in paths(ctx, s, ConvPass::Forward) {
         let y = ctx.zeros(s.y_len());
-        let bias_view = s.bias.then(|| bias.view());
-        let residual_view = s.residual.then(|| residual.view());
-        let (xv, wv, sv) = (x.view(), w.view(), scratch.view());
-        let ds = super::forward_with(ctx, path, s, xv, wv, bias_view, residual_view, sv, y.view())?;
+        let args = super::Forward {
+            x: x.view().into(),
+            w: w.view(),
+            bias: s.bias.then(|| bias.view()),
+            residual: s.residual.then(|| residual.view()),
+            scratch: scratch.view(),
+            y: y.view(),
+        };
+        let ds = super::forward(ctx, path, s, &args)?;
         ctx.run(&ds.iter().collect::<Vec<_>>())?;
         let tol = reduction_tol(taps * s.cin + 2);
         c.compare(FAMILY, &label(path, "forward"), &shapes, &ctx.read_f32(&y)?, &want, tol);
@@ -500,7 +508,8 @@ fn check_shape(c: &mut Checker, s: &Conv2dShape, seed: u64) -> Result<()> {
     let scratch = ctx.zeros(s.backward_input_scratch_len());
     for path in paths(ctx, s, ConvPass::BackwardInput) {
         let dx = ctx.zeros(s.x_len());
-        let ds = super::backward_input_with(ctx, path, s, x.view(), w.view(), dy.view(), scratch.view(), dx.view())?;
+        let args = super::BackwardInput::plain(x.view(), w.view(), dy.view(), scratch.view(), dx.view());
+        let ds = super::backward_input(ctx, path, s, &args)?;
         ctx.run(&ds.iter().collect::<Vec<_>>())?;
         let tol = reduction_tol(taps * s.cout);
         c.compare(
@@ -518,7 +527,7 @@ fn check_shape(c: &mut Checker, s: &Conv2dShape, seed: u64) -> Result<()> {
             addend: Some(addend.view()),
             ..plain
         };
-        let ds = super::backward_input_args(ctx, path, s, &args)?;
+        let ds = super::backward_input(ctx, path, s, &args)?;
         ctx.run(&ds.iter().collect::<Vec<_>>())?;
         let want_sum: Vec<f32> = want.iter().zip(&inp.residual_x).map(|(a, b)| a + b).collect();
         let what = label(path, "backward_input + addend");
@@ -531,7 +540,7 @@ fn check_shape(c: &mut Checker, s: &Conv2dShape, seed: u64) -> Result<()> {
                 act: Some(act.view()),
                 ..plain
             };
-            let ds = super::backward_input_args(ctx, path, s, &args)?;
+            let ds = super::backward_input(ctx, path, s, &args)?;
             ctx.run(&ds.iter().collect::<Vec<_>>())?;
             let what = label(path, "backward_input+act");
             c.compare(FAMILY, &what, &shapes, &ctx.read_f32(&dx)?, &want, tol);
@@ -557,24 +566,21 @@ fn check_shape(c: &mut Checker, s: &Conv2dShape, seed: u64) -> Result<()> {
     for path in paths(ctx, s, ConvPass::BackwardWeight) {
         // The accumulate run also checks the dw kernel's own GELU (no act buffer).
         for accumulate in [false, true] {
-            let act_view = (!accumulate).then(|| act.view());
             let (dw, db) = if accumulate {
                 (ctx.upload(&inp.dw0), ctx.upload(&inp.db0))
             } else {
                 (ctx.zeros(s.w_len()), ctx.zeros(s.cout))
             };
-            let ds = super::backward_weight_with(
-                ctx,
-                path,
-                s,
-                x.view(),
-                dy.view(),
-                scratch.view(),
-                act_view,
-                dw.view(),
-                Some(db.view()),
+            let args = super::BackwardWeight {
+                x: x.view().into(),
+                dy: dy.view(),
+                scratch: scratch.view(),
+                act: (!accumulate).then(|| act.view()),
+                dw: dw.view(),
+                db: Some(db.view()),
                 accumulate,
-            )?;
+            };
+            let ds = super::backward_weight(ctx, path, s, &args)?;
             ctx.run(&ds.iter().collect::<Vec<_>>())?;
             let (wdw, wdb) = if accumulate {
                 (plus(&want_dw, &inp.dw0), plus(&want_db, &inp.db0))
@@ -594,9 +600,16 @@ fn check_shape(c: &mut Checker, s: &Conv2dShape, seed: u64) -> Result<()> {
         let mut init = vec![0.0f32; s.w_len() + gap + s.cout];
         init[s.w_len()..s.w_len() + gap].fill(7.0);
         let both = ctx.upload(&init);
-        let (dwv, dbv) = (both.slice(0, s.w_len()), both.slice(s.w_len() + gap, s.cout));
-        let (xv, dyv, sv) = (x.view(), dy.view(), scratch.view());
-        let ds = super::backward_weight_with(ctx, path, s, xv, dyv, sv, None, dwv, Some(dbv), false)?;
+        let args = super::BackwardWeight {
+            x: x.view().into(),
+            dy: dy.view(),
+            scratch: scratch.view(),
+            act: None,
+            dw: both.slice(0, s.w_len()),
+            db: Some(both.slice(s.w_len() + gap, s.cout)),
+            accumulate: false,
+        };
+        let ds = super::backward_weight(ctx, path, s, &args)?;
         ctx.run(&ds.iter().collect::<Vec<_>>())?;
         let got = ctx.read_f32(&both)?;
         let mut want = want_dw.clone();
@@ -612,7 +625,7 @@ fn check_shape(c: &mut Checker, s: &Conv2dShape, seed: u64) -> Result<()> {
         );
     }
     let db = ctx.zeros(s.cout);
-    let d = super::conv2d_backward_bias(ctx, s, dy.view(), db.view(), false)?;
+    let d = super::backward_bias(ctx, s, dy.view(), db.view(), false)?;
     ctx.run(&[&d])?;
     c.compare(FAMILY, "backward_bias", &shapes, &ctx.read_f32(&db)?, &want_db, dw_tol);
     Ok(())
@@ -645,15 +658,33 @@ pub fn bench_cases(ctx: &GpuContext) -> Result<Vec<BenchCase>> {
         let act = ctx.zeros(s.x_len());
         let shapes = describe(&s);
         let scratch_f = ctx.zeros(s.forward_scratch_len().max(1));
+        let best = |pass| Path::best(ctx, &s, pass);
         let fwd = || {
-            let (xv, wv, bv, sv) = (x.view(), w.view(), Some(bias.view()), scratch_f.view());
-            super::conv2d_forward(ctx, &s, xv, wv, bv, None, sv, y.view())
+            let args = super::Forward {
+                x: x.view().into(),
+                w: w.view(),
+                bias: Some(bias.view()),
+                residual: None,
+                scratch: scratch_f.view(),
+                y: y.view(),
+            };
+            super::forward(ctx, best(ConvPass::Forward), &s, &args)
         };
-        let bwd_in =
-            || super::conv2d_backward_input(ctx, &s, x.view(), w.view(), dy.view(), scratch_in.view(), dx.view());
+        let bwd_in = || {
+            let args = super::BackwardInput::plain(x.view(), w.view(), dy.view(), scratch_in.view(), dx.view());
+            super::backward_input(ctx, best(ConvPass::BackwardInput), &s, &args)
+        };
         let bwd_w = || {
-            let (sv, av, dwv, dbv) = (scratch_w.view(), Some(act.view()), dw.view(), Some(db.view()));
-            super::conv2d_backward_weight(ctx, &s, x.view(), dy.view(), sv, av, dwv, dbv, false)
+            let args = super::BackwardWeight {
+                x: x.view().into(),
+                dy: dy.view(),
+                scratch: scratch_w.view(),
+                act: Some(act.view()),
+                dw: dw.view(),
+                db: Some(db.view()),
+                accumulate: false,
+            };
+            super::backward_weight(ctx, best(ConvPass::BackwardWeight), &s, &args)
         };
         let name = |what: &str| format!("{conv} {what}{g}");
         cases.push(BenchCase::new(

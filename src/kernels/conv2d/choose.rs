@@ -108,26 +108,39 @@ pub(super) fn pass_dispatches(
         ConvPass::Forward => {
             let (bias, residual) = (zeros(s.cout), zeros(s.y_len()));
             let scratch = zeros(s.forward_scratch_len());
-            let bv = s.bias.then(|| bias.view());
-            let rv = s.residual.then(|| residual.view());
-            let (xv, sv) = (x(&halves), scratch.view());
-            let ds = super::forward_with(ctx, path, s, xv, w.view(), bv, rv, sv, y.view())?;
+            let args = super::Forward {
+                x: x(&halves),
+                w: w.view(),
+                bias: s.bias.then(|| bias.view()),
+                residual: s.residual.then(|| residual.view()),
+                scratch: scratch.view(),
+                y: y.view(),
+            };
+            let ds = super::forward(ctx, path, s, &args)?;
             buffers.extend([bias, residual, scratch]);
             ds
         }
         ConvPass::BackwardInput => {
             let dx: Vec<GpuBuffer> = s.sources().iter().map(|c| zeros(s.n * s.h * s.w * c)).collect();
             let scratch = zeros(s.backward_input_scratch_len());
-            let (xv, dxv) = (x(&halves), x(&dx));
-            let ds = super::backward_input_with(ctx, path, s, xv, w.view(), y.view(), scratch.view(), dxv)?;
+            let args = super::BackwardInput::plain(x(&halves), w.view(), y.view(), scratch.view(), x(&dx));
+            let ds = super::backward_input(ctx, path, s, &args)?;
             buffers.extend(dx);
             buffers.push(scratch);
             ds
         }
         ConvPass::BackwardWeight => {
             let (scratch, db) = (zeros(s.backward_weight_scratch_len()), zeros(s.cout));
-            let (xv, sv, dbv) = (x(&halves), scratch.view(), Some(db.view()));
-            let ds = super::backward_weight_with(ctx, path, s, xv, y.view(), sv, None, w.view(), dbv, false)?;
+            let args = super::BackwardWeight {
+                x: x(&halves),
+                dy: y.view(),
+                scratch: scratch.view(),
+                act: None,
+                dw: w.view(),
+                db: Some(db.view()),
+                accumulate: false,
+            };
+            let ds = super::backward_weight(ctx, path, s, &args)?;
             buffers.extend([scratch, db]);
             ds
         }

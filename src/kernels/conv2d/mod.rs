@@ -92,7 +92,8 @@ impl<'a> From<BufView<'a>> for InputLike<'a> {
     }
 }
 
-/// Which implementation runs a pass; the public functions take [`Path::best`]'s.
+/// Which implementation runs a pass: each pass's function takes one, usually
+/// [`Path::best`]'s for the adapter and shape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Path {
     /// One invocation per output element; any shape, any adapter.
@@ -105,8 +106,7 @@ pub enum Path {
     /// only where it copies more than [`Path::Tiled`]. Tuning times both.
     Padded,
     /// Implicit-GEMM kernels for GPUs (see `workgroup.rs`); any shape, any adapter
-    /// with 256-invocation workgroups. `best_*` never picks it; the `*_with`
-    /// functions force it.
+    /// with 256-invocation workgroups; picked by tuning or `--kernels gpu`.
     Workgroup,
 }
 
@@ -183,18 +183,6 @@ impl Path {
         }
         choose::chosen(ctx, s, pass)
     }
-
-    pub fn best_forward(ctx: &GpuContext, s: &Conv2dShape) -> Path {
-        Path::best(ctx, s, ConvPass::Forward)
-    }
-
-    pub fn best_backward_input(ctx: &GpuContext, s: &Conv2dShape) -> Path {
-        Path::best(ctx, s, ConvPass::BackwardInput)
-    }
-
-    pub fn best_backward_weight(ctx: &GpuContext, s: &Conv2dShape) -> Path {
-        Path::best(ctx, s, ConvPass::BackwardWeight)
-    }
 }
 
 /// FLOPs of one pass up to which tuning times the simple kernels against the
@@ -211,7 +199,7 @@ pub const FEW_DW_FLOPS: f64 = 5e7;
 /// Cout flips the weights with zero-padded rows into scratch itself; the
 /// padded path differs from the tiled one only for such a Cout).
 pub fn reads_transposed_weights(ctx: &GpuContext, s: &Conv2dShape) -> bool {
-    Path::best_backward_input(ctx, s) == Path::Tiled && s.cout.is_multiple_of(4)
+    Path::best(ctx, s, ConvPass::BackwardInput) == Path::Tiled && s.cout.is_multiple_of(4)
 }
 
 /// An override constant's value for a boolean option (the simple and workgroup kernels').
@@ -223,39 +211,33 @@ fn flag(on: bool) -> f64 {
     }
 }
 
-/// `y = conv(act(x), w) + bias + residual`. `bias` must be given exactly when
-/// `s.bias`, `residual` exactly when `s.residual`; `residual` may not alias `y`.
-/// `x` is one buffer, or two for a cat (`s.cat`). `scratch` holds at least
-/// [`Conv2dShape::forward_scratch_len`] elements (0 unless Cin is ragged or x a
-/// cat the tiled path copies). Returns the dispatches to run in order.
-#[allow(clippy::too_many_arguments)]
-pub fn conv2d_forward<'a>(
-    ctx: &GpuContext,
-    s: &Conv2dShape,
-    x: impl Into<InputLike<'a>>,
-    w: BufView<'_>,
-    bias: Option<BufView<'_>>,
-    residual: Option<BufView<'_>>,
-    scratch: BufView<'_>,
-    y: BufView<'_>,
-) -> Result<Vec<Dispatch>> {
-    forward_with(ctx, Path::best_forward(ctx, s), s, x, w, bias, residual, scratch, y)
+/// What a forward pass reads and writes besides the conv's shape:
+/// `y = conv(act(x), w) + bias + residual`.
+#[derive(Clone, Copy)]
+pub struct Forward<'a> {
+    /// One buffer, or two for a cat (`s.cat`).
+    pub x: InputLike<'a>,
+    pub w: BufView<'a>,
+    /// Given exactly when `s.bias`.
+    pub bias: Option<BufView<'a>>,
+    /// Given exactly when `s.residual`; not `y`.
+    pub residual: Option<BufView<'a>>,
+    /// At least [`Conv2dShape::forward_scratch_len`] elements (0 unless Cin is
+    /// ragged or x a cat the tiled path copies).
+    pub scratch: BufView<'a>,
+    pub y: BufView<'a>,
 }
 
-/// [`conv2d_forward`] on a chosen path.
-#[allow(clippy::too_many_arguments)]
-pub fn forward_with<'a>(
-    ctx: &GpuContext,
-    path: Path,
-    s: &Conv2dShape,
-    x: impl Into<InputLike<'a>>,
-    w: BufView<'_>,
-    bias: Option<BufView<'_>>,
-    residual: Option<BufView<'_>>,
-    scratch: BufView<'_>,
-    y: BufView<'_>,
-) -> Result<Vec<Dispatch>> {
-    let x = x.into();
+/// The forward pass of `s` on `path` (usually [`Path::best`]'s); the dispatches to run in order.
+pub fn forward(ctx: &GpuContext, path: Path, s: &Conv2dShape, a: &Forward<'_>) -> Result<Vec<Dispatch>> {
+    let Forward {
+        x,
+        w,
+        bias,
+        residual,
+        scratch,
+        y,
+    } = *a;
     s.check_forward(&x, &w, bias.as_ref(), residual.as_ref(), &scratch, &y)?;
     let ds = match path {
         Path::Simple => vec![simple::forward(ctx, s, x, w, bias, residual, y)?],
@@ -268,45 +250,17 @@ pub fn forward_with<'a>(
     Ok(s.state_work(Pass::Forward, ds))
 }
 
+/// What a dx pass reads and writes besides the conv's shape:
 /// `dx = conv_transpose(dy, w) * act'(x)` (x is read only when `s.gelu_input`).
-/// `scratch` holds at least [`Conv2dShape::backward_input_scratch_len`] elements
-/// (the flipped, transposed weights of the tiled path, and dy with zero-padded
-/// channels for a cat with a ragged Cout). Returns the dispatches to run in order.
-pub fn conv2d_backward_input(
-    ctx: &GpuContext,
-    s: &Conv2dShape,
-    x: BufView<'_>,
-    w: BufView<'_>,
-    dy: BufView<'_>,
-    scratch: BufView<'_>,
-    dx: BufView<'_>,
-) -> Result<Vec<Dispatch>> {
-    backward_input_with(ctx, Path::best_backward_input(ctx, s), s, x, w, dy, scratch, dx)
-}
-
-/// [`conv2d_backward_input`] on a chosen path; `x` and `dx` two buffers each for a cat.
-#[allow(clippy::too_many_arguments)]
-pub fn backward_input_with<'a>(
-    ctx: &GpuContext,
-    path: Path,
-    s: &Conv2dShape,
-    x: impl Into<InputLike<'a>>,
-    w: BufView<'a>,
-    dy: BufView<'a>,
-    scratch: BufView<'a>,
-    dx: impl Into<InputLike<'a>>,
-) -> Result<Vec<Dispatch>> {
-    backward_input_args(ctx, path, s, &BackwardInput::plain(x, w, dy, scratch, dx))
-}
-
-/// What a dx pass reads and writes besides the conv's shape.
 #[derive(Clone, Copy)]
 pub struct BackwardInput<'a> {
     /// The conv's input (read for `gelu'`), two buffers for a cat.
     pub x: InputLike<'a>,
     pub w: BufView<'a>,
     pub dy: BufView<'a>,
-    /// At least [`Conv2dShape::backward_input_scratch_len`] elements.
+    /// At least [`Conv2dShape::backward_input_scratch_len`] elements (the
+    /// flipped, transposed weights of the tiled path, and dy with zero-padded
+    /// channels for a cat with a ragged Cout).
     pub scratch: BufView<'a>,
     /// dx, laid out as x: for a cat, the gradients of x1 and x2 apart.
     pub dx: InputLike<'a>,
@@ -349,18 +303,8 @@ impl<'a> BackwardInput<'a> {
     }
 }
 
-/// dx (and `act`) on the best path for the adapter and shape.
-pub fn conv2d_backward_input_with(ctx: &GpuContext, s: &Conv2dShape, a: &BackwardInput<'_>) -> Result<Vec<Dispatch>> {
-    backward_input_args(ctx, Path::best_backward_input(ctx, s), s, a)
-}
-
-/// dx (and `act`) on a chosen path.
-pub fn backward_input_args(
-    ctx: &GpuContext,
-    path: Path,
-    s: &Conv2dShape,
-    a: &BackwardInput<'_>,
-) -> Result<Vec<Dispatch>> {
+/// The dx pass of `s` (and `act`) on `path` (usually [`Path::best`]'s); the dispatches to run in order.
+pub fn backward_input(ctx: &GpuContext, path: Path, s: &Conv2dShape, a: &BackwardInput<'_>) -> Result<Vec<Dispatch>> {
     s.check_backward_input(&a.x, &a.w, &a.dy, &a.scratch, &a.dx)?;
     if let Some(act) = a.act {
         if !s.gelu_input {
@@ -403,45 +347,39 @@ pub fn backward_input_args(
     Ok(s.state_work(pass, ds))
 }
 
-/// `dw = Σ dy ⊗ act(x)` and, when `db` is given, `db = Σ dy`; both overwrite, or add
-/// to the outputs when `accumulate`. `scratch` holds at least
-/// [`Conv2dShape::backward_weight_scratch_len`] elements (per-reduction-split partial
-/// sums, and x with zero-padded channels for a cat the tiled dw copies).
-/// `act` (optional, [`Conv2dShape::act_len`] elements, a buffer other than `scratch`) lets the tiled path
-/// apply GELU once in its own pass instead of inside the dw kernel (about 1.4x faster
-/// dw at 64 channels with `gelu_input`); it is ignored otherwise, and where x is copied (a cat the
-/// tiled dw does not read in place).
-#[allow(clippy::too_many_arguments)]
-pub fn conv2d_backward_weight<'a>(
-    ctx: &GpuContext,
-    s: &Conv2dShape,
-    x: impl Into<InputLike<'a>>,
-    dy: BufView<'_>,
-    scratch: BufView<'_>,
-    act: Option<BufView<'_>>,
-    dw: BufView<'_>,
-    db: Option<BufView<'_>>,
-    accumulate: bool,
-) -> Result<Vec<Dispatch>> {
-    let path = Path::best_backward_weight(ctx, s);
-    backward_weight_with(ctx, path, s, x, dy, scratch, act, dw, db, accumulate)
+/// What a weight-gradient pass reads and writes besides the conv's shape:
+/// `dw = Σ dy ⊗ act(x)` and, when `db` is given, `db = Σ dy`.
+#[derive(Clone, Copy)]
+pub struct BackwardWeight<'a> {
+    /// One buffer, or two for a cat.
+    pub x: InputLike<'a>,
+    pub dy: BufView<'a>,
+    /// At least [`Conv2dShape::backward_weight_scratch_len`] elements
+    /// (per-reduction-split partial sums, and x with zero-padded channels for
+    /// a cat the tiled dw copies).
+    pub scratch: BufView<'a>,
+    /// [`Conv2dShape::act_len`] elements, a buffer other than `scratch`: lets
+    /// the tiled path apply GELU once in its own pass instead of inside the dw
+    /// kernel (about 1.4x faster dw at 64 channels with `gelu_input`); ignored
+    /// otherwise, and where x is copied (a cat the tiled dw does not read in place).
+    pub act: Option<BufView<'a>>,
+    pub dw: BufView<'a>,
+    pub db: Option<BufView<'a>>,
+    /// Add the new gradients to what `dw` and `db` hold instead of overwriting them.
+    pub accumulate: bool,
 }
 
-/// [`conv2d_backward_weight`] on a chosen path.
-#[allow(clippy::too_many_arguments)]
-pub fn backward_weight_with<'a>(
-    ctx: &GpuContext,
-    path: Path,
-    s: &Conv2dShape,
-    x: impl Into<InputLike<'a>>,
-    dy: BufView<'_>,
-    scratch: BufView<'_>,
-    act: Option<BufView<'_>>,
-    dw: BufView<'_>,
-    db: Option<BufView<'_>>,
-    accumulate: bool,
-) -> Result<Vec<Dispatch>> {
-    let x = x.into();
+/// The weight-gradient pass of `s` on `path` (usually [`Path::best`]'s); the dispatches to run in order.
+pub fn backward_weight(ctx: &GpuContext, path: Path, s: &Conv2dShape, a: &BackwardWeight<'_>) -> Result<Vec<Dispatch>> {
+    let BackwardWeight {
+        x,
+        dy,
+        scratch,
+        act,
+        dw,
+        db,
+        accumulate,
+    } = *a;
     s.check_backward_weight(&x, &dy, &scratch, act.as_ref(), &dw, db.as_ref())?;
     let ds = match path {
         Path::Simple => simple::backward_weight(ctx, s, x, dy, dw, db, accumulate)?,
@@ -466,7 +404,7 @@ pub fn backward_weight_with<'a>(
 }
 
 /// `db = Σ_{n,h,w} dy` on its own (overwrites, or adds when `accumulate`).
-pub fn conv2d_backward_bias(
+pub fn backward_bias(
     ctx: &GpuContext,
     s: &Conv2dShape,
     dy: BufView<'_>,

@@ -259,7 +259,7 @@ impl Conv2dShape {
             .collect()
     }
 
-    /// Elements of the scratch buffer [`super::conv2d_forward`] needs: room for
+    /// Elements of the scratch buffer [`super::forward`] needs: room for
     /// w and x with zero-padded input channels (a ragged Cin, or a cat the
     /// tiled forward does not read in place); 0 for most convs. Each length
     /// here counts the padded path's copies, which include the tiled path's.
@@ -267,7 +267,7 @@ impl Conv2dShape {
         Padding::of(self, CatPass::Forward, true).scratch_end(self, 0)
     }
 
-    /// Elements of the scratch buffer [`super::conv2d_backward_input`] needs:
+    /// Elements of the scratch buffer [`super::backward_input`] needs:
     /// the flipped, transposed weights (Cout padded to whole vec4s), and dy with
     /// zero-padded channels for a ragged Cout.
     pub fn backward_input_scratch_len(&self) -> usize {
@@ -275,7 +275,7 @@ impl Conv2dShape {
         Padding::of(self, CatPass::BackwardInput, true).scratch_end(self, flipped)
     }
 
-    /// Elements of the scratch buffer [`super::conv2d_backward_weight`] needs:
+    /// Elements of the scratch buffer [`super::backward_weight`] needs:
     /// the per-reduction-split partial sums, and x and dy with zero-padded
     /// channels (ragged counts, a cat the tiled dw does not read in place).
     pub fn backward_weight_scratch_len(&self) -> usize {

@@ -18,7 +18,7 @@
 //!
 //! Every index the kernels compute is clamped or masked in the generated code, and the
 //! shape rules (`Conv2dShape::check_*`, the narrow loads' masks, the padded copies'
-//! whole vec4s and the cat tests of `Path::best_*`) guarantee the rest, so the
+//! whole vec4s and the cat tests of `Path::runs`) guarantee the rest, so the
 //! kernels are compiled without bounds checks.
 
 use std::collections::HashMap;

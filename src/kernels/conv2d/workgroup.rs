@@ -17,8 +17,8 @@
 //! are generated here ([`declarations`]), the rest is hand-written WGSL; the
 //! options (GELU, bias, residual, accumulate, ...) are override constants.
 //!
-//! `Path::best_*` does not pick this path yet: it is forced through the
-//! `*_with` functions (and checked on every case of the check table).
+//! Tuning times this path with the others, and `--kernels gpu` forces it
+//! (`Path::best`); every case of the check table runs it.
 
 use std::collections::HashMap;
 use std::fmt::Write;
