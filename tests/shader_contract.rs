@@ -284,15 +284,87 @@ fn every_kernel_starts_with_the_prelude_and_declares_none_of_its_names() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// The last argument of every `flat_index(..)` call in `wgsl`.
-fn flat_index_sizes(wgsl: &str) -> Vec<String> {
-    wgsl.match_indices("flat_index(")
-        .map(|(at, call)| {
-            let args = &wgsl[at + call.len()..];
-            let args = &args[..args.find(')').expect("a closed call")];
-            args.rsplit(',').next().unwrap().trim().to_string()
+/// A constant's value where naga's IR holds it as one: a literal, or a
+/// `const` or `override` whose initializer is one.
+fn integer_value(module: &naga::Module, expr: &naga::Expression) -> Option<i64> {
+    use naga::{Expression, Literal};
+    match *expr {
+        Expression::Literal(Literal::U32(v)) => Some(v as i64),
+        Expression::Literal(Literal::I32(v)) => Some(v as i64),
+        Expression::Literal(Literal::AbstractInt(v)) => Some(v),
+        Expression::Constant(c) => integer_value(module, &module.global_expressions[module.constants[c].init]),
+        Expression::Override(o) => {
+            let init = module.overrides[o].init?;
+            integer_value(module, &module.global_expressions[init])
+        }
+        _ => None,
+    }
+}
+
+/// The last argument (the workgroup size; `None` where it is no constant) of
+/// every `flat_index(..)` call that `function` makes, itself or through the
+/// functions it calls. Read from naga's IR, so that only the calls an entry
+/// point reaches count: one module may hold kernels of several sizes.
+fn flat_index_sizes(module: &naga::Module, function: &naga::Function, sizes: &mut Vec<Option<i64>>) {
+    use naga::Statement;
+    fn walk(module: &naga::Module, f: &naga::Function, block: &naga::Block, sizes: &mut Vec<Option<i64>>) {
+        for statement in block.iter() {
+            match statement {
+                Statement::Call {
+                    function, arguments, ..
+                } => {
+                    let callee = &module.functions[*function];
+                    if callee.name.as_deref() == Some("flat_index") {
+                        let last = arguments.last().expect("flat_index takes arguments");
+                        sizes.push(integer_value(module, &f.expressions[*last]));
+                    } else {
+                        walk(module, callee, &callee.body, sizes);
+                    }
+                }
+                Statement::Block(b) => walk(module, f, b, sizes),
+                Statement::If { accept, reject, .. } => {
+                    walk(module, f, accept, sizes);
+                    walk(module, f, reject, sizes);
+                }
+                Statement::Switch { cases, .. } => {
+                    for case in cases {
+                        walk(module, f, &case.body, sizes);
+                    }
+                }
+                Statement::Loop { body, continuing, .. } => {
+                    walk(module, f, body, sizes);
+                    walk(module, f, continuing, sizes);
+                }
+                _ => {}
+            }
+        }
+    }
+    walk(module, function, &function.body, sizes);
+}
+
+/// How many `flat_index` calls kernel `k`'s entry point reaches, and one
+/// line for each whose workgroup size is not the kernel's.
+fn flat_index_failures(family: &str, k: &KernelSpec) -> (usize, Vec<String>) {
+    let r = check_kernel(k).unwrap_or_else(|e| panic!("{family}/{}: {e:?}", k.name));
+    let module = parse(&k.source.text(), k.requires).expect("check_kernel parsed it");
+    let entry = module
+        .entry_points
+        .iter()
+        .find(|e| e.name == k.entry)
+        .expect("reflected");
+    let mut sizes = Vec::new();
+    flat_index_sizes(&module, &entry.function, &mut sizes);
+    let failures = sizes
+        .iter()
+        .filter(|&&value| value != Some(r.workgroup_size[0] as i64) || r.workgroup_size[1..] != [1, 1])
+        .map(|value| {
+            format!(
+                "{family}/{}: flat_index(.., {value:?}) in a kernel of workgroup size {:?}",
+                k.name, r.workgroup_size
+            )
         })
-        .collect()
+        .collect();
+    (sizes.len(), failures)
 }
 
 #[test]
@@ -300,22 +372,40 @@ fn flat_index_is_given_the_workgroup_size_of_its_kernel() {
     let mut failures = Vec::new();
     let mut calls = 0;
     for (family, k) in every_kernel() {
-        let sizes = flat_index_sizes(&k.source.own_text());
-        if sizes.is_empty() {
-            continue;
-        }
-        let r = check_kernel(&k).unwrap_or_else(|e| panic!("{family}/{}: {e:?}", k.name));
-        for size in sizes {
-            calls += 1;
-            let value = r.constant(&size).or_else(|| size.trim_end_matches('u').parse().ok());
-            if value != Some(r.workgroup_size[0] as i64) || r.workgroup_size[1..] != [1, 1] {
-                failures.push(format!(
-                    "{family}/{}: flat_index(.., {size}) ({value:?}) in a kernel of workgroup size {:?}",
-                    k.name, r.workgroup_size
-                ));
-            }
+        if k.source.own_text().contains("flat_index(") {
+            let (n, f) = flat_index_failures(family, &k);
+            calls += n;
+            failures.extend(f);
         }
     }
     assert!(calls > 0, "no kernel calls flat_index");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn a_flat_index_call_counts_for_the_entry_points_that_reach_it() {
+    let spec = find("conv2d_forward");
+    assert_eq!(flat_index_failures("conv2d", &spec), (1, vec![]));
+    // Another entry point of another size in the same module, with a helper
+    // that calls flat_index: it does not count for this kernel.
+    let other = with_source(&spec, |s| {
+        s + "
+fn other_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 { return flat_index(gid, nwg, WG); }
+@compute @workgroup_size(WG)
+fn other(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    if (other_index(gid, nwg) == 0u) { y[0] = 0.0; }
+}
+"
+    });
+    assert_eq!(flat_index_failures("conv2d", &other), (1, vec![]));
+    // A call of another size from this kernel's own entry point is named.
+    let wrong = with_source(&spec, |s| {
+        s.replace("flat_index(gid, nwg, WG_SMALL)", "flat_index(gid, nwg, WG)")
+    });
+    let (calls, failures) = flat_index_failures("conv2d", &wrong);
+    assert_eq!(calls, 1);
+    assert!(
+        failures.len() == 1 && failures[0].contains("Some(256)") && failures[0].contains("[64, 1, 1]"),
+        "{failures:?}"
+    );
 }
