@@ -4,12 +4,23 @@
 // ACCUMULATE adds to the existing gradient instead of overwriting it.
 // For a conv over cat[x, x2], input channel ci < cat_split is read from x, the rest from x2.
 //
-// One workgroup per output element: its 256 invocations take every 256th pixel and a
-// tree in workgroup memory adds their sums. (llvmpipe ends an invocation after 65535
-// loop iterations in total, so one invocation must not walk every pixel itself.)
+// conv2d_backward_weight and _bias: one workgroup per output element, whose 256
+// invocations take every 256th pixel, a tree in workgroup memory adding their sums.
+// (llvmpipe ends an invocation after 65535 loop iterations in total, so one
+// invocation must not walk every pixel of a large conv itself.)
+//
+// conv2d_backward_weight_few, over few pixels (`Conv2dShape::few_pixels`, well
+// inside that limit): each invocation walks every pixel itself for a block of 4
+// output x 4 input channels of one tap, held in registers: no workgroup per
+// element, no barriers, dw and db in one dispatch, and 8 loads per 16 FMAs.
+// Invocations [0, total) each write a block of dw (blocks ordered tap-major, so
+// neighbouring invocations share a tap and its padding test); with HAS_BIAS the
+// next ceil(cout / 4) each write 4 channels of db. Ragged blocks read a clamped
+// channel and skip its store.
 
 override GELU_INPUT: bool = false;
 override ACCUMULATE: bool = false;
+override HAS_BIAS: bool = false;
 
 struct Params {
     n: u32,
@@ -32,6 +43,8 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> grad: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
 @group(0) @binding(4) var<storage, read> x2: array<f32>;
+// db of the few-pixel entry point (the others write db through `grad`).
+@group(0) @binding(5) var<storage, read_write> db: array<f32>;
 
 var<workgroup> partial: array<f32, WG>;
 
@@ -103,4 +116,85 @@ fn conv2d_backward_bias(
         acc += dy[q * p.cout + co];
     }
     reduce_and_store(lid, co, acc);
+}
+
+// act(x) at pixel `pix`, channel min(ci, cin - 1), from x or x2.
+fn x_at(pix: u32, ci: u32) -> f32 {
+    let c = min(ci, p.cin - 1u);
+    if (c < p.cat_split) {
+        return act(x[pix * p.cat_split + c]);
+    }
+    let c2 = p.cin - p.cat_split;
+    return act(x2[pix * c2 + c - p.cat_split]);
+}
+
+// dy at pixel `q`, channels co..co+3 (clamped to the last).
+fn dy4(q: u32, co: u32) -> vec4<f32> {
+    let row = q * p.cout;
+    let last = p.cout - 1u;
+    return vec4(dy[row + co], dy[row + min(co + 1u, last)], dy[row + min(co + 2u, last)], dy[row + min(co + 3u, last)]);
+}
+
+@compute @workgroup_size(WG_SMALL)
+fn conv2d_backward_weight_few(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg, WG_SMALL);
+    let in_blocks = (p.cin + 3u) / 4u;
+    let out_blocks = (p.cout + 3u) / 4u;
+    let pixels = p.n * p.h * p.w;
+    if (i < p.total) {
+        let ci = (i % in_blocks) * 4u;
+        let co = (i / in_blocks) % out_blocks * 4u;
+        let tap = i / (in_blocks * out_blocks);
+        let kh = tap / p.k;
+        let kw = tap % p.k;
+        // acc[j][c]: the gradient of w[co + j, kh, kw, ci + c].
+        var acc = array<vec4<f32>, 4>();
+        // (oh, ow) of pixel q, stepped along with it (no division per pixel).
+        var oh = 0u;
+        var ow = 0u;
+        for (var q = 0u; q < pixels; q++) {
+            // Unsigned wrap-around makes taps above/left of the image fail the `< h` test.
+            let ih = oh + kh - p.pad;
+            let iw = ow + kw - p.pad;
+            if (ih < p.h && iw < p.w) {
+                let pix = q - oh * p.w - ow + ih * p.w + iw;
+                let xv = vec4(x_at(pix, ci), x_at(pix, ci + 1u), x_at(pix, ci + 2u), x_at(pix, ci + 3u));
+                let d = dy4(q, co);
+                acc[0] = fma(vec4(d.x), xv, acc[0]);
+                acc[1] = fma(vec4(d.y), xv, acc[1]);
+                acc[2] = fma(vec4(d.z), xv, acc[2]);
+                acc[3] = fma(vec4(d.w), xv, acc[3]);
+            }
+            ow += 1u;
+            if (ow == p.w) {
+                ow = 0u;
+                oh += 1u;
+                if (oh == p.h) {
+                    oh = 0u;
+                }
+            }
+        }
+        for (var j = 0u; j < 4u; j++) {
+            if (co + j < p.cout) {
+                let base = ((co + j) * p.k * p.k + tap) * p.cin;
+                for (var c = 0u; c < 4u; c++) {
+                    if (ci + c < p.cin) {
+                        let at = base + ci + c;
+                        grad[at] = select(acc[j][c], grad[at] + acc[j][c], ACCUMULATE);
+                    }
+                }
+            }
+        }
+    } else if (HAS_BIAS && i < p.total + out_blocks) {
+        let co = (i - p.total) * 4u;
+        var acc = vec4(0.0);
+        for (var q = 0u; q < pixels; q++) {
+            acc += dy4(q, co);
+        }
+        for (var j = 0u; j < 4u; j++) {
+            if (co + j < p.cout) {
+                db[co + j] = select(acc[j], db[co + j] + acc[j], ACCUMULATE);
+            }
+        }
+    }
 }

@@ -46,10 +46,7 @@ const BACKWARD_BIAS: Kernel<Params> = Kernel::portable(
 /// 4x4 channels of a tap, in registers.
 const BACKWARD_WEIGHT_FEW: Kernel<Params> = Kernel::portable(
     "conv2d_backward_weight_few",
-    &[
-        GELU_WGSL,
-        include_str!("../../../shaders/conv2d_backward_weight_few.wgsl"),
-    ],
+    WEIGHT_SOURCES,
     "conv2d_backward_weight_few",
     &[Read, Read, ReadWrite, Uniform, Read, ReadWrite],
 );
