@@ -294,7 +294,8 @@ impl OpRule for Conv2d {
         // With GELU on the input and both gradients wanted, the dx pass also
         // writes gelu(x), which the dw pass then reads as a plain input; over
         // a cat, gelu(cat[x, x2]) as one tensor (it lives from dx to dw only).
-        let act = gelu_input && wants_dx && b.wants(1);
+        // Not where the dw applies GELU once per element itself.
+        let act = gelu_input && wants_dx && b.wants(1) && !kernels::dw_gelu_once(k, b.g.shape(w)[0]);
         let mut dw_input = (vec![x], gelu_input);
         dw_input.0.extend(x2);
         if wants_dx {
@@ -588,7 +589,7 @@ impl OpRule for Conv2dBackwardWeight {
         let db = self.bias.then(|| l.output(1));
         // The tiled path can apply GELU to x once, into the side buffer, instead of per tap.
         let side = l.side();
-        let act = (self.gelu_input && s.act_len() <= side.len).then(|| BufView {
+        let act = (self.side_len(l.g, l.node) > 0 && s.act_len() <= side.len).then(|| BufView {
             len: s.act_len(),
             ..side
         });
@@ -625,8 +626,9 @@ impl OpRule for Conv2dBackwardWeight {
     }
 
     fn side_len(&self, g: &Graph, node: &Node) -> usize {
-        if self.gelu_input {
-            self.shape(g, node).act_len()
+        let s = self.shape(g, node);
+        if self.gelu_input && !kernels::dw_gelu_once(s.k, s.cout) {
+            s.act_len()
         } else {
             0
         }
