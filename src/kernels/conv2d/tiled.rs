@@ -267,18 +267,21 @@ fn forward_limits(k: usize) -> (usize, usize) {
     if k == 3 {
         (16, 4)
     } else {
-        (4, 8)
+        (4, 16)
     }
 }
 
 /// The tile for a conv with `cout` outputs over `h` (possibly stacked) rows. One input
 /// row segment per block, blocks stacked down the image; up to 32 output channels per
-/// workgroup for 3x3 and 64 for 1x1, so each broadcast x value feeds 4 resp. 8 channels
+/// workgroup for 3x3 and 128 for 1x1, so each broadcast x value feeds 4 resp. 16 channels
 /// per lane. All blocks' accumulators live across the channel loop (LLVM spills most of
 /// them; each spilled one is reloaded once per block), so bigger tiles cost compile time
 /// (the 1x1 at 16 blocks x 8 channels, 1024 accumulators, takes lavapipe ~10 s to
-/// compile), hence 4 x 8 there. Of the sizes timed on lavapipe, 16 x 4 (3x3) and 4 x 8
-/// (1x1) were the fastest that compile in a few seconds.
+/// compile), hence 4 blocks there. A 1x1 conv's epilogue (one load or store per output
+/// element and operand), not its FMAs, bounds it: the more channels a lane owns, the
+/// fewer workgroups load each x value and the wider its vector stores. Of the sizes
+/// timed on lavapipe (`sweep --k 1 --pass forward` over 8 to 24 channels per lane), 16 x 4
+/// (3x3) and 4 x 16 (1x1) were the fastest.
 fn forward_tile(
     k: usize,
     h: usize,
