@@ -204,11 +204,11 @@ pub fn reads_transposed_weights(ctx: &GpuContext, s: &Conv2dShape) -> bool {
 
 /// Whether the weight gradient of a conv with `gelu_input`, kernel `k` and
 /// `cout` output channels applies GELU to each element of x once when it runs
-/// it itself: a 1x1 conv whose output channels fit one tiled dw workgroup (4
-/// per lane). Then `act = gelu(x)` is written by nobody, neither beside dx nor
-/// by a pass of its own: its stores cost more than the one GELU per element.
+/// it itself: a 1x1 conv whose output channels fit one tiled dw workgroup.
+/// Then `act = gelu(x)` is written by nobody, neither beside dx nor by a pass
+/// of its own: its stores cost more than the one GELU per element.
 pub fn dw_gelu_once(k: usize, cout: usize) -> bool {
-    k == 1 && cout <= 4 * codegen::LANES as usize
+    k == 1 && tiled::dw_cout_groups(cout) == 1
 }
 
 /// An override constant's value for a boolean option (the simple and workgroup kernels').

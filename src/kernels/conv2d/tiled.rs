@@ -656,13 +656,18 @@ fn weight_input_shape(s: &Conv2dShape, copy_ragged: bool) -> Conv2dShape {
     }
 }
 
+/// Weight-gradient workgroups along the output channels: each owns 4 per lane.
+pub(super) fn dw_cout_groups(cout: usize) -> usize {
+    cout.div_ceil(4 * LANES as usize)
+}
+
 /// The reduction splits on this adapter: enough workgroups to keep it busy (a CPU adapter
 /// runs a workgroup per thread at a time, a GPU wants hundreds in flight), never
 /// more than [`reduction_splits`] (what the scratch is sized for) nor fewer than
 /// llvmpipe's loop limit allows. One reduction split lets the kernel write dw and db itself.
 pub fn reduction_splits_on(ctx: &GpuContext, s: &Conv2dShape, copy_ragged: bool) -> usize {
     let r = weight_input_shape(s, copy_ragged);
-    let tiles = ci_groups(&r) * s.cout.div_ceil(4).div_ceil(LANES as usize);
+    let tiles = ci_groups(&r) * dw_cout_groups(s.cout);
     let fill = ctx.busy_workgroups().div_ceil(tiles.max(1));
     fill.clamp(segments(s).div_ceil(16 * 1024).max(1), reduction_splits(s))
 }
@@ -804,7 +809,7 @@ pub(super) fn backward_weight(
     // Workgroups own (input-channel vec4s, LANES output vec4s, one reduction split).
     let grid = [
         ci_groups(&r) as u32,
-        s.cout.div_ceil(4).div_ceil(LANES as usize) as u32,
+        dw_cout_groups(s.cout) as u32,
         reduction_splits as u32,
     ];
     if grid.iter().any(|&g| g > 65535) {
